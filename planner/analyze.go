@@ -1,0 +1,363 @@
+package planner
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+// Kind says how a view is maintained.
+type Kind int
+
+const (
+	// Projection is a select-project view without aggregates: a multiset of
+	// rows, maintained by inserting and deleting row copies.
+	Projection Kind = iota + 1
+	// Grouped is GROUP BY with COUNT/SUM/AVG: per-group counters and sums.
+	Grouped
+	// Global is aggregates without GROUP BY: always exactly one row.
+	Global
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Projection:
+		return "projection"
+	case Grouped:
+		return "grouped aggregate"
+	case Global:
+		return "global aggregate"
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// aggFunc is an aggregate the counting algorithm maintains.
+type aggFunc int
+
+const (
+	aggCountStar aggFunc = iota + 1
+	aggCount
+	aggSum
+	aggAvg
+)
+
+// aggregate is one distinct aggregate call of a view.
+type aggregate struct {
+	fn    aggFunc
+	arg   *pg_query.Node // nil for count(*)
+	canon string
+	// argType is the argument's type on the source (0 until described).
+	argType uint32
+}
+
+// target is one select-list entry.
+type target struct {
+	alias string
+	expr  *pg_query.Node
+	loc   int32
+}
+
+// analysis is what can be learned from a definition without the source.
+type analysis struct {
+	def     *Definition
+	kind    Kind
+	from    *pg_query.RangeVar
+	alias   string
+	where   *pg_query.Node
+	targets []target
+	groups  []*pg_query.Node
+	aggs    []*aggregate
+	notes   []string
+	funcs   []string // every function name called, for the volatility check
+	stars   bool     // the select list has * or t.*
+}
+
+// unsupportedAggregates are built-in aggregates the counting algorithm
+// cannot maintain (yet).
+var unsupportedAggregates = map[string]bool{
+	"min": true, "max": true, "string_agg": true, "array_agg": true, "json_agg": true, "jsonb_agg": true,
+	"json_object_agg": true, "jsonb_object_agg": true, "bool_and": true, "bool_or": true, "every": true,
+	"bit_and": true, "bit_or": true, "bit_xor": true, "xmlagg": true, "stddev": true, "stddev_pop": true,
+	"stddev_samp": true, "variance": true, "var_pop": true, "var_samp": true, "corr": true,
+	"covar_pop": true, "covar_samp": true, "regr_avgx": true, "regr_avgy": true, "regr_count": true,
+	"regr_intercept": true, "regr_r2": true, "regr_slope": true, "regr_sxx": true, "regr_sxy": true,
+	"regr_syy": true, "percentile_cont": true, "percentile_disc": true, "mode": true, "rank": true,
+	"dense_rank": true, "percent_rank": true, "cume_dist": true, "range_agg": true, "range_intersect_agg": true,
+	"any_value": true,
+}
+
+// volatileFunctions are refused even without a source to ask: their result
+// changes from one evaluation to the next, so no stored result can stay
+// equal to the query.
+var volatileFunctions = map[string]bool{
+	"random": true, "setseed": true, "nextval": true, "currval": true, "lastval": true, "setval": true,
+	"now": true, "clock_timestamp": true, "statement_timestamp": true, "transaction_timestamp": true,
+	"timeofday": true, "gen_random_uuid": true, "uuid_generate_v1": true, "uuid_generate_v1mc": true,
+	"uuid_generate_v4": true, "pg_sleep": true, "txid_current": true, "pg_current_xact_id": true,
+	"pg_backend_pid": true, "random_normal": true,
+}
+
+// analyze checks a definition's query for what this version can maintain
+// and collects its parts. It needs no database.
+func analyze(d *Definition) (*analysis, error) {
+	sel := d.stmt
+	a := &analysis{def: d}
+	switch {
+	case sel.Op != pg_query.SetOperation_SET_OPERATION_UNDEFINED && sel.Op != pg_query.SetOperation_SETOP_NONE:
+		return nil, d.errorf(0, "set operation", strings.ToUpper(strings.TrimPrefix(sel.Op.String(), "SETOP_"))+" is not supported yet", "")
+	case sel.WithClause != nil:
+		return nil, d.errorf(sel.WithClause.Location, "WITH", "common table expressions (WITH) are not supported yet", "inline the CTE into the query")
+	case len(sel.ValuesLists) > 0:
+		return nil, d.errorf(0, "VALUES", "a VALUES list is not a maintainable view", "")
+	case len(sel.DistinctClause) > 0:
+		return nil, d.errorf(0, "DISTINCT", "SELECT DISTINCT is not supported yet", "use GROUP BY over the same columns")
+	case sel.HavingClause != nil:
+		return nil, d.errorf(location(sel.HavingClause), "HAVING", "HAVING is not supported yet", "")
+	case sel.LimitCount != nil || sel.LimitOffset != nil:
+		return nil, d.errorf(location(sel.LimitCount), "LIMIT", "LIMIT/OFFSET (top-N views) are not supported yet", "")
+	case len(sel.WindowClause) > 0:
+		return nil, d.errorf(0, "WINDOW", "window functions are not supported yet", "")
+	case len(sel.LockingClause) > 0:
+		return nil, d.errorf(0, "FOR UPDATE", "locking clauses have no meaning in a view", "remove FOR UPDATE/SHARE")
+	case sel.IntoClause != nil:
+		return nil, d.errorf(0, "INTO", "SELECT INTO is not allowed in a view", "")
+	}
+	if len(sel.SortClause) > 0 {
+		a.notes = append(a.notes, "ORDER BY is ignored: a table has no order; sort when you read it")
+	}
+	if len(sel.FromClause) == 0 {
+		return nil, d.errorf(0, "FROM", "a view without FROM has nothing to maintain", "")
+	}
+	if len(sel.FromClause) > 1 {
+		return nil, d.errorf(location(sel.FromClause[1]), "join", "views over several tables (joins) are not supported yet", "")
+	}
+	switch f := sel.FromClause[0].Node.(type) {
+	case *pg_query.Node_RangeVar:
+		a.from = f.RangeVar
+	case *pg_query.Node_JoinExpr:
+		return nil, d.errorf(location(sel.FromClause[0]), "join", "joins are not supported yet", "")
+	case *pg_query.Node_RangeSubselect:
+		return nil, d.errorf(0, "subquery in FROM", "subqueries in FROM are not supported yet", "")
+	case *pg_query.Node_RangeFunction:
+		return nil, d.errorf(0, "function in FROM", "functions in FROM are not supported", "read from a table")
+	default:
+		return nil, d.errorf(location(sel.FromClause[0]), "FROM", "only a plain table is supported in FROM", "")
+	}
+	if a.from.Catalogname != "" {
+		return nil, d.errorf(a.from.Location, "FROM", "a database-qualified table name is not supported", "")
+	}
+	a.alias = a.from.Relname
+	if a.from.Alias != nil {
+		a.alias = a.from.Alias.Aliasname
+		if len(a.from.Alias.Colnames) > 0 {
+			return nil, d.errorf(a.from.Location, "column aliases", "column aliases on the table are not supported", "alias columns in the select list")
+		}
+	}
+	a.where = sel.WhereClause
+
+	// Shorten schema-qualified column references (s.t.c → t.c): the query
+	// is evaluated over a stand-in relation carrying the table's alias.
+	shorten := func(n *pg_query.Node) *pg_query.Node {
+		if cr := n.GetColumnRef(); cr != nil && len(cr.Fields) > 2 {
+			cr.Fields = cr.Fields[len(cr.Fields)-2:]
+		}
+		return nil
+	}
+	rewrite(sel.ProtoReflect(), shorten)
+
+	for _, t := range sel.TargetList {
+		rt := t.GetResTarget()
+		a.targets = append(a.targets, target{alias: rt.Name, expr: rt.Val, loc: rt.Location})
+		if cr := rt.Val.GetColumnRef(); cr != nil && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
+			a.stars = true
+		}
+	}
+	if err := a.checkExpressions(sel); err != nil {
+		return nil, err
+	}
+	for _, g := range sel.GroupClause {
+		switch g.Node.(type) {
+		case *pg_query.Node_GroupingSet:
+			return nil, d.errorf(location(g), "GROUPING SETS", "GROUPING SETS, ROLLUP and CUBE are not supported", "")
+		}
+		a.groups = append(a.groups, g)
+	}
+	switch {
+	case len(a.groups) > 0:
+		a.kind = Grouped
+	case len(a.aggs) > 0:
+		a.kind = Global
+	default:
+		a.kind = Projection
+	}
+	if a.kind != Projection && a.stars {
+		return nil, d.errorf(0, "*", "SELECT * cannot be used with GROUP BY or aggregates", "list the columns")
+	}
+	return a, nil
+}
+
+// checkExpressions refuses what cannot be maintained anywhere in the query
+// and collects aggregates and called functions.
+func (a *analysis) checkExpressions(sel *pg_query.SelectStmt) error {
+	d := a.def
+	var err error
+	fail := func(e error) {
+		if err == nil {
+			err = e
+		}
+	}
+	seen := map[string]bool{}
+	check := func(n *pg_query.Node, inTargets bool) {
+		visit(n, func(x *pg_query.Node) {
+			switch v := x.Node.(type) {
+			case *pg_query.Node_SubLink:
+				fail(d.errorf(v.SubLink.Location, "subquery", "subqueries are not supported yet", ""))
+			case *pg_query.Node_SqlvalueFunction:
+				fail(d.errorf(v.SqlvalueFunction.Location, "time or session function",
+					"CURRENT_DATE, CURRENT_TIMESTAMP, CURRENT_USER and the like change without any row changing, so the view could never stay equal to its query",
+					"store the value in a column of the source table"))
+			case *pg_query.Node_FuncCall:
+				fc := v.FuncCall
+				name := funcName(fc)
+				if !seen[name] {
+					seen[name] = true
+					a.funcs = append(a.funcs, name)
+				}
+				if volatileFunctions[name] {
+					fail(d.errorf(fc.Location, "volatile function",
+						fmt.Sprintf("%s() returns a different value on every call (or as time passes), so the view could never stay equal to its query", name),
+						"store the value in a column of the source table"))
+				}
+				if fc.Over != nil {
+					fail(d.errorf(fc.Location, "window function", "window functions are not supported yet", ""))
+					return
+				}
+				if unsupportedAggregates[name] {
+					fail(d.errorf(fc.Location, "aggregate "+name, fmt.Sprintf("aggregate %s() is not supported yet", name),
+						"COUNT, SUM and AVG are maintained"))
+				}
+			}
+		})
+	}
+	for _, t := range a.targets {
+		check(t.expr, true)
+		if err == nil {
+			a.collectAggregates(t.expr, fail)
+		}
+	}
+	if sel.WhereClause != nil {
+		check(sel.WhereClause, false)
+		visit(sel.WhereClause, func(x *pg_query.Node) {
+			if fc := x.GetFuncCall(); fc != nil && isAggregateName(funcName(fc)) {
+				fail(d.errorf(fc.Location, "aggregate in WHERE", "aggregate functions are not allowed in WHERE", "use HAVING (not supported yet) or a subquery"))
+			}
+		})
+	}
+	for _, g := range sel.GroupClause {
+		check(g, false)
+	}
+	return err
+}
+
+func isAggregateName(name string) bool {
+	switch name {
+	case "count", "sum", "avg":
+		return true
+	}
+	return unsupportedAggregates[name]
+}
+
+// collectAggregates finds COUNT/SUM/AVG calls in a select-list expression.
+func (a *analysis) collectAggregates(n *pg_query.Node, fail func(error)) {
+	d := a.def
+	var walk func(x *pg_query.Node, inAgg bool)
+	walk = func(x *pg_query.Node, inAgg bool) {
+		visitShallow(x, func(c *pg_query.Node) bool {
+			fc := c.GetFuncCall()
+			if fc == nil || fc.Over != nil {
+				return true
+			}
+			name := funcName(fc)
+			var fn aggFunc
+			switch name {
+			case "count":
+				fn = aggCount
+				if fc.AggStar {
+					fn = aggCountStar
+				}
+			case "sum":
+				fn = aggSum
+			case "avg":
+				fn = aggAvg
+			default:
+				return true
+			}
+			if inAgg {
+				fail(d.errorf(fc.Location, "nested aggregate", "aggregate calls cannot be nested", ""))
+				return false
+			}
+			switch {
+			case fc.AggDistinct:
+				fail(d.errorf(fc.Location, name+"(DISTINCT)", name+"(DISTINCT ...) is not supported yet", ""))
+				return false
+			case fc.AggFilter != nil:
+				fail(d.errorf(fc.Location, "FILTER", "aggregate FILTER (WHERE ...) is not supported yet", "use SUM(CASE WHEN ... THEN x END)"))
+				return false
+			case len(fc.AggOrder) > 0 || fc.AggWithinGroup:
+				fail(d.errorf(fc.Location, "ORDER BY in aggregate", "ORDER BY inside "+name+"() changes nothing and is not supported", "remove it"))
+				return false
+			case fn != aggCountStar && len(fc.Args) != 1:
+				fail(d.errorf(fc.Location, name, name+"() takes exactly one argument here", ""))
+				return false
+			}
+			ag := &aggregate{fn: fn}
+			if fn != aggCountStar {
+				ag.arg = fc.Args[0]
+				walk(ag.arg, true)
+			}
+			ag.canon = canonical(c)
+			for _, have := range a.aggs {
+				if have.canon == ag.canon {
+					return false
+				}
+			}
+			a.aggs = append(a.aggs, ag)
+			return false
+		})
+	}
+	walk(n, false)
+}
+
+// visitShallow calls f on n and its descendants; f returns false to skip a
+// node's children.
+func visitShallow(n *pg_query.Node, f func(*pg_query.Node) bool) {
+	if n == nil || !f(n) {
+		return
+	}
+	rewrite(n.ProtoReflect(), func(c *pg_query.Node) *pg_query.Node {
+		visitShallow(c, f)
+		return c // handled: do not let rewrite descend on its own
+	})
+}
+
+// columnNames lists the bare column names a query refers to.
+func columnNames(nodes ...*pg_query.Node) []string {
+	set := map[string]bool{}
+	for _, n := range nodes {
+		visit(n, func(x *pg_query.Node) {
+			if cr := x.GetColumnRef(); cr != nil {
+				if s := cr.Fields[len(cr.Fields)-1].GetString_(); s != nil {
+					set[s.Sval] = true
+				}
+			}
+		})
+	}
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

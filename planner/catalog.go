@@ -1,0 +1,121 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Catalog answers the planner's questions about the source database.
+type Catalog interface {
+	// Table resolves a table name (schema "" means the search path).
+	// It returns ErrUnknownTable when there is no such relation.
+	Table(ctx context.Context, schema, name string) (*TableInfo, error)
+	// Describe returns the output columns of a query without running it.
+	// Server errors come back as *pgconn.PgError.
+	Describe(ctx context.Context, sql string) ([]Column, error)
+	// Volatile returns which of the named functions are volatile.
+	Volatile(ctx context.Context, names []string) ([]string, error)
+}
+
+// TableInfo describes a source relation.
+type TableInfo struct {
+	Schema, Name string
+	OID          uint32
+	// Kind is pg_class.relkind: 'r' table, 'p' partitioned, 'v' view, ...
+	Kind byte
+	// ReplicaIdentity is pg_class.relreplident.
+	ReplicaIdentity byte
+	Columns         []Column
+}
+
+// Column is a column of a table or of a query's output.
+type Column struct {
+	Name string
+	// Type is the type as format_type prints it on the source, usable in
+	// CREATE TABLE.
+	Type    string
+	TypeOID uint32
+	TypeMod int32
+	NotNull bool
+}
+
+// SourceCatalog is a Catalog backed by a connection to the source.
+type SourceCatalog struct {
+	Conn *pgx.Conn
+}
+
+var _ Catalog = (*SourceCatalog)(nil)
+
+func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableInfo, error) {
+	qualified := QuoteIdent(name)
+	if schema != "" {
+		qualified = QuoteIdent(schema) + "." + qualified
+	}
+	t := &TableInfo{}
+	var kind, ident string
+	err := c.Conn.QueryRow(ctx, `
+		SELECT n.nspname, c.relname, c.oid, c.relkind::text, c.relreplident::text
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = to_regclass($1)`, qualified).Scan(&t.Schema, &t.Name, &t.OID, &kind, &ident)
+	if err == pgx.ErrNoRows {
+		return nil, ErrUnknownTable
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up table %s: %w", qualified, err)
+	}
+	t.Kind, t.ReplicaIdentity = kind[0], ident[0]
+	rows, err := c.Conn.Query(ctx, `
+		SELECT attname, format_type(atttypid, atttypmod), atttypid, atttypmod, attnotnull
+		FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped
+		ORDER BY attnum`, t.OID)
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", qualified, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var col Column
+		if err := rows.Scan(&col.Name, &col.Type, &col.TypeOID, &col.TypeMod, &col.NotNull); err != nil {
+			return nil, err
+		}
+		t.Columns = append(t.Columns, col)
+	}
+	return t, rows.Err()
+}
+
+func (c *SourceCatalog) Describe(ctx context.Context, sql string) ([]Column, error) {
+	sd, err := c.Conn.PgConn().Prepare(ctx, "", sql, nil)
+	if err != nil {
+		return nil, err
+	}
+	cols := make([]Column, len(sd.Fields))
+	oids := make([]uint32, len(sd.Fields))
+	mods := make([]int32, len(sd.Fields))
+	for i, f := range sd.Fields {
+		cols[i] = Column{Name: f.Name, TypeOID: f.DataTypeOID, TypeMod: f.TypeModifier}
+		oids[i], mods[i] = f.DataTypeOID, f.TypeModifier
+	}
+	rows, err := c.Conn.Query(ctx, `SELECT format_type(o, m) FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS x(o, m, i) ORDER BY i`, oids, mods)
+	if err != nil {
+		return nil, fmt.Errorf("type names: %w", err)
+	}
+	defer rows.Close()
+	for i := 0; rows.Next(); i++ {
+		if err := rows.Scan(&cols[i].Type); err != nil {
+			return nil, err
+		}
+	}
+	return cols, rows.Err()
+}
+
+func (c *SourceCatalog) Volatile(ctx context.Context, names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	rows, err := c.Conn.Query(ctx, `SELECT DISTINCT proname::text FROM pg_proc WHERE proname = ANY($1) AND provolatile = 'v' ORDER BY 1`, names)
+	if err != nil {
+		return nil, fmt.Errorf("function volatility: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

@@ -1,0 +1,450 @@
+package planner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+// Plan is how one view is maintained: its source, its output, the state it
+// keeps and the SQL that applies a batch of source changes.
+type Plan struct {
+	View *Definition
+	Kind Kind
+	// Source is the table the view reads, schema resolved.
+	Source Table
+	// Alias is the name the query uses for the source table.
+	Alias string
+	// SourceColumns are the source columns the view reads: what a change
+	// must carry to be applied.
+	SourceColumns []Column
+	// Columns are the view's output columns, named and typed as Postgres
+	// gives them.
+	Columns []Column
+	// Keys are the output columns that hold the GROUP BY expressions, in
+	// GROUP BY order (Grouped only).
+	Keys []int
+	// KeyNullable tells, per key, whether it can be NULL.
+	KeyNullable []bool
+	// State are the columns of the state table (Grouped and Global).
+	State []Column
+	// Notes are remarks for `deltaview check`.
+	Notes []string
+
+	where   string   // deparsed WHERE, "" when none
+	groups  []string // deparsed GROUP BY expressions
+	outputs []string // deparsed select-list expressions (Projection)
+	finals  []string // select-list expressions over the state row "up"
+	aggs    []*aggregate
+	aggSQL  []string // deparsed aggregate arguments, "" for count(*)
+}
+
+// Analyze checks a definition without a database: syntax and constructs.
+// It returns the kind of maintenance the view needs.
+func Analyze(d *Definition) (Kind, []string, error) {
+	a, err := analyze(d)
+	if err != nil {
+		return 0, nil, err
+	}
+	return a.kind, a.notes, nil
+}
+
+// Build plans a view against the source's catalog.
+func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
+	// Work on a copy of the parse tree: planning rewrites it.
+	stmtCopy := *d
+	stmtCopy.stmt = clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()
+	a, err := analyze(&stmtCopy)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{View: d, Kind: a.kind, Alias: a.alias, Notes: a.notes, aggs: a.aggs}
+
+	ti, err := cat.Table(ctx, a.from.Schemaname, a.from.Relname)
+	if errors.Is(err, ErrUnknownTable) {
+		return nil, d.errorf(a.from.Location, "FROM", fmt.Sprintf("table %s does not exist on the source", Table{a.from.Schemaname, a.from.Relname}),
+			"check the name and the search_path of the source connection")
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch ti.Kind {
+	case 'r':
+	case 'p':
+		return nil, d.errorf(a.from.Location, "partitioned table", fmt.Sprintf("%s.%s is a partitioned table; partitioned sources are not supported yet", ti.Schema, ti.Name), "")
+	case 'v', 'm':
+		return nil, d.errorf(a.from.Location, "view in FROM", fmt.Sprintf("%s.%s is a view; views in FROM are not supported yet", ti.Schema, ti.Name), "read from the underlying table")
+	default:
+		return nil, d.errorf(a.from.Location, "FROM", fmt.Sprintf("%s.%s is not an ordinary table", ti.Schema, ti.Name), "")
+	}
+	p.Source = Table{ti.Schema, ti.Name}
+
+	if vol, err := cat.Volatile(ctx, a.funcs); err != nil {
+		return nil, err
+	} else if len(vol) > 0 {
+		return nil, d.errorf(0, "volatile function", fmt.Sprintf("%s() is volatile: its result can change without any row changing", vol[0]),
+			"store the value in a column of the source table")
+	}
+
+	// The server is the judge of the query: names, types, GROUP BY rules.
+	out, err := cat.Describe(ctx, d.Query)
+	if err != nil {
+		return nil, d.serverError(err)
+	}
+	seenName := map[string]bool{}
+	for _, c := range out {
+		if seenName[c.Name] {
+			return nil, d.errorf(0, "column names", fmt.Sprintf("the output has two columns named %q", c.Name), "give the columns distinct names with AS")
+		}
+		seenName[c.Name] = true
+	}
+	p.Columns = out
+
+	if a.stars {
+		a.expandStars(ti)
+	}
+	if len(a.targets) != len(out) {
+		return nil, fmt.Errorf("plan %s: select list has %d entries, server reports %d columns", d.Name, len(a.targets), len(out))
+	}
+	if p.where, err = deparseOpt(a.where); err != nil {
+		return nil, err
+	}
+
+	tableCols := map[string]Column{}
+	for _, c := range ti.Columns {
+		tableCols[c.Name] = c
+	}
+	var used []*pg_query.Node
+	used = append(used, a.where)
+	for _, t := range a.targets {
+		used = append(used, t.expr)
+	}
+	used = append(used, a.groups...)
+	for _, name := range columnNames(used...) {
+		if c, ok := tableCols[name]; ok {
+			p.SourceColumns = append(p.SourceColumns, c)
+		}
+	}
+
+	switch a.kind {
+	case Projection:
+		for _, t := range a.targets {
+			s, err := deparseExpr(t.expr)
+			if err != nil {
+				return nil, err
+			}
+			p.outputs = append(p.outputs, s)
+		}
+		// Maintaining a multiset groups rows by every output column: the
+		// server tells whether each type can be compared.
+		if _, err := cat.Describe(ctx, p.deltaCheckSQL()); err != nil {
+			return nil, d.serverError(err)
+		}
+	case Grouped, Global:
+		if err := p.planAggregates(ctx, a, cat, tableCols); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func deparseOpt(n *pg_query.Node) (string, error) {
+	if n == nil {
+		return "", nil
+	}
+	return deparseExpr(n)
+}
+
+// serverError turns a server error about the view's query into a ViewError
+// pointing at the line the server names.
+func (d *Definition) serverError(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return fmt.Errorf("view %s: %w", d.Name, err)
+	}
+	ve := &ViewError{View: d.Name, File: d.File, Line: d.Line, Construct: "query", Msg: pe.Message, Hint: pe.Hint, Err: err}
+	if pe.Position > 0 {
+		ve.Line = d.lineOfQueryChar(int(pe.Position))
+	}
+	return ve
+}
+
+// expandStars replaces * and t.* in the select list by the table's columns.
+func (a *analysis) expandStars(ti *TableInfo) {
+	var out []target
+	for _, t := range a.targets {
+		cr := t.expr.GetColumnRef()
+		if cr == nil || cr.Fields[len(cr.Fields)-1].GetAStar() == nil {
+			out = append(out, t)
+			continue
+		}
+		for _, c := range ti.Columns {
+			out = append(out, target{expr: columnRef(a.alias, c.Name), loc: t.loc})
+		}
+	}
+	a.targets = out
+}
+
+// planAggregates maps GROUP BY expressions to output columns, types the
+// aggregates' arguments and rewrites the select list over the state row.
+func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tableCols map[string]Column) error {
+	d := p.View
+	// GROUP BY entries may be output ordinals or output aliases (when no
+	// table column has that name), as in Postgres.
+	for i, g := range a.groups {
+		if c := g.GetAConst(); c != nil && c.GetIval() != nil {
+			k := int(c.GetIval().Ival)
+			if k < 1 || k > len(a.targets) {
+				return d.errorf(c.Location, "GROUP BY", fmt.Sprintf("GROUP BY position %d is not in the select list", k), "")
+			}
+			a.groups[i] = a.targets[k-1].expr
+			continue
+		}
+		if cr := g.GetColumnRef(); cr != nil && len(cr.Fields) == 1 {
+			name := cr.Fields[0].GetString_().GetSval()
+			if _, isCol := tableCols[name]; !isCol {
+				for j, t := range a.targets {
+					if p.Columns[j].Name == name && t.alias != "" {
+						a.groups[i] = t.expr
+					}
+				}
+			}
+		}
+	}
+	groupCanon := make([]string, len(a.groups))
+	for i, g := range a.groups {
+		groupCanon[i] = canonical(g)
+		s, err := deparseExpr(g)
+		if err != nil {
+			return err
+		}
+		p.groups = append(p.groups, s)
+	}
+	// Every GROUP BY expression must be an output column: it is the key of
+	// the result table.
+	for i, gc := range groupCanon {
+		found := -1
+		for j, t := range a.targets {
+			if canonical(t.expr) == gc {
+				found = j
+				break
+			}
+		}
+		if found < 0 {
+			return d.errorf(location(a.groups[i]), "GROUP BY", fmt.Sprintf("GROUP BY expression %s is not in the select list", p.groups[i]),
+				"add it to the select list: it becomes the key of the result table")
+		}
+		p.Keys = append(p.Keys, found)
+		nullable := true
+		if cr := a.groups[i].GetColumnRef(); cr != nil {
+			if c, ok := tableCols[cr.Fields[len(cr.Fields)-1].GetString_().GetSval()]; ok && c.NotNull {
+				nullable = false
+			}
+		}
+		p.KeyNullable = append(p.KeyNullable, nullable)
+	}
+	for i, k := range p.Keys {
+		for j := 0; j < i; j++ {
+			if p.Keys[j] == k {
+				return d.errorf(0, "GROUP BY", fmt.Sprintf("GROUP BY lists %s twice", p.groups[i]), "remove the duplicate")
+			}
+		}
+	}
+
+	// Argument types decide how SUM and AVG are kept exactly.
+	for _, ag := range p.aggs {
+		s := ""
+		if ag.arg != nil {
+			var err error
+			if s, err = deparseExpr(ag.arg); err != nil {
+				return err
+			}
+		}
+		p.aggSQL = append(p.aggSQL, s)
+	}
+	var args []string
+	for _, s := range p.aggSQL {
+		if s != "" {
+			args = append(args, s)
+		}
+	}
+	if len(args) > 0 {
+		cols, err := cat.Describe(ctx, "SELECT "+strings.Join(args, ", ")+" FROM "+p.Source.Quoted()+" AS "+QuoteIdent(p.Alias))
+		if err != nil {
+			return d.serverError(err)
+		}
+		k := 0
+		for i, ag := range p.aggs {
+			if p.aggSQL[i] == "" {
+				continue
+			}
+			ag.argType = cols[k].TypeOID
+			if err := checkSummable(d, ag, cols[k], p.aggSQL[i]); err != nil {
+				return err
+			}
+			k++
+		}
+	}
+
+	// The select list over the state row: group expressions become key
+	// columns, aggregates their finalized state.
+	for j, t := range a.targets {
+		e := clone(t.expr)
+		replace := func(n *pg_query.Node) *pg_query.Node {
+			if fc := n.GetFuncCall(); fc != nil && fc.Over == nil {
+				if i := p.aggIndex(canonical(n)); i >= 0 {
+					return mustExpr(p.finalAggregate(i))
+				}
+			}
+			if n.GetAConst() != nil || n.GetString_() != nil || n.GetAStar() != nil {
+				return nil
+			}
+			c := canonical(n)
+			for i, gc := range groupCanon {
+				if c == gc {
+					return columnRef("up", "k"+strconv.Itoa(i+1))
+				}
+			}
+			return nil
+		}
+		if r := replace(e); r != nil {
+			e = r
+		} else {
+			rewrite(e.ProtoReflect(), replace)
+		}
+		var stray string
+		visit(e, func(x *pg_query.Node) {
+			if cr := x.GetColumnRef(); cr != nil && stray == "" {
+				if len(cr.Fields) != 2 || cr.Fields[0].GetString_().GetSval() != "up" {
+					stray, _ = deparseExpr(x)
+				}
+			}
+		})
+		if stray != "" {
+			return d.errorf(t.loc, "GROUP BY", fmt.Sprintf("column %s in output column %q is neither grouped nor aggregated", stray, p.Columns[j].Name),
+				"add it to GROUP BY")
+		}
+		s, err := deparseExpr(e)
+		if err != nil {
+			return err
+		}
+		p.finals = append(p.finals, s)
+	}
+
+	state, err := cat.Describe(ctx, p.SnapshotQuery())
+	if err != nil {
+		return fmt.Errorf("plan %s: state query: %w", d.Name, err)
+	}
+	p.State = state
+	return nil
+}
+
+func (p *Plan) aggIndex(canon string) int {
+	for i, ag := range p.aggs {
+		if ag.canon == canon {
+			return i
+		}
+	}
+	return -1
+}
+
+// Type OIDs of the built-in types SUM and AVG keep exactly.
+const (
+	oidInt2     = 21
+	oidInt4     = 23
+	oidInt8     = 20
+	oidNumeric  = 1700
+	oidMoney    = 790
+	oidInterval = 1186
+	oidFloat4   = 700
+	oidFloat8   = 701
+)
+
+// checkSummable refuses SUM/AVG arguments whose running total would not be
+// exactly what Postgres computes from scratch.
+func checkSummable(d *Definition, ag *aggregate, c Column, arg string) error {
+	if ag.fn != aggSum && ag.fn != aggAvg {
+		return nil
+	}
+	fn := "SUM"
+	if ag.fn == aggAvg {
+		fn = "AVG"
+	}
+	loc := location(ag.arg)
+	switch c.TypeOID {
+	case oidInt2, oidInt4, oidInt8, oidInterval:
+		return nil
+	case oidMoney:
+		if ag.fn == aggSum {
+			return nil
+		}
+	case oidNumeric:
+		if c.TypeMod != -1 {
+			return nil
+		}
+		return d.errorf(loc, fn+" over numeric",
+			fmt.Sprintf("%s(%s) is over numeric without a declared scale: the scale of the result depends on which rows are present, which a running total cannot know", fn, arg),
+			fmt.Sprintf("give the argument a scale, e.g. %s((%s)::numeric(20,2))", fn, arg))
+	case oidFloat4, oidFloat8:
+		return d.errorf(loc, fn+" over "+c.Type,
+			fmt.Sprintf("%s(%s) is over %s: floating-point sums depend on the order rows are added, so no maintained total can equal the query's", fn, arg, c.Type),
+			fmt.Sprintf("sum an exact type, e.g. %s((%s)::numeric(30,6))", fn, arg))
+	}
+	return d.errorf(loc, fn+" over "+c.Type, fmt.Sprintf("%s over %s is not supported", fn, c.Type),
+		"SUM and AVG are maintained over integer, numeric with a scale, interval (and SUM over money)")
+}
+
+// finalAggregate is the SQL of aggregate i's value computed from the state
+// row "up".
+func (p *Plan) finalAggregate(i int) string {
+	ag := p.aggs[i]
+	nn := fmt.Sprintf("up.a%d_nn", i+1)
+	s := fmt.Sprintf("up.a%d_s", i+1)
+	switch ag.fn {
+	case aggCountStar:
+		return "up.n"
+	case aggCount:
+		return nn
+	case aggSum:
+		return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL ELSE %s END)", nn, s)
+	default: // aggAvg: sum / count, as the server's own final functions do
+		if ag.argType == oidInterval {
+			return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL ELSE %s / %s::float8 END)", nn, s, nn)
+		}
+		return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL ELSE %s::numeric / %s::numeric END)", nn, s, nn)
+	}
+}
+
+// Strategy describes, for `deltaview check`, how the view is maintained
+// and what state it keeps.
+func (p *Plan) Strategy() string {
+	switch p.Kind {
+	case Projection:
+		return "algebraic (signed rows): each change inserts or deletes copies of its projected row; no state beyond the result table"
+	case Grouped:
+		return fmt.Sprintf("algebraic (counting): per group a row count%s in deltaview's state table; no copy of %s", p.stateSummary(), p.Source)
+	default:
+		return fmt.Sprintf("algebraic (counting): one state row with the row count%s; no copy of %s", p.stateSummary(), p.Source)
+	}
+}
+
+func (p *Plan) stateSummary() string {
+	var parts []string
+	for i, ag := range p.aggs {
+		switch ag.fn {
+		case aggCount:
+			parts = append(parts, "non-null count of "+p.aggSQL[i])
+		case aggSum, aggAvg:
+			parts = append(parts, "sum and non-null count of "+p.aggSQL[i])
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ", " + strings.Join(parts, ", ")
+}

@@ -1,0 +1,355 @@
+package planner
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// SignColumn is the stage tables' column holding +1 for a row that arrived
+// and -1 for a row that left.
+const SignColumn = "__dv_sign"
+
+// Names are the quoted relation names the generated SQL works on.
+type Names struct {
+	// Target is the user's result table.
+	Target string
+	// State is the view's state table in deltaview's schema (aggregates).
+	State string
+	// Stage is the table of staged signed source rows; it has SignColumn
+	// and (at least) the plan's SourceColumns, with their source types.
+	Stage string
+}
+
+func list(n int, f func(i int) string) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = f(i)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func ordinals(n int) string {
+	return list(n, func(i int) string { return strconv.Itoa(i + 1) })
+}
+
+func (p *Plan) colList(prefix string) string {
+	return list(len(p.Columns), func(i int) string { return prefix + QuoteIdent(p.Columns[i].Name) })
+}
+
+func (p *Plan) whereSQL() string {
+	if p.where == "" {
+		return ""
+	}
+	return " WHERE " + p.where
+}
+
+func (p *Plan) from(rel string) string {
+	return " FROM " + rel + " AS " + QuoteIdent(p.Alias)
+}
+
+// SnapshotQuery runs on the source, under the slot's snapshot, and yields
+// the initial rows of the state table (aggregates) or of the result table
+// (Projection), in SnapshotColumns order.
+func (p *Plan) SnapshotQuery() string {
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	if p.Kind == Projection {
+		b.WriteString(list(len(p.outputs), func(i int) string { return p.outputs[i] }))
+		b.WriteString(p.from(p.Source.Quoted()) + p.whereSQL())
+		return b.String()
+	}
+	var cols []string
+	for i, g := range p.groups {
+		cols = append(cols, g+" AS k"+strconv.Itoa(i+1))
+	}
+	cols = append(cols, "count(*) AS n")
+	for i, ag := range p.aggs {
+		a := p.aggSQL[i]
+		n := strconv.Itoa(i + 1)
+		switch ag.fn {
+		case aggCount:
+			cols = append(cols, "count("+a+") AS a"+n+"_nn")
+		case aggSum, aggAvg:
+			cols = append(cols, "count("+a+") AS a"+n+"_nn", "sum("+a+") AS a"+n+"_s")
+		}
+	}
+	b.WriteString(strings.Join(cols, ", "))
+	b.WriteString(p.from(p.Source.Quoted()) + p.whereSQL())
+	if len(p.groups) > 0 {
+		b.WriteString(" GROUP BY " + ordinals(len(p.groups)))
+	}
+	return b.String()
+}
+
+// SnapshotTarget is the relation and column list the snapshot's rows are
+// copied into.
+func (p *Plan) SnapshotTarget(n Names) string {
+	if p.Kind == Projection {
+		return n.Target + " (" + p.colList("") + ")"
+	}
+	return n.State + " (" + list(len(p.State), func(i int) string { return QuoteIdent(p.State[i].Name) }) + ")"
+}
+
+// CreateTarget creates the result table: exactly the view's columns, with a
+// key on the GROUP BY columns.
+func (p *Plan) CreateTarget(n Names) []string {
+	stmts := []string{"CREATE TABLE " + n.Target + " (" + list(len(p.Columns), func(i int) string {
+		return QuoteIdent(p.Columns[i].Name) + " " + p.Columns[i].Type
+	}) + ")"}
+	switch p.Kind {
+	case Grouped:
+		keys := list(len(p.Keys), func(i int) string { return QuoteIdent(p.Columns[p.Keys[i]].Name) })
+		nullable := false
+		for _, x := range p.KeyNullable {
+			nullable = nullable || x
+		}
+		if nullable {
+			stmts = append(stmts, "CREATE UNIQUE INDEX ON "+n.Target+" ("+keys+") NULLS NOT DISTINCT")
+		} else {
+			stmts = append(stmts, "ALTER TABLE "+n.Target+" ADD PRIMARY KEY ("+keys+")")
+		}
+	case Projection:
+		// Deleting one copy of a row looks it up by its first column.
+		stmts = append(stmts, "CREATE INDEX ON "+n.Target+" ("+QuoteIdent(p.Columns[0].Name)+")")
+	}
+	return stmts
+}
+
+// CreateState creates the state table (nil for Projection).
+func (p *Plan) CreateState(n Names) []string {
+	if p.Kind == Projection {
+		return nil
+	}
+	stmts := []string{"CREATE TABLE " + n.State + " (" + list(len(p.State), func(i int) string {
+		c := p.State[i]
+		s := QuoteIdent(c.Name) + " " + c.Type
+		if c.Name == "n" || strings.HasSuffix(c.Name, "_nn") {
+			s += " NOT NULL"
+		}
+		return s
+	}) + ")"}
+	if p.Kind == Grouped {
+		stmts = append(stmts,
+			"CREATE UNIQUE INDEX ON "+n.State+" ("+p.stateKeys("")+") NULLS NOT DISTINCT",
+			"CREATE INDEX ON "+n.State+" (n) WHERE n <= 0")
+	}
+	return stmts
+}
+
+func (p *Plan) stateKeys(prefix string) string {
+	return list(len(p.groups), func(i int) string { return prefix + "k" + strconv.Itoa(i+1) })
+}
+
+// FinalizeAll fills the result table from a freshly loaded state table
+// ("" for Projection, whose snapshot goes to the result table directly).
+func (p *Plan) FinalizeAll(n Names) string {
+	if p.Kind == Projection {
+		return ""
+	}
+	s := "INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + strings.Join(p.finals, ", ") + " FROM " + n.State + " AS up"
+	if p.Kind == Grouped {
+		s += " WHERE up.n > 0"
+	}
+	return s
+}
+
+// deltaSQL aggregates the staged signed rows into per-group (or per-row)
+// deltas.
+func (p *Plan) deltaSQL(stage string) string {
+	sign := QuoteIdent(SignColumn)
+	if p.Kind == Projection {
+		return "SELECT * FROM (SELECT " + list(len(p.outputs), func(i int) string { return p.outputs[i] + " AS c" + strconv.Itoa(i+1) }) +
+			", sum(" + sign + ")::int8 AS n" + p.from(stage) + p.whereSQL() + " GROUP BY " + ordinals(len(p.outputs)) + ") AS x WHERE n <> 0"
+	}
+	var cols []string
+	for i, g := range p.groups {
+		cols = append(cols, g+" AS k"+strconv.Itoa(i+1))
+	}
+	cols = append(cols, "sum("+sign+")::int8 AS n")
+	for i, ag := range p.aggs {
+		a := p.aggSQL[i]
+		n := strconv.Itoa(i + 1)
+		if ag.fn == aggCountStar {
+			continue
+		}
+		cols = append(cols, "coalesce(sum("+sign+") FILTER (WHERE ("+a+") IS NOT NULL), 0)::int8 AS a"+n+"_nn")
+		if ag.fn == aggSum || ag.fn == aggAvg {
+			plus := "sum(" + a + ") FILTER (WHERE " + sign + " > 0)"
+			minus := "sum(" + a + ") FILTER (WHERE " + sign + " < 0)"
+			cols = append(cols, fmt.Sprintf("CASE WHEN %[2]s IS NULL THEN %[1]s WHEN %[1]s IS NULL THEN -%[2]s ELSE %[1]s - %[2]s END AS a%[3]s_s", plus, minus, n))
+		}
+	}
+	s := "SELECT " + strings.Join(cols, ", ") + p.from(stage) + p.whereSQL()
+	if len(p.groups) > 0 {
+		s += " GROUP BY " + ordinals(len(p.groups))
+	}
+	return s
+}
+
+// deltaCheckSQL is the Projection delta over the source table itself: the
+// server checks with it that every output type can be grouped.
+func (p *Plan) deltaCheckSQL() string {
+	return "SELECT " + list(len(p.outputs), func(i int) string { return p.outputs[i] }) + ", count(*)" +
+		p.from(p.Source.Quoted()) + p.whereSQL() + " GROUP BY " + ordinals(len(p.outputs))
+}
+
+// aggState lists the non-key state columns with how a delta merges in:
+// counters add; sums add, NULL meaning "nothing yet", and reset when no
+// non-null value is left.
+func (p *Plan) merges(old, delta string) []string {
+	out := []string{"n = " + old + ".n + " + delta + ".n"}
+	for i, ag := range p.aggs {
+		n := strconv.Itoa(i + 1)
+		if ag.fn == aggCountStar {
+			continue
+		}
+		nn := "a" + n + "_nn"
+		out = append(out, nn+" = "+old+"."+nn+" + "+delta+"."+nn)
+		if ag.fn == aggSum || ag.fn == aggAvg {
+			s := "a" + n + "_s"
+			out = append(out, fmt.Sprintf("%[3]s = CASE WHEN %[1]s.%[4]s + %[2]s.%[4]s = 0 THEN NULL WHEN %[1]s.%[3]s IS NULL THEN %[2]s.%[3]s WHEN %[2]s.%[3]s IS NULL THEN %[1]s.%[3]s ELSE %[1]s.%[3]s + %[2]s.%[3]s END",
+				old, delta, s, nn))
+		}
+	}
+	return out
+}
+
+// noop is true for a delta row that changes nothing: no rows, no non-null
+// values and a zero sum (as after an insert and a delete of the same row).
+func (p *Plan) noop(d string) string {
+	conds := []string{d + ".n = 0"}
+	for i, ag := range p.aggs {
+		n := strconv.Itoa(i + 1)
+		if ag.fn == aggCountStar {
+			continue
+		}
+		conds = append(conds, d+".a"+n+"_nn = 0")
+		if ag.fn == aggSum || ag.fn == aggAvg {
+			s := d + ".a" + n + "_s"
+			conds = append(conds, "("+s+" IS NULL OR "+s+" = "+s+" - "+s+")")
+		}
+	}
+	return "(" + strings.Join(conds, " AND ") + ")"
+}
+
+func (p *Plan) stateColumns() string {
+	return list(len(p.State), func(i int) string { return QuoteIdent(p.State[i].Name) })
+}
+
+// finalsAs is the select list over "up" with internal column names.
+func (p *Plan) finalsAs() string {
+	return list(len(p.finals), func(i int) string { return p.finals[i] + " AS c" + strconv.Itoa(i+1) })
+}
+
+// Apply applies the staged rows to the view. Its one result row holds the
+// number of result rows inserted, updated and deleted.
+func (p *Plan) Apply(n Names) string {
+	d := p.deltaSQL(n.Stage)
+	switch p.Kind {
+	case Projection:
+		return p.applyProjection(n, d)
+	case Global:
+		return "WITH d AS (" + d + "), " +
+			"up AS (UPDATE " + n.State + " AS s SET " + strings.Join(p.merges("s", "d"), ", ") +
+			" FROM d WHERE d.n IS NOT NULL AND NOT " + p.noop("d") + " RETURNING s.*), " +
+			p.updateGlobal(n) +
+			" SELECT 0::int8, count(*), 0::int8 FROM ch"
+	}
+	var nonKey []int
+	isKey := map[int]bool{}
+	for _, k := range p.Keys {
+		isKey[k] = true
+	}
+	for i := range p.Columns {
+		if !isKey[i] {
+			nonKey = append(nonKey, i)
+		}
+	}
+	conflict := "DO NOTHING"
+	if len(nonKey) > 0 {
+		conflict = "DO UPDATE SET " + list(len(nonKey), func(i int) string {
+			c := QuoteIdent(p.Columns[nonKey[i]].Name)
+			return c + " = excluded." + c
+		}) + " WHERE (" + list(len(nonKey), func(i int) string { return "u." + QuoteIdent(p.Columns[nonKey[i]].Name) }) +
+			") IS DISTINCT FROM (" + list(len(nonKey), func(i int) string { return "excluded." + QuoteIdent(p.Columns[nonKey[i]].Name) }) + ")"
+	}
+	keyMatch := make([]string, len(p.Keys))
+	for i, k := range p.Keys {
+		op := " = "
+		if p.KeyNullable[i] {
+			op = " IS NOT DISTINCT FROM "
+		}
+		keyMatch[i] = "u." + QuoteIdent(p.Columns[k].Name) + op + "up.k" + strconv.Itoa(i+1)
+	}
+	return "WITH d AS (" + d + "), " +
+		"up AS (INSERT INTO " + n.State + " AS s (" + p.stateColumns() + ") SELECT " + p.stateColumns() +
+		" FROM d WHERE NOT " + p.noop("d") +
+		" ON CONFLICT (" + p.stateKeys("") + ") DO UPDATE SET " + strings.Join(p.merges("s", "excluded"), ", ") + " RETURNING s.*), " +
+		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") SELECT " + strings.Join(p.finals, ", ") +
+		" FROM up WHERE up.n > 0 ON CONFLICT (" + list(len(p.Keys), func(i int) string { return QuoteIdent(p.Columns[p.Keys[i]].Name) }) + ") " +
+		conflict + " RETURNING (xmax = 0) AS inserted), " +
+		"del AS (DELETE FROM " + n.Target + " AS u USING up WHERE up.n <= 0 AND " + strings.Join(keyMatch, " AND ") + " RETURNING 1) " +
+		"SELECT (SELECT count(*) FROM ins WHERE inserted), (SELECT count(*) FROM ins WHERE NOT inserted), (SELECT count(*) FROM del)"
+}
+
+// updateGlobal is the CTE "ch" that rewrites a global aggregate's single
+// result row from the state row(s) in "up", when they differ.
+func (p *Plan) updateGlobal(n Names) string {
+	return "ch AS (UPDATE " + n.Target + " AS u SET " + list(len(p.Columns), func(i int) string {
+		return QuoteIdent(p.Columns[i].Name) + " = f.c" + strconv.Itoa(i+1)
+	}) + " FROM (SELECT " + p.finalsAs() + " FROM up) AS f WHERE (" + p.colList("u.") + ") IS DISTINCT FROM (" +
+		list(len(p.Columns), func(i int) string { return "f.c" + strconv.Itoa(i+1) }) + ") RETURNING 1)"
+}
+
+func (p *Plan) applyProjection(n Names, d string) string {
+	m := len(p.Columns)
+	match := make([]string, m)
+	for i := range p.Columns {
+		c := "w." + QuoteIdent(p.Columns[i].Name)
+		dc := "d.c" + strconv.Itoa(i+1)
+		if i == 0 {
+			// Indexable form for the first column.
+			match[i] = "(" + c + " = " + dc + " OR (" + c + " IS NULL AND " + dc + " IS NULL))"
+		} else {
+			match[i] = c + " IS NOT DISTINCT FROM " + dc
+		}
+	}
+	cs := list(m, func(i int) string { return "d.c" + strconv.Itoa(i+1) })
+	return "WITH d AS (" + d + "), " +
+		"del AS (DELETE FROM " + n.Target + " AS u WHERE u.ctid = ANY (ARRAY(SELECT v.ctid FROM d CROSS JOIN LATERAL (SELECT w.ctid FROM " +
+		n.Target + " AS w WHERE " + strings.Join(match, " AND ") + " LIMIT -d.n) AS v WHERE d.n < 0)) RETURNING 1), " +
+		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + cs + " FROM d CROSS JOIN LATERAL generate_series(1, d.n) WHERE d.n > 0 RETURNING 1) " +
+		"SELECT (SELECT count(*) FROM ins), 0::int8, (SELECT count(*) FROM del)"
+}
+
+// Cleanup removes state rows of groups that no longer exist ("" when the
+// view keeps none).
+func (p *Plan) Cleanup(n Names) string {
+	if p.Kind != Grouped {
+		return ""
+	}
+	return "DELETE FROM " + n.State + " WHERE n <= 0"
+}
+
+// Reset empties the view after its source table was truncated; like Apply
+// it returns the counts of result rows inserted, updated and deleted.
+func (p *Plan) Reset(n Names) string {
+	switch p.Kind {
+	case Projection:
+		return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, count(*) FROM del"
+	case Grouped:
+		return "WITH s AS (DELETE FROM " + n.State + "), del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, count(*) FROM del"
+	}
+	var sets []string
+	for _, c := range p.State {
+		switch {
+		case c.Name == "n" || strings.HasSuffix(c.Name, "_nn"):
+			sets = append(sets, QuoteIdent(c.Name)+" = 0")
+		default:
+			sets = append(sets, QuoteIdent(c.Name)+" = NULL")
+		}
+	}
+	return "WITH up AS (UPDATE " + n.State + " SET " + strings.Join(sets, ", ") + " RETURNING *), " + p.updateGlobal(n) +
+		" SELECT 0::int8, count(*), 0::int8 FROM ch"
+}

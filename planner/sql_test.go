@@ -1,0 +1,171 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/deltaview/deltaview/internal/pgcluster"
+	"github.com/jackc/pgx/v5"
+)
+
+func TestMain(m *testing.M) { pgcluster.Main(m) }
+
+// The generated SQL, run against a real server, keeps each view equal to
+// its query while signed rows are staged and applied in random batches.
+func TestApplyMatchesQuery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	c := pgcluster.Shared(t)
+	db := c.NewDatabase(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	mustExec(t, conn, `CREATE SCHEMA deltaview;
+		CREATE TABLE "Src Table" (id int PRIMARY KEY, "Grp" text, g2 int, v int, amt numeric(12,2), iv interval, note text);`)
+	views := map[string]string{
+		"grouped":  `CREATE MATERIALIZED VIEW "per grp" AS SELECT "Grp", g2 % 3 AS m, count(*), count(v) AS cv, sum(v) AS sv, avg(v) AS av, sum(amt) AS samt, avg(amt), sum(iv) AS siv, avg(iv) AS aiv, sum(v) * 2 + count(*) AS expr FROM "Src Table" s WHERE id % 7 <> 3 GROUP BY 1, g2 % 3`,
+		"global":   `CREATE MATERIALIZED VIEW glob AS SELECT count(*) AS n, sum(v) AS s, avg(amt) AS a, count(note) FROM "Src Table"`,
+		"project":  `CREATE MATERIALIZED VIEW proj AS SELECT "Grp", v + 1 AS v1, upper(note) AS note FROM "Src Table" WHERE v IS NULL OR v > 2`,
+		"keyonly":  `CREATE MATERIALIZED VIEW keyonly AS SELECT g2 FROM "Src Table" GROUP BY g2`,
+	}
+	cat := &SourceCatalog{Conn: conn}
+	type vp struct {
+		plan  *Plan
+		names Names
+		query string
+	}
+	var plans []vp
+	keys := make([]string, 0, len(views))
+	for k := range views {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		defs, errs := ParseFile(k+".sql", views[k])
+		if len(errs) > 0 {
+			t.Fatalf("%s: %v", k, errs)
+		}
+		p, err := Build(ctx, defs[0], cat)
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		n := Names{Target: defs[0].Target.Quoted(), State: fmt.Sprintf("deltaview.state_%d", i), Stage: "pg_temp.stage"}
+		for _, s := range append(p.CreateTarget(n), p.CreateState(n)...) {
+			mustExec(t, conn, s)
+		}
+		mustExec(t, conn, "INSERT INTO "+p.SnapshotTarget(n)+" "+p.SnapshotQuery())
+		if f := p.FinalizeAll(n); f != "" {
+			mustExec(t, conn, f)
+		}
+		plans = append(plans, vp{p, n, defs[0].Query})
+	}
+	mustExec(t, conn, `CREATE TEMP TABLE stage (__dv_sign int2, id int, "Grp" text, g2 int, v int, amt numeric(12,2), iv interval, note text)`)
+
+	seed := rand.Int63()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+	live := map[int]bool{}
+	for step := 0; step < 60; step++ {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < 1+rng.Intn(20); j++ {
+			id := rng.Intn(40)
+			vals := randomRow(rng, id)
+			switch {
+			case !live[id]:
+				exec(t, tx, `INSERT INTO "Src Table" VALUES (`+vals+`)`)
+				exec(t, tx, `INSERT INTO stage VALUES (1, `+vals+`)`)
+				live[id] = true
+			case rng.Intn(3) == 0:
+				exec(t, tx, `INSERT INTO stage SELECT -1, * FROM "Src Table" WHERE id = $1`, id)
+				exec(t, tx, `DELETE FROM "Src Table" WHERE id = $1`, id)
+				delete(live, id)
+			default:
+				exec(t, tx, `INSERT INTO stage SELECT -1, * FROM "Src Table" WHERE id = $1`, id)
+				exec(t, tx, `DELETE FROM "Src Table" WHERE id = $1`, id)
+				exec(t, tx, `INSERT INTO "Src Table" VALUES (`+vals+`)`)
+				exec(t, tx, `INSERT INTO stage VALUES (1, `+vals+`)`)
+			}
+		}
+		if step == 30 {
+			exec(t, tx, `TRUNCATE stage`)
+			exec(t, tx, `TRUNCATE "Src Table"`)
+			live = map[int]bool{}
+			for _, v := range plans {
+				exec(t, tx, v.plan.Reset(v.names))
+			}
+		}
+		for _, v := range plans {
+			exec(t, tx, v.plan.Apply(v.names))
+			if s := v.plan.Cleanup(v.names); s != "" {
+				exec(t, tx, s)
+			}
+		}
+		exec(t, tx, `TRUNCATE stage`)
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range plans {
+			got := rowsText(t, conn, "SELECT * FROM "+v.names.Target)
+			want := rowsText(t, conn, v.query)
+			if got != want {
+				t.Fatalf("seed %d step %d view %s:\ngot  %s\nwant %s", seed, step, v.plan.View.Name, got, want)
+			}
+		}
+	}
+}
+
+func randomRow(rng *rand.Rand, id int) string {
+	grp := []string{"'a'", "'b'", "NULL", `'x"y'`}[rng.Intn(4)]
+	v := fmt.Sprint(rng.Intn(10) - 3)
+	if rng.Intn(5) == 0 {
+		v = "NULL"
+	}
+	amt := fmt.Sprintf("%d.%02d", rng.Intn(100), rng.Intn(100))
+	if rng.Intn(5) == 0 {
+		amt = "NULL"
+	}
+	iv := fmt.Sprintf("'%d days %d hours'", rng.Intn(3), rng.Intn(30))
+	note := []string{"'hello'", "NULL", "E'tab\\tline\\nx'"}[rng.Intn(3)]
+	return fmt.Sprintf("%d, %s, %d, %s, %s, %s, %s", id, grp, rng.Intn(5), v, amt, iv, note)
+}
+
+func mustExec(t *testing.T, conn *pgx.Conn, sql string) {
+	t.Helper()
+	if _, err := conn.Exec(context.Background(), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func exec(t *testing.T, tx pgx.Tx, sql string, args ...any) {
+	t.Helper()
+	if _, err := tx.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// rowsText is the multiset of a query's rows in Postgres's text output,
+// sorted.
+func rowsText(t *testing.T, conn *pgx.Conn, sql string) string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), "SELECT x::text FROM ("+sql+") AS x")
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,178 @@
+package planner
+
+import (
+	"fmt"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// rewrite walks every *pg_query.Node below m. f returns a replacement for a
+// node (which is not walked further), or nil to descend into it.
+func rewrite(m protoreflect.Message, f func(*pg_query.Node) *pg_query.Node) {
+	type set struct {
+		fd  protoreflect.FieldDescriptor
+		val *pg_query.Node
+	}
+	var sets []set
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			list := v.List()
+			for i := 0; i < list.Len(); i++ {
+				elem := list.Get(i).Message()
+				if n, ok := elem.Interface().(*pg_query.Node); ok {
+					if r := f(n); r != nil {
+						list.Set(i, protoreflect.ValueOfMessage(r.ProtoReflect()))
+						continue
+					}
+				}
+				rewrite(elem, f)
+			}
+			return true
+		}
+		sub := v.Message()
+		if n, ok := sub.Interface().(*pg_query.Node); ok {
+			if r := f(n); r != nil {
+				sets = append(sets, set{fd, r})
+				return true
+			}
+		}
+		rewrite(sub, f)
+		return true
+	})
+	for _, s := range sets {
+		m.Set(s.fd, protoreflect.ValueOfMessage(s.val.ProtoReflect()))
+	}
+}
+
+// visit calls f on every node below n (n included), depth first.
+func visit(n *pg_query.Node, f func(*pg_query.Node)) {
+	if n == nil {
+		return
+	}
+	f(n)
+	rewrite(n.ProtoReflect(), func(c *pg_query.Node) *pg_query.Node {
+		f(c)
+		return nil
+	})
+}
+
+func clone(n *pg_query.Node) *pg_query.Node { return proto.Clone(n).(*pg_query.Node) }
+
+// deparseExpr turns an expression node back into SQL text using the
+// server's own deparser.
+func deparseExpr(n *pg_query.Node) (string, error) {
+	sel := &pg_query.SelectStmt{TargetList: []*pg_query.Node{
+		{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Val: n}}},
+	}}
+	tree := &pg_query.ParseResult{Stmts: []*pg_query.RawStmt{{Stmt: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}}}}
+	s, err := pg_query.Deparse(tree)
+	if err != nil {
+		return "", fmt.Errorf("deparse: %w", err)
+	}
+	return strings.TrimPrefix(s, "SELECT "), nil
+}
+
+// deparseSelect deparses a whole SELECT statement.
+func deparseSelect(sel *pg_query.SelectStmt) (string, error) {
+	tree := &pg_query.ParseResult{Stmts: []*pg_query.RawStmt{{Stmt: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}}}}
+	return pg_query.Deparse(tree)
+}
+
+// parseExpr parses one SQL expression.
+func parseExpr(s string) (*pg_query.Node, error) {
+	tree, err := pg_query.Parse("SELECT " + s)
+	if err != nil {
+		return nil, fmt.Errorf("parse %q: %w", s, err)
+	}
+	return tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val, nil
+}
+
+// mustExpr parses an expression built by the planner itself.
+func mustExpr(s string) *pg_query.Node {
+	n, err := parseExpr(s)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
+// canonical is an expression's text with column references reduced to the
+// bare column name, so that "t.a" and "a" compare equal in a one-table
+// query.
+func canonical(n *pg_query.Node) string {
+	c := clone(n)
+	strip := func(x *pg_query.Node) *pg_query.Node {
+		if cr := x.GetColumnRef(); cr != nil && len(cr.Fields) > 1 {
+			last := cr.Fields[len(cr.Fields)-1]
+			if last.GetAStar() == nil {
+				return &pg_query.Node{Node: &pg_query.Node_ColumnRef{ColumnRef: &pg_query.ColumnRef{Fields: []*pg_query.Node{last}}}}
+			}
+		}
+		return nil
+	}
+	if r := strip(c); r != nil {
+		c = r
+	} else {
+		rewrite(c.ProtoReflect(), strip)
+	}
+	s, err := deparseExpr(c)
+	if err != nil {
+		return fmt.Sprintf("%p", n)
+	}
+	return s
+}
+
+// funcName is a function call's name, lower case, without a pg_catalog
+// qualifier; "" when the call is schema-qualified otherwise.
+func funcName(fc *pg_query.FuncCall) string {
+	var parts []string
+	for _, n := range fc.Funcname {
+		if s := n.GetString_(); s != nil {
+			parts = append(parts, s.Sval)
+		}
+	}
+	switch {
+	case len(parts) == 1:
+		return parts[0]
+	case len(parts) == 2 && parts[0] == "pg_catalog":
+		return parts[1]
+	}
+	return strings.Join(parts, ".")
+}
+
+func columnRef(parts ...string) *pg_query.Node {
+	fields := make([]*pg_query.Node, len(parts))
+	for i, p := range parts {
+		fields[i] = &pg_query.Node{Node: &pg_query.Node_String_{String_: &pg_query.String{Sval: p}}}
+	}
+	return &pg_query.Node{Node: &pg_query.Node_ColumnRef{ColumnRef: &pg_query.ColumnRef{Fields: fields}}}
+}
+
+// location returns a node's location when it has one, else 0.
+func location(n *pg_query.Node) int32 {
+	var loc int32
+	if n == nil {
+		return 0
+	}
+	m := n.ProtoReflect()
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind {
+			return true
+		}
+		inner := v.Message()
+		if f := inner.Descriptor().Fields().ByName("location"); f != nil {
+			loc = int32(inner.Get(f).Int())
+		}
+		return false
+	})
+	if loc < 0 {
+		loc = 0
+	}
+	return loc
+}
