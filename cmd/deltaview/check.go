@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/deltaview/deltaview/decoder"
+	"github.com/deltaview/deltaview/planner"
+	"github.com/jackc/pgx/v5"
+)
+
+func checkCommand(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	views := fs.String("views", "", "a .sql file or a directory of .sql files")
+	source := fs.String("source", "", "source database URL: also check tables, columns, types and replication settings")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *views == "" {
+		return errors.New("check needs --views (or DELTAVIEW_VIEWS)")
+	}
+	return check(ctx, os.Stdout, *views, *source)
+}
+
+// check validates view definitions without changing anything and prints
+// how each would be maintained. It fails when any view cannot be.
+func check(ctx context.Context, out io.Writer, views, source string) error {
+	defs, errs := planner.Load(views)
+	var cat planner.Catalog
+	var conn *pgx.Conn
+	if source != "" {
+		var err error
+		conn, err = pgx.Connect(ctx, source)
+		if err != nil {
+			return fmt.Errorf("connect to source %s: %w", decoder.RedactURL(source), err)
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		cat = &planner.SourceCatalog{Conn: conn}
+		if err := decoder.Preflight(ctx, conn, nil); err != nil {
+			errs = append(errs, fmt.Errorf("source: %w", err))
+		}
+	}
+	checkedTables := map[planner.Table]error{}
+	for _, d := range defs {
+		if cat == nil {
+			kind, notes, err := planner.Analyze(d)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			fmt.Fprintf(out, "view %q (%s:%d): %s; pass --source to check tables, columns and types\n", d.Name, d.File, d.Line, kind)
+			for _, n := range notes {
+				fmt.Fprintf(out, "  note: %s\n", n)
+			}
+			continue
+		}
+		p, err := planner.Build(ctx, d, cat)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, done := checkedTables[p.Source]; !done {
+			checkedTables[p.Source] = decoder.Preflight(ctx, conn, []decoder.TableName{{Schema: p.Source.Schema, Name: p.Source.Name}})
+		}
+		if terr := checkedTables[p.Source]; terr != nil {
+			errs = append(errs, fmt.Errorf("view %q (%s:%d): source table %s: %w", d.Name, d.File, d.Line, p.Source, terr))
+			continue
+		}
+		describe(out, p)
+	}
+	for _, e := range errs {
+		fmt.Fprintf(out, "error: %v\n", e)
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(out, "%d view(s) ok, %d problem(s)\n", len(defs)-countViewErrors(errs), len(errs))
+		return errReported
+	}
+	fmt.Fprintf(out, "%d view(s) ok\n", len(defs))
+	return nil
+}
+
+func countViewErrors(errs []error) int {
+	n := 0
+	for _, e := range errs {
+		var ve *planner.ViewError
+		if errors.As(e, &ve) || strings.HasPrefix(e.Error(), "view ") {
+			n++
+		}
+	}
+	return n
+}
+
+func describe(out io.Writer, p *planner.Plan) {
+	d := p.View
+	fmt.Fprintf(out, "view %q (%s:%d) -> table %s\n", d.Name, d.File, d.Line, d.Target.Quoted())
+	fmt.Fprintf(out, "  reads:    %s (%s)\n", p.Source, columnNames(p.SourceColumns))
+	fmt.Fprintf(out, "  kind:     %s\n", p.Kind)
+	fmt.Fprintf(out, "  strategy: %s\n", p.Strategy())
+	var cols []string
+	for i, c := range p.Columns {
+		s := planner.QuoteIdent(c.Name) + " " + c.Type
+		for _, k := range p.Keys {
+			if k == i {
+				s += " (key)"
+			}
+		}
+		cols = append(cols, s)
+	}
+	fmt.Fprintf(out, "  columns:  %s\n", strings.Join(cols, ", "))
+	if len(p.State) > 0 {
+		fmt.Fprintf(out, "  state:    %s\n", columnNames(p.State))
+	}
+	for _, n := range p.Notes {
+		fmt.Fprintf(out, "  note:     %s\n", n)
+	}
+}
+
+func columnNames(cols []planner.Column) string {
+	var s []string
+	for _, c := range cols {
+		s = append(s, c.Name+" "+c.Type)
+	}
+	return strings.Join(s, ", ")
+}

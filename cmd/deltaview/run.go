@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/deltaview/deltaview/change"
+	"github.com/deltaview/deltaview/decoder"
+	"github.com/deltaview/deltaview/migrations"
+	"github.com/deltaview/deltaview/writer"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+// runConfig is everything `deltaview run` is told.
+type runConfig struct {
+	Source, Target, Views string
+	Slot, Publication     string
+	NotifyChannel         string
+	LogLevel              string
+	Heartbeat             time.Duration
+	BatchChanges          int
+	BatchDelay            time.Duration
+}
+
+func runFlags(fs *flag.FlagSet, c *runConfig) {
+	fs.StringVar(&c.Source, "source", "", "source database URL (needs wal_level=logical)")
+	fs.StringVar(&c.Target, "target", "", "target database URL for the views' tables (default: the source)")
+	fs.StringVar(&c.Views, "views", "", "a .sql file or a directory of .sql files with CREATE MATERIALIZED VIEW statements")
+	fs.StringVar(&c.Slot, "slot", "deltaview", "logical replication slot name")
+	fs.StringVar(&c.Publication, "publication", "deltaview", "publication name")
+	fs.StringVar(&c.NotifyChannel, "notify-channel", "deltaview", "LISTEN/NOTIFY channel for change notifications (empty: none)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.Heartbeat, "heartbeat-interval", time.Second, "how often to write a heartbeat on the source so progress advances while it is idle (0: never)")
+	fs.IntVar(&c.BatchChanges, "batch-changes", writer.DefaultConfig().BatchChanges, "most source row changes per target transaction while catching up")
+	fs.DurationVar(&c.BatchDelay, "batch-delay", writer.DefaultConfig().BatchDelay, "longest a target transaction stays open while catching up")
+}
+
+func runCommand(ctx context.Context, args []string) error {
+	var c runConfig
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	runFlags(fs, &c)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if c.Target == "" {
+		c.Target = c.Source
+	}
+	if c.Source == "" || c.Views == "" {
+		return errors.New("run needs --source and --views (or DELTAVIEW_SOURCE and DELTAVIEW_VIEWS)")
+	}
+	log, err := newLogger(c.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	return run(ctx, c, log)
+}
+
+// run prepares source and target, then streams until ctx ends. Transient
+// failures (a server restarting, a lost connection) are retried with
+// capped exponential backoff, resuming from the position the target
+// recorded.
+func run(ctx context.Context, c runConfig, log *zap.Logger) error {
+	dcfg := decoder.DefaultConfig()
+	dcfg.SourceURL, dcfg.Slot, dcfg.Publication, dcfg.HeartbeatInterval = c.Source, c.Slot, c.Publication, c.Heartbeat
+	if err := dcfg.Validate(); err != nil {
+		return err
+	}
+	wcfg := writer.DefaultConfig()
+	wcfg.TargetURL, wcfg.Slot, wcfg.NotifyChannel = c.Target, c.Slot, c.NotifyChannel
+	wcfg.BatchChanges, wcfg.BatchDelay = c.BatchChanges, c.BatchDelay
+	if err := wcfg.Validate(); err != nil {
+		return err
+	}
+	log.Info("starting", zap.String("source", decoder.RedactURL(c.Source)), zap.String("target", decoder.RedactURL(c.Target)),
+		zap.String("views", c.Views), zap.String("slot", c.Slot))
+
+	backoff := newBackoff()
+	var st *startup
+	for {
+		var err error
+		if st == nil {
+			st, err = prepare(ctx, c, dcfg, log)
+		}
+		if err == nil {
+			err = stream(ctx, st, dcfg, wcfg, log, backoff)
+		}
+		if ctx.Err() != nil {
+			log.Info("stopped")
+			return nil
+		}
+		if !writer.Transient(err) && !errors.Is(err, decoder.ErrSlotActive) {
+			return err
+		}
+		log.Warn("connection trouble, retrying", zap.Error(err), zap.Duration("in", backoff.next()))
+		if !backoff.wait(ctx) {
+			return nil
+		}
+	}
+}
+
+// stream runs the decoder and the writer until one fails or ctx ends.
+func stream(ctx context.Context, st *startup, dcfg decoder.Config, wcfg writer.Config, log *zap.Logger, b *backoff) error {
+	start, err := st.position(ctx, wcfg.TargetURL)
+	if err != nil {
+		return err
+	}
+	w := writer.New(wcfg, log.Named("writer"), st.views, start)
+	if err := w.Open(ctx); err != nil {
+		return err
+	}
+	defer w.Close(context.WithoutCancel(ctx))
+	s := decoder.New(dcfg, log.Named("decoder"))
+	events := make(chan change.Event, 4096)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Run(gctx, start, events, w.Applied) })
+	g.Go(func() error { return w.Run(gctx, events) })
+	if b.failures > 0 {
+		// Reset the backoff once the stream has been healthy a while.
+		g.Go(func() error {
+			select {
+			case <-time.After(10 * time.Second):
+				log.Info("recovered")
+				b.reset()
+			case <-gctx.Done():
+			}
+			return nil
+		})
+	}
+	log.Info("streaming", zap.Stringer("from", start), zap.Int("views", len(st.views)))
+	return g.Wait()
+}
+
+// backoff is capped exponential backoff for reconnecting.
+type backoff struct {
+	failures int
+	delay    time.Duration
+}
+
+func newBackoff() *backoff { return &backoff{} }
+
+func (b *backoff) next() time.Duration {
+	if b.delay == 0 {
+		b.delay = 250 * time.Millisecond
+	} else {
+		b.delay = min(2*b.delay, 30*time.Second)
+	}
+	b.failures++
+	return b.delay
+}
+
+func (b *backoff) reset() { b.failures, b.delay = 0, 0 }
+
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(b.delay)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// migrate applies the catalog migrations to the target.
+func migrate(ctx context.Context, target string) error {
+	if err := migrations.Up(ctx, target); err != nil {
+		return fmt.Errorf("target %s: %w", decoder.RedactURL(target), err)
+	}
+	return nil
+}

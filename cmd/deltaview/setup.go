@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/deltaview/deltaview/change"
+	"github.com/deltaview/deltaview/decoder"
+	"github.com/deltaview/deltaview/planner"
+	"github.com/deltaview/deltaview/writer"
+	"github.com/jackc/pgx/v5"
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"go.uber.org/zap"
+)
+
+// startup is the outcome of preparing source and target: the views to
+// maintain, their tables built and the stream recorded in the target.
+type startup struct {
+	slot  string
+	views []*writer.View
+}
+
+// position reads where the stream resumes: the target is the truth.
+func (s *startup) position(ctx context.Context, target string) (change.LSN, error) {
+	conn, err := pgx.Connect(ctx, target)
+	if err != nil {
+		return 0, fmt.Errorf("connect to target: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	lsn, ok, err := writer.Stream(ctx, conn, s.slot)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, fmt.Errorf("target has no record of stream %s", s.slot)
+	}
+	return lsn, nil
+}
+
+// viewPlan is a definition with its plan, or why it cannot be planned.
+type viewPlan struct {
+	def  *planner.Definition
+	plan *planner.Plan
+	err  error
+}
+
+func fingerprint(d *planner.Definition) string {
+	fp, err := pg_query.Fingerprint(d.Query)
+	if err != nil {
+		fp = d.Query
+	}
+	return d.Target.Quoted() + " " + fp
+}
+
+// prepare loads and plans the views, checks and sets up the source, and
+// either resumes the recorded stream or builds every view from a fresh
+// snapshot consistent with a new slot.
+func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Logger) (*startup, error) {
+	defs, loadErrs := planner.Load(c.Views)
+	for _, e := range loadErrs {
+		log.Error("view cannot be maintained", zap.Error(e))
+	}
+	if len(defs) == 0 && len(loadErrs) > 0 {
+		var ve *planner.ViewError
+		if !errors.As(loadErrs[0], &ve) {
+			return nil, loadErrs[0]
+		}
+	}
+	if err := migrate(ctx, c.Target); err != nil {
+		return nil, err
+	}
+	src, err := pgx.Connect(ctx, c.Source)
+	if err != nil {
+		return nil, fmt.Errorf("connect to source %s: %w", decoder.RedactURL(c.Source), err)
+	}
+	defer src.Close(context.WithoutCancel(ctx))
+	tgt, err := pgx.Connect(ctx, c.Target)
+	if err != nil {
+		return nil, fmt.Errorf("connect to target %s: %w", decoder.RedactURL(c.Target), err)
+	}
+	defer tgt.Close(context.WithoutCancel(ctx))
+
+	// Server-wide requirements stop everything; a table's problems stop only
+	// the views that read it.
+	if err := decoder.Preflight(ctx, src, nil); err != nil {
+		return nil, err
+	}
+	for _, e := range loadErrs {
+		var ve *planner.ViewError
+		if errors.As(e, &ve) && ve.View != "" {
+			if err := registerFailed(ctx, tgt, c.Slot, &planner.Definition{Name: ve.View, File: ve.File, Line: ve.Line}, e); err != nil {
+				return nil, err
+			}
+		}
+	}
+	cat := &planner.SourceCatalog{Conn: src}
+	var plans []*viewPlan
+	tableOK := map[planner.Table]error{}
+	for _, d := range defs {
+		vp := &viewPlan{def: d}
+		vp.plan, vp.err = planner.Build(ctx, d, cat)
+		if vp.err == nil {
+			t := vp.plan.Source
+			if _, seen := tableOK[t]; !seen {
+				tableOK[t] = decoder.Preflight(ctx, src, []decoder.TableName{{Schema: t.Schema, Name: t.Name}})
+			}
+			if terr := tableOK[t]; terr != nil {
+				vp.err = fmt.Errorf("view %q (%s:%d): source table %s: %w", d.Name, d.File, d.Line, t, terr)
+				vp.plan = nil
+			}
+		}
+		if vp.err != nil {
+			log.Error("view cannot be maintained", zap.Error(vp.err))
+			if err := registerFailed(ctx, tgt, c.Slot, d, vp.err); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		plans = append(plans, vp)
+	}
+	if len(plans) == 0 {
+		return nil, errors.New("no view can be maintained; see the errors above")
+	}
+
+	records, err := writer.Records(ctx, tgt, c.Slot)
+	if err != nil {
+		return nil, err
+	}
+	// Views no longer defined: drop their state, keep their tables.
+	defined := map[string]bool{}
+	for _, d := range defs {
+		defined[d.Name] = true
+	}
+	for _, e := range loadErrs {
+		var ve *planner.ViewError
+		if errors.As(e, &ve) {
+			defined[ve.View] = true
+		}
+	}
+	for name, r := range records {
+		if !defined[name] {
+			log.Info("view removed: dropping its state, keeping its table", zap.String("view", name), zap.String("table", r.Target))
+			if err := writer.Forget(ctx, tgt, r, false); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	st := &startup{slot: c.Slot}
+	for _, vp := range plans {
+		v := &writer.View{Plan: vp.plan, Names: planner.Names{Target: vp.def.Target.Quoted(), Stage: ""}}
+		st.views = append(st.views, v)
+	}
+	_, streamOK, err := writer.Stream(ctx, tgt, c.Slot)
+	if err != nil {
+		return nil, err
+	}
+	slotOK, err := decoder.SlotExists(ctx, src, c.Slot)
+	if err != nil {
+		return nil, err
+	}
+	resume := streamOK && slotOK
+	for _, vp := range plans {
+		r := records[vp.def.Name]
+		if r == nil || r.Status != writer.StatusRunning || r.Fingerprint != fingerprint(vp.def) {
+			resume = false
+		}
+	}
+	ids := map[string]int{}
+	for _, vp := range plans {
+		status := writer.StatusRunning
+		if !resume {
+			status = writer.StatusSnapshotting
+		}
+		id, err := writer.Register(ctx, tgt, c.Slot, vp.def, fingerprint(vp.def), vp.plan.Strategy(), status, "")
+		if err != nil {
+			return nil, err
+		}
+		ids[vp.def.Name] = id
+	}
+	for _, v := range st.views {
+		if v.Plan.Kind != planner.Projection {
+			v.Names.State = fmt.Sprintf("deltaview.%s", planner.QuoteIdent(fmt.Sprintf("state_%d", ids[v.Plan.View.Name])))
+		}
+	}
+	if resume {
+		log.Info("resuming stream", zap.String("slot", c.Slot))
+		return st, nil
+	}
+	if err := snapshot(ctx, c, dcfg, src, tgt, st, log); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// snapshot creates a fresh slot and builds every view as of its exported
+// snapshot.
+func snapshot(ctx context.Context, c runConfig, dcfg decoder.Config, src, tgt *pgx.Conn, st *startup, log *zap.Logger) error {
+	var tables []decoder.TableName
+	seen := map[planner.Table]bool{}
+	for _, v := range st.views {
+		t := v.Plan.Source
+		if !seen[t] {
+			seen[t] = true
+			tables = append(tables, decoder.TableName{Schema: t.Schema, Name: t.Name})
+		}
+	}
+	sort.Slice(tables, func(i, j int) bool { return tables[i].Quoted() < tables[j].Quoted() })
+	if err := decoder.DropSlot(ctx, src, c.Slot); err != nil {
+		return err
+	}
+	if err := decoder.EnsurePublication(ctx, src, c.Publication, tables); err != nil {
+		return err
+	}
+	snap, err := decoder.CreateSlot(ctx, dcfg)
+	if err != nil {
+		return err
+	}
+	defer snap.Close(context.WithoutCancel(ctx))
+	log.Info("slot created; loading views", zap.String("slot", c.Slot), zap.Stringer("consistent_point", snap.ConsistentPoint))
+	reader, err := pgx.Connect(ctx, c.Source)
+	if err != nil {
+		return fmt.Errorf("connect to source: %w", err)
+	}
+	defer reader.Close(context.WithoutCancel(ctx))
+	if _, err := reader.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+		return err
+	}
+	if _, err := reader.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snap.Name)); err != nil {
+		return fmt.Errorf("use exported snapshot: %w", err)
+	}
+	failed, err := writer.Load(ctx, reader, tgt, c.Slot, c.Publication, st.views, snap.ConsistentPoint, log.Named("snapshot"))
+	if err != nil {
+		return err
+	}
+	var ok []*writer.View
+	for _, v := range st.views {
+		if ferr, bad := failed[v]; bad {
+			log.Error("view cannot be maintained", zap.String("view", v.Plan.View.Name), zap.Error(ferr))
+			continue
+		}
+		ok = append(ok, v)
+	}
+	st.views = ok
+	if len(ok) == 0 {
+		return errors.New("no view could be built; see the errors above")
+	}
+	return nil
+}
+
+func quoteLiteral(s string) string {
+	out := []byte{'\''}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
+
+func registerFailed(ctx context.Context, tgt *pgx.Conn, slot string, d *planner.Definition, cause error) error {
+	if d.Name == "" {
+		return nil
+	}
+	_, err := writer.Register(ctx, tgt, slot, d, "", "", writer.StatusFailed, cause.Error())
+	return err
+}

@@ -1,0 +1,328 @@
+package decoder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// PreflightError lists everything on the source that must change before
+// deltaview can replicate from it, each with the statement that fixes it.
+type PreflightError struct {
+	Problems []string
+}
+
+func (e *PreflightError) Error() string {
+	return "source not ready for logical replication: " + strings.Join(e.Problems, "; ")
+}
+
+// Preflight checks that the source can serve a logical replication slot for
+// tables with the role conn is logged in as: wal_level, the role's
+// REPLICATION attribute and its right to create a publication, and for each
+// table that it exists, that the role may read and publish it, and that its
+// replica identity is FULL. It returns
+// a *PreflightError listing every problem found, or an error if a check
+// could not be run.
+func Preflight(ctx context.Context, conn *pgx.Conn, tables []TableName) error {
+	var (
+		walLevel               string
+		maxSlots, maxSenders   int
+		role, db               string
+		superuser, replication bool
+		createInDB             bool
+		problems               []string
+	)
+	err := conn.QueryRow(ctx, `
+		SELECT current_setting('wal_level'),
+		       current_setting('max_replication_slots')::int,
+		       current_setting('max_wal_senders')::int,
+		       r.rolname, r.rolsuper, r.rolreplication,
+		       current_database(), has_database_privilege(current_database(), 'CREATE')
+		FROM pg_roles r WHERE r.rolname = current_user`,
+	).Scan(&walLevel, &maxSlots, &maxSenders, &role, &superuser, &replication, &db, &createInDB)
+	if err != nil {
+		return fmt.Errorf("preflight: %w", err)
+	}
+	qrole := pgx.Identifier{role}.Sanitize()
+	if walLevel != "logical" {
+		problems = append(problems, fmt.Sprintf(
+			"wal_level is %q but logical decoding needs \"logical\": run ALTER SYSTEM SET wal_level = logical; and restart the server",
+			walLevel))
+	}
+	if maxSlots == 0 {
+		problems = append(problems,
+			"max_replication_slots is 0: run ALTER SYSTEM SET max_replication_slots = 10; and restart the server")
+	}
+	if maxSenders == 0 {
+		problems = append(problems,
+			"max_wal_senders is 0: run ALTER SYSTEM SET max_wal_senders = 10; and restart the server")
+	}
+	if !superuser && !replication {
+		problems = append(problems, fmt.Sprintf(
+			"role %s has neither REPLICATION nor SUPERUSER: run ALTER ROLE %s REPLICATION;", qrole, qrole))
+	}
+	if !createInDB {
+		qdb := pgx.Identifier{db}.Sanitize()
+		problems = append(problems, fmt.Sprintf(
+			"role %s may not create publications in database %s: run GRANT CREATE ON DATABASE %s TO %s;", qrole, qdb, qdb, qrole))
+	}
+	for _, t := range tables {
+		p, err := checkTable(ctx, conn, t, qrole)
+		if err != nil {
+			return fmt.Errorf("preflight %s: %w", t.Quoted(), err)
+		}
+		problems = append(problems, p...)
+	}
+	if len(problems) > 0 {
+		return &PreflightError{Problems: problems}
+	}
+	return nil
+}
+
+// checkTable returns what keeps table t from being published and streamed
+// by the current role (qrole, quoted).
+func checkTable(ctx context.Context, conn *pgx.Conn, t TableName, qrole string) ([]string, error) {
+	var (
+		kind, identity               byte
+		owner                        string
+		owns, canSelect, schemaUsage bool
+	)
+	err := conn.QueryRow(ctx, `
+		SELECT c.relkind, c.relreplident, pg_get_userbyid(c.relowner),
+		       pg_has_role(c.relowner, 'USAGE'), has_table_privilege(c.oid, 'SELECT'),
+		       has_schema_privilege(n.oid, 'USAGE')
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2`, t.Schema, t.Name,
+	).Scan(&kind, &identity, &owner, &owns, &canSelect, &schemaUsage)
+	q := t.Quoted()
+	if errors.Is(err, pgx.ErrNoRows) {
+		return []string{fmt.Sprintf("table %s does not exist", q)}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if kind != 'r' && kind != 'p' {
+		return []string{fmt.Sprintf("%s is a %s, not a table: only tables can be published", q, relkindName(kind))}, nil
+	}
+	var problems []string
+	if !schemaUsage {
+		problems = append(problems, fmt.Sprintf("role %s has no USAGE on schema %s: run GRANT USAGE ON SCHEMA %s TO %s;",
+			qrole, pgx.Identifier{t.Schema}.Sanitize(), pgx.Identifier{t.Schema}.Sanitize(), qrole))
+	}
+	if !canSelect {
+		problems = append(problems, fmt.Sprintf("role %s has no SELECT on table %s: run GRANT SELECT ON %s TO %s;",
+			qrole, q, q, qrole))
+	}
+	if !owns {
+		problems = append(problems, fmt.Sprintf(
+			"role %s does not own table %s (owner %s), and CREATE PUBLICATION ... FOR TABLE needs ownership: run ALTER TABLE %s OWNER TO %s; or connect as %s",
+			qrole, q, pgx.Identifier{owner}.Sanitize(), q, qrole, pgx.Identifier{owner}.Sanitize()))
+	}
+	if identity != 'f' {
+		problems = append(problems, fmt.Sprintf(
+			"table %s has REPLICA IDENTITY %s, deltaview needs FULL: run ALTER TABLE %s REPLICA IDENTITY FULL;",
+			q, identityName(identity), q))
+	}
+	return problems, nil
+}
+
+func relkindName(k byte) string {
+	switch k {
+	case 'v':
+		return "view"
+	case 'm':
+		return "materialized view"
+	case 'f':
+		return "foreign table"
+	case 'S':
+		return "sequence"
+	case 'i', 'I':
+		return "index"
+	case 'c':
+		return "composite type"
+	case 't':
+		return "TOAST table"
+	}
+	return fmt.Sprintf("relation of kind %q", k)
+}
+
+func identityName(i byte) string {
+	switch i {
+	case 'd':
+		return "DEFAULT"
+	case 'n':
+		return "NOTHING"
+	case 'i':
+		return "USING INDEX"
+	case 'f':
+		return "FULL"
+	}
+	return fmt.Sprintf("%q", i)
+}
+
+// allOps is the publish option that publishes every kind of change.
+const allOps = "insert, update, delete, truncate"
+
+// EnsurePublication makes publication name publish exactly tables: it
+// creates it if missing, or sets its table list (and its publish option)
+// when they differ. A publication FOR ALL TABLES is refused, never altered.
+func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables []TableName) error {
+	if len(tables) == 0 {
+		return fmt.Errorf("publication %s: no tables to publish", name)
+	}
+	want := slices.Clone(tables)
+	slices.SortFunc(want, compareTables)
+	want = slices.Compact(want)
+	qname := pgx.Identifier{name}.Sanitize()
+	list := make([]string, len(want))
+	for i, t := range want {
+		list[i] = t.Quoted()
+	}
+	tableList := strings.Join(list, ", ")
+
+	var oid uint32
+	var allTables, ins, upd, del, trunc, hasSchemas bool
+	err := conn.QueryRow(ctx, `
+		SELECT p.oid, p.puballtables, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate,
+		       EXISTS (SELECT FROM pg_publication_namespace pn WHERE pn.pnpubid = p.oid)
+		FROM pg_publication p WHERE p.pubname = $1`, name,
+	).Scan(&oid, &allTables, &ins, &upd, &del, &trunc, &hasSchemas)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+qname+" FOR TABLE "+tableList); err != nil {
+			return fmt.Errorf("create publication %s: %w", name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("publication %s: %w", name, err)
+	}
+	if allTables {
+		return fmt.Errorf("publication %s publishes ALL TABLES, which would stream deltaview's own writes: "+
+			"drop it (DROP PUBLICATION %s;) or configure another publication name", name, qname)
+	}
+	rows, err := conn.Query(ctx, `
+		SELECT n.nspname, c.relname, pr.prqual IS NOT NULL OR pr.prattrs IS NOT NULL
+		FROM pg_publication_rel pr
+		JOIN pg_class c ON c.oid = pr.prrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE pr.prpubid = $1`, oid)
+	if err != nil {
+		return fmt.Errorf("publication %s: %w", name, err)
+	}
+	var have []TableName
+	filtered := false
+	for rows.Next() {
+		var t TableName
+		var f bool
+		if err := rows.Scan(&t.Schema, &t.Name, &f); err != nil {
+			rows.Close()
+			return fmt.Errorf("publication %s: %w", name, err)
+		}
+		have = append(have, t)
+		filtered = filtered || f
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("publication %s: %w", name, err)
+	}
+	slices.SortFunc(have, compareTables)
+	if hasSchemas || filtered || !slices.Equal(have, want) {
+		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+qname+" SET TABLE "+tableList); err != nil {
+			return fmt.Errorf("alter publication %s: %w", name, err)
+		}
+	}
+	if !ins || !upd || !del || !trunc {
+		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+qname+" SET (publish = '"+allOps+"')"); err != nil {
+			return fmt.Errorf("alter publication %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func compareTables(a, b TableName) int {
+	if c := strings.Compare(a.Schema, b.Schema); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
+}
+
+// DropPublication drops publication name if it exists.
+func DropPublication(ctx context.Context, conn *pgx.Conn, name string) error {
+	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("drop publication %s: %w", name, err)
+	}
+	return nil
+}
+
+// SlotExists reports whether replication slot slot exists.
+func SlotExists(ctx context.Context, conn *pgx.Conn, slot string) (bool, error) {
+	var ok bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1)`, slot).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("slot %s: %w", slot, err)
+	}
+	return ok, nil
+}
+
+// dropSlotAttempts bounds how often DropSlot retries a slot that another
+// connection keeps acquiring.
+const dropSlotAttempts = 10
+
+// DropSlot drops replication slot slot; a missing slot is not an error. A
+// connection streaming the slot is terminated first, so the slot is gone
+// when DropSlot returns nil.
+func DropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
+	for attempt := 1; ; attempt++ {
+		var pid *int32
+		err := conn.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&pid)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("drop slot %s: %w", slot, err)
+		}
+		if pid != nil {
+			// Waits up to 5s for the holder to exit.
+			if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend($1, 5000)`, *pid); err != nil {
+				return fmt.Errorf("drop slot %s: terminate holder %d: %w", slot, *pid, err)
+			}
+		}
+		_, err = conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, slot)
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UndefinedObject:
+			return nil
+		case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.ObjectInUse && attempt < dropSlotAttempts:
+			// The holder has not released it yet, or something took it again.
+			t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("drop slot %s: %w", slot, ctx.Err())
+			case <-t.C:
+			}
+		default:
+			return fmt.Errorf("drop slot %s: %w", slot, err)
+		}
+	}
+}
+
+// heartbeatSQL writes a non-transactional logical decoding message, which
+// the stream receives (with messages 'true') as proof of progress.
+const heartbeatSQL = `SELECT pg_logical_emit_message(false, 'deltaview', 'heartbeat')`
+
+// EmitHeartbeat writes a heartbeat message into the source's WAL.
+func EmitHeartbeat(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, heartbeatSQL); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
+}

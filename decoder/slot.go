@@ -1,0 +1,105 @@
+package decoder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/deltaview/deltaview/change"
+)
+
+// connectReplication opens a logical replication connection to the source.
+func connectReplication(ctx context.Context, sourceURL string) (*pgconn.PgConn, error) {
+	cfg, err := parseSourceConfig(sourceURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("replication connection: %w", err)
+	}
+	return conn, nil
+}
+
+// classifySlotError marks the errors a replication command reports for a
+// missing, busy or duplicate slot with this package's sentinels, keeping
+// the server's error inside.
+func classifySlotError(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch pgErr.Code {
+	case pgerrcode.UndefinedObject:
+		return fmt.Errorf("%w: %w", ErrSlotMissing, err)
+	case pgerrcode.ObjectInUse:
+		return fmt.Errorf("%w: %w", ErrSlotActive, err)
+	case pgerrcode.DuplicateObject:
+		return fmt.Errorf("%w: %w", ErrSlotExists, err)
+	}
+	return err
+}
+
+// Snapshot is a newly created slot's exported snapshot: the state of the
+// source exactly at the slot's consistent point. It stays valid while the
+// replication connection that created it is open and idle, that is until
+// Close.
+//
+// Read under it on another connection:
+//
+//	BEGIN ISOLATION LEVEL REPEATABLE READ;
+//	SET TRANSACTION SNAPSHOT '<Name>';
+//
+// then Close it and stream from ConsistentPoint: every change committed
+// after the snapshot arrives exactly once.
+type Snapshot struct {
+	// Name is the snapshot's identifier for SET TRANSACTION SNAPSHOT.
+	Name string
+	// ConsistentPoint is where streaming the slot starts.
+	ConsistentPoint change.LSN
+
+	conn *pgconn.PgConn
+}
+
+// Close closes the replication connection, which ends the snapshot. It is
+// safe to call more than once.
+func (s *Snapshot) Close(ctx context.Context) error {
+	if s.conn == nil {
+		return nil
+	}
+	err := s.conn.Close(ctx)
+	s.conn = nil
+	return err
+}
+
+// CreateSlot creates the logical replication slot cfg.Slot with the pgoutput
+// plugin and exports a snapshot consistent with it. The slot is permanent:
+// drop it with DropSlot. A slot that already exists yields ErrSlotExists.
+func CreateSlot(ctx context.Context, cfg Config) (*Snapshot, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("create slot %s: %w", cfg.Slot, err)
+	}
+	conn, err := connectReplication(ctx, cfg.SourceURL)
+	if err != nil {
+		return nil, fmt.Errorf("create slot %s: %w", cfg.Slot, err)
+	}
+	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, cfg.Slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+	if err == nil && res.SnapshotName == "" {
+		err = errors.New("server exported no snapshot")
+	}
+	var lsn change.LSN
+	if err == nil {
+		lsn, err = pglogrepl.ParseLSN(res.ConsistentPoint)
+	}
+	if err != nil {
+		closeWithin(ctx, conn)
+		return nil, fmt.Errorf("create slot %s: %w", cfg.Slot, classifySlotError(err))
+	}
+	return &Snapshot{Name: res.SnapshotName, ConsistentPoint: lsn, conn: conn}, nil
+}

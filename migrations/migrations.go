@@ -1,0 +1,53 @@
+// Package migrations holds deltaview's catalog schema for the target
+// database and applies it.
+package migrations
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+
+	"github.com/golang-migrate/migrate/v4"
+	mpgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+//go:embed *.sql
+var files embed.FS
+
+// Schema is deltaview's schema in the target.
+const Schema = "deltaview"
+
+// Up creates or upgrades the catalog in the target at url. The migration
+// bookkeeping table lives inside the deltaview schema; the migrate
+// driver's advisory lock serialises concurrent starts.
+func Up(ctx context.Context, url string) error {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+Schema); err != nil {
+		return fmt.Errorf("migrate: create schema: %w", err)
+	}
+	src, err := iofs.New(files, ".")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	driver, err := mpgx.WithInstance(db, &mpgx.Config{SchemaName: Schema, MigrationsTable: "schema_migrations"})
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	m, err := migrate.NewWithInstance("iofs", src, "pgx5", driver)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,130 @@
+package writer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/deltaview/deltaview/change"
+	"github.com/deltaview/deltaview/planner"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+)
+
+// Status values of deltaview.views.status.
+const (
+	StatusStarting     = "starting"
+	StatusSnapshotting = "snapshotting"
+	StatusRunning      = "running"
+	StatusFailed       = "failed"
+)
+
+// Record is a view's row in deltaview.maintained.
+type Record struct {
+	Name           string
+	ID             int
+	Target         string
+	StateTable     string
+	CreatedTarget  bool
+	Fingerprint    string
+	Status         string
+	Error          string
+}
+
+// Stream reads a stream's applied position; ok is false when the target
+// has no record of the stream.
+func Stream(ctx context.Context, conn *pgx.Conn, slot string) (applied change.LSN, ok bool, err error) {
+	var lsn *string
+	err = conn.QueryRow(ctx, `SELECT applied_lsn::text FROM deltaview.streams WHERE slot = $1`, slot).Scan(&lsn)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read stream %s: %w", slot, err)
+	}
+	if lsn == nil {
+		return 0, false, nil
+	}
+	applied, err = pglogrepl.ParseLSN(*lsn)
+	return applied, err == nil, err
+}
+
+// Records lists the views recorded for a stream, by name.
+func Records(ctx context.Context, conn *pgx.Conn, slot string) (map[string]*Record, error) {
+	rows, err := conn.Query(ctx, `
+		SELECT name, id, coalesce(target, ''), coalesce(state_table, ''), created_target,
+		       coalesce(fingerprint, ''), status, coalesce(error, '')
+		FROM deltaview.maintained WHERE slot = $1`, slot)
+	if err != nil {
+		return nil, fmt.Errorf("read views: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]*Record{}
+	for rows.Next() {
+		r := &Record{}
+		if err := rows.Scan(&r.Name, &r.ID, &r.Target, &r.StateTable, &r.CreatedTarget, &r.Fingerprint, &r.Status, &r.Error); err != nil {
+			return nil, err
+		}
+		out[r.Name] = r
+	}
+	return out, rows.Err()
+}
+
+// Register records (or updates) a view's definition and status and returns
+// its id, which names its state table.
+func Register(ctx context.Context, conn *pgx.Conn, slot string, d *planner.Definition, fingerprint, strategy, status, errText string) (int, error) {
+	var id int
+	var errArg any
+	if errText != "" {
+		errArg = errText
+	}
+	err := conn.QueryRow(ctx, `
+		INSERT INTO deltaview.maintained (name, slot, target, file, line, definition, fingerprint, strategy, status, error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (name) DO UPDATE SET slot = excluded.slot, file = excluded.file, line = excluded.line,
+			definition = excluded.definition, strategy = excluded.strategy, status = excluded.status,
+			error = excluded.error, updated_at = now()
+		RETURNING id`,
+		d.Name, slot, d.Target.Quoted(), d.File, d.Line, d.Statement, fingerprint, strategy, status, errArg).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("register view %s: %w", d.Name, err)
+	}
+	return id, nil
+}
+
+// SetFailed marks a view failed with the reason, keeping the position it
+// last reflected.
+func SetFailed(ctx context.Context, conn *pgx.Conn, name string, cause error) error {
+	_, err := conn.Exec(ctx, `
+		UPDATE deltaview.maintained m SET status = 'failed', error = $2, updated_at = now(),
+			applied_lsn = CASE WHEN m.status = 'running' THEN (SELECT s.applied_lsn FROM deltaview.streams s WHERE s.slot = m.slot) ELSE m.applied_lsn END
+		WHERE name = $1`, name, cause.Error())
+	if err != nil {
+		return fmt.Errorf("mark view %s failed: %w", name, err)
+	}
+	return nil
+}
+
+// Forget removes a view's record and its state table; with dropTarget its
+// result table goes too.
+func Forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget bool) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if r.StateTable != "" {
+		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+r.StateTable); err != nil {
+			return fmt.Errorf("drop state of %s: %w", r.Name, err)
+		}
+	}
+	if dropTarget && r.CreatedTarget && r.Target != "" {
+		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+r.Target); err != nil {
+			return fmt.Errorf("drop table of %s: %w", r.Name, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM deltaview.maintained WHERE name = $1", r.Name); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}

@@ -1,0 +1,141 @@
+package writer
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/deltaview/deltaview/change"
+	"github.com/deltaview/deltaview/planner"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+)
+
+// Load builds the views' tables from the source as of a snapshot and
+// records the stream at point, the snapshot's consistent position, all in
+// one target transaction: afterwards the stream continues exactly after
+// the snapshot. src must be in a REPEATABLE READ transaction that uses the
+// slot's exported snapshot. A view that cannot be built is marked failed and
+// returned in failed; the others are loaded.
+func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, views []*View, point change.LSN, log *zap.Logger) (failed map[*View]error, err error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	failed = map[*View]error{}
+	tx, err := tgt.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO deltaview.streams (slot, publication, applied_lsn) VALUES ($1, $2, $3::text::pg_lsn)
+		ON CONFLICT (slot) DO UPDATE SET publication = excluded.publication, applied_lsn = excluded.applied_lsn, updated_at = now()`,
+		slot, publication, point.String()); err != nil {
+		return nil, fmt.Errorf("snapshot: record stream: %w", err)
+	}
+	for _, v := range views {
+		if _, err := tx.Exec(ctx, "SAVEPOINT dv_load"); err != nil {
+			return nil, err
+		}
+		rows, lerr := loadView(ctx, src, tx, v)
+		if lerr != nil {
+			if Transient(lerr) {
+				return nil, lerr
+			}
+			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_load"); err != nil {
+				return nil, fmt.Errorf("snapshot %s: %w (and rollback: %v)", v.Plan.View.Name, lerr, err)
+			}
+			lerr = fmt.Errorf("snapshot: %w", lerr)
+			v.failed = true
+			failed[v] = lerr
+			if err := SetFailed(ctx, tx.Conn(), v.Plan.View.Name, lerr); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT dv_load"); err != nil {
+			return nil, err
+		}
+		log.Info("view loaded", zap.String("view", v.Plan.View.Name), zap.Int64("rows", rows))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("snapshot: commit: %w", err)
+	}
+	return failed, nil
+}
+
+// loadView (re)creates a view's tables and fills them from the source.
+func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View) (int64, error) {
+	p, n := v.Plan, v.Names
+	var exists bool
+	var ours bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,
+			EXISTS (SELECT 1 FROM deltaview.maintained WHERE name = $2 AND created_target AND target = $1)`,
+		n.Target, p.View.Name).Scan(&exists, &ours); err != nil {
+		return 0, err
+	}
+	if exists && !ours {
+		return 0, fmt.Errorf("table %s already exists and was not created by deltaview; drop it or give the view another name", n.Target)
+	}
+	var stmts []string
+	if exists {
+		stmts = append(stmts, "DROP TABLE "+n.Target)
+	}
+	if p.View.Target.Schema != "" {
+		stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+planner.QuoteIdent(p.View.Target.Schema))
+	}
+	if n.State != "" {
+		stmts = append(stmts, "DROP TABLE IF EXISTS "+n.State)
+	}
+	stmts = append(stmts, p.CreateTarget(n)...)
+	stmts = append(stmts, p.CreateState(n)...)
+	for _, s := range stmts {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return 0, fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	rows, err := copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n))
+	if err != nil {
+		return 0, err
+	}
+	if f := p.FinalizeAll(n); f != "" {
+		if _, err := tx.Exec(ctx, f); err != nil {
+			return 0, fmt.Errorf("fill %s: %w", n.Target, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE deltaview.maintained SET status = 'running', error = NULL, target = $2,
+			state_table = $3, created_target = true, applied_lsn = NULL, updated_at = now() WHERE name = $1`,
+		p.View.Name, n.Target, nullIfEmpty(n.State)); err != nil {
+		return 0, err
+	}
+	return rows, nil
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// copyBetween streams a query's rows from the source into a target table
+// with COPY, in the servers' own text format.
+func copyBetween(ctx context.Context, src, tgt *pgx.Conn, query, into string) (int64, error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := src.PgConn().CopyTo(ctx, pw, "COPY ("+query+") TO STDOUT")
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	tag, err := tgt.PgConn().CopyFrom(ctx, pr, "COPY "+into+" FROM STDIN")
+	pr.CloseWithError(fmt.Errorf("copy into target ended"))
+	srcErr := <-done
+	if srcErr != nil {
+		return 0, fmt.Errorf("read source: %w", srcErr)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("copy into %s: %w", into, err)
+	}
+	return tag.RowsAffected(), nil
+}

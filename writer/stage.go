@@ -1,0 +1,186 @@
+package writer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/deltaview/deltaview/change"
+	"github.com/deltaview/deltaview/planner"
+	"github.com/jackc/pgx/v5"
+)
+
+// stage collects one source table's signed rows for the views that read it:
+// in memory up to a bound, then copied into a temporary table of the target
+// transaction, so memory does not grow with the transaction.
+type stage struct {
+	table planner.Table
+	name  string // quoted temporary table
+	cols  []planner.Column
+	views []*View
+
+	buf    bytes.Buffer
+	rows   int  // rows in buf
+	staged bool // rows copied into the table and not yet applied
+
+	rel *change.Relation // relation the mapping was built for
+	idx []int            // per stage column, its position in the relation's tuples
+}
+
+func newStage(i int, table planner.Table) *stage {
+	return &stage{table: table, name: fmt.Sprintf("pg_temp.%s", planner.QuoteIdent(fmt.Sprintf("dv_stage_%d", i)))}
+}
+
+// addColumns adds a view's source columns to the stage.
+func (s *stage) addColumns(cols []planner.Column) {
+	for _, c := range cols {
+		found := false
+		for _, have := range s.cols {
+			if have.Name == c.Name {
+				found = true
+				break
+			}
+		}
+		if !found {
+			s.cols = append(s.cols, c)
+		}
+	}
+}
+
+func (s *stage) createSQL() string {
+	var b strings.Builder
+	b.WriteString("CREATE TEMP TABLE IF NOT EXISTS " + strings.TrimPrefix(s.name, "pg_temp.") + " (" + planner.QuoteIdent(planner.SignColumn) + " int2")
+	for _, c := range s.cols {
+		b.WriteString(", " + planner.QuoteIdent(c.Name) + " " + c.Type)
+	}
+	b.WriteString(") ON COMMIT DELETE ROWS")
+	return b.String()
+}
+
+func (s *stage) copySQL() string {
+	var b strings.Builder
+	b.WriteString("COPY " + s.name + " (" + planner.QuoteIdent(planner.SignColumn))
+	for _, c := range s.cols {
+		b.WriteString(", " + planner.QuoteIdent(c.Name))
+	}
+	b.WriteString(") FROM STDIN")
+	return b.String()
+}
+
+// mapping finds the stage's columns in a relation's tuples.
+func (s *stage) mapping(rel *change.Relation) ([]int, error) {
+	if rel == s.rel {
+		return s.idx, nil
+	}
+	idx := make([]int, len(s.cols))
+	for i, c := range s.cols {
+		j := rel.ColumnIndex(c.Name)
+		if j < 0 {
+			return nil, fmt.Errorf("column %q of %s, which a view reads, is no longer in the source table", c.Name, s.table)
+		}
+		idx[i] = j
+	}
+	s.rel, s.idx = rel, idx
+	return idx, nil
+}
+
+// add appends one signed row in COPY text format. Unchanged (TOASTed)
+// values are taken from fallback, the row's old version.
+func (s *stage) add(sign int, t, fallback change.Tuple, idx []int) error {
+	if sign > 0 {
+		s.buf.WriteString("1")
+	} else {
+		s.buf.WriteString("-1")
+	}
+	for _, j := range idx {
+		s.buf.WriteByte('\t')
+		if j >= len(t) {
+			return fmt.Errorf("row of %s has %d columns, expected more than %d", s.table, len(t), j)
+		}
+		v := t[j]
+		if v.Kind == change.Unchanged && fallback != nil && j < len(fallback) {
+			v = fallback[j]
+		}
+		switch v.Kind {
+		case change.Null:
+			s.buf.WriteString(`\N`)
+		case change.Text:
+			escapeCopy(&s.buf, v.Data)
+		default:
+			return fmt.Errorf("column %q of %s arrived without its value (unchanged TOAST); the table needs REPLICA IDENTITY FULL", s.cols[indexOf(idx, j)].Name, s.table)
+		}
+	}
+	s.buf.WriteByte('\n')
+	s.rows++
+	return nil
+}
+
+func indexOf(idx []int, j int) int {
+	for i, x := range idx {
+		if x == j {
+			return i
+		}
+	}
+	return 0
+}
+
+// sameValues tells whether two tuples agree on the stage's columns, so an
+// UPDATE that changes none of them can be ignored.
+func sameValues(a, b change.Tuple, idx []int) bool {
+	for _, j := range idx {
+		x, y := a[j], b[j]
+		if y.Kind == change.Unchanged {
+			continue
+		}
+		if x.Kind != y.Kind || !bytes.Equal(x.Data, y.Data) {
+			return false
+		}
+	}
+	return true
+}
+
+// escapeCopy writes a value in COPY text format.
+func escapeCopy(b *bytes.Buffer, data []byte) {
+	start := 0
+	for i, c := range data {
+		var esc string
+		switch c {
+		case '\\':
+			esc = `\\`
+		case '\n':
+			esc = `\n`
+		case '\r':
+			esc = `\r`
+		case '\t':
+			esc = `\t`
+		default:
+			continue
+		}
+		b.Write(data[start:i])
+		b.WriteString(esc)
+		start = i + 1
+	}
+	b.Write(data[start:])
+}
+
+// flush copies buffered rows into the stage table.
+func (s *stage) flush(ctx context.Context, conn *pgx.Conn) error {
+	if s.rows == 0 {
+		return nil
+	}
+	if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(s.buf.Bytes()), s.copySQL()); err != nil {
+		return fmt.Errorf("stage %s: %w", s.table, err)
+	}
+	s.buf.Reset()
+	s.rows = 0
+	s.staged = true
+	return nil
+}
+
+// discard forgets buffered rows (the target transaction was rolled back).
+func (s *stage) discard() {
+	s.buf.Reset()
+	s.rows = 0
+	s.staged = false
+}

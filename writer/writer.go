@@ -1,0 +1,529 @@
+// Package writer applies source transactions to the target: it stages each
+// transaction's changes, runs every affected view's delta SQL, records the
+// source position and notifies listeners, all in one target transaction.
+package writer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/deltaview/deltaview/change"
+	"github.com/deltaview/deltaview/planner"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+)
+
+// Config configures a Writer.
+type Config struct {
+	// TargetURL is the database holding the views' tables and deltaview's
+	// catalog.
+	TargetURL string
+	// Slot names the stream whose position the writer records.
+	Slot string
+	// NotifyChannel is the LISTEN/NOTIFY channel for change notifications;
+	// empty disables them.
+	NotifyChannel string
+	// BatchChanges ends a target transaction, at the next source transaction
+	// boundary, once it holds this many source row changes.
+	BatchChanges int
+	// BatchDelay ends a target transaction, at the next source transaction
+	// boundary, once it has been open this long.
+	BatchDelay time.Duration
+	// StageRows is how many rows per source table are buffered in memory
+	// before they are copied into the target.
+	StageRows int
+	// ProgressInterval is the least time between two records of the idle
+	// position while the source is quiet.
+	ProgressInterval time.Duration
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		NotifyChannel:    "deltaview",
+		BatchChanges:     100_000,
+		BatchDelay:       250 * time.Millisecond,
+		StageRows:        5_000,
+		ProgressInterval: 200 * time.Millisecond,
+	}
+}
+
+// ErrConfig is returned by Validate.
+var ErrConfig = errors.New("invalid writer configuration")
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.TargetURL == "":
+		return fmt.Errorf("%w: target URL is empty", ErrConfig)
+	case c.Slot == "":
+		return fmt.Errorf("%w: slot is empty", ErrConfig)
+	case c.BatchChanges < 1 || c.StageRows < 1:
+		return fmt.Errorf("%w: batch sizes must be positive", ErrConfig)
+	case c.BatchDelay < 0 || c.ProgressInterval < 0:
+		return fmt.Errorf("%w: intervals must not be negative", ErrConfig)
+	}
+	return nil
+}
+
+// View is a view the writer maintains.
+type View struct {
+	Plan  *planner.Plan
+	Names planner.Names
+
+	// Names of the view's statements, prepared on the target once per
+	// session so that a statement that cannot even be planned fails the view
+	// before any batch, not inside one.
+	apply, cleanup, reset string
+
+	failed bool
+	// inserted, updated, deleted rows of the result in the open batch.
+	counts [3]int64
+}
+
+// Writer applies decoded source transactions to the target.
+type Writer struct {
+	cfg    Config
+	log    *zap.Logger
+	conn   *pgx.Conn
+	views  []*View
+	stages map[planner.Table]*stage
+	order  []*stage
+
+	applied atomic.Uint64 // committed in the target: safe to acknowledge
+
+	inTx       bool // a target transaction is open
+	inSource   bool // between a source Begin and Commit
+	skipping   bool // the open source transaction was applied before
+	touched    bool // the open source transaction staged or reset something
+	batchStart time.Time
+	batchRows  int
+	last       *change.Commit // last source transaction in the open batch
+	idle       change.LSN     // delivered position not yet recorded
+	recorded   time.Time
+}
+
+// New returns a Writer for the views, which resumes after position start.
+func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	w := &Writer{cfg: cfg, log: log, views: views, stages: map[planner.Table]*stage{}}
+	for _, v := range views {
+		st := w.stages[v.Plan.Source]
+		if st == nil {
+			st = newStage(len(w.order), v.Plan.Source)
+			w.stages[v.Plan.Source] = st
+			w.order = append(w.order, st)
+		}
+		st.addColumns(v.Plan.SourceColumns)
+		st.views = append(st.views, v)
+		v.Names.Stage = st.name
+	}
+	w.applied.Store(uint64(start))
+	return w
+}
+
+// Applied is the position up to which every source transaction is committed
+// in the target: the position to acknowledge to the source.
+func (w *Writer) Applied() change.LSN { return change.LSN(w.applied.Load()) }
+
+// Open connects to the target and creates the stage tables.
+func (w *Writer) Open(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, w.cfg.TargetURL)
+	if err != nil {
+		return fmt.Errorf("connect to target: %w", err)
+	}
+	w.conn = conn
+	for _, st := range w.order {
+		if _, err := conn.Exec(ctx, st.createSQL()); err != nil {
+			return fmt.Errorf("create stage for %s: %w", st.table, err)
+		}
+	}
+	for i, v := range w.views {
+		if v.failed {
+			continue
+		}
+		if err := w.prepare(ctx, i, v); err != nil {
+			if Transient(err) {
+				return err
+			}
+			v.failed = true
+			w.log.Error("view failed", zap.String("view", v.Plan.View.Name), zap.Error(err))
+			if err := SetFailed(ctx, conn, v.Plan.View.Name, err); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *Writer) prepare(ctx context.Context, i int, v *View) error {
+	stmts := []struct {
+		name *string
+		sql  string
+	}{
+		{&v.apply, v.Plan.Apply(v.Names)},
+		{&v.cleanup, v.Plan.Cleanup(v.Names)},
+		{&v.reset, v.Plan.Reset(v.Names)},
+	}
+	for j, s := range stmts {
+		if s.sql == "" {
+			continue
+		}
+		name := fmt.Sprintf("dv_%d_%d", i, j)
+		if _, err := w.conn.Prepare(ctx, name, s.sql); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		*s.name = name
+	}
+	return nil
+}
+
+// Close abandons an open batch and disconnects.
+func (w *Writer) Close(ctx context.Context) error {
+	if w.conn == nil {
+		return nil
+	}
+	return w.conn.Close(ctx)
+}
+
+// Run applies events until ctx ends or events is closed. A batch that is
+// not committed when Run returns is rolled back: the source sends it again
+// after a restart.
+func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
+	tick := time.NewTicker(w.cfg.ProgressInterval + time.Millisecond)
+	defer tick.Stop()
+	for {
+		if w.inTx && !w.inSource {
+			if w.batchRows >= w.cfg.BatchChanges || time.Since(w.batchStart) >= w.cfg.BatchDelay {
+				if err := w.commit(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					return w.commit(ctx)
+				}
+				if err := w.handle(ctx, ev); err != nil {
+					return err
+				}
+			default:
+				// Nothing more is waiting: make the batch visible now.
+				if err := w.commit(ctx); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if err := w.recordIdle(ctx, false); err != nil {
+				return err
+			}
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			if err := w.handle(ctx, ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (w *Writer) handle(ctx context.Context, ev change.Event) error {
+	switch e := ev.(type) {
+	case *change.Begin:
+		w.inSource = true
+		w.touched = false
+		w.skipping = e.FinalLSN < w.Applied()
+	case *change.Row:
+		if w.skipping {
+			return nil
+		}
+		return w.row(ctx, e)
+	case *change.Truncate:
+		if w.skipping {
+			return nil
+		}
+		return w.truncate(ctx, e)
+	case *change.Commit:
+		w.inSource = false
+		switch {
+		case w.skipping:
+		case w.inTx:
+			w.last = e
+		default:
+			// Nothing to write for this transaction: it only moves the
+			// position on.
+			w.idle = max(w.idle, e.EndLSN)
+			return w.recordIdle(ctx, false)
+		}
+	case *change.Position:
+		if w.inSource {
+			return nil
+		}
+		w.idle = max(w.idle, e.LSN)
+		if !w.inTx {
+			return w.recordIdle(ctx, false)
+		}
+	}
+	return nil
+}
+
+// begin opens the target transaction of a batch.
+func (w *Writer) begin(ctx context.Context) error {
+	if w.inTx {
+		return nil
+	}
+	if _, err := w.conn.Exec(ctx, "BEGIN"); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	w.inTx = true
+	w.batchStart = time.Now()
+	w.batchRows = 0
+	return nil
+}
+
+func (w *Writer) row(ctx context.Context, r *change.Row) error {
+	st := w.stages[planner.Table{Schema: r.Rel.Schema, Name: r.Rel.Name}]
+	if st == nil || st.allFailed() {
+		return nil
+	}
+	idx, err := st.mapping(r.Rel)
+	if err != nil {
+		return w.failStage(ctx, st, err)
+	}
+	if r.Op != change.Insert && (r.Old == nil || r.Rel.ReplicaIdentity != 'f') {
+		return w.failStage(ctx, st, fmt.Errorf("%s of a row of %s arrived without the row's old values; run ALTER TABLE %s REPLICA IDENTITY FULL on the source",
+			r.Op, st.table, st.table.Quoted()))
+	}
+	if r.Op == change.Update && sameValues(r.Old, r.New, idx) {
+		return nil
+	}
+	if err := w.begin(ctx); err != nil {
+		return err
+	}
+	w.touched = true
+	switch r.Op {
+	case change.Insert:
+		err = st.add(1, r.New, nil, idx)
+	case change.Delete:
+		err = st.add(-1, r.Old, nil, idx)
+	case change.Update:
+		if err = st.add(-1, r.Old, nil, idx); err == nil {
+			err = st.add(1, r.New, r.Old, idx)
+		}
+	}
+	if err != nil {
+		return w.failStage(ctx, st, err)
+	}
+	w.batchRows++
+	if st.rows >= w.cfg.StageRows {
+		return st.flush(ctx, w.conn)
+	}
+	return nil
+}
+
+func (s *stage) allFailed() bool {
+	for _, v := range s.views {
+		if !v.failed {
+			return false
+		}
+	}
+	return true
+}
+
+// truncate applies what is staged so far, then empties the views over the
+// truncated tables.
+func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
+	var hit []*stage
+	for _, rel := range t.Rels {
+		if st := w.stages[planner.Table{Schema: rel.Schema, Name: rel.Name}]; st != nil {
+			hit = append(hit, st)
+		}
+	}
+	if len(hit) == 0 {
+		return nil
+	}
+	if err := w.begin(ctx); err != nil {
+		return err
+	}
+	w.touched = true
+	if err := w.applyStaged(ctx, true); err != nil {
+		return err
+	}
+	for _, st := range hit {
+		for _, v := range st.views {
+			if err := w.runView(ctx, v, v.reset, ""); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// applyStaged runs the delta SQL of every view with staged rows. mid is
+// true inside a batch: the stage tables are then emptied for what follows.
+func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
+	for _, st := range w.order {
+		if err := st.flush(ctx, w.conn); err != nil {
+			return err
+		}
+		if !st.staged {
+			continue
+		}
+		for _, v := range st.views {
+			if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
+				return err
+			}
+		}
+		if mid {
+			if _, err := w.conn.Exec(ctx, "TRUNCATE "+st.name); err != nil {
+				return fmt.Errorf("empty stage %s: %w", st.table, err)
+			}
+		}
+		st.staged = false
+	}
+	return nil
+}
+
+// runView runs one view's prepared statement (and an optional follow-up)
+// inside a savepoint: a view whose SQL fails is marked failed and the others go on.
+func (w *Writer) runView(ctx context.Context, v *View, sql, after string) error {
+	if v.failed {
+		return nil
+	}
+	b := &pgx.Batch{}
+	b.Queue("SAVEPOINT dv_view")
+	b.Queue(sql)
+	if after != "" {
+		b.Queue(after)
+	}
+	b.Queue("RELEASE SAVEPOINT dv_view")
+	res := w.conn.SendBatch(ctx, b)
+	_, err := res.Exec()
+	var counts [3]int64
+	if err == nil {
+		err = res.QueryRow().Scan(&counts[0], &counts[1], &counts[2])
+	}
+	if err == nil && after != "" {
+		_, err = res.Exec()
+	}
+	if err == nil {
+		_, err = res.Exec()
+	}
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		for i := range counts {
+			v.counts[i] += counts[i]
+		}
+		return nil
+	}
+	if Transient(err) || ctx.Err() != nil {
+		return fmt.Errorf("apply %s: %w", v.Plan.View.Name, err)
+	}
+	if _, rerr := w.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_view"); rerr != nil {
+		return fmt.Errorf("apply %s: %w (and rollback: %v)", v.Plan.View.Name, err, rerr)
+	}
+	return w.fail(ctx, v, fmt.Errorf("apply: %w", err))
+}
+
+// fail stops maintaining a view, recording why in the open transaction.
+func (w *Writer) fail(ctx context.Context, v *View, cause error) error {
+	v.failed = true
+	w.log.Error("view failed", zap.String("view", v.Plan.View.Name), zap.Error(cause))
+	if err := w.begin(ctx); err != nil {
+		return err
+	}
+	return SetFailed(ctx, w.conn, v.Plan.View.Name, cause)
+}
+
+func (w *Writer) failStage(ctx context.Context, st *stage, cause error) error {
+	for _, v := range st.views {
+		if !v.failed {
+			if err := w.fail(ctx, v, cause); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// notice is the JSON payload of a change notification.
+type notice struct {
+	View     string `json:"view"`
+	LSN      string `json:"lsn"`
+	Inserted int64  `json:"inserted"`
+	Updated  int64  `json:"updated"`
+	Deleted  int64  `json:"deleted"`
+}
+
+// commit applies the batch, records its position and notifies, in the
+// target transaction, and commits it.
+func (w *Writer) commit(ctx context.Context) error {
+	if err := w.applyStaged(ctx, false); err != nil {
+		return err
+	}
+	pos := w.idle
+	var lastCommit change.LSN
+	if w.last != nil {
+		pos = max(pos, w.last.EndLSN)
+		lastCommit = w.last.CommitLSN
+	}
+	b := &pgx.Batch{}
+	if pos > w.Applied() {
+		b.Queue("UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = now() WHERE slot = $2", pos.String(), w.cfg.Slot)
+	}
+	for _, v := range w.views {
+		if v.counts == [3]int64{} {
+			continue
+		}
+		if w.cfg.NotifyChannel != "" {
+			payload, _ := json.Marshal(notice{View: v.Plan.View.Name, LSN: lastCommit.String(), Inserted: v.counts[0], Updated: v.counts[1], Deleted: v.counts[2]})
+			b.Queue("SELECT pg_notify($1, $2)", w.cfg.NotifyChannel, string(payload))
+		}
+	}
+	b.Queue("COMMIT")
+	if err := w.conn.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	w.inTx = false
+	w.last = nil
+	for _, v := range w.views {
+		v.counts = [3]int64{}
+	}
+	if pos > w.Applied() {
+		w.applied.Store(uint64(pos))
+	}
+	w.recorded = time.Now()
+	return nil
+}
+
+// recordIdle records a delivered position while no batch is open, at most
+// once per ProgressInterval unless forced.
+func (w *Writer) recordIdle(ctx context.Context, force bool) error {
+	if w.inTx || w.inSource || w.idle <= w.Applied() {
+		return nil
+	}
+	if !force && time.Since(w.recorded) < w.cfg.ProgressInterval {
+		return nil
+	}
+	if _, err := w.conn.Exec(ctx, "UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = now() WHERE slot = $2", w.idle.String(), w.cfg.Slot); err != nil {
+		return fmt.Errorf("record position: %w", err)
+	}
+	w.applied.Store(uint64(w.idle))
+	w.recorded = time.Now()
+	return nil
+}
