@@ -31,10 +31,10 @@ func TestApplyMatchesQuery(t *testing.T) {
 	mustExec(t, conn, `CREATE SCHEMA deltaview;
 		CREATE TABLE "Src Table" (id int PRIMARY KEY, "Grp" text, g2 int, v int, amt numeric(12,2), iv interval, note text);`)
 	views := map[string]string{
-		"grouped":  `CREATE MATERIALIZED VIEW "per grp" AS SELECT "Grp", g2 % 3 AS m, count(*), count(v) AS cv, sum(v) AS sv, avg(v) AS av, sum(amt) AS samt, avg(amt), sum(iv) AS siv, avg(iv) AS aiv, sum(v) * 2 + count(*) AS expr FROM "Src Table" s WHERE id % 7 <> 3 GROUP BY 1, g2 % 3`,
-		"global":   `CREATE MATERIALIZED VIEW glob AS SELECT count(*) AS n, sum(v) AS s, avg(amt) AS a, count(note) FROM "Src Table"`,
-		"project":  `CREATE MATERIALIZED VIEW proj AS SELECT "Grp", v + 1 AS v1, upper(note) AS note FROM "Src Table" WHERE v IS NULL OR v > 2`,
-		"keyonly":  `CREATE MATERIALIZED VIEW keyonly AS SELECT g2 FROM "Src Table" GROUP BY g2`,
+		"grouped": `CREATE MATERIALIZED VIEW "per grp" AS SELECT "Grp", g2 % 3 AS m, count(*), count(v) AS cv, sum(v) AS sv, avg(v) AS av, sum(amt) AS samt, avg(amt), sum(iv) AS siv, avg(iv) AS aiv, sum(v) * 2 + count(*) AS expr FROM "Src Table" s WHERE id % 7 <> 3 GROUP BY 1, g2 % 3`,
+		"global":  `CREATE MATERIALIZED VIEW glob AS SELECT count(*) AS n, sum(v) AS s, avg(amt) AS a, count(note) FROM "Src Table"`,
+		"project": `CREATE MATERIALIZED VIEW proj AS SELECT "Grp", v + 1 AS v1, upper(note) AS note FROM "Src Table" WHERE v IS NULL OR v > 2`,
+		"keyonly": `CREATE MATERIALIZED VIEW keyonly AS SELECT g2 FROM "Src Table" GROUP BY g2`,
 	}
 	cat := &SourceCatalog{Conn: conn}
 	type vp struct {

@@ -21,14 +21,14 @@ const (
 
 // Record is a view's row in deltaview.maintained.
 type Record struct {
-	Name           string
-	ID             int
-	Target         string
-	StateTable     string
-	CreatedTarget  bool
-	Fingerprint    string
-	Status         string
-	Error          string
+	Name          string
+	ID            int
+	Target        string
+	StateTable    string
+	CreatedTarget bool
+	Fingerprint   string
+	Status        string
+	Error         string
 }
 
 // Stream reads a stream's applied position; ok is false when the target
