@@ -175,8 +175,7 @@ func parseStatement(file, text string, start, end int) (*Definition, error) {
 	if trimmed == "" {
 		return nil, nil
 	}
-	lead := len(stmtText) - len(strings.TrimLeft(stmtText, " \t\r\n"))
-	line := lineAt(text, start+lead)
+	line := lineAt(text, start+firstToken(stmtText))
 	tree, err := pg_query.Parse(stmtText)
 	if err != nil {
 		ve := &ViewError{File: file, Line: line, Construct: "syntax", Msg: "syntax error: " + err.Error(), Err: err}
@@ -287,6 +286,20 @@ func querySpan(stmt string) (int, int, bool) {
 		}
 	}
 	return qs, qe, true
+}
+
+// firstToken is the byte offset of the first token that is not a comment.
+func firstToken(s string) int {
+	res, err := pg_query.Scan(s)
+	if err != nil {
+		return len(s) - len(strings.TrimLeft(s, " \t\r\n"))
+	}
+	for _, t := range res.Tokens {
+		if t.Token != pg_query.Token_SQL_COMMENT && t.Token != pg_query.Token_C_COMMENT {
+			return int(t.Start)
+		}
+	}
+	return 0
 }
 
 func stripComments(s string) string {

@@ -154,25 +154,34 @@ func columnRef(parts ...string) *pg_query.Node {
 	return &pg_query.Node{Node: &pg_query.Node_ColumnRef{ColumnRef: &pg_query.ColumnRef{Fields: fields}}}
 }
 
-// location returns a node's location when it has one, else 0.
+// location returns the smallest location of a node or its descendants
+// (the server records byte offsets in the statement), or 0.
 func location(n *pg_query.Node) int32 {
-	var loc int32
+	var best int32
 	if n == nil {
 		return 0
 	}
-	m := n.ProtoReflect()
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Kind() != protoreflect.MessageKind {
+	var walk func(m protoreflect.Message)
+	walk = func(m protoreflect.Message) {
+		if f := m.Descriptor().Fields().ByName("location"); f != nil && f.Kind() == protoreflect.Int32Kind {
+			if l := int32(m.Get(f).Int()); l > 0 && (best == 0 || l < best) {
+				best = l
+			}
+		}
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			if fd.Message() == nil || fd.IsMap() {
+				return true
+			}
+			if fd.IsList() {
+				for i := 0; i < v.List().Len(); i++ {
+					walk(v.List().Get(i).Message())
+				}
+				return true
+			}
+			walk(v.Message())
 			return true
-		}
-		inner := v.Message()
-		if f := inner.Descriptor().Fields().ByName("location"); f != nil {
-			loc = int32(inner.Get(f).Int())
-		}
-		return false
-	})
-	if loc < 0 {
-		loc = 0
+		})
 	}
-	return loc
+	walk(n.ProtoReflect())
+	return best
 }

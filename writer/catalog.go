@@ -74,9 +74,12 @@ func Records(ctx context.Context, conn *pgx.Conn, slot string) (map[string]*Reco
 // its id, which names its state table.
 func Register(ctx context.Context, conn *pgx.Conn, slot string, d *planner.Definition, fingerprint, strategy, status, errText string) (int, error) {
 	var id int
-	var errArg any
+	var errArg, target any
 	if errText != "" {
 		errArg = errText
+	}
+	if d.Target.Name != "" {
+		target = d.Target.Quoted()
 	}
 	err := conn.QueryRow(ctx, `
 		INSERT INTO deltaview.maintained (name, slot, target, file, line, definition, fingerprint, strategy, status, error)
@@ -85,7 +88,7 @@ func Register(ctx context.Context, conn *pgx.Conn, slot string, d *planner.Defin
 			definition = excluded.definition, strategy = excluded.strategy, status = excluded.status,
 			error = excluded.error, updated_at = now()
 		RETURNING id`,
-		d.Name, slot, d.Target.Quoted(), d.File, d.Line, d.Statement, fingerprint, strategy, status, errArg).Scan(&id)
+		d.Name, slot, target, d.File, d.Line, d.Statement, fingerprint, strategy, status, errArg).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("register view %s: %w", d.Name, err)
 	}

@@ -1,0 +1,153 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deltaview/deltaview/internal/pgcluster"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+)
+
+// benchSetup is a source and a target database on a cluster of the
+// benchmark's own, so that no other test's load skews the figures.
+type benchSetup struct {
+	cluster        *pgcluster.Cluster
+	srcURL, tgtURL string
+	src, tgt       *pgx.Conn
+	slot           string
+}
+
+func newBenchSetup(b *testing.B) *benchSetup {
+	b.Helper()
+	c := pgcluster.StartForTest(b, pgcluster.Options{Name: "bench", Settings: map[string]string{
+		// A backlog of a million transactions should not checkpoint all the
+		// time.
+		"max_wal_size":       "8GB",
+		"checkpoint_timeout": "30min",
+	}})
+	srcDB, tgtDB := c.NewDatabase(b), c.NewDatabase(b)
+	s := &benchSetup{cluster: c, srcURL: c.URL(srcDB), tgtURL: c.URL(tgtDB), slot: "bench"}
+	s.src, s.tgt = connect(b, s.srcURL), connect(b, s.tgtURL)
+	return s
+}
+
+// sidecar starts `deltaview run` between the setup's databases.
+func (s *benchSetup) sidecar(b *testing.B, views string, extra ...string) *sidecar {
+	b.Helper()
+	args := append([]string{"--source", s.srcURL, "--target", s.tgtURL, "--views", views, "--slot", s.slot}, extra...)
+	return startSidecar(b, args...)
+}
+
+// currentLSN is the source's WAL write position: every transaction
+// committed so far ends at or before it.
+func currentLSN(b *testing.B, conn *pgx.Conn) pglogrepl.LSN {
+	b.Helper()
+	var s string
+	if err := conn.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
+		b.Fatal(err)
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return lsn
+}
+
+// appliedLSN is the least applied position of the slot's running views in
+// the target, 0 while one is not running.
+func appliedLSN(ctx context.Context, conn *pgx.Conn, slot string) (pglogrepl.LSN, error) {
+	var s *string
+	err := conn.QueryRow(ctx, `SELECT CASE WHEN bool_and(status = 'running') THEN min(applied_lsn)::text END
+		FROM deltaview.views WHERE slot = $1`, slot).Scan(&s)
+	if err != nil || s == nil {
+		return 0, err
+	}
+	return pglogrepl.ParseLSN(*s)
+}
+
+// waitApplied polls the target every interval until the slot's views have
+// applied lsn, and returns when that was seen.
+func waitApplied(b *testing.B, conn *pgx.Conn, slot string, lsn pglogrepl.LSN, interval, timeout time.Duration) time.Time {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got, err := appliedLSN(context.Background(), conn, slot)
+		now := time.Now()
+		if err == nil && got >= lsn {
+			return now
+		}
+		if now.After(deadline) {
+			b.Fatalf("views did not apply %s within %s (applied %s, err %v): %s", lsn, timeout, got, err, viewsState(conn))
+		}
+		time.Sleep(interval)
+	}
+}
+
+// peakRSSMB is the process's peak resident set size (VmHWM) in MB.
+func peakRSSMB(b *testing.B, pid int) float64 {
+	b.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err != nil {
+				b.Fatalf("VmHWM %q: %v", rest, err)
+			}
+			return kb / 1024
+		}
+	}
+	b.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
+}
+
+// pgTool runs one of the cluster's programs (pgbench) against db as user
+// postgres over the cluster's socket, and returns its output.
+func pgTool(b *testing.B, c *pgcluster.Cluster, db, prog string, args ...string) string {
+	b.Helper()
+	args = append([]string{"-h", c.Dir, "-p", strconv.Itoa(c.Port), "-U", "postgres"}, args...)
+	args = append(args, db)
+	out, err := exec.Command(filepath.Join(c.BinDir(), prog), args...).CombinedOutput()
+	if err != nil {
+		b.Fatalf("%s %s: %v\n%s", prog, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// dbName is the database of a connection URL made by pgcluster.
+func dbName(b *testing.B, conn *pgx.Conn) string {
+	b.Helper()
+	return conn.Config().Database
+}
+
+// percentile is the nearest-rank q-quantile of sorted durations.
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func sortedCopy(d []time.Duration) []time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

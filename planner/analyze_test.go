@@ -1,0 +1,126 @@
+package planner
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// Each case is a definition this version refuses without asking a database,
+// with the construct, line and message the user sees.
+func TestRefusedWithoutDatabase(t *testing.T) {
+	cases := []struct {
+		name      string
+		sql       string
+		construct string
+		line      int
+		msg       string
+	}{
+		{"syntax error", "CREATE MATERIALIZED VIEW v AS\nSELECT a,, b FROM t;", "syntax", 2, "syntax error"},
+		{"not a view", "CREATE TABLE t (a int);", "statement", 1, "only CREATE MATERIALIZED VIEW"},
+		{"join", "CREATE MATERIALIZED VIEW v AS\nSELECT * FROM a\nJOIN b ON a.id = b.id;", "join", 2, "joins are not supported yet"},
+		{"two tables", "CREATE MATERIALIZED VIEW v AS SELECT 1 FROM a,\n b;", "join", 2, "several tables"},
+		{"random", "CREATE MATERIALIZED VIEW v AS\nSELECT a,\n random() FROM t;", "volatile function", 3, "random()"},
+		{"now", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t WHERE ts > now();", "volatile function", 1, "now()"},
+		{"nextval", "CREATE MATERIALIZED VIEW v AS SELECT nextval('s') FROM t;", "volatile function", 1, "nextval()"},
+		{"current_timestamp", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t\nWHERE ts > CURRENT_TIMESTAMP;", "time or session function", 2, "CURRENT_TIMESTAMP"},
+		{"min", "CREATE MATERIALIZED VIEW v AS SELECT g, min(x) FROM t GROUP BY g;", "aggregate min", 1, "min() is not supported yet"},
+		{"window", "CREATE MATERIALIZED VIEW v AS SELECT a, rank() OVER (ORDER BY a) FROM t;", "window function", 1, "window functions"},
+		{"distinct", "CREATE MATERIALIZED VIEW v AS SELECT DISTINCT a FROM t;", "DISTINCT", 1, "DISTINCT"},
+		{"count distinct", "CREATE MATERIALIZED VIEW v AS SELECT count(DISTINCT a) FROM t;", "count(DISTINCT)", 1, "DISTINCT"},
+		{"filter", "CREATE MATERIALIZED VIEW v AS SELECT count(*) FILTER (WHERE a > 1) FROM t;", "FILTER", 1, "FILTER"},
+		{"having", "CREATE MATERIALIZED VIEW v AS SELECT g, count(*) FROM t GROUP BY g\nHAVING count(*) > 1;", "HAVING", 2, "HAVING"},
+		{"limit", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t ORDER BY a LIMIT 10;", "LIMIT", 1, "top-N"},
+		{"union", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t UNION ALL SELECT a FROM u;", "set operation", 1, "UNION"},
+		{"cte", "CREATE MATERIALIZED VIEW v AS WITH x AS (SELECT 1) SELECT * FROM x;", "WITH", 1, "common table expressions"},
+		{"subquery", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t WHERE a IN (SELECT b FROM u);", "subquery", 1, "subqueries"},
+		{"subquery in from", "CREATE MATERIALIZED VIEW v AS SELECT a FROM (SELECT a FROM t) s;", "subquery in FROM", 1, "subqueries in FROM"},
+		{"rollup", "CREATE MATERIALIZED VIEW v AS SELECT g, count(*) FROM t GROUP BY ROLLUP (g);", "GROUPING SETS", 1, "ROLLUP"},
+		{"no from", "CREATE MATERIALIZED VIEW v AS SELECT 1;", "FROM", 1, "without FROM"},
+		{"star with group by", "CREATE MATERIALIZED VIEW v AS SELECT * FROM t GROUP BY a;", "*", 1, "SELECT *"},
+		{"nested aggregate", "CREATE MATERIALIZED VIEW v AS SELECT sum(count(*)) FROM t;", "nested aggregate", 1, "nested"},
+		{"aggregate in where", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t WHERE sum(a) > 1;", "aggregate in WHERE", 1, "WHERE"},
+		{"options", "CREATE MATERIALIZED VIEW v WITH (fillfactor = 50) AS SELECT a FROM t;", "WITH (...)", 1, "fillfactor"},
+		{"no data", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t WITH NO DATA;", "WITH NO DATA", 1, "WITH NO DATA"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			file := "\n\n" + c.sql // the statement starts on line 3 of its file
+			defs, errs := ParseFile("views.sql", file)
+			var err error
+			if len(errs) > 0 {
+				err = errs[0]
+			} else if len(defs) == 1 {
+				_, _, err = Analyze(defs[0])
+			}
+			var ve *ViewError
+			if !errors.As(err, &ve) {
+				t.Fatalf("got %v, want a *ViewError", err)
+			}
+			if ve.Construct != c.construct || ve.Line != c.line+2 || ve.File != "views.sql" || !strings.Contains(ve.Msg, c.msg) {
+				t.Errorf("got construct %q line %d msg %q; want %q line %d containing %q", ve.Construct, ve.Line, ve.Msg, c.construct, c.line+2, c.msg)
+			}
+		})
+	}
+}
+
+func TestErrorNamesViewFileLineAndHint(t *testing.T) {
+	_, errs := ParseFile("views/top.sql", "-- leaders\nCREATE MATERIALIZED VIEW top_players AS\nSELECT id, random() FROM players;")
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	defs, _ := ParseFile("views/top.sql", "-- leaders\nCREATE MATERIALIZED VIEW top_players AS\nSELECT id, random() FROM players;")
+	_, _, err := Analyze(defs[0])
+	want := `view "top_players" (views/top.sql:3): random() returns a different value on every call (or as time passes), so the view could never stay equal to its query; hint: store the value in a column of the source table`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+}
+
+func TestOneBrokenStatementLeavesTheOthers(t *testing.T) {
+	text := `CREATE MATERIALIZED VIEW a AS SELECT g, count(*) FROM t GROUP BY g;
+CREATE MATERIALIZED VIEW "b c" AS SELEC oops;
+-- a semicolon in a string does not split: ';'
+CREATE MATERIALIZED VIEW s.d AS SELECT x FROM t WHERE y = ';';`
+	defs, errs := ParseFile("v.sql", text)
+	if len(defs) != 2 || defs[0].Name != "a" || defs[1].Name != "s.d" {
+		t.Fatalf("defs = %v", defs)
+	}
+	if defs[1].Line != 4 || defs[1].Target != (Table{"s", "d"}) || defs[1].Query != "SELECT x FROM t WHERE y = ';'" {
+		t.Errorf("s.d: line %d target %v query %q", defs[1].Line, defs[1].Target, defs[1].Query)
+	}
+	var ve *ViewError
+	if len(errs) != 1 || !errors.As(errs[0], &ve) || ve.View != "b c" || ve.Line != 2 {
+		t.Fatalf("errs = %v", errs)
+	}
+}
+
+func TestDuplicateViewNames(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir+"/1.sql", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t;")
+	writeFile(t, dir+"/2.sql", "\nCREATE MATERIALIZED VIEW public.v AS SELECT b FROM t;")
+	defs, errs := Load(dir)
+	if len(defs) != 1 || len(errs) != 1 || !strings.Contains(errs[0].Error(), "defined twice") || !strings.Contains(errs[0].Error(), "2.sql:2") {
+		t.Fatalf("defs %v errs %v", defs, errs)
+	}
+}
+
+func TestKinds(t *testing.T) {
+	cases := map[string]Kind{
+		"SELECT a, b FROM t WHERE a > 1":                 Projection,
+		"SELECT * FROM t":                                Projection,
+		"SELECT g, sum(x) FROM t GROUP BY g":             Grouped,
+		"SELECT count(*), avg(x) FROM t":                 Global,
+		"SELECT lower(g) AS k, count(*) FROM t GROUP BY 1": Grouped,
+	}
+	for q, want := range cases {
+		defs, errs := ParseFile("v.sql", "CREATE MATERIALIZED VIEW v AS "+q+";")
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		got, _, err := Analyze(defs[0])
+		if err != nil || got != want {
+			t.Errorf("%s: got %v, %v; want %v", q, got, err, want)
+		}
+	}
+}

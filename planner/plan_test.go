@@ -1,0 +1,143 @@
+package planner
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/deltaview/deltaview/internal/pgcluster"
+	"github.com/jackc/pgx/v5"
+)
+
+var update = flag.Bool("update", false, "rewrite the planner's golden files")
+
+// planSchema is the source schema of the planner's database tests.
+const planSchema = `
+CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, region text, amount numeric(12,2), qty int,
+	price float8, raw numeric, placed timestamptz, note json);
+CREATE TABLE "Odd ""Name"" Ü" ("Key Col" int, "Val" bigint);
+CREATE TABLE parted (id int, v int) PARTITION BY RANGE (id);
+CREATE VIEW plain_view AS SELECT * FROM orders;
+CREATE FUNCTION coin() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT 1';`
+
+func planCatalog(t *testing.T) *SourceCatalog {
+	t.Helper()
+	c := pgcluster.Shared(t)
+	db := c.NewDatabase(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	if _, err := conn.Exec(ctx, planSchema); err != nil {
+		t.Fatal(err)
+	}
+	return &SourceCatalog{Conn: conn}
+}
+
+func build(t *testing.T, cat Catalog, sql string) (*Plan, error) {
+	t.Helper()
+	defs, errs := ParseFile("views.sql", sql)
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	return Build(context.Background(), defs[0], cat)
+}
+
+// What only the source can tell: tables, columns, types and volatility.
+func TestRefusedBySource(t *testing.T) {
+	cat := planCatalog(t)
+	cases := []struct {
+		name, sql string
+		line      int
+		msg, hint string
+	}{
+		{"unknown table", "CREATE MATERIALIZED VIEW v AS SELECT a FROM nowhere;", 1, "table nowhere does not exist", "search_path"},
+		{"unknown column", "CREATE MATERIALIZED VIEW v AS\nSELECT id,\n  colour FROM orders;", 3, `column "colour" does not exist`, ""},
+		{"float sum", "CREATE MATERIALIZED VIEW v AS SELECT region, sum(price) FROM orders GROUP BY region;", 1, "floating-point", "sum((price)::numeric"},
+		{"numeric without scale", "CREATE MATERIALIZED VIEW v AS SELECT avg(raw) FROM orders;", 1, "without a declared scale", "numeric(20,2)"},
+		{"group key not selected", "CREATE MATERIALIZED VIEW v AS SELECT sum(qty) FROM orders GROUP BY region;", 1, "not in the select list", "add it to the select list"},
+		{"ungrouped column", "CREATE MATERIALIZED VIEW v AS SELECT region, qty, count(*) FROM orders GROUP BY region;", 1, "must appear in the GROUP BY", ""},
+		{"user volatile function", "CREATE MATERIALIZED VIEW v AS SELECT id, coin() FROM orders;", 1, "coin() is volatile", ""},
+		{"partitioned", "CREATE MATERIALIZED VIEW v AS SELECT id FROM parted;", 1, "partitioned", ""},
+		{"view in from", "CREATE MATERIALIZED VIEW v AS SELECT id FROM plain_view;", 1, "is a view", ""},
+		{"json in projection", "CREATE MATERIALIZED VIEW v AS SELECT id, note FROM orders;", 1, "equality operator for type json", ""},
+		{"duplicate names", "CREATE MATERIALIZED VIEW v AS SELECT id, id FROM orders;", 1, `two columns named "id"`, "AS"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := build(t, cat, c.sql)
+			var ve *ViewError
+			if !errors.As(err, &ve) {
+				t.Fatalf("got %v, want a *ViewError", err)
+			}
+			if ve.Line != c.line || !strings.Contains(ve.Msg, c.msg) || !strings.Contains(strings.ToLower(ve.Hint), strings.ToLower(c.hint)) {
+				t.Errorf("got line %d msg %q hint %q; want line %d, %q, %q", ve.Line, ve.Msg, ve.Hint, c.line, c.msg, c.hint)
+			}
+		})
+	}
+}
+
+// Golden plans: testdata/plans/NAME/view.sql is planned against planSchema
+// and the strategy and generated SQL compared with plan.golden (go test
+// -update rewrites them).
+func TestGoldenPlans(t *testing.T) {
+	cat := planCatalog(t)
+	dirs, err := filepath.Glob("testdata/plans/*")
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no golden cases: %v", err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join(dir, "view.sql"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := build(t, cat, string(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := Names{Target: p.View.Target.Quoted(), State: `deltaview."state_1"`, Stage: `pg_temp."dv_stage_0"`}
+			if p.Kind == Projection {
+				n.State = ""
+			}
+			var b strings.Builder
+			section := func(title string, lines ...string) {
+				b.WriteString("-- " + title + "\n")
+				for _, l := range lines {
+					if l != "" {
+						b.WriteString(l + ";\n")
+					}
+				}
+				b.WriteString("\n")
+			}
+			b.WriteString("-- kind: " + p.Kind.String() + "\n-- strategy: " + p.Strategy() + "\n\n")
+			section("create target", p.CreateTarget(n)...)
+			section("create state", p.CreateState(n)...)
+			section("snapshot (on the source)", p.SnapshotQuery())
+			section("snapshot into", p.SnapshotTarget(n))
+			section("finalize", p.FinalizeAll(n))
+			section("apply", p.Apply(n))
+			section("cleanup", p.Cleanup(n))
+			section("reset", p.Reset(n))
+			golden := filepath.Join(dir, "plan.golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update)", err)
+			}
+			if b.String() != string(want) {
+				t.Errorf("plan differs from %s (go test -update rewrites it):\n%s", golden, b.String())
+			}
+		})
+	}
+}
