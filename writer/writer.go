@@ -39,6 +39,10 @@ type Config struct {
 	// ProgressInterval is the least time between two records of the idle
 	// position while the source is quiet.
 	ProgressInterval time.Duration
+	// Settings are session settings for the target connection (TimeZone,
+	// DateStyle, ...): the source's, so that stable functions in a view
+	// give the same results as the view's query on the source.
+	Settings map[string]string
 }
 
 // DefaultConfig returns the defaults.
@@ -134,7 +138,7 @@ func (w *Writer) Applied() change.LSN { return change.LSN(w.applied.Load()) }
 
 // Open connects to the target and creates the stage tables.
 func (w *Writer) Open(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, w.cfg.TargetURL)
+	conn, err := Connect(ctx, w.cfg.TargetURL, w.cfg.Settings)
 	if err != nil {
 		return fmt.Errorf("connect to target: %w", err)
 	}

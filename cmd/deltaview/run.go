@@ -109,6 +109,7 @@ func stream(ctx context.Context, st *startup, dcfg decoder.Config, wcfg writer.C
 	if err != nil {
 		return err
 	}
+	wcfg.Settings = st.settings
 	w := writer.New(wcfg, log.Named("writer"), st.views, start)
 	if err := w.Open(ctx); err != nil {
 		return err

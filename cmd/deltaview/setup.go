@@ -20,6 +20,9 @@ import (
 type startup struct {
 	slot  string
 	views []*writer.View
+	// settings are the source's session settings, used by every target
+	// session that evaluates view expressions.
+	settings map[string]string
 }
 
 // position reads where the stream resumes: the target is the truth.
@@ -76,7 +79,11 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 		return nil, fmt.Errorf("connect to source %s: %w", decoder.RedactURL(c.Source), err)
 	}
 	defer src.Close(context.WithoutCancel(ctx))
-	tgt, err := pgx.Connect(ctx, c.Target)
+	settings, err := writer.ReadSettings(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("read source settings: %w", err)
+	}
+	tgt, err := writer.Connect(ctx, c.Target, settings)
 	if err != nil {
 		return nil, fmt.Errorf("connect to target %s: %w", decoder.RedactURL(c.Target), err)
 	}
@@ -148,7 +155,7 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 		}
 	}
 
-	st := &startup{slot: c.Slot}
+	st := &startup{slot: c.Slot, settings: settings}
 	for _, vp := range plans {
 		v := &writer.View{Plan: vp.plan, Names: planner.Names{Target: vp.def.Target.Quoted(), Stage: ""}}
 		st.views = append(st.views, v)
