@@ -107,10 +107,10 @@ func TestDuplicateViewNames(t *testing.T) {
 
 func TestKinds(t *testing.T) {
 	cases := map[string]Kind{
-		"SELECT a, b FROM t WHERE a > 1":                 Projection,
-		"SELECT * FROM t":                                Projection,
-		"SELECT g, sum(x) FROM t GROUP BY g":             Grouped,
-		"SELECT count(*), avg(x) FROM t":                 Global,
+		"SELECT a, b FROM t WHERE a > 1":                   Projection,
+		"SELECT * FROM t":                                  Projection,
+		"SELECT g, sum(x) FROM t GROUP BY g":               Grouped,
+		"SELECT count(*), avg(x) FROM t":                   Global,
 		"SELECT lower(g) AS k, count(*) FROM t GROUP BY 1": Grouped,
 	}
 	for q, want := range cases {

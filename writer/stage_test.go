@@ -1,0 +1,115 @@
+package writer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/deltaview/deltaview/change"
+	"github.com/deltaview/deltaview/planner"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func text(s string) change.Value { return change.Value{Kind: change.Text, Data: []byte(s)} }
+
+var null = change.Value{Kind: change.Null}
+var unchanged = change.Value{Kind: change.Unchanged}
+
+func TestStageRowsInCopyTextFormat(t *testing.T) {
+	st := newStage(0, planner.Table{Schema: "public", Name: "t"})
+	st.addColumns([]planner.Column{{Name: "b", Type: "text"}, {Name: "a", Type: "int"}})
+	rel := &change.Relation{Schema: "public", Name: "t", Columns: []change.Column{{Name: "a"}, {Name: "b"}, {Name: "unused"}}}
+	idx, err := st.mapping(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.add(1, change.Tuple{text("1"), text("tab\there\nnew \\ line\r"), text("x")}, nil, idx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.add(-1, change.Tuple{null, text(`\N`), null}, nil, idx); err != nil {
+		t.Fatal(err)
+	}
+	want := "1\ttab\\there\\nnew \\\\ line\\r\t1\n-1\t\\\\N\t\\N\n"
+	if got := st.buf.String(); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if st.rows != 2 {
+		t.Errorf("rows = %d", st.rows)
+	}
+}
+
+func TestUnchangedToastComesFromOldRow(t *testing.T) {
+	st := newStage(0, planner.Table{Name: "t"})
+	st.addColumns([]planner.Column{{Name: "doc"}})
+	idx := []int{0}
+	if err := st.add(1, change.Tuple{unchanged}, change.Tuple{text("old big value")}, idx); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.buf.String(); got != "1\told big value\n" {
+		t.Errorf("got %q", got)
+	}
+	if err := st.add(1, change.Tuple{unchanged}, nil, idx); err == nil {
+		t.Error("an unchanged value without an old row must be an error, not a guess")
+	}
+}
+
+func TestMissingColumnIsReported(t *testing.T) {
+	st := newStage(0, planner.Table{Schema: "s", Name: "t"})
+	st.addColumns([]planner.Column{{Name: "gone"}})
+	_, err := st.mapping(&change.Relation{Schema: "s", Name: "t", Columns: []change.Column{{Name: "other"}}})
+	if err == nil {
+		t.Fatal("want an error for a column the source no longer has")
+	}
+}
+
+func TestUpdatesThatChangeNothingUsedAreIgnored(t *testing.T) {
+	old := change.Tuple{text("1"), text("a"), text("x")}
+	cases := []struct {
+		name string
+		new  change.Tuple
+		same bool
+	}{
+		{"other column changed", change.Tuple{text("1"), text("a"), text("y")}, true},
+		{"used column changed", change.Tuple{text("2"), text("a"), text("x")}, false},
+		{"set to NULL", change.Tuple{null, text("a"), text("x")}, false},
+		{"unchanged TOAST", change.Tuple{text("1"), unchanged, text("x")}, true},
+	}
+	for _, c := range cases {
+		if got := sameValues(old, c.new, []int{0, 1}); got != c.same {
+			t.Errorf("%s: sameValues = %v, want %v", c.name, got, c.same)
+		}
+	}
+}
+
+func TestTransient(t *testing.T) {
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Code: "57P01"}, true},  // admin shutdown
+		{&pgconn.PgError{Code: "40001"}, true},  // serialization failure
+		{&pgconn.PgError{Code: "08006"}, true},  // connection failure
+		{&pgconn.PgError{Code: "22012"}, false}, // division by zero
+		{&pgconn.PgError{Code: "42P01"}, false}, // undefined table
+		{fmt.Errorf("apply v: %w", io.ErrUnexpectedEOF), true},
+		{errors.New("something else"), false},
+		{nil, false},
+	}
+	for _, c := range cases {
+		if got := Transient(c.err); got != c.want {
+			t.Errorf("Transient(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := DefaultConfig()
+	if err := c.Validate(); !errors.Is(err, ErrConfig) {
+		t.Errorf("empty target must be invalid, got %v", err)
+	}
+	c.TargetURL, c.Slot = "postgres://x", "s"
+	if err := c.Validate(); err != nil {
+		t.Errorf("defaults with a target and slot must be valid: %v", err)
+	}
+}
