@@ -276,11 +276,7 @@ func (p *Plan) Apply(n Names) string {
 	}
 	keyMatch := make([]string, len(p.Keys))
 	for i, k := range p.Keys {
-		op := " = "
-		if p.KeyNullable[i] {
-			op = " IS NOT DISTINCT FROM "
-		}
-		keyMatch[i] = "u." + QuoteIdent(p.Columns[k].Name) + op + "up.k" + strconv.Itoa(i+1)
+		keyMatch[i] = nullSafeEqual("u."+QuoteIdent(p.Columns[k].Name), "up.k"+strconv.Itoa(i+1), p.KeyNullable[i])
 	}
 	return "WITH d AS (" + d + "), " +
 		"up AS (INSERT INTO " + n.State + " AS s (" + p.stateColumns() + ") SELECT " + p.stateColumns() +
@@ -291,6 +287,15 @@ func (p *Plan) Apply(n Names) string {
 		conflict + " RETURNING (xmax = 0) AS inserted), " +
 		"del AS (DELETE FROM " + n.Target + " AS u USING up WHERE up.n <= 0 AND " + strings.Join(keyMatch, " AND ") + " RETURNING 1) " +
 		"SELECT (SELECT count(*) FROM ins WHERE inserted), (SELECT count(*) FROM ins WHERE NOT inserted), (SELECT count(*) FROM del)"
+}
+
+// nullSafeEqual compares a column with a value, NULL matching NULL, in a
+// form the server can answer from an index (IS NOT DISTINCT FROM cannot).
+func nullSafeEqual(col, val string, nullable bool) string {
+	if !nullable {
+		return col + " = " + val
+	}
+	return "(" + col + " = " + val + " OR (" + col + " IS NULL AND " + val + " IS NULL))"
 }
 
 // updateGlobal is the CTE "ch" that rewrites a global aggregate's single
@@ -309,8 +314,7 @@ func (p *Plan) applyProjection(n Names, d string) string {
 		c := "w." + QuoteIdent(p.Columns[i].Name)
 		dc := "d.c" + strconv.Itoa(i+1)
 		if i == 0 {
-			// Indexable form for the first column.
-			match[i] = "(" + c + " = " + dc + " OR (" + c + " IS NULL AND " + dc + " IS NULL))"
+			match[i] = nullSafeEqual(c, dc, true)
 		} else {
 			match[i] = c + " IS NOT DISTINCT FROM " + dc
 		}
