@@ -66,7 +66,14 @@ type sidecar struct {
 // the test failed.
 func startSidecar(t testing.TB, args ...string) *sidecar {
 	t.Helper()
-	s := &sidecar{t: t, args: args, log: &bytes.Buffer{}}
+	return startSidecarEnv(t, nil, args...)
+}
+
+// startSidecarEnv is startSidecar with extra environment variables
+// (NAME=value) for the process.
+func startSidecarEnv(t testing.TB, env []string, args ...string) *sidecar {
+	t.Helper()
+	s := &sidecar{t: t, args: args, env: env, log: &bytes.Buffer{}}
 	s.start()
 	t.Cleanup(func() {
 		s.stop()
@@ -213,7 +220,8 @@ func viewsState(conn *pgx.Conn) string {
 // own text output.
 func rowsText(t testing.TB, conn *pgx.Conn, query string) []string {
 	t.Helper()
-	rows, err := conn.Query(context.Background(), "SELECT x::text FROM ("+query+") AS x")
+	// The alias must not be a column name of the query, which would win.
+	rows, err := conn.Query(context.Background(), `SELECT "row ✓"::text FROM (`+query+`) AS "row ✓"`)
 	if err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}

@@ -1,7 +1,7 @@
--- deltaview's catalog in the target database.
+-- deltaview's catalog in the target database. Safe to run again (see Up).
 
 -- One row per replication stream (slot): how far the target reflects it.
-CREATE TABLE deltaview.streams (
+CREATE TABLE IF NOT EXISTS deltaview.streams (
     slot        text PRIMARY KEY,
     publication text NOT NULL,
     -- Every source transaction that ended at or before this position is
@@ -11,7 +11,7 @@ CREATE TABLE deltaview.streams (
 );
 
 -- One row per view definition deltaview maintains (or failed to).
-CREATE TABLE deltaview.maintained (
+CREATE TABLE IF NOT EXISTS deltaview.maintained (
     name        text PRIMARY KEY,          -- as written in the definition
     id          integer GENERATED ALWAYS AS IDENTITY UNIQUE,
     slot        text NOT NULL,
@@ -30,7 +30,7 @@ CREATE TABLE deltaview.maintained (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE VIEW deltaview.views AS
+CREATE OR REPLACE VIEW deltaview.views AS
 SELECT m.name,
        m.status,
        m.error,

@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database"
 	mpgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/jackc/pgx/v5"
@@ -24,6 +25,11 @@ const Schema = "deltaview"
 // Up creates or upgrades the catalog in the target at url. The migration
 // bookkeeping table lives inside the deltaview schema; the migrate
 // driver's advisory lock serialises concurrent starts.
+//
+// Every migration file is sent as one multi-statement query, which the
+// server runs as one transaction, and must be safe to run again after it
+// committed (IF NOT EXISTS, OR REPLACE): a start killed mid-migration leaves
+// the version marked dirty, and the next start applies it again.
 func Up(ctx context.Context, url string) error {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
@@ -46,7 +52,22 @@ func Up(ctx context.Context, url string) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+	err = m.Up()
+	var dirty migrate.ErrDirty
+	if errors.As(err, &dirty) {
+		// A start was killed between marking a version dirty and applying
+		// it. Each migration runs as one transaction and is written to be
+		// run again, so step back a version and apply it once more.
+		prev := database.NilVersion
+		if p, perr := src.Prev(uint(dirty.Version)); perr == nil {
+			prev = int(p)
+		}
+		if err := m.Force(prev); err != nil {
+			return fmt.Errorf("migrate: recover dirty version %d: %w", dirty.Version, err)
+		}
+		err = m.Up()
+	}
+	if err != nil && !errors.Is(err, migrate.ErrNoChange) {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil

@@ -74,6 +74,8 @@ type analysis struct {
 	stars   bool     // the select list has * or t.*
 }
 
+const joinHint = "keep one view per table and join the maintained tables when you read them"
+
 // unsupportedAggregates are built-in aggregates the counting algorithm
 // cannot maintain (yet).
 var unsupportedAggregates = map[string]bool{
@@ -131,13 +133,13 @@ func analyze(d *Definition) (*analysis, error) {
 		return nil, d.errorf(0, "FROM", "a view without FROM has nothing to maintain", "")
 	}
 	if len(sel.FromClause) > 1 {
-		return nil, d.errorf(location(sel.FromClause[1]), "join", "views over several tables (joins) are not supported yet", "")
+		return nil, d.errorf(location(sel.FromClause[1]), "join", "views over several tables (joins) are not supported yet", joinHint)
 	}
 	switch f := sel.FromClause[0].Node.(type) {
 	case *pg_query.Node_RangeVar:
 		a.from = f.RangeVar
 	case *pg_query.Node_JoinExpr:
-		return nil, d.errorf(location(sel.FromClause[0]), "join", "joins are not supported yet", "")
+		return nil, d.errorf(location(sel.FromClause[0]), "join", "joins are not supported yet", joinHint)
 	case *pg_query.Node_RangeSubselect:
 		return nil, d.errorf(0, "subquery in FROM", "subqueries in FROM are not supported yet", "")
 	case *pg_query.Node_RangeFunction:

@@ -111,7 +111,7 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 	if len(a.targets) != len(out) {
 		return nil, fmt.Errorf("plan %s: select list has %d entries, server reports %d columns", d.Name, len(a.targets), len(out))
 	}
-	if p.where, err = deparseOpt(a.where); err != nil {
+	if p.where, err = d.deparse(a.where); err != nil {
 		return nil, err
 	}
 
@@ -134,7 +134,7 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 	switch a.kind {
 	case Projection:
 		for _, t := range a.targets {
-			s, err := deparseExpr(t.expr)
+			s, err := d.deparse(t.expr)
 			if err != nil {
 				return nil, err
 			}
@@ -153,11 +153,17 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 	return p, nil
 }
 
-func deparseOpt(n *pg_query.Node) (string, error) {
+// deparse prints one of the view's expressions, or says which one cannot
+// be reproduced.
+func (d *Definition) deparse(n *pg_query.Node) (string, error) {
 	if n == nil {
 		return "", nil
 	}
-	return deparseExpr(n)
+	s, err := deparseExpr(n)
+	if errors.Is(err, errNotReproducible) {
+		return "", d.errorf(location(n), "expression", err.Error(), "write the expression another way (for example, give a subscripted expression a name in a function call)")
+	}
+	return s, err
 }
 
 // serverError turns a server error about the view's query into a ViewError
@@ -219,7 +225,7 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tab
 	groupCanon := make([]string, len(a.groups))
 	for i, g := range a.groups {
 		groupCanon[i] = canonical(g)
-		s, err := deparseExpr(g)
+		s, err := d.deparse(g)
 		if err != nil {
 			return err
 		}
@@ -261,7 +267,7 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tab
 		s := ""
 		if ag.arg != nil {
 			var err error
-			if s, err = deparseExpr(ag.arg); err != nil {
+			if s, err = d.deparse(ag.arg); err != nil {
 				return err
 			}
 		}
@@ -329,7 +335,7 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tab
 			return d.errorf(t.loc, "GROUP BY", fmt.Sprintf("column %s in output column %q is neither grouped nor aggregated", stray, p.Columns[j].Name),
 				"add it to GROUP BY")
 		}
-		s, err := deparseExpr(e)
+		s, err := d.deparse(e)
 		if err != nil {
 			return err
 		}

@@ -91,6 +91,10 @@ func (p *Plan) SnapshotTarget(n Names) string {
 	return n.State + " (" + list(len(p.State), func(i int) string { return QuoteIdent(p.State[i].Name) }) + ")"
 }
 
+// noHashTypes are the built-in types with a default btree but no hash
+// operator class (bit, varbit, money, tsvector, tsquery).
+var noHashTypes = map[uint32]bool{1560: true, 1562: true, 790: true, 3614: true, 3615: true}
+
 // CreateTarget creates the result table: exactly the view's columns, with a
 // key on the GROUP BY columns.
 func (p *Plan) CreateTarget(n Names) []string {
@@ -110,8 +114,17 @@ func (p *Plan) CreateTarget(n Names) []string {
 			stmts = append(stmts, "ALTER TABLE "+n.Target+" ADD PRIMARY KEY ("+keys+")")
 		}
 	case Projection:
-		// Deleting one copy of a row looks it up by its first column.
-		stmts = append(stmts, "CREATE INDEX ON "+n.Target+" ("+QuoteIdent(p.Columns[0].Name)+")")
+		// Deleting one copy of a row looks it up by its first column: a hash
+		// index (a btree one cannot hold long values) and a partial index of
+		// the NULLs.
+		first := QuoteIdent(p.Columns[0].Name)
+		method := "hash"
+		if noHashTypes[p.Columns[0].TypeOID] {
+			method = "btree"
+		}
+		stmts = append(stmts,
+			"CREATE INDEX ON "+n.Target+" USING "+method+" ("+first+")",
+			"CREATE INDEX ON "+n.Target+" (("+first+" IS NULL)) WHERE "+first+" IS NULL")
 	}
 	return stmts
 }
@@ -159,8 +172,11 @@ func (p *Plan) FinalizeAll(n Names) string {
 func (p *Plan) deltaSQL(stage string) string {
 	sign := QuoteIdent(SignColumn)
 	if p.Kind == Projection {
+		// Rows are told apart by their text too: values that compare equal
+		// but print differently are different rows to a reader.
 		return "SELECT * FROM (SELECT " + list(len(p.outputs), func(i int) string { return p.outputs[i] + " AS c" + strconv.Itoa(i+1) }) +
-			", sum(" + sign + ")::int8 AS n" + p.from(stage) + p.whereSQL() + " GROUP BY " + ordinals(len(p.outputs)) + ") AS x WHERE n <> 0"
+			", sum(" + sign + ")::int8 AS n" + p.from(stage) + p.whereSQL() + " GROUP BY " + ordinals(len(p.outputs)) + ", " +
+			list(len(p.outputs), func(i int) string { return "(" + p.outputs[i] + ")::text" }) + ") AS x WHERE n <> 0"
 	}
 	var cols []string
 	for i, g := range p.groups {
@@ -227,7 +243,9 @@ func (p *Plan) noop(d string) string {
 		conds = append(conds, d+".a"+n+"_nn = 0")
 		if ag.fn == aggSum || ag.fn == aggAvg {
 			s := d + ".a" + n + "_s"
-			conds = append(conds, "("+s+" IS NULL OR "+s+" = "+s+" - "+s+")")
+			// Compared as text: '1 day -24:00:00' equals zero as an
+			// interval but still changes how the sum prints.
+			conds = append(conds, "("+s+" IS NULL OR "+s+"::text = ("+s+" - "+s+")::text)")
 		}
 	}
 	return "(" + strings.Join(conds, " AND ") + ")"
@@ -271,8 +289,8 @@ func (p *Plan) Apply(n Names) string {
 		conflict = "DO UPDATE SET " + list(len(nonKey), func(i int) string {
 			c := QuoteIdent(p.Columns[nonKey[i]].Name)
 			return c + " = excluded." + c
-		}) + " WHERE (" + list(len(nonKey), func(i int) string { return "u." + QuoteIdent(p.Columns[nonKey[i]].Name) }) +
-			") IS DISTINCT FROM (" + list(len(nonKey), func(i int) string { return "excluded." + QuoteIdent(p.Columns[nonKey[i]].Name) }) + ")"
+		}) + " WHERE " + rowText(len(nonKey), func(i int) string { return "u." + QuoteIdent(p.Columns[nonKey[i]].Name) }) +
+			" IS DISTINCT FROM " + rowText(len(nonKey), func(i int) string { return "excluded." + QuoteIdent(p.Columns[nonKey[i]].Name) })
 	}
 	keyMatch := make([]string, len(p.Keys))
 	for i, k := range p.Keys {
@@ -289,6 +307,13 @@ func (p *Plan) Apply(n Names) string {
 		"SELECT (SELECT count(*) FROM ins WHERE inserted), (SELECT count(*) FROM ins WHERE NOT inserted), (SELECT count(*) FROM del)"
 }
 
+// rowText is the text form of a row of values: result rows are compared by
+// how they print, since values that compare equal can print differently
+// ('1 day' and '24:00:00', 1.0 and 1.00) and a reader sees the print.
+func rowText(n int, f func(i int) string) string {
+	return "ROW(" + list(n, f) + ")::text"
+}
+
 // nullSafeEqual compares a column with a value, NULL matching NULL, in a
 // form the server can answer from an index (IS NOT DISTINCT FROM cannot).
 func nullSafeEqual(col, val string, nullable bool) string {
@@ -303,26 +328,28 @@ func nullSafeEqual(col, val string, nullable bool) string {
 func (p *Plan) updateGlobal(n Names) string {
 	return "ch AS (UPDATE " + n.Target + " AS u SET " + list(len(p.Columns), func(i int) string {
 		return QuoteIdent(p.Columns[i].Name) + " = f.c" + strconv.Itoa(i+1)
-	}) + " FROM (SELECT " + p.finalsAs() + " FROM up) AS f WHERE (" + p.colList("u.") + ") IS DISTINCT FROM (" +
-		list(len(p.Columns), func(i int) string { return "f.c" + strconv.Itoa(i+1) }) + ") RETURNING 1)"
+	}) + " FROM (SELECT " + p.finalsAs() + " FROM up) AS f WHERE " +
+		rowText(len(p.Columns), func(i int) string { return "u." + QuoteIdent(p.Columns[i].Name) }) + " IS DISTINCT FROM " +
+		rowText(len(p.Columns), func(i int) string { return "f.c" + strconv.Itoa(i+1) }) + " RETURNING 1)"
 }
 
 func (p *Plan) applyProjection(n Names, d string) string {
 	m := len(p.Columns)
-	match := make([]string, m)
-	for i := range p.Columns {
-		c := "w." + QuoteIdent(p.Columns[i].Name)
-		dc := "d.c" + strconv.Itoa(i+1)
-		if i == 0 {
-			match[i] = nullSafeEqual(c, dc, true)
-		} else {
-			match[i] = c + " IS NOT DISTINCT FROM " + dc
-		}
+	col := func(i int) string { return "w." + QuoteIdent(p.Columns[i].Name) }
+	dc := func(i int) string { return "d.c" + strconv.Itoa(i+1) }
+	rest := ""
+	for i := 1; i < m; i++ {
+		rest += " AND " + col(i) + "::text IS NOT DISTINCT FROM " + dc(i) + "::text"
 	}
-	cs := list(m, func(i int) string { return "d.c" + strconv.Itoa(i+1) })
+	// One copy of a row is found through the index on the first column: an
+	// equal value, or NULL through the partial index on NULLs.
+	lookup := "SELECT w.ctid FROM " + n.Target + " AS w WHERE " + col(0) + " = " + dc(0) + " AND " + col(0) + "::text = " + dc(0) + "::text" + rest +
+		" UNION ALL SELECT w.ctid FROM " + n.Target + " AS w WHERE " + col(0) + " IS NULL AND " + dc(0) + " IS NULL" + rest +
+		" LIMIT -d.n"
+	cs := list(m, dc)
 	return "WITH d AS (" + d + "), " +
-		"del AS (DELETE FROM " + n.Target + " AS u WHERE u.ctid = ANY (ARRAY(SELECT v.ctid FROM d CROSS JOIN LATERAL (SELECT w.ctid FROM " +
-		n.Target + " AS w WHERE " + strings.Join(match, " AND ") + " LIMIT -d.n) AS v WHERE d.n < 0)) RETURNING 1), " +
+		"del AS (DELETE FROM " + n.Target + " AS u WHERE u.ctid = ANY (ARRAY(SELECT v.ctid FROM d CROSS JOIN LATERAL (" + lookup +
+		") AS v WHERE d.n < 0)) RETURNING 1), " +
 		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + cs + " FROM d CROSS JOIN LATERAL generate_series(1, d.n) WHERE d.n > 0 RETURNING 1) " +
 		"SELECT (SELECT count(*) FROM ins), 0::int8, (SELECT count(*) FROM del)"
 }

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -64,9 +65,30 @@ func visit(n *pg_query.Node, f func(*pg_query.Node)) {
 
 func clone(n *pg_query.Node) *pg_query.Node { return proto.Clone(n).(*pg_query.Node) }
 
+// errNotReproducible means the deparser would print an expression that
+// reads back differently.
+var errNotReproducible = errors.New("the expression cannot be reproduced exactly in generated SQL")
+
 // deparseExpr turns an expression node back into SQL text using the
-// server's own deparser.
+// server's own deparser. The deparser drops parentheses that some nestings
+// need ("(a AND b)::int" would come back as "a AND b::int"), so such
+// children are first wrapped in a one-argument COALESCE, which keeps value
+// and type and always prints delimited; and the text is parsed again and
+// must give the same tree, so no expression silently changes meaning.
 func deparseExpr(n *pg_query.Node) (string, error) {
+	n = protect(n)
+	s, err := deparseRaw(n)
+	if err != nil {
+		return "", err
+	}
+	back, err := parseExpr(s)
+	if err != nil || !sameTree(n, back) {
+		return "", fmt.Errorf("%w: %s", errNotReproducible, s)
+	}
+	return s, nil
+}
+
+func deparseRaw(n *pg_query.Node) (string, error) {
 	sel := &pg_query.SelectStmt{TargetList: []*pg_query.Node{
 		{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Val: n}}},
 	}}
@@ -76,6 +98,75 @@ func deparseExpr(n *pg_query.Node) (string, error) {
 		return "", fmt.Errorf("deparse: %w", err)
 	}
 	return strings.TrimPrefix(s, "SELECT "), nil
+}
+
+// protect returns a copy of n in which operands that the deparser would
+// print without their needed parentheses are wrapped in COALESCE(...).
+func protect(n *pg_query.Node) *pg_query.Node {
+	c := clone(n)
+	fix := func(x *pg_query.Node) *pg_query.Node {
+		switch v := x.Node.(type) {
+		case *pg_query.Node_TypeCast:
+			v.TypeCast.Arg = wrapCompound(v.TypeCast.Arg)
+		case *pg_query.Node_NullTest:
+			v.NullTest.Arg = wrapCompound(v.NullTest.Arg)
+		case *pg_query.Node_BooleanTest:
+			v.BooleanTest.Arg = wrapCompound(v.BooleanTest.Arg)
+		case *pg_query.Node_CollateClause:
+			v.CollateClause.Arg = wrapCompound(v.CollateClause.Arg)
+		case *pg_query.Node_FuncCall:
+			if v.FuncCall.Funcformat == pg_query.CoercionForm_COERCE_SQL_SYNTAX {
+				for i, a := range v.FuncCall.Args {
+					v.FuncCall.Args[i] = wrapCompound(a)
+				}
+			}
+		}
+		return nil
+	}
+	fix(c)
+	rewrite(c.ProtoReflect(), fix)
+	return c
+}
+
+// wrapCompound wraps an operator expression in COALESCE(...).
+func wrapCompound(n *pg_query.Node) *pg_query.Node {
+	switch v := n.Node.(type) {
+	case *pg_query.Node_AExpr, *pg_query.Node_BoolExpr, *pg_query.Node_NullTest, *pg_query.Node_BooleanTest:
+	case *pg_query.Node_FuncCall:
+		if v.FuncCall.Funcformat != pg_query.CoercionForm_COERCE_SQL_SYNTAX {
+			return n
+		}
+	default:
+		return n
+	}
+	return &pg_query.Node{Node: &pg_query.Node_CoalesceExpr{CoalesceExpr: &pg_query.CoalesceExpr{Args: []*pg_query.Node{n}}}}
+}
+
+// sameTree compares two parse trees, ignoring locations.
+func sameTree(a, b *pg_query.Node) bool {
+	x, y := clone(a), clone(b)
+	clearLocations(x.ProtoReflect())
+	clearLocations(y.ProtoReflect())
+	return proto.Equal(x, y)
+}
+
+func clearLocations(m protoreflect.Message) {
+	if f := m.Descriptor().Fields().ByName("location"); f != nil {
+		m.Clear(f)
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			for i := 0; i < v.List().Len(); i++ {
+				clearLocations(v.List().Get(i).Message())
+			}
+			return true
+		}
+		clearLocations(v.Message())
+		return true
+	})
 }
 
 // deparseSelect deparses a whole SELECT statement.

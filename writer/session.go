@@ -27,12 +27,16 @@ func ReadSettings(ctx context.Context, conn *pgx.Conn) (map[string]string, error
 }
 
 // Connect opens a target connection with the given session settings as
-// startup parameters.
+// startup parameters. JIT compilation is off: the delta statements are
+// small, but run over tables without statistics (stage tables, new state
+// tables), so their estimated cost can pass jit_above_cost, and compiling
+// then takes far longer than running (tens of milliseconds per statement).
 func Connect(ctx context.Context, url string, settings map[string]string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, err
 	}
+	cfg.RuntimeParams["jit"] = "off"
 	for k, v := range settings {
 		cfg.RuntimeParams[k] = v
 	}

@@ -46,6 +46,7 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 		}
 	}
 	checkedTables := map[planner.Table]error{}
+	ok := 0
 	for _, d := range defs {
 		if cat == nil {
 			kind, notes, err := planner.Analyze(d)
@@ -57,6 +58,7 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 			for _, n := range notes {
 				fmt.Fprintf(out, "  note: %s\n", n)
 			}
+			ok++
 			continue
 		}
 		p, err := planner.Build(ctx, d, cat)
@@ -72,27 +74,21 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 			continue
 		}
 		describe(out, p)
+		ok++
 	}
 	for _, e := range errs {
 		fmt.Fprintf(out, "error: %v\n", e)
-	}
-	if len(errs) > 0 {
-		fmt.Fprintf(out, "%d view(s) ok, %d problem(s)\n", len(defs)-countViewErrors(errs), len(errs))
-		return errReported
-	}
-	fmt.Fprintf(out, "%d view(s) ok\n", len(defs))
-	return nil
-}
-
-func countViewErrors(errs []error) int {
-	n := 0
-	for _, e := range errs {
 		var ve *planner.ViewError
-		if errors.As(e, &ve) || strings.HasPrefix(e.Error(), "view ") {
-			n++
+		if errors.As(e, &ve) && ve.Construct != "" {
+			fmt.Fprintf(out, "  construct: %s\n", ve.Construct)
 		}
 	}
-	return n
+	if len(errs) > 0 {
+		fmt.Fprintf(out, "%d view(s) ok, %d problem(s)\n", ok, len(errs))
+		return errReported
+	}
+	fmt.Fprintf(out, "%d view(s) ok\n", ok)
+	return nil
 }
 
 func describe(out io.Writer, p *planner.Plan) {
