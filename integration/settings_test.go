@@ -18,6 +18,7 @@ func TestTargetUsesSourceTimeZone(t *testing.T) {
 	execSQL(t, s, `ALTER DATABASE "`+srcDB+`" SET timezone = 'Pacific/Auckland'`)
 	s = connect(t, src.URL(srcDB))
 	d := connect(t, tgt.URL(tgtDB))
+	t.Cleanup(func() { dropSlot(src, "tz_slot") })
 	execSQL(t, s, `CREATE TABLE ev (id int PRIMARY KEY, at timestamptz NOT NULL);
 		ALTER TABLE ev REPLICA IDENTITY FULL;
 		INSERT INTO ev SELECT i, timestamptz '2026-01-01 00:00 UTC' + i * interval '5 hours' FROM generate_series(1, 20) i;`)

@@ -75,7 +75,7 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View) (int64, er
 		return 0, err
 	}
 	if exists && !ours {
-		return 0, fmt.Errorf("table %s already exists and was not created by deltaview; drop it or give the view another name", n.Target)
+		return 0, fmt.Errorf("table %s already exists and deltaview does not maintain it (it is one of yours, or was kept by a teardown); drop it or give the view another name", n.Target)
 	}
 	var stmts []string
 	if exists {
