@@ -151,15 +151,31 @@ func pluginArgs(publication string) []string {
 // waits at most until the next status update is due.
 func (ss *session) loop(ctx context.Context) error {
 	ss.nextStatus = time.Now().Add(ss.interval)
+	// A context per receive would cost a timer and a watcher for every
+	// message. Instead the connection's read deadline is the next status
+	// time, moved to now when ctx is cancelled.
+	conn := ss.conn.Conn()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	var deadline time.Time
 	for {
 		if !time.Now().Before(ss.nextStatus) {
 			if err := ss.sendStatus(); err != nil {
 				return err
 			}
 		}
-		rctx, cancel := context.WithDeadline(ctx, ss.nextStatus)
-		raw, err := ss.conn.ReceiveMessage(rctx)
-		cancel()
+		if !deadline.Equal(ss.nextStatus) {
+			deadline = ss.nextStatus
+			if err := conn.SetReadDeadline(deadline); err != nil {
+				return err
+			}
+			// A cancellation just before would have had its deadline
+			// replaced.
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+		raw, err := ss.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -28,8 +28,15 @@ type benchSetup struct {
 	slot           string
 }
 
+// benchBinaryEnv names a prebuilt deltaview binary to benchmark instead of
+// building one, e.g. an older version to compare with.
+const benchBinaryEnv = "DELTAVIEW_BENCH_BINARY"
+
 func newBenchSetup(b *testing.B) *benchSetup {
 	b.Helper()
+	if p := os.Getenv(benchBinaryEnv); p != "" {
+		buildOnce.Do(func() { binary = p })
+	}
 	c := pgcluster.StartForTest(b, pgcluster.Options{Name: "bench", Settings: map[string]string{
 		// A backlog of a million transactions should not checkpoint all the
 		// time.

@@ -21,7 +21,13 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-func TestMain(m *testing.M) { pgcluster.Main(m) }
+func TestMain(m *testing.M) {
+	pgcluster.Main(m, func() {
+		if binary != "" && os.Getenv(benchBinaryEnv) == "" {
+			os.RemoveAll(filepath.Dir(binary))
+		}
+	})
+}
 
 var (
 	buildOnce sync.Once

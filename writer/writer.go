@@ -33,6 +33,13 @@ type Config struct {
 	// BatchDelay ends a target transaction, at the next source transaction
 	// boundary, once it has been open this long.
 	BatchDelay time.Duration
+	// BatchLinger is how long a target transaction stays open, at least,
+	// for more source transactions to arrive when none is waiting. Each
+	// target transaction costs a few round trips and statements: committing
+	// whenever the writer happens to be ahead of the stream would spend most
+	// of the target's time on them, both while catching up and under steady
+	// load. It adds at most this much to the latency of a lone change.
+	BatchLinger time.Duration
 	// StageRows is how many rows per source table are buffered in memory
 	// before they are copied into the target.
 	StageRows int
@@ -51,10 +58,15 @@ func DefaultConfig() Config {
 		NotifyChannel:    "deltaview",
 		BatchChanges:     100_000,
 		BatchDelay:       250 * time.Millisecond,
+		BatchLinger:      20 * time.Millisecond,
 		StageRows:        5_000,
 		ProgressInterval: 200 * time.Millisecond,
 	}
 }
+
+// lingerStep is the longest the writer sleeps, while a batch lingers or a
+// source transaction arrives, before it looks for queued events again.
+const lingerStep = 5 * time.Millisecond
 
 // ErrConfig is returned by Validate.
 var ErrConfig = errors.New("invalid writer configuration")
@@ -68,7 +80,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: slot is empty", ErrConfig)
 	case c.BatchChanges < 1 || c.StageRows < 1:
 		return fmt.Errorf("%w: batch sizes must be positive", ErrConfig)
-	case c.BatchDelay < 0 || c.ProgressInterval < 0:
+	case c.BatchDelay < 0 || c.BatchLinger < 0 || c.ProgressInterval < 0:
 		return fmt.Errorf("%w: intervals must not be negative", ErrConfig)
 	}
 	return nil
@@ -202,43 +214,83 @@ func (w *Writer) Close(ctx context.Context) error {
 func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 	tick := time.NewTicker(w.cfg.ProgressInterval + time.Millisecond)
 	defer tick.Stop()
+	pause := time.NewTimer(time.Hour)
+	pause.Stop()
+	defer pause.Stop()
+	// sleep waits d, or until ctx ends.
+	sleep := func(d time.Duration) error {
+		pause.Reset(d)
+		select {
+		case <-pause.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for {
-		if w.inTx && !w.inSource {
-			if w.batchRows >= w.cfg.BatchChanges || time.Since(w.batchStart) >= w.cfg.BatchDelay {
+		batchOpen := w.inTx && !w.inSource
+		var age time.Duration
+		if batchOpen {
+			age = time.Since(w.batchStart)
+			if w.batchRows >= w.cfg.BatchChanges || age >= w.cfg.BatchDelay {
 				if err := w.commit(ctx); err != nil {
 					return err
 				}
 				continue
 			}
-			select {
-			case ev, ok := <-events:
-				if !ok {
-					return w.commit(ctx)
-				}
-				if err := w.handle(ctx, ev); err != nil {
-					return err
-				}
-			default:
-				// Nothing more is waiting: make the batch visible now.
-				if err := w.commit(ctx); err != nil {
-					return err
-				}
-			}
-			continue
 		}
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-			if err := w.recordIdle(ctx, false); err != nil {
-				return err
-			}
 		case ev, ok := <-events:
 			if !ok {
+				if batchOpen {
+					return w.commit(ctx)
+				}
 				return nil
 			}
 			if err := w.handle(ctx, ev); err != nil {
 				return err
+			}
+			continue
+		default:
+		}
+		// Nothing is waiting. While a batch is open or a source transaction
+		// is arriving, events are left to queue for a moment rather than
+		// taken as each arrives: a wake-up per event costs more than
+		// handling it. The pauses are short, so that a busy stream does not
+		// fill the channel.
+		switch {
+		case batchOpen:
+			// Make the batch visible once it has lingered, or sooner when
+			// it is due anyway.
+			wait := min(w.cfg.BatchLinger, w.cfg.BatchDelay) - age
+			if wait <= 0 {
+				if err := w.commit(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := sleep(min(wait, lingerStep)); err != nil {
+				return err
+			}
+		case w.inSource:
+			if err := sleep(lingerStep); err != nil {
+				return err
+			}
+		default:
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-tick.C:
+				if err := w.recordIdle(ctx, false); err != nil {
+					return err
+				}
+			case ev, ok := <-events:
+				if !ok {
+					return nil
+				}
+				if err := w.handle(ctx, ev); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -24,6 +24,7 @@ type runConfig struct {
 	Heartbeat             time.Duration
 	BatchChanges          int
 	BatchDelay            time.Duration
+	BatchLinger           time.Duration
 }
 
 func runFlags(fs *flag.FlagSet, c *runConfig) {
@@ -37,6 +38,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.Heartbeat, "heartbeat-interval", time.Second, "how often to write a heartbeat on the source so progress advances while it is idle (0: never)")
 	fs.IntVar(&c.BatchChanges, "batch-changes", writer.DefaultConfig().BatchChanges, "most source row changes per target transaction while catching up")
 	fs.DurationVar(&c.BatchDelay, "batch-delay", writer.DefaultConfig().BatchDelay, "longest a target transaction stays open while catching up")
+	fs.DurationVar(&c.BatchLinger, "batch-linger", writer.DefaultConfig().BatchLinger, "how long a target transaction waits for more source transactions before it commits (0: commit as soon as none is waiting)")
 }
 
 func runCommand(ctx context.Context, args []string) error {
@@ -72,7 +74,7 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 	}
 	wcfg := writer.DefaultConfig()
 	wcfg.TargetURL, wcfg.Slot, wcfg.NotifyChannel = c.Target, c.Slot, c.NotifyChannel
-	wcfg.BatchChanges, wcfg.BatchDelay = c.BatchChanges, c.BatchDelay
+	wcfg.BatchChanges, wcfg.BatchDelay, wcfg.BatchLinger = c.BatchChanges, c.BatchDelay, c.BatchLinger
 	if err := wcfg.Validate(); err != nil {
 		return err
 	}

@@ -54,12 +54,15 @@ func sanitize(s string) string {
 }
 
 // Main runs a package's tests with a shared cluster started lazily by
-// Shared, and stops it before the process exits (a deferred call before
-// os.Exit would never run).
-func Main(m *testing.M) {
+// Shared, and stops it and runs cleanups before the process exits (a
+// deferred call before os.Exit would never run).
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
 	if shared != nil {
 		shared.Stop()
+	}
+	for _, c := range cleanups {
+		c()
 	}
 	os.Exit(code)
 }
