@@ -385,7 +385,7 @@ func (w *Writer) row(ctx context.Context, r *change.Row) error {
 	}
 	w.batchRows++
 	if st.rows >= w.cfg.StageRows {
-		return st.flush(ctx, w.conn)
+		return w.flush(ctx, st)
 	}
 	return nil
 }
@@ -432,7 +432,7 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 // true inside a batch: the stage tables are then emptied for what follows.
 func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 	for _, st := range w.order {
-		if err := st.flush(ctx, w.conn); err != nil {
+		if err := w.flush(ctx, st); err != nil {
 			return err
 		}
 		if !st.staged {
@@ -451,6 +451,31 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 		st.staged = false
 	}
 	return nil
+}
+
+// flush copies a stage's buffered rows into the target inside a savepoint:
+// rows the target cannot take (a value its type rejects) fail the views of
+// that table, not the others.
+func (w *Writer) flush(ctx context.Context, st *stage) error {
+	if st.rows == 0 {
+		return nil
+	}
+	if _, err := w.conn.Exec(ctx, "SAVEPOINT dv_stage"); err != nil {
+		return fmt.Errorf("stage %s: %w", st.table, err)
+	}
+	err := st.flush(ctx, w.conn)
+	if err == nil {
+		_, err = w.conn.Exec(ctx, "RELEASE SAVEPOINT dv_stage")
+		return err
+	}
+	if Transient(err) || ctx.Err() != nil {
+		return err
+	}
+	if _, rerr := w.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_stage"); rerr != nil {
+		return fmt.Errorf("%w (and rollback: %v)", err, rerr)
+	}
+	st.discard()
+	return w.failStage(ctx, st, err)
 }
 
 // runView runs one view's prepared statement (and an optional follow-up)
