@@ -26,18 +26,21 @@ CREATE FUNCTION coin() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT 1';`
 
 func planCatalog(t *testing.T) *SourceCatalog {
 	t.Helper()
+	conn := testConn(t)
+	mustExec(t, conn, planSchema)
+	return &SourceCatalog{Conn: conn}
+}
+
+// testConn connects to a fresh database of the package's test server.
+func testConn(t *testing.T) *pgx.Conn {
+	t.Helper()
 	c := pgcluster.Shared(t)
-	db := c.NewDatabase(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.URL(db))
+	conn, err := pgx.Connect(context.Background(), c.URL(c.NewDatabase(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close(ctx) })
-	if _, err := conn.Exec(ctx, planSchema); err != nil {
-		t.Fatal(err)
-	}
-	return &SourceCatalog{Conn: conn}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
 
 func build(t *testing.T, cat Catalog, sql string) (*Plan, error) {

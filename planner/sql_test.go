@@ -20,14 +20,8 @@ func TestApplyMatchesQuery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs PostgreSQL")
 	}
-	c := pgcluster.Shared(t)
-	db := c.NewDatabase(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.URL(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := testConn(t)
 	mustExec(t, conn, `CREATE SCHEMA deltaview;
 		CREATE TABLE "Src Table" (id int PRIMARY KEY, "Grp" text, g2 int, v int, amt numeric(12,2), iv interval, note text);`)
 	views := map[string]string{

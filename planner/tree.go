@@ -151,29 +151,31 @@ func sameTree(a, b *pg_query.Node) bool {
 }
 
 func clearLocations(m protoreflect.Message) {
-	if f := m.Descriptor().Fields().ByName("location"); f != nil {
-		m.Clear(f)
-	}
+	eachMessage(m, func(m protoreflect.Message) {
+		if f := m.Descriptor().Fields().ByName("location"); f != nil {
+			m.Clear(f)
+		}
+	})
+}
+
+// eachMessage calls f on m and on every message below it, parents first.
+func eachMessage(m protoreflect.Message, f func(protoreflect.Message)) {
+	f(m)
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		if fd.Message() == nil || fd.IsMap() {
 			return true
 		}
 		if fd.IsList() {
 			for i := 0; i < v.List().Len(); i++ {
-				clearLocations(v.List().Get(i).Message())
+				eachMessage(v.List().Get(i).Message(), f)
 			}
 			return true
 		}
-		clearLocations(v.Message())
+		eachMessage(v.Message(), f)
 		return true
 	})
 }
 
-// deparseSelect deparses a whole SELECT statement.
-func deparseSelect(sel *pg_query.SelectStmt) (string, error) {
-	tree := &pg_query.ParseResult{Stmts: []*pg_query.RawStmt{{Stmt: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}}}}
-	return pg_query.Deparse(tree)
-}
 
 // parseExpr parses one SQL expression.
 func parseExpr(s string) (*pg_query.Node, error) {
@@ -252,27 +254,12 @@ func location(n *pg_query.Node) int32 {
 	if n == nil {
 		return 0
 	}
-	var walk func(m protoreflect.Message)
-	walk = func(m protoreflect.Message) {
+	eachMessage(n.ProtoReflect(), func(m protoreflect.Message) {
 		if f := m.Descriptor().Fields().ByName("location"); f != nil && f.Kind() == protoreflect.Int32Kind {
 			if l := int32(m.Get(f).Int()); l > 0 && (best == 0 || l < best) {
 				best = l
 			}
 		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			if fd.Message() == nil || fd.IsMap() {
-				return true
-			}
-			if fd.IsList() {
-				for i := 0; i < v.List().Len(); i++ {
-					walk(v.List().Get(i).Message())
-				}
-				return true
-			}
-			walk(v.Message())
-			return true
-		})
-	}
-	walk(n.ProtoReflect())
+	})
 	return best
 }
