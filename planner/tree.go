@@ -176,7 +176,6 @@ func eachMessage(m protoreflect.Message, f func(protoreflect.Message)) {
 	})
 }
 
-
 // parseExpr parses one SQL expression.
 func parseExpr(s string) (*pg_query.Node, error) {
 	tree, err := pg_query.Parse("SELECT " + s)
