@@ -74,6 +74,10 @@ var randomViews = []view{
 	plainView("by_k", `SELECT k, count(*) AS n, sum(y) AS sy, avg(x) AS ax, sum(iv) AS siv FROM items GROUP BY k`),
 	plainView("rows", `SELECT g1, g2, x, t FROM items WHERE x > 10 OR g1 IS NULL`),
 	plainView("rows_dup", `SELECT k, g1 FROM items WHERE x > 0`),
+	plainView("distinct_pairs", `SELECT DISTINCT g1, g2 FROM items`),
+	plainView("filtered", `SELECT g1, count(*) FILTER (WHERE x > 5) AS big, sum(z) FILTER (WHERE t IS NOT NULL) AS sz, avg(y) FILTER (WHERE g2 IS NULL) AS ay
+		FROM items GROUP BY g1`),
+	plainView("having", `SELECT g2, count(*) AS n, sum(x) AS sx FROM items GROUP BY g2 HAVING count(*) > 3 AND coalesce(sum(y), 0) > 10`),
 	plainView("rows_fn", `SELECT upper(g2) AS ug, length(t) AS len, x::text || ':' || coalesce(z::text, '-') AS xz, abs(y) % 3 AS m,
 		md5(coalesce(t, '')) AS h, concat(g1, '|', g2) AS c, z * 2 AS z2, k::numeric(30,2) AS kn FROM items WHERE g1 IS DISTINCT FROM 3`),
 }

@@ -45,9 +45,11 @@ const (
 
 // aggregate is one distinct aggregate call of a view.
 type aggregate struct {
-	fn    aggFunc
-	arg   *pg_query.Node // nil for count(*)
-	canon string
+	fn  aggFunc
+	arg *pg_query.Node // nil for count(*)
+	// filter is the FILTER (WHERE ...) condition, nil when there is none.
+	filter *pg_query.Node
+	canon  string
 	// argType is the argument's type on the source (0 until described).
 	argType uint32
 }
@@ -72,6 +74,9 @@ type analysis struct {
 	notes   []string
 	funcs   []string // every function name called, for the volatility check
 	stars   bool     // the select list has * or t.*
+	// distinct is SELECT DISTINCT: grouped by every output column.
+	distinct bool
+	having   *pg_query.Node
 }
 
 const joinHint = "keep one view per table and join the maintained tables when you read them"
@@ -113,10 +118,8 @@ func analyze(d *Definition) (*analysis, error) {
 		return nil, d.errorf(sel.WithClause.Location, "WITH", "common table expressions (WITH) are not supported yet", "inline the CTE into the query")
 	case len(sel.ValuesLists) > 0:
 		return nil, d.errorf(0, "VALUES", "a VALUES list is not a maintainable view", "")
-	case len(sel.DistinctClause) > 0:
-		return nil, d.errorf(0, "DISTINCT", "SELECT DISTINCT is not supported yet", "use GROUP BY over the same columns")
-	case sel.HavingClause != nil:
-		return nil, d.errorf(location(sel.HavingClause), "HAVING", "HAVING is not supported yet", "")
+	case len(sel.DistinctClause) > 1 || (len(sel.DistinctClause) == 1 && sel.DistinctClause[0] != nil && sel.DistinctClause[0].Node != nil):
+		return nil, d.errorf(location(sel.DistinctClause[0]), "DISTINCT ON", "SELECT DISTINCT ON is not supported yet", "")
 	case sel.LimitCount != nil || sel.LimitOffset != nil:
 		return nil, d.errorf(location(sel.LimitCount), "LIMIT", "LIMIT/OFFSET (top-N views) are not supported yet", "")
 	case len(sel.WindowClause) > 0:
@@ -158,6 +161,8 @@ func analyze(d *Definition) (*analysis, error) {
 		}
 	}
 	a.where = sel.WhereClause
+	a.having = sel.HavingClause
+	a.distinct = len(sel.DistinctClause) == 1
 
 	// Shorten schema-qualified column references (s.t.c → t.c): the query
 	// is evaluated over a stand-in relation carrying the table's alias.
@@ -185,6 +190,18 @@ func analyze(d *Definition) (*analysis, error) {
 			return nil, d.errorf(location(g), "GROUPING SETS", "GROUPING SETS, ROLLUP and CUBE are not supported", "")
 		}
 		a.groups = append(a.groups, g)
+	}
+	if a.distinct {
+		if len(a.groups) > 0 || len(a.aggs) > 0 {
+			return nil, d.errorf(0, "DISTINCT", "SELECT DISTINCT together with GROUP BY or aggregates is not supported yet", "")
+		}
+		// DISTINCT is GROUP BY every output column; the grouping
+		// expressions are filled in once * is expanded.
+		a.kind = Grouped
+		return a, nil
+	}
+	if a.having != nil && len(a.groups) == 0 {
+		return nil, d.errorf(location(a.having), "HAVING", "HAVING without GROUP BY is not supported yet", "")
 	}
 	switch {
 	case len(a.groups) > 0:
@@ -260,6 +277,12 @@ func (a *analysis) checkExpressions(sel *pg_query.SelectStmt) error {
 	for _, g := range sel.GroupClause {
 		check(g, false)
 	}
+	if sel.HavingClause != nil {
+		check(sel.HavingClause, false)
+		if err == nil {
+			a.collectAggregates(sel.HavingClause, fail)
+		}
+	}
 	return err
 }
 
@@ -304,9 +327,6 @@ func (a *analysis) collectAggregates(n *pg_query.Node, fail func(error)) {
 			case fc.AggDistinct:
 				fail(d.errorf(fc.Location, name+"(DISTINCT)", name+"(DISTINCT ...) is not supported yet", ""))
 				return false
-			case fc.AggFilter != nil:
-				fail(d.errorf(fc.Location, "FILTER", "aggregate FILTER (WHERE ...) is not supported yet", "use SUM(CASE WHEN ... THEN x END)"))
-				return false
 			case len(fc.AggOrder) > 0 || fc.AggWithinGroup:
 				fail(d.errorf(fc.Location, "ORDER BY in aggregate", "ORDER BY inside "+name+"() changes nothing and is not supported", "remove it"))
 				return false
@@ -314,10 +334,16 @@ func (a *analysis) collectAggregates(n *pg_query.Node, fail func(error)) {
 				fail(d.errorf(fc.Location, name, name+"() takes exactly one argument here", ""))
 				return false
 			}
-			ag := &aggregate{fn: fn}
+			ag := &aggregate{fn: fn, filter: fc.AggFilter}
 			if fn != aggCountStar {
 				ag.arg = fc.Args[0]
 				walk(ag.arg, true)
+			} else if fc.AggFilter != nil {
+				// count(*) FILTER (WHERE f) counts the rows passing f.
+				ag.fn = aggCount
+			}
+			if fc.AggFilter != nil {
+				walk(fc.AggFilter, true)
 			}
 			ag.canon = canonical(c)
 			for _, have := range a.aggs {

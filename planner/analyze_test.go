@@ -26,10 +26,11 @@ func TestRefusedWithoutDatabase(t *testing.T) {
 		{"current_timestamp", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t\nWHERE ts > CURRENT_TIMESTAMP;", "time or session function", 2, "CURRENT_TIMESTAMP"},
 		{"min", "CREATE MATERIALIZED VIEW v AS SELECT g, min(x) FROM t GROUP BY g;", "aggregate min", 1, "min() is not supported yet"},
 		{"window", "CREATE MATERIALIZED VIEW v AS SELECT a, rank() OVER (ORDER BY a) FROM t;", "window function", 1, "window functions"},
-		{"distinct", "CREATE MATERIALIZED VIEW v AS SELECT DISTINCT a FROM t;", "DISTINCT", 1, "DISTINCT"},
+		{"distinct on", "CREATE MATERIALIZED VIEW v AS SELECT DISTINCT ON (a) a, b FROM t;", "DISTINCT ON", 1, "DISTINCT ON"},
+		{"distinct with aggregates", "CREATE MATERIALIZED VIEW v AS SELECT DISTINCT g, count(*) FROM t GROUP BY g;", "DISTINCT", 1, "DISTINCT together with GROUP BY"},
 		{"count distinct", "CREATE MATERIALIZED VIEW v AS SELECT count(DISTINCT a) FROM t;", "count(DISTINCT)", 1, "DISTINCT"},
-		{"filter", "CREATE MATERIALIZED VIEW v AS SELECT count(*) FILTER (WHERE a > 1) FROM t;", "FILTER", 1, "FILTER"},
-		{"having", "CREATE MATERIALIZED VIEW v AS SELECT g, count(*) FROM t GROUP BY g\nHAVING count(*) > 1;", "HAVING", 2, "HAVING"},
+		{"aggregate in filter", "CREATE MATERIALIZED VIEW v AS SELECT count(*) FILTER (WHERE sum(a) > 1) FROM t;", "nested aggregate", 1, "nested"},
+		{"having without group by", "CREATE MATERIALIZED VIEW v AS SELECT count(*) FROM t\nHAVING count(*) > 1;", "HAVING", 2, "HAVING without GROUP BY"},
 		{"limit", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t ORDER BY a LIMIT 10;", "LIMIT", 1, "top-N"},
 		{"union", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t UNION ALL SELECT a FROM u;", "set operation", 1, "UNION"},
 		{"cte", "CREATE MATERIALIZED VIEW v AS WITH x AS (SELECT 1) SELECT * FROM x;", "WITH", 1, "common table expressions"},
@@ -112,6 +113,9 @@ func TestKinds(t *testing.T) {
 		"SELECT g, sum(x) FROM t GROUP BY g":               Grouped,
 		"SELECT count(*), avg(x) FROM t":                   Global,
 		"SELECT lower(g) AS k, count(*) FROM t GROUP BY 1": Grouped,
+		"SELECT DISTINCT a, b FROM t":                      Grouped,
+		"SELECT g FROM t GROUP BY g HAVING sum(x) > 0":     Grouped,
+		"SELECT count(*) FILTER (WHERE x > 0) FROM t":      Global,
 	}
 	for q, want := range cases {
 		defs, errs := ParseFile("v.sql", "CREATE MATERIALIZED VIEW v AS "+q+";")

@@ -42,6 +42,8 @@ type Plan struct {
 	finals  []string // select-list expressions over the state row "up"
 	aggs    []*aggregate
 	aggSQL  []string // deparsed aggregate arguments, "" for count(*)
+	aggFilt []string // deparsed FILTER conditions, "" for none
+	having  string   // HAVING over the state row "up", "" for none
 }
 
 // Analyze checks a definition without a database: syntax and constructs.
@@ -107,6 +109,12 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 
 	if a.stars {
 		a.expandStars(ti)
+	}
+	if a.distinct {
+		for _, t := range a.targets {
+			a.groups = append(a.groups, clone(t.expr))
+		}
+		p.Notes = append(p.Notes, "SELECT DISTINCT is maintained as GROUP BY every output column")
 	}
 	if len(a.targets) != len(out) {
 		return nil, fmt.Errorf("plan %s: select list has %d entries, server reports %d columns", d.Name, len(a.targets), len(out))
@@ -272,6 +280,11 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tab
 			}
 		}
 		p.aggSQL = append(p.aggSQL, s)
+		f, err := d.deparse(ag.filter)
+		if err != nil {
+			return err
+		}
+		p.aggFilt = append(p.aggFilt, f)
 	}
 	var args []string
 	for _, s := range p.aggSQL {
@@ -297,10 +310,10 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tab
 		}
 	}
 
-	// The select list over the state row: group expressions become key
-	// columns, aggregates their finalized state.
-	for j, t := range a.targets {
-		e := clone(t.expr)
+	// The select list (and HAVING) over the state row: group expressions
+	// become key columns, aggregates their finalized state.
+	overState := func(expr *pg_query.Node, loc int32, where string) (string, error) {
+		e := clone(expr)
 		replace := func(n *pg_query.Node) *pg_query.Node {
 			if fc := n.GetFuncCall(); fc != nil && fc.Over == nil {
 				if i := p.aggIndex(canonical(n)); i >= 0 {
@@ -332,14 +345,23 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tab
 			}
 		})
 		if stray != "" {
-			return d.errorf(t.loc, "GROUP BY", fmt.Sprintf("column %s in output column %q is neither grouped nor aggregated", stray, p.Columns[j].Name),
-				"add it to GROUP BY")
+			return "", d.errorf(loc, "GROUP BY", fmt.Sprintf("column %s in %s is neither grouped nor aggregated", stray, where), "add it to GROUP BY")
 		}
-		s, err := d.deparse(e)
+		return d.deparse(e)
+	}
+	for j, t := range a.targets {
+		s, err := overState(t.expr, t.loc, fmt.Sprintf("output column %q", p.Columns[j].Name))
 		if err != nil {
 			return err
 		}
 		p.finals = append(p.finals, s)
+	}
+	if a.having != nil {
+		s, err := overState(a.having, location(a.having), "HAVING")
+		if err != nil {
+			return err
+		}
+		p.having = s
 	}
 
 	state, err := cat.Describe(ctx, p.SnapshotQuery())
@@ -439,14 +461,25 @@ func (p *Plan) Strategy() string {
 	}
 }
 
+func (p *Plan) filterNote(i int) string {
+	if p.aggFilt[i] == "" {
+		return ""
+	}
+	return " where " + p.aggFilt[i]
+}
+
 func (p *Plan) stateSummary() string {
 	var parts []string
 	for i, ag := range p.aggs {
 		switch ag.fn {
 		case aggCount:
-			parts = append(parts, "non-null count of "+p.aggSQL[i])
+			if p.aggSQL[i] == "" {
+				parts = append(parts, "count of rows where "+p.aggFilt[i])
+			} else {
+				parts = append(parts, "non-null count of "+p.aggSQL[i]+p.filterNote(i))
+			}
 		case aggSum, aggAvg:
-			parts = append(parts, "sum and non-null count of "+p.aggSQL[i])
+			parts = append(parts, "sum and non-null count of "+p.aggSQL[i]+p.filterNote(i))
 		}
 	}
 	if len(parts) == 0 {

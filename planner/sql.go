@@ -66,12 +66,19 @@ func (p *Plan) SnapshotQuery() string {
 	cols = append(cols, "count(*) AS n")
 	for i, ag := range p.aggs {
 		a := p.aggSQL[i]
+		if a == "" {
+			a = "*"
+		}
 		n := strconv.Itoa(i + 1)
+		filter := ""
+		if p.aggFilt[i] != "" {
+			filter = " FILTER (WHERE " + p.aggFilt[i] + ")"
+		}
 		switch ag.fn {
 		case aggCount:
-			cols = append(cols, "count("+a+") AS a"+n+"_nn")
+			cols = append(cols, "count("+a+")"+filter+" AS a"+n+"_nn")
 		case aggSum, aggAvg:
-			cols = append(cols, "count("+a+") AS a"+n+"_nn", "sum("+a+") AS a"+n+"_s")
+			cols = append(cols, "count("+a+")"+filter+" AS a"+n+"_nn", "sum("+a+")"+filter+" AS a"+n+"_s")
 		}
 	}
 	b.WriteString(strings.Join(cols, ", "))
@@ -162,7 +169,7 @@ func (p *Plan) FinalizeAll(n Names) string {
 	}
 	s := "INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + strings.Join(p.finals, ", ") + " FROM " + n.State + " AS up"
 	if p.Kind == Grouped {
-		s += " WHERE up.n > 0"
+		s += " WHERE " + p.present()
 	}
 	return s
 }
@@ -189,10 +196,21 @@ func (p *Plan) deltaSQL(stage string) string {
 		if ag.fn == aggCountStar {
 			continue
 		}
-		cols = append(cols, "coalesce(sum("+sign+") FILTER (WHERE ("+a+") IS NOT NULL), 0)::int8 AS a"+n+"_nn")
+		// The rows an aggregate counts: its argument is not NULL and its
+		// FILTER holds.
+		var conds []string
+		if a != "" {
+			conds = append(conds, "("+a+") IS NOT NULL")
+		}
+		and := ""
+		if f := p.aggFilt[i]; f != "" {
+			conds = append(conds, "("+f+")")
+			and = " AND (" + f + ")"
+		}
+		cols = append(cols, "coalesce(sum("+sign+") FILTER (WHERE "+strings.Join(conds, " AND ")+"), 0)::int8 AS a"+n+"_nn")
 		if ag.fn == aggSum || ag.fn == aggAvg {
-			plus := "sum(" + a + ") FILTER (WHERE " + sign + " > 0)"
-			minus := "sum(" + a + ") FILTER (WHERE " + sign + " < 0)"
+			plus := "sum(" + a + ") FILTER (WHERE " + sign + " > 0" + and + ")"
+			minus := "sum(" + a + ") FILTER (WHERE " + sign + " < 0" + and + ")"
 			cols = append(cols, fmt.Sprintf("CASE WHEN %[2]s IS NULL THEN %[1]s WHEN %[1]s IS NULL THEN -%[2]s ELSE %[1]s - %[2]s END AS a%[3]s_s", plus, minus, n))
 		}
 	}
@@ -301,9 +319,9 @@ func (p *Plan) Apply(n Names) string {
 		" FROM d WHERE NOT " + p.noop("d") +
 		" ON CONFLICT (" + p.stateKeys("") + ") DO UPDATE SET " + strings.Join(p.merges("s", "excluded"), ", ") + " RETURNING s.*), " +
 		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") SELECT " + strings.Join(p.finals, ", ") +
-		" FROM up WHERE up.n > 0 ON CONFLICT (" + list(len(p.Keys), func(i int) string { return QuoteIdent(p.Columns[p.Keys[i]].Name) }) + ") " +
+		" FROM up WHERE " + p.present() + " ON CONFLICT (" + list(len(p.Keys), func(i int) string { return QuoteIdent(p.Columns[p.Keys[i]].Name) }) + ") " +
 		conflict + " RETURNING (xmax = 0) AS inserted), " +
-		"del AS (DELETE FROM " + n.Target + " AS u USING up WHERE up.n <= 0 AND " + strings.Join(keyMatch, " AND ") + " RETURNING 1) " +
+		"del AS (DELETE FROM " + n.Target + " AS u USING up WHERE NOT " + p.present() + " AND " + strings.Join(keyMatch, " AND ") + " RETURNING 1) " +
 		"SELECT (SELECT count(*) FROM ins WHERE inserted), (SELECT count(*) FROM ins WHERE NOT inserted), (SELECT count(*) FROM del)"
 }
 
@@ -352,6 +370,15 @@ func (p *Plan) applyProjection(n Names, d string) string {
 		") AS v WHERE d.n < 0)) RETURNING 1), " +
 		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + cs + " FROM d CROSS JOIN LATERAL generate_series(1, d.n) WHERE d.n > 0 RETURNING 1) " +
 		"SELECT (SELECT count(*) FROM ins), 0::int8, (SELECT count(*) FROM del)"
+}
+
+// present is true for a state row "up" whose group is a row of the result:
+// it has rows, and passes HAVING.
+func (p *Plan) present() string {
+	if p.having == "" {
+		return "up.n > 0"
+	}
+	return "(up.n > 0 AND coalesce(" + p.having + ", false))"
 }
 
 // Cleanup removes state rows of groups that no longer exist ("" when the

@@ -25,10 +25,15 @@ func TestApplyMatchesQuery(t *testing.T) {
 	mustExec(t, conn, `CREATE SCHEMA deltaview;
 		CREATE TABLE "Src Table" (id int PRIMARY KEY, "Grp" text, g2 int, v int, amt numeric(12,2), iv interval, note text);`)
 	views := map[string]string{
-		"grouped": `CREATE MATERIALIZED VIEW "per grp" AS SELECT "Grp", g2 % 3 AS m, count(*), count(v) AS cv, sum(v) AS sv, avg(v) AS av, sum(amt) AS samt, avg(amt), sum(iv) AS siv, avg(iv) AS aiv, sum(v) * 2 + count(*) AS expr FROM "Src Table" s WHERE id % 7 <> 3 GROUP BY 1, g2 % 3`,
-		"global":  `CREATE MATERIALIZED VIEW glob AS SELECT count(*) AS n, sum(v) AS s, avg(amt) AS a, count(note) FROM "Src Table"`,
-		"project": `CREATE MATERIALIZED VIEW proj AS SELECT "Grp", v + 1 AS v1, upper(note) AS note FROM "Src Table" WHERE v IS NULL OR v > 2`,
-		"keyonly": `CREATE MATERIALIZED VIEW keyonly AS SELECT g2 FROM "Src Table" GROUP BY g2`,
+		"grouped":       `CREATE MATERIALIZED VIEW "per grp" AS SELECT "Grp", g2 % 3 AS m, count(*), count(v) AS cv, sum(v) AS sv, avg(v) AS av, sum(amt) AS samt, avg(amt), sum(iv) AS siv, avg(iv) AS aiv, sum(v) * 2 + count(*) AS expr FROM "Src Table" s WHERE id % 7 <> 3 GROUP BY 1, g2 % 3`,
+		"global":        `CREATE MATERIALIZED VIEW glob AS SELECT count(*) AS n, sum(v) AS s, avg(amt) AS a, count(note) FROM "Src Table"`,
+		"project":       `CREATE MATERIALIZED VIEW proj AS SELECT "Grp", v + 1 AS v1, upper(note) AS note FROM "Src Table" WHERE v IS NULL OR v > 2`,
+		"keyonly":       `CREATE MATERIALIZED VIEW keyonly AS SELECT g2 FROM "Src Table" GROUP BY g2`,
+		"distinct":      `CREATE MATERIALIZED VIEW dist AS SELECT DISTINCT "Grp", v % 3 AS m FROM "Src Table"`,
+		"distinct star": `CREATE MATERIALIZED VIEW diststar AS SELECT DISTINCT * FROM "Src Table" WHERE id < 10`,
+		"filter":        `CREATE MATERIALIZED VIEW filt AS SELECT g2, count(*) FILTER (WHERE v > 2) AS big, sum(amt) FILTER (WHERE "Grp" IS NOT NULL) AS named, avg(v) FILTER (WHERE note IS NULL) AS quiet, count(note) FILTER (WHERE v < 5) FROM "Src Table" GROUP BY g2`,
+		"global filter": `CREATE MATERIALIZED VIEW gfilt AS SELECT count(*) FILTER (WHERE v IS NULL) AS nulls, sum(v) FILTER (WHERE v > 0) AS pos FROM "Src Table"`,
+		"having":        `CREATE MATERIALIZED VIEW hav AS SELECT "Grp", count(*) AS n FROM "Src Table" GROUP BY "Grp" HAVING sum(v) > 3 AND count(*) FILTER (WHERE amt > 10) >= 1`,
 	}
 	cat := &SourceCatalog{Conn: conn}
 	type vp struct {
