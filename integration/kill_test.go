@@ -30,6 +30,7 @@ func TestKillAndRestart(t *testing.T) {
 		plainView("balances", `SELECT acct, count(*) AS n, sum(amount) AS balance FROM ledger GROUP BY acct`),
 		plainView("bank", `SELECT count(*) AS n, sum(amount) AS total, count(memo) AS memos FROM ledger`),
 		plainView("big", `SELECT acct, amount FROM ledger WHERE amount >= 50`),
+		plainView("extremes", `SELECT acct, min(amount) AS lo, max(amount) AS hi, count(DISTINCT amount) AS kinds FROM ledger GROUP BY acct`),
 	}
 	batch := []string{"1", "50", "100000"}[r.IntN(3)]
 	t.Logf("seed %d, --batch-changes %s", seed, batch)

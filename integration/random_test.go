@@ -75,6 +75,12 @@ var randomViews = []view{
 	plainView("rows", `SELECT g1, g2, x, t FROM items WHERE x > 10 OR g1 IS NULL`),
 	plainView("rows_dup", `SELECT k, g1 FROM items WHERE x > 0`),
 	plainView("distinct_pairs", `SELECT DISTINCT g1, g2 FROM items`),
+	// Recomputed from deltaview's copy of items: aggregates that cannot be
+	// running totals.
+	plainView("extremes", `SELECT g1, min(x) AS lo, max(z) AS hi, count(DISTINCT k) AS dk, string_agg(t, '|' ORDER BY t, k) AS ts,
+		array_agg(id ORDER BY id) AS ids FROM items GROUP BY g1`),
+	plainView("global_extremes", `SELECT min(y) AS lo, max(iv) AS hi, bool_or(x > 5) AS any_big, count(*) AS n FROM items`),
+	plainView("having_max", `SELECT g2, max(x) AS mx, sum(DISTINCT x) AS sdx FROM items GROUP BY g2 HAVING max(x) > 5`),
 	plainView("filtered", `SELECT g1, count(*) FILTER (WHERE x > 5) AS big, sum(z) FILTER (WHERE t IS NOT NULL) AS sz, avg(y) FILTER (WHERE g2 IS NULL) AS ay
 		FROM items GROUP BY g1`),
 	plainView("having", `SELECT g2, count(*) AS n, sum(x) AS sx FROM items GROUP BY g2 HAVING count(*) > 3 AND coalesce(sum(y), 0) > 10`),

@@ -23,6 +23,8 @@ func TestTruncate(t *testing.T) {
 		plainView("a_rows", `SELECT g, x FROM a WHERE x IS NOT NULL`),
 		plainView("b_grouped", `SELECT g, sum(y) AS s, count(*) AS n FROM b GROUP BY g`),
 		plainView("b_global", `SELECT sum(y) AS s, count(*) AS n FROM b`),
+		plainView("a_extremes", `SELECT g, max(x) AS mx, string_agg(x::text, ',' ORDER BY x) AS xs FROM a GROUP BY g`),
+		plainView("b_extreme", `SELECT min(y) AS lo, count(*) AS n FROM b`),
 		plainView("other_rows", `SELECT z FROM other`),
 	}
 	e.start(views)

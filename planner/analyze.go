@@ -77,6 +77,12 @@ type analysis struct {
 	// distinct is SELECT DISTINCT: grouped by every output column.
 	distinct bool
 	having   *pg_query.Node
+	// recompute is why the view's aggregates cannot be kept as running
+	// counters, "" when they can.
+	recompute string
+	// otherAggs is true when the query calls aggregates other than
+	// COUNT/SUM/AVG.
+	otherAggs bool
 }
 
 const joinHint = "keep one view per table and join the maintained tables when you read them"
@@ -192,7 +198,7 @@ func analyze(d *Definition) (*analysis, error) {
 		a.groups = append(a.groups, g)
 	}
 	if a.distinct {
-		if len(a.groups) > 0 || len(a.aggs) > 0 {
+		if len(a.groups) > 0 || len(a.aggs) > 0 || a.otherAggs {
 			return nil, d.errorf(0, "DISTINCT", "SELECT DISTINCT together with GROUP BY or aggregates is not supported yet", "")
 		}
 		// DISTINCT is GROUP BY every output column; the grouping
@@ -206,7 +212,7 @@ func analyze(d *Definition) (*analysis, error) {
 	switch {
 	case len(a.groups) > 0:
 		a.kind = Grouped
-	case len(a.aggs) > 0:
+	case len(a.aggs) > 0 || a.otherAggs:
 		a.kind = Global
 	default:
 		a.kind = Projection
@@ -253,9 +259,8 @@ func (a *analysis) checkExpressions(sel *pg_query.SelectStmt) error {
 					fail(d.errorf(fc.Location, "window function", "window functions are not supported yet", ""))
 					return
 				}
-				if unsupportedAggregates[name] {
-					fail(d.errorf(fc.Location, "aggregate "+name, fmt.Sprintf("aggregate %s() is not supported yet", name),
-						"COUNT, SUM and AVG are maintained"))
+				if unsupportedAggregates[name] && a.recompute == "" {
+					a.recompute = name + "() cannot be undone when a row leaves its group"
 				}
 			}
 		})
@@ -317,6 +322,10 @@ func (a *analysis) collectAggregates(n *pg_query.Node, fail func(error)) {
 			case "avg":
 				fn = aggAvg
 			default:
+				if unsupportedAggregates[name] {
+					a.otherAggs = true
+					return false
+				}
 				return true
 			}
 			if inAgg {
@@ -325,10 +334,14 @@ func (a *analysis) collectAggregates(n *pg_query.Node, fail func(error)) {
 			}
 			switch {
 			case fc.AggDistinct:
-				fail(d.errorf(fc.Location, name+"(DISTINCT)", name+"(DISTINCT ...) is not supported yet", ""))
+				if a.recompute == "" {
+					a.recompute = name + "(DISTINCT ...) cannot be kept as a running total"
+				}
 				return false
 			case len(fc.AggOrder) > 0 || fc.AggWithinGroup:
-				fail(d.errorf(fc.Location, "ORDER BY in aggregate", "ORDER BY inside "+name+"() changes nothing and is not supported", "remove it"))
+				if a.recompute == "" {
+					a.recompute = name + "() with ORDER BY is recomputed"
+				}
 				return false
 			case fn != aggCountStar && len(fc.Args) != 1:
 				fail(d.errorf(fc.Location, name, name+"() takes exactly one argument here", ""))

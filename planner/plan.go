@@ -35,15 +35,20 @@ type Plan struct {
 	State []Column
 	// Notes are remarks for `deltaview check`.
 	Notes []string
+	// Recompute, when set, says why the view's groups are recomputed from a
+	// copy of its source columns rather than kept as running totals.
+	Recompute string
 
 	where   string   // deparsed WHERE, "" when none
 	groups  []string // deparsed GROUP BY expressions
-	outputs []string // deparsed select-list expressions (Projection)
+	outputs []string // deparsed select-list expressions (Projection, Recompute)
 	finals  []string // select-list expressions over the state row "up"
 	aggs    []*aggregate
 	aggSQL  []string // deparsed aggregate arguments, "" for count(*)
 	aggFilt []string // deparsed FILTER conditions, "" for none
-	having  string   // HAVING over the state row "up", "" for none
+	having  string   // HAVING (over the state row "up" when counting), "" for none
+	// copyKeys are columns of a copy (CopyPlan) to index.
+	copyKeys []string
 }
 
 // Analyze checks a definition without a database: syntax and constructs.
@@ -154,11 +159,46 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 			return nil, d.serverError(err)
 		}
 	case Grouped, Global:
-		if err := p.planAggregates(ctx, a, cat, tableCols); err != nil {
+		groupCanon, err := p.resolveGroups(a, tableCols)
+		if err != nil {
 			return nil, err
+		}
+		why := a.recompute
+		if why == "" {
+			err := p.planAggregates(ctx, a, cat, groupCanon)
+			var re *recomputeError
+			if errors.As(err, &re) {
+				why = re.why
+			} else if err != nil {
+				return nil, err
+			}
+		}
+		if why != "" {
+			if err := p.planRecompute(a, why); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return p, nil
+}
+
+// planRecompute plans scoped recomputation: deltaview keeps a copy of the
+// columns the view reads, and recomputes from it only the groups a batch
+// touched, with the view's own query.
+func (p *Plan) planRecompute(a *analysis, why string) error {
+	d := p.View
+	p.Recompute = why
+	p.State, p.finals, p.aggs, p.aggSQL, p.aggFilt, p.having = nil, nil, nil, nil, nil, ""
+	for _, t := range a.targets {
+		s, err := d.deparse(t.expr)
+		if err != nil {
+			return err
+		}
+		p.outputs = append(p.outputs, s)
+	}
+	var err error
+	p.having, err = d.deparse(a.having)
+	return err
 }
 
 // deparse prints one of the view's expressions, or says which one cannot
@@ -206,7 +246,9 @@ func (a *analysis) expandStars(ti *TableInfo) {
 
 // planAggregates maps GROUP BY expressions to output columns, types the
 // aggregates' arguments and rewrites the select list over the state row.
-func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tableCols map[string]Column) error {
+// resolveGroups maps the GROUP BY expressions to output columns, the keys
+// of the result table, and returns their canonical forms.
+func (p *Plan) resolveGroups(a *analysis, tableCols map[string]Column) ([]string, error) {
 	d := p.View
 	// GROUP BY entries may be output ordinals or output aliases (when no
 	// table column has that name), as in Postgres.
@@ -214,7 +256,7 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tab
 		if c := g.GetAConst(); c != nil && c.GetIval() != nil {
 			k := int(c.GetIval().Ival)
 			if k < 1 || k > len(a.targets) {
-				return d.errorf(c.Location, "GROUP BY", fmt.Sprintf("GROUP BY position %d is not in the select list", k), "")
+				return nil, d.errorf(c.Location, "GROUP BY", fmt.Sprintf("GROUP BY position %d is not in the select list", k), "")
 			}
 			a.groups[i] = a.targets[k-1].expr
 			continue
@@ -235,7 +277,7 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tab
 		groupCanon[i] = canonical(g)
 		s, err := d.deparse(g)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		p.groups = append(p.groups, s)
 	}
@@ -250,7 +292,7 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tab
 			}
 		}
 		if found < 0 {
-			return d.errorf(location(a.groups[i]), "GROUP BY", fmt.Sprintf("GROUP BY expression %s is not in the select list", p.groups[i]),
+			return nil, d.errorf(location(a.groups[i]), "GROUP BY", fmt.Sprintf("GROUP BY expression %s is not in the select list", p.groups[i]),
 				"add it to the select list: it becomes the key of the result table")
 		}
 		p.Keys = append(p.Keys, found)
@@ -265,11 +307,19 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tab
 	for i, k := range p.Keys {
 		for j := 0; j < i; j++ {
 			if p.Keys[j] == k {
-				return d.errorf(0, "GROUP BY", fmt.Sprintf("GROUP BY lists %s twice", p.groups[i]), "remove the duplicate")
+				return nil, d.errorf(0, "GROUP BY", fmt.Sprintf("GROUP BY lists %s twice", p.groups[i]), "remove the duplicate")
 			}
 		}
 	}
+	return groupCanon, nil
+}
 
+// planAggregates plans the counting algorithm: argument types decide
+// whether SUM and AVG can be kept exactly as running totals, and the select
+// list is rewritten over the state row. It returns errRecompute when they
+// cannot.
+func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, groupCanon []string) error {
+	d := p.View
 	// Argument types decide how SUM and AVG are kept exactly.
 	for _, ag := range p.aggs {
 		s := ""
@@ -303,8 +353,8 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, tab
 				continue
 			}
 			ag.argType = cols[k].TypeOID
-			if err := checkSummable(d, ag, cols[k], p.aggSQL[i]); err != nil {
-				return err
+			if why := notSummable(ag, cols[k], p.aggSQL[i]); why != "" {
+				return &recomputeError{why}
 			}
 			k++
 		}
@@ -393,38 +443,37 @@ const (
 	oidFloat8   = 701
 )
 
-// checkSummable refuses SUM/AVG arguments whose running total would not be
-// exactly what Postgres computes from scratch.
-func checkSummable(d *Definition, ag *aggregate, c Column, arg string) error {
+// recomputeError says why a view's aggregates cannot be running totals.
+type recomputeError struct{ why string }
+
+func (e *recomputeError) Error() string { return e.why }
+
+// notSummable says why SUM/AVG of an argument cannot be kept as an exact
+// running total ("" when it can).
+func notSummable(ag *aggregate, c Column, arg string) string {
 	if ag.fn != aggSum && ag.fn != aggAvg {
-		return nil
+		return ""
 	}
-	fn := "SUM"
+	fn := "sum"
 	if ag.fn == aggAvg {
-		fn = "AVG"
+		fn = "avg"
 	}
-	loc := location(ag.arg)
 	switch c.TypeOID {
 	case oidInt2, oidInt4, oidInt8, oidInterval:
-		return nil
+		return ""
 	case oidMoney:
 		if ag.fn == aggSum {
-			return nil
+			return ""
 		}
 	case oidNumeric:
 		if c.TypeMod != -1 {
-			return nil
+			return ""
 		}
-		return d.errorf(loc, fn+" over numeric",
-			fmt.Sprintf("%s(%s) is over numeric without a declared scale: the scale of the result depends on which rows are present, which a running total cannot know", fn, arg),
-			fmt.Sprintf("give the argument a scale, e.g. %s((%s)::numeric(20,2))", fn, arg))
+		return fmt.Sprintf("%s(%s) is over numeric without a declared scale: the scale of the result depends on which rows are present", fn, arg)
 	case oidFloat4, oidFloat8:
-		return d.errorf(loc, fn+" over "+c.Type,
-			fmt.Sprintf("%s(%s) is over %s: floating-point sums depend on the order rows are added, so no maintained total can equal the query's", fn, arg, c.Type),
-			fmt.Sprintf("sum an exact type, e.g. %s((%s)::numeric(30,6))", fn, arg))
+		return fmt.Sprintf("%s(%s) is over %s: a floating-point running total drifts from the sum of the rows", fn, arg, c.Type)
 	}
-	return d.errorf(loc, fn+" over "+c.Type, fmt.Sprintf("%s over %s is not supported", fn, c.Type),
-		"SUM and AVG are maintained over integer, numeric with a scale, interval (and SUM over money)")
+	return fmt.Sprintf("%s over %s is not kept as a running total", fn, c.Type)
 }
 
 // finalAggregate is the SQL of aggregate i's value computed from the state
@@ -451,6 +500,13 @@ func (p *Plan) finalAggregate(i int) string {
 // Strategy describes, for `deltaview check`, how the view is maintained
 // and what state it keeps.
 func (p *Plan) Strategy() string {
+	if p.Recompute != "" {
+		scope := "the groups each batch touches"
+		if p.Kind == Global {
+			scope = "its one row whenever a batch touches it"
+		}
+		return fmt.Sprintf("scoped recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes %s", p.Recompute, p.Source, scope)
+	}
 	switch p.Kind {
 	case Projection:
 		return "algebraic (signed rows): each change inserts or deletes copies of its projected row; no state beyond the result table"

@@ -19,6 +19,9 @@ type Names struct {
 	// Stage is the table of staged signed source rows; it has SignColumn
 	// and (at least) the plan's SourceColumns, with their source types.
 	Stage string
+	// Copy is the copy of the source columns a recomputed view reads
+	// (see CopyPlan), already updated with the staged rows.
+	Copy string
 }
 
 func list(n int, f func(i int) string) string {
@@ -52,6 +55,9 @@ func (p *Plan) from(rel string) string {
 // the initial rows of the state table (aggregates) or of the result table
 // (Projection), in SnapshotColumns order.
 func (p *Plan) SnapshotQuery() string {
+	if p.Recompute != "" {
+		return p.recomputeQuery(p.Source.Quoted(), "")
+	}
 	var b strings.Builder
 	b.WriteString("SELECT ")
 	if p.Kind == Projection {
@@ -92,7 +98,7 @@ func (p *Plan) SnapshotQuery() string {
 // SnapshotTarget is the relation and column list the snapshot's rows are
 // copied into.
 func (p *Plan) SnapshotTarget(n Names) string {
-	if p.Kind == Projection {
+	if p.Kind == Projection || p.Recompute != "" {
 		return n.Target + " (" + p.colList("") + ")"
 	}
 	return n.State + " (" + list(len(p.State), func(i int) string { return QuoteIdent(p.State[i].Name) }) + ")"
@@ -132,13 +138,18 @@ func (p *Plan) CreateTarget(n Names) []string {
 		stmts = append(stmts,
 			"CREATE INDEX ON "+n.Target+" USING "+method+" ("+first+")",
 			"CREATE INDEX ON "+n.Target+" (("+first+" IS NULL)) WHERE "+first+" IS NULL")
+		for _, k := range p.copyKeys {
+			if k != p.Columns[0].Name {
+				stmts = append(stmts, "CREATE INDEX ON "+n.Target+" ("+QuoteIdent(k)+")")
+			}
+		}
 	}
 	return stmts
 }
 
 // CreateState creates the state table (nil for Projection).
 func (p *Plan) CreateState(n Names) []string {
-	if p.Kind == Projection {
+	if p.Kind == Projection || p.Recompute != "" {
 		return nil
 	}
 	stmts := []string{"CREATE TABLE " + n.State + " (" + list(len(p.State), func(i int) string {
@@ -164,7 +175,7 @@ func (p *Plan) stateKeys(prefix string) string {
 // FinalizeAll fills the result table from a freshly loaded state table
 // ("" for Projection, whose snapshot goes to the result table directly).
 func (p *Plan) FinalizeAll(n Names) string {
-	if p.Kind == Projection {
+	if p.Kind == Projection || p.Recompute != "" {
 		return ""
 	}
 	s := "INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + strings.Join(p.finals, ", ") + " FROM " + n.State + " AS up"
@@ -281,6 +292,9 @@ func (p *Plan) finalsAs() string {
 // Apply applies the staged rows to the view. Its one result row holds the
 // number of result rows inserted, updated and deleted.
 func (p *Plan) Apply(n Names) string {
+	if p.Recompute != "" {
+		return p.applyRecompute(n)
+	}
 	d := p.deltaSQL(n.Stage)
 	switch p.Kind {
 	case Projection:
@@ -292,6 +306,23 @@ func (p *Plan) Apply(n Names) string {
 			p.updateGlobal(n) +
 			" SELECT 0::int8, count(*), 0::int8 FROM ch"
 	}
+	keyMatch := make([]string, len(p.Keys))
+	for i, k := range p.Keys {
+		keyMatch[i] = nullSafeEqual("u."+QuoteIdent(p.Columns[k].Name), "up.k"+strconv.Itoa(i+1), p.KeyNullable[i])
+	}
+	return "WITH d AS (" + d + "), " +
+		"up AS (INSERT INTO " + n.State + " AS s (" + p.stateColumns() + ") SELECT " + p.stateColumns() +
+		" FROM d WHERE NOT " + p.noop("d") +
+		" ON CONFLICT (" + p.stateKeys("") + ") DO UPDATE SET " + strings.Join(p.merges("s", "excluded"), ", ") + " RETURNING s.*), " +
+		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") SELECT " + strings.Join(p.finals, ", ") +
+		" FROM up WHERE " + p.present() + " " + p.onConflict() + " RETURNING (xmax = 0) AS inserted), " +
+		"del AS (DELETE FROM " + n.Target + " AS u USING up WHERE NOT " + p.present() + " AND " + strings.Join(keyMatch, " AND ") + " RETURNING 1) " +
+		"SELECT (SELECT count(*) FROM ins WHERE inserted), (SELECT count(*) FROM ins WHERE NOT inserted), (SELECT count(*) FROM del)"
+}
+
+// onConflict upserts a result row by its key, changing it only when it
+// prints differently.
+func (p *Plan) onConflict() string {
 	var nonKey []int
 	isKey := map[int]bool{}
 	for _, k := range p.Keys {
@@ -310,19 +341,7 @@ func (p *Plan) Apply(n Names) string {
 		}) + " WHERE " + rowText(len(nonKey), func(i int) string { return "u." + QuoteIdent(p.Columns[nonKey[i]].Name) }) +
 			" IS DISTINCT FROM " + rowText(len(nonKey), func(i int) string { return "excluded." + QuoteIdent(p.Columns[nonKey[i]].Name) })
 	}
-	keyMatch := make([]string, len(p.Keys))
-	for i, k := range p.Keys {
-		keyMatch[i] = nullSafeEqual("u."+QuoteIdent(p.Columns[k].Name), "up.k"+strconv.Itoa(i+1), p.KeyNullable[i])
-	}
-	return "WITH d AS (" + d + "), " +
-		"up AS (INSERT INTO " + n.State + " AS s (" + p.stateColumns() + ") SELECT " + p.stateColumns() +
-		" FROM d WHERE NOT " + p.noop("d") +
-		" ON CONFLICT (" + p.stateKeys("") + ") DO UPDATE SET " + strings.Join(p.merges("s", "excluded"), ", ") + " RETURNING s.*), " +
-		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") SELECT " + strings.Join(p.finals, ", ") +
-		" FROM up WHERE " + p.present() + " ON CONFLICT (" + list(len(p.Keys), func(i int) string { return QuoteIdent(p.Columns[p.Keys[i]].Name) }) + ") " +
-		conflict + " RETURNING (xmax = 0) AS inserted), " +
-		"del AS (DELETE FROM " + n.Target + " AS u USING up WHERE NOT " + p.present() + " AND " + strings.Join(keyMatch, " AND ") + " RETURNING 1) " +
-		"SELECT (SELECT count(*) FROM ins WHERE inserted), (SELECT count(*) FROM ins WHERE NOT inserted), (SELECT count(*) FROM del)"
+	return "ON CONFLICT (" + list(len(p.Keys), func(i int) string { return QuoteIdent(p.Columns[p.Keys[i]].Name) }) + ") " + conflict
 }
 
 // rowText is the text form of a row of values: result rows are compared by
@@ -330,6 +349,52 @@ func (p *Plan) Apply(n Names) string {
 // ('1 day' and '24:00:00', 1.0 and 1.00) and a reader sees the print.
 func rowText(n int, f func(i int) string) string {
 	return "ROW(" + list(n, f) + ")::text"
+}
+
+// recomputeQuery is the view's own query over rel, with internal column
+// names c1, c2, ...; join, when set, is a join clause that restricts it to
+// some groups.
+func (p *Plan) recomputeQuery(rel, join string) string {
+	s := "SELECT " + list(len(p.outputs), func(i int) string { return p.outputs[i] + " AS c" + strconv.Itoa(i+1) }) +
+		p.from(rel) + join + p.whereSQL()
+	if len(p.groups) > 0 {
+		s += " GROUP BY " + strings.Join(p.groups, ", ")
+	}
+	if p.having != "" {
+		s += " HAVING " + p.having
+	}
+	return s
+}
+
+// applyRecompute recomputes the groups the staged rows touch from the copy
+// (which already holds the batch's changes) and writes the differences.
+func (p *Plan) applyRecompute(n Names) string {
+	staged := "SELECT 1" + p.from(n.Stage) + p.whereSQL()
+	if p.Kind == Global {
+		return "WITH t AS (" + staged + " LIMIT 1), r AS (" + p.recomputeQuery(n.Copy, "") + "), " +
+			p.updateGlobalFrom(n, "r", "EXISTS (SELECT 1 FROM t)") + " SELECT 0::int8, count(*), 0::int8 FROM ch"
+	}
+	// The touched keys are named so as not to meet the view's own names.
+	kcol := func(i int) string { return "__dv_k." + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }
+	touched := "SELECT DISTINCT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }) +
+		p.from(n.Stage) + p.whereSQL()
+	join := make([]string, len(p.groups))
+	for i, g := range p.groups {
+		join[i] = nullSafeEqual("("+g+")", kcol(i), p.KeyNullable[i])
+	}
+	keyCol := func(prefix string, i int) string { return prefix + QuoteIdent(p.Columns[p.Keys[i]].Name) }
+	inR := make([]string, len(p.Keys))
+	inU := make([]string, len(p.Keys))
+	for i := range p.Keys {
+		inR[i] = nullSafeEqual("r.c"+strconv.Itoa(p.Keys[i]+1), kcol(i), p.KeyNullable[i])
+		inU[i] = nullSafeEqual(keyCol("u.", i), kcol(i), p.KeyNullable[i])
+	}
+	cs := list(len(p.Columns), func(i int) string { return "r.c" + strconv.Itoa(i+1) })
+	return "WITH __dv_k AS (" + touched + "), r AS (" + p.recomputeQuery(n.Copy, " JOIN __dv_k ON "+strings.Join(join, " AND ")) + "), " +
+		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") SELECT " + cs + " FROM r " + p.onConflict() + " RETURNING (xmax = 0) AS inserted), " +
+		"del AS (DELETE FROM " + n.Target + " AS u USING __dv_k WHERE " + strings.Join(inU, " AND ") +
+		" AND NOT EXISTS (SELECT 1 FROM r WHERE " + strings.Join(inR, " AND ") + ") RETURNING 1) " +
+		"SELECT (SELECT count(*) FROM ins WHERE inserted), (SELECT count(*) FROM ins WHERE NOT inserted), (SELECT count(*) FROM del)"
 }
 
 // nullSafeEqual compares a column with a value, NULL matching NULL, in a
@@ -344,9 +409,19 @@ func nullSafeEqual(col, val string, nullable bool) string {
 // updateGlobal is the CTE "ch" that rewrites a global aggregate's single
 // result row from the state row(s) in "up", when they differ.
 func (p *Plan) updateGlobal(n Names) string {
+	return p.updateGlobalFrom(n, "(SELECT "+p.finalsAs()+" FROM up)", "")
+}
+
+// updateGlobalFrom is the CTE "ch" that rewrites a global aggregate's
+// single result row from the row of from (columns c1, c2, ...), when they
+// differ and cond (if any) holds.
+func (p *Plan) updateGlobalFrom(n Names, from, cond string) string {
+	if cond != "" {
+		cond += " AND "
+	}
 	return "ch AS (UPDATE " + n.Target + " AS u SET " + list(len(p.Columns), func(i int) string {
 		return QuoteIdent(p.Columns[i].Name) + " = f.c" + strconv.Itoa(i+1)
-	}) + " FROM (SELECT " + p.finalsAs() + " FROM up) AS f WHERE " +
+	}) + " FROM " + from + " AS f WHERE " + cond +
 		rowText(len(p.Columns), func(i int) string { return "u." + QuoteIdent(p.Columns[i].Name) }) + " IS DISTINCT FROM " +
 		rowText(len(p.Columns), func(i int) string { return "f.c" + strconv.Itoa(i+1) }) + " RETURNING 1)"
 }
@@ -384,7 +459,7 @@ func (p *Plan) present() string {
 // Cleanup removes state rows of groups that no longer exist ("" when the
 // view keeps none).
 func (p *Plan) Cleanup(n Names) string {
-	if p.Kind != Grouped {
+	if p.Kind != Grouped || p.Recompute != "" {
 		return ""
 	}
 	return "DELETE FROM " + n.State + " WHERE n <= 0"
@@ -393,6 +468,12 @@ func (p *Plan) Cleanup(n Names) string {
 // Reset empties the view after its source table was truncated; like Apply
 // it returns the counts of result rows inserted, updated and deleted.
 func (p *Plan) Reset(n Names) string {
+	if p.Recompute != "" {
+		if p.Kind == Global {
+			return "WITH r AS (" + p.recomputeQuery(n.Copy, "") + "), " + p.updateGlobalFrom(n, "r", "") + " SELECT 0::int8, count(*), 0::int8 FROM ch"
+		}
+		return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, count(*) FROM del"
+	}
 	switch p.Kind {
 	case Projection:
 		return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, count(*) FROM del"
@@ -410,4 +491,34 @@ func (p *Plan) Reset(n Names) string {
 	}
 	return "WITH up AS (UPDATE " + n.State + " SET " + strings.Join(sets, ", ") + " RETURNING *), " + p.updateGlobal(n) +
 		" SELECT 0::int8, count(*), 0::int8 FROM ch"
+}
+
+// CopyPlan is the plan of the copy deltaview keeps of a source table's
+// columns for recomputed views: a multiset of the source rows, projected on
+// cols, maintained like a projection view. keys are columns the recomputed
+// views group by, indexed for finding a group's rows.
+func CopyPlan(src Table, cols []Column, keys []string) *Plan {
+	p := &Plan{Kind: Projection, Source: src, Alias: src.Name, SourceColumns: cols, Columns: cols, copyKeys: keys,
+		View: &Definition{Name: "copy of " + src.String()}}
+	for _, c := range cols {
+		p.outputs = append(p.outputs, QuoteIdent(src.Name)+"."+QuoteIdent(c.Name))
+	}
+	return p
+}
+
+// NeedsCopy tells whether the view reads the copy of its source table.
+func (p *Plan) NeedsCopy() bool { return p.Recompute != "" }
+
+// CopyKeys are the plain source columns the view groups by: worth an index
+// on the copy.
+func (p *Plan) CopyKeys() []string {
+	var out []string
+	for _, g := range p.groups {
+		for _, c := range p.SourceColumns {
+			if g == QuoteIdent(c.Name) || g == c.Name || g == QuoteIdent(p.Alias)+"."+QuoteIdent(c.Name) || g == p.Alias+"."+c.Name {
+				out = append(out, c.Name)
+			}
+		}
+	}
+	return out
 }

@@ -33,7 +33,16 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 		slot, publication, point.String()); err != nil {
 		return nil, fmt.Errorf("snapshot: record stream: %w", err)
 	}
+	copyFailed := map[planner.Table]error{}
 	for _, v := range views {
+		if cerr := copyFailed[v.Plan.Source]; cerr != nil && v.Plan.NeedsCopy() {
+			v.failed = true
+			failed[v] = cerr
+			if err := SetFailed(ctx, tx.Conn(), v.Plan.View.Name, cerr); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if _, err := tx.Exec(ctx, "SAVEPOINT dv_load"); err != nil {
 			return nil, err
 		}
@@ -48,6 +57,10 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 			lerr = fmt.Errorf("snapshot: %w", lerr)
 			v.failed = true
 			failed[v] = lerr
+			if v.internal {
+				copyFailed[v.Plan.Source] = fmt.Errorf("%s: %w", v.Plan.View.Name, lerr)
+				continue
+			}
 			if err := SetFailed(ctx, tx.Conn(), v.Plan.View.Name, lerr); err != nil {
 				return nil, err
 			}
@@ -67,6 +80,15 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 // loadView (re)creates a view's tables and fills them from the source.
 func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View) (int64, error) {
 	p, n := v.Plan, v.Names
+	if v.internal {
+		// A copy lives in deltaview's schema: rebuilt from scratch.
+		for _, s := range append([]string{"DROP TABLE IF EXISTS " + n.Target}, p.CreateTarget(n)...) {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				return 0, fmt.Errorf("%s: %w", s, err)
+			}
+		}
+		return copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n))
+	}
 	var exists bool
 	var ours bool
 	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,

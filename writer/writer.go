@@ -97,6 +97,10 @@ type View struct {
 	apply, cleanup, reset string
 
 	failed bool
+	// internal is true for the copy of a source table that recomputed
+	// views read: it has no catalog row and sends no notifications.
+	internal bool
+	stage    *stage
 	// inserted, updated, deleted rows of the result in the open batch.
 	counts [3]int64
 }
@@ -139,6 +143,7 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 		st.addColumns(v.Plan.SourceColumns)
 		st.views = append(st.views, v)
 		v.Names.Stage = st.name
+		v.stage = st
 	}
 	w.applied.Store(uint64(start))
 	return w
@@ -168,10 +173,19 @@ func (w *Writer) Open(ctx context.Context) error {
 			if Transient(err) {
 				return err
 			}
-			v.failed = true
-			w.log.Error("view failed", zap.String("view", v.Plan.View.Name), zap.Error(err))
-			if err := SetFailed(ctx, conn, v.Plan.View.Name, err); err != nil {
-				return err
+			failing := []*View{v}
+			if v.internal {
+				failing = v.stage.views
+			}
+			for _, f := range failing {
+				f.failed = true
+				if f.internal {
+					continue
+				}
+				w.log.Error("view failed", zap.String("view", f.Plan.View.Name), zap.Error(err))
+				if err := SetFailed(ctx, conn, f.Plan.View.Name, err); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -523,6 +537,11 @@ func (w *Writer) runView(ctx context.Context, v *View, sql, after string) error 
 
 // fail stops maintaining a view, recording why in the open transaction.
 func (w *Writer) fail(ctx context.Context, v *View, cause error) error {
+	if v.internal {
+		// Without its copy no recomputed view of the table can go on.
+		v.failed = true
+		return w.failStage(ctx, v.stage, fmt.Errorf("%s: %w", v.Plan.View.Name, cause))
+	}
 	v.failed = true
 	w.log.Error("view failed", zap.String("view", v.Plan.View.Name), zap.Error(cause))
 	if err := w.begin(ctx); err != nil {
@@ -533,6 +552,10 @@ func (w *Writer) fail(ctx context.Context, v *View, cause error) error {
 
 func (w *Writer) failStage(ctx context.Context, st *stage, cause error) error {
 	for _, v := range st.views {
+		if v.internal {
+			v.failed = true
+			continue
+		}
 		if !v.failed {
 			if err := w.fail(ctx, v, cause); err != nil {
 				return err
@@ -568,7 +591,7 @@ func (w *Writer) commit(ctx context.Context) error {
 		b.Queue("UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = now() WHERE slot = $2", pos.String(), w.cfg.Slot)
 	}
 	for _, v := range w.views {
-		if v.counts == [3]int64{} {
+		if v.counts == [3]int64{} || v.internal {
 			continue
 		}
 		if w.cfg.NotifyChannel != "" {

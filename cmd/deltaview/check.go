@@ -11,6 +11,7 @@ import (
 
 	"github.com/deltaview/deltaview/decoder"
 	"github.com/deltaview/deltaview/planner"
+	"github.com/deltaview/deltaview/writer"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -110,6 +111,9 @@ func describe(out io.Writer, p *planner.Plan) {
 	fmt.Fprintf(out, "  columns:  %s\n", strings.Join(cols, ", "))
 	if len(p.State) > 0 {
 		fmt.Fprintf(out, "  state:    %s\n", columnNames(p.State))
+	}
+	if p.NeedsCopy() {
+		fmt.Fprintf(out, "  copy:     %s (%s)\n", writer.CopyTable(p.Source), columnNames(p.SourceColumns))
 	}
 	for _, n := range p.Notes {
 		fmt.Fprintf(out, "  note:     %s\n", n)

@@ -160,6 +160,7 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 		v := &writer.View{Plan: vp.plan, Names: planner.Names{Target: vp.def.Target.Quoted(), Stage: ""}}
 		st.views = append(st.views, v)
 	}
+	st.views = writer.WithCopies(st.views)
 	_, streamOK, err := writer.Stream(ctx, tgt, c.Slot)
 	if err != nil {
 		return nil, err
@@ -188,7 +189,7 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 		ids[vp.def.Name] = id
 	}
 	for _, v := range st.views {
-		if v.Plan.Kind != planner.Projection {
+		if v.Plan.Kind != planner.Projection && !v.Plan.NeedsCopy() {
 			v.Names.State = fmt.Sprintf("deltaview.%s", planner.QuoteIdent(fmt.Sprintf("state_%d", ids[v.Plan.View.Name])))
 		}
 	}
