@@ -17,6 +17,8 @@ type Catalog interface {
 	Describe(ctx context.Context, sql string) ([]Column, error)
 	// Volatile returns which of the named functions are volatile.
 	Volatile(ctx context.Context, names []string) ([]string, error)
+	// Aggregates returns which of the named functions are aggregates.
+	Aggregates(ctx context.Context, names []string) ([]string, error)
 }
 
 // TableInfo describes a source relation.
@@ -116,6 +118,17 @@ func (c *SourceCatalog) Volatile(ctx context.Context, names []string) ([]string,
 	rows, err := c.Conn.Query(ctx, `SELECT DISTINCT proname::text FROM pg_proc WHERE proname = ANY($1) AND provolatile = 'v' ORDER BY 1`, names)
 	if err != nil {
 		return nil, fmt.Errorf("function volatility: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+func (c *SourceCatalog) Aggregates(ctx context.Context, names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	rows, err := c.Conn.Query(ctx, `SELECT DISTINCT proname::text FROM pg_proc WHERE proname = ANY($1) AND prokind = 'a' ORDER BY 1`, names)
+	if err != nil {
+		return nil, fmt.Errorf("aggregate functions: %w", err)
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }

@@ -98,6 +98,30 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 			"store the value in a column of the source table")
 	}
 
+	// Aggregates the planner does not know by name (user-defined ones) are
+	// computed by the server from the copy.
+	aggs, err := cat.Aggregates(ctx, a.funcs)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range aggs {
+		if isAggregateName(name) {
+			continue
+		}
+		if a.distinct {
+			return nil, d.errorf(0, "DISTINCT", "SELECT DISTINCT together with aggregates is not supported yet", "")
+		}
+		if a.kind == Projection {
+			if a.stars {
+				return nil, d.errorf(0, "*", "SELECT * cannot be used with aggregates", "list the columns")
+			}
+			a.kind, p.Kind = Global, Global
+		}
+		if a.recompute == "" {
+			a.recompute = "aggregate " + name + "() is recomputed by the server"
+		}
+	}
+
 	// The server is the judge of the query: names, types, GROUP BY rules.
 	out, err := cat.Describe(ctx, d.Query)
 	if err != nil {

@@ -23,21 +23,24 @@ func TestApplyMatchesQuery(t *testing.T) {
 	ctx := context.Background()
 	conn := testConn(t)
 	mustExec(t, conn, `CREATE SCHEMA deltaview;
-		CREATE TABLE "Src Table" (id int PRIMARY KEY, "Grp" text, g2 int, v int, amt numeric(12,2), iv interval, note text);`)
+		CREATE TABLE "Src Table" (id int PRIMARY KEY, "Grp" text, g2 int, v int, amt numeric(12,2), iv interval, note text);
+		CREATE AGGREGATE my_total(int) (sfunc = int4pl, stype = int, initcond = '0');`)
 	views := map[string]string{
-		"grouped":       `CREATE MATERIALIZED VIEW "per grp" AS SELECT "Grp", g2 % 3 AS m, count(*), count(v) AS cv, sum(v) AS sv, avg(v) AS av, sum(amt) AS samt, avg(amt), sum(iv) AS siv, avg(iv) AS aiv, sum(v) * 2 + count(*) AS expr FROM "Src Table" s WHERE id % 7 <> 3 GROUP BY 1, g2 % 3`,
-		"global":        `CREATE MATERIALIZED VIEW glob AS SELECT count(*) AS n, sum(v) AS s, avg(amt) AS a, count(note) FROM "Src Table"`,
-		"project":       `CREATE MATERIALIZED VIEW proj AS SELECT "Grp", v + 1 AS v1, upper(note) AS note FROM "Src Table" WHERE v IS NULL OR v > 2`,
-		"keyonly":       `CREATE MATERIALIZED VIEW keyonly AS SELECT g2 FROM "Src Table" GROUP BY g2`,
-		"distinct":      `CREATE MATERIALIZED VIEW dist AS SELECT DISTINCT "Grp", v % 3 AS m FROM "Src Table"`,
-		"distinct star": `CREATE MATERIALIZED VIEW diststar AS SELECT DISTINCT * FROM "Src Table" WHERE id < 10`,
-		"filter":        `CREATE MATERIALIZED VIEW filt AS SELECT g2, count(*) FILTER (WHERE v > 2) AS big, sum(amt) FILTER (WHERE "Grp" IS NOT NULL) AS named, avg(v) FILTER (WHERE note IS NULL) AS quiet, count(note) FILTER (WHERE v < 5) FROM "Src Table" GROUP BY g2`,
-		"global filter": `CREATE MATERIALIZED VIEW gfilt AS SELECT count(*) FILTER (WHERE v IS NULL) AS nulls, sum(v) FILTER (WHERE v > 0) AS pos FROM "Src Table"`,
-		"having":        `CREATE MATERIALIZED VIEW hav AS SELECT "Grp", count(*) AS n FROM "Src Table" GROUP BY "Grp" HAVING sum(v) > 3 AND count(*) FILTER (WHERE amt > 10) >= 1`,
-		"min max":       `CREATE MATERIALIZED VIEW mm AS SELECT "Grp", min(v) AS lo, max(amt) AS hi, max(note) AS last_note, count(*) FROM "Src Table" GROUP BY "Grp"`,
-		"global min":    `CREATE MATERIALIZED VIEW gmin AS SELECT min(iv), max(v), bool_and(v > 0) AS all_pos FROM "Src Table" WHERE g2 < 3`,
-		"distinct aggs": `CREATE MATERIALIZED VIEW dagg AS SELECT g2, count(DISTINCT v) AS dv, sum(DISTINCT v) AS sdv, string_agg(DISTINCT note, ',' ORDER BY note) AS notes FROM "Src Table" GROUP BY g2`,
-		"ordered agg":   `CREATE MATERIALIZED VIEW oagg AS SELECT g2 % 2 AS parity, array_agg(id ORDER BY id) AS ids, sum(amt * v) AS weighted FROM "Src Table" GROUP BY 1 HAVING max(v) > 1`,
+		"grouped":         `CREATE MATERIALIZED VIEW "per grp" AS SELECT "Grp", g2 % 3 AS m, count(*), count(v) AS cv, sum(v) AS sv, avg(v) AS av, sum(amt) AS samt, avg(amt), sum(iv) AS siv, avg(iv) AS aiv, sum(v) * 2 + count(*) AS expr FROM "Src Table" s WHERE id % 7 <> 3 GROUP BY 1, g2 % 3`,
+		"global":          `CREATE MATERIALIZED VIEW glob AS SELECT count(*) AS n, sum(v) AS s, avg(amt) AS a, count(note) FROM "Src Table"`,
+		"project":         `CREATE MATERIALIZED VIEW proj AS SELECT "Grp", v + 1 AS v1, upper(note) AS note FROM "Src Table" WHERE v IS NULL OR v > 2`,
+		"keyonly":         `CREATE MATERIALIZED VIEW keyonly AS SELECT g2 FROM "Src Table" GROUP BY g2`,
+		"distinct":        `CREATE MATERIALIZED VIEW dist AS SELECT DISTINCT "Grp", v % 3 AS m FROM "Src Table"`,
+		"distinct star":   `CREATE MATERIALIZED VIEW diststar AS SELECT DISTINCT * FROM "Src Table" WHERE id < 10`,
+		"filter":          `CREATE MATERIALIZED VIEW filt AS SELECT g2, count(*) FILTER (WHERE v > 2) AS big, sum(amt) FILTER (WHERE "Grp" IS NOT NULL) AS named, avg(v) FILTER (WHERE note IS NULL) AS quiet, count(note) FILTER (WHERE v < 5) FROM "Src Table" GROUP BY g2`,
+		"global filter":   `CREATE MATERIALIZED VIEW gfilt AS SELECT count(*) FILTER (WHERE v IS NULL) AS nulls, sum(v) FILTER (WHERE v > 0) AS pos FROM "Src Table"`,
+		"having":          `CREATE MATERIALIZED VIEW hav AS SELECT "Grp", count(*) AS n FROM "Src Table" GROUP BY "Grp" HAVING sum(v) > 3 AND count(*) FILTER (WHERE amt > 10) >= 1`,
+		"min max":         `CREATE MATERIALIZED VIEW mm AS SELECT "Grp", min(v) AS lo, max(amt) AS hi, max(note) AS last_note, count(*) FROM "Src Table" GROUP BY "Grp"`,
+		"global min":      `CREATE MATERIALIZED VIEW gmin AS SELECT min(iv), max(v), bool_and(v > 0) AS all_pos FROM "Src Table" WHERE g2 < 3`,
+		"distinct aggs":   `CREATE MATERIALIZED VIEW dagg AS SELECT g2, count(DISTINCT v) AS dv, sum(DISTINCT v) AS sdv, string_agg(DISTINCT note, ',' ORDER BY note) AS notes FROM "Src Table" GROUP BY g2`,
+		"user agg":        `CREATE MATERIALIZED VIEW uagg AS SELECT g2, my_total(v) AS t FROM "Src Table" GROUP BY g2`,
+		"global user agg": `CREATE MATERIALIZED VIEW guagg AS SELECT my_total(v) + 1 AS t1 FROM "Src Table" WHERE v > 0`,
+		"ordered agg":     `CREATE MATERIALIZED VIEW oagg AS SELECT g2 % 2 AS parity, array_agg(id ORDER BY id) AS ids, sum(amt * v) AS weighted FROM "Src Table" GROUP BY 1 HAVING max(v) > 1`,
 	}
 	cat := &SourceCatalog{Conn: conn}
 	ti, err := cat.Table(ctx, "", "Src Table")
@@ -145,7 +148,7 @@ func TestApplyMatchesQuery(t *testing.T) {
 
 // recomputedViews are the views of TestApplyMatchesQuery whose aggregates
 // cannot be running totals.
-var recomputedViews = map[string]bool{"min max": true, "global min": true, "distinct aggs": true, "ordered agg": true}
+var recomputedViews = map[string]bool{"min max": true, "global min": true, "distinct aggs": true, "ordered agg": true, "user agg": true, "global user agg": true}
 
 func randomRow(rng *rand.Rand, id int) string {
 	grp := []string{"'a'", "'b'", "NULL", `'x"y'`}[rng.Intn(4)]
