@@ -80,6 +80,10 @@ var randomViews = []view{
 	plainView("extremes", `SELECT g1, min(x) AS lo, max(z) AS hi, count(DISTINCT k) AS dk, string_agg(t, '|' ORDER BY t, k) AS ts,
 		array_agg(id ORDER BY id) AS ids FROM items GROUP BY g1`),
 	plainView("global_extremes", `SELECT min(y) AS lo, max(iv) AS hi, bool_or(x > 5) AS any_big, count(*) AS n FROM items`),
+	// Recomputed whole: top-N, window functions, DISTINCT ON.
+	plainView("top_items", `SELECT id, x, t FROM items WHERE x IS NOT NULL ORDER BY x DESC, id LIMIT 5`),
+	plainView("ranked", `SELECT id, g1, rank() OVER (PARTITION BY g1 ORDER BY k, id) AS r, sum(z) OVER (PARTITION BY g2) AS gz FROM items`),
+	plainView("first_per_g2", `SELECT DISTINCT ON (g2) g2, id, iv FROM items ORDER BY g2, id DESC`),
 	plainView("having_max", `SELECT g2, max(x) AS mx, sum(DISTINCT x) AS sdx FROM items GROUP BY g2 HAVING max(x) > 5`),
 	plainView("filtered", `SELECT g1, count(*) FILTER (WHERE x > 5) AS big, sum(z) FILTER (WHERE t IS NOT NULL) AS sz, avg(y) FILTER (WHERE g2 IS NULL) AS ay
 		FROM items GROUP BY g1`),

@@ -25,6 +25,7 @@ func TestTruncate(t *testing.T) {
 		plainView("b_global", `SELECT sum(y) AS s, count(*) AS n FROM b`),
 		plainView("a_extremes", `SELECT g, max(x) AS mx, string_agg(x::text, ',' ORDER BY x) AS xs FROM a GROUP BY g`),
 		plainView("b_extreme", `SELECT min(y) AS lo, count(*) AS n FROM b`),
+		plainView("a_top", `SELECT g, x, count(*) OVER () AS total FROM a ORDER BY x DESC NULLS LAST, g LIMIT 3`),
 		plainView("other_rows", `SELECT z FROM other`),
 	}
 	e.start(views)

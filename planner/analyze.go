@@ -19,6 +19,10 @@ const (
 	Grouped
 	// Global is aggregates without GROUP BY: always exactly one row.
 	Global
+	// Whole is a view whose result only the whole query can answer (top-N,
+	// window functions, DISTINCT ON): recomputed whole from deltaview's copy
+	// of its source columns whenever a batch touches them.
+	Whole
 )
 
 func (k Kind) String() string {
@@ -29,6 +33,8 @@ func (k Kind) String() string {
 		return "grouped aggregate"
 	case Global:
 		return "global aggregate"
+	case Whole:
+		return "whole-view recomputation"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }
@@ -83,6 +89,9 @@ type analysis struct {
 	// otherAggs is true when the query calls aggregates other than
 	// COUNT/SUM/AVG.
 	otherAggs bool
+	// whole says which construct needs the whole result recomputed, "" for
+	// none.
+	whole string
 }
 
 const joinHint = "keep one view per table and join the maintained tables when you read them"
@@ -124,18 +133,22 @@ func analyze(d *Definition) (*analysis, error) {
 		return nil, d.errorf(sel.WithClause.Location, "WITH", "common table expressions (WITH) are not supported yet", "inline the CTE into the query")
 	case len(sel.ValuesLists) > 0:
 		return nil, d.errorf(0, "VALUES", "a VALUES list is not a maintainable view", "")
-	case len(sel.DistinctClause) > 1 || (len(sel.DistinctClause) == 1 && sel.DistinctClause[0] != nil && sel.DistinctClause[0].Node != nil):
-		return nil, d.errorf(location(sel.DistinctClause[0]), "DISTINCT ON", "SELECT DISTINCT ON is not supported yet", "")
-	case sel.LimitCount != nil || sel.LimitOffset != nil:
-		return nil, d.errorf(location(sel.LimitCount), "LIMIT", "LIMIT/OFFSET (top-N views) are not supported yet", "")
-	case len(sel.WindowClause) > 0:
-		return nil, d.errorf(0, "WINDOW", "window functions are not supported yet", "")
 	case len(sel.LockingClause) > 0:
 		return nil, d.errorf(0, "FOR UPDATE", "locking clauses have no meaning in a view", "remove FOR UPDATE/SHARE")
 	case sel.IntoClause != nil:
 		return nil, d.errorf(0, "INTO", "SELECT INTO is not allowed in a view", "")
 	}
-	if len(sel.SortClause) > 0 {
+	// What only the whole result can answer: the first rows in some order,
+	// window functions, one row per DISTINCT ON key.
+	switch {
+	case sel.LimitCount != nil || sel.LimitOffset != nil:
+		a.whole = "LIMIT/OFFSET (top-N)"
+	case len(sel.DistinctClause) > 1 || (len(sel.DistinctClause) == 1 && sel.DistinctClause[0] != nil && sel.DistinctClause[0].Node != nil):
+		a.whole = "DISTINCT ON"
+	case len(sel.WindowClause) > 0:
+		a.whole = "window functions"
+	}
+	if len(sel.SortClause) > 0 && a.whole == "" {
 		a.notes = append(a.notes, "ORDER BY is ignored: a table has no order; sort when you read it")
 	}
 	if len(sel.FromClause) == 0 {
@@ -168,7 +181,7 @@ func analyze(d *Definition) (*analysis, error) {
 	}
 	a.where = sel.WhereClause
 	a.having = sel.HavingClause
-	a.distinct = len(sel.DistinctClause) == 1
+	a.distinct = len(sel.DistinctClause) == 1 && a.whole != "DISTINCT ON"
 
 	// Shorten schema-qualified column references (s.t.c → t.c): the query
 	// is evaluated over a stand-in relation carrying the table's alias.
@@ -196,6 +209,10 @@ func analyze(d *Definition) (*analysis, error) {
 			return nil, d.errorf(location(g), "GROUPING SETS", "GROUPING SETS, ROLLUP and CUBE are not supported", "")
 		}
 		a.groups = append(a.groups, g)
+	}
+	if a.whole != "" {
+		a.kind = Whole
+		return a, nil
 	}
 	if a.distinct {
 		if len(a.groups) > 0 || len(a.aggs) > 0 || a.otherAggs {
@@ -256,7 +273,9 @@ func (a *analysis) checkExpressions(sel *pg_query.SelectStmt) error {
 						"store the value in a column of the source table"))
 				}
 				if fc.Over != nil {
-					fail(d.errorf(fc.Location, "window function", "window functions are not supported yet", ""))
+					if a.whole == "" {
+						a.whole = "window functions"
+					}
 					return
 				}
 				if unsupportedAggregates[name] && a.recompute == "" {

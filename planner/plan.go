@@ -49,6 +49,8 @@ type Plan struct {
 	having  string   // HAVING (over the state row "up" when counting), "" for none
 	// copyKeys are columns of a copy (CopyPlan) to index.
 	copyKeys []string
+	// wholeQuery is a Whole view's query over the copy.
+	wholeQuery string
 }
 
 // Analyze checks a definition without a database: syntax and constructs.
@@ -169,6 +171,10 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 	}
 
 	switch a.kind {
+	case Whole:
+		if err := p.planWhole(a); err != nil {
+			return nil, err
+		}
 	case Projection:
 		for _, t := range a.targets {
 			s, err := d.deparse(t.expr)
@@ -204,6 +210,31 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// planWhole plans whole-view recomputation: the view's own query, read
+// from deltaview's copy of the source columns instead of the source.
+func (p *Plan) planWhole(a *analysis) error {
+	d := p.View
+	p.Recompute = a.whole + " needs the whole result"
+	sel := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()
+	// The copy holds only the columns the view reads: spell out *.
+	var targets []*pg_query.Node
+	for _, t := range a.targets {
+		targets = append(targets, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: t.alias, Val: t.expr}}})
+	}
+	sel.TargetList = targets
+	copyTable := CopyTable(p.Source)
+	sel.FromClause = []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{
+		Schemaname: copyTable.Schema, Relname: copyTable.Name, Inh: true, Relpersistence: "p",
+		Alias: &pg_query.Alias{Aliasname: p.Alias},
+	}}}}
+	q, err := deparseStmt(sel)
+	if errors.Is(err, errNotReproducible) {
+		return d.errorf(0, "query", err.Error(), "write the query another way")
+	}
+	p.wholeQuery = q
+	return err
 }
 
 // planRecompute plans scoped recomputation: deltaview keeps a copy of the
@@ -524,6 +555,9 @@ func (p *Plan) finalAggregate(i int) string {
 // Strategy describes, for `deltaview check`, how the view is maintained
 // and what state it keeps.
 func (p *Plan) Strategy() string {
+	if p.Kind == Whole {
+		return fmt.Sprintf("full recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes the whole view from it whenever a batch changes them; the cost grows with the table", p.Recompute, p.Source)
+	}
 	if p.Recompute != "" {
 		scope := "the groups each batch touches"
 		if p.Kind == Global {

@@ -1,6 +1,8 @@
 package planner
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -55,6 +57,9 @@ func (p *Plan) from(rel string) string {
 // the initial rows of the state table (aggregates) or of the result table
 // (Projection), in SnapshotColumns order.
 func (p *Plan) SnapshotQuery() string {
+	if p.Kind == Whole {
+		return p.View.Query
+	}
 	if p.Recompute != "" {
 		return p.recomputeQuery(p.Source.Quoted(), "")
 	}
@@ -292,6 +297,9 @@ func (p *Plan) finalsAs() string {
 // Apply applies the staged rows to the view. Its one result row holds the
 // number of result rows inserted, updated and deleted.
 func (p *Plan) Apply(n Names) string {
+	if p.Kind == Whole {
+		return p.applyWhole(n, false)
+	}
 	if p.Recompute != "" {
 		return p.applyRecompute(n)
 	}
@@ -364,6 +372,27 @@ func (p *Plan) recomputeQuery(rel, join string) string {
 		s += " HAVING " + p.having
 	}
 	return s
+}
+
+// applyWhole recomputes a Whole view from the copy (when the staged rows
+// touch it, or always) and turns the result into the table by deleting the
+// rows that are no longer there and inserting the new ones, rows matched by
+// their text and their rank among equal rows (a multiset difference).
+func (p *Plan) applyWhole(n Names, always bool) string {
+	touched, when := "", ""
+	if !always {
+		touched = "t AS (SELECT 1" + p.from(n.Stage) + p.whereSQL() + " LIMIT 1), "
+		when = " WHERE EXISTS (SELECT 1 FROM t)"
+	}
+	same := func(a, b string) string {
+		return "(SELECT 1 FROM " + a + " WHERE " + a + ".__dv_t = " + b + ".__dv_t AND " + a + ".__dv_n = " + b + ".__dv_n)"
+	}
+	return "WITH " + touched +
+		"r AS (SELECT q.*, ROW(q.*)::text AS __dv_t, row_number() OVER (PARTITION BY ROW(q.*)::text) AS __dv_n FROM (" + p.wholeQuery + ") AS q" + when + "), " +
+		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t, row_number() OVER (PARTITION BY ROW(u.*)::text) AS __dv_n FROM " + n.Target + " AS u" + when + "), " +
+		"del AS (DELETE FROM " + n.Target + " AS u USING cur WHERE u.ctid = cur.__dv_ctid AND NOT EXISTS " + same("r", "cur") + " RETURNING 1), " +
+		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + p.colList("r.") + " FROM r WHERE NOT EXISTS " + same("cur", "r") + " RETURNING 1) " +
+		"SELECT (SELECT count(*) FROM ins), 0::int8, (SELECT count(*) FROM del)"
 }
 
 // applyRecompute recomputes the groups the staged rows touch from the copy
@@ -468,6 +497,9 @@ func (p *Plan) Cleanup(n Names) string {
 // Reset empties the view after its source table was truncated; like Apply
 // it returns the counts of result rows inserted, updated and deleted.
 func (p *Plan) Reset(n Names) string {
+	if p.Kind == Whole {
+		return p.applyWhole(n, true)
+	}
 	if p.Recompute != "" {
 		if p.Kind == Global {
 			return "WITH r AS (" + p.recomputeQuery(n.Copy, "") + "), " + p.updateGlobalFrom(n, "r", "") + " SELECT 0::int8, count(*), 0::int8 FROM ch"
@@ -508,6 +540,18 @@ func CopyPlan(src Table, cols []Column, keys []string) *Plan {
 
 // NeedsCopy tells whether the view reads the copy of its source table.
 func (p *Plan) NeedsCopy() bool { return p.Recompute != "" }
+
+// CopyTable names the copy of a source table in deltaview's schema: the
+// table's name (shortened to fit) and a hash of its qualified name, so
+// that names never collide.
+func CopyTable(t Table) Table {
+	sum := sha1.Sum([]byte(t.Schema + "." + t.Name))
+	name := []rune(t.Name)
+	for len(string(name)) > 40 {
+		name = name[:len(name)-1]
+	}
+	return Table{Schema: "deltaview", Name: fmt.Sprintf("copy_%s_%s", hex.EncodeToString(sum[:4]), string(name))}
+}
 
 // CopyKeys are the plain source columns the view groups by: worth an index
 // on the copy.

@@ -38,6 +38,10 @@ func TestApplyMatchesQuery(t *testing.T) {
 		"min max":         `CREATE MATERIALIZED VIEW mm AS SELECT "Grp", min(v) AS lo, max(amt) AS hi, max(note) AS last_note, count(*) FROM "Src Table" GROUP BY "Grp"`,
 		"global min":      `CREATE MATERIALIZED VIEW gmin AS SELECT min(iv), max(v), bool_and(v > 0) AS all_pos FROM "Src Table" WHERE g2 < 3`,
 		"distinct aggs":   `CREATE MATERIALIZED VIEW dagg AS SELECT g2, count(DISTINCT v) AS dv, sum(DISTINCT v) AS sdv, string_agg(DISTINCT note, ',' ORDER BY note) AS notes FROM "Src Table" GROUP BY g2`,
+		"top n":           `CREATE MATERIALIZED VIEW topn AS SELECT id, v FROM "Src Table" WHERE v IS NOT NULL ORDER BY v DESC, id LIMIT 5`,
+		"window":          `CREATE MATERIALIZED VIEW win AS SELECT id, "Grp", rank() OVER (PARTITION BY "Grp" ORDER BY v DESC NULLS LAST, id) AS r, sum(v) OVER (PARTITION BY g2) AS part FROM "Src Table"`,
+		"distinct on":     `CREATE MATERIALIZED VIEW don AS SELECT DISTINCT ON (g2) g2, id, note FROM "Src Table" ORDER BY g2, id DESC`,
+		"star window":     `CREATE MATERIALIZED VIEW swin AS SELECT *, row_number() OVER (ORDER BY id) FROM "Src Table" WHERE id < 15 ORDER BY id LIMIT 8 OFFSET 1`,
 		"user agg":        `CREATE MATERIALIZED VIEW uagg AS SELECT g2, my_total(v) AS t FROM "Src Table" GROUP BY g2`,
 		"global user agg": `CREATE MATERIALIZED VIEW guagg AS SELECT my_total(v) + 1 AS t1 FROM "Src Table" WHERE v > 0`,
 		"ordered agg":     `CREATE MATERIALIZED VIEW oagg AS SELECT g2 % 2 AS parity, array_agg(id ORDER BY id) AS ids, sum(amt * v) AS weighted FROM "Src Table" GROUP BY 1 HAVING max(v) > 1`,
@@ -55,7 +59,7 @@ func TestApplyMatchesQuery(t *testing.T) {
 	// The copy recomputed views read comes first: it must hold a batch's
 	// changes before they recompute.
 	copyPlan := CopyPlan(Table{ti.Schema, ti.Name}, ti.Columns, []string{"g2", "Grp"})
-	copyNames := Names{Target: "deltaview.copy", Stage: "pg_temp.stage"}
+	copyNames := Names{Target: CopyTable(Table{ti.Schema, ti.Name}).Quoted(), Stage: "pg_temp.stage"}
 	for _, s := range copyPlan.CreateTarget(copyNames) {
 		mustExec(t, conn, s)
 	}
@@ -148,7 +152,8 @@ func TestApplyMatchesQuery(t *testing.T) {
 
 // recomputedViews are the views of TestApplyMatchesQuery whose aggregates
 // cannot be running totals.
-var recomputedViews = map[string]bool{"min max": true, "global min": true, "distinct aggs": true, "ordered agg": true, "user agg": true, "global user agg": true}
+var recomputedViews = map[string]bool{"min max": true, "global min": true, "distinct aggs": true, "ordered agg": true, "user agg": true, "global user agg": true,
+	"top n": true, "window": true, "distinct on": true, "star window": true}
 
 func randomRow(rng *rand.Rand, id int) string {
 	grp := []string{"'a'", "'b'", "NULL", `'x"y'`}[rng.Intn(4)]

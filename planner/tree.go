@@ -100,6 +100,21 @@ func deparseRaw(n *pg_query.Node) (string, error) {
 	return strings.TrimPrefix(s, "SELECT "), nil
 }
 
+// deparseStmt prints a whole SELECT with the same guarantees as
+// deparseExpr.
+func deparseStmt(sel *pg_query.SelectStmt) (string, error) {
+	n := protect(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}})
+	s, err := pg_query.Deparse(&pg_query.ParseResult{Stmts: []*pg_query.RawStmt{{Stmt: n}}})
+	if err != nil {
+		return "", fmt.Errorf("deparse: %w", err)
+	}
+	back, err := pg_query.Parse(s)
+	if err != nil || len(back.Stmts) != 1 || !sameTree(n, back.Stmts[0].Stmt) {
+		return "", fmt.Errorf("%w: %s", errNotReproducible, s)
+	}
+	return s, nil
+}
+
 // protect returns a copy of n in which operands that the deparser would
 // print without their needed parentheses are wrapped in COALESCE(...).
 func protect(n *pg_query.Node) *pg_query.Node {

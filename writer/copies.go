@@ -1,10 +1,6 @@
 package writer
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
-	"fmt"
-
 	"github.com/deltaview/deltaview/planner"
 )
 
@@ -53,17 +49,8 @@ func WithCopies(views []*View) []*View {
 	return out
 }
 
-// CopyTable names the copy of a source table in deltaview's schema: the
-// table's name (shortened to fit) and a hash of its qualified name, so
-// that names never collide.
-func CopyTable(t planner.Table) string {
-	sum := sha1.Sum([]byte(t.Schema + "." + t.Name))
-	name := []rune(t.Name)
-	for len(string(name)) > 40 {
-		name = name[:len(name)-1]
-	}
-	return "deltaview." + planner.QuoteIdent(fmt.Sprintf("copy_%s_%s", hex.EncodeToString(sum[:4]), string(name)))
-}
+// CopyTable is the quoted name of the copy of a source table.
+func CopyTable(t planner.Table) string { return planner.CopyTable(t).Quoted() }
 
 func dedupe(s []string) []string {
 	seen := map[string]bool{}
