@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Kind says how a view is maintained.
@@ -92,6 +93,9 @@ type analysis struct {
 	// whole says which construct needs the whole result recomputed, "" for
 	// none.
 	whole string
+	// tables are the base tables a general query reads (Whole views over
+	// joins, subqueries, CTEs and set operations).
+	tables []*pg_query.RangeVar
 }
 
 const joinHint = "keep one view per table and join the maintained tables when you read them"
@@ -125,6 +129,9 @@ var volatileFunctions = map[string]bool{
 // and collects its parts. It needs no database.
 func analyze(d *Definition) (*analysis, error) {
 	sel := d.stmt
+	if why := notSingleTable(sel); why != "" {
+		return analyzeGeneral(d, why)
+	}
 	a := &analysis{def: d}
 	switch {
 	case sel.Op != pg_query.SetOperation_SET_OPERATION_UNDEFINED && sel.Op != pg_query.SetOperation_SETOP_NONE:
@@ -165,7 +172,7 @@ func analyze(d *Definition) (*analysis, error) {
 	case *pg_query.Node_RangeSubselect:
 		return nil, d.errorf(0, "subquery in FROM", "subqueries in FROM are not supported yet", "")
 	case *pg_query.Node_RangeFunction:
-		return nil, d.errorf(0, "function in FROM", "functions in FROM are not supported", "read from a table")
+		return nil, d.errorf(0, "function in FROM", "a function in FROM is not supported", "read from a table")
 	default:
 		return nil, d.errorf(location(sel.FromClause[0]), "FROM", "only a plain table is supported in FROM", "")
 	}
@@ -420,4 +427,106 @@ func columnNames(nodes ...*pg_query.Node) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// notSingleTable says what makes a query more than a query over one table
+// ("" when it is one): such queries are recomputed whole.
+func notSingleTable(sel *pg_query.SelectStmt) string {
+	switch {
+	case sel.Op != pg_query.SetOperation_SET_OPERATION_UNDEFINED && sel.Op != pg_query.SetOperation_SETOP_NONE:
+		return strings.ToUpper(strings.TrimPrefix(sel.Op.String(), "SETOP_"))
+	case sel.WithClause != nil:
+		return "WITH"
+	case len(sel.FromClause) > 1:
+		return "joins"
+	case len(sel.FromClause) == 1 && sel.FromClause[0].GetJoinExpr() != nil:
+		return "joins"
+	case len(sel.FromClause) == 1 && sel.FromClause[0].GetRangeSubselect() != nil:
+		return "subqueries"
+	}
+	sub := false
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(x *pg_query.Node) {
+		if x.GetSubLink() != nil {
+			sub = true
+		}
+	})
+	if sub {
+		return "subqueries"
+	}
+	return ""
+}
+
+// analyzeGeneral checks a query over several tables, subqueries, CTEs or
+// set operations. It is maintained by recomputing it whole from copies of
+// the tables it reads, so anything Postgres evaluates deterministically
+// goes; what remains to refuse is what changes without any row changing.
+func analyzeGeneral(d *Definition, why string) (*analysis, error) {
+	sel := d.stmt
+	a := &analysis{def: d, kind: Whole, whole: why}
+	root := &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}
+	ctes := map[string]bool{}
+	var err error
+	fail := func(e error) {
+		if err == nil {
+			err = e
+		}
+	}
+	seen := map[string]bool{}
+	visit(root, func(x *pg_query.Node) {
+		switch v := x.Node.(type) {
+		case *pg_query.Node_CommonTableExpr:
+			ctes[v.CommonTableExpr.Ctename] = true
+		case *pg_query.Node_RangeFunction:
+			fail(d.errorf(location(x), "function in FROM", "a function in FROM is not supported", "read from a table"))
+		case *pg_query.Node_SqlvalueFunction:
+			fail(d.errorf(v.SqlvalueFunction.Location, "time or session function",
+				"CURRENT_DATE, CURRENT_TIMESTAMP, CURRENT_USER and the like change without any row changing, so the view could never stay equal to its query",
+				"store the value in a column of the source table"))
+		case *pg_query.Node_FuncCall:
+			name := funcName(v.FuncCall)
+			if !seen[name] {
+				seen[name] = true
+				a.funcs = append(a.funcs, name)
+			}
+			if volatileFunctions[name] {
+				fail(d.errorf(v.FuncCall.Location, "volatile function",
+					fmt.Sprintf("%s() returns a different value on every call (or as time passes), so the view could never stay equal to its query", name),
+					"store the value in a column of the source table"))
+			}
+		case *pg_query.Node_ColumnRef:
+			if f := v.ColumnRef.Fields; f[len(f)-1].GetAStar() != nil {
+				fail(d.errorf(v.ColumnRef.Location, "*", "* in a view over several tables is not supported yet", "list the columns"))
+			}
+			if len(v.ColumnRef.Fields) > 2 {
+				v.ColumnRef.Fields = v.ColumnRef.Fields[len(v.ColumnRef.Fields)-2:]
+			}
+		case *pg_query.Node_LockingClause:
+			fail(d.errorf(0, "FOR UPDATE", "locking clauses have no meaning in a view", "remove FOR UPDATE/SHARE"))
+		}
+	})
+	eachMessage(root.ProtoReflect(), func(m protoreflect.Message) {
+		if w, ok := m.Interface().(*pg_query.WithClause); ok && w.Recursive {
+			fail(d.errorf(w.Location, "WITH RECURSIVE", "recursive queries are not supported", ""))
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	visit(root, func(x *pg_query.Node) {
+		rv := x.GetRangeVar()
+		if rv == nil || (rv.Schemaname == "" && ctes[rv.Relname]) {
+			return
+		}
+		if rv.Catalogname != "" {
+			fail(d.errorf(rv.Location, "FROM", "a database-qualified table name is not supported", ""))
+		}
+		a.tables = append(a.tables, rv)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(a.tables) == 0 {
+		return nil, d.errorf(0, "FROM", "a view that reads no table has nothing to maintain", "")
+	}
+	return a, nil
 }

@@ -11,6 +11,115 @@ import (
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
 
+// Source is a table a view reads.
+type Source struct {
+	Table Table
+	// Columns are the columns the view reads, in table order: what a
+	// change must carry to be applied.
+	Columns []Column
+	// All are all the table's columns, in table order.
+	All []Column
+}
+
+// readColumns are the table's columns among names, in table order. A view
+// that reads no column of a table (count(*) over a join) still reads its
+// rows: it gets the first column.
+func readColumns(ti *TableInfo, names []string) []Column {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var cols []Column
+	for _, c := range ti.Columns {
+		if want[c.Name] {
+			cols = append(cols, c)
+		}
+	}
+	if len(cols) == 0 && len(ti.Columns) > 0 {
+		cols = ti.Columns[:1]
+	}
+	return cols
+}
+
+// buildGeneral plans a query over several tables, subqueries, CTEs or set
+// operations: recomputed whole from copies of the tables it reads.
+func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query.SelectStmt, cat Catalog) (*Plan, error) {
+	p := &Plan{View: d, Kind: Whole, Recompute: a.whole + " need the whole result", Notes: a.notes}
+	infos := map[Table]*TableInfo{}
+	for _, rv := range a.tables {
+		ti, err := cat.Table(ctx, rv.Schemaname, rv.Relname)
+		if errors.Is(err, ErrUnknownTable) {
+			return nil, d.errorf(rv.Location, "FROM", fmt.Sprintf("table %s does not exist on the source", Table{rv.Schemaname, rv.Relname}),
+				"check the name and the search_path of the source connection")
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := checkRelKind(d, rv, ti); err != nil {
+			return nil, err
+		}
+		t := Table{ti.Schema, ti.Name}
+		if infos[t] == nil {
+			infos[t] = ti
+			p.Sources = append(p.Sources, Source{Table: t, All: ti.Columns})
+		}
+		// Read the copy under the name the query uses for the table.
+		if rv.Alias == nil {
+			rv.Alias = &pg_query.Alias{Aliasname: rv.Relname}
+		}
+		c := CopyTable(t)
+		rv.Schemaname, rv.Relname, rv.Inh = c.Schema, c.Name, true
+	}
+	if vol, err := cat.Volatile(ctx, a.funcs); err != nil {
+		return nil, err
+	} else if len(vol) > 0 {
+		return nil, d.errorf(0, "volatile function", fmt.Sprintf("%s() is volatile: its result can change without any row changing", vol[0]),
+			"store the value in a column of the source table")
+	}
+	out, err := cat.Describe(ctx, d.Query)
+	if err != nil {
+		return nil, d.serverError(err)
+	}
+	if err := uniqueNames(d, out); err != nil {
+		return nil, err
+	}
+	p.Columns = out
+	names := columnNames(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}})
+	for i := range p.Sources {
+		p.Sources[i].Columns = readColumns(infos[p.Sources[i].Table], names)
+	}
+	p.Source, p.SourceColumns = p.Sources[0].Table, p.Sources[0].Columns
+	q, err := deparseStmt(sel)
+	if errors.Is(err, errNotReproducible) {
+		return nil, d.errorf(0, "query", err.Error(), "write the query another way")
+	}
+	p.wholeQuery = q
+	return p, err
+}
+
+func checkRelKind(d *Definition, rv *pg_query.RangeVar, ti *TableInfo) error {
+	switch ti.Kind {
+	case 'r':
+		return nil
+	case 'p':
+		return d.errorf(rv.Location, "partitioned table", fmt.Sprintf("%s.%s is a partitioned table; partitioned sources are not supported yet", ti.Schema, ti.Name), "")
+	case 'v', 'm':
+		return d.errorf(rv.Location, "view in FROM", fmt.Sprintf("%s.%s is a view; views in FROM are not supported yet", ti.Schema, ti.Name), "read from the underlying table")
+	}
+	return d.errorf(rv.Location, "FROM", fmt.Sprintf("%s.%s is not an ordinary table", ti.Schema, ti.Name), "")
+}
+
+func uniqueNames(d *Definition, out []Column) error {
+	seen := map[string]bool{}
+	for _, c := range out {
+		if seen[c.Name] {
+			return d.errorf(0, "column names", fmt.Sprintf("the output has two columns named %q", c.Name), "give the columns distinct names with AS")
+		}
+		seen[c.Name] = true
+	}
+	return nil
+}
+
 // Plan is how one view is maintained: its source, its output, the state it
 // keeps and the SQL that applies a batch of source changes.
 type Plan struct {
@@ -21,8 +130,11 @@ type Plan struct {
 	// Alias is the name the query uses for the source table.
 	Alias string
 	// SourceColumns are the source columns the view reads: what a change
-	// must carry to be applied.
+	// must carry to be applied (of Source; see Sources for views over
+	// several tables).
 	SourceColumns []Column
+	// Sources are all the tables the view reads.
+	Sources []Source
 	// Columns are the view's output columns, named and typed as Postgres
 	// gives them.
 	Columns []Column
@@ -72,6 +184,9 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(a.tables) > 0 {
+		return buildGeneral(ctx, d, a, stmtCopy.stmt, cat)
+	}
 	p := &Plan{View: d, Kind: a.kind, Alias: a.alias, Notes: a.notes, aggs: a.aggs}
 
 	ti, err := cat.Table(ctx, a.from.Schemaname, a.from.Relname)
@@ -82,14 +197,8 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch ti.Kind {
-	case 'r':
-	case 'p':
-		return nil, d.errorf(a.from.Location, "partitioned table", fmt.Sprintf("%s.%s is a partitioned table; partitioned sources are not supported yet", ti.Schema, ti.Name), "")
-	case 'v', 'm':
-		return nil, d.errorf(a.from.Location, "view in FROM", fmt.Sprintf("%s.%s is a view; views in FROM are not supported yet", ti.Schema, ti.Name), "read from the underlying table")
-	default:
-		return nil, d.errorf(a.from.Location, "FROM", fmt.Sprintf("%s.%s is not an ordinary table", ti.Schema, ti.Name), "")
+	if err := checkRelKind(d, a.from, ti); err != nil {
+		return nil, err
 	}
 	p.Source = Table{ti.Schema, ti.Name}
 
@@ -129,12 +238,8 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 	if err != nil {
 		return nil, d.serverError(err)
 	}
-	seenName := map[string]bool{}
-	for _, c := range out {
-		if seenName[c.Name] {
-			return nil, d.errorf(0, "column names", fmt.Sprintf("the output has two columns named %q", c.Name), "give the columns distinct names with AS")
-		}
-		seenName[c.Name] = true
+	if err := uniqueNames(d, out); err != nil {
+		return nil, err
 	}
 	p.Columns = out
 
@@ -164,11 +269,8 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 		used = append(used, t.expr)
 	}
 	used = append(used, a.groups...)
-	for _, name := range columnNames(used...) {
-		if c, ok := tableCols[name]; ok {
-			p.SourceColumns = append(p.SourceColumns, c)
-		}
-	}
+	p.SourceColumns = readColumns(ti, columnNames(used...))
+	p.Sources = []Source{{Table: p.Source, Columns: p.SourceColumns, All: ti.Columns}}
 
 	switch a.kind {
 	case Whole:
@@ -556,7 +658,11 @@ func (p *Plan) finalAggregate(i int) string {
 // and what state it keeps.
 func (p *Plan) Strategy() string {
 	if p.Kind == Whole {
-		return fmt.Sprintf("full recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes the whole view from it whenever a batch changes them; the cost grows with the table", p.Recompute, p.Source)
+		var tables []string
+		for _, src := range p.Sources {
+			tables = append(tables, src.Table.String())
+		}
+		return fmt.Sprintf("full recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes the whole view from them whenever a batch changes them; the cost grows with the tables", p.Recompute, strings.Join(tables, ", "))
 	}
 	if p.Recompute != "" {
 		scope := "the groups each batch touches"

@@ -24,6 +24,8 @@ type Names struct {
 	// Copy is the copy of the source columns a recomputed view reads
 	// (see CopyPlan), already updated with the staged rows.
 	Copy string
+	// Stages are the stage tables of all the view's Sources, in order.
+	Stages []string
 }
 
 func list(n int, f func(i int) string) string {
@@ -381,7 +383,15 @@ func (p *Plan) recomputeQuery(rel, join string) string {
 func (p *Plan) applyWhole(n Names, always bool) string {
 	touched, when := "", ""
 	if !always {
-		touched = "t AS (SELECT 1" + p.from(n.Stage) + p.whereSQL() + " LIMIT 1), "
+		if len(p.Sources) > 1 {
+			var any []string
+			for _, st := range n.Stages {
+				any = append(any, "EXISTS (SELECT 1 FROM "+st+")")
+			}
+			touched = "t AS (SELECT 1 WHERE " + strings.Join(any, " OR ") + "), "
+		} else {
+			touched = "t AS (SELECT 1" + p.from(n.Stage) + p.whereSQL() + " LIMIT 1), "
+		}
 		when = " WHERE EXISTS (SELECT 1 FROM t)"
 	}
 	same := func(a, b string) string {
@@ -531,7 +541,8 @@ func (p *Plan) Reset(n Names) string {
 // views group by, indexed for finding a group's rows.
 func CopyPlan(src Table, cols []Column, keys []string) *Plan {
 	p := &Plan{Kind: Projection, Source: src, Alias: src.Name, SourceColumns: cols, Columns: cols, copyKeys: keys,
-		View: &Definition{Name: "copy of " + src.String()}}
+		Sources: []Source{{Table: src, Columns: cols, All: cols}},
+		View:    &Definition{Name: "copy of " + src.String()}}
 	for _, c := range cols {
 		p.outputs = append(p.outputs, QuoteIdent(src.Name)+"."+QuoteIdent(c.Name))
 	}

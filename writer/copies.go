@@ -10,39 +10,52 @@ import (
 // batch, updated before the views that read it.
 func WithCopies(views []*View) []*View {
 	type need struct {
-		cols []planner.Column
+		all  []planner.Column
+		want map[string]bool
 		keys []string
-		seen map[string]bool
 	}
 	needs := map[planner.Table]*need{}
 	for _, v := range views {
 		if !v.Plan.NeedsCopy() {
 			continue
 		}
-		n := needs[v.Plan.Source]
-		if n == nil {
-			n = &need{seen: map[string]bool{}}
-			needs[v.Plan.Source] = n
-		}
-		for _, c := range v.Plan.SourceColumns {
-			if !n.seen[c.Name] {
-				n.seen[c.Name] = true
-				n.cols = append(n.cols, c)
+		for _, src := range v.Plan.Sources {
+			n := needs[src.Table]
+			if n == nil {
+				n = &need{all: src.All, want: map[string]bool{}}
+				needs[src.Table] = n
+			}
+			for _, c := range src.Columns {
+				n.want[c.Name] = true
 			}
 		}
+		n := needs[v.Plan.Source]
 		n.keys = append(n.keys, v.Plan.CopyKeys()...)
 		v.Names.Copy = CopyTable(v.Plan.Source)
 	}
 	var out []*View
 	added := map[planner.Table]bool{}
 	for _, v := range views {
-		if n := needs[v.Plan.Source]; n != nil && !added[v.Plan.Source] {
-			added[v.Plan.Source] = true
-			out = append(out, &View{
-				Plan:     planner.CopyPlan(v.Plan.Source, n.cols, dedupe(n.keys)),
-				Names:    planner.Names{Target: CopyTable(v.Plan.Source)},
-				internal: true,
-			})
+		if v.Plan.NeedsCopy() {
+			for _, src := range v.Plan.Sources {
+				if added[src.Table] {
+					continue
+				}
+				added[src.Table] = true
+				// The copy's columns keep the table's order.
+				n := needs[src.Table]
+				var cols []planner.Column
+				for _, c := range n.all {
+					if n.want[c.Name] {
+						cols = append(cols, c)
+					}
+				}
+				out = append(out, &View{
+					Plan:     planner.CopyPlan(src.Table, cols, dedupe(n.keys)),
+					Names:    planner.Names{Target: CopyTable(src.Table)},
+					internal: true,
+				})
+			}
 		}
 		out = append(out, v)
 	}

@@ -35,7 +35,7 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 	}
 	copyFailed := map[planner.Table]error{}
 	for _, v := range views {
-		if cerr := copyFailed[v.Plan.Source]; cerr != nil && v.Plan.NeedsCopy() {
+		if cerr := copyFailure(copyFailed, v); cerr != nil {
 			v.failed = true
 			failed[v] = cerr
 			if err := SetFailed(ctx, tx.Conn(), v.Plan.View.Name, cerr); err != nil {
@@ -160,4 +160,18 @@ func copyBetween(ctx context.Context, src, tgt *pgx.Conn, query, into string) (i
 		return 0, fmt.Errorf("copy into %s: %w", into, err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// copyFailure is why a view cannot be loaded because a copy it reads
+// failed, or nil.
+func copyFailure(failed map[planner.Table]error, v *View) error {
+	if !v.Plan.NeedsCopy() {
+		return nil
+	}
+	for _, src := range v.Plan.Sources {
+		if err := failed[src.Table]; err != nil {
+			return err
+		}
+	}
+	return nil
 }

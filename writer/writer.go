@@ -134,16 +134,22 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 	}
 	w := &Writer{cfg: cfg, log: log, views: views, stages: map[planner.Table]*stage{}}
 	for _, v := range views {
-		st := w.stages[v.Plan.Source]
-		if st == nil {
-			st = newStage(len(w.order), v.Plan.Source)
-			w.stages[v.Plan.Source] = st
-			w.order = append(w.order, st)
+		v.Names.Stages = nil
+		for i, src := range v.Plan.Sources {
+			st := w.stages[src.Table]
+			if st == nil {
+				st = newStage(len(w.order), src.Table)
+				w.stages[src.Table] = st
+				w.order = append(w.order, st)
+			}
+			st.addColumns(src.Columns)
+			st.views = append(st.views, v)
+			v.Names.Stages = append(v.Names.Stages, st.name)
+			if i == 0 {
+				v.Names.Stage = st.name
+				v.stage = st
+			}
 		}
-		st.addColumns(v.Plan.SourceColumns)
-		st.views = append(st.views, v)
-		v.Names.Stage = st.name
-		v.stage = st
 	}
 	w.applied.Store(uint64(start))
 	return w
@@ -432,10 +438,18 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 	if err := w.applyStaged(ctx, true); err != nil {
 		return err
 	}
-	for _, st := range hit {
-		for _, v := range st.views {
-			if err := w.runView(ctx, v, v.reset, ""); err != nil {
-				return err
+	// Copies first: views recompute from them.
+	done := map[*View]bool{}
+	for _, internal := range []bool{true, false} {
+		for _, st := range hit {
+			for _, v := range st.views {
+				if v.internal != internal || done[v] {
+					continue
+				}
+				done[v] = true
+				if err := w.runView(ctx, v, v.reset, ""); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -445,18 +459,32 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 // applyStaged runs the delta SQL of every view with staged rows. mid is
 // true inside a batch: the stage tables are then emptied for what follows.
 func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
+	var touched []*stage
 	for _, st := range w.order {
 		if err := w.flush(ctx, st); err != nil {
 			return err
 		}
-		if !st.staged {
-			continue
+		if st.staged {
+			touched = append(touched, st)
 		}
-		for _, v := range st.views {
-			if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
-				return err
+	}
+	// Copies first, so that views recomputed from them see the batch; a
+	// view over several tables runs once.
+	done := map[*View]bool{}
+	for _, internal := range []bool{true, false} {
+		for _, st := range touched {
+			for _, v := range st.views {
+				if v.internal != internal || done[v] {
+					continue
+				}
+				done[v] = true
+				if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
+					return err
+				}
 			}
 		}
+	}
+	for _, st := range touched {
 		if mid {
 			if _, err := w.conn.Exec(ctx, "TRUNCATE "+st.name); err != nil {
 				return fmt.Errorf("empty stage %s: %w", st.table, err)

@@ -67,11 +67,8 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 			errs = append(errs, err)
 			continue
 		}
-		if _, done := checkedTables[p.Source]; !done {
-			checkedTables[p.Source] = decoder.Preflight(ctx, conn, []decoder.TableName{{Schema: p.Source.Schema, Name: p.Source.Name}})
-		}
-		if terr := checkedTables[p.Source]; terr != nil {
-			errs = append(errs, fmt.Errorf("view %q (%s:%d): source table %s: %w", d.Name, d.File, d.Line, p.Source, terr))
+		if err := preflightTables(ctx, conn, p, checkedTables); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		describe(out, p)
@@ -95,7 +92,9 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 func describe(out io.Writer, p *planner.Plan) {
 	d := p.View
 	fmt.Fprintf(out, "view %q (%s:%d) -> table %s\n", d.Name, d.File, d.Line, d.Target.Quoted())
-	fmt.Fprintf(out, "  reads:    %s (%s)\n", p.Source, columnNames(p.SourceColumns))
+	for _, src := range p.Sources {
+		fmt.Fprintf(out, "  reads:    %s (%s)\n", src.Table, columnNames(src.Columns))
+	}
 	fmt.Fprintf(out, "  kind:     %s\n", p.Kind)
 	fmt.Fprintf(out, "  strategy: %s\n", p.Strategy())
 	var cols []string
@@ -113,7 +112,9 @@ func describe(out io.Writer, p *planner.Plan) {
 		fmt.Fprintf(out, "  state:    %s\n", columnNames(p.State))
 	}
 	if p.NeedsCopy() {
-		fmt.Fprintf(out, "  copy:     %s (%s)\n", writer.CopyTable(p.Source), columnNames(p.SourceColumns))
+		for _, src := range p.Sources {
+			fmt.Fprintf(out, "  copy:     %s\n", writer.CopyTable(src.Table))
+		}
 	}
 	for _, n := range p.Notes {
 		fmt.Fprintf(out, "  note:     %s\n", n)

@@ -58,7 +58,7 @@ func demo(ctx context.Context, out io.Writer, pause time.Duration) error {
 		return err
 	}
 	fmt.Fprintf(out, "Loaded players and player_scores. The view, from sql/leaderboard/views.sql:\n\n  %s\n\n",
-		"CREATE MATERIALIZED VIEW leaderboard AS SELECT player_id, SUM(score) AS total_score FROM player_scores GROUP BY player_id;")
+		"CREATE MATERIALIZED VIEW leaderboard AS\n    SELECT p.id AS player_id, p.name, COALESCE(SUM(s.score), 0) AS total_score\n    FROM players p LEFT JOIN player_scores s ON p.id = s.player_id\n    GROUP BY p.id, p.name;")
 
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -103,9 +103,10 @@ func demo(ctx context.Context, out io.Writer, pause time.Duration) error {
 		{"Grace posts 70 points", "INSERT INTO player_scores (player_id, score) VALUES (2, 70)"},
 		{"Linus's 40 is corrected to 140", "UPDATE player_scores SET score = 140 WHERE player_id = 3 AND score = 40"},
 		{"Ada's 80 is deleted", "DELETE FROM player_scores WHERE player_id = 1 AND score = 80"},
-		{"Margaret's scores move to a new player, Katherine (one transaction)",
+		{"Margaret's scores move to a new player, Katherine (one transaction); Margaret keeps a row with 0",
 			"BEGIN; INSERT INTO players VALUES (5, 'Katherine'); UPDATE player_scores SET player_id = 5 WHERE player_id = 4; COMMIT"},
-		{"A transaction that changes nothing the view shows (a rename)", "UPDATE players SET name = 'Ada L.' WHERE id = 1"},
+		{"Ada changes her name", "UPDATE players SET name = 'Ada L.' WHERE id = 1"},
+		{"A transaction that changes nothing the views show", "UPDATE player_scores SET posted_at = posted_at + interval '1 second'"},
 	}
 	for _, s := range steps {
 		select {
@@ -172,7 +173,7 @@ func drainNotifications(ctx context.Context, conn *pgx.Conn) []string {
 }
 
 func showLeaderboard(ctx context.Context, out io.Writer, conn *pgx.Conn, title string) error {
-	rows, err := conn.Query(ctx, `SELECT l.player_id, p.name, l.total_score FROM leaderboard l JOIN players p ON p.id = l.player_id ORDER BY l.total_score DESC, l.player_id`)
+	rows, err := conn.Query(ctx, `SELECT player_id, name, total_score FROM leaderboard ORDER BY total_score DESC, player_id`)
 	if err != nil {
 		return err
 	}

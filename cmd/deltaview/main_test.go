@@ -52,15 +52,17 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	s := out.String()
-	// The last table: Linus 235, Grace 220, Ada L. 120, Katherine 60.
+	// The last table: Linus 235, Grace 220, Ada L. 120, Katherine 60, and
+	// Margaret, whose scores moved, with 0 (LEFT JOIN).
 	last := s[strings.LastIndex(s, "player_id"):]
-	for _, want := range []string{`3\s+Linus\s+235`, `2\s+Grace\s+220`, `1\s+Ada L\.\s+120`, `5\s+Katherine\s+60`} {
+	for _, want := range []string{`3\s+Linus\s+235`, `2\s+Grace\s+220`, `1\s+Ada L\.\s+120`, `5\s+Katherine\s+60`, `4\s+Margaret\s+0`} {
 		if !regexp.MustCompile(want).MatchString(last) {
 			t.Errorf("final leaderboard lacks %s:\n%s", want, last)
 		}
 	}
-	if strings.Contains(last, "Margaret") {
-		t.Errorf("Margaret's group should be gone:\n%s", last)
+	// The last step changes no view: no notification after it.
+	if tail := s[strings.LastIndex(s, "changes nothing"):]; strings.Contains(tail, "NOTIFY") {
+		t.Errorf("a transaction that changes no view notified:\n%s", tail)
 	}
 	if !strings.Contains(s, `NOTIFY deltaview: {"view":"leaderboard"`) {
 		t.Errorf("no notification shown:\n%s", s)

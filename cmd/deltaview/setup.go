@@ -109,12 +109,8 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 		vp := &viewPlan{def: d}
 		vp.plan, vp.err = planner.Build(ctx, d, cat)
 		if vp.err == nil {
-			t := vp.plan.Source
-			if _, seen := tableOK[t]; !seen {
-				tableOK[t] = decoder.Preflight(ctx, src, []decoder.TableName{{Schema: t.Schema, Name: t.Name}})
-			}
-			if terr := tableOK[t]; terr != nil {
-				vp.err = fmt.Errorf("view %q (%s:%d): source table %s: %w", d.Name, d.File, d.Line, t, terr)
+			vp.err = preflightTables(ctx, src, vp.plan, tableOK)
+			if vp.err != nil {
 				vp.plan = nil
 			}
 		}
@@ -209,10 +205,11 @@ func snapshot(ctx context.Context, c runConfig, dcfg decoder.Config, src, tgt *p
 	var tables []decoder.TableName
 	seen := map[planner.Table]bool{}
 	for _, v := range st.views {
-		t := v.Plan.Source
-		if !seen[t] {
-			seen[t] = true
-			tables = append(tables, decoder.TableName{Schema: t.Schema, Name: t.Name})
+		for _, src := range v.Plan.Sources {
+			if t := src.Table; !seen[t] {
+				seen[t] = true
+				tables = append(tables, decoder.TableName{Schema: t.Schema, Name: t.Name})
+			}
 		}
 	}
 	sort.Slice(tables, func(i, j int) bool { return tables[i].Quoted() < tables[j].Quoted() })
@@ -254,6 +251,22 @@ func snapshot(ctx context.Context, c runConfig, dcfg decoder.Config, src, tgt *p
 	st.views = ok
 	if len(ok) == 0 {
 		return errors.New("no view could be built; see the errors above")
+	}
+	return nil
+}
+
+// preflightTables checks each table a view reads (once per table, results
+// kept in checked): a table's problems fail only the views that read it.
+func preflightTables(ctx context.Context, src *pgx.Conn, p *planner.Plan, checked map[planner.Table]error) error {
+	for _, s := range p.Sources {
+		t := s.Table
+		if _, done := checked[t]; !done {
+			checked[t] = decoder.Preflight(ctx, src, []decoder.TableName{{Schema: t.Schema, Name: t.Name}})
+		}
+		if err := checked[t]; err != nil {
+			d := p.View
+			return fmt.Errorf("view %q (%s:%d): source table %s: %w", d.Name, d.File, d.Line, t, err)
+		}
 	}
 	return nil
 }

@@ -1,6 +1,13 @@
 -- Total score per player, kept current as scores are posted, corrected and
--- deleted.
+-- deleted; a player without scores shows 0.
 CREATE MATERIALIZED VIEW leaderboard AS
+SELECT p.id AS player_id, p.name, COALESCE(SUM(s.score), 0) AS total_score
+FROM players p
+LEFT JOIN player_scores s ON p.id = s.player_id
+GROUP BY p.id, p.name;
+
+-- The same per-player total from the scores alone.
+CREATE MATERIALIZED VIEW player_totals AS
 SELECT player_id, SUM(score) AS total_score
 FROM player_scores
 GROUP BY player_id;
