@@ -47,15 +47,8 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 	p := &Plan{View: d, Kind: Whole, Recompute: a.whole + " need the whole result", Notes: a.notes}
 	infos := map[Table]*TableInfo{}
 	for _, rv := range a.tables {
-		ti, err := cat.Table(ctx, rv.Schemaname, rv.Relname)
-		if errors.Is(err, ErrUnknownTable) {
-			return nil, d.errorf(rv.Location, "FROM", fmt.Sprintf("table %s does not exist on the source", Table{rv.Schemaname, rv.Relname}),
-				"check the name and the search_path of the source connection")
-		}
+		ti, err := lookupTable(ctx, d, rv, cat)
 		if err != nil {
-			return nil, err
-		}
-		if err := checkRelKind(d, rv, ti); err != nil {
 			return nil, err
 		}
 		t := Table{ti.Schema, ti.Name}
@@ -70,17 +63,8 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		c := CopyTable(t)
 		rv.Schemaname, rv.Relname, rv.Inh = c.Schema, c.Name, true
 	}
-	if vol, err := cat.Volatile(ctx, a.funcs); err != nil {
-		return nil, err
-	} else if len(vol) > 0 {
-		return nil, d.errorf(0, "volatile function", fmt.Sprintf("%s() is volatile: its result can change without any row changing", vol[0]),
-			"store the value in a column of the source table")
-	}
-	out, err := cat.Describe(ctx, d.Query)
+	out, err := describe(ctx, d, a, cat)
 	if err != nil {
-		return nil, d.serverError(err)
-	}
-	if err := uniqueNames(d, out); err != nil {
 		return nil, err
 	}
 	p.Columns = out
@@ -95,6 +79,37 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 	}
 	p.wholeQuery = q
 	return p, err
+}
+
+// lookupTable resolves a table the query reads and checks that it is an
+// ordinary table.
+func lookupTable(ctx context.Context, d *Definition, rv *pg_query.RangeVar, cat Catalog) (*TableInfo, error) {
+	ti, err := cat.Table(ctx, rv.Schemaname, rv.Relname)
+	if errors.Is(err, ErrUnknownTable) {
+		return nil, d.errorf(rv.Location, "FROM", fmt.Sprintf("table %s does not exist on the source", Table{rv.Schemaname, rv.Relname}),
+			"check the name and the search_path of the source connection")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ti, checkRelKind(d, rv, ti)
+}
+
+// describe has the server judge the query (names, types, GROUP BY rules)
+// once the planner has refused volatile functions, and returns its output
+// columns.
+func describe(ctx context.Context, d *Definition, a *analysis, cat Catalog) ([]Column, error) {
+	if vol, err := cat.Volatile(ctx, a.funcs); err != nil {
+		return nil, err
+	} else if len(vol) > 0 {
+		return nil, d.errorf(0, "volatile function", fmt.Sprintf("%s() is volatile: its result can change without any row changing", vol[0]),
+			"store the value in a column of the source table")
+	}
+	out, err := cat.Describe(ctx, d.Query)
+	if err != nil {
+		return nil, d.serverError(err)
+	}
+	return out, uniqueNames(d, out)
 }
 
 func checkRelKind(d *Definition, rv *pg_query.RangeVar, ti *TableInfo) error {
@@ -189,25 +204,11 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 	}
 	p := &Plan{View: d, Kind: a.kind, Alias: a.alias, Notes: a.notes, aggs: a.aggs}
 
-	ti, err := cat.Table(ctx, a.from.Schemaname, a.from.Relname)
-	if errors.Is(err, ErrUnknownTable) {
-		return nil, d.errorf(a.from.Location, "FROM", fmt.Sprintf("table %s does not exist on the source", Table{a.from.Schemaname, a.from.Relname}),
-			"check the name and the search_path of the source connection")
-	}
+	ti, err := lookupTable(ctx, d, a.from, cat)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRelKind(d, a.from, ti); err != nil {
-		return nil, err
-	}
 	p.Source = Table{ti.Schema, ti.Name}
-
-	if vol, err := cat.Volatile(ctx, a.funcs); err != nil {
-		return nil, err
-	} else if len(vol) > 0 {
-		return nil, d.errorf(0, "volatile function", fmt.Sprintf("%s() is volatile: its result can change without any row changing", vol[0]),
-			"store the value in a column of the source table")
-	}
 
 	// Aggregates the planner does not know by name (user-defined ones) are
 	// computed by the server from the copy.
@@ -233,12 +234,8 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 		}
 	}
 
-	// The server is the judge of the query: names, types, GROUP BY rules.
-	out, err := cat.Describe(ctx, d.Query)
+	out, err := describe(ctx, d, a, cat)
 	if err != nil {
-		return nil, d.serverError(err)
-	}
-	if err := uniqueNames(d, out); err != nil {
 		return nil, err
 	}
 	p.Columns = out
