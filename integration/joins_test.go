@@ -38,6 +38,7 @@ func TestJoinsAndSubqueries(t *testing.T) {
 				plainView("best", `WITH best AS (SELECT player_id, max(score) AS top FROM player_scores GROUP BY player_id)
 					SELECT p.name, b.top, (SELECT count(*) FROM player_scores) AS all_scores FROM best b JOIN players p ON p.id = b.player_id`),
 				plainView("ids", `SELECT id FROM players UNION SELECT player_id FROM player_scores`),
+				plainView("using", `SELECT name, score FROM players JOIN (SELECT player_id AS id, score FROM player_scores) s USING (id) WHERE score > 50`),
 			}
 			e.start(views)
 			e.check(views...)

@@ -409,7 +409,8 @@ func visitShallow(n *pg_query.Node, f func(*pg_query.Node) bool) {
 	})
 }
 
-// columnNames lists the bare column names a query refers to.
+// columnNames lists the bare column names a query refers to, in column
+// references and in JOIN ... USING lists.
 func columnNames(nodes ...*pg_query.Node) []string {
 	set := map[string]bool{}
 	for _, n := range nodes {
@@ -417,6 +418,13 @@ func columnNames(nodes ...*pg_query.Node) []string {
 			if cr := x.GetColumnRef(); cr != nil {
 				if s := cr.Fields[len(cr.Fields)-1].GetString_(); s != nil {
 					set[s.Sval] = true
+				}
+			}
+			if j := x.GetJoinExpr(); j != nil {
+				for _, u := range j.UsingClause {
+					if s := u.GetString_(); s != nil {
+						set[s.Sval] = true
+					}
 				}
 			}
 		})
@@ -502,6 +510,12 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 			}
 		case *pg_query.Node_LockingClause:
 			fail(d.errorf(0, "FOR UPDATE", "locking clauses have no meaning in a view", "remove FOR UPDATE/SHARE"))
+		case *pg_query.Node_JoinExpr:
+			// The copies hold only the columns the view names: a NATURAL
+			// join over them could join on fewer columns than the source's.
+			if v.JoinExpr.IsNatural {
+				fail(d.errorf(location(x), "NATURAL JOIN", "NATURAL JOIN is not supported", "name the join columns with USING (...) or ON"))
+			}
 		}
 	})
 	eachMessage(root.ProtoReflect(), func(m protoreflect.Message) {

@@ -30,6 +30,7 @@ func TestRefusedWithoutDatabase(t *testing.T) {
 		{"recursive", "CREATE MATERIALIZED VIEW v AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n FROM r, t;", "WITH RECURSIVE", 1, "recursive"},
 		{"function in a join", "CREATE MATERIALIZED VIEW v AS SELECT a.x FROM a, generate_series(1, 3) g;", "function in FROM", 1, "function in FROM"},
 		{"volatile in a subquery", "CREATE MATERIALIZED VIEW v AS SELECT x FROM a WHERE x IN (SELECT y FROM b WHERE random() > 0.5);", "volatile function", 1, "random()"},
+		{"natural join", "CREATE MATERIALIZED VIEW v AS SELECT x FROM a NATURAL JOIN b;", "NATURAL JOIN", 1, "NATURAL"},
 		{"no from", "CREATE MATERIALIZED VIEW v AS SELECT 1;", "FROM", 1, "without FROM"},
 		{"star with group by", "CREATE MATERIALIZED VIEW v AS SELECT * FROM t GROUP BY a;", "*", 1, "SELECT *"},
 		{"nested aggregate", "CREATE MATERIALIZED VIEW v AS SELECT sum(count(*)) FROM t;", "nested aggregate", 1, "nested"},
