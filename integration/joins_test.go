@@ -38,10 +38,21 @@ func TestJoinsAndSubqueries(t *testing.T) {
 				plainView("best", `WITH best AS (SELECT player_id, max(score) AS top FROM player_scores GROUP BY player_id)
 					SELECT p.name, b.top, (SELECT count(*) FROM player_scores) AS all_scores FROM best b JOIN players p ON p.id = b.player_id`),
 				plainView("ids", `SELECT id FROM players UNION SELECT player_id FROM player_scores`),
+				plainView("per_player", `SELECT p.id, p.name, count(*) AS n, sum(s.score) AS total, max(s.score) AS best
+					FROM players p JOIN player_scores s ON s.player_id = p.id GROUP BY p.id, p.name`),
+				plainView("pairs", `SELECT a.player_id, count(*) AS pairs FROM player_scores a JOIN player_scores b ON a.player_id = b.player_id AND a.id < b.id GROUP BY a.player_id`),
+				plainView("team_buckets", `SELECT p.team, s.score % 3 AS m, count(*) AS n FROM players p, player_scores s
+					WHERE p.id = s.player_id AND s.score > 10 GROUP BY 1, m HAVING count(*) > 0`),
 				plainView("using", `SELECT name, score FROM players JOIN (SELECT player_id AS id, score FROM player_scores) s USING (id) WHERE score > 50`),
 			}
 			e.start(views)
 			e.check(views...)
+			// GROUP BY over inner joins recomputes only the touched groups.
+			for _, name := range []string{"team_totals", "per_player", "pairs", "team_buckets"} {
+				if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, "scoped recomputation") {
+					t.Errorf("view %s: strategy %q, want scoped recomputation", name, st)
+				}
+			}
 			seed := rand.Uint64()
 			r := rand.New(rand.NewPCG(seed, 1))
 			nextScore := 100

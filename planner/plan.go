@@ -73,6 +73,26 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		p.Sources[i].Columns = readColumns(infos[p.Sources[i].Table], names)
 	}
 	p.Source, p.SourceColumns = p.Sources[0].Table, p.Sources[0].Columns
+	if a.whole == "joins" {
+		varSource := make([]int, len(a.tables))
+		tableCols := map[string]Column{}
+		for i, rv := range a.tables {
+			for j, src := range p.Sources {
+				if CopyTable(src.Table) == (Table{rv.Schemaname, rv.Relname}) {
+					varSource[i] = j
+				}
+			}
+		}
+		for _, src := range p.Sources {
+			for _, c := range src.All {
+				tableCols[c.Name] = c
+			}
+		}
+		if ok, err := p.planJoinGroups(sel, a.tables, varSource, tableCols); err != nil || ok {
+			return p, err
+		}
+		p.Keys, p.KeyNullable, p.groups = nil, nil, nil
+	}
 	q, err := deparseStmt(sel)
 	if errors.Is(err, errNotReproducible) {
 		return nil, d.errorf(0, "query", err.Error(), "write the query another way")
@@ -178,6 +198,11 @@ type Plan struct {
 	copyKeys []string
 	// wholeQuery is a Whole view's query over the copy.
 	wholeQuery string
+	// joinKeys, joinAllKeys and joinRecompute are the SQL of scoped
+	// recomputation over inner joins (see joins.go).
+	joinKeys      []string
+	joinAllKeys   string
+	joinRecompute string
 }
 
 // Analyze checks a definition without a database: syntax and constructs.
@@ -666,7 +691,11 @@ func (p *Plan) Strategy() string {
 		if p.Kind == Global {
 			scope = "its one row whenever a batch touches it"
 		}
-		return fmt.Sprintf("scoped recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes %s", p.Recompute, p.Source, scope)
+		var tables []string
+		for _, src := range p.Sources {
+			tables = append(tables, src.Table.String())
+		}
+		return fmt.Sprintf("scoped recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes %s", p.Recompute, strings.Join(tables, ", "), scope)
 	}
 	switch p.Kind {
 	case Projection:

@@ -20,6 +20,7 @@ const planSchema = `
 CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, region text, amount numeric(12,2), qty int,
 	price float8, raw numeric, placed timestamptz, note json);
 CREATE TABLE "Odd ""Name"" Ü" ("Key Col" int, "Val" bigint);
+CREATE TABLE customers (id int PRIMARY KEY, region text);
 CREATE TABLE parted (id int, v int) PARTITION BY RANGE (id);
 CREATE VIEW plain_view AS SELECT * FROM orders;
 CREATE FUNCTION coin() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT 1';`
@@ -103,7 +104,8 @@ func TestGoldenPlans(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			n := Names{Target: p.View.Target.Quoted(), State: `deltaview."state_1"`, Stage: `pg_temp."dv_stage_0"`, Copy: `deltaview."copy_1"`}
+			n := Names{Target: p.View.Target.Quoted(), State: `deltaview."state_1"`, Stage: `pg_temp."dv_stage_0"`, Copy: `deltaview."copy_1"`,
+				Stages: []string{`pg_temp."dv_stage_0"`, `pg_temp."dv_stage_1"`}, Keys: `pg_temp."dv_keys_0"`}
 			if p.Kind == Projection || p.NeedsCopy() {
 				n.State = ""
 			}
@@ -126,6 +128,7 @@ func TestGoldenPlans(t *testing.T) {
 			section("snapshot (on the source)", p.SnapshotQuery())
 			section("snapshot into", p.SnapshotTarget(n))
 			section("finalize", p.FinalizeAll(n))
+			section("before the copies change", p.Before(n))
 			section("apply", p.Apply(n))
 			section("cleanup", p.Cleanup(n))
 			section("reset", p.Reset(n))

@@ -26,6 +26,8 @@ type Names struct {
 	Copy string
 	// Stages are the stage tables of all the view's Sources, in order.
 	Stages []string
+	// Keys is a temporary table for touched keys (see Plan.Before).
+	Keys string
 }
 
 func list(n int, f func(i int) string) string {
@@ -59,7 +61,7 @@ func (p *Plan) from(rel string) string {
 // the initial rows of the state table (aggregates) or of the result table
 // (Projection), in SnapshotColumns order.
 func (p *Plan) SnapshotQuery() string {
-	if p.Kind == Whole {
+	if p.Kind == Whole || p.NeedsKeys() {
 		return p.View.Query
 	}
 	if p.Recompute != "" {
@@ -302,6 +304,9 @@ func (p *Plan) Apply(n Names) string {
 	if p.Kind == Whole {
 		return p.applyWhole(n, false)
 	}
+	if p.NeedsKeys() {
+		return p.writeGroups(n, "SELECT * FROM "+n.Keys+" UNION "+p.joinTouched(n), p.joinRecompute)
+	}
 	if p.Recompute != "" {
 		return p.applyRecompute(n)
 	}
@@ -413,23 +418,32 @@ func (p *Plan) applyRecompute(n Names) string {
 		return "WITH t AS (" + staged + " LIMIT 1), r AS (" + p.recomputeQuery(n.Copy, "") + "), " +
 			p.updateGlobalFrom(n, "r", "EXISTS (SELECT 1 FROM t)") + " SELECT 0::int8, count(*), 0::int8 FROM ch"
 	}
-	// The touched keys are named so as not to meet the view's own names.
-	kcol := func(i int) string { return "__dv_k." + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }
 	touched := "SELECT DISTINCT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }) +
 		p.from(n.Stage) + p.whereSQL()
 	join := make([]string, len(p.groups))
 	for i, g := range p.groups {
-		join[i] = nullSafeEqual("("+g+")", kcol(i), p.KeyNullable[i])
+		join[i] = nullSafeEqual("("+g+")", keyRef(i), p.KeyNullable[i])
 	}
+	return p.writeGroups(n, touched, p.recomputeQuery(n.Copy, " JOIN __dv_k ON "+strings.Join(join, " AND ")))
+}
+
+// keyRef is touched key i, named so as not to meet the view's own names.
+func keyRef(i int) string { return "__dv_k." + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }
+
+// writeGroups brings the result rows of the touched groups (the query
+// touched, columns __dv_k1, ...) up to date with their recomputed rows (the
+// query r, columns c1, c2, ...): upserts what changed, deletes the groups r
+// no longer has.
+func (p *Plan) writeGroups(n Names, touched, r string) string {
 	keyCol := func(prefix string, i int) string { return prefix + QuoteIdent(p.Columns[p.Keys[i]].Name) }
 	inR := make([]string, len(p.Keys))
 	inU := make([]string, len(p.Keys))
 	for i := range p.Keys {
-		inR[i] = nullSafeEqual("r.c"+strconv.Itoa(p.Keys[i]+1), kcol(i), p.KeyNullable[i])
-		inU[i] = nullSafeEqual(keyCol("u.", i), kcol(i), p.KeyNullable[i])
+		inR[i] = nullSafeEqual("r.c"+strconv.Itoa(p.Keys[i]+1), keyRef(i), p.KeyNullable[i])
+		inU[i] = nullSafeEqual(keyCol("u.", i), keyRef(i), p.KeyNullable[i])
 	}
 	cs := list(len(p.Columns), func(i int) string { return "r.c" + strconv.Itoa(i+1) })
-	return "WITH __dv_k AS (" + touched + "), r AS (" + p.recomputeQuery(n.Copy, " JOIN __dv_k ON "+strings.Join(join, " AND ")) + "), " +
+	return "WITH __dv_k AS (" + touched + "), r AS (" + r + "), " +
 		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") SELECT " + cs + " FROM r " + p.onConflict() + " RETURNING (xmax = 0) AS inserted), " +
 		"del AS (DELETE FROM " + n.Target + " AS u USING __dv_k WHERE " + strings.Join(inU, " AND ") +
 		" AND NOT EXISTS (SELECT 1 FROM r WHERE " + strings.Join(inR, " AND ") + ") RETURNING 1) " +
@@ -498,6 +512,9 @@ func (p *Plan) present() string {
 // Cleanup removes state rows of groups that no longer exist ("" when the
 // view keeps none).
 func (p *Plan) Cleanup(n Names) string {
+	if p.NeedsKeys() {
+		return "DELETE FROM " + n.Keys
+	}
 	if p.Kind != Grouped || p.Recompute != "" {
 		return ""
 	}
@@ -509,6 +526,13 @@ func (p *Plan) Cleanup(n Names) string {
 func (p *Plan) Reset(n Names) string {
 	if p.Kind == Whole {
 		return p.applyWhole(n, true)
+	}
+	if p.NeedsKeys() {
+		// Every group may have lost rows: touch them all.
+		current := "SELECT " + list(len(p.Keys), func(i int) string {
+			return QuoteIdent(p.Columns[p.Keys[i]].Name) + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1))
+		}) + " FROM " + n.Target
+		return p.writeGroups(n, current+" UNION SELECT * FROM ("+p.joinAllKeys+") AS x", p.joinRecompute)
 	}
 	if p.Recompute != "" {
 		if p.Kind == Global {

@@ -94,7 +94,7 @@ type View struct {
 	// Names of the view's statements, prepared on the target once per
 	// session so that a statement that cannot even be planned fails the view
 	// before any batch, not inside one.
-	apply, cleanup, reset string
+	apply, cleanup, reset, before string
 
 	failed bool
 	// internal is true for the copy of a source table that recomputed
@@ -172,6 +172,15 @@ func (w *Writer) Open(ctx context.Context) error {
 		}
 	}
 	for i, v := range w.views {
+		if v.Plan.NeedsKeys() {
+			name := fmt.Sprintf("dv_keys_%d", i)
+			v.Names.Keys = "pg_temp." + planner.QuoteIdent(name)
+			if _, err := conn.Exec(ctx, v.Plan.CreateKeys(planner.QuoteIdent(name))); err != nil {
+				return fmt.Errorf("create key table for %s: %w", v.Plan.View.Name, err)
+			}
+		}
+	}
+	for i, v := range w.views {
 		if v.failed {
 			continue
 		}
@@ -206,6 +215,7 @@ func (w *Writer) prepare(ctx context.Context, i int, v *View) error {
 		{&v.apply, v.Plan.Apply(v.Names)},
 		{&v.cleanup, v.Plan.Cleanup(v.Names)},
 		{&v.reset, v.Plan.Reset(v.Names)},
+		{&v.before, v.Plan.Before(v.Names)},
 	}
 	for j, s := range stmts {
 		if s.sql == "" {
@@ -468,7 +478,21 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 			touched = append(touched, st)
 		}
 	}
-	// Copies first, so that views recomputed from them see the batch; a
+	// Views over joins note the groups about to lose rows while the
+	// copies still hold them.
+	noted := map[*View]bool{}
+	for _, st := range touched {
+		for _, v := range st.views {
+			if v.before == "" || noted[v] {
+				continue
+			}
+			noted[v] = true
+			if err := w.runView(ctx, v, v.before, ""); err != nil {
+				return err
+			}
+		}
+	}
+	// Copies next, so that views recomputed from them see the batch; a
 	// view over several tables runs once.
 	done := map[*View]bool{}
 	for _, internal := range []bool{true, false} {

@@ -1,0 +1,210 @@
+package planner
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+// Scoped recomputation of GROUP BY views over inner joins.
+//
+// A group of such a view changes only if some row of the join with that
+// group key appears or disappears, and every such row holds at least one
+// changed source row. So the touched keys are the keys of the join with one
+// table replaced by its staged rows (old and new versions) and the others
+// by their copies, for each table in turn: evaluated once over the copies
+// as they were before the batch (for rows that disappear) and once as they
+// are after it (for rows that appear). Only those groups are recomputed,
+// from the copies, with the view's own query.
+
+// stagePlaceholder stands for the stage table of the view's i-th source in
+// generated SQL until the writer's names are known.
+func stagePlaceholder(i int) string { return fmt.Sprintf("pg_temp.__dv_stage_%d__", i) }
+
+// planJoinGroups plans scoped recomputation for sel, a GROUP BY query over
+// inner joins whose tables already read the copies (in the order of
+// vars); it returns false when the query is not of that shape.
+func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar, varSource []int, tableCols map[string]Column) (bool, error) {
+	d := p.View
+	if len(sel.GroupClause) == 0 || len(sel.DistinctClause) > 0 || sel.LimitCount != nil || sel.LimitOffset != nil ||
+		len(sel.WindowClause) > 0 || sel.WithClause != nil {
+		return false, nil
+	}
+	eligible := true
+	root := &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}
+	visit(root, func(x *pg_query.Node) {
+		switch v := x.Node.(type) {
+		case *pg_query.Node_SubLink, *pg_query.Node_RangeSubselect, *pg_query.Node_GroupingSet:
+			eligible = false
+		case *pg_query.Node_JoinExpr:
+			if v.JoinExpr.Jointype != pg_query.JoinType_JOIN_INNER {
+				eligible = false
+			}
+		case *pg_query.Node_FuncCall:
+			if v.FuncCall.Over != nil {
+				eligible = false
+			}
+		}
+	})
+	if !eligible {
+		return false, nil
+	}
+	// Group expressions: ordinals and output aliases as in Postgres; each
+	// must be an output column, the key of the result.
+	var targets []*pg_query.ResTarget
+	for _, t := range sel.TargetList {
+		targets = append(targets, t.GetResTarget())
+	}
+	groups := make([]*pg_query.Node, len(sel.GroupClause))
+	for i, g := range sel.GroupClause {
+		groups[i] = g
+		if c := g.GetAConst(); c != nil && c.GetIval() != nil {
+			if k := int(c.GetIval().Ival); k >= 1 && k <= len(targets) {
+				groups[i] = targets[k-1].Val
+			}
+		} else if cr := g.GetColumnRef(); cr != nil && len(cr.Fields) == 1 {
+			name := cr.Fields[0].GetString_().GetSval()
+			if _, isCol := tableCols[name]; !isCol {
+				for j, t := range targets {
+					if t.Name != "" && p.Columns[j].Name == name {
+						groups[i] = t.Val
+					}
+				}
+			}
+		}
+	}
+	p.Keys, p.KeyNullable, p.groups = nil, nil, nil
+	for _, g := range groups {
+		gs, err := d.deparse(g)
+		if err != nil {
+			return false, err
+		}
+		found := -1
+		for j, t := range targets {
+			if ts, err := deparseExpr(t.Val); err == nil && ts == gs {
+				found = j
+				break
+			}
+		}
+		if found < 0 {
+			return false, nil
+		}
+		for _, k := range p.Keys {
+			if k == found {
+				return false, nil
+			}
+		}
+		p.Keys = append(p.Keys, found)
+		p.KeyNullable = append(p.KeyNullable, true)
+		p.groups = append(p.groups, gs)
+	}
+
+	keysOf := func(s *pg_query.SelectStmt) {
+		s.TargetList = nil
+		for i, g := range groups {
+			s.TargetList = append(s.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
+				Name: "__dv_k" + strconv.Itoa(i+1), Val: clone(g)}}})
+		}
+		s.GroupClause, s.HavingClause, s.SortClause = nil, nil, nil
+		s.DistinctClause = []*pg_query.Node{{}}
+	}
+	// One variant per table occurrence: that occurrence reads the stage.
+	p.joinKeys = nil
+	for i := range vars {
+		c := clone(root).GetSelectStmt()
+		keysOf(c)
+		n := 0
+		visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: c}}, func(x *pg_query.Node) {
+			if rv := x.GetRangeVar(); rv != nil {
+				if n == i {
+					ph := strings.SplitN(stagePlaceholder(varSource[i]), ".", 2)
+					rv.Schemaname, rv.Relname = ph[0], ph[1]
+				}
+				n++
+			}
+		})
+		s, err := deparseStmt(c)
+		if err != nil {
+			return false, err
+		}
+		p.joinKeys = append(p.joinKeys, s)
+	}
+	all := clone(root).GetSelectStmt()
+	keysOf(all)
+	allKeys, err := deparseStmt(all)
+	if err != nil {
+		return false, err
+	}
+	p.joinAllKeys = allKeys
+	// The recomputation: the view's query over the copies, restricted to
+	// the touched keys, with internal column names.
+	r := clone(root).GetSelectStmt()
+	for i, t := range r.TargetList {
+		t.GetResTarget().Name = "c" + strconv.Itoa(i+1)
+	}
+	r.SortClause = nil
+	// The outputs are renamed: group by the expressions themselves.
+	r.GroupClause = nil
+	for _, g := range groups {
+		r.GroupClause = append(r.GroupClause, clone(g))
+	}
+	r.FromClause = append(r.FromClause, &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{Relname: "__dv_k", Inh: true, Relpersistence: "p"}}})
+	var conds []string
+	for i := range groups {
+		conds = append(conds, nullSafeEqual("("+p.groups[i]+")", keyRef(i), true))
+	}
+	// Built as text and parsed, so the tree is the one the server's parser
+	// makes of it (nested ANDs flattened) and prints back the same.
+	where := strings.Join(conds, " AND ")
+	if r.WhereClause != nil {
+		w, err := d.deparse(r.WhereClause)
+		if err != nil {
+			return false, err
+		}
+		where = "(" + w + ") AND " + where
+	}
+	if r.WhereClause, err = parseExpr(where); err != nil {
+		return false, err
+	}
+	if p.joinRecompute, err = deparseStmt(r); err != nil {
+		return false, err
+	}
+	p.Kind = Grouped
+	p.Recompute = "inner joins: the groups a batch touches are recomputed"
+	return true, nil
+}
+
+// withStages puts the writer's stage tables in place of the placeholders.
+func (p *Plan) withStages(sql string, n Names) string {
+	for i, st := range n.Stages {
+		sql = strings.ReplaceAll(sql, stagePlaceholder(i), st)
+	}
+	return sql
+}
+
+// joinTouched is the union of the touched-key queries.
+func (p *Plan) joinTouched(n Names) string {
+	return p.withStages("SELECT * FROM ("+strings.Join(p.joinKeys, " UNION ")+") AS x", n)
+}
+
+// NeedsKeys tells whether the view collects touched keys in n.Keys before
+// the copies change (see Before).
+func (p *Plan) NeedsKeys() bool { return p.joinRecompute != "" }
+
+// CreateKeys creates the temporary table of touched keys.
+func (p *Plan) CreateKeys(name string) string {
+	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + list(len(p.Keys), func(i int) string {
+		return QuoteIdent("__dv_k"+strconv.Itoa(i+1)) + " " + p.Columns[p.Keys[i]].Type
+	}) + ") ON COMMIT DELETE ROWS"
+}
+
+// Before runs before the copies take the batch: it records the keys of
+// groups whose rows are about to disappear ("" when the view needs none).
+func (p *Plan) Before(n Names) string {
+	if !p.NeedsKeys() {
+		return ""
+	}
+	return "WITH i AS (INSERT INTO " + n.Keys + " " + p.joinTouched(n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8"
+}
