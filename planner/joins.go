@@ -100,6 +100,23 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 		p.KeyNullable = append(p.KeyNullable, true)
 		p.groups = append(p.groups, gs)
 	}
+	aliasSource := map[string]int{}
+	for i, rv := range vars {
+		aliasSource[rv.Alias.Aliasname] = varSource[i]
+	}
+	// A group key that is a NOT NULL column of a table of an inner join is
+	// never NULL: compared with plain =, which any index answers.
+	for i, g := range groups {
+		if cr := g.GetColumnRef(); cr != nil && len(cr.Fields) == 2 {
+			if j, ok := aliasSource[cr.Fields[0].GetString_().GetSval()]; ok {
+				for _, c := range p.Sources[j].All {
+					if c.Name == cr.Fields[1].GetString_().GetSval() && c.NotNull {
+						p.KeyNullable[i] = false
+					}
+				}
+			}
+		}
+	}
 
 	keysOf := func(s *pg_query.SelectStmt) {
 		s.TargetList = nil
@@ -153,7 +170,7 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	r.FromClause = append(r.FromClause, &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{Relname: "__dv_k", Inh: true, Relpersistence: "p"}}})
 	var conds []string
 	for i := range groups {
-		conds = append(conds, nullSafeEqual("("+p.groups[i]+")", keyRef(i), true))
+		conds = append(conds, nullSafeEqual("("+p.groups[i]+")", keyRef(i), p.KeyNullable[i]))
 	}
 	// Built as text and parsed, so the tree is the one the server's parser
 	// makes of it (nested ANDs flattened) and prints back the same.
@@ -171,9 +188,43 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	if p.joinRecompute, err = deparseStmt(r); err != nil {
 		return false, err
 	}
+	// Index the copies on the columns the joins compare, so that finding
+	// and recomputing a group touches only its rows.
+	visit(root, func(x *pg_query.Node) {
+		e := x.GetAExpr()
+		if e == nil || e.Kind != pg_query.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 || e.Name[0].GetString_().GetSval() != "=" {
+			return
+		}
+		for _, side := range []*pg_query.Node{e.Lexpr, e.Rexpr} {
+			cr := side.GetColumnRef()
+			if cr == nil || len(cr.Fields) != 2 {
+				continue
+			}
+			alias, col := cr.Fields[0].GetString_().GetSval(), cr.Fields[1].GetString_().GetSval()
+			if i, ok := aliasSource[alias]; ok {
+				p.Sources[i].Indexed = appendNew(p.Sources[i].Indexed, col)
+			}
+		}
+	})
+	for _, g := range groups {
+		if cr := g.GetColumnRef(); cr != nil && len(cr.Fields) == 2 {
+			if j, ok := aliasSource[cr.Fields[0].GetString_().GetSval()]; ok {
+				p.Sources[j].Indexed = appendNew(p.Sources[j].Indexed, cr.Fields[1].GetString_().GetSval())
+			}
+		}
+	}
 	p.Kind = Grouped
 	p.Recompute = "inner joins: the groups a batch touches are recomputed"
 	return true, nil
+}
+
+func appendNew(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
 }
 
 // withStages puts the writer's stage tables in place of the placeholders.

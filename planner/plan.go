@@ -19,6 +19,9 @@ type Source struct {
 	Columns []Column
 	// All are all the table's columns, in table order.
 	All []Column
+	// Indexed are columns worth an index on the table's copy (join and
+	// group columns).
+	Indexed []string
 }
 
 // readColumns are the table's columns among names, in table order. A view

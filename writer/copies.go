@@ -28,6 +28,7 @@ func WithCopies(views []*View) []*View {
 			for _, c := range src.Columns {
 				n.want[c.Name] = true
 			}
+			n.keys = append(n.keys, src.Indexed...)
 		}
 		n := needs[v.Plan.Source]
 		n.keys = append(n.keys, v.Plan.CopyKeys()...)

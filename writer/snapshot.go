@@ -87,7 +87,15 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View) (int64, er
 				return 0, fmt.Errorf("%s: %w", s, err)
 			}
 		}
-		return copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n))
+		rows, err := copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n))
+		if err != nil {
+			return 0, err
+		}
+		// Statistics, so that recomputing a group finds its rows by index.
+		if _, err := tx.Exec(ctx, "ANALYZE "+n.Target); err != nil {
+			return 0, err
+		}
+		return rows, nil
 	}
 	var exists bool
 	var ours bool
