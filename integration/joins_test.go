@@ -24,6 +24,9 @@ func TestJoinsAndSubqueries(t *testing.T) {
 			e := newEnv(t, target)
 			e.exec(`CREATE TABLE players (id int PRIMARY KEY, name text NOT NULL, team text);
 				CREATE TABLE player_scores (id int PRIMARY KEY, player_id int, score int NOT NULL);
+				CREATE TABLE bonuses (player_id int, points int);
+				ALTER TABLE bonuses REPLICA IDENTITY FULL;
+				INSERT INTO bonuses VALUES (1, 5), (1, 5), (NULL, 3), (3, 7);
 				ALTER TABLE players REPLICA IDENTITY FULL;
 				ALTER TABLE player_scores REPLICA IDENTITY FULL;
 				INSERT INTO players VALUES (1, 'Ada', 'red'), (2, 'Grace', NULL), (3, 'Linus', 'blue');
@@ -43,12 +46,15 @@ func TestJoinsAndSubqueries(t *testing.T) {
 				plainView("pairs", `SELECT a.player_id, count(*) AS pairs FROM player_scores a JOIN player_scores b ON a.player_id = b.player_id AND a.id < b.id GROUP BY a.player_id`),
 				plainView("team_buckets", `SELECT p.team, s.score % 3 AS m, count(*) AS n FROM players p, player_scores s
 					WHERE p.id = s.player_id AND s.score > 10 GROUP BY 1, m HAVING count(*) > 0`),
+				plainView("three_way", `SELECT p.team, count(*) AS n, sum(s.score + b.points) AS boosted
+					FROM players p JOIN player_scores s ON s.player_id = p.id JOIN bonuses b ON b.player_id = p.id GROUP BY p.team`),
+				plainView("bonus_rows", `SELECT p.name, b.points FROM players p RIGHT JOIN bonuses b ON b.player_id = p.id`),
 				plainView("using", `SELECT name, score FROM players JOIN (SELECT player_id AS id, score FROM player_scores) s USING (id) WHERE score > 50`),
 			}
 			e.start(views)
 			e.check(views...)
 			// GROUP BY over inner joins recomputes only the touched groups.
-			for _, name := range []string{"team_totals", "per_player", "pairs", "team_buckets"} {
+			for _, name := range []string{"team_totals", "per_player", "pairs", "team_buckets", "three_way"} {
 				if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, "scoped recomputation") {
 					t.Errorf("view %s: strategy %q, want scoped recomputation", name, st)
 				}
@@ -59,7 +65,7 @@ func TestJoinsAndSubqueries(t *testing.T) {
 			for step := 0; step < 20; step++ {
 				var stmts []string
 				for range 1 + r.IntN(4) {
-					switch r.IntN(6) {
+					switch r.IntN(7) {
 					case 0:
 						id := 4 + r.IntN(6)
 						stmts = append(stmts, fmt.Sprintf("INSERT INTO players VALUES (%d, 'p%d', %s) ON CONFLICT (id) DO UPDATE SET team = excluded.team", id, id, []string{"'red'", "'blue'", "NULL"}[r.IntN(3)]))
@@ -74,9 +80,15 @@ func TestJoinsAndSubqueries(t *testing.T) {
 							player = "NULL"
 						}
 						stmts = append(stmts, fmt.Sprintf("INSERT INTO player_scores VALUES (%d, %s, %d)", nextScore, player, r.IntN(200)))
+					case 5:
+						if r.IntN(2) == 0 {
+							stmts = append(stmts, fmt.Sprintf("INSERT INTO bonuses VALUES (%s, %d)", []string{"1", "2", "3", "NULL", "5"}[r.IntN(5)], r.IntN(10)))
+						} else {
+							stmts = append(stmts, fmt.Sprintf("DELETE FROM bonuses WHERE ctid IN (SELECT ctid FROM bonuses WHERE points %% 3 = %d LIMIT 1)", r.IntN(3)))
+						}
 					case 4:
 						stmts = append(stmts, fmt.Sprintf("UPDATE player_scores SET score = score + %d, player_id = %d WHERE id %% 5 = %d", r.IntN(50), 1+r.IntN(9), r.IntN(5)))
-					default:
+					case 6:
 						stmts = append(stmts, fmt.Sprintf("DELETE FROM player_scores WHERE id %% 7 = %d", r.IntN(7)))
 					}
 				}
