@@ -49,14 +49,23 @@ func TestJoinsAndSubqueries(t *testing.T) {
 				plainView("three_way", `SELECT p.team, count(*) AS n, sum(s.score + b.points) AS boosted
 					FROM players p JOIN player_scores s ON s.player_id = p.id JOIN bonuses b ON b.player_id = p.id GROUP BY p.team`),
 				plainView("bonus_rows", `SELECT p.name, b.points FROM players p RIGHT JOIN bonuses b ON b.player_id = p.id`),
+				plainView("by_nullable_side", `SELECT s.player_id, count(*) AS n FROM players p LEFT JOIN player_scores s ON s.player_id = p.id GROUP BY s.player_id`),
+				plainView("scores_left", `SELECT s.player_id, p.team, count(*) AS n, max(p.name) AS who FROM player_scores s LEFT JOIN players p ON p.id = s.player_id
+					WHERE s.score > 20 GROUP BY s.player_id, p.team`),
 				plainView("using", `SELECT name, score FROM players JOIN (SELECT player_id AS id, score FROM player_scores) s USING (id) WHERE score > 50`),
 			}
 			e.start(views)
 			e.check(views...)
-			// GROUP BY over inner joins recomputes only the touched groups.
-			for _, name := range []string{"team_totals", "per_player", "pairs", "team_buckets", "three_way"} {
+			// GROUP BY over inner joins, and over outer joins by keys of the
+			// preserved side, recomputes only the touched groups.
+			for _, name := range []string{"leaderboard", "team_totals", "per_player", "pairs", "team_buckets", "three_way"} {
 				if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, "scoped recomputation") {
 					t.Errorf("view %s: strategy %q, want scoped recomputation", name, st)
+				}
+			}
+			for _, name := range []string{"by_nullable_side", "scores_left", "everyone"} {
+				if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, "full recomputation") {
+					t.Errorf("view %s: strategy %q, want full recomputation", name, st)
 				}
 			}
 			seed := rand.Uint64()

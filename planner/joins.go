@@ -39,7 +39,9 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 		case *pg_query.Node_SubLink, *pg_query.Node_RangeSubselect, *pg_query.Node_GroupingSet:
 			eligible = false
 		case *pg_query.Node_JoinExpr:
-			if v.JoinExpr.Jointype != pg_query.JoinType_JOIN_INNER {
+			switch v.JoinExpr.Jointype {
+			case pg_query.JoinType_JOIN_INNER, pg_query.JoinType_JOIN_LEFT, pg_query.JoinType_JOIN_RIGHT:
+			default:
 				eligible = false
 			}
 		case *pg_query.Node_FuncCall:
@@ -104,6 +106,24 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	for i, rv := range vars {
 		aliasSource[rv.Alias.Aliasname] = varSource[i]
 	}
+	// Outer joins: the group keys must come from tables on no nullable
+	// side. A row that gains or loses its NULL-extension then keeps its key,
+	// which the row that replaces it carries too.
+	nullable := nullableAliases(sel.FromClause)
+	for _, g := range groups {
+		ok := true
+		visit(g, func(x *pg_query.Node) {
+			if cr := x.GetColumnRef(); cr != nil {
+				if len(cr.Fields) != 2 || nullable[cr.Fields[0].GetString_().GetSval()] {
+					ok = false
+				}
+			}
+		})
+		if !ok && len(nullable) > 0 {
+			p.Keys, p.KeyNullable, p.groups = nil, nil, nil
+			return false, nil
+		}
+	}
 	// A group key that is a NOT NULL column of a table of an inner join is
 	// never NULL: compared with plain =, which any index answers.
 	for i, g := range groups {
@@ -133,13 +153,27 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 		c := clone(root).GetSelectStmt()
 		keysOf(c)
 		n := 0
+		var staged *pg_query.RangeVar
 		visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: c}}, func(x *pg_query.Node) {
 			if rv := x.GetRangeVar(); rv != nil {
 				if n == i {
 					ph := strings.SplitN(stagePlaceholder(varSource[i]), ".", 2)
 					rv.Schemaname, rv.Relname = ph[0], ph[1]
+					staged = rv
 				}
 				n++
+			}
+		})
+		// Staged rows on a nullable side only matter where they match:
+		// joined inner, the variant does not NULL-extend every other row.
+		visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: c}}, func(x *pg_query.Node) {
+			j := x.GetJoinExpr()
+			if j == nil {
+				return
+			}
+			if (j.Jointype == pg_query.JoinType_JOIN_LEFT && holds(j.Rarg, staged)) ||
+				(j.Jointype == pg_query.JoinType_JOIN_RIGHT && holds(j.Larg, staged)) {
+				j.Jointype = pg_query.JoinType_JOIN_INNER
 			}
 		})
 		s, err := deparseStmt(c)
@@ -214,7 +248,7 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 		}
 	}
 	p.Kind = Grouped
-	p.Recompute = "inner joins: the groups a batch touches are recomputed"
+	p.Recompute = "joins: the groups a batch touches are recomputed"
 	return true, nil
 }
 
@@ -225,6 +259,45 @@ func appendNew(list []string, s string) []string {
 		}
 	}
 	return append(list, s)
+}
+
+// nullableAliases are the aliases of the tables on a nullable side of an
+// outer join.
+func nullableAliases(from []*pg_query.Node) map[string]bool {
+	out := map[string]bool{}
+	mark := func(n *pg_query.Node) {
+		visit(n, func(x *pg_query.Node) {
+			if rv := x.GetRangeVar(); rv != nil && rv.Alias != nil {
+				out[rv.Alias.Aliasname] = true
+			}
+		})
+	}
+	for _, f := range from {
+		visit(f, func(x *pg_query.Node) {
+			j := x.GetJoinExpr()
+			if j == nil {
+				return
+			}
+			switch j.Jointype {
+			case pg_query.JoinType_JOIN_LEFT:
+				mark(j.Rarg)
+			case pg_query.JoinType_JOIN_RIGHT:
+				mark(j.Larg)
+			}
+		})
+	}
+	return out
+}
+
+// holds tells whether rv is in the subtree n.
+func holds(n *pg_query.Node, rv *pg_query.RangeVar) bool {
+	found := false
+	visit(n, func(x *pg_query.Node) {
+		if x.GetRangeVar() == rv {
+			found = true
+		}
+	})
+	return found
 }
 
 // withStages puts the writer's stage tables in place of the placeholders.

@@ -1,4 +1,5 @@
--- An outer join is recomputed whole from the copies (for now).
+-- A LEFT JOIN grouped by keys of the preserved side: scoped recomputation,
+-- the staged rows of the nullable side joined inner to find their groups.
 CREATE MATERIALIZED VIEW customer_totals AS
 SELECT c.id, c.region, COALESCE(sum(o.amount), 0) AS total
 FROM customers c
