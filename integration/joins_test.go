@@ -52,6 +52,8 @@ func TestJoinsAndSubqueries(t *testing.T) {
 				plainView("by_nullable_side", `SELECT s.player_id, count(*) AS n FROM players p LEFT JOIN player_scores s ON s.player_id = p.id GROUP BY s.player_id`),
 				plainView("scores_left", `SELECT s.player_id, p.team, count(*) AS n, max(p.name) AS who FROM player_scores s LEFT JOIN players p ON p.id = s.player_id
 					WHERE s.score > 20 GROUP BY s.player_id, p.team`),
+				plainView("starred", `SELECT * FROM players p, bonuses b WHERE b.player_id = p.id`),
+				plainView("starred_alias", `SELECT p.*, s.score FROM players p JOIN player_scores s ON s.player_id = p.id WHERE s.score > 50`),
 				plainView("using", `SELECT name, score FROM players JOIN (SELECT player_id AS id, score FROM player_scores) s USING (id) WHERE score > 50`),
 			}
 			e.start(views)

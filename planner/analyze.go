@@ -480,6 +480,14 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 		}
 	}
 	seen := map[string]bool{}
+	// * in the select list is spelled out from the tables' columns once
+	// they are known.
+	topStars := map[*pg_query.ColumnRef]bool{}
+	for _, t := range sel.TargetList {
+		if cr := t.GetResTarget().GetVal().GetColumnRef(); cr != nil && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
+			topStars[cr] = true
+		}
+	}
 	visit(root, func(x *pg_query.Node) {
 		switch v := x.Node.(type) {
 		case *pg_query.Node_CommonTableExpr:
@@ -503,7 +511,10 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 			}
 		case *pg_query.Node_ColumnRef:
 			if f := v.ColumnRef.Fields; f[len(f)-1].GetAStar() != nil {
-				fail(d.errorf(v.ColumnRef.Location, "*", "* in a view over several tables is not supported yet", "list the columns"))
+				if !topStars[v.ColumnRef] {
+					fail(d.errorf(v.ColumnRef.Location, "*", "* inside a subquery of a view over several tables is not supported yet", "list the columns"))
+				}
+				a.stars = true
 			}
 			if len(v.ColumnRef.Fields) > 2 {
 				v.ColumnRef.Fields = v.ColumnRef.Fields[len(v.ColumnRef.Fields)-2:]
@@ -541,6 +552,28 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 	}
 	if len(a.tables) == 0 {
 		return nil, d.errorf(0, "FROM", "a view that reads no table has nothing to maintain", "")
+	}
+	if a.stars {
+		// Spelling out * needs the FROM items to be tables (or joins of
+		// tables) whose columns are all kept: not USING, whose * merges
+		// columns, nor subqueries or CTEs.
+		for _, f := range sel.FromClause {
+			var bad *pg_query.Node
+			visit(f, func(x *pg_query.Node) {
+				if j := x.GetJoinExpr(); j != nil && len(j.UsingClause) > 0 {
+					bad = x
+				}
+				if x.GetRangeSubselect() != nil {
+					bad = x
+				}
+				if rv := x.GetRangeVar(); rv != nil && rv.Schemaname == "" && ctes[rv.Relname] {
+					bad = x
+				}
+			})
+			if bad != nil || sel.Op != pg_query.SetOperation_SETOP_NONE && sel.Op != pg_query.SetOperation_SET_OPERATION_UNDEFINED {
+				return nil, d.errorf(location(bad), "*", "* over joins with USING, subqueries, CTEs or set operations is not supported yet", "list the columns")
+			}
+		}
 	}
 	return a, nil
 }

@@ -71,6 +71,9 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		return nil, err
 	}
 	p.Columns = out
+	if a.stars {
+		expandJoinStars(sel, infos)
+	}
 	names := columnNames(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}})
 	for i := range p.Sources {
 		p.Sources[i].Columns = readColumns(infos[p.Sources[i].Table], names)
@@ -102,6 +105,48 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 	}
 	p.wholeQuery = q
 	return p, err
+}
+
+// expandJoinStars spells out * and alias.* in the select list with the
+// columns of the FROM tables, in order, as the server would.
+func expandJoinStars(sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
+	type table struct {
+		alias string
+		cols  []Column
+	}
+	var vars []*pg_query.RangeVar
+	for _, f := range sel.FromClause {
+		visit(f, func(x *pg_query.Node) {
+			if rv := x.GetRangeVar(); rv != nil {
+				vars = append(vars, rv)
+			}
+		})
+	}
+	var tables []table
+	for _, rv := range vars {
+		for t, ti := range infos {
+			if CopyTable(t) == (Table{rv.Schemaname, rv.Relname}) {
+				tables = append(tables, table{rv.Alias.Aliasname, ti.Columns})
+			}
+		}
+	}
+	var out []*pg_query.Node
+	for _, t := range sel.TargetList {
+		cr := t.GetResTarget().GetVal().GetColumnRef()
+		if cr == nil || cr.Fields[len(cr.Fields)-1].GetAStar() == nil {
+			out = append(out, t)
+			continue
+		}
+		for _, tb := range tables {
+			if len(cr.Fields) == 2 && cr.Fields[0].GetString_().GetSval() != tb.alias {
+				continue
+			}
+			for _, c := range tb.cols {
+				out = append(out, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Val: columnRef(tb.alias, c.Name)}}})
+			}
+		}
+	}
+	sel.TargetList = out
 }
 
 // lookupTable resolves a table the query reads and checks that it is an
