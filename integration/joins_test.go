@@ -54,6 +54,9 @@ func TestJoinsAndSubqueries(t *testing.T) {
 					WHERE s.score > 20 GROUP BY s.player_id, p.team`),
 				plainView("starred", `SELECT * FROM players p, bonuses b WHERE b.player_id = p.id`),
 				plainView("starred_alias", `SELECT p.*, s.score FROM players p JOIN player_scores s ON s.player_id = p.id WHERE s.score > 50`),
+				plainView("score_rows", `SELECT p.name, p.team, s.score FROM players p JOIN player_scores s ON s.player_id = p.id WHERE s.score % 2 = 0`),
+				plainView("bonus_pairs", `SELECT p.team, b.points, s.score > 100 AS big FROM player_scores s, players p, bonuses b
+					WHERE p.id = s.player_id AND b.player_id = p.id`),
 				plainView("using", `SELECT name, score FROM players JOIN (SELECT player_id AS id, score FROM player_scores) s USING (id) WHERE score > 50`),
 			}
 			e.start(views)
@@ -63,6 +66,12 @@ func TestJoinsAndSubqueries(t *testing.T) {
 			for _, name := range []string{"leaderboard", "team_totals", "per_player", "pairs", "team_buckets", "three_way"} {
 				if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, "scoped recomputation") {
 					t.Errorf("view %s: strategy %q, want scoped recomputation", name, st)
+				}
+			}
+			// Select-project views over inner joins follow delta rules.
+			for _, name := range []string{"score_rows", "bonus_pairs", "starred", "starred_alias"} {
+				if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, "algebraic (delta rules") {
+					t.Errorf("view %s: strategy %q, want delta rules", name, st)
 				}
 			}
 			for _, name := range []string{"by_nullable_side", "scores_left", "everyone"} {

@@ -224,22 +224,7 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	}
 	// Index the copies on the columns the joins compare, so that finding
 	// and recomputing a group touches only its rows.
-	visit(root, func(x *pg_query.Node) {
-		e := x.GetAExpr()
-		if e == nil || e.Kind != pg_query.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 || e.Name[0].GetString_().GetSval() != "=" {
-			return
-		}
-		for _, side := range []*pg_query.Node{e.Lexpr, e.Rexpr} {
-			cr := side.GetColumnRef()
-			if cr == nil || len(cr.Fields) != 2 {
-				continue
-			}
-			alias, col := cr.Fields[0].GetString_().GetSval(), cr.Fields[1].GetString_().GetSval()
-			if i, ok := aliasSource[alias]; ok {
-				p.Sources[i].Indexed = appendNew(p.Sources[i].Indexed, col)
-			}
-		}
-	})
+	p.indexJoinColumns(root, aliasSource)
 	for _, g := range groups {
 		if cr := g.GetColumnRef(); cr != nil && len(cr.Fields) == 2 {
 			if j, ok := aliasSource[cr.Fields[0].GetString_().GetSval()]; ok {
@@ -259,6 +244,27 @@ func appendNew(list []string, s string) []string {
 		}
 	}
 	return append(list, s)
+}
+
+// indexJoinColumns marks the columns that equalities between tables compare
+// as worth an index on the tables' copies.
+func (p *Plan) indexJoinColumns(root *pg_query.Node, aliasSource map[string]int) {
+	visit(root, func(x *pg_query.Node) {
+		e := x.GetAExpr()
+		if e == nil || e.Kind != pg_query.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 || e.Name[0].GetString_().GetSval() != "=" {
+			return
+		}
+		for _, side := range []*pg_query.Node{e.Lexpr, e.Rexpr} {
+			cr := side.GetColumnRef()
+			if cr == nil || len(cr.Fields) != 2 {
+				continue
+			}
+			alias, col := cr.Fields[0].GetString_().GetSval(), cr.Fields[1].GetString_().GetSval()
+			if i, ok := aliasSource[alias]; ok {
+				p.Sources[i].Indexed = appendNew(p.Sources[i].Indexed, col)
+			}
+		}
+	})
 }
 
 // nullableAliases are the aliases of the tables on a nullable side of an

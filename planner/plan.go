@@ -98,6 +98,13 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 			return p, err
 		}
 		p.Keys, p.KeyNullable, p.groups = nil, nil, nil
+		aggs, err := cat.Aggregates(ctx, a.funcs)
+		if err != nil {
+			return nil, err
+		}
+		if ok, err := p.planJoinDelta(sel, a.tables, varSource, len(aggs) > 0); err != nil || ok {
+			return p, err
+		}
 	}
 	q, err := deparseStmt(sel)
 	if errors.Is(err, errNotReproducible) {
@@ -251,6 +258,9 @@ type Plan struct {
 	joinKeys      []string
 	joinAllKeys   string
 	joinRecompute string
+	// joinTerms are, per source, the signed delta of a select-project view
+	// over inner joins with that source's staged rows (see delta.go).
+	joinTerms []string
 }
 
 // Analyze checks a definition without a database: syntax and constructs.
@@ -747,6 +757,14 @@ func (p *Plan) Strategy() string {
 	}
 	switch p.Kind {
 	case Projection:
+		if p.NeedsDelta() {
+			var tables []string
+			for _, src := range p.Sources {
+				tables = append(tables, src.Table.String())
+			}
+			return "algebraic (delta rules over inner joins): deltaview keeps a copy of the columns it reads from " + strings.Join(tables, ", ") +
+				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted"
+		}
 		return "algebraic (signed rows): each change inserts or deletes copies of its projected row; no state beyond the result table"
 	case Grouped:
 		return fmt.Sprintf("algebraic (counting): per group a row count%s in deltaview's state table; no copy of %s", p.stateSummary(), p.Source)

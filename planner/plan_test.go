@@ -105,7 +105,7 @@ func TestGoldenPlans(t *testing.T) {
 				t.Fatal(err)
 			}
 			n := Names{Target: p.View.Target.Quoted(), State: `deltaview."state_1"`, Stage: `pg_temp."dv_stage_0"`, Copy: `deltaview."copy_1"`,
-				Stages: []string{`pg_temp."dv_stage_0"`, `pg_temp."dv_stage_1"`}, Keys: `pg_temp."dv_keys_0"`}
+				Stages: []string{`pg_temp."dv_stage_0"`, `pg_temp."dv_stage_1"`}, Keys: `pg_temp."dv_keys_0"`, Delta: `pg_temp."dv_delta_0"`}
 			if p.Kind == Projection || p.NeedsCopy() {
 				n.State = ""
 			}
@@ -129,6 +129,9 @@ func TestGoldenPlans(t *testing.T) {
 			section("snapshot into", p.SnapshotTarget(n))
 			section("finalize", p.FinalizeAll(n))
 			section("before the copies change", p.Before(n))
+			for i := range p.Sources {
+				section("term of "+p.Sources[i].Table.String(), p.Term(n, i))
+			}
 			section("apply", p.Apply(n))
 			section("cleanup", p.Cleanup(n))
 			section("reset", p.Reset(n))

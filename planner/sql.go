@@ -28,6 +28,8 @@ type Names struct {
 	Stages []string
 	// Keys is a temporary table for touched keys (see Plan.Before).
 	Keys string
+	// Delta is a temporary table for signed delta rows (see Plan.Term).
+	Delta string
 }
 
 func list(n int, f func(i int) string) string {
@@ -61,7 +63,7 @@ func (p *Plan) from(rel string) string {
 // the initial rows of the state table (aggregates) or of the result table
 // (Projection), in SnapshotColumns order.
 func (p *Plan) SnapshotQuery() string {
-	if p.Kind == Whole || p.NeedsKeys() {
+	if p.Kind == Whole || p.NeedsKeys() || p.NeedsDelta() {
 		return p.View.Query
 	}
 	if p.Recompute != "" {
@@ -304,6 +306,12 @@ func (p *Plan) Apply(n Names) string {
 	if p.Kind == Whole {
 		return p.applyWhole(n, false)
 	}
+	if p.NeedsDelta() {
+		cs := list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })
+		return p.applyProjection(n, "SELECT "+cs+", sum(__dv_n)::int8 AS n FROM "+n.Delta+" GROUP BY "+
+			list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })+", "+
+			list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) + "::text" })+" HAVING sum(__dv_n) <> 0")
+	}
 	if p.NeedsKeys() {
 		return p.writeGroups(n, "SELECT * FROM "+n.Keys+" UNION "+p.joinTouched(n), p.joinRecompute)
 	}
@@ -512,6 +520,9 @@ func (p *Plan) present() string {
 // Cleanup removes state rows of groups that no longer exist ("" when the
 // view keeps none).
 func (p *Plan) Cleanup(n Names) string {
+	if p.NeedsDelta() {
+		return "DELETE FROM " + n.Delta
+	}
 	if p.NeedsKeys() {
 		return "DELETE FROM " + n.Keys
 	}
@@ -524,7 +535,7 @@ func (p *Plan) Cleanup(n Names) string {
 // Reset empties the view after its source table was truncated; like Apply
 // it returns the counts of result rows inserted, updated and deleted.
 func (p *Plan) Reset(n Names) string {
-	if p.Kind == Whole {
+	if p.Kind == Whole || p.NeedsDelta() {
 		return p.applyWhole(n, true)
 	}
 	if p.NeedsKeys() {
@@ -574,7 +585,7 @@ func CopyPlan(src Table, cols []Column, keys []string) *Plan {
 }
 
 // NeedsCopy tells whether the view reads the copy of its source table.
-func (p *Plan) NeedsCopy() bool { return p.Recompute != "" }
+func (p *Plan) NeedsCopy() bool { return p.Recompute != "" || p.NeedsDelta() }
 
 // CopyTable names the copy of a source table in deltaview's schema: the
 // table's name (shortened to fit) and a hash of its qualified name, so

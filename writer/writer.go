@@ -95,6 +95,9 @@ type View struct {
 	// session so that a statement that cannot even be planned fails the view
 	// before any batch, not inside one.
 	apply, cleanup, reset, before string
+	// terms are, per source table, the statement adding that table's term
+	// to the view's delta (views over inner joins without aggregates).
+	terms map[planner.Table]string
 
 	failed bool
 	// internal is true for the copy of a source table that recomputed
@@ -172,6 +175,13 @@ func (w *Writer) Open(ctx context.Context) error {
 		}
 	}
 	for i, v := range w.views {
+		if v.Plan.NeedsDelta() {
+			name := fmt.Sprintf("dv_delta_%d", i)
+			v.Names.Delta = "pg_temp." + planner.QuoteIdent(name)
+			if _, err := conn.Exec(ctx, v.Plan.CreateDelta(planner.QuoteIdent(name))); err != nil {
+				return fmt.Errorf("create delta table for %s: %w", v.Plan.View.Name, err)
+			}
+		}
 		if v.Plan.NeedsKeys() {
 			name := fmt.Sprintf("dv_keys_%d", i)
 			v.Names.Keys = "pg_temp." + planner.QuoteIdent(name)
@@ -226,6 +236,16 @@ func (w *Writer) prepare(ctx context.Context, i int, v *View) error {
 			return fmt.Errorf("prepare: %w", err)
 		}
 		*s.name = name
+	}
+	if v.Plan.NeedsDelta() {
+		v.terms = map[planner.Table]string{}
+		for j, src := range v.Plan.Sources {
+			name := fmt.Sprintf("dv_%d_t%d", i, j)
+			if _, err := w.conn.Prepare(ctx, name, v.Plan.Term(v.Names, j)); err != nil {
+				return fmt.Errorf("prepare: %w", err)
+			}
+			v.terms[src.Table] = name
+		}
 	}
 	return nil
 }
@@ -492,19 +512,38 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 			}
 		}
 	}
-	// Copies next, so that views recomputed from them see the batch; a
-	// view over several tables runs once.
+	// Copies next, table by table: first each join view's term for the
+	// table (the tables before it already changed, the ones after not yet),
+	// then the table's copy. Then the views, each once, from the copies as
+	// they are after the batch.
 	done := map[*View]bool{}
-	for _, internal := range []bool{true, false} {
-		for _, st := range touched {
-			for _, v := range st.views {
-				if v.internal != internal || done[v] {
-					continue
-				}
-				done[v] = true
-				if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
-					return err
-				}
+	for _, st := range touched {
+		for _, v := range st.views {
+			if v.terms == nil {
+				continue
+			}
+			if err := w.runView(ctx, v, v.terms[st.table], ""); err != nil {
+				return err
+			}
+		}
+		for _, v := range st.views {
+			if !v.internal || done[v] {
+				continue
+			}
+			done[v] = true
+			if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
+				return err
+			}
+		}
+	}
+	for _, st := range touched {
+		for _, v := range st.views {
+			if v.internal || done[v] {
+				continue
+			}
+			done[v] = true
+			if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
+				return err
 			}
 		}
 	}

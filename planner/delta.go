@@ -1,0 +1,110 @@
+package planner
+
+import (
+	"strconv"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+// Delta rules for select-project views over inner joins.
+//
+// The result is a multiset of joined rows. With the tables' changes applied
+// to their copies one table at a time, the change of the join is the sum,
+// over the tables in that order, of the join of one table's staged signed
+// rows with the other tables' copies: the tables before it already
+// changed, the ones after it not yet (Δ(R⋈S) = ΔR⋈S_old + R_new⋈ΔS). Each
+// term is added to a temporary delta table before that table's copy
+// changes; the summed delta inserts and deletes row copies, as for a
+// one-table projection.
+
+// planJoinDelta plans delta rules for sel, a select-project query over inner
+// joins of distinct tables whose table references already read the copies;
+// false when the query is not of that shape.
+func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar, varSource []int, aggregates bool) (bool, error) {
+	if aggregates || len(sel.GroupClause) > 0 || sel.HavingClause != nil || len(sel.DistinctClause) > 0 ||
+		sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.WindowClause) > 0 || sel.WithClause != nil {
+		return false, nil
+	}
+	eligible := true
+	seen := map[int]bool{}
+	for _, j := range varSource {
+		if seen[j] {
+			eligible = false // a self-join needs a table old and new at once
+		}
+		seen[j] = true
+	}
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(x *pg_query.Node) {
+		switch v := x.Node.(type) {
+		case *pg_query.Node_SubLink, *pg_query.Node_RangeSubselect:
+			eligible = false
+		case *pg_query.Node_JoinExpr:
+			if v.JoinExpr.Jointype != pg_query.JoinType_JOIN_INNER {
+				eligible = false
+			}
+		case *pg_query.Node_FuncCall:
+			if v.FuncCall.Over != nil || isAggregateName(funcName(v.FuncCall)) {
+				eligible = false
+			}
+		}
+	})
+	if !eligible {
+		return false, nil
+	}
+	// The whole query over the copies rebuilds the view after a TRUNCATE.
+	whole, err := deparseStmt(sel)
+	if err != nil {
+		return false, err
+	}
+	p.joinTerms = make([]string, len(p.Sources))
+	for i, rv := range vars {
+		c := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+		for k, t := range c.TargetList {
+			t.GetResTarget().Name = "c" + strconv.Itoa(k+1)
+		}
+		c.TargetList = append(c.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
+			Name: "__dv_n", Val: columnRef(rv.Alias.Aliasname, SignColumn)}}})
+		c.SortClause = nil
+		n := 0
+		visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: c}}, func(x *pg_query.Node) {
+			if r := x.GetRangeVar(); r != nil {
+				if n == i {
+					ph := stagePlaceholder(varSource[i])
+					r.Schemaname, r.Relname = "pg_temp", ph[len("pg_temp."):]
+				}
+				n++
+			}
+		})
+		term, err := deparseStmt(c)
+		if err != nil {
+			return false, err
+		}
+		p.joinTerms[varSource[i]] = term
+	}
+	aliasSource := map[string]int{}
+	for i, rv := range vars {
+		aliasSource[rv.Alias.Aliasname] = varSource[i]
+	}
+	p.indexJoinColumns(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, aliasSource)
+	p.wholeQuery = whole
+	p.Kind, p.Recompute = Projection, ""
+	return true, nil
+}
+
+// NeedsDelta tells whether the view sums per-table terms in n.Delta.
+func (p *Plan) NeedsDelta() bool { return p.joinTerms != nil }
+
+// CreateDelta creates the temporary table of signed delta rows.
+func (p *Plan) CreateDelta(name string) string {
+	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + list(len(p.Columns), func(i int) string {
+		return "c" + strconv.Itoa(i+1) + " " + p.Columns[i].Type
+	}) + ", __dv_n int8) ON COMMIT DELETE ROWS"
+}
+
+// Term adds source i's term to the delta; it runs after the copies of the
+// sources before i took the batch and before source i's copy does.
+func (p *Plan) Term(n Names, i int) string {
+	if !p.NeedsDelta() {
+		return ""
+	}
+	return "WITH i AS (INSERT INTO " + n.Delta + " " + p.withStages(p.joinTerms[i], n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8"
+}
