@@ -225,6 +225,8 @@ type Plan struct {
 	SourceColumns []Column
 	// Sources are all the tables the view reads.
 	Sources []Source
+	// DependsOn names the maintained views the view reads (see views.go).
+	DependsOn []string
 	// Columns are the view's output columns, named and typed as Postgres
 	// gives them.
 	Columns []Column
@@ -275,12 +277,41 @@ func Analyze(d *Definition) (Kind, []string, error) {
 
 // Build plans a view against the source's catalog.
 func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
+	return BuildAmong(ctx, d, cat, nil)
+}
+
+// Views indexes view definitions by the table that holds their result, for
+// views that read other views.
+type Views map[Table]*Definition
+
+// IndexViews indexes definitions by their result table (an unqualified name
+// is taken to be in public).
+func IndexViews(defs []*Definition) Views {
+	out := Views{}
+	for _, d := range defs {
+		out[qualified(d.Target)] = d
+	}
+	return out
+}
+
+func qualified(t Table) Table {
+	if t.Schema == "" {
+		t.Schema = "public"
+	}
+	return t
+}
+
+// BuildAmong plans a view that may read other views of views.
+func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*Plan, error) {
 	// Work on a copy of the parse tree: planning rewrites it.
 	stmtCopy := *d
 	stmtCopy.stmt = clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()
 	a, err := analyze(&stmtCopy)
 	if err != nil {
 		return nil, err
+	}
+	if p, err := buildOverViews(ctx, d, a, views, cat); p != nil || err != nil {
+		return p, err
 	}
 	if len(a.tables) > 0 {
 		return buildGeneral(ctx, d, a, stmtCopy.stmt, cat)
@@ -737,6 +768,10 @@ func (p *Plan) finalAggregate(i int) string {
 // Strategy describes, for `deltaview check`, how the view is maintained
 // and what state it keeps.
 func (p *Plan) Strategy() string {
+	if p.OnTarget() {
+		return "full recomputation (it reads maintained views): recomputed in the target from the tables of " + strings.Join(p.DependsOn, ", ") +
+			" whenever a batch changes them; the cost grows with those tables"
+	}
 	if p.Kind == Whole {
 		var tables []string
 		for _, src := range p.Sources {

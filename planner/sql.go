@@ -303,6 +303,9 @@ func (p *Plan) finalsAs() string {
 // Apply applies the staged rows to the view. Its one result row holds the
 // number of result rows inserted, updated and deleted.
 func (p *Plan) Apply(n Names) string {
+	if p.OnTarget() {
+		return p.applyWhole(n, true)
+	}
 	if p.Kind == Whole {
 		return p.applyWhole(n, false)
 	}
@@ -585,7 +588,7 @@ func CopyPlan(src Table, cols []Column, keys []string) *Plan {
 }
 
 // NeedsCopy tells whether the view reads the copy of its source table.
-func (p *Plan) NeedsCopy() bool { return p.Recompute != "" || p.NeedsDelta() }
+func (p *Plan) NeedsCopy() bool { return (p.Recompute != "" || p.NeedsDelta()) && !p.OnTarget() }
 
 // CopyTable names the copy of a source table in deltaview's schema: the
 // table's name (shortened to fit) and a hash of its qualified name, so

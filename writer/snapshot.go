@@ -124,7 +124,15 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View) (int64, er
 			return 0, fmt.Errorf("%s: %w", s, err)
 		}
 	}
-	rows, err := copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n))
+	var rows int64
+	var err error
+	if p.OnTarget() {
+		// Computed in the target from the views it reads, loaded before it.
+		tag, ierr := tx.Exec(ctx, "INSERT INTO "+p.SnapshotTarget(n)+" SELECT * FROM ("+p.SnapshotQuery()+") AS q")
+		rows, err = tag.RowsAffected(), ierr
+	} else {
+		rows, err = copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n))
+	}
 	if err != nil {
 		return 0, err
 	}

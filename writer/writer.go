@@ -104,6 +104,9 @@ type View struct {
 	// views read: it has no catalog row and sends no notifications.
 	internal bool
 	stage    *stage
+	// dirty is true when the view's table changed since the views that
+	// read it last caught up.
+	dirty bool
 	// inserted, updated, deleted rows of the result in the open batch.
 	counts [3]int64
 }
@@ -483,7 +486,7 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 			}
 		}
 	}
-	return nil
+	return w.runDependents(ctx)
 }
 
 // applyStaged runs the delta SQL of every view with staged rows. mid is
@@ -555,6 +558,34 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 		}
 		st.staged = false
 	}
+	return w.runDependents(ctx)
+}
+
+// runDependents recomputes the views that read maintained views whose
+// tables changed.
+func (w *Writer) runDependents(ctx context.Context) error {
+	byName := map[string]*View{}
+	for _, v := range w.views {
+		if !v.internal {
+			byName[v.Plan.View.Name] = v
+		}
+	}
+	for _, v := range w.views {
+		changed := false
+		for _, name := range v.Plan.DependsOn {
+			if b := byName[name]; b != nil && b.dirty {
+				changed = true
+			}
+		}
+		if changed {
+			if err := w.runView(ctx, v, v.apply, ""); err != nil {
+				return err
+			}
+		}
+	}
+	for _, v := range w.views {
+		v.dirty = false
+	}
 	return nil
 }
 
@@ -614,6 +645,9 @@ func (w *Writer) runView(ctx context.Context, v *View, sql, after string) error 
 	if err == nil {
 		for i := range counts {
 			v.counts[i] += counts[i]
+		}
+		if counts != [3]int64{} {
+			v.dirty = true
 		}
 		return nil
 	}

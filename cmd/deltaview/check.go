@@ -47,6 +47,7 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 		}
 	}
 	checkedTables := map[planner.Table]error{}
+	index := planner.IndexViews(defs)
 	ok := 0
 	for _, d := range defs {
 		if cat == nil {
@@ -62,7 +63,7 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 			ok++
 			continue
 		}
-		p, err := planner.Build(ctx, d, cat)
+		p, err := planner.BuildAmong(ctx, d, cat, index)
 		if err != nil {
 			errs = append(errs, err)
 			continue

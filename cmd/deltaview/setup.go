@@ -105,9 +105,10 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 	cat := &planner.SourceCatalog{Conn: src}
 	var plans []*viewPlan
 	tableOK := map[planner.Table]error{}
+	index := planner.IndexViews(defs)
 	for _, d := range defs {
 		vp := &viewPlan{def: d}
-		vp.plan, vp.err = planner.Build(ctx, d, cat)
+		vp.plan, vp.err = planner.BuildAmong(ctx, d, cat, index)
 		if vp.err == nil {
 			vp.err = preflightTables(ctx, src, vp.plan, tableOK)
 			if vp.err != nil {
@@ -123,6 +124,33 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 		}
 		plans = append(plans, vp)
 	}
+	// A view that reads views needs them maintained, and comes after them.
+	planned := map[string]bool{}
+	for _, vp := range plans {
+		planned[vp.def.Name] = true
+	}
+	var ordered, dependents []*viewPlan
+	for _, vp := range plans {
+		missing := ""
+		for _, name := range vp.plan.DependsOn {
+			if !planned[name] {
+				missing = name
+			}
+		}
+		switch {
+		case missing != "":
+			err := fmt.Errorf("view %q (%s:%d): it reads view %q, which cannot be maintained", vp.def.Name, vp.def.File, vp.def.Line, missing)
+			log.Error("view cannot be maintained", zap.Error(err))
+			if err := registerFailed(ctx, tgt, c.Slot, vp.def, err); err != nil {
+				return nil, err
+			}
+		case vp.plan.OnTarget():
+			dependents = append(dependents, vp)
+		default:
+			ordered = append(ordered, vp)
+		}
+	}
+	plans = append(ordered, dependents...)
 	if len(plans) == 0 {
 		return nil, errors.New("no view can be maintained; see the errors above")
 	}

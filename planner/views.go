@@ -1,0 +1,108 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+// Views that read other maintained views.
+//
+// The views read live in the target already, kept current in the same
+// transactions, so such a view is recomputed there from their tables
+// whenever a batch changed one of them, and written as a difference. Its
+// columns are found by describing it on the source with each view it reads
+// replaced by that view's query.
+
+// buildOverViews plans d when it reads maintained views; nil, nil when it
+// reads none.
+func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views, cat Catalog) (*Plan, error) {
+	if len(views) == 0 {
+		return nil, nil
+	}
+	rvs := a.tables
+	if a.from != nil {
+		rvs = []*pg_query.RangeVar{a.from}
+	}
+	var bases []*Definition
+	for _, rv := range rvs {
+		if base := views[qualified(Table{rv.Schemaname, rv.Relname})]; base != nil && base != d {
+			bases = append(bases, base)
+		}
+	}
+	if len(bases) == 0 {
+		return nil, nil
+	}
+	if len(bases) != len(rvs) {
+		return nil, d.errorf(0, "view in FROM", "a view reading both maintained views and source tables is not supported yet",
+			"read either maintained views or source tables")
+	}
+	// Describe on the source: each view read replaced by its query.
+	sel := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()
+	var err error
+	rewrite(sel.ProtoReflect(), func(x *pg_query.Node) *pg_query.Node {
+		rv := x.GetRangeVar()
+		if rv == nil {
+			return nil
+		}
+		base := views[qualified(Table{rv.Schemaname, rv.Relname})]
+		if base == nil {
+			return nil
+		}
+		for _, t := range tablesOf(base.stmt) {
+			if views[qualified(Table{t.Schemaname, t.Relname})] != nil {
+				err = d.errorf(rv.Location, "view in FROM", fmt.Sprintf("view %s reads other views itself; views over views over views are not supported yet", base.Name), "")
+			}
+		}
+		alias := rv.Alias
+		if alias == nil {
+			alias = &pg_query.Alias{Aliasname: rv.Relname}
+		}
+		return &pg_query.Node{Node: &pg_query.Node_RangeSubselect{RangeSubselect: &pg_query.RangeSubselect{
+			Subquery: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: base.stmt}}).GetSelectStmt()}},
+			Alias:    alias,
+		}}}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if vol, err := cat.Volatile(ctx, a.funcs); err != nil {
+		return nil, err
+	} else if len(vol) > 0 {
+		return nil, d.errorf(0, "volatile function", fmt.Sprintf("%s() is volatile: its result can change without any row changing", vol[0]),
+			"store the value in a column of the source table")
+	}
+	q, err := deparseStmt(sel)
+	if err != nil {
+		return nil, d.errorf(0, "query", err.Error(), "write the query another way")
+	}
+	out, err := cat.Describe(ctx, q)
+	if err != nil {
+		return nil, d.errorf(0, "query", err.Error(), "")
+	}
+	if err := uniqueNames(d, out); err != nil {
+		return nil, err
+	}
+	p := &Plan{View: d, Kind: Whole, Columns: out, Notes: a.notes, wholeQuery: d.Query}
+	for _, b := range bases {
+		p.DependsOn = appendNew(p.DependsOn, b.Name)
+	}
+	p.Recompute = "it reads maintained views"
+	return p, nil
+}
+
+// tablesOf lists the relations a query names.
+func tablesOf(sel *pg_query.SelectStmt) []*pg_query.RangeVar {
+	var out []*pg_query.RangeVar
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(x *pg_query.Node) {
+		if rv := x.GetRangeVar(); rv != nil {
+			out = append(out, rv)
+		}
+	})
+	return out
+}
+
+// OnTarget tells whether the view is computed in the target from the
+// tables of the views it reads (DependsOn) rather than from the source.
+func (p *Plan) OnTarget() bool { return len(p.DependsOn) > 0 }
