@@ -57,13 +57,24 @@ func TestJoinsAndSubqueries(t *testing.T) {
 				plainView("score_rows", `SELECT p.name, p.team, s.score FROM players p JOIN player_scores s ON s.player_id = p.id WHERE s.score % 2 = 0`),
 				plainView("bonus_pairs", `SELECT p.team, b.points, s.score > 100 AS big FROM player_scores s, players p, bonuses b
 					WHERE p.id = s.player_id AND b.player_id = p.id`),
+				plainView("both", `SELECT player_id FROM player_scores INTERSECT SELECT player_id FROM bonuses`),
+				plainView("only_scores", `SELECT player_id FROM player_scores EXCEPT ALL SELECT player_id FROM bonuses`),
+				plainView("no_bonus", `SELECT p.name FROM players p WHERE NOT EXISTS (SELECT 1 FROM bonuses b WHERE b.player_id = p.id)`),
+				plainView("above_avg", `SELECT s.id, s.score FROM player_scores s WHERE s.score > (SELECT avg(score) FROM player_scores)`),
+				plainView("ranked_join", `SELECT p.name, s.score, rank() OVER (PARTITION BY p.team ORDER BY s.score DESC, s.id) AS r
+					FROM players p JOIN player_scores s ON s.player_id = p.id`),
+				plainView("top_join", `SELECT p.name, s.score FROM players p JOIN player_scores s ON s.player_id = p.id ORDER BY s.score DESC, s.id LIMIT 3`),
+				plainView("distinct_teams", `SELECT DISTINCT p.team, s.score > 100 AS big FROM players p JOIN player_scores s ON s.player_id = p.id`),
+				plainView("extremes_join", `SELECT p.team, min(s.score) AS lo, max(s.score) AS hi, count(DISTINCT s.player_id) AS players,
+					string_agg(p.name, ',' ORDER BY p.name, s.id) AS names, jsonb_agg(s.score ORDER BY s.id) AS scores
+					FROM players p JOIN player_scores s ON s.player_id = p.id GROUP BY p.team`),
 				plainView("using", `SELECT name, score FROM players JOIN (SELECT player_id AS id, score FROM player_scores) s USING (id) WHERE score > 50`),
 			}
 			e.start(views)
 			e.check(views...)
 			// GROUP BY over inner joins, and over outer joins by keys of the
 			// preserved side, recomputes only the touched groups.
-			for _, name := range []string{"leaderboard", "team_totals", "per_player", "pairs", "team_buckets", "three_way"} {
+			for _, name := range []string{"leaderboard", "team_totals", "per_player", "pairs", "team_buckets", "three_way", "extremes_join"} {
 				if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, "scoped recomputation") {
 					t.Errorf("view %s: strategy %q, want scoped recomputation", name, st)
 				}

@@ -399,7 +399,8 @@ func (p *Plan) recomputeQuery(rel, join string) string {
 func (p *Plan) applyWhole(n Names, always bool) string {
 	touched, when := "", ""
 	if !always {
-		if len(p.Sources) > 1 {
+		if len(p.Sources) > 1 || p.Alias == "" {
+			// Several tables, or one read by subqueries: any staged row.
 			var any []string
 			for _, st := range n.Stages {
 				any = append(any, "EXISTS (SELECT 1 FROM "+st+")")
