@@ -255,6 +255,11 @@ type Plan struct {
 	copyKeys []string
 	// wholeQuery is a Whole view's query over the copy.
 	wholeQuery string
+	// partKeys are the output columns holding a windowed view's partition
+	// expressions (p.groups), and partQuery its query over the copy
+	// restricted to the touched partitions __dv_k.
+	partKeys  []int
+	partQuery string
 	// joinKeys, joinAllKeys and joinRecompute are the SQL of scoped
 	// recomputation over inner joins (see joins.go).
 	joinKeys      []string
@@ -447,7 +452,102 @@ func (p *Plan) planWhole(a *analysis) error {
 		return d.errorf(0, "query", err.Error(), "write the query another way")
 	}
 	p.wholeQuery = q
-	return err
+	if err != nil {
+		return err
+	}
+	return p.planPartitions(a, sel)
+}
+
+// planPartitions narrows the recomputation of a view whose window
+// functions all share one PARTITION BY, whose expressions are output
+// columns: only the partitions a batch touches are recomputed, since a
+// window function sees its own partition only.
+func (p *Plan) planPartitions(a *analysis, sel *pg_query.SelectStmt) error {
+	d := p.View
+	if a.whole != "window functions" || sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.DistinctClause) > 0 ||
+		len(sel.GroupClause) > 0 || len(a.aggs) > 0 || a.otherAggs || sel.HavingClause != nil || len(sel.WindowClause) > 0 {
+		return nil
+	}
+	var part []*pg_query.Node
+	partText := ""
+	ok := true
+	for _, t := range sel.TargetList {
+		visit(t, func(x *pg_query.Node) {
+			fc := x.GetFuncCall()
+			if fc == nil || fc.Over == nil {
+				return
+			}
+			w := fc.Over
+			if w.Name != "" || w.Refname != "" || len(w.PartitionClause) == 0 {
+				ok = false
+				return
+			}
+			var texts []string
+			for _, e := range w.PartitionClause {
+				s, err := deparseExpr(e)
+				if err != nil {
+					ok = false
+					return
+				}
+				texts = append(texts, s)
+			}
+			joined := strings.Join(texts, ", ")
+			switch {
+			case part == nil:
+				part, partText = w.PartitionClause, joined
+			case joined != partText:
+				ok = false
+			}
+		})
+	}
+	if !ok || part == nil {
+		return nil
+	}
+	var keys []int
+	var groups []string
+	for _, e := range part {
+		c := canonical(e)
+		found := -1
+		for j, t := range a.targets {
+			if canonical(t.expr) == c {
+				found = j
+			}
+		}
+		if found < 0 {
+			return nil
+		}
+		s, err := d.deparse(e)
+		if err != nil {
+			return err
+		}
+		keys, groups = append(keys, found), append(groups, s)
+	}
+	r := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+	r.SortClause = nil
+	r.FromClause = append(r.FromClause, &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{Relname: "__dv_k", Inh: true, Relpersistence: "p"}}})
+	var conds []string
+	for i, g := range groups {
+		conds = append(conds, nullSafeEqual("("+g+")", keyRef(i), true))
+	}
+	where := strings.Join(conds, " AND ")
+	if r.WhereClause != nil {
+		w, err := d.deparse(r.WhereClause)
+		if err != nil {
+			return err
+		}
+		where = "(" + w + ") AND " + where
+	}
+	var err error
+	if r.WhereClause, err = parseExpr(where); err != nil {
+		return err
+	}
+	q, err := deparseStmt(r)
+	if err != nil {
+		return nil // not reproducible: recompute whole
+	}
+	p.partKeys, p.groups, p.partQuery = keys, groups, q
+	p.Recompute = "window functions: the partitions a batch touches are recomputed"
+	return nil
 }
 
 // planRecompute plans scoped recomputation: deltaview keeps a copy of the

@@ -40,6 +40,7 @@ func TestApplyMatchesQuery(t *testing.T) {
 		"distinct aggs":   `CREATE MATERIALIZED VIEW dagg AS SELECT g2, count(DISTINCT v) AS dv, sum(DISTINCT v) AS sdv, string_agg(DISTINCT note, ',' ORDER BY note) AS notes FROM "Src Table" GROUP BY g2`,
 		"top n":           `CREATE MATERIALIZED VIEW topn AS SELECT id, v FROM "Src Table" WHERE v IS NOT NULL ORDER BY v DESC, id LIMIT 5`,
 		"window":          `CREATE MATERIALIZED VIEW win AS SELECT id, "Grp", rank() OVER (PARTITION BY "Grp" ORDER BY v DESC NULLS LAST, id) AS r, sum(v) OVER (PARTITION BY g2) AS part FROM "Src Table"`,
+		"partitions":      `CREATE MATERIALIZED VIEW parts AS SELECT id, "Grp", v, rank() OVER (PARTITION BY "Grp" ORDER BY v DESC NULLS LAST, id) AS r, sum(v) OVER (PARTITION BY "Grp") AS total FROM "Src Table" WHERE id % 3 <> 0`,
 		"distinct on":     `CREATE MATERIALIZED VIEW don AS SELECT DISTINCT ON (g2) g2, id, note FROM "Src Table" ORDER BY g2, id DESC`,
 		"star window":     `CREATE MATERIALIZED VIEW swin AS SELECT *, row_number() OVER (ORDER BY id) FROM "Src Table" WHERE id < 15 ORDER BY id LIMIT 8 OFFSET 1`,
 		"user agg":        `CREATE MATERIALIZED VIEW uagg AS SELECT g2, my_total(v) AS t FROM "Src Table" GROUP BY g2`,
@@ -78,6 +79,9 @@ func TestApplyMatchesQuery(t *testing.T) {
 		p, err := Build(ctx, defs[0], cat)
 		if err != nil {
 			t.Fatalf("%s: %v", k, err)
+		}
+		if k == "partitions" && !strings.Contains(p.Strategy(), "partitions a batch touches") {
+			t.Fatalf("partitions: strategy %q", p.Strategy())
 		}
 		if recomputed := p.NeedsCopy(); recomputed != recomputedViews[k] {
 			t.Fatalf("%s: recomputed = %v (%s), want %v", k, recomputed, p.Recompute, recomputedViews[k])
@@ -153,7 +157,7 @@ func TestApplyMatchesQuery(t *testing.T) {
 // recomputedViews are the views of TestApplyMatchesQuery whose aggregates
 // cannot be running totals.
 var recomputedViews = map[string]bool{"min max": true, "global min": true, "distinct aggs": true, "ordered agg": true, "user agg": true, "global user agg": true,
-	"top n": true, "window": true, "distinct on": true, "star window": true}
+	"top n": true, "window": true, "partitions": true, "distinct on": true, "star window": true}
 
 func randomRow(rng *rand.Rand, id int) string {
 	grp := []string{"'a'", "'b'", "NULL", `'x"y'`}[rng.Intn(4)]
