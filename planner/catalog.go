@@ -112,23 +112,22 @@ func (c *SourceCatalog) Describe(ctx context.Context, sql string) ([]Column, err
 }
 
 func (c *SourceCatalog) Volatile(ctx context.Context, names []string) ([]string, error) {
-	if len(names) == 0 {
-		return nil, nil
-	}
-	rows, err := c.Conn.Query(ctx, `SELECT DISTINCT proname::text FROM pg_proc WHERE proname = ANY($1) AND provolatile = 'v' ORDER BY 1`, names)
-	if err != nil {
-		return nil, fmt.Errorf("function volatility: %w", err)
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	return c.functions(ctx, names, "provolatile = 'v'")
 }
 
 func (c *SourceCatalog) Aggregates(ctx context.Context, names []string) ([]string, error) {
+	return c.functions(ctx, names, "prokind = 'a'")
+}
+
+// functions returns which of the named functions have a property (a
+// condition on pg_proc, written by the planner itself).
+func (c *SourceCatalog) functions(ctx context.Context, names []string, cond string) ([]string, error) {
 	if len(names) == 0 {
 		return nil, nil
 	}
-	rows, err := c.Conn.Query(ctx, `SELECT DISTINCT proname::text FROM pg_proc WHERE proname = ANY($1) AND prokind = 'a' ORDER BY 1`, names)
+	rows, err := c.Conn.Query(ctx, `SELECT DISTINCT proname::text FROM pg_proc WHERE proname = ANY($1) AND `+cond+` ORDER BY 1`, names)
 	if err != nil {
-		return nil, fmt.Errorf("aggregate functions: %w", err)
+		return nil, fmt.Errorf("functions %s: %w", cond, err)
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
