@@ -443,6 +443,16 @@ func (w *Writer) row(ctx context.Context, r *change.Row) error {
 	return nil
 }
 
+// joined tells whether a view joins the stage's rows with copies.
+func (s *stage) joined() bool {
+	for _, v := range s.views {
+		if !v.failed && (v.Plan.NeedsKeys() || v.Plan.NeedsDelta()) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *stage) allFailed() bool {
 	for _, v := range s.views {
 		if !v.failed {
@@ -499,6 +509,15 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 		}
 		if st.staged {
 			touched = append(touched, st)
+		}
+	}
+	// Statistics of the stages joined with copies, so the server looks up
+	// the few staged keys by index rather than scanning the copies.
+	for _, st := range touched {
+		if st.joined() {
+			if _, err := w.conn.Exec(ctx, "ANALYZE "+st.name); err != nil {
+				return fmt.Errorf("analyze stage %s: %w", st.table, err)
+			}
 		}
 	}
 	// Views over joins note the groups about to lose rows while the
