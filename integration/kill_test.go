@@ -25,12 +25,18 @@ func TestKillAndRestart(t *testing.T) {
 	e := newEnv(t, nil)
 	e.exec(`CREATE TABLE ledger (id bigint GENERATED ALWAYS AS IDENTITY, acct int, amount numeric(12,2), memo text);
 		ALTER TABLE ledger REPLICA IDENTITY FULL;
-		INSERT INTO ledger (acct, amount, memo) SELECT i % 10, i, 'initial' FROM generate_series(1, 200) AS i`)
+		INSERT INTO ledger (acct, amount, memo) SELECT i % 10, i, 'initial' FROM generate_series(1, 200) AS i;
+		CREATE TABLE owners (acct int PRIMARY KEY, owner text NOT NULL);
+		ALTER TABLE owners REPLICA IDENTITY FULL;
+		INSERT INTO owners SELECT i, 'owner ' || i FROM generate_series(0, 7) AS i`)
 	views := []view{
 		plainView("balances", `SELECT acct, count(*) AS n, sum(amount) AS balance FROM ledger GROUP BY acct`),
 		plainView("bank", `SELECT count(*) AS n, sum(amount) AS total, count(memo) AS memos FROM ledger`),
 		plainView("big", `SELECT acct, amount FROM ledger WHERE amount >= 50`),
 		plainView("extremes", `SELECT acct, min(amount) AS lo, max(amount) AS hi, count(DISTINCT amount) AS kinds FROM ledger GROUP BY acct`),
+		// Joins read copies that must survive the kills with the views.
+		plainView("per_owner", `SELECT o.owner, count(*) AS n, sum(l.amount) AS total FROM owners o LEFT JOIN ledger l ON l.acct = o.acct GROUP BY o.owner`),
+		plainView("owned_rows", `SELECT o.owner, l.amount FROM ledger l JOIN owners o ON o.acct = l.acct WHERE l.amount > 90`),
 	}
 	batch := []string{"1", "50", "100000"}[r.IntN(3)]
 	t.Logf("seed %d, --batch-changes %s", seed, batch)
