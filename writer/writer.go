@@ -107,6 +107,8 @@ type View struct {
 	// dirty is true when the view's table changed since the views that
 	// read it last caught up.
 	dirty bool
+	// bases are the views this view reads (Plan.DependsOn).
+	bases []*View
 	// inserted, updated, deleted rows of the result in the open batch.
 	counts [3]int64
 }
@@ -119,6 +121,8 @@ type Writer struct {
 	views  []*View
 	stages map[planner.Table]*stage
 	order  []*stage
+	// dependents are the views that read other views, in load order.
+	dependents []*View
 
 	applied atomic.Uint64 // committed in the target: safe to acknowledge
 
@@ -155,6 +159,22 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 				v.Names.Stage = st.name
 				v.stage = st
 			}
+		}
+	}
+	byName := map[string]*View{}
+	for _, v := range views {
+		if !v.internal {
+			byName[v.Plan.View.Name] = v
+		}
+	}
+	for _, v := range views {
+		for _, name := range v.Plan.DependsOn {
+			if b := byName[name]; b != nil {
+				v.bases = append(v.bases, b)
+			}
+		}
+		if len(v.bases) > 0 {
+			w.dependents = append(w.dependents, v)
 		}
 	}
 	w.applied.Store(uint64(start))
@@ -583,22 +603,13 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 // runDependents recomputes the views that read maintained views whose
 // tables changed.
 func (w *Writer) runDependents(ctx context.Context) error {
-	byName := map[string]*View{}
-	for _, v := range w.views {
-		if !v.internal {
-			byName[v.Plan.View.Name] = v
-		}
-	}
-	for _, v := range w.views {
-		changed := false
-		for _, name := range v.Plan.DependsOn {
-			if b := byName[name]; b != nil && b.dirty {
-				changed = true
-			}
-		}
-		if changed {
-			if err := w.runView(ctx, v, v.apply, ""); err != nil {
-				return err
+	for _, v := range w.dependents {
+		for _, b := range v.bases {
+			if b.dirty {
+				if err := w.runView(ctx, v, v.apply, ""); err != nil {
+					return err
+				}
+				break
 			}
 		}
 	}
