@@ -55,27 +55,14 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	}
 	// Group expressions: ordinals and output aliases as in Postgres; each
 	// must be an output column, the key of the result.
-	var targets []*pg_query.ResTarget
+	var targets []target
 	for _, t := range sel.TargetList {
-		targets = append(targets, t.GetResTarget())
+		rt := t.GetResTarget()
+		targets = append(targets, target{alias: rt.Name, expr: rt.Val, loc: rt.Location})
 	}
-	groups := make([]*pg_query.Node, len(sel.GroupClause))
-	for i, g := range sel.GroupClause {
-		groups[i] = g
-		if c := g.GetAConst(); c != nil && c.GetIval() != nil {
-			if k := int(c.GetIval().Ival); k >= 1 && k <= len(targets) {
-				groups[i] = targets[k-1].Val
-			}
-		} else if cr := g.GetColumnRef(); cr != nil && len(cr.Fields) == 1 {
-			name := cr.Fields[0].GetString_().GetSval()
-			if _, isCol := tableCols[name]; !isCol {
-				for j, t := range targets {
-					if t.Name != "" && p.Columns[j].Name == name {
-						groups[i] = t.Val
-					}
-				}
-			}
-		}
+	groups, err := p.groupExprs(sel.GroupClause, targets, tableCols)
+	if err != nil {
+		return false, err
 	}
 	p.Keys, p.KeyNullable, p.groups = nil, nil, nil
 	for _, g := range groups {
@@ -85,7 +72,7 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 		}
 		found := -1
 		for j, t := range targets {
-			if ts, err := deparseExpr(t.Val); err == nil && ts == gs {
+			if ts, err := deparseExpr(t.expr); err == nil && ts == gs {
 				found = j
 				break
 			}

@@ -614,32 +614,44 @@ func (a *analysis) expandStars(ti *TableInfo) {
 
 // planAggregates maps GROUP BY expressions to output columns, types the
 // aggregates' arguments and rewrites the select list over the state row.
-// resolveGroups maps the GROUP BY expressions to output columns, the keys
-// of the result table, and returns their canonical forms.
-func (p *Plan) resolveGroups(a *analysis, tableCols map[string]Column) ([]string, error) {
-	d := p.View
-	// GROUP BY entries may be output ordinals or output aliases (when no
-	// table column has that name), as in Postgres.
-	for i, g := range a.groups {
+// groupExprs resolves GROUP BY entries that are output ordinals or output
+// aliases (when no table column has that name), as Postgres does, to the
+// select-list expressions they name.
+func (p *Plan) groupExprs(groups []*pg_query.Node, targets []target, tableCols map[string]Column) ([]*pg_query.Node, error) {
+	out := make([]*pg_query.Node, len(groups))
+	for i, g := range groups {
+		out[i] = g
 		if c := g.GetAConst(); c != nil && c.GetIval() != nil {
 			k := int(c.GetIval().Ival)
-			if k < 1 || k > len(a.targets) {
-				return nil, d.errorf(c.Location, "GROUP BY", fmt.Sprintf("GROUP BY position %d is not in the select list", k), "")
+			if k < 1 || k > len(targets) {
+				return nil, p.View.errorf(c.Location, "GROUP BY", fmt.Sprintf("GROUP BY position %d is not in the select list", k), "")
 			}
-			a.groups[i] = a.targets[k-1].expr
+			out[i] = targets[k-1].expr
 			continue
 		}
 		if cr := g.GetColumnRef(); cr != nil && len(cr.Fields) == 1 {
 			name := cr.Fields[0].GetString_().GetSval()
 			if _, isCol := tableCols[name]; !isCol {
-				for j, t := range a.targets {
+				for j, t := range targets {
 					if p.Columns[j].Name == name && t.alias != "" {
-						a.groups[i] = t.expr
+						out[i] = t.expr
 					}
 				}
 			}
 		}
 	}
+	return out, nil
+}
+
+// resolveGroups maps the GROUP BY expressions to output columns, the keys
+// of the result table, and returns their canonical forms.
+func (p *Plan) resolveGroups(a *analysis, tableCols map[string]Column) ([]string, error) {
+	d := p.View
+	groups, err := p.groupExprs(a.groups, a.targets, tableCols)
+	if err != nil {
+		return nil, err
+	}
+	a.groups = groups
 	groupCanon := make([]string, len(a.groups))
 	for i, g := range a.groups {
 		groupCanon[i] = canonical(g)
