@@ -78,7 +78,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 	for i := range p.Sources {
 		p.Sources[i].Columns = readColumns(infos[p.Sources[i].Table], names)
 	}
-	p.Source, p.SourceColumns = p.Sources[0].Table, p.Sources[0].Columns
+	p.Source = p.Sources[0].Table
 	if a.whole == "joins" {
 		varSource := make([]int, len(a.tables))
 		tableCols := map[string]Column{}
@@ -215,14 +215,11 @@ func uniqueNames(d *Definition, out []Column) error {
 type Plan struct {
 	View *Definition
 	Kind Kind
-	// Source is the table the view reads, schema resolved.
+	// Source is the table the view reads (the first of Sources), schema
+	// resolved.
 	Source Table
 	// Alias is the name the query uses for the source table.
 	Alias string
-	// SourceColumns are the source columns the view reads: what a change
-	// must carry to be applied (of Source; see Sources for views over
-	// several tables).
-	SourceColumns []Column
 	// Sources are all the tables the view reads.
 	Sources []Source
 	// DependsOn names the maintained views the view reads (see views.go).
@@ -385,8 +382,7 @@ func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		used = append(used, t.expr)
 	}
 	used = append(used, a.groups...)
-	p.SourceColumns = readColumns(ti, columnNames(used...))
-	p.Sources = []Source{{Table: p.Source, Columns: p.SourceColumns, All: ti.Columns}}
+	p.Sources = []Source{{Table: p.Source, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns}}
 
 	switch a.kind {
 	case Whole:

@@ -19,7 +19,8 @@ type Names struct {
 	// State is the view's state table in deltaview's schema (aggregates).
 	State string
 	// Stage is the table of staged signed source rows; it has SignColumn
-	// and (at least) the plan's SourceColumns, with their source types.
+	// and (at least) the columns of the plan's Sources[0], with their
+	// source types.
 	Stage string
 	// Copy is the copy of the source columns a recomputed view reads
 	// (see CopyPlan), already updated with the staged rows.
@@ -603,7 +604,7 @@ func (p *Plan) Reset(n Names) string {
 // cols, maintained like a projection view. keys are columns the recomputed
 // views group by, indexed for finding a group's rows.
 func CopyPlan(src Table, cols []Column, keys []string) *Plan {
-	p := &Plan{Kind: Projection, Source: src, Alias: src.Name, SourceColumns: cols, Columns: cols, copyKeys: keys,
+	p := &Plan{Kind: Projection, Source: src, Alias: src.Name, Columns: cols, copyKeys: keys,
 		Sources: []Source{{Table: src, Columns: cols, All: cols}},
 		View:    &Definition{Name: "copy of " + src.String()}}
 	for _, c := range cols {
@@ -632,7 +633,7 @@ func CopyTable(t Table) Table {
 func (p *Plan) CopyKeys() []string {
 	var out []string
 	for _, g := range p.groups {
-		for _, c := range p.SourceColumns {
+		for _, c := range p.Sources[0].Columns {
 			if g == QuoteIdent(c.Name) || g == c.Name || g == QuoteIdent(p.Alias)+"."+QuoteIdent(c.Name) || g == p.Alias+"."+c.Name {
 				out = append(out, c.Name)
 			}
