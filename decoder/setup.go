@@ -27,7 +27,7 @@ func (e *PreflightError) Error() string {
 // tables with the role conn is logged in as: wal_level, the role's
 // REPLICATION attribute and its right to create a publication, and for each
 // table that it exists, that the role may read and publish it, and that its
-// replica identity is FULL. It returns
+// changes identify rows (replica identity FULL, or a key). It returns
 // a *PreflightError listing every problem found, or an error if a check
 // could not be run.
 func Preflight(ctx context.Context, conn *pgx.Conn, tables []TableName) error {
@@ -93,14 +93,17 @@ func checkTable(ctx context.Context, conn *pgx.Conn, t TableName, qrole string) 
 		kind, identity               byte
 		owner                        string
 		owns, canSelect, schemaUsage bool
+		hasKey                       bool
 	)
 	err := conn.QueryRow(ctx, `
 		SELECT c.relkind, c.relreplident, pg_get_userbyid(c.relowner),
 		       pg_has_role(c.relowner, 'USAGE'), has_table_privilege(c.oid, 'SELECT'),
-		       has_schema_privilege(n.oid, 'USAGE')
+		       has_schema_privilege(n.oid, 'USAGE'),
+		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid
+		               AND CASE c.relreplident WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident END)
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2`, t.Schema, t.Name,
-	).Scan(&kind, &identity, &owner, &owns, &canSelect, &schemaUsage)
+	).Scan(&kind, &identity, &owner, &owns, &canSelect, &schemaUsage, &hasKey)
 	q := t.Quoted()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return []string{fmt.Sprintf("table %s does not exist", q)}, nil
@@ -125,9 +128,17 @@ func checkTable(ctx context.Context, conn *pgx.Conn, t TableName, qrole string) 
 			"role %s does not own table %s (owner %s), and CREATE PUBLICATION ... FOR TABLE needs ownership: run ALTER TABLE %s OWNER TO %s; or connect as %s",
 			qrole, q, pgx.Identifier{owner}.Sanitize(), q, qrole, pgx.Identifier{owner}.Sanitize()))
 	}
-	if identity != 'f' {
+	// Without a key or full old rows, an UPDATE or DELETE does not say
+	// which row it changed.
+	switch {
+	case identity == 'f' || hasKey:
+	case identity == 'd':
 		problems = append(problems, fmt.Sprintf(
-			"table %s has REPLICA IDENTITY %s, deltaview needs FULL: run ALTER TABLE %s REPLICA IDENTITY FULL;",
+			"table %s has no primary key, so with REPLICA IDENTITY DEFAULT its UPDATEs and DELETEs do not say which row they change: run ALTER TABLE %s REPLICA IDENTITY FULL; (or add a primary key)",
+			q, q))
+	default:
+		problems = append(problems, fmt.Sprintf(
+			"table %s has REPLICA IDENTITY %s, so its UPDATEs and DELETEs do not say which row they change: run ALTER TABLE %s REPLICA IDENTITY FULL; (or REPLICA IDENTITY DEFAULT with a primary key)",
 			q, identityName(identity), q))
 	}
 	return problems, nil

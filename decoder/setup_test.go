@@ -30,6 +30,11 @@ func TestPreflight(t *testing.T) {
 		CREATE UNIQUE INDEX by_index_id ON by_index (id);
 		ALTER TABLE by_index REPLICA IDENTITY USING INDEX by_index_id;
 		ALTER TABLE by_index OWNER TO $owner;
+		CREATE TABLE keyless (id int);
+		ALTER TABLE keyless OWNER TO $owner;
+		CREATE TABLE nothing (id int PRIMARY KEY);
+		ALTER TABLE nothing REPLICA IDENTITY NOTHING;
+		ALTER TABLE nothing OWNER TO $owner;
 		CREATE TABLE theirs (id int);
 		ALTER TABLE theirs REPLICA IDENTITY FULL;
 		CREATE VIEW v AS SELECT 1 AS x;
@@ -54,19 +59,24 @@ func TestPreflight(t *testing.T) {
 			tables: []TableName{{"public", "ready"}},
 		},
 		{
-			name:   "replica identity default",
+			name:   "replica identity default with a primary key, and using an index",
 			role:   owner,
-			tables: []TableName{{"public", "plain"}},
+			tables: []TableName{{"public", "plain"}, {"public", "by_index"}},
+		},
+		{
+			name:   "replica identity default without a primary key",
+			role:   owner,
+			tables: []TableName{{"public", "keyless"}},
 			want: []string{
-				`table "public"."plain" has REPLICA IDENTITY DEFAULT, deltaview needs FULL: run ALTER TABLE "public"."plain" REPLICA IDENTITY FULL;`,
+				`table "public"."keyless" has no primary key, so with REPLICA IDENTITY DEFAULT its UPDATEs and DELETEs do not say which row they change: run ALTER TABLE "public"."keyless" REPLICA IDENTITY FULL; (or add a primary key)`,
 			},
 		},
 		{
-			name:   "replica identity using an index",
+			name:   "replica identity nothing",
 			role:   owner,
-			tables: []TableName{{"public", "by_index"}},
+			tables: []TableName{{"public", "nothing"}},
 			want: []string{
-				`table "public"."by_index" has REPLICA IDENTITY USING INDEX, deltaview needs FULL: run ALTER TABLE "public"."by_index" REPLICA IDENTITY FULL;`,
+				`table "public"."nothing" has REPLICA IDENTITY NOTHING, so its UPDATEs and DELETEs do not say which row they change: run ALTER TABLE "public"."nothing" REPLICA IDENTITY FULL; (or REPLICA IDENTITY DEFAULT with a primary key)`,
 			},
 		},
 		{
@@ -74,7 +84,7 @@ func TestPreflight(t *testing.T) {
 			role:   owner,
 			tables: []TableName{{"Odd Schema", `Odd "T"`}},
 			want: []string{
-				`table "Odd Schema"."Odd ""T""" has REPLICA IDENTITY DEFAULT, deltaview needs FULL: run ALTER TABLE "Odd Schema"."Odd ""T""" REPLICA IDENTITY FULL;`,
+				`table "Odd Schema"."Odd ""T""" has no primary key, so with REPLICA IDENTITY DEFAULT its UPDATEs and DELETEs do not say which row they change: run ALTER TABLE "Odd Schema"."Odd ""T""" REPLICA IDENTITY FULL; (or add a primary key)`,
 			},
 		},
 		{
@@ -114,10 +124,10 @@ func TestPreflight(t *testing.T) {
 			},
 		},
 		{
-			name:   "a superuser needs only the replica identity",
-			tables: []TableName{{"public", "ready"}, {"public", "plain"}},
+			name:   "a superuser needs only a replica identity",
+			tables: []TableName{{"public", "ready"}, {"public", "plain"}, {"public", "keyless"}},
 			want: []string{
-				`table "public"."plain" has REPLICA IDENTITY DEFAULT, deltaview needs FULL: run ALTER TABLE "public"."plain" REPLICA IDENTITY FULL;`,
+				`table "public"."keyless" has no primary key, so with REPLICA IDENTITY DEFAULT its UPDATEs and DELETEs do not say which row they change: run ALTER TABLE "public"."keyless" REPLICA IDENTITY FULL; (or add a primary key)`,
 			},
 		},
 	}

@@ -29,7 +29,11 @@ type TableInfo struct {
 	Kind byte
 	// ReplicaIdentity is pg_class.relreplident.
 	ReplicaIdentity byte
-	Columns         []Column
+	// Identity are the columns of the replica identity key when it is not
+	// FULL (the primary key, or the USING INDEX index): all an UPDATE or
+	// DELETE says about the old row. Nil for FULL, or when there is none.
+	Identity []string
+	Columns  []Column
 }
 
 // Column is a column of a table or of a query's output.
@@ -68,6 +72,16 @@ func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableI
 		return nil, fmt.Errorf("look up table %s: %w", qualified, err)
 	}
 	t.Kind, t.ReplicaIdentity = kind[0], ident[0]
+	if t.ReplicaIdentity == 'd' || t.ReplicaIdentity == 'i' {
+		if err := c.Conn.QueryRow(ctx, `
+			SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}')
+			FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+			WHERE i.indrelid = $1 AND CASE $2 WHEN 'd' THEN i.indisprimary ELSE i.indisreplident END`,
+			t.OID, ident).Scan(&t.Identity); err != nil {
+			return nil, fmt.Errorf("replica identity of %s: %w", qualified, err)
+		}
+	}
 	rows, err := c.Conn.Query(ctx, `
 		SELECT attname, format_type(atttypid, atttypmod), atttypid, atttypmod, attnotnull
 		FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped

@@ -22,6 +22,10 @@ type Source struct {
 	// Indexed are columns worth an index on the table's copy (join and
 	// group columns).
 	Indexed []string
+	// Key are the table's replica identity columns when its identity is
+	// not FULL: its UPDATEs and DELETEs carry only these, and deltaview
+	// keeps the rest (see Kept).
+	Key []string
 }
 
 // readColumns are the table's columns among names, in table order. A view
@@ -57,7 +61,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		t := Table{ti.Schema, ti.Name}
 		if infos[t] == nil {
 			infos[t] = ti
-			p.Sources = append(p.Sources, Source{Table: t, All: ti.Columns})
+			p.Sources = append(p.Sources, Source{Table: t, All: ti.Columns, Key: ti.Identity})
 		}
 		// Read the copy under the name the query uses for the table.
 		if rv.Alias == nil {
@@ -382,7 +386,7 @@ func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		used = append(used, t.expr)
 	}
 	used = append(used, a.groups...)
-	p.Sources = []Source{{Table: p.Source, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns}}
+	p.Sources = []Source{{Table: p.Source, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity}}
 
 	switch a.kind {
 	case Whole:

@@ -34,10 +34,37 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 		return nil, fmt.Errorf("snapshot: record stream: %w", err)
 	}
 	copyFailed := map[planner.Table]error{}
+	// A view fails with the rows kept of a table it reads.
+	keptFailed := map[*View]error{}
+	_, stages := buildStages(views)
+	for _, st := range stages {
+		err := st.keptErr
+		if err == nil && st.kept != nil {
+			err = loadKept(ctx, src, tx, st.kept.kept)
+			if err != nil && Transient(err) {
+				return nil, err
+			}
+			if err == nil {
+				log.Info("rows of a table without FULL replica identity loaded", zap.Stringer("table", st.table))
+			}
+		}
+		if err != nil {
+			for _, v := range st.views {
+				keptFailed[v] = fmt.Errorf("snapshot: %w", err)
+			}
+		}
+	}
 	for _, v := range views {
-		if cerr := copyFailure(copyFailed, v); cerr != nil {
+		cerr := keptFailed[v]
+		if cerr == nil {
+			cerr = copyFailure(copyFailed, v)
+		}
+		if cerr != nil {
 			v.failed = true
 			failed[v] = cerr
+			if v.internal {
+				continue
+			}
 			if err := SetFailed(ctx, tx.Conn(), v.Plan.View.Name, cerr); err != nil {
 				return nil, err
 			}
@@ -176,6 +203,34 @@ func copyBetween(ctx context.Context, src, tgt *pgx.Conn, query, into string) (i
 		return 0, fmt.Errorf("copy into %s: %w", into, err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// loadKept (re)creates and fills the copy of a table's rows that changes
+// without full old rows are applied through, in a savepoint.
+func loadKept(ctx context.Context, src *pgx.Conn, tx pgx.Tx, k *planner.Kept) error {
+	if _, err := tx.Exec(ctx, "SAVEPOINT dv_kept"); err != nil {
+		return err
+	}
+	err := func() error {
+		for _, s := range k.Create() {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				return fmt.Errorf("%s: %w", s, err)
+			}
+		}
+		if _, err := copyBetween(ctx, src, tx.Conn(), k.SnapshotQuery(), k.SnapshotTarget()); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "ANALYZE "+k.Name())
+		return err
+	}()
+	if err != nil {
+		if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_kept"); rerr != nil {
+			return fmt.Errorf("%w (and rollback: %v)", err, rerr)
+		}
+		return fmt.Errorf("rows of %s: %w", k.Table, err)
+	}
+	_, err = tx.Exec(ctx, "RELEASE SAVEPOINT dv_kept")
+	return err
 }
 
 // copyFailure is why a view cannot be loaded because a copy it reads

@@ -16,6 +16,7 @@ import (
 // transaction, so memory does not grow with the transaction.
 type stage struct {
 	table planner.Table
+	index int
 	name  string // quoted temporary table
 	cols  []planner.Column
 	views []*View
@@ -26,10 +27,15 @@ type stage struct {
 
 	rel *change.Relation // relation the mapping was built for
 	idx []int            // per stage column, its position in the relation's tuples
+
+	// kept is set for a table whose replica identity is not FULL: its
+	// changes go through the copy of its rows instead of buf.
+	kept    *keptBuf
+	keptErr error
 }
 
 func newStage(i int, table planner.Table) *stage {
-	return &stage{table: table, name: fmt.Sprintf("pg_temp.%s", planner.QuoteIdent(fmt.Sprintf("dv_stage_%d", i)))}
+	return &stage{table: table, index: i, name: fmt.Sprintf("pg_temp.%s", planner.QuoteIdent(fmt.Sprintf("dv_stage_%d", i)))}
 }
 
 // addColumns adds a view's source columns to the stage.
@@ -164,8 +170,26 @@ func escapeCopy(b *bytes.Buffer, data []byte) {
 	b.Write(data[start:])
 }
 
+// pending is how many changes are buffered.
+func (s *stage) pending() int {
+	if s.kept != nil {
+		return len(s.kept.entries)
+	}
+	return s.rows
+}
+
 // flush copies buffered rows into the stage table.
 func (s *stage) flush(ctx context.Context, conn *pgx.Conn) error {
+	if s.kept != nil {
+		if len(s.kept.entries) == 0 {
+			return nil
+		}
+		if err := s.kept.flush(ctx, conn); err != nil {
+			return err
+		}
+		s.staged = true
+		return nil
+	}
 	if s.rows == 0 {
 		return nil
 	}
@@ -180,6 +204,9 @@ func (s *stage) flush(ctx context.Context, conn *pgx.Conn) error {
 
 // discard forgets buffered rows (the target transaction was rolled back).
 func (s *stage) discard() {
+	if s.kept != nil {
+		s.kept.discard()
+	}
 	s.buf.Reset()
 	s.rows = 0
 	s.staged = false

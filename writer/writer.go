@@ -142,25 +142,8 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	w := &Writer{cfg: cfg, log: log, views: views, stages: map[planner.Table]*stage{}}
-	for _, v := range views {
-		v.Names.Stages = nil
-		for i, src := range v.Plan.Sources {
-			st := w.stages[src.Table]
-			if st == nil {
-				st = newStage(len(w.order), src.Table)
-				w.stages[src.Table] = st
-				w.order = append(w.order, st)
-			}
-			st.addColumns(src.Columns)
-			st.views = append(st.views, v)
-			v.Names.Stages = append(v.Names.Stages, st.name)
-			if i == 0 {
-				v.Names.Stage = st.name
-				v.stage = st
-			}
-		}
-	}
+	w := &Writer{cfg: cfg, log: log, views: views}
+	w.stages, w.order = buildStages(views)
 	byName := map[string]*View{}
 	for _, v := range views {
 		if !v.internal {
@@ -181,6 +164,46 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 	return w
 }
 
+// buildStages creates one stage per source table the views read, with the
+// columns they all read from it, and the views' stage names.
+func buildStages(views []*View) (map[planner.Table]*stage, []*stage) {
+	stages := map[planner.Table]*stage{}
+	var order []*stage
+	keys := map[planner.Table]planner.Source{}
+	for _, v := range views {
+		v.Names.Stages = nil
+		for i, src := range v.Plan.Sources {
+			st := stages[src.Table]
+			if st == nil {
+				st = newStage(len(order), src.Table)
+				stages[src.Table] = st
+				order = append(order, st)
+			}
+			st.addColumns(src.Columns)
+			st.views = append(st.views, v)
+			v.Names.Stages = append(v.Names.Stages, st.name)
+			if i == 0 {
+				v.Names.Stage = st.name
+				v.stage = st
+			}
+			if src.Key != nil {
+				keys[src.Table] = src
+			}
+		}
+	}
+	for _, st := range order {
+		if src, ok := keys[st.table]; ok {
+			k, err := planner.NewKept(src, st.cols)
+			if err != nil {
+				st.keptErr = err
+				continue
+			}
+			st.kept = newKeptBuf(k, st.index, st.name, st.cols)
+		}
+	}
+	return stages, order
+}
+
 // Applied is the position up to which every source transaction is committed
 // in the target: the position to acknowledge to the source.
 func (w *Writer) Applied() change.LSN { return change.LSN(w.applied.Load()) }
@@ -196,6 +219,11 @@ func (w *Writer) Open(ctx context.Context) error {
 		if _, err := conn.Exec(ctx, st.createSQL()); err != nil {
 			return fmt.Errorf("create stage for %s: %w", st.table, err)
 		}
+		if st.kept != nil {
+			if _, err := conn.Exec(ctx, st.kept.createSQL()); err != nil {
+				return fmt.Errorf("create stage for %s: %w", st.table, err)
+			}
+		}
 	}
 	for i, v := range w.views {
 		if v.Plan.NeedsDelta() {
@@ -210,6 +238,22 @@ func (w *Writer) Open(ctx context.Context) error {
 			v.Names.Keys = "pg_temp." + planner.QuoteIdent(name)
 			if _, err := conn.Exec(ctx, v.Plan.CreateKeys(planner.QuoteIdent(name))); err != nil {
 				return fmt.Errorf("create key table for %s: %w", v.Plan.View.Name, err)
+			}
+		}
+	}
+	for _, st := range w.order {
+		if st.keptErr == nil {
+			continue
+		}
+		for _, v := range st.views {
+			if v.failed {
+				continue
+			}
+			v.failed = true
+			if !v.internal {
+				if err := SetFailed(ctx, conn, v.Plan.View.Name, st.keptErr); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -428,13 +472,27 @@ func (w *Writer) row(ctx context.Context, r *change.Row) error {
 	if st == nil || st.allFailed() {
 		return nil
 	}
+	if st.kept != nil {
+		if err := w.begin(ctx); err != nil {
+			return err
+		}
+		w.touched = true
+		if err := st.kept.add(r); err != nil {
+			return w.failStage(ctx, st, err)
+		}
+		w.batchRows++
+		if len(st.kept.entries) >= w.cfg.StageRows {
+			return w.flush(ctx, st)
+		}
+		return nil
+	}
 	idx, err := st.mapping(r.Rel)
 	if err != nil {
 		return w.failStage(ctx, st, err)
 	}
 	if r.Op != change.Insert && (r.Old == nil || r.Rel.ReplicaIdentity != 'f') {
-		return w.failStage(ctx, st, fmt.Errorf("%s of a row of %s arrived without the row's old values; run ALTER TABLE %s REPLICA IDENTITY FULL on the source",
-			r.Op, st.table, st.table.Quoted()))
+		return w.failStage(ctx, st, fmt.Errorf("%s of a row of %s arrived without the row's old values: the table's replica identity is no longer FULL; restart deltaview to rebuild the views that read it",
+			r.Op, st.table))
 	}
 	if r.Op == change.Update && sameValues(r.Old, r.New, idx) {
 		return nil
@@ -500,6 +558,13 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 	w.touched = true
 	if err := w.applyStaged(ctx, true); err != nil {
 		return err
+	}
+	for _, st := range hit {
+		if st.kept != nil && !st.allFailed() {
+			if _, err := w.conn.Exec(ctx, st.kept.kept.Truncate()); err != nil {
+				return w.failStage(ctx, st, fmt.Errorf("truncate: %w", err))
+			}
+		}
 	}
 	// Copies first: views recompute from them.
 	done := map[*View]bool{}
@@ -623,7 +688,7 @@ func (w *Writer) runDependents(ctx context.Context) error {
 // rows the target cannot take (a value its type rejects) fail the views of
 // that table, not the others.
 func (w *Writer) flush(ctx context.Context, st *stage) error {
-	if st.rows == 0 {
+	if st.pending() == 0 {
 		return nil
 	}
 	if _, err := w.conn.Exec(ctx, "SAVEPOINT dv_stage"); err != nil {

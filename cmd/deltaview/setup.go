@@ -200,6 +200,17 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 			resume = false
 		}
 	}
+	// Rows kept of tables without FULL identity are built with a snapshot:
+	// a table whose identity changed since needs one.
+	for _, name := range writer.KeptTables(st.views) {
+		var exists bool
+		if err := tgt.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&exists); err != nil {
+			return nil, err
+		}
+		if !exists {
+			resume = false
+		}
+	}
 	ids := map[string]int{}
 	for _, vp := range plans {
 		status := writer.StatusRunning

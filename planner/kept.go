@@ -1,0 +1,188 @@
+package planner
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Kept is deltaview's copy of the rows of a source table whose replica
+// identity is not FULL. Such a table's UPDATEs and DELETEs carry only the
+// identity key of the old row, and an UPDATE leaves unchanged TOASTed
+// values out: the copy, keyed by the identity, supplies the rest. It holds
+// the columns views read and the key, and changes with every change of the
+// table, in the target transaction that applies it.
+//
+// Changes reach it through a raw table of the target session: one row per
+// key a chunk of changes touched, with the row's final version when it
+// still exists. Apply turns those into the signed rows views consume (the
+// old version from the copy, the new one from the raw row) and updates the
+// copy.
+type Kept struct {
+	Table Table
+	// Key are the identity columns, Cols the kept columns (the key
+	// included), in table order.
+	Key, Cols []Column
+}
+
+// Raw-table bookkeeping columns, ahead of the kept columns: whether the
+// key's row exists after the chunk, which of its values are still to be
+// taken from the copy, and from the copy's row under which key.
+const (
+	rawPresent = "__dv_present"
+	rawMask    = "__dv_unchanged"
+	rawOrigin  = "__dv_origin_"
+)
+
+// NewKept returns the kept copy of src holding at least the columns want.
+// src.Key must name the identity columns.
+func NewKept(src Source, want []Column) (*Kept, error) {
+	k := &Kept{Table: src.Table}
+	need := map[string]bool{}
+	for _, c := range want {
+		need[c.Name] = true
+	}
+	for _, name := range src.Key {
+		need[name] = true
+	}
+	for _, c := range src.All {
+		if need[c.Name] {
+			k.Cols = append(k.Cols, c)
+		}
+	}
+	for _, name := range src.Key {
+		found := false
+		for _, c := range src.All {
+			if c.Name == name {
+				k.Key, found = append(k.Key, c), true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("replica identity column %q of %s is not a column of it", name, src.Table)
+		}
+	}
+	if len(k.Key) == 0 {
+		return nil, fmt.Errorf("table %s has no replica identity key", src.Table)
+	}
+	return k, nil
+}
+
+// Name is the quoted name of the copy in deltaview's schema.
+func (k *Kept) Name() string {
+	sum := sha1.Sum([]byte(k.Table.Schema + "." + k.Table.Name))
+	name := []rune(k.Table.Name)
+	for len(string(name)) > 40 {
+		name = name[:len(name)-1]
+	}
+	return Table{Schema: "deltaview", Name: fmt.Sprintf("rows_%s_%s", hex.EncodeToString(sum[:4]), string(name))}.Quoted()
+}
+
+func columnList(cols []Column, prefix string) string {
+	return list(len(cols), func(i int) string { return prefix + QuoteIdent(cols[i].Name) })
+}
+
+// Create returns the statements that create the copy, empty.
+func (k *Kept) Create() []string {
+	defs := list(len(k.Cols), func(i int) string { return QuoteIdent(k.Cols[i].Name) + " " + k.Cols[i].Type })
+	return []string{
+		"DROP TABLE IF EXISTS " + k.Name(),
+		fmt.Sprintf("CREATE TABLE %s (%s, PRIMARY KEY (%s))", k.Name(), defs, columnList(k.Key, "")),
+	}
+}
+
+// SnapshotQuery reads the kept columns from the source.
+func (k *Kept) SnapshotQuery() string {
+	return fmt.Sprintf("SELECT %s FROM %s", columnList(k.Cols, ""), k.Table.Quoted())
+}
+
+// SnapshotTarget is the COPY target that SnapshotQuery's rows load into.
+func (k *Kept) SnapshotTarget() string {
+	return fmt.Sprintf("%s (%s)", k.Name(), columnList(k.Cols, ""))
+}
+
+// rawDefs are the raw table's columns, in order: bookkeeping, the origin
+// key, then the kept columns.
+func (k *Kept) rawDefs() string {
+	var b strings.Builder
+	b.WriteString(QuoteIdent(rawPresent) + " bool, " + QuoteIdent(rawMask) + " bool[]")
+	for i, c := range k.Key {
+		b.WriteString(", " + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) + " " + c.Type)
+	}
+	for _, c := range k.Cols {
+		b.WriteString(", " + QuoteIdent(c.Name) + " " + c.Type)
+	}
+	return b.String()
+}
+
+// CreateRaw creates the raw table name (unqualified) in the session's
+// temporary schema.
+func (k *Kept) CreateRaw(name string) string {
+	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + k.rawDefs() + ") ON COMMIT DELETE ROWS"
+}
+
+// CopyRaw is the COPY statement filling the raw table, whose rows are
+// written in rawDefs' column order.
+func (k *Kept) CopyRaw(raw string) string {
+	return "COPY " + raw + " FROM STDIN"
+}
+
+// keyMatch is the condition that a row of the copy (alias o) has the key
+// in the raw row's columns named by col.
+func (k *Kept) keyMatch(col func(i int) string) string {
+	parts := make([]string, len(k.Key))
+	for i, c := range k.Key {
+		parts[i] = "o." + QuoteIdent(c.Name) + " = " + col(i)
+	}
+	return strings.Join(parts, " AND ")
+}
+
+// KeptApply are the statements that apply a chunk of raw rows: Fill
+// takes unchanged values from the copy, Missing counts the rows whose
+// values the copy lacked (the copy is out of step with the table), and
+// Rest adds the chunk's signed rows to the stage and updates the copy.
+type KeptApply struct {
+	Fill    []string
+	Missing string
+	Rest    []string
+}
+
+// Apply returns the statements that, after the raw table is filled, add
+// the chunk's signed rows to stage (columns stageCols, after the sign) and
+// bring the copy up to date. The semi-joins take each copied row once,
+// even should two raw keys that print differently be equal.
+func (k *Kept) Apply(raw, stage string, stageCols []Column) KeptApply {
+	touched := fmt.Sprintf("EXISTS (SELECT 1 FROM %s AS r WHERE %s)", raw,
+		k.keyMatch(func(i int) string { return "r." + QuoteIdent(k.Key[i].Name) }))
+	var fill []string
+	for i, c := range k.Cols {
+		q := QuoteIdent(c.Name)
+		fill = append(fill, fmt.Sprintf("%s = CASE WHEN r.%s[%d] THEN o.%s ELSE r.%s END", q, QuoteIdent(rawMask), i+1, q, q))
+	}
+	fill = append(fill, QuoteIdent(rawMask)+" = NULL")
+	stageList := QuoteIdent(SignColumn) + ", " + columnList(stageCols, "")
+	return KeptApply{
+		Fill: []string{
+			// Statistics first: the copy can be large, the chunk is not.
+			"ANALYZE " + raw,
+			fmt.Sprintf("UPDATE %s AS r SET %s FROM %s AS o WHERE r.%s IS NOT NULL AND %s",
+				raw, strings.Join(fill, ", "), k.Name(), QuoteIdent(rawMask),
+				k.keyMatch(func(i int) string { return "r." + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) })),
+		},
+		Missing: fmt.Sprintf("SELECT count(*) FROM %s WHERE %s IS NOT NULL", raw, QuoteIdent(rawMask)),
+		Rest: []string{
+			fmt.Sprintf("INSERT INTO %s (%s) SELECT -1, %s FROM %s AS o WHERE %s",
+				stage, stageList, columnList(stageCols, "o."), k.Name(), touched),
+			fmt.Sprintf("INSERT INTO %s (%s) SELECT 1, %s FROM %s AS r WHERE r.%s",
+				stage, stageList, columnList(stageCols, "r."), raw, QuoteIdent(rawPresent)),
+			fmt.Sprintf("DELETE FROM %s AS o WHERE %s", k.Name(), touched),
+			fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s AS r WHERE r.%s",
+				k.Name(), columnList(k.Cols, ""), columnList(k.Cols, "r."), raw, QuoteIdent(rawPresent)),
+			"TRUNCATE " + raw,
+		},
+	}
+}
+
+// Truncate empties the copy.
+func (k *Kept) Truncate() string { return "TRUNCATE " + k.Name() }

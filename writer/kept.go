@@ -1,0 +1,286 @@
+package writer
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/deltaview/deltaview/change"
+	"github.com/deltaview/deltaview/planner"
+	"github.com/jackc/pgx/v5"
+)
+
+// keptBuf collects the changes of a table whose replica identity is not
+// FULL, for the copy deltaview keeps of it (planner.Kept). Per chunk it
+// holds one entry per row key the changes touched: the row's final version,
+// or its absence. Values an UPDATE left out (unchanged TOAST) are taken
+// from an earlier change of the chunk when there is one, and otherwise
+// marked for the copy to supply. A chunk is bounded by the stage size, so
+// memory does not grow with the transaction.
+type keptBuf struct {
+	kept *planner.Kept
+	raw  string // quoted temporary table
+	sql  planner.KeptApply
+
+	entries map[string]*keptEntry
+
+	rel    *change.Relation // relation the mapping was built for
+	colIdx []int            // per kept column, its position in the relation's tuples
+	keyIdx []int            // per key column, its position among the kept columns
+}
+
+type keptEntry struct {
+	key     []change.Value
+	present bool
+	// vals are the row's kept columns; Unchanged ones come from the copy's
+	// row under origin.
+	vals   []change.Value
+	origin []change.Value
+}
+
+func newKeptBuf(k *planner.Kept, i int, stage string, stageCols []planner.Column) *keptBuf {
+	raw := "pg_temp." + planner.QuoteIdent(fmt.Sprintf("dv_raw_%d", i))
+	b := &keptBuf{kept: k, raw: raw, sql: k.Apply(raw, stage, stageCols), entries: map[string]*keptEntry{}}
+	for _, key := range k.Key {
+		for j, c := range k.Cols {
+			if c.Name == key.Name {
+				b.keyIdx = append(b.keyIdx, j)
+			}
+		}
+	}
+	return b
+}
+
+func (b *keptBuf) createSQL() string {
+	return b.kept.CreateRaw(fmt.Sprintf("%s", b.raw[len("pg_temp."):]))
+}
+
+// mapping finds the kept columns in a relation's tuples, and checks that
+// the relation's changes still identify rows by the copy's key.
+func (b *keptBuf) mapping(rel *change.Relation) error {
+	if rel == b.rel {
+		return nil
+	}
+	idx := make([]int, len(b.kept.Cols))
+	for i, c := range b.kept.Cols {
+		j := rel.ColumnIndex(c.Name)
+		if j < 0 {
+			return fmt.Errorf("column %q of %s, which a view reads, is no longer in the source table", c.Name, b.kept.Table)
+		}
+		idx[i] = j
+	}
+	for _, k := range b.keyIdx {
+		if !rel.Columns[idx[k]].Key {
+			return fmt.Errorf("the replica identity of %s changed: deltaview keeps its rows by (%s); restart deltaview to rebuild the views that read it",
+				b.kept.Table, keyNames(b.kept))
+		}
+	}
+	b.rel, b.colIdx = rel, idx
+	return nil
+}
+
+func keyNames(k *planner.Kept) string {
+	s := ""
+	for i, c := range k.Key {
+		if i > 0 {
+			s += ", "
+		}
+		s += c.Name
+	}
+	return s
+}
+
+// pick returns a tuple's kept columns.
+func (b *keptBuf) pick(t change.Tuple) ([]change.Value, error) {
+	vals := make([]change.Value, len(b.colIdx))
+	for i, j := range b.colIdx {
+		if j >= len(t) {
+			return nil, fmt.Errorf("row of %s has %d columns, expected more than %d", b.kept.Table, len(t), j)
+		}
+		vals[i] = t[j]
+	}
+	return vals, nil
+}
+
+func (b *keptBuf) keyOf(vals []change.Value) ([]change.Value, string, error) {
+	key := make([]change.Value, len(b.keyIdx))
+	var s []byte
+	for i, j := range b.keyIdx {
+		v := vals[j]
+		if v.Kind != change.Text {
+			return nil, "", fmt.Errorf("key column %q of %s arrived without a value", b.kept.Cols[j].Name, b.kept.Table)
+		}
+		key[i] = v
+		s = binary.AppendUvarint(s, uint64(len(v.Data)))
+		s = append(s, v.Data...)
+	}
+	return key, string(s), nil
+}
+
+// add records one change.
+func (b *keptBuf) add(r *change.Row) error {
+	if err := b.mapping(r.Rel); err != nil {
+		return err
+	}
+	var oldVals []change.Value
+	if r.Old != nil {
+		var err error
+		if oldVals, err = b.pick(r.Old); err != nil {
+			return err
+		}
+	}
+	switch r.Op {
+	case change.Delete:
+		if oldVals == nil {
+			return fmt.Errorf("DELETE of a row of %s arrived without its key", b.kept.Table)
+		}
+		key, ks, err := b.keyOf(oldVals)
+		if err != nil {
+			return err
+		}
+		b.entries[ks] = &keptEntry{key: key}
+		return nil
+	case change.Insert, change.Update:
+	default:
+		return fmt.Errorf("unexpected change %v of %s", r.Op, b.kept.Table)
+	}
+	vals, err := b.pick(r.New)
+	if err != nil {
+		return err
+	}
+	key, ks, err := b.keyOf(vals)
+	if err != nil {
+		return err
+	}
+	oldKey, oldKS := key, ks
+	if oldVals != nil {
+		if oldKey, oldKS, err = b.keyOf(oldVals); err != nil {
+			return err
+		}
+	}
+	e := &keptEntry{key: key, present: true, vals: vals}
+	prev := b.entries[oldKS]
+	for i, v := range vals {
+		if v.Kind != change.Unchanged {
+			continue
+		}
+		switch {
+		case r.Op == change.Insert:
+			return fmt.Errorf("INSERT into %s arrived without the value of %q", b.kept.Table, b.kept.Cols[i].Name)
+		case r.Rel.ReplicaIdentity == 'f' && oldVals != nil && oldVals[i].Kind != change.Unchanged:
+			vals[i] = oldVals[i]
+		case prev != nil && !prev.present:
+			return fmt.Errorf("UPDATE of a row of %s that an earlier change of the transaction deleted", b.kept.Table)
+		case prev != nil:
+			vals[i] = prev.vals[i]
+			if vals[i].Kind == change.Unchanged {
+				e.origin = prev.origin
+			}
+		default:
+			e.origin = oldKey
+		}
+	}
+	if oldKS != ks {
+		b.entries[oldKS] = &keptEntry{key: oldKey}
+	}
+	b.entries[ks] = e
+	return nil
+}
+
+// flush copies the chunk into the raw table and applies it: the stage gets
+// the chunk's signed rows and the copy its changes.
+func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn) error {
+	if len(b.entries) == 0 {
+		return nil
+	}
+	var buf bytes.Buffer
+	nkey := len(b.keyIdx)
+	for _, e := range b.entries {
+		if e.present {
+			buf.WriteString("t\t")
+		} else {
+			buf.WriteString("f\t")
+		}
+		if e.origin == nil {
+			buf.WriteString(`\N`)
+			for range nkey {
+				buf.WriteString("\t\\N")
+			}
+		} else {
+			buf.WriteByte('{')
+			for i, v := range e.vals {
+				if i > 0 {
+					buf.WriteByte(',')
+				}
+				if v.Kind == change.Unchanged {
+					buf.WriteByte('t')
+				} else {
+					buf.WriteByte('f')
+				}
+			}
+			buf.WriteByte('}')
+			for _, v := range e.origin {
+				buf.WriteByte('\t')
+				escapeCopy(&buf, v.Data)
+			}
+		}
+		for i := range b.kept.Cols {
+			buf.WriteByte('\t')
+			var v change.Value
+			switch {
+			case e.present:
+				v = e.vals[i]
+			default:
+				v.Kind = change.Null
+				for k, j := range b.keyIdx {
+					if j == i {
+						v = e.key[k]
+					}
+				}
+			}
+			if v.Kind == change.Text {
+				escapeCopy(&buf, v.Data)
+			} else {
+				buf.WriteString(`\N`)
+			}
+		}
+		buf.WriteByte('\n')
+	}
+	if _, err := conn.PgConn().CopyFrom(ctx, &buf, b.kept.CopyRaw(b.raw)); err != nil {
+		return fmt.Errorf("stage %s: %w", b.kept.Table, err)
+	}
+	batch := &pgx.Batch{}
+	for _, s := range b.sql.Fill {
+		batch.Queue(s)
+	}
+	var missing int64
+	batch.Queue(b.sql.Missing).QueryRow(func(row pgx.Row) error { return row.Scan(&missing) })
+	for _, s := range b.sql.Rest {
+		batch.Queue(s)
+	}
+	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("stage %s: %w", b.kept.Table, err)
+	}
+	if missing > 0 {
+		return fmt.Errorf("stage %s: deltaview's copy of the table has no row for %d changed row(s): the copy is out of step with the table", b.kept.Table, missing)
+	}
+	clear(b.entries)
+	return nil
+}
+
+// discard forgets the chunk (the target transaction was rolled back).
+func (b *keptBuf) discard() { clear(b.entries) }
+
+// KeptTables are the quoted names of the copies of rows the views need:
+// one per source table whose replica identity is not FULL.
+func KeptTables(views []*View) []string {
+	_, order := buildStages(views)
+	var out []string
+	for _, st := range order {
+		if st.kept != nil {
+			out = append(out, st.kept.kept.Name())
+		}
+	}
+	return out
+}
