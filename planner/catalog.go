@@ -2,9 +2,11 @@ package planner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Catalog answers the planner's questions about the source database.
@@ -19,6 +21,9 @@ type Catalog interface {
 	Volatile(ctx context.Context, names []string) ([]string, error)
 	// Aggregates returns which of the named functions are aggregates.
 	Aggregates(ctx context.Context, names []string) ([]string, error)
+	// Groupable tells whether values of a type (as format_type prints it)
+	// can be grouped: json, xml, point and the like have no equality.
+	Groupable(ctx context.Context, typ string) (bool, error)
 }
 
 // TableInfo describes a source relation.
@@ -45,11 +50,15 @@ type Column struct {
 	TypeOID uint32
 	TypeMod int32
 	NotNull bool
+	// NoEquality is set, for a table's columns, when the type has no
+	// equality operator: rows are then told apart by the value's text.
+	NoEquality bool
 }
 
 // SourceCatalog is a Catalog backed by a connection to the source.
 type SourceCatalog struct {
-	Conn *pgx.Conn
+	Conn      *pgx.Conn
+	groupable map[string]bool
 }
 
 var _ Catalog = (*SourceCatalog)(nil)
@@ -97,7 +106,39 @@ func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableI
 		}
 		t.Columns = append(t.Columns, col)
 	}
-	return t, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i, col := range t.Columns {
+		ok, err := c.Groupable(ctx, col.Type)
+		if err != nil {
+			return nil, fmt.Errorf("columns of %s: %w", qualified, err)
+		}
+		t.Columns[i].NoEquality = !ok
+	}
+	return t, nil
+}
+
+// Groupable asks the server to plan a GROUP BY over the type: the server
+// alone knows whether it finds an equality (arrays and records of a type
+// have one only if the type does). Answers are kept per type.
+func (c *SourceCatalog) Groupable(ctx context.Context, typ string) (bool, error) {
+	if ok, known := c.groupable[typ]; known {
+		return ok, nil
+	}
+	_, err := c.Conn.PgConn().Prepare(ctx, "", "SELECT NULL::"+typ+" GROUP BY 1", nil)
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+	case errors.As(err, &pe) && pe.Code == "42883": // undefined_function: no equality operator
+	default:
+		return false, fmt.Errorf("can type %s be grouped: %w", typ, err)
+	}
+	if c.groupable == nil {
+		c.groupable = map[string]bool{}
+	}
+	c.groupable[typ] = err == nil
+	return err == nil, nil
 }
 
 func (c *SourceCatalog) Describe(ctx context.Context, sql string) ([]Column, error) {

@@ -247,6 +247,7 @@ type Plan struct {
 	where   string   // deparsed WHERE, "" when none
 	groups  []string // deparsed GROUP BY expressions
 	outputs []string // deparsed select-list expressions (Projection, Recompute)
+	noEq    []bool   // per output column: its type has no equality (Projection)
 	finals  []string // select-list expressions over the state row "up"
 	aggs    []*aggregate
 	aggSQL  []string // deparsed aggregate arguments, "" for count(*)
@@ -401,8 +402,15 @@ func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 			}
 			p.outputs = append(p.outputs, s)
 		}
-		// Maintaining a multiset groups rows by every output column: the
-		// server tells whether each type can be compared.
+		// Maintaining a multiset groups rows by every output column, by
+		// their text where the type has no equality; the server checks it.
+		for _, c := range p.Columns {
+			ok, err := cat.Groupable(ctx, c.Type)
+			if err != nil {
+				return nil, err
+			}
+			p.noEq = append(p.noEq, !ok)
+		}
 		if _, err := cat.Describe(ctx, p.deltaCheckSQL()); err != nil {
 			return nil, d.serverError(err)
 		}
@@ -590,6 +598,11 @@ func (d *Definition) serverError(err error) error {
 		return fmt.Errorf("view %s: %w", d.Name, err)
 	}
 	ve := &ViewError{View: d.Name, File: d.File, Line: d.Line, Construct: "query", Msg: pe.Message, Hint: pe.Hint, Err: err}
+	if pe.Code == "42883" && strings.HasPrefix(pe.Message, "could not identify an equality operator") {
+		// Grouping (GROUP BY, DISTINCT, UNION) by a type without equality.
+		ve.Construct = "group key"
+		ve.Hint = "values of this type cannot be compared, so they cannot be a group key or be made DISTINCT; group by a cast instead, e.g. (col)::text, or (col)::jsonb for json"
+	}
 	if pe.Position > 0 {
 		ve.Line = d.lineOfQueryChar(int(pe.Position))
 	}

@@ -139,19 +139,23 @@ func (p *Plan) CreateTarget(n Names) []string {
 			stmts = append(stmts, "ALTER TABLE "+n.Target+" ADD PRIMARY KEY ("+keys+")")
 		}
 	case Projection:
-		// Deleting one copy of a row looks it up by its first column: a hash
-		// index (a btree one cannot hold long values) and a partial index of
-		// the NULLs.
-		first := QuoteIdent(p.Columns[0].Name)
-		method := "hash"
-		if noHashTypes[p.Columns[0].TypeOID] {
+		// Deleting one copy of a row looks it up by one column: a hash
+		// index (a btree one cannot hold long values), on the text of a
+		// value without equality, and a partial index of the NULLs.
+		ix := p.lookupColumn()
+		first := QuoteIdent(p.Columns[ix].Name)
+		method, expr := "hash", first
+		switch {
+		case p.noEquality(ix):
+			expr = "(" + first + "::text)"
+		case noHashTypes[p.Columns[ix].TypeOID]:
 			method = "btree"
 		}
 		stmts = append(stmts,
-			"CREATE INDEX ON "+n.Target+" USING "+method+" ("+first+")",
+			"CREATE INDEX ON "+n.Target+" USING "+method+" ("+expr+")",
 			"CREATE INDEX ON "+n.Target+" (("+first+" IS NULL)) WHERE "+first+" IS NULL")
 		for _, k := range p.copyKeys {
-			if k != p.Columns[0].Name {
+			if k != p.Columns[ix].Name {
 				stmts = append(stmts, "CREATE INDEX ON "+n.Target+" ("+QuoteIdent(k)+")")
 			}
 		}
@@ -202,11 +206,8 @@ func (p *Plan) FinalizeAll(n Names) string {
 func (p *Plan) deltaSQL(stage string) string {
 	sign := QuoteIdent(SignColumn)
 	if p.Kind == Projection {
-		// Rows are told apart by their text too: values that compare equal
-		// but print differently are different rows to a reader.
-		return "SELECT * FROM (SELECT " + list(len(p.outputs), func(i int) string { return p.outputs[i] + " AS c" + strconv.Itoa(i+1) }) +
-			", sum(" + sign + ")::int8 AS n" + p.from(stage) + p.whereSQL() + " GROUP BY " + ordinals(len(p.outputs)) + ", " +
-			list(len(p.outputs), func(i int) string { return "(" + p.outputs[i] + ")::text" }) + ") AS x WHERE n <> 0"
+		return "SELECT * FROM (SELECT " + p.projectionOutputs() + ", sum(" + sign + ")::int8 AS n" + p.from(stage) + p.whereSQL() +
+			" GROUP BY " + p.projectionGroups() + ") AS x WHERE n <> 0"
 	}
 	var cols []string
 	for i, g := range p.groups {
@@ -234,7 +235,7 @@ func (p *Plan) deltaSQL(stage string) string {
 		if ag.fn == aggSum || ag.fn == aggAvg {
 			plus := "sum(" + a + ") FILTER (WHERE " + sign + " > 0" + and + ")"
 			minus := "sum(" + a + ") FILTER (WHERE " + sign + " < 0" + and + ")"
-			cols = append(cols, fmt.Sprintf("CASE WHEN %[2]s IS NULL THEN %[1]s WHEN %[1]s IS NULL THEN -%[2]s ELSE %[1]s - %[2]s END AS a%[3]s_s", plus, minus, n))
+			cols = append(cols, fmt.Sprintf("CASE WHEN %[2]s IS NULL THEN %[1]s WHEN %[1]s IS NULL THEN %[2]s * -1 ELSE %[1]s - %[2]s END AS a%[3]s_s", plus, minus, n))
 		}
 	}
 	s := "SELECT " + strings.Join(cols, ", ") + p.from(stage) + p.whereSQL()
@@ -247,8 +248,49 @@ func (p *Plan) deltaSQL(stage string) string {
 // deltaCheckSQL is the Projection delta over the source table itself: the
 // server checks with it that every output type can be grouped.
 func (p *Plan) deltaCheckSQL() string {
-	return "SELECT " + list(len(p.outputs), func(i int) string { return p.outputs[i] }) + ", count(*)" +
-		p.from(p.Source.Quoted()) + p.whereSQL() + " GROUP BY " + ordinals(len(p.outputs))
+	return "SELECT " + p.projectionOutputs() + ", count(*)" + p.from(p.Source.Quoted()) + p.whereSQL() + " GROUP BY " + p.projectionGroups()
+}
+
+// projectionOutputs are a Projection's output columns over grouped rows.
+// A value without equality is not grouped by: any one of the group's
+// values is the value, as they all print the same.
+func (p *Plan) projectionOutputs() string {
+	return list(len(p.outputs), func(i int) string {
+		if p.noEquality(i) {
+			return "(array_agg(" + p.outputs[i] + "))[1] AS c" + strconv.Itoa(i+1)
+		}
+		return p.outputs[i] + " AS c" + strconv.Itoa(i+1)
+	})
+}
+
+// projectionGroups groups a Projection's rows: by every value with
+// equality, and by every value's text too, because values that compare
+// equal but print differently are different rows to a reader.
+func (p *Plan) projectionGroups() string {
+	var g []string
+	for i := range p.outputs {
+		if !p.noEquality(i) {
+			g = append(g, strconv.Itoa(i+1))
+		}
+	}
+	for _, o := range p.outputs {
+		g = append(g, "("+o+")::text")
+	}
+	return strings.Join(g, ", ")
+}
+
+// noEquality tells whether output column i has a type without equality.
+func (p *Plan) noEquality(i int) bool { return i < len(p.noEq) && p.noEq[i] }
+
+// lookupColumn is the output column through which a Projection's rows are
+// found: the first with equality.
+func (p *Plan) lookupColumn() int {
+	for i := range p.Columns {
+		if !p.noEquality(i) {
+			return i
+		}
+	}
+	return 0
 }
 
 // aggState lists the non-key state columns with how a delta merges in:
@@ -520,14 +562,22 @@ func (p *Plan) applyProjection(n Names, d string) string {
 	m := len(p.Columns)
 	col := func(i int) string { return "w." + QuoteIdent(p.Columns[i].Name) }
 	dc := func(i int) string { return "d.c" + strconv.Itoa(i+1) }
+	ix := p.lookupColumn()
 	rest := ""
-	for i := 1; i < m; i++ {
-		rest += " AND " + col(i) + "::text IS NOT DISTINCT FROM " + dc(i) + "::text"
+	for i := range m {
+		if i != ix {
+			rest += " AND " + col(i) + "::text IS NOT DISTINCT FROM " + dc(i) + "::text"
+		}
 	}
-	// One copy of a row is found through the index on the first column: an
-	// equal value, or NULL through the partial index on NULLs.
-	lookup := "SELECT w.ctid FROM " + n.Target + " AS w WHERE " + col(0) + " = " + dc(0) + " AND " + col(0) + "::text = " + dc(0) + "::text" + rest +
-		" UNION ALL SELECT w.ctid FROM " + n.Target + " AS w WHERE " + col(0) + " IS NULL AND " + dc(0) + " IS NULL" + rest +
+	// One copy of a row is found through the index on the lookup column:
+	// an equal value (by text when it has no equality), or NULL through the
+	// partial index on NULLs.
+	match := col(ix) + " = " + dc(ix) + " AND " + col(ix) + "::text = " + dc(ix) + "::text"
+	if p.noEquality(ix) {
+		match = col(ix) + "::text = " + dc(ix) + "::text"
+	}
+	lookup := "SELECT w.ctid FROM " + n.Target + " AS w WHERE " + match + rest +
+		" UNION ALL SELECT w.ctid FROM " + n.Target + " AS w WHERE " + col(ix) + " IS NULL AND " + dc(ix) + " IS NULL" + rest +
 		" LIMIT -d.n"
 	cs := list(m, dc)
 	return "WITH d AS (" + d + "), " +
@@ -609,6 +659,7 @@ func CopyPlan(src Table, cols []Column, keys []string) *Plan {
 		View:    &Definition{Name: "copy of " + src.String()}}
 	for _, c := range cols {
 		p.outputs = append(p.outputs, QuoteIdent(src.Name)+"."+QuoteIdent(c.Name))
+		p.noEq = append(p.noEq, c.NoEquality)
 	}
 	return p
 }
