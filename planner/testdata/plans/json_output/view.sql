@@ -1,0 +1,1 @@
+CREATE MATERIALIZED VIEW json_output AS SELECT note, id FROM orders WHERE id > 2;
