@@ -128,8 +128,64 @@ func checkTable(ctx context.Context, conn *pgx.Conn, t TableName, qrole string) 
 			"role %s does not own table %s (owner %s), and CREATE PUBLICATION ... FOR TABLE needs ownership: run ALTER TABLE %s OWNER TO %s; or connect as %s",
 			qrole, q, pgx.Identifier{owner}.Sanitize(), q, qrole, pgx.Identifier{owner}.Sanitize()))
 	}
-	// Without a key or full old rows, an UPDATE or DELETE does not say
-	// which row it changed.
+	if kind == 'p' {
+		// Each partition logs its changes with its own replica identity;
+		// unless all have FULL, rows are kept by the table's primary key.
+		leaves, allFull := partitionProblems(ctx, conn, t)
+		problems = append(problems, leaves...)
+		if !allFull && !hasPrimaryKey(ctx, conn, t) {
+			problems = append(problems, fmt.Sprintf(
+				"partitioned table %s has no primary key, and not all its partitions have REPLICA IDENTITY FULL: add a primary key to %s, or run ALTER TABLE ... REPLICA IDENTITY FULL on each partition",
+				q, q))
+		}
+		return problems, nil
+	}
+	return append(problems, identityProblem(q, identity, hasKey)...), nil
+}
+
+// hasPrimaryKey tells whether table t has a primary key.
+func hasPrimaryKey(ctx context.Context, conn *pgx.Conn, t TableName) bool {
+	var ok bool
+	_ = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::regclass AND indisprimary)`, t.Quoted()).Scan(&ok)
+	return ok
+}
+
+// partitionProblems checks the replica identity of a partitioned table's
+// leaf partitions, and tells whether all have FULL.
+func partitionProblems(ctx context.Context, conn *pgx.Conn, t TableName) (problems []string, allFull bool) {
+	rows, err := conn.Query(ctx, `
+		SELECT n.nspname, c.relname, c.relreplident,
+		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid
+		               AND CASE c.relreplident WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident END)
+		FROM pg_partition_tree($1::regclass) pt
+		JOIN pg_class c ON c.oid = pt.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE pt.isleaf ORDER BY 1, 2`, t.Quoted())
+	if err != nil {
+		return []string{fmt.Sprintf("partitions of %s: %v", t.Quoted(), err)}, false
+	}
+	defer rows.Close()
+	allFull = true
+	for rows.Next() {
+		var leaf TableName
+		var identity byte
+		var hasKey bool
+		if err := rows.Scan(&leaf.Schema, &leaf.Name, &identity, &hasKey); err != nil {
+			return []string{fmt.Sprintf("partitions of %s: %v", t.Quoted(), err)}, false
+		}
+		allFull = allFull && identity == 'f'
+		problems = append(problems, identityProblem(leaf.Quoted(), identity, hasKey)...)
+	}
+	if err := rows.Err(); err != nil {
+		return []string{fmt.Sprintf("partitions of %s: %v", t.Quoted(), err)}, false
+	}
+	return problems, allFull
+}
+
+// identityProblem says what keeps table q's UPDATEs and DELETEs from
+// identifying the row they change, if anything: without a key or full old
+// rows they do not.
+func identityProblem(q string, identity byte, hasKey bool) []string {
+	var problems []string
 	switch {
 	case identity == 'f' || hasKey:
 	case identity == 'd':
@@ -141,7 +197,7 @@ func checkTable(ctx context.Context, conn *pgx.Conn, t TableName, qrole string) 
 			"table %s has REPLICA IDENTITY %s, so its UPDATEs and DELETEs do not say which row they change: run ALTER TABLE %s REPLICA IDENTITY FULL; (or REPLICA IDENTITY DEFAULT with a primary key)",
 			q, identityName(identity), q))
 	}
-	return problems, nil
+	return problems
 }
 
 func relkindName(k byte) string {
@@ -199,14 +255,16 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables 
 	tableList := strings.Join(list, ", ")
 
 	var oid uint32
-	var allTables, ins, upd, del, trunc, hasSchemas bool
+	var allTables, ins, upd, del, trunc, hasSchemas, viaRoot bool
 	err := conn.QueryRow(ctx, `
 		SELECT p.oid, p.puballtables, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate,
-		       EXISTS (SELECT FROM pg_publication_namespace pn WHERE pn.pnpubid = p.oid)
+		       EXISTS (SELECT FROM pg_publication_namespace pn WHERE pn.pnpubid = p.oid), p.pubviaroot
 		FROM pg_publication p WHERE p.pubname = $1`, name,
-	).Scan(&oid, &allTables, &ins, &upd, &del, &trunc, &hasSchemas)
+	).Scan(&oid, &allTables, &ins, &upd, &del, &trunc, &hasSchemas, &viaRoot)
 	if errors.Is(err, pgx.ErrNoRows) {
-		if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+qname+" FOR TABLE "+tableList); err != nil {
+		// A partitioned table's changes are published as changes of the
+		// table itself, whichever partition they hit.
+		if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+qname+" FOR TABLE "+tableList+" WITH (publish_via_partition_root = true)"); err != nil {
 			return fmt.Errorf("create publication %s: %w", name, err)
 		}
 		return nil
@@ -248,8 +306,8 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables 
 			return fmt.Errorf("alter publication %s: %w", name, err)
 		}
 	}
-	if !ins || !upd || !del || !trunc {
-		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+qname+" SET (publish = '"+allOps+"')"); err != nil {
+	if !ins || !upd || !del || !trunc || !viaRoot {
+		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+qname+" SET (publish = '"+allOps+"', publish_via_partition_root = true)"); err != nil {
 			return fmt.Errorf("alter publication %s: %w", name, err)
 		}
 	}

@@ -24,6 +24,8 @@ type Catalog interface {
 	// Groupable tells whether values of a type (as format_type prints it)
 	// can be grouped: json, xml, point and the like have no equality.
 	Groupable(ctx context.Context, typ string) (bool, error)
+	// ViewDefinition returns the SELECT of an ordinary view.
+	ViewDefinition(ctx context.Context, oid uint32) (string, error)
 }
 
 // TableInfo describes a source relation.
@@ -81,7 +83,23 @@ func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableI
 		return nil, fmt.Errorf("look up table %s: %w", qualified, err)
 	}
 	t.Kind, t.ReplicaIdentity = kind[0], ident[0]
-	if t.ReplicaIdentity == 'd' || t.ReplicaIdentity == 'i' {
+	if t.Kind == 'p' {
+		// Each partition logs its changes with its own replica identity:
+		// unless all have FULL, rows are kept by the table's primary key,
+		// which every partition has.
+		var allFull bool
+		if err := c.Conn.QueryRow(ctx, `
+			SELECT coalesce(bool_and(c.relreplident = 'f'), true)
+			FROM pg_partition_tree($1::regclass) pt JOIN pg_class c ON c.oid = pt.relid
+			WHERE pt.isleaf`, t.OID).Scan(&allFull); err != nil {
+			return nil, fmt.Errorf("partitions of %s: %w", qualified, err)
+		}
+		ident = "d"
+		if allFull {
+			ident = "f"
+		}
+	}
+	if ident == "d" || ident == "i" {
 		if err := c.Conn.QueryRow(ctx, `
 			SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}')
 			FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
@@ -117,6 +135,14 @@ func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableI
 		t.Columns[i].NoEquality = !ok
 	}
 	return t, nil
+}
+
+func (c *SourceCatalog) ViewDefinition(ctx context.Context, oid uint32) (string, error) {
+	var def string
+	if err := c.Conn.QueryRow(ctx, "SELECT pg_get_viewdef($1::oid)", oid).Scan(&def); err != nil {
+		return "", fmt.Errorf("definition of view %d: %w", oid, err)
+	}
+	return def, nil
 }
 
 // Groupable asks the server to plan a GROUP BY over the type: the server

@@ -26,6 +26,10 @@ type Source struct {
 	// not FULL: its UPDATEs and DELETEs carry only these, and deltaview
 	// keeps the rest (see Kept).
 	Key []string
+	// Partitioned is true for a partitioned table: its partitions' changes
+	// arrive as its own, flagged with its replica identity rather than
+	// theirs.
+	Partitioned bool
 }
 
 // readColumns are the table's columns among names, in table order. A view
@@ -61,7 +65,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		t := Table{ti.Schema, ti.Name}
 		if infos[t] == nil {
 			infos[t] = ti
-			p.Sources = append(p.Sources, Source{Table: t, All: ti.Columns, Key: ti.Identity})
+			p.Sources = append(p.Sources, Source{Table: t, All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p'})
 		}
 		// Read the copy under the name the query uses for the table.
 		if rv.Alias == nil {
@@ -193,10 +197,8 @@ func describe(ctx context.Context, d *Definition, a *analysis, cat Catalog) ([]C
 
 func checkRelKind(d *Definition, rv *pg_query.RangeVar, ti *TableInfo) error {
 	switch ti.Kind {
-	case 'r':
+	case 'r', 'p':
 		return nil
-	case 'p':
-		return d.errorf(rv.Location, "partitioned table", fmt.Sprintf("%s.%s is a partitioned table; partitioned sources are not supported yet", ti.Schema, ti.Name), "")
 	case 'v', 'm':
 		return d.errorf(rv.Location, "view in FROM", fmt.Sprintf("%s.%s is a view; views in FROM are not supported yet", ti.Schema, ti.Name), "read from the underlying table")
 	}
@@ -313,6 +315,9 @@ func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 	// Work on a copy of the parse tree: planning rewrites it.
 	stmtCopy := *d
 	stmtCopy.stmt = clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()
+	if err := expandViews(ctx, d, stmtCopy.stmt, cat, views); err != nil {
+		return nil, err
+	}
 	a, err := analyze(&stmtCopy)
 	if err != nil {
 		return nil, err
@@ -387,7 +392,7 @@ func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		used = append(used, t.expr)
 	}
 	used = append(used, a.groups...)
-	p.Sources = []Source{{Table: p.Source, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity}}
+	p.Sources = []Source{{Table: p.Source, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p'}}
 
 	switch a.kind {
 	case Whole:

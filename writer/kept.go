@@ -16,8 +16,10 @@ import (
 // holds one entry per row key the changes touched: the row's final version,
 // or its absence. Values an UPDATE left out (unchanged TOAST) are taken
 // from an earlier change of the chunk when there is one, and otherwise
-// marked for the copy to supply. A chunk is bounded by the stage size, so
-// memory does not grow with the transaction.
+// marked for the copy to supply; never from the old row, whose other
+// values may be missing (a partition logs them under its own identity).
+// A chunk is bounded by the stage size, so memory does not grow with the
+// transaction.
 type keptBuf struct {
 	kept *planner.Kept
 	raw  string // quoted temporary table
@@ -168,8 +170,6 @@ func (b *keptBuf) add(r *change.Row) error {
 		switch {
 		case r.Op == change.Insert:
 			return fmt.Errorf("INSERT into %s arrived without the value of %q", b.kept.Table, b.kept.Cols[i].Name)
-		case r.Rel.ReplicaIdentity == 'f' && oldVals != nil && oldVals[i].Kind != change.Unchanged:
-			vals[i] = oldVals[i]
 		case prev != nil && !prev.present:
 			return fmt.Errorf("UPDATE of a row of %s that an earlier change of the transaction deleted", b.kept.Table)
 		case prev != nil:

@@ -32,6 +32,9 @@ type stage struct {
 	// changes go through the copy of its rows instead of buf.
 	kept    *keptBuf
 	keptErr error
+	// partitioned is true for a partitioned table, whose changes carry its
+	// partitions' old rows under its own replica identity flag.
+	partitioned bool
 }
 
 func newStage(i int, table planner.Table) *stage {

@@ -189,6 +189,7 @@ func buildStages(views []*View) (map[planner.Table]*stage, []*stage) {
 			if src.Key != nil {
 				keys[src.Table] = src
 			}
+			st.partitioned = st.partitioned || src.Partitioned
 		}
 	}
 	for _, st := range order {
@@ -490,7 +491,7 @@ func (w *Writer) row(ctx context.Context, r *change.Row) error {
 	if err != nil {
 		return w.failStage(ctx, st, err)
 	}
-	if r.Op != change.Insert && (r.Old == nil || r.Rel.ReplicaIdentity != 'f') {
+	if r.Op != change.Insert && (r.Old == nil || r.Rel.ReplicaIdentity != 'f' && !st.partitioned) {
 		return w.failStage(ctx, st, fmt.Errorf("%s of a row of %s arrived without the row's old values: the table's replica identity is no longer FULL; restart deltaview to rebuild the views that read it",
 			r.Op, st.table))
 	}
