@@ -14,6 +14,9 @@ import (
 // Source is a table a view reads.
 type Source struct {
 	Table Table
+	// OID is the table's pg_class OID on the source: a table renamed while
+	// streaming keeps it.
+	OID uint32
 	// Columns are the columns the view reads, in table order: what a
 	// change must carry to be applied.
 	Columns []Column
@@ -65,7 +68,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		t := Table{ti.Schema, ti.Name}
 		if infos[t] == nil {
 			infos[t] = ti
-			p.Sources = append(p.Sources, Source{Table: t, All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p'})
+			p.Sources = append(p.Sources, Source{Table: t, OID: ti.OID, All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p'})
 		}
 		// Read the copy under the name the query uses for the table.
 		if rv.Alias == nil {
@@ -392,7 +395,7 @@ func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		used = append(used, t.expr)
 	}
 	used = append(used, a.groups...)
-	p.Sources = []Source{{Table: p.Source, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p'}}
+	p.Sources = []Source{{Table: p.Source, OID: ti.OID, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p'}}
 
 	switch a.kind {
 	case Whole:

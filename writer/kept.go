@@ -64,13 +64,11 @@ func (b *keptBuf) mapping(rel *change.Relation) error {
 	if rel == b.rel {
 		return nil
 	}
-	idx := make([]int, len(b.kept.Cols))
-	for i, c := range b.kept.Cols {
-		j := rel.ColumnIndex(c.Name)
-		if j < 0 {
-			return fmt.Errorf("column %q of %s, which a view reads, is no longer in the source table", c.Name, b.kept.Table)
+	idx := columnPositions(b.kept.Cols, rel)
+	for _, k := range b.keyIdx {
+		if idx[k] < 0 {
+			return fmt.Errorf("key column %q of %s, which deltaview keeps its rows by, was dropped or changed type on the source", b.kept.Cols[k].Name, b.kept.Table)
 		}
-		idx[i] = j
 	}
 	for _, k := range b.keyIdx {
 		if !rel.Columns[idx[k]].Key {
@@ -97,6 +95,10 @@ func keyNames(k *planner.Kept) string {
 func (b *keptBuf) pick(t change.Tuple) ([]change.Value, error) {
 	vals := make([]change.Value, len(b.colIdx))
 	for i, j := range b.colIdx {
+		if j < 0 {
+			vals[i] = change.Value{Kind: change.Null}
+			continue
+		}
 		if j >= len(t) {
 			return nil, fmt.Errorf("row of %s has %d columns, expected more than %d", b.kept.Table, len(t), j)
 		}

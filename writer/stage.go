@@ -35,10 +35,16 @@ type stage struct {
 	// partitioned is true for a partitioned table, whose changes carry its
 	// partitions' old rows under its own replica identity flag.
 	partitioned bool
+	// oid is the table's OID on the source, which a rename keeps.
+	oid uint32
+	// readers are, per column, the views that read it.
+	readers map[string][]*View
+	// checked is the relation whose columns were last checked.
+	checked *change.Relation
 }
 
 func newStage(i int, table planner.Table) *stage {
-	return &stage{table: table, index: i, name: fmt.Sprintf("pg_temp.%s", planner.QuoteIdent(fmt.Sprintf("dv_stage_%d", i)))}
+	return &stage{table: table, index: i, readers: map[string][]*View{}, name: fmt.Sprintf("pg_temp.%s", planner.QuoteIdent(fmt.Sprintf("dv_stage_%d", i)))}
 }
 
 // addColumns adds a view's source columns to the stage.
@@ -77,21 +83,33 @@ func (s *stage) copySQL() string {
 	return b.String()
 }
 
-// mapping finds the stage's columns in a relation's tuples.
-func (s *stage) mapping(rel *change.Relation) ([]int, error) {
+// mapping finds the stage's columns in a relation's tuples: -1 for a
+// column that is gone or changed type (checkRelation failed the views
+// that read it; the others get NULL).
+func (s *stage) mapping(rel *change.Relation) []int {
 	if rel == s.rel {
-		return s.idx, nil
+		return s.idx
 	}
-	idx := make([]int, len(s.cols))
-	for i, c := range s.cols {
-		j := rel.ColumnIndex(c.Name)
-		if j < 0 {
-			return nil, fmt.Errorf("column %q of %s, which a view reads, is no longer in the source table", c.Name, s.table)
+	s.rel, s.idx = rel, columnPositions(s.cols, rel)
+	return s.idx
+}
+
+// columnPositions finds columns in a relation's tuples, -1 where a column
+// is missing or has another type.
+func columnPositions(cols []planner.Column, rel *change.Relation) []int {
+	idx := make([]int, len(cols))
+	for i, c := range cols {
+		idx[i] = rel.ColumnIndex(c.Name)
+		if idx[i] >= 0 && !sameType(c, rel.Columns[idx[i]]) {
+			idx[i] = -1
 		}
-		idx[i] = j
 	}
-	s.rel, s.idx = rel, idx
-	return idx, nil
+	return idx
+}
+
+// sameType tells whether a column still has the type it was planned with.
+func sameType(c planner.Column, rc change.Column) bool {
+	return c.TypeOID == 0 || c.TypeOID == rc.TypeOID && c.TypeMod == rc.TypeMod
 }
 
 // add appends one signed row in COPY text format. Unchanged (TOASTed)
@@ -104,6 +122,10 @@ func (s *stage) add(sign int, t, fallback change.Tuple, idx []int) error {
 	}
 	for _, j := range idx {
 		s.buf.WriteByte('\t')
+		if j < 0 {
+			s.buf.WriteString(`\N`)
+			continue
+		}
 		if j >= len(t) {
 			return fmt.Errorf("row of %s has %d columns, expected more than %d", s.table, len(t), j)
 		}
@@ -138,6 +160,9 @@ func indexOf(idx []int, j int) int {
 // UPDATE that changes none of them can be ignored.
 func sameValues(a, b change.Tuple, idx []int) bool {
 	for _, j := range idx {
+		if j < 0 {
+			continue
+		}
 		x, y := a[j], b[j]
 		if y.Kind == change.Unchanged {
 			continue

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"testing"
 
 	"github.com/deltaview/deltaview/change"
@@ -20,10 +21,7 @@ func TestStageRowsInCopyTextFormat(t *testing.T) {
 	st := newStage(0, planner.Table{Schema: "public", Name: "t"})
 	st.addColumns([]planner.Column{{Name: "b", Type: "text"}, {Name: "a", Type: "int"}})
 	rel := &change.Relation{Schema: "public", Name: "t", Columns: []change.Column{{Name: "a"}, {Name: "b"}, {Name: "unused"}}}
-	idx, err := st.mapping(rel)
-	if err != nil {
-		t.Fatal(err)
-	}
+	idx := st.mapping(rel)
 	if err := st.add(1, change.Tuple{text("1"), text("tab\there\nnew \\ line\r"), text("x")}, nil, idx); err != nil {
 		t.Fatal(err)
 	}
@@ -54,12 +52,21 @@ func TestUnchangedToastComesFromOldRow(t *testing.T) {
 	}
 }
 
-func TestMissingColumnIsReported(t *testing.T) {
+// A column that is gone, or has another type than planned, is no longer
+// staged: the views that read it are failed, the others get NULL.
+func TestChangedColumnsAreNotStaged(t *testing.T) {
 	st := newStage(0, planner.Table{Schema: "s", Name: "t"})
-	st.addColumns([]planner.Column{{Name: "gone"}})
-	_, err := st.mapping(&change.Relation{Schema: "s", Name: "t", Columns: []change.Column{{Name: "other"}}})
-	if err == nil {
-		t.Fatal("want an error for a column the source no longer has")
+	st.addColumns([]planner.Column{{Name: "gone", TypeOID: 23}, {Name: "retyped", TypeOID: 23}, {Name: "kept", TypeOID: 23}})
+	idx := st.mapping(&change.Relation{Schema: "s", Name: "t", Columns: []change.Column{
+		{Name: "kept", TypeOID: 23}, {Name: "retyped", TypeOID: 20}}})
+	if want := []int{-1, -1, 0}; !slices.Equal(idx, want) {
+		t.Fatalf("mapping = %v, want %v", idx, want)
+	}
+	if err := st.add(1, change.Tuple{text("7"), text("8")}, nil, idx); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.buf.String(); got != "1\t\\N\t\\N\t7\n" {
+		t.Errorf("got %q", got)
 	}
 }
 

@@ -125,6 +125,8 @@ type Writer struct {
 	dependents []*View
 
 	applied atomic.Uint64 // committed in the target: safe to acknowledge
+	// schema brings what Watch finds changed on the source.
+	schema chan []schemaProblem
 
 	inTx       bool // a target transaction is open
 	inSource   bool // between a source Begin and Commit
@@ -142,7 +144,7 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	w := &Writer{cfg: cfg, log: log, views: views}
+	w := &Writer{cfg: cfg, log: log, views: views, schema: make(chan []schemaProblem, 1)}
 	w.stages, w.order = buildStages(views)
 	byName := map[string]*View{}
 	for _, v := range views {
@@ -181,6 +183,14 @@ func buildStages(views []*View) (map[planner.Table]*stage, []*stage) {
 			}
 			st.addColumns(src.Columns)
 			st.views = append(st.views, v)
+			if src.OID != 0 {
+				st.oid = src.OID
+			}
+			if !v.internal {
+				for _, c := range src.Columns {
+					st.readers[c.Name] = append(st.readers[c.Name], v)
+				}
+			}
 			v.Names.Stages = append(v.Names.Stages, st.name)
 			if i == 0 {
 				v.Names.Stage = st.name
@@ -346,6 +356,15 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 		}
 	}
 	for {
+		if !w.inSource {
+			select {
+			case ps := <-w.schema:
+				if err := w.schemaChanged(ctx, ps); err != nil {
+					return err
+				}
+			default:
+			}
+		}
 		batchOpen := w.inTx && !w.inSource
 		var age time.Duration
 		if batchOpen {
@@ -400,6 +419,10 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				return ctx.Err()
 			case <-tick.C:
 				if err := w.recordIdle(ctx, false); err != nil {
+					return err
+				}
+			case ps := <-w.schema:
+				if err := w.schemaChanged(ctx, ps); err != nil {
 					return err
 				}
 			case ev, ok := <-events:
@@ -469,9 +492,9 @@ func (w *Writer) begin(ctx context.Context) error {
 }
 
 func (w *Writer) row(ctx context.Context, r *change.Row) error {
-	st := w.stages[planner.Table{Schema: r.Rel.Schema, Name: r.Rel.Name}]
-	if st == nil || st.allFailed() {
-		return nil
+	st, err := w.stageOf(ctx, r.Rel)
+	if st == nil || err != nil {
+		return err
 	}
 	if st.kept != nil {
 		if err := w.begin(ctx); err != nil {
@@ -487,10 +510,7 @@ func (w *Writer) row(ctx context.Context, r *change.Row) error {
 		}
 		return nil
 	}
-	idx, err := st.mapping(r.Rel)
-	if err != nil {
-		return w.failStage(ctx, st, err)
-	}
+	idx := st.mapping(r.Rel)
 	if r.Op != change.Insert && (r.Old == nil || r.Rel.ReplicaIdentity != 'f' && !st.partitioned) {
 		return w.failStage(ctx, st, fmt.Errorf("%s of a row of %s arrived without the row's old values: the table's replica identity is no longer FULL; restart deltaview to rebuild the views that read it",
 			r.Op, st.table))
@@ -546,7 +566,11 @@ func (s *stage) allFailed() bool {
 func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 	var hit []*stage
 	for _, rel := range t.Rels {
-		if st := w.stages[planner.Table{Schema: rel.Schema, Name: rel.Name}]; st != nil {
+		st, err := w.stageOf(ctx, rel)
+		if err != nil {
+			return err
+		}
+		if st != nil {
 			hit = append(hit, st)
 		}
 	}

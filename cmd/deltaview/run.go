@@ -25,6 +25,7 @@ type runConfig struct {
 	BatchChanges          int
 	BatchDelay            time.Duration
 	BatchLinger           time.Duration
+	SchemaCheck           time.Duration
 }
 
 func runFlags(fs *flag.FlagSet, c *runConfig) {
@@ -38,6 +39,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.Heartbeat, "heartbeat-interval", time.Second, "how often to write a heartbeat on the source so progress advances while it is idle (0: never)")
 	fs.IntVar(&c.BatchChanges, "batch-changes", writer.DefaultConfig().BatchChanges, "most source row changes per target transaction while catching up")
 	fs.DurationVar(&c.BatchDelay, "batch-delay", writer.DefaultConfig().BatchDelay, "longest a target transaction stays open while catching up")
+	fs.DurationVar(&c.SchemaCheck, "schema-check-interval", 10*time.Second, "how often to look for source tables dropped, renamed or with changed columns, which no change announces (0: never)")
 	fs.DurationVar(&c.BatchLinger, "batch-linger", writer.DefaultConfig().BatchLinger, "how long a target transaction waits for more source transactions before it commits (0: commit as soon as none is waiting)")
 }
 
@@ -89,7 +91,7 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 			st, err = prepare(ctx, c, dcfg, log)
 		}
 		if err == nil {
-			err = stream(ctx, st, dcfg, wcfg, log, backoff)
+			err = stream(ctx, st, dcfg, wcfg, c.SchemaCheck, log, backoff)
 		}
 		if ctx.Err() != nil {
 			log.Info("stopped")
@@ -106,7 +108,7 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 }
 
 // stream runs the decoder and the writer until one fails or ctx ends.
-func stream(ctx context.Context, st *startup, dcfg decoder.Config, wcfg writer.Config, log *zap.Logger, b *backoff) error {
+func stream(ctx context.Context, st *startup, dcfg decoder.Config, wcfg writer.Config, schemaCheck time.Duration, log *zap.Logger, b *backoff) error {
 	start, err := st.position(ctx, wcfg.TargetURL)
 	if err != nil {
 		return err
@@ -122,6 +124,7 @@ func stream(ctx context.Context, st *startup, dcfg decoder.Config, wcfg writer.C
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Run(gctx, start, events, w.Applied) })
 	g.Go(func() error { return w.Run(gctx, events) })
+	g.Go(func() error { return w.Watch(gctx, dcfg.SourceURL, schemaCheck) })
 	if b.failures > 0 {
 		// Reset the backoff once the stream has been healthy a while.
 		g.Go(func() error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/deltaview/deltaview/change"
 	"github.com/deltaview/deltaview/decoder"
@@ -49,12 +50,26 @@ type viewPlan struct {
 	err  error
 }
 
-func fingerprint(d *planner.Definition) string {
+// fingerprint identifies what a view's tables were built from: its query,
+// its result table, and the source tables and column types it reads. A
+// source table recreated or a column retyped while deltaview was stopped
+// changes it, and the view is rebuilt.
+func fingerprint(d *planner.Definition, p *planner.Plan) string {
 	fp, err := pg_query.Fingerprint(d.Query)
 	if err != nil {
 		fp = d.Query
 	}
-	return d.Target.Quoted() + " " + fp
+	var b strings.Builder
+	b.WriteString(d.Target.Quoted() + " " + fp)
+	if p != nil {
+		for _, src := range p.Sources {
+			fmt.Fprintf(&b, " %s#%d", src.Table.Quoted(), src.OID)
+			for _, c := range src.Columns {
+				fmt.Fprintf(&b, ",%s:%d:%d", planner.QuoteIdent(c.Name), c.TypeOID, c.TypeMod)
+			}
+		}
+	}
+	return b.String()
 }
 
 // prepare loads and plans the views, checks and sets up the source, and
@@ -196,7 +211,7 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 	resume := streamOK && slotOK
 	for _, vp := range plans {
 		r := records[vp.def.Name]
-		if r == nil || r.Status != writer.StatusRunning || r.Fingerprint != fingerprint(vp.def) {
+		if r == nil || r.Status != writer.StatusRunning || r.Fingerprint != fingerprint(vp.def, vp.plan) {
 			resume = false
 		}
 	}
@@ -217,7 +232,7 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 		if !resume {
 			status = writer.StatusSnapshotting
 		}
-		id, err := writer.Register(ctx, tgt, c.Slot, vp.def, fingerprint(vp.def), vp.plan.Strategy(), status, "")
+		id, err := writer.Register(ctx, tgt, c.Slot, vp.def, fingerprint(vp.def, vp.plan), vp.plan.Strategy(), status, "")
 		if err != nil {
 			return nil, err
 		}
