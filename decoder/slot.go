@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/deltaview/deltaview/change"
@@ -26,6 +28,11 @@ func connectReplication(ctx context.Context, sourceURL string) (*pgconn.PgConn, 
 	return conn, nil
 }
 
+// ErrSlotInvalidated means the source removed WAL the slot still needed
+// (max_slot_wal_keep_size): the changes in it are gone, and only a new
+// snapshot can bring the views back in step.
+var ErrSlotInvalidated = errors.New("replication slot was invalidated")
+
 // classifySlotError marks the errors a replication command reports for a
 // missing, busy or duplicate slot with this package's sentinels, keeping
 // the server's error inside.
@@ -41,8 +48,49 @@ func classifySlotError(err error) error {
 		return fmt.Errorf("%w: %w", ErrSlotActive, err)
 	case pgerrcode.DuplicateObject:
 		return fmt.Errorf("%w: %w", ErrSlotExists, err)
+	case pgerrcode.ObjectNotInPrerequisiteState:
+		if strings.Contains(pgErr.Detail, "invalidated") || strings.Contains(pgErr.Message, "invalidated") {
+			return fmt.Errorf("%w: %w", ErrSlotInvalidated, err)
+		}
 	}
 	return err
+}
+
+// SlotHealth is what the source says about a slot's retained WAL.
+type SlotHealth struct {
+	Exists bool
+	// Lost is true once the slot was invalidated.
+	Lost bool
+	// Retained is how many bytes of WAL the slot keeps on the source.
+	Retained int64
+	// WALStatus is pg_replication_slots.wal_status: reserved, extended,
+	// unreserved or lost.
+	WALStatus string
+}
+
+// Health reads a slot's state.
+func Health(ctx context.Context, conn *pgx.Conn, slot string) (SlotHealth, error) {
+	var h SlotHealth
+	var retained *int64
+	var status *string
+	err := conn.QueryRow(ctx, `
+		SELECT (pg_current_wal_lsn() - restart_lsn)::int8, wal_status
+		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&retained, &status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return h, nil
+	}
+	if err != nil {
+		return h, fmt.Errorf("slot %s: %w", slot, err)
+	}
+	h.Exists = true
+	if retained != nil {
+		h.Retained = *retained
+	}
+	if status != nil {
+		h.WALStatus = *status
+	}
+	h.Lost = h.WALStatus == "lost" || retained == nil
+	return h, nil
 }
 
 // Snapshot is a newly created slot's exported snapshot: the state of the

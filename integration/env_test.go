@@ -32,7 +32,12 @@ var slotSeq atomic.Int64
 // otherwise the source is also the target.
 func newEnv(t *testing.T, target *pgcluster.Cluster) *env {
 	t.Helper()
-	c := pgcluster.Shared(t)
+	return newEnvOn(t, pgcluster.Shared(t), target)
+}
+
+// newEnvOn is newEnv with the source database on cluster c.
+func newEnvOn(t *testing.T, c, target *pgcluster.Cluster) *env {
+	t.Helper()
 	e := &env{t: t, srcURL: c.URL(c.NewDatabase(t))}
 	e.tgtURL = e.srcURL
 	if target != nil {

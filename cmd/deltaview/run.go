@@ -11,6 +11,7 @@ import (
 	"github.com/deltaview/deltaview/decoder"
 	"github.com/deltaview/deltaview/migrations"
 	"github.com/deltaview/deltaview/writer"
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
@@ -26,6 +27,7 @@ type runConfig struct {
 	BatchDelay            time.Duration
 	BatchLinger           time.Duration
 	SchemaCheck           time.Duration
+	SlotWALWarning        int64 // MB
 }
 
 func runFlags(fs *flag.FlagSet, c *runConfig) {
@@ -40,6 +42,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.BatchChanges, "batch-changes", writer.DefaultConfig().BatchChanges, "most source row changes per target transaction while catching up")
 	fs.DurationVar(&c.BatchDelay, "batch-delay", writer.DefaultConfig().BatchDelay, "longest a target transaction stays open while catching up")
 	fs.DurationVar(&c.SchemaCheck, "schema-check-interval", 10*time.Second, "how often to look for source tables dropped, renamed or with changed columns, which no change announces (0: never)")
+	fs.Int64Var(&c.SlotWALWarning, "slot-wal-warning-mb", 1024, "log a warning while the replication slot retains more than this many MB of WAL on the source (0: never)")
 	fs.DurationVar(&c.BatchLinger, "batch-linger", writer.DefaultConfig().BatchLinger, "how long a target transaction waits for more source transactions before it commits (0: commit as soon as none is waiting)")
 }
 
@@ -91,11 +94,17 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 			st, err = prepare(ctx, c, dcfg, log)
 		}
 		if err == nil {
-			err = stream(ctx, st, dcfg, wcfg, c.SchemaCheck, log, backoff)
+			err = stream(ctx, st, dcfg, wcfg, c.SchemaCheck, c.SlotWALWarning<<20, log, backoff)
 		}
 		if ctx.Err() != nil {
 			log.Info("stopped")
 			return nil
+		}
+		if errors.Is(err, decoder.ErrSlotInvalidated) {
+			// prepare sees the lost slot and builds the views anew.
+			log.Error("the replication slot was invalidated: the source removed WAL it still needed (max_slot_wal_keep_size), so changes were lost; rebuilding every view from a new snapshot", zap.String("slot", c.Slot), zap.Error(err))
+			st = nil
+			continue
 		}
 		if !writer.Transient(err) && !errors.Is(err, decoder.ErrSlotActive) {
 			return err
@@ -108,7 +117,7 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 }
 
 // stream runs the decoder and the writer until one fails or ctx ends.
-func stream(ctx context.Context, st *startup, dcfg decoder.Config, wcfg writer.Config, schemaCheck time.Duration, log *zap.Logger, b *backoff) error {
+func stream(ctx context.Context, st *startup, dcfg decoder.Config, wcfg writer.Config, schemaCheck time.Duration, walWarning int64, log *zap.Logger, b *backoff) error {
 	start, err := st.position(ctx, wcfg.TargetURL)
 	if err != nil {
 		return err
@@ -125,6 +134,7 @@ func stream(ctx context.Context, st *startup, dcfg decoder.Config, wcfg writer.C
 	g.Go(func() error { return s.Run(gctx, start, events, w.Applied) })
 	g.Go(func() error { return w.Run(gctx, events) })
 	g.Go(func() error { return w.Watch(gctx, dcfg.SourceURL, schemaCheck) })
+	g.Go(func() error { watchSlot(gctx, dcfg, walWarning, log); return nil })
 	if b.failures > 0 {
 		// Reset the backoff once the stream has been healthy a while.
 		g.Go(func() error {
@@ -139,6 +149,39 @@ func stream(ctx context.Context, st *startup, dcfg decoder.Config, wcfg writer.C
 	}
 	log.Info("streaming", zap.Stringer("from", start), zap.Int("views", len(st.views)))
 	return g.Wait()
+}
+
+// slotCheckInterval is how often the slot's retained WAL is looked at.
+const slotCheckInterval = 30 * time.Second
+
+// watchSlot warns, until ctx ends, while the slot retains more than limit
+// bytes of WAL on the source: the source keeps all of it until deltaview
+// has applied it, and with max_slot_wal_keep_size set it invalidates the
+// slot past that size.
+func watchSlot(ctx context.Context, dcfg decoder.Config, limit int64, log *zap.Logger) {
+	if limit <= 0 {
+		return
+	}
+	tick := time.NewTicker(slotCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		conn, err := pgx.Connect(ctx, dcfg.SourceURL)
+		if err != nil {
+			continue
+		}
+		h, err := decoder.Health(ctx, conn, dcfg.Slot)
+		conn.Close(context.WithoutCancel(ctx))
+		if err == nil && h.Exists && h.Retained > limit {
+			log.Warn("the replication slot is falling behind: the source retains its WAL until deltaview has applied it",
+				zap.String("slot", dcfg.Slot), zap.Int64("retained_mb", h.Retained>>20), zap.String("wal_status", h.WALStatus),
+				zap.Int64("warning_mb", limit>>20))
+		}
+	}
 }
 
 // backoff is capped exponential backoff for reconnecting.

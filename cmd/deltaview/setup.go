@@ -204,11 +204,14 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 	if err != nil {
 		return nil, err
 	}
-	slotOK, err := decoder.SlotExists(ctx, src, c.Slot)
+	slot, err := decoder.Health(ctx, src, c.Slot)
 	if err != nil {
 		return nil, err
 	}
-	resume := streamOK && slotOK
+	if slot.Lost {
+		log.Error("the replication slot was invalidated (max_slot_wal_keep_size): rebuilding every view from a new snapshot", zap.String("slot", c.Slot))
+	}
+	resume := streamOK && slot.Exists && !slot.Lost
 	for _, vp := range plans {
 		r := records[vp.def.Name]
 		if r == nil || r.Status != writer.StatusRunning || r.Fingerprint != fingerprint(vp.def, vp.plan) {
