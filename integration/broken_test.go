@@ -36,7 +36,7 @@ CREATE MATERIALIZED VIEW a_join AS SELECT t.g, n FROM t JOIN u ON u.g = t.g, gen
 CREATE MATERIALIZED VIEW good_rows AS
 SELECT g, x FROM t WHERE x > 0;
 
-CREATE MATERIALIZED VIEW default_identity AS
+CREATE MATERIALIZED VIEW keyless_table AS
 SELECT count(*) AS n FROM d;
 `
 
@@ -56,12 +56,12 @@ var brokenExpect = []brokenView{
 	{name: "unknown_column", line: 10, construct: "nope", needsSource: true},
 	{name: "volatile_fn", line: 14, construct: "random", hint: "store the value in a column"},
 	{name: "a_join", line: 17, construct: "function in from", hint: "read from a table"},
-	{name: "default_identity", line: 25, construct: "replica identity full", needsSource: true},
+	{name: "keyless_table", line: 25, construct: "replica identity full", needsSource: true},
 }
 
 func brokenSetup(t *testing.T) (*env, string) {
 	e := newEnv(t, nil)
-	e.exec(`CREATE TABLE t (g int, x int); CREATE TABLE u (g int, y int); CREATE TABLE d (id int PRIMARY KEY);
+	e.exec(`CREATE TABLE t (g int, x int); CREATE TABLE u (g int, y int); CREATE TABLE d (id int);
 		ALTER TABLE t REPLICA IDENTITY FULL; ALTER TABLE u REPLICA IDENTITY FULL;
 		INSERT INTO t VALUES (1, 1), (1, -1), (2, 5), (NULL, 3)`)
 	return e, writeViews(t, brokenViews)
@@ -169,7 +169,7 @@ CREATE MATERIALIZED VIEW good_rows AS SELECT g, x FROM t WHERE x > 0;`)
 			}
 			okViews := 2
 			if !withSource {
-				okViews = 4 // unknown_column and default_identity look fine without the source
+				okViews = 4 // unknown_column and keyless_table look fine without the source
 			}
 			if want := fmt.Sprintf("%d view(s) ok, %d problem(s)", okViews, problems); !strings.Contains(out, want) {
 				t.Errorf("summary: want %q in\n%s", want, out)
