@@ -353,3 +353,41 @@ func TestServerRestart(t *testing.T) {
 		e.check(views...)
 	}
 }
+
+// A source that is down for a while: deltaview keeps retrying, shows the
+// outage in deltaview.views (status retrying, with the error), and once the
+// source is back resumes where it left off, losing nothing.
+func TestSourceOutageIsReported(t *testing.T) {
+	t.Parallel()
+	src := pgcluster.StartForTest(t, pgcluster.Options{Name: "outage"})
+	e := newEnvOn(t, src, targetCluster(t))
+	e.exec(lifecycleSchema)
+	views := []view{plainView("totals", `SELECT player, sum(score) AS total, count(*) AS n FROM scores GROUP BY player`)}
+	e.start(views)
+	e.check(views...)
+	ctx := context.Background()
+	e.exec(`INSERT INTO scores VALUES (7, 7)`)
+	if err := src.StopServer(ctx, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	var status, msg string
+	if !poll(30*time.Second, func() bool {
+		e.sidecarAlive()
+		err := e.tgt.QueryRow(ctx, `SELECT status, coalesce(error, '') FROM deltaview.views WHERE name = 'totals'`).Scan(&status, &msg)
+		return err == nil && status == "retrying" && msg != ""
+	}) {
+		t.Fatalf("outage not reported: status %q, error %q", status, msg)
+	}
+	t.Logf("during the outage: %s: %s", status, msg)
+	time.Sleep(2 * time.Second) // a few retries
+	if err := src.StartServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.src.Close(ctx)
+	e.src = connect(t, e.srcURL)
+	e.exec(`UPDATE scores SET score = score + 1 WHERE player = 1`)
+	e.check(views...)
+	if s := queryString(t, e.tgt, `SELECT status FROM deltaview.views WHERE name = 'totals'`); s != "running" {
+		t.Errorf("after the outage: status %q", s)
+	}
+}

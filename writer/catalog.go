@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/deltaview/deltaview/change"
 	"github.com/deltaview/deltaview/planner"
@@ -130,4 +131,23 @@ func Forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget bool) err
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// RecordOutage notes in the target, if it can be reached within a few
+// seconds, why the stream is not advancing (a nil cause clears the note, as
+// does the next recorded position). It reports whether it was written.
+func RecordOutage(ctx context.Context, targetURL, slot string, cause error) bool {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, targetURL)
+	if err != nil {
+		return false
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if cause == nil {
+		_, err = conn.Exec(ctx, `UPDATE deltaview.streams SET error = NULL, error_since = NULL WHERE slot = $1`, slot)
+	} else {
+		_, err = conn.Exec(ctx, `UPDATE deltaview.streams SET error = $2, error_since = coalesce(error_since, now()) WHERE slot = $1`, slot, cause.Error())
+	}
+	return err == nil
 }

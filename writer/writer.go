@@ -833,7 +833,7 @@ func (w *Writer) commit(ctx context.Context) error {
 	}
 	b := &pgx.Batch{}
 	if pos > w.Applied() {
-		b.Queue("UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = now() WHERE slot = $2", pos.String(), w.cfg.Slot)
+		b.Queue("UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = now(), error = NULL, error_since = NULL WHERE slot = $2", pos.String(), w.cfg.Slot)
 	}
 	for _, v := range w.views {
 		if v.counts == [3]int64{} || v.internal {
@@ -869,7 +869,7 @@ func (w *Writer) recordIdle(ctx context.Context, force bool) error {
 	if !force && time.Since(w.recorded) < w.cfg.ProgressInterval {
 		return nil
 	}
-	if _, err := w.conn.Exec(ctx, "UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = now() WHERE slot = $2", w.idle.String(), w.cfg.Slot); err != nil {
+	if _, err := w.conn.Exec(ctx, "UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = now(), error = NULL, error_since = NULL WHERE slot = $2", w.idle.String(), w.cfg.Slot); err != nil {
 		return fmt.Errorf("record position: %w", err)
 	}
 	w.applied.Store(uint64(w.idle))

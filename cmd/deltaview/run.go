@@ -110,6 +110,7 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 			return err
 		}
 		log.Warn("connection trouble, retrying", zap.Error(err), zap.Duration("in", backoff.next()))
+		writer.RecordOutage(ctx, c.Target, c.Slot, err)
 		if !backoff.wait(ctx) {
 			return nil
 		}
@@ -142,6 +143,7 @@ func stream(ctx context.Context, st *startup, dcfg decoder.Config, wcfg writer.C
 			case <-time.After(10 * time.Second):
 				log.Info("recovered")
 				b.reset()
+				writer.RecordOutage(gctx, wcfg.TargetURL, wcfg.Slot, nil)
 			case <-gctx.Done():
 			}
 			return nil
