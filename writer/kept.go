@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/deltaview/deltaview/change"
 	"github.com/deltaview/deltaview/planner"
@@ -55,7 +56,7 @@ func newKeptBuf(k *planner.Kept, i int, stage string, stageCols []planner.Column
 }
 
 func (b *keptBuf) createSQL() string {
-	return b.kept.CreateRaw(fmt.Sprintf("%s", b.raw[len("pg_temp."):]))
+	return b.kept.CreateRaw(strings.TrimPrefix(b.raw, "pg_temp."))
 }
 
 // mapping finds the kept columns in a relation's tuples, and checks that
