@@ -1,8 +1,6 @@
 package planner
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -70,14 +68,7 @@ func NewKept(src Source, want []Column) (*Kept, error) {
 }
 
 // Name is the quoted name of the copy in deltaview's schema.
-func (k *Kept) Name() string {
-	sum := sha1.Sum([]byte(k.Table.Schema + "." + k.Table.Name))
-	name := []rune(k.Table.Name)
-	for len(string(name)) > 40 {
-		name = name[:len(name)-1]
-	}
-	return Table{Schema: "deltaview", Name: fmt.Sprintf("rows_%s_%s", hex.EncodeToString(sum[:4]), string(name))}.Quoted()
-}
+func (k *Kept) Name() string { return internalTable("rows", k.Table).Quoted() }
 
 func columnList(cols []Column, prefix string) string {
 	return list(len(cols), func(i int) string { return prefix + QuoteIdent(cols[i].Name) })

@@ -670,13 +670,18 @@ func (p *Plan) NeedsCopy() bool { return (p.Recompute != "" || p.NeedsDelta()) &
 // CopyTable names the copy of a source table in deltaview's schema: the
 // table's name (shortened to fit) and a hash of its qualified name, so
 // that names never collide.
-func CopyTable(t Table) Table {
+func CopyTable(t Table) Table { return internalTable("copy", t) }
+
+// internalTable names a table deltaview keeps about source table t in its
+// schema: a kind, a hash of t's qualified name (so that names never
+// collide) and t's name, shortened to fit.
+func internalTable(kind string, t Table) Table {
 	sum := sha1.Sum([]byte(t.Schema + "." + t.Name))
 	name := []rune(t.Name)
 	for len(string(name)) > 40 {
 		name = name[:len(name)-1]
 	}
-	return Table{Schema: "deltaview", Name: fmt.Sprintf("copy_%s_%s", hex.EncodeToString(sum[:4]), string(name))}
+	return Table{Schema: "deltaview", Name: fmt.Sprintf("%s_%s_%s", kind, hex.EncodeToString(sum[:4]), string(name))}
 }
 
 // CopyKeys are the plain source columns the view groups by: worth an index
