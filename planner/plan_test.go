@@ -23,6 +23,8 @@ CREATE TABLE "Odd ""Name"" Ü" ("Key Col" int, "Val" bigint);
 CREATE TABLE customers (id int PRIMARY KEY, region text);
 CREATE TABLE parted (id int, v int) PARTITION BY RANGE (id);
 CREATE VIEW plain_view AS SELECT * FROM orders;
+CREATE VIEW big_view AS SELECT id, customer, amount * 2 AS double FROM plain_view WHERE qty > 1;
+CREATE VIEW fn_view AS SELECT id, lower(region) AS r FROM orders;
 CREATE FUNCTION coin() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT 1';`
 
 func planCatalog(t *testing.T) *SourceCatalog {
