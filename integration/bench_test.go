@@ -95,10 +95,10 @@ func BenchmarkCatchUp(b *testing.B) {
 	}
 }
 
-// BenchmarkLargeTransaction applies one source transaction of 1,000,000
+// BenchmarkLargeTransaction applies one source transaction of 5,000,000
 // inserted rows. Target: the sidecar's peak RSS stays under 200 MB.
 func BenchmarkLargeTransaction(b *testing.B) {
-	const rows = 1_000_000
+	const rows = 5_000_000
 	b.StopTimer()
 	var elapsed time.Duration
 	var rss float64
