@@ -30,6 +30,12 @@ func TestPreflight(t *testing.T) {
 		CREATE UNIQUE INDEX by_index_id ON by_index (id);
 		ALTER TABLE by_index REPLICA IDENTITY USING INDEX by_index_id;
 		ALTER TABLE by_index OWNER TO $owner;
+		CREATE TABLE parts (id int, v int) PARTITION BY RANGE (id);
+		CREATE TABLE parts_1 PARTITION OF parts FOR VALUES FROM (0) TO (10);
+		ALTER TABLE parts OWNER TO $owner;
+		CREATE TABLE keyed_parts (id int PRIMARY KEY) PARTITION BY RANGE (id);
+		CREATE TABLE keyed_parts_1 PARTITION OF keyed_parts FOR VALUES FROM (0) TO (10);
+		ALTER TABLE keyed_parts OWNER TO $owner;
 		CREATE TABLE keyless (id int);
 		ALTER TABLE keyless OWNER TO $owner;
 		CREATE TABLE nothing (id int PRIMARY KEY);
@@ -69,6 +75,20 @@ func TestPreflight(t *testing.T) {
 			tables: []TableName{{"public", "keyless"}},
 			want: []string{
 				`table "public"."keyless" has no primary key, so with REPLICA IDENTITY DEFAULT its UPDATEs and DELETEs do not say which row they change: run ALTER TABLE "public"."keyless" REPLICA IDENTITY FULL; (or add a primary key)`,
+			},
+		},
+		{
+			name:   "a partitioned table whose partitions have a primary key",
+			role:   owner,
+			tables: []TableName{{"public", "keyed_parts"}},
+		},
+		{
+			name:   "a partitioned table without keys",
+			role:   owner,
+			tables: []TableName{{"public", "parts"}},
+			want: []string{
+				`table "public"."parts_1" has no primary key, so with REPLICA IDENTITY DEFAULT its UPDATEs and DELETEs do not say which row they change: run ALTER TABLE "public"."parts_1" REPLICA IDENTITY FULL; (or add a primary key)`,
+				`partitioned table "public"."parts" has no primary key, and not all its partitions have REPLICA IDENTITY FULL: add a primary key to "public"."parts", or run ALTER TABLE ... REPLICA IDENTITY FULL on each partition`,
 			},
 		},
 		{
