@@ -28,7 +28,7 @@ type streamingSource struct {
 	start change.LSN
 }
 
-func newStreamingSource(t *testing.T, tables ...string) *streamingSource {
+func newStreamingSource(t testing.TB, tables ...string) *streamingSource {
 	t.Helper()
 	src := newSource(t)
 	ctx := t.Context()
