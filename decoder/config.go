@@ -48,6 +48,11 @@ type Config struct {
 	// on the source so that the applied position advances while the source
 	// is idle. 0 disables heartbeats; keepalives still advance it, slower.
 	HeartbeatInterval time.Duration
+	// SpoolDir is where the changes of large transactions that the source
+	// streams while they are in progress are kept until they commit, one
+	// temporary file per transaction, removed when it ends. Empty means
+	// os.TempDir(). It needs room for the largest transactions.
+	SpoolDir string
 }
 
 // DefaultConfig returns a Config with the default slot and publication

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/deltaview/deltaview/change"
 )
 
@@ -24,6 +26,14 @@ const (
 	msgMessage  = 'M'
 )
 
+// pgoutput protocol version 2 message types: streamed transactions.
+const (
+	msgStreamStart  = 'S'
+	msgStreamStop   = 'E'
+	msgStreamCommit = 'c'
+	msgStreamAbort  = 'A'
+)
+
 // Truncate option bits.
 const (
 	truncateCascade         = 1 << 0
@@ -33,34 +43,56 @@ const (
 // errTruncated is a message shorter than its contents say.
 var errTruncated = errors.New("message is truncated")
 
-// decoder turns pgoutput protocol version 1 messages into change events. It
-// caches relations by OID and knows whether a transaction is open. It is not
-// safe for concurrent use.
+// decoder turns pgoutput messages into change events. It caches relations
+// by OID, knows whether a transaction is open, and spools streamed
+// transactions until they end (see handle). It is not safe for concurrent
+// use.
 type decoder struct {
 	rels map[uint32]*change.Relation
 	inTx bool
 	// last is the highest position delivered: the end of the last
 	// transaction or the last Position.
-	last change.LSN
+	last  change.LSN
+	spool *spool
+	log   *zap.Logger
 }
 
 // newDecoder returns a decoder for a stream that starts at start; positions
-// at or before start are not reported.
-func newDecoder(start change.LSN) *decoder {
-	return &decoder{rels: make(map[uint32]*change.Relation), last: start}
+// at or before start are not reported. Streamed transactions are spooled
+// in spoolDir (os.TempDir() when empty) until close. A nil log discards
+// logs.
+func newDecoder(start change.LSN, spoolDir string, log *zap.Logger) *decoder {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &decoder{rels: make(map[uint32]*change.Relation), last: start, spool: newSpool(spoolDir), log: log}
 }
 
-// decode decodes one pgoutput message. The event is nil for messages that
-// only update the decoder's state (Relation) or that deltaview does not use
-// (Type, Origin, transactional logical messages, logical messages that do
-// not advance the position). Values in the event never share memory with
-// msg.
+// decode decodes one message of protocol version 1, which is also the form
+// of a spooled change. The event is nil for messages that only update the
+// decoder's state (Relation) or that deltaview does not use (Type, Origin,
+// transactional logical messages, logical messages that do not advance the
+// position). Values in the event never share memory with msg.
 func (d *decoder) decode(msg []byte) (change.Event, error) {
 	if len(msg) == 0 {
 		return nil, errors.New("pgoutput: empty message")
 	}
+	var ev change.Event
+	err := readBody(msg, func(r *reader) (err error) {
+		ev, err = d.decodeBody(msg[0], r)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// readBody reads the body of msg, a message that is not empty, with read.
+// The message must be read to its end; errors name its type.
+func readBody(msg []byte, read func(r *reader) error) error {
 	r := &reader{b: msg[1:]}
-	ev, err := d.decodeBody(msg[0], r)
+	err := read(r)
 	if err == nil && r.err == nil && len(r.b) > 0 {
 		err = fmt.Errorf("%d bytes past the end", len(r.b))
 	}
@@ -68,9 +100,9 @@ func (d *decoder) decode(msg []byte) (change.Event, error) {
 		err = r.err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pgoutput %s message: %w", typeName(msg[0]), err)
+		return fmt.Errorf("pgoutput %s message: %w", typeName(msg[0]), err)
 	}
-	return ev, nil
+	return nil
 }
 
 func (d *decoder) decodeBody(typ byte, r *reader) (change.Event, error) {
@@ -131,11 +163,20 @@ func (d *decoder) decodeBody(typ byte, r *reader) (change.Event, error) {
 		// every transaction that committed before it.
 		return d.position(lsn), nil
 	}
-	return nil, errors.New("not supported by protocol version 1")
+	return nil, errors.New("message type not supported")
 }
 
 // position returns a Position event for lsn when no transaction is open
 // and lsn is past everything delivered so far; otherwise nil.
+//
+// A streamed transaction that is still open does not hold positions back.
+// The server sends a transaction, streamed or not, when it decodes its
+// commit record, so a keepalive's sent position or a heartbeat decoded
+// before that is never past the commit. And when it is restarted from such
+// a position, the server resends every transaction that commits after it
+// in full: it decodes from the slot's restart point, which it keeps before
+// the oldest transaction still open, and skips only transactions whose
+// commit comes before the start position.
 func (d *decoder) position(lsn change.LSN) change.Event {
 	if d.inTx || lsn <= d.last {
 		return nil
@@ -401,6 +442,14 @@ func typeName(t byte) string {
 		return "Truncate"
 	case msgMessage:
 		return "Message"
+	case msgStreamStart:
+		return "Stream Start"
+	case msgStreamStop:
+		return "Stream Stop"
+	case msgStreamCommit:
+		return "Stream Commit"
+	case msgStreamAbort:
+		return "Stream Abort"
 	}
 	return fmt.Sprintf("%q", t)
 }

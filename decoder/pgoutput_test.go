@@ -223,11 +223,12 @@ func TestDecode(t *testing.T) {
 		{name: "unterminated string", msgs: []wire{msg('R').u32(1).raw('p', 'u', 'b')}, wantErr: "string is not terminated"},
 		{name: "unknown replica identity", msgs: []wire{relationMsg(1, "s", "t", 'x')}, wantErr: "unknown replica identity 'x'"},
 		{name: "more columns than bytes", msgs: []wire{msg('R').u32(1).str("s").str("t").u8('d').u16(65535)}, wantErr: "message is truncated"},
-		{name: "streaming is not protocol version 1", msgs: []wire{msg('S').u32(1).u8(1)}, wantErr: "pgoutput 'S' message: not supported by protocol version 1"},
+		{name: "unknown message type", msgs: []wire{msg('P').u32(1)}, wantErr: "pgoutput 'P' message: message type not supported"},
+		{name: "streaming messages are not changes", msgs: []wire{msg('S').u32(1).u8(1)}, wantErr: "pgoutput Stream Start message: message type not supported"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := newDecoder(tt.start)
+			d := newDecoder(tt.start, "", nil)
 			var got []change.Event
 			for i, m := range tt.msgs {
 				ev, err := d.decode(m)
@@ -355,7 +356,7 @@ func TestReadTuple(t *testing.T) {
 }
 
 func TestRelationMessageReplacesCachedRelation(t *testing.T) {
-	d := newDecoder(0)
+	d := newDecoder(0, "", nil)
 	mustDecode(t, d, itemsMsg)
 	mustDecode(t, d, beginMsg(0x10, when, 1))
 	first := mustDecode(t, d, msg('I').u32(itemsOID).u8('N').tuple("1", "a", "NULL")).(*change.Row)
@@ -375,7 +376,7 @@ func TestRelationMessageReplacesCachedRelation(t *testing.T) {
 }
 
 func TestKeepalivePositions(t *testing.T) {
-	d := newDecoder(0x100)
+	d := newDecoder(0x100, "", nil)
 	steps := []struct {
 		name string
 		msg  wire       // decoded first, if any
@@ -419,9 +420,24 @@ func TestStatusUpdate(t *testing.T) {
 }
 
 func TestPluginArgs(t *testing.T) {
-	got := pluginArgs(`dv 'pub' "1"`)
-	want := []string{"proto_version '1'", `publication_names '"dv ''pub'' ""1"""'`, "messages 'true'"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %q\nwant %q", got, want)
+	tests := []struct {
+		name          string
+		serverVersion int
+		want          []string
+	}{
+		{"servers before 14 decode large transactions whole: protocol version 1", 130011,
+			[]string{"proto_version '1'", `publication_names '"dv ''pub'' ""1"""'`, "messages 'true'"}},
+		{"servers from 14 on stream large transactions in progress: protocol version 2", 140000,
+			[]string{"proto_version '2'", `publication_names '"dv ''pub'' ""1"""'`, "messages 'true'", "streaming 'on'"}},
+		{"later servers too", 150018,
+			[]string{"proto_version '2'", `publication_names '"dv ''pub'' ""1"""'`, "messages 'true'", "streaming 'on'"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := pluginArgs(`dv 'pub' "1"`, protocolVersion(tt.serverVersion))
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %q\nwant %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -47,7 +47,7 @@ type source struct {
 	slot string
 }
 
-func newSource(t *testing.T) *source {
+func newSource(t testing.TB) *source {
 	t.Helper()
 	c := pgcluster.Shared(t)
 	db := c.NewDatabase(t)
@@ -63,7 +63,7 @@ func newSource(t *testing.T) *source {
 	return s
 }
 
-func connect(t *testing.T, url string) *pgx.Conn {
+func connect(t testing.TB, url string) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(t.Context(), url)
 	if err != nil {
@@ -73,7 +73,7 @@ func connect(t *testing.T, url string) *pgx.Conn {
 	return conn
 }
 
-func (s *source) exec(t *testing.T, sql string, args ...any) {
+func (s *source) exec(t testing.TB, sql string, args ...any) {
 	t.Helper()
 	if _, err := s.conn.Exec(t.Context(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
@@ -108,7 +108,7 @@ func (s *source) confirmed(t *testing.T) change.LSN {
 }
 
 // eventually polls cond until it holds or waitFor passes.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitFor)
 	for !cond() {
@@ -121,7 +121,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // waitSlotInactive waits until no connection holds the slot: the server
 // releases it shortly after a stream's connection closes.
-func (s *source) waitSlotInactive(t *testing.T) {
+func (s *source) waitSlotInactive(t testing.TB) {
 	t.Helper()
 	eventually(t, "the slot to be released", func() bool {
 		var active bool

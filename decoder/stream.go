@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,11 +22,19 @@ import (
 
 // Log field keys.
 const (
-	keySlot  = "slot"
-	keyStart = "start"
-	keyAcked = "acknowledged"
-	keyError = "error"
+	keySlot     = "slot"
+	keyStart    = "start"
+	keyAcked    = "acknowledged"
+	keyError    = "error"
+	keyProtocol = "protocol"
+	keyXID      = "xid"
+	keySubXID   = "subxid"
+	keyBytes    = "bytes"
 )
+
+// streamingVersion is the first server version (server_version_num) whose
+// pgoutput streams large transactions in progress: protocol version 2.
+const streamingVersion = 140000
 
 // closeTimeout bounds the final status update and closing connections, which
 // run even after the context is cancelled.
@@ -93,6 +102,7 @@ type session struct {
 	out      chan<- change.Event
 	applied  func() change.LSN
 	dec      *decoder
+	emit     func(change.Event) error
 	interval time.Duration
 	// received is the highest position received from the server.
 	received change.LSN
@@ -105,8 +115,16 @@ func (s *Stream) replicate(ctx context.Context, start change.LSN, out chan<- cha
 	if err != nil {
 		return err
 	}
+	// Spooled transactions belong to this connection: the next one streams
+	// them again from their start.
+	dec := newDecoder(start, s.cfg.SpoolDir, s.log)
+	defer func() {
+		if err := dec.close(); err != nil {
+			s.log.Warn("discard spooled transactions", zap.String(keySlot, s.cfg.Slot), zap.Error(err))
+		}
+	}()
 	ss := &session{
-		conn: conn, out: out, applied: applied, dec: newDecoder(start),
+		conn: conn, out: out, applied: applied, dec: dec,
 		interval: s.cfg.StatusInterval, received: start,
 	}
 	streaming := false
@@ -123,34 +141,76 @@ func (s *Stream) replicate(ctx context.Context, start change.LSN, out chan<- cha
 		}
 		conn.Close(fctx)
 	}()
+	version, err := serverVersion(ctx, conn)
+	if err != nil {
+		return err
+	}
+	proto := protocolVersion(version)
 	err = pglogrepl.StartReplication(ctx, conn, s.cfg.Slot, start, pglogrepl.StartReplicationOptions{
 		Mode:       pglogrepl.LogicalReplication,
-		PluginArgs: pluginArgs(s.cfg.Publication),
+		PluginArgs: pluginArgs(s.cfg.Publication, proto),
 	})
 	if err != nil {
 		return classifySlotError(err)
 	}
 	streaming = true
-	s.log.Info("streaming", zap.String(keySlot, s.cfg.Slot), zap.Stringer(keyStart, start))
+	s.log.Info("streaming", zap.String(keySlot, s.cfg.Slot), zap.Stringer(keyStart, start), zap.Int(keyProtocol, proto))
 	return ss.loop(ctx)
 }
 
-// pluginArgs are pgoutput's options: protocol version 1, the publication
-// (a quoted identifier inside a string literal), and logical decoding
-// messages for heartbeats.
-func pluginArgs(publication string) []string {
+// serverVersion returns the source's server_version_num.
+func serverVersion(ctx context.Context, conn *pgconn.PgConn) (int, error) {
+	res, err := conn.Exec(ctx, "SHOW server_version_num").ReadAll()
+	if err != nil {
+		return 0, fmt.Errorf("server version: %w", err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
+		return 0, errors.New("server version: unexpected result")
+	}
+	v, err := strconv.Atoi(string(res[0].Rows[0][0]))
+	if err != nil {
+		return 0, fmt.Errorf("server version: %w", err)
+	}
+	return v, nil
+}
+
+// protocolVersion is the pgoutput protocol version to ask a server of the
+// given version for: 2, which streams large transactions while they are in
+// progress instead of decoding them whole first, where the server has it.
+func protocolVersion(serverVersion int) int {
+	if serverVersion >= streamingVersion {
+		return 2
+	}
+	return 1
+}
+
+// pluginArgs are pgoutput's options: the protocol version, the publication
+// (a quoted identifier inside a string literal), logical decoding messages
+// for heartbeats, and from version 2 on streaming of large transactions in
+// progress.
+func pluginArgs(publication string, proto int) []string {
 	pub := pgx.Identifier{publication}.Sanitize()
-	return []string{
-		"proto_version '1'",
+	args := []string{
+		"proto_version '" + strconv.Itoa(proto) + "'",
 		"publication_names '" + strings.ReplaceAll(pub, "'", "''") + "'",
 		"messages 'true'",
 	}
+	if proto >= 2 {
+		args = append(args, "streaming 'on'")
+	}
+	return args
 }
 
 // loop receives until ctx is done or the connection fails. Each receive
 // waits at most until the next status update is due.
 func (ss *session) loop(ctx context.Context) error {
 	ss.nextStatus = time.Now().Add(ss.interval)
+	ss.emit = func(ev change.Event) error {
+		if c, ok := ev.(*change.Commit); ok {
+			ss.received = max(ss.received, c.EndLSN)
+		}
+		return ss.send(ctx, ev)
+	}
 	// A context per receive would cost a timer and a watcher for every
 	// message. Instead the connection's read deadline is the next status
 	// time, moved to now when ctx is cancelled.
@@ -226,15 +286,11 @@ func (ss *session) handle(ctx context.Context, data []byte) error {
 			return err
 		}
 		ss.received = max(ss.received, xld.WALStart)
-		ev, err := ss.dec.decode(xld.WALData)
-		if err != nil {
+		if err := ss.dec.handle(xld.WALData, ss.emit); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return fmt.Errorf("at %s: %w", xld.WALStart, err)
-		}
-		if c, ok := ev.(*change.Commit); ok {
-			ss.received = max(ss.received, c.EndLSN)
-		}
-		if ev != nil {
-			return ss.send(ctx, ev)
 		}
 	default:
 		return fmt.Errorf("unknown replication message %q", data[0])
@@ -242,9 +298,15 @@ func (ss *session) handle(ctx context.Context, data []byte) error {
 	return nil
 }
 
-// send delivers ev on out. While out is full it keeps sending status
-// updates when due, so that the server does not time the connection out.
+// send delivers ev on out. It sends status updates when due, also while
+// out is full or a streamed transaction is replayed, so that the server
+// does not time the connection out.
 func (ss *session) send(ctx context.Context, ev change.Event) error {
+	if !time.Now().Before(ss.nextStatus) {
+		if err := ss.sendStatus(); err != nil {
+			return err
+		}
+	}
 	select {
 	case ss.out <- ev:
 		return nil
