@@ -28,6 +28,7 @@ type runConfig struct {
 	BatchLinger           time.Duration
 	SchemaCheck           time.Duration
 	SlotWALWarning        int64 // MB
+	SpoolDir              string
 }
 
 func runFlags(fs *flag.FlagSet, c *runConfig) {
@@ -42,6 +43,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.BatchChanges, "batch-changes", writer.DefaultConfig().BatchChanges, "most source row changes per target transaction while catching up")
 	fs.DurationVar(&c.BatchDelay, "batch-delay", writer.DefaultConfig().BatchDelay, "longest a target transaction stays open while catching up")
 	fs.DurationVar(&c.SchemaCheck, "schema-check-interval", 10*time.Second, "how often to look for source tables dropped, renamed or with changed columns, which no change announces (0: never)")
+	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory for large source transactions streamed before they commit (default: the system's temporary directory)")
 	fs.Int64Var(&c.SlotWALWarning, "slot-wal-warning-mb", 1024, "log a warning while the replication slot retains more than this many MB of WAL on the source (0: never)")
 	fs.DurationVar(&c.BatchLinger, "batch-linger", writer.DefaultConfig().BatchLinger, "how long a target transaction waits for more source transactions before it commits (0: commit as soon as none is waiting)")
 }
@@ -74,6 +76,7 @@ func runCommand(ctx context.Context, args []string) error {
 func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 	dcfg := decoder.DefaultConfig()
 	dcfg.SourceURL, dcfg.Slot, dcfg.Publication, dcfg.HeartbeatInterval = c.Source, c.Slot, c.Publication, c.Heartbeat
+	dcfg.SpoolDir = c.SpoolDir
 	if err := dcfg.Validate(); err != nil {
 		return err
 	}
