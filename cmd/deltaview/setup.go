@@ -131,6 +131,9 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 			}
 		}
 		if vp.err != nil {
+			if err := sourceTrouble(ctx, src, vp.err); err != nil {
+				return nil, err
+			}
 			log.Error("view cannot be maintained", zap.Error(vp.err))
 			if err := registerFailed(ctx, tgt, c.Slot, d, vp.err); err != nil {
 				return nil, err
@@ -324,6 +327,21 @@ func preflightTables(ctx context.Context, src *pgx.Conn, p *planner.Plan, checke
 			d := p.View
 			return fmt.Errorf("view %q (%s:%d): source table %s: %w", d.Name, d.File, d.Line, t, err)
 		}
+	}
+	return nil
+}
+
+// sourceTrouble tells whether a view's planning error is the source
+// connection's fault rather than the view's: a transient error, or any
+// error after which the connection no longer answers (the planner keeps
+// only the message of some server errors). Such a view must not be marked
+// failed; prepare starts over once the source is back.
+func sourceTrouble(ctx context.Context, src *pgx.Conn, err error) error {
+	if writer.Transient(err) {
+		return err
+	}
+	if perr := src.Ping(ctx); perr != nil {
+		return fmt.Errorf("source lost while planning (%v): %w", err, perr)
 	}
 	return nil
 }
