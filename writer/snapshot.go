@@ -2,6 +2,7 @@ package writer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -183,6 +184,9 @@ func nullIfEmpty(s string) any {
 	return s
 }
 
+// errCopyEnded ends the source side of a copy whose target side is done.
+var errCopyEnded = errors.New("copy into target ended")
+
 // copyBetween streams a query's rows from the source into a target table
 // with COPY, in the servers' own text format.
 func copyBetween(ctx context.Context, src, tgt *pgx.Conn, query, into string) (int64, error) {
@@ -194,13 +198,15 @@ func copyBetween(ctx context.Context, src, tgt *pgx.Conn, query, into string) (i
 		done <- err
 	}()
 	tag, err := tgt.PgConn().CopyFrom(ctx, pr, "COPY "+into+" FROM STDIN")
-	pr.CloseWithError(fmt.Errorf("copy into target ended"))
+	pr.CloseWithError(errCopyEnded)
 	srcErr := <-done
-	if srcErr != nil {
-		return 0, fmt.Errorf("read source: %w", srcErr)
-	}
-	if err != nil {
+	// The side that failed first names the cause: when the target fails,
+	// the source's error is only the closed pipe, and the other way round.
+	switch {
+	case err != nil && (srcErr == nil || errors.Is(srcErr, errCopyEnded)):
 		return 0, fmt.Errorf("copy into %s: %w", into, err)
+	case srcErr != nil:
+		return 0, fmt.Errorf("read source: %w", srcErr)
 	}
 	return tag.RowsAffected(), nil
 }
