@@ -79,7 +79,10 @@ func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views
 	}
 	out, err := cat.Describe(ctx, q)
 	if err != nil {
-		return nil, d.errorf(0, "query", err.Error(), "")
+		// Keeps the cause: a lost connection is not the view's fault.
+		ve := d.errorf(0, "query", err.Error(), "")
+		ve.Err = err
+		return nil, ve
 	}
 	if err := uniqueNames(d, out); err != nil {
 		return nil, err
