@@ -132,12 +132,21 @@ func CreateSlot(ctx context.Context, cfg Config) (*Snapshot, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("create slot %s: %w", cfg.Slot, err)
 	}
-	conn, err := connectReplication(ctx, cfg.SourceURL)
+	snap, err := createSlot(ctx, cfg.SourceURL, cfg.Slot, false)
 	if err != nil {
 		return nil, fmt.Errorf("create slot %s: %w", cfg.Slot, err)
 	}
-	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, cfg.Slot, "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+	return snap, nil
+}
+
+// createSlot creates a pgoutput slot with an exported snapshot.
+func createSlot(ctx context.Context, sourceURL, name string, temporary bool) (*Snapshot, error) {
+	conn, err := connectReplication(ctx, sourceURL)
+	if err != nil {
+		return nil, err
+	}
+	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, name, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Temporary: temporary, Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
 	if err == nil && res.SnapshotName == "" {
 		err = errors.New("server exported no snapshot")
 	}
@@ -147,7 +156,20 @@ func CreateSlot(ctx context.Context, cfg Config) (*Snapshot, error) {
 	}
 	if err != nil {
 		closeWithin(ctx, conn)
-		return nil, fmt.Errorf("create slot %s: %w", cfg.Slot, classifySlotError(err))
+		return nil, classifySlotError(err)
 	}
 	return &Snapshot{Name: res.SnapshotName, ConsistentPoint: lsn, conn: conn}, nil
+}
+
+// ConsistentPoint creates a temporary slot named name, which the server
+// drops when the returned Snapshot is closed, and exports a snapshot of
+// the source at the slot's consistent point: the point deltaview's stream
+// is compared with (verify) or joined at. Nothing is ever read from the
+// slot.
+func ConsistentPoint(ctx context.Context, sourceURL, name string) (*Snapshot, error) {
+	snap, err := createSlot(ctx, sourceURL, name, true)
+	if err != nil {
+		return nil, fmt.Errorf("consistent point: %w", err)
+	}
+	return snap, nil
 }

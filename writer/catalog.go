@@ -151,3 +151,17 @@ func RecordOutage(ctx context.Context, targetURL, slot string, cause error) bool
 	}
 	return err == nil
 }
+
+// RecordVerified records a view's comparison with its query.
+func RecordVerified(ctx context.Context, conn *pgx.Conn, d Drift) error {
+	var drift any
+	if !d.OK() && !d.Repaired {
+		drift = d.String()
+	}
+	_, err := conn.Exec(ctx, `UPDATE deltaview.maintained SET verified_at = now(), verified_lsn = $2::text::pg_lsn, drift = $3 WHERE name = $1`,
+		d.View, d.At.String(), drift)
+	if err != nil {
+		return fmt.Errorf("record verification of %s: %w", d.View, err)
+	}
+	return nil
+}

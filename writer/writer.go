@@ -127,6 +127,13 @@ type Writer struct {
 	applied atomic.Uint64 // committed in the target: safe to acknowledge
 	// schema brings what Watch finds changed on the source.
 	schema chan []schemaProblem
+	// barriers brings barriers; barrier is the one taken up, with its
+	// positions once told; side is the connection that exports target
+	// snapshots.
+	barriers               chan *Barrier
+	barrier                *Barrier
+	barrierFrom, barrierAt change.LSN
+	side                   *pgx.Conn
 
 	inTx       bool // a target transaction is open
 	inSource   bool // between a source Begin and Commit
@@ -144,7 +151,7 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	w := &Writer{cfg: cfg, log: log, views: views, schema: make(chan []schemaProblem, 1)}
+	w := &Writer{cfg: cfg, log: log, views: views, schema: make(chan []schemaProblem, 1), barriers: make(chan *Barrier)}
 	w.stages, w.order = buildStages(views)
 	byName := map[string]*View{}
 	for _, v := range views {
@@ -328,8 +335,20 @@ func (w *Writer) prepare(ctx context.Context, i int, v *View) error {
 	return nil
 }
 
+// takeBarrier is the channel new barriers come on, nil while one is
+// taken up.
+func (w *Writer) takeBarrier() chan *Barrier {
+	if w.barrier != nil {
+		return nil
+	}
+	return w.barriers
+}
+
 // Close abandons an open batch and disconnects.
 func (w *Writer) Close(ctx context.Context) error {
+	if w.side != nil {
+		w.side.Close(ctx)
+	}
 	if w.conn == nil {
 		return nil
 	}
@@ -355,6 +374,7 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 			return ctx.Err()
 		}
 	}
+	defer w.endBarrier()
 	for {
 		if !w.inSource {
 			select {
@@ -363,6 +383,12 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 					return err
 				}
 			default:
+			}
+			if w.barrier == nil {
+				select {
+				case w.barrier = <-w.barriers:
+				default:
+				}
 			}
 		}
 		batchOpen := w.inTx && !w.inSource
@@ -425,6 +451,8 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				if err := w.schemaChanged(ctx, ps); err != nil {
 					return err
 				}
+			case b := <-w.takeBarrier():
+				w.barrier = b
 			case ev, ok := <-events:
 				if !ok {
 					return nil
@@ -440,6 +468,9 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 func (w *Writer) handle(ctx context.Context, ev change.Event) error {
 	switch e := ev.(type) {
 	case *change.Begin:
+		if err := w.atBarrier(ctx, e.FinalLSN); err != nil {
+			return err
+		}
 		w.inSource = true
 		w.touched = false
 		w.skipping = e.FinalLSN < w.Applied()
@@ -468,6 +499,9 @@ func (w *Writer) handle(ctx context.Context, ev change.Event) error {
 	case *change.Position:
 		if w.inSource {
 			return nil
+		}
+		if err := w.atBarrier(ctx, e.LSN); err != nil {
+			return err
 		}
 		w.idle = max(w.idle, e.LSN)
 		if !w.inTx {

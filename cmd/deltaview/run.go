@@ -29,6 +29,7 @@ type runConfig struct {
 	SchemaCheck           time.Duration
 	SlotWALWarning        int64 // MB
 	SpoolDir              string
+	VerifyEvery           time.Duration
 }
 
 func runFlags(fs *flag.FlagSet, c *runConfig) {
@@ -43,6 +44,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.BatchChanges, "batch-changes", writer.DefaultConfig().BatchChanges, "most source row changes per target transaction while catching up")
 	fs.DurationVar(&c.BatchDelay, "batch-delay", writer.DefaultConfig().BatchDelay, "longest a target transaction stays open while catching up")
 	fs.DurationVar(&c.SchemaCheck, "schema-check-interval", 10*time.Second, "how often to look for source tables dropped, renamed or with changed columns, which no change announces (0: never)")
+	fs.DurationVar(&c.VerifyEvery, "verify-every", 0, "compare every view's table with its query at a consistent point this often, and report drift (0: never)")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory for large source transactions streamed before they commit (default: the system's temporary directory)")
 	fs.Int64Var(&c.SlotWALWarning, "slot-wal-warning-mb", 1024, "log a warning while the replication slot retains more than this many MB of WAL on the source (0: never)")
 	fs.DurationVar(&c.BatchLinger, "batch-linger", writer.DefaultConfig().BatchLinger, "how long a target transaction waits for more source transactions before it commits (0: commit as soon as none is waiting)")
@@ -97,7 +99,7 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 			st, err = prepare(ctx, c, dcfg, log)
 		}
 		if err == nil {
-			err = stream(ctx, st, dcfg, wcfg, c.SchemaCheck, c.SlotWALWarning<<20, log, backoff)
+			err = stream(ctx, c, st, dcfg, wcfg, log, backoff)
 		}
 		if ctx.Err() != nil {
 			log.Info("stopped")
@@ -121,7 +123,7 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 }
 
 // stream runs the decoder and the writer until one fails or ctx ends.
-func stream(ctx context.Context, st *startup, dcfg decoder.Config, wcfg writer.Config, schemaCheck time.Duration, walWarning int64, log *zap.Logger, b *backoff) error {
+func stream(ctx context.Context, c runConfig, st *startup, dcfg decoder.Config, wcfg writer.Config, log *zap.Logger, b *backoff) error {
 	start, err := st.position(ctx, wcfg.TargetURL)
 	if err != nil {
 		return err
@@ -137,8 +139,9 @@ func stream(ctx context.Context, st *startup, dcfg decoder.Config, wcfg writer.C
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Run(gctx, start, events, w.Applied) })
 	g.Go(func() error { return w.Run(gctx, events) })
-	g.Go(func() error { return w.Watch(gctx, dcfg.SourceURL, schemaCheck) })
-	g.Go(func() error { watchSlot(gctx, dcfg, walWarning, log); return nil })
+	g.Go(func() error { return w.Watch(gctx, dcfg.SourceURL, c.SchemaCheck) })
+	g.Go(func() error { watchSlot(gctx, dcfg, c.SlotWALWarning<<20, log); return nil })
+	g.Go(func() error { verifier(gctx, w, c, st.settings, c.VerifyEvery, log.Named("verify")); return nil })
 	if b.failures > 0 {
 		// Reset the backoff once the stream has been healthy a while.
 		g.Go(func() error {

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/deltaview/deltaview/change"
+	"github.com/deltaview/deltaview/decoder"
+	"github.com/deltaview/deltaview/writer"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+)
+
+// Verification compares each view's table with its query evaluated by the
+// source at exactly the position the table reflects: a temporary slot gives
+// a source snapshot at its consistent point, and the writer stops there
+// for a moment to export a snapshot of the target (writer.Barrier). Only
+// the running process can do that, so `deltaview verify` asks it through
+// deltaview.verify_requests.
+
+// point is a consistent point: the source in a transaction positioned
+// there, the target (positioned there too, or held there), the running
+// views the writer had there, and release, which frees it all.
+type point struct {
+	src, tgt *pgx.Conn
+	at       change.LSN
+	views    []*writer.View
+	release  func()
+}
+
+// consistentPoint stops the writer at a new consistent point. The writer
+// goes on once the target snapshot is imported into a transaction on tgt,
+// unless hold is true: then tgt is outside any transaction, and the writer
+// waits at the point, changing nothing, until release.
+func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, only string, hold bool) (*point, error) {
+	b, err := w.NewBarrier(ctx)
+	if err != nil {
+		return nil, err
+	}
+	closers := []func(){b.Release}
+	release := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	fail := func(e error) (*point, error) {
+		release()
+		return nil, e
+	}
+	src, err := pgx.Connect(ctx, c.Source)
+	if err != nil {
+		return fail(fmt.Errorf("connect to source: %w", err))
+	}
+	closers = append(closers, func() { src.Close(context.WithoutCancel(ctx)) })
+	var from string
+	if err := src.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&from); err != nil {
+		return fail(err)
+	}
+	fromLSN, err := pglogrepl.ParseLSN(from)
+	if err != nil {
+		return fail(err)
+	}
+	b.From(fromLSN)
+	snap, err := decoder.ConsistentPoint(ctx, c.Source, fmt.Sprintf("%s_verify_%d", c.Slot, os.Getpid()))
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() { snap.Close(context.WithoutCancel(ctx)) })
+	b.At(snap.ConsistentPoint)
+	if _, err := src.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+		return fail(err)
+	}
+	if _, err := src.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snap.Name)); err != nil {
+		return fail(fmt.Errorf("use the source snapshot: %w", err))
+	}
+	name, err := b.Snapshot(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	// The writer waits at the point until released: its views are still.
+	views := w.Verifiable(only)
+	tgt, err := writer.Connect(ctx, c.Target, settings)
+	if err != nil {
+		return fail(fmt.Errorf("connect to target: %w", err))
+	}
+	closers = append(closers, func() { tgt.Close(context.WithoutCancel(ctx)) })
+	if !hold {
+		if _, err := tgt.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ"); err != nil {
+			return fail(err)
+		}
+		if _, err := tgt.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(name)); err != nil {
+			return fail(fmt.Errorf("use the target snapshot: %w", err))
+		}
+		b.Release()
+	}
+	return &point{src: src, tgt: tgt, at: snap.ConsistentPoint, views: views, release: release}, nil
+}
+
+// verifyOnce compares the views (all running ones, or only the one named)
+// with their queries at one consistent point and records the outcome.
+// With repair, drifted views are rebuilt in place at a second consistent
+// point, the writer held there meanwhile.
+func verifyOnce(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, only string, repair bool, log *zap.Logger) ([]writer.Drift, error) {
+	p, err := consistentPoint(ctx, w, c, settings, only, false)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if len(p.views) == 0 {
+		p.release()
+		if only != "" {
+			return nil, fmt.Errorf("no running view named %q", only)
+		}
+		return nil, nil
+	}
+	var drifts []writer.Drift
+	var drifted []string
+	for _, v := range p.views {
+		d, err := writer.Compare(ctx, p.src, p.tgt, v, p.at)
+		if err != nil {
+			p.release()
+			return drifts, err
+		}
+		drifts = append(drifts, d)
+		if !d.OK() {
+			drifted = append(drifted, d.View)
+		}
+	}
+	p.release()
+	if repair && len(drifted) > 0 {
+		if err := repairViews(ctx, w, c, settings, drifted, drifts, log); err != nil {
+			return drifts, err
+		}
+	}
+	rec, err := pgx.Connect(ctx, c.Target)
+	if err != nil {
+		return drifts, err
+	}
+	defer rec.Close(context.WithoutCancel(ctx))
+	for _, d := range drifts {
+		if d.OK() {
+			log.Info("verified", zap.String("view", d.View), zap.Stringer("at", d.At))
+		} else {
+			log.Warn("drift", zap.String("view", d.View), zap.Stringer("at", d.At), zap.Int64("missing", d.Missing),
+				zap.Int64("extra", d.Extra), zap.Strings("samples", d.Samples), zap.Bool("repaired", d.Repaired))
+		}
+		if err := writer.RecordVerified(ctx, rec, d); err != nil {
+			return drifts, err
+		}
+	}
+	return drifts, nil
+}
+
+// repairViews rebuilds drifted views from the source at a new consistent
+// point, in one target transaction, while the writer is held there.
+func repairViews(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, names []string, drifts []writer.Drift, log *zap.Logger) error {
+	p, err := consistentPoint(ctx, w, c, settings, "", true)
+	if err != nil {
+		return fmt.Errorf("repair: %w", err)
+	}
+	defer p.release()
+	tx, err := p.tgt.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	for _, v := range p.views {
+		if !slices.Contains(names, v.Plan.View.Name) {
+			continue
+		}
+		start := time.Now()
+		if err := w.Rebuild(ctx, p.src, tx, v); err != nil {
+			return err
+		}
+		log.Info("repaired", zap.String("view", v.Plan.View.Name), zap.Stringer("at", p.at), zap.Duration("took", time.Since(start)))
+		for i := range drifts {
+			if drifts[i].View == v.Plan.View.Name {
+				drifts[i].Repaired = true
+			}
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("repair: commit: %w", err)
+	}
+	return nil
+}
+
+// verifier serves verification for a running stream until ctx ends: every
+// interval (0: never) on its own, and whenever `deltaview verify` asks.
+func verifier(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, every time.Duration, log *zap.Logger) {
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	next := time.Now().Add(every)
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll.C:
+		}
+		if every > 0 && time.Now().After(next) {
+			next = time.Now().Add(every)
+			if _, err := verifyOnce(ctx, w, c, settings, "", false, log); err != nil && ctx.Err() == nil {
+				log.Warn("scheduled verification failed", zap.Error(err))
+			}
+		}
+		if conn == nil {
+			if conn, _ = pgx.Connect(ctx, c.Target); conn == nil {
+				continue // the stream reports an unreachable target
+			}
+		}
+		if err := serveRequest(ctx, conn, w, c, settings, log); err != nil && ctx.Err() == nil {
+			log.Warn("verification request failed", zap.Error(err))
+			conn.Close(context.WithoutCancel(ctx))
+			conn = nil
+		}
+	}
+}
+
+// serveRequest runs the oldest pending verification request, if any.
+func serveRequest(ctx context.Context, conn *pgx.Conn, w *writer.Writer, c runConfig, settings map[string]string, log *zap.Logger) error {
+	var id int64
+	var view *string
+	var repair bool
+	err := conn.QueryRow(ctx, `UPDATE deltaview.verify_requests SET status = 'running'
+		WHERE id = (SELECT id FROM deltaview.verify_requests WHERE slot = $1 AND status = 'pending' ORDER BY id LIMIT 1)
+		RETURNING id, view_name, repair`, c.Slot).Scan(&id, &view, &repair)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	only := ""
+	if view != nil {
+		only = *view
+	}
+	drifts, verr := verifyOnce(ctx, w, c, settings, only, repair, log)
+	status, drifted := "done", false
+	var lines []string
+	for _, d := range drifts {
+		lines = append(lines, d.String())
+		drifted = drifted || (!d.OK() && !d.Repaired)
+	}
+	if verr != nil {
+		status = "error"
+		lines = append(lines, "error: "+verr.Error())
+	}
+	_, err = conn.Exec(context.WithoutCancel(ctx), `UPDATE deltaview.verify_requests SET status = $2, report = $3, drifted = $4, finished_at = now() WHERE id = $1`,
+		id, status, strings.Join(lines, "\n"), drifted)
+	return err
+}
+
+// verifyCommand asks the running deltaview to verify, and prints the
+// report. It exits non-zero when a view drifted (and was not repaired).
+func verifyCommand(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	target := fs.String("target", "", "target database URL holding deltaview's catalog")
+	slot := fs.String("slot", "deltaview", "the stream's replication slot")
+	view := fs.String("view", "", "verify only this view (default: every running view)")
+	repair := fs.Bool("repair", false, "rebuild drifted views in place")
+	wait := fs.Duration("timeout", 10*time.Minute, "how long to wait for the report")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *target == "" {
+		return errors.New("verify needs --target (or DELTAVIEW_TARGET): the database holding deltaview's catalog")
+	}
+	conn, err := pgx.Connect(ctx, *target)
+	if err != nil {
+		return fmt.Errorf("connect to target %s: %w", decoder.RedactURL(*target), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var only any
+	if *view != "" {
+		only = *view
+	}
+	var id int64
+	if err := conn.QueryRow(ctx, `INSERT INTO deltaview.verify_requests (slot, view_name, repair) VALUES ($1, $2, $3) RETURNING id`,
+		*slot, only, *repair).Scan(&id); err != nil {
+		return fmt.Errorf("request verification: %w (is deltaview's catalog in this database?)", err)
+	}
+	deadline := time.Now().Add(*wait)
+	taken := time.Now().Add(15 * time.Second)
+	for {
+		var status string
+		var report *string
+		var drifted *bool
+		if err := conn.QueryRow(ctx, `SELECT status, report, drifted FROM deltaview.verify_requests WHERE id = $1`, id).Scan(&status, &report, &drifted); err != nil {
+			return err
+		}
+		switch {
+		case status == "done" || status == "error":
+			if report != nil {
+				fmt.Println(*report)
+			}
+			if status == "error" {
+				return errors.New("verification failed")
+			}
+			if drifted != nil && *drifted {
+				return errors.New("views differ from their queries; run again with --repair to rebuild them")
+			}
+			return nil
+		case status == "pending" && time.Now().After(taken):
+			conn.Exec(context.WithoutCancel(ctx), `DELETE FROM deltaview.verify_requests WHERE id = $1`, id)
+			return fmt.Errorf("no running deltaview serves slot %q: verification needs `deltaview run`, which stops its stream at a consistent point for it", *slot)
+		case time.Now().After(deadline):
+			return errors.New("no report in time")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

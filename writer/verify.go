@@ -1,0 +1,172 @@
+package writer
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/deltaview/deltaview/change"
+	"github.com/jackc/pgx/v5"
+)
+
+// Drift is how a view's table differs from its query at one source
+// position.
+type Drift struct {
+	View string
+	At   change.LSN
+	// Missing rows are in the query's result and not in the table (counted
+	// with multiplicity), Extra ones the other way round.
+	Missing, Extra int64
+	// Samples show some differing rows: "+" missing, "-" extra.
+	Samples []string
+	// Repaired is set once the table was rebuilt.
+	Repaired bool
+}
+
+// OK tells whether the table equals its query.
+func (d Drift) OK() bool { return d.Missing == 0 && d.Extra == 0 }
+
+func (d Drift) String() string {
+	if d.OK() {
+		return fmt.Sprintf("%s: ok at %s", d.View, d.At)
+	}
+	s := fmt.Sprintf("%s: %d row(s) missing, %d extra at %s", d.View, d.Missing, d.Extra, d.At)
+	if len(d.Samples) > 0 {
+		s += ": " + strings.Join(d.Samples, "; ")
+	}
+	if d.Repaired {
+		s += " (repaired)"
+	}
+	return s
+}
+
+// maxSamples bounds the rows a drift report shows.
+const maxSamples = 10
+
+// Verifiable are the views a verification covers: the user's running
+// views, or only the one named.
+func (w *Writer) Verifiable(only string) []*View {
+	var out []*View
+	for _, v := range w.views {
+		if v.internal || v.failed || (only != "" && v.Plan.View.Name != only) {
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// Compare compares a view's table with its query. src and tgt are in
+// REPEATABLE READ transactions on snapshots of the same source position
+// at: the source's at that position, the target's at the writer's barrier
+// there. The query's rows are copied into a temporary table shaped like
+// the view's table, so both sides compare as the same types' text.
+func Compare(ctx context.Context, src, tgt *pgx.Conn, v *View, at change.LSN) (Drift, error) {
+	d := Drift{View: v.Plan.View.Name, At: at}
+	target := v.Names.Target
+	if _, err := tgt.Exec(ctx, "CREATE TEMP TABLE IF NOT EXISTS dv_verify (LIKE "+target+") ON COMMIT DROP"); err != nil {
+		return d, fmt.Errorf("verify %s: %w", d.View, err)
+	}
+	defer tgt.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS pg_temp.dv_verify")
+	var err error
+	if v.Plan.OnTarget() {
+		_, err = tgt.Exec(ctx, "INSERT INTO pg_temp.dv_verify SELECT * FROM ("+v.Plan.View.Query+") AS q")
+	} else {
+		_, err = copyBetween(ctx, src, tgt, v.Plan.View.Query, "pg_temp.dv_verify")
+	}
+	if err != nil {
+		return d, fmt.Errorf("verify %s: evaluate the query: %w", d.View, err)
+	}
+	rows, err := tgt.Query(ctx, `
+		WITH want AS (SELECT ROW(q.*)::text AS r, count(*) AS n FROM pg_temp.dv_verify AS q GROUP BY 1),
+		     got AS (SELECT ROW(t.*)::text AS r, count(*) AS n FROM `+target+` AS t GROUP BY 1)
+		SELECT coalesce(want.r, got.r), coalesce(want.n, 0) - coalesce(got.n, 0)
+		FROM want FULL JOIN got ON got.r = want.r
+		WHERE want.n IS DISTINCT FROM got.n
+		ORDER BY 1`)
+	if err != nil {
+		return d, fmt.Errorf("verify %s: %w", d.View, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r string
+		var diff int64
+		if err := rows.Scan(&r, &diff); err != nil {
+			return d, err
+		}
+		sign := "+"
+		if diff > 0 {
+			d.Missing += diff
+		} else {
+			d.Extra -= diff
+			sign = "-"
+		}
+		if len(d.Samples) < maxSamples {
+			d.Samples = append(d.Samples, sign+r)
+		}
+	}
+	return d, rows.Err()
+}
+
+// Rebuild refills a view's tables in place, in tgt's transaction, from src
+// (a REPEATABLE READ transaction at the position the writer is held at):
+// the result and its state, and the copies and kept rows it reads, which
+// are as exact at that position for the other views reading them.
+func (w *Writer) Rebuild(ctx context.Context, src *pgx.Conn, tgt pgx.Tx, v *View) error {
+	var parts []*View
+	for _, st := range w.order {
+		if !contains(st.views, v) {
+			continue
+		}
+		if k := st.kept; k != nil {
+			if _, err := tgt.Exec(ctx, "TRUNCATE "+k.kept.Name()); err != nil {
+				return fmt.Errorf("rebuild %s: %w", v.Plan.View.Name, err)
+			}
+			if _, err := copyBetween(ctx, src, tgt.Conn(), k.kept.SnapshotQuery(), k.kept.SnapshotTarget()); err != nil {
+				return fmt.Errorf("rebuild %s: rows of %s: %w", v.Plan.View.Name, st.table, err)
+			}
+		}
+		for _, c := range st.views {
+			if c.internal && v.Plan.NeedsCopy() && !contains(parts, c) {
+				parts = append(parts, c)
+			}
+		}
+	}
+	parts = append(parts, v)
+	for _, p := range parts {
+		stmts := []string{"TRUNCATE " + p.Names.Target}
+		if p.Names.State != "" {
+			stmts = append(stmts, "TRUNCATE "+p.Names.State)
+		}
+		for _, s := range stmts {
+			if _, err := tgt.Exec(ctx, s); err != nil {
+				return fmt.Errorf("rebuild %s: %w", v.Plan.View.Name, err)
+			}
+		}
+		into := p.Plan.SnapshotTarget(p.Names)
+		var err error
+		if p.Plan.OnTarget() {
+			_, err = tgt.Exec(ctx, "INSERT INTO "+into+" SELECT * FROM ("+p.Plan.SnapshotQuery()+") AS q")
+		} else {
+			_, err = copyBetween(ctx, src, tgt.Conn(), p.Plan.SnapshotQuery(), into)
+		}
+		if err != nil {
+			return fmt.Errorf("rebuild %s: %w", v.Plan.View.Name, err)
+		}
+		if f := p.Plan.FinalizeAll(p.Names); f != "" {
+			if _, err := tgt.Exec(ctx, f); err != nil {
+				return fmt.Errorf("rebuild %s: %w", v.Plan.View.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func contains(vs []*View, v *View) bool {
+	for _, x := range vs {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
