@@ -58,21 +58,31 @@ func QuoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 
+// Files are the definition files at path: path itself, or the .sql files
+// of the directory path, sorted by name.
+func Files(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("views %s: %w", path, err)
+	}
+	if !st.IsDir() {
+		return []string{path}, nil
+	}
+	files, err := filepath.Glob(filepath.Join(path, "*.sql"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
 // Load reads view definitions from a .sql file or from every .sql file in a
 // directory (sorted by name). Definitions that parse are returned even when
 // others fail: one broken view never stops the others.
 func Load(path string) ([]*Definition, []error) {
-	st, err := os.Stat(path)
+	files, err := Files(path)
 	if err != nil {
-		return nil, []error{fmt.Errorf("views %s: %w", path, err)}
-	}
-	files := []string{path}
-	if st.IsDir() {
-		files, err = filepath.Glob(filepath.Join(path, "*.sql"))
-		if err != nil {
-			return nil, []error{err}
-		}
-		sort.Strings(files)
+		return nil, []error{err}
 	}
 	var defs []*Definition
 	var errs []error

@@ -278,7 +278,7 @@ func (b *keptBuf) discard() { clear(b.entries) }
 // KeptTables are the quoted names of the copies of rows the views need:
 // one per source table whose replica identity is not FULL.
 func KeptTables(views []*View) []string {
-	_, order := buildStages(views)
+	_, order := buildStages(views, false)
 	var out []string
 	for _, st := range order {
 		if st.kept != nil {

@@ -24,14 +24,14 @@ func (w *Writer) stageOf(ctx context.Context, rel *change.Relation) (*stage, err
 	st := w.stages[planner.Table{Schema: rel.Schema, Name: rel.Name}]
 	if st == nil {
 		for _, s := range w.order {
-			if s.oid != 0 && s.oid == rel.OID && !s.allFailed() {
+			if s.oid != 0 && s.oid == rel.OID && !s.inactive() {
 				err := fmt.Errorf("table %s was renamed to %s on the source: change the views that read it to the new name", s.table, rel.QualifiedName())
 				return nil, w.failStage(ctx, s, err)
 			}
 		}
 		return nil, nil
 	}
-	if st.allFailed() {
+	if st.inactive() {
 		return nil, nil
 	}
 	if rel == st.checked {
@@ -51,7 +51,7 @@ func (w *Writer) stageOf(ctx context.Context, rel *change.Relation) (*stage, err
 			}
 		}
 	}
-	if st.allFailed() {
+	if st.inactive() {
 		return nil, nil
 	}
 	return st, nil
@@ -206,7 +206,7 @@ func (w *Writer) inspect(ctx context.Context, conn *pgx.Conn) ([]schemaProblem, 
 func (w *Writer) schemaChanged(ctx context.Context, problems []schemaProblem) error {
 	for _, p := range problems {
 		st := w.stages[p.table]
-		if st == nil || st.allFailed() {
+		if st == nil || st.inactive() {
 			continue
 		}
 		var err error

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/deltaview/deltaview/change"
 	"github.com/deltaview/deltaview/planner"
@@ -34,11 +35,50 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 		slot, publication, point.String()); err != nil {
 		return nil, fmt.Errorf("snapshot: record stream: %w", err)
 	}
+	failed, err = loadViews(ctx, src, tx, views, views, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("snapshot: commit: %w", err)
+	}
+	return failed, nil
+}
+
+// Backfill builds the tables of pending views in tx from src, both at the
+// writer's barrier (the writer waits there): the views' results and state,
+// the copies of tables only they read, and the rows kept of tables only
+// they read. The tables of the writer's other views are as they are.
+func (w *Writer) Backfill(ctx context.Context, src *pgx.Conn, tx pgx.Tx, log *zap.Logger) (built []*View, failed map[*View]error, err error) {
+	for _, v := range w.views {
+		if v.pending {
+			built = append(built, v)
+		}
+	}
+	failed, err = loadViews(ctx, src, tx, w.views, built, log)
+	return built, failed, err
+}
+
+// loadViews loads the views of which (all of views, in their order), and
+// the rows kept of the tables only they read, in tx from src. A view that
+// cannot be built is marked failed and returned in failed.
+func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*View, log *zap.Logger) (failed map[*View]error, err error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	failed = map[*View]error{}
 	copyFailed := map[planner.Table]error{}
 	// A view fails with the rows kept of a table it reads.
 	keptFailed := map[*View]error{}
-	_, stages := buildStages(views)
+	_, stages := buildStages(views, false)
 	for _, st := range stages {
+		mine := true
+		for _, v := range st.views {
+			mine = mine && slices.Contains(which, v)
+		}
+		if !mine {
+			continue
+		}
 		err := st.keptErr
 		if err == nil && st.kept != nil {
 			err = loadKept(ctx, src, tx, st.kept.kept)
@@ -55,7 +95,7 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 			}
 		}
 	}
-	for _, v := range views {
+	for _, v := range which {
 		cerr := keptFailed[v]
 		if cerr == nil {
 			cerr = copyFailure(copyFailed, v)
@@ -98,9 +138,6 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 			return nil, err
 		}
 		log.Info("view loaded", zap.String("view", v.Plan.View.Name), zap.Int64("rows", rows))
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("snapshot: commit: %w", err)
 	}
 	return failed, nil
 }
@@ -252,3 +289,72 @@ func copyFailure(failed map[planner.Table]error, v *View) error {
 	}
 	return nil
 }
+
+// PlanBackfill tells whether the stale views (new, changed, or to be
+// rebuilt) can be built while the other views stream on, and if so marks
+// them pending, with the copies only they read. It cannot when a table
+// the other views read would change: a copy or kept rows they share with a
+// stale view that needs other columns, or a table that is missing.
+func PlanBackfill(ctx context.Context, conn *pgx.Conn, views []*View, stale func(*View) bool) (bool, error) {
+	_, order := buildStages(views, false)
+	var pending []*View
+	for _, st := range order {
+		read, copied := false, false // by a view that is not stale
+		for _, v := range st.views {
+			if !v.internal && !stale(v) {
+				read = true
+				copied = copied || v.Plan.NeedsCopy()
+			}
+		}
+		for _, v := range st.views {
+			if !v.internal {
+				continue
+			}
+			if !copied {
+				pending = append(pending, v)
+				continue
+			}
+			ok, err := sameColumns(ctx, conn, v.Names.Target, v.Plan.Columns)
+			if err != nil || !ok {
+				return false, err
+			}
+		}
+		if st.kept != nil && read {
+			ok, err := sameColumns(ctx, conn, st.kept.kept.Name(), st.kept.kept.Cols)
+			if err != nil || !ok {
+				return false, err
+			}
+		}
+	}
+	for _, v := range views {
+		if !v.internal && stale(v) {
+			pending = append(pending, v)
+		}
+	}
+	for _, v := range pending {
+		v.pending = true
+	}
+	return true, nil
+}
+
+// sameColumns tells whether table (quoted) exists with exactly cols.
+func sameColumns(ctx context.Context, conn *pgx.Conn, table string, cols []planner.Column) (bool, error) {
+	var have []string
+	err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(attname::text ORDER BY attnum), '{}') FROM pg_attribute
+		WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, table).Scan(&have)
+	if err != nil {
+		return false, fmt.Errorf("columns of %s: %w", table, err)
+	}
+	if len(have) != len(cols) {
+		return false, nil
+	}
+	for i, c := range cols {
+		if have[i] != c.Name {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// Pending tells whether the view's tables are still to be built.
+func (v *View) Pending() bool { return v.pending }

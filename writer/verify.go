@@ -48,7 +48,7 @@ const maxSamples = 10
 func (w *Writer) Verifiable(only string) []*View {
 	var out []*View
 	for _, v := range w.views {
-		if v.internal || v.failed || (only != "" && v.Plan.View.Name != only) {
+		if v.internal || !v.active() || (only != "" && v.Plan.View.Name != only) {
 			continue
 		}
 		out = append(out, v)

@@ -100,6 +100,10 @@ type View struct {
 	terms map[planner.Table]string
 
 	failed bool
+	// pending is true for a view whose tables are built later, at a
+	// consistent point while the stream runs (Backfill): until then
+	// changes pass it by.
+	pending bool
 	// internal is true for the copy of a source table that recomputed
 	// views read: it has no catalog row and sends no notifications.
 	internal bool
@@ -112,6 +116,9 @@ type View struct {
 	// inserted, updated, deleted rows of the result in the open batch.
 	counts [3]int64
 }
+
+// active tells whether the writer applies changes to the view.
+func (v *View) active() bool { return !v.failed && !v.pending }
 
 // Writer applies decoded source transactions to the target.
 type Writer struct {
@@ -152,7 +159,7 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 		log = zap.NewNop()
 	}
 	w := &Writer{cfg: cfg, log: log, views: views, schema: make(chan []schemaProblem, 1), barriers: make(chan *Barrier)}
-	w.stages, w.order = buildStages(views)
+	w.stages, w.order = buildStages(views, true)
 	byName := map[string]*View{}
 	for _, v := range views {
 		if !v.internal {
@@ -174,13 +181,16 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 }
 
 // buildStages creates one stage per source table the views read, with the
-// columns they all read from it, and the views' stage names.
-func buildStages(views []*View) (map[planner.Table]*stage, []*stage) {
+// columns they all read from it; with assign, it gives the views their
+// stages.
+func buildStages(views []*View, assign bool) (map[planner.Table]*stage, []*stage) {
 	stages := map[planner.Table]*stage{}
 	var order []*stage
 	keys := map[planner.Table]planner.Source{}
 	for _, v := range views {
-		v.Names.Stages = nil
+		if assign {
+			v.Names.Stages = nil
+		}
 		for i, src := range v.Plan.Sources {
 			st := stages[src.Table]
 			if st == nil {
@@ -198,10 +208,12 @@ func buildStages(views []*View) (map[planner.Table]*stage, []*stage) {
 					st.readers[c.Name] = append(st.readers[c.Name], v)
 				}
 			}
-			v.Names.Stages = append(v.Names.Stages, st.name)
-			if i == 0 {
-				v.Names.Stage = st.name
-				v.stage = st
+			if assign {
+				v.Names.Stages = append(v.Names.Stages, st.name)
+				if i == 0 {
+					v.Names.Stage = st.name
+					v.stage = st
+				}
 			}
 			if src.Key != nil {
 				keys[src.Table] = src
@@ -276,7 +288,7 @@ func (w *Writer) Open(ctx context.Context) error {
 		}
 	}
 	for i, v := range w.views {
-		if v.failed {
+		if v.failed || v.pending {
 			continue
 		}
 		if err := w.prepare(ctx, i, v); err != nil {
@@ -579,16 +591,18 @@ func (w *Writer) row(ctx context.Context, r *change.Row) error {
 // joined tells whether a view joins the stage's rows with copies.
 func (s *stage) joined() bool {
 	for _, v := range s.views {
-		if !v.failed && (v.Plan.NeedsKeys() || v.Plan.NeedsDelta()) {
+		if v.active() && (v.Plan.NeedsKeys() || v.Plan.NeedsDelta()) {
 			return true
 		}
 	}
 	return false
 }
 
-func (s *stage) allFailed() bool {
+// inactive tells whether no view the writer applies changes to reads the
+// stage's table.
+func (s *stage) inactive() bool {
 	for _, v := range s.views {
-		if !v.failed {
+		if v.active() {
 			return false
 		}
 	}
@@ -619,7 +633,7 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 		return err
 	}
 	for _, st := range hit {
-		if st.kept != nil && !st.allFailed() {
+		if st.kept != nil && !st.inactive() {
 			if _, err := w.conn.Exec(ctx, st.kept.kept.Truncate()); err != nil {
 				return w.failStage(ctx, st, fmt.Errorf("truncate: %w", err))
 			}
@@ -771,7 +785,7 @@ func (w *Writer) flush(ctx context.Context, st *stage) error {
 // runView runs one view's prepared statement (and an optional follow-up)
 // inside a savepoint: a view whose SQL fails is marked failed and the others go on.
 func (w *Writer) runView(ctx context.Context, v *View, sql, after string) error {
-	if v.failed {
+	if !v.active() {
 		return nil
 	}
 	b := &pgx.Batch{}

@@ -30,6 +30,7 @@ type runConfig struct {
 	SlotWALWarning        int64 // MB
 	SpoolDir              string
 	VerifyEvery           time.Duration
+	ViewsCheck            time.Duration
 }
 
 func runFlags(fs *flag.FlagSet, c *runConfig) {
@@ -44,6 +45,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.BatchChanges, "batch-changes", writer.DefaultConfig().BatchChanges, "most source row changes per target transaction while catching up")
 	fs.DurationVar(&c.BatchDelay, "batch-delay", writer.DefaultConfig().BatchDelay, "longest a target transaction stays open while catching up")
 	fs.DurationVar(&c.SchemaCheck, "schema-check-interval", 10*time.Second, "how often to look for source tables dropped, renamed or with changed columns, which no change announces (0: never)")
+	fs.DurationVar(&c.ViewsCheck, "views-check-interval", 2*time.Second, "how often to look for added, changed or removed view definitions, which are applied without restarting (0: only at start)")
 	fs.DurationVar(&c.VerifyEvery, "verify-every", 0, "compare every view's table with its query at a consistent point this often, and report drift (0: never)")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory for large source transactions streamed before they commit (default: the system's temporary directory)")
 	fs.Int64Var(&c.SlotWALWarning, "slot-wal-warning-mb", 1024, "log a warning while the replication slot retains more than this many MB of WAL on the source (0: never)")
@@ -105,6 +107,11 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 			log.Info("stopped")
 			return nil
 		}
+		if errors.Is(err, errViewsChanged) {
+			log.Info("view definitions changed: applying them; the running views keep streaming", zap.String("views", c.Views))
+			st = nil
+			continue
+		}
 		if errors.Is(err, decoder.ErrSlotInvalidated) {
 			// prepare sees the lost slot and builds the views anew.
 			log.Error("the replication slot was invalidated: the source removed WAL it still needed (max_slot_wal_keep_size), so changes were lost; rebuilding every view from a new snapshot", zap.String("slot", c.Slot), zap.Error(err))
@@ -142,6 +149,10 @@ func stream(ctx context.Context, c runConfig, st *startup, dcfg decoder.Config, 
 	g.Go(func() error { return w.Watch(gctx, dcfg.SourceURL, c.SchemaCheck) })
 	g.Go(func() error { watchSlot(gctx, dcfg, c.SlotWALWarning<<20, log); return nil })
 	g.Go(func() error { verifier(gctx, w, c, st.settings, c.VerifyEvery, log.Named("verify")); return nil })
+	g.Go(func() error { return watchViews(gctx, c.Views, st.sum, c.ViewsCheck) })
+	if len(st.backfill) > 0 {
+		g.Go(func() error { return backfill(gctx, w, c, st, log) })
+	}
 	if b.failures > 0 {
 		// Reset the backoff once the stream has been healthy a while.
 		g.Go(func() error {

@@ -24,6 +24,11 @@ type startup struct {
 	// settings are the source's session settings, used by every target
 	// session that evaluates view expressions.
 	settings map[string]string
+	// backfill names the views to build at a consistent point while the
+	// stream runs; empty once built.
+	backfill []string
+	// sum is the checksum of the definitions the views were planned from.
+	sum string
 }
 
 // position reads where the stream resumes: the target is the truth.
@@ -76,6 +81,7 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 // either resumes the recorded stream or builds every view from a fresh
 // snapshot consistent with a new slot.
 func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Logger) (*startup, error) {
+	sum := definitionsSum(c.Views)
 	defs, loadErrs := planner.Load(c.Views)
 	for _, e := range loadErrs {
 		log.Error("view cannot be maintained", zap.Error(e))
@@ -197,7 +203,7 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 		}
 	}
 
-	st := &startup{slot: c.Slot, settings: settings}
+	st := &startup{slot: c.Slot, settings: settings, sum: sum}
 	for _, vp := range plans {
 		v := &writer.View{Plan: vp.plan, Names: planner.Names{Target: vp.def.Target.Quoted(), Stage: ""}}
 		st.views = append(st.views, v)
@@ -215,27 +221,29 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 		log.Error("the replication slot was invalidated (max_slot_wal_keep_size): rebuilding every view from a new snapshot", zap.String("slot", c.Slot))
 	}
 	resume := streamOK && slot.Exists && !slot.Lost
+	// Views that are new, changed or not running are stale: when the
+	// stream can resume, they are built while the others stream on, at a
+	// consistent point; otherwise everything is built from a new snapshot.
+	stale := map[string]bool{}
 	for _, vp := range plans {
 		r := records[vp.def.Name]
 		if r == nil || r.Status != writer.StatusRunning || r.Fingerprint != fingerprint(vp.def, vp.plan) {
-			resume = false
+			stale[vp.def.Name] = true
 		}
 	}
-	// Rows kept of tables without FULL identity are built with a snapshot:
-	// a table whose identity changed since needs one.
-	for _, name := range writer.KeptTables(st.views) {
-		var exists bool
-		if err := tgt.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&exists); err != nil {
+	if resume {
+		resume, err = writer.PlanBackfill(ctx, tgt, st.views, func(v *writer.View) bool { return stale[v.Plan.View.Name] })
+		if err != nil {
 			return nil, err
 		}
-		if !exists {
-			resume = false
+		if !resume {
+			log.Info("a table the running views share with a new or changed view changes: rebuilding every view from a new snapshot")
 		}
 	}
 	ids := map[string]int{}
 	for _, vp := range plans {
 		status := writer.StatusRunning
-		if !resume {
+		if !resume || stale[vp.def.Name] {
 			status = writer.StatusSnapshotting
 		}
 		id, err := writer.Register(ctx, tgt, c.Slot, vp.def, fingerprint(vp.def, vp.plan), vp.plan.Strategy(), status, "")
@@ -250,7 +258,12 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 		}
 	}
 	if resume {
-		log.Info("resuming stream", zap.String("slot", c.Slot))
+		for _, v := range st.views {
+			if v.Pending() && !v.Internal() {
+				st.backfill = append(st.backfill, v.Plan.View.Name)
+			}
+		}
+		log.Info("resuming stream", zap.String("slot", c.Slot), zap.Strings("building_while_streaming", st.backfill))
 		return st, nil
 	}
 	if err := snapshot(ctx, c, dcfg, src, tgt, st, log); err != nil {

@@ -33,6 +33,7 @@ type point struct {
 	at       change.LSN
 	views    []*writer.View
 	release  func()
+	barrier  *writer.Barrier
 }
 
 // consistentPoint stops the writer at a new consistent point. The writer
@@ -100,7 +101,7 @@ func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, setting
 		}
 		b.Release()
 	}
-	return &point{src: src, tgt: tgt, at: snap.ConsistentPoint, views: views, release: release}, nil
+	return &point{src: src, tgt: tgt, at: snap.ConsistentPoint, views: views, release: release, barrier: b}, nil
 }
 
 // verifyOnce compares the views (all running ones, or only the one named)

@@ -1,6 +1,16 @@
+-- Outages: while deltaview cannot stream (the source or the target is
+-- unreachable, or refuses), the stream records why and since when; the
+-- next recorded position clears it.
 -- Verification: each view's last comparison with its query at a consistent
 -- point, and requests from `deltaview verify` to the running process.
 -- Safe to run again.
+
+-- Readers of deltaview.views lock the view, then its tables: take the
+-- locks in that order too, or a reader and this migration can deadlock.
+LOCK TABLE deltaview.views, deltaview.maintained, deltaview.streams IN ACCESS EXCLUSIVE MODE;
+
+ALTER TABLE deltaview.streams ADD COLUMN IF NOT EXISTS error text;
+ALTER TABLE deltaview.streams ADD COLUMN IF NOT EXISTS error_since timestamptz;
 ALTER TABLE deltaview.maintained ADD COLUMN IF NOT EXISTS verified_at timestamptz;
 ALTER TABLE deltaview.maintained ADD COLUMN IF NOT EXISTS verified_lsn pg_lsn;
 ALTER TABLE deltaview.maintained ADD COLUMN IF NOT EXISTS drift text;

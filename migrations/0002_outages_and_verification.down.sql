@@ -1,4 +1,5 @@
-CREATE OR REPLACE VIEW deltaview.views AS
+DROP VIEW IF EXISTS deltaview.views;
+CREATE VIEW deltaview.views AS
 SELECT m.name,
        m.status,
        m.error,
@@ -11,5 +12,9 @@ SELECT m.name,
        m.updated_at
 FROM deltaview.maintained m
 LEFT JOIN deltaview.streams s ON s.slot = m.slot;
+DROP TABLE IF EXISTS deltaview.verify_requests;
+ALTER TABLE deltaview.maintained DROP COLUMN IF EXISTS drift;
+ALTER TABLE deltaview.maintained DROP COLUMN IF EXISTS verified_lsn;
+ALTER TABLE deltaview.maintained DROP COLUMN IF EXISTS verified_at;
 ALTER TABLE deltaview.streams DROP COLUMN IF EXISTS error_since;
 ALTER TABLE deltaview.streams DROP COLUMN IF EXISTS error;
