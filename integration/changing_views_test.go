@@ -25,7 +25,7 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 		CREATE TABLE owners (acct int PRIMARY KEY, owner text NOT NULL);
 		INSERT INTO owners SELECT i, 'owner ' || i FROM generate_series(0, 7) AS i;
 		CREATE TABLE notes (id int PRIMARY KEY, acct int, body text);
-		INSERT INTO notes SELECT i, i % 5, 'note ' || (i % 7) FROM generate_series(1, 50) AS i`)
+		INSERT INTO notes SELECT i, i % 5, 'note ' || (i % 7) FROM generate_series(1, 200000) AS i`)
 	balances := plainView("balances", `SELECT acct, count(*) AS n, sum(amount) AS balance FROM ledger GROUP BY acct`)
 	perOwner := plainView("per_owner", `SELECT o.owner, count(*) AS n, sum(l.amount) AS total FROM owners o LEFT JOIN ledger l ON l.acct = o.acct GROUP BY o.owner`)
 	big := plainView("big", `SELECT acct, amount FROM ledger WHERE amount >= 50`)
@@ -54,8 +54,8 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 		conn := connect(t, e.srcURL)
 		for i := 0; ctx.Err() == nil; i++ {
 			conn.Exec(context.Background(), `INSERT INTO notes VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET body = excluded.body`,
-				51+r.IntN(100), r.IntN(5), "note "+string(rune('a'+r.IntN(5))))
-			conn.Exec(context.Background(), `DELETE FROM notes WHERE id = $1`, 1+r.IntN(150))
+				1+r.IntN(200100), r.IntN(5), "note "+string(rune('a'+r.IntN(5))))
+			conn.Exec(context.Background(), `DELETE FROM notes WHERE id = $1`, 1+r.IntN(200100))
 			time.Sleep(3 * time.Millisecond)
 		}
 	}()

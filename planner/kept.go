@@ -107,6 +107,18 @@ func (k *Kept) rawDefs() string {
 	return b.String()
 }
 
+// RawColumns lists the raw table's columns, quoted, in order.
+func (k *Kept) RawColumns() string {
+	cols := []string{QuoteIdent(rawPresent), QuoteIdent(rawMask)}
+	for i := range k.Key {
+		cols = append(cols, QuoteIdent(rawOrigin+strconv.Itoa(i+1)))
+	}
+	for _, c := range k.Cols {
+		cols = append(cols, QuoteIdent(c.Name))
+	}
+	return strings.Join(cols, ", ")
+}
+
 // CreateRaw creates the raw table name (unqualified) in the session's
 // temporary schema.
 func (k *Kept) CreateRaw(name string) string {

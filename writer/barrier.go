@@ -3,7 +3,6 @@ package writer
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/deltaview/deltaview/change"
 	"github.com/jackc/pgx/v5"
@@ -24,9 +23,9 @@ import (
 // the consistent point cannot precede it), then every transaction
 // committing at or after From until At tells the position.
 type Barrier struct {
-	// activate are pending views whose tables were built at the barrier:
-	// the writer applies changes to them from there on.
-	activate []*View
+	// collect are pending views whose tables are built as of the barrier:
+	// the writer collects their changes from there on.
+	collect []*View
 
 	from     chan change.LSN
 	at       chan change.LSN
@@ -68,9 +67,10 @@ func (b *Barrier) Snapshot(ctx context.Context) (string, error) {
 	}
 }
 
-// Activate makes pending views, whose tables were built as of the
-// barrier's position, take changes from there on. Call it before Release.
-func (b *Barrier) Activate(views []*View) { b.activate = views }
+// Collect has the writer collect, from the barrier on, the changes of
+// pending views whose tables are built as of the barrier's position (see
+// Backfill and Activate). Call it before Release.
+func (b *Barrier) Collect(views []*View) { b.collect = views }
 
 // Release lets the writer go on; it also gives up a barrier not reached
 // yet. The target snapshot must have been imported before.
@@ -149,28 +149,7 @@ func (w *Writer) atBarrier(ctx context.Context, lsn change.LSN) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return w.activate(ctx, b.activate)
-}
-
-// activate prepares pending views' statements and applies changes to them
-// from now on.
-func (w *Writer) activate(ctx context.Context, views []*View) error {
-	for _, v := range views {
-		if !v.pending {
-			continue
-		}
-		v.pending = false
-		i := slices.Index(w.views, v)
-		if err := w.prepare(ctx, i, v); err != nil {
-			if Transient(err) {
-				return err
-			}
-			if err := w.fail(ctx, v, err); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return w.startCollecting(ctx, b.collect)
 }
 
 func (w *Writer) endBarrier() {

@@ -28,6 +28,11 @@ type keptBuf struct {
 
 	entries map[string]*keptEntry
 
+	// collect, while the kept rows are built beside the writer, is where
+	// chunks of raw changes wait for them, numbered by chunk.
+	collect string
+	chunk   int64
+
 	rel    *change.Relation // relation the mapping was built for
 	colIdx []int            // per kept column, its position in the relation's tuples
 	keyIdx []int            // per key column, its position among the kept columns
@@ -253,6 +258,27 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := conn.PgConn().CopyFrom(ctx, &buf, b.kept.CopyRaw(b.raw)); err != nil {
 		return fmt.Errorf("stage %s: %w", b.kept.Table, err)
 	}
+	if b.collect != "" {
+		batch := &pgx.Batch{}
+		batch.Queue("INSERT INTO "+b.collect+" SELECT *, $1::int8 FROM "+b.raw, b.chunk)
+		batch.Queue("TRUNCATE " + b.raw)
+		if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+			return fmt.Errorf("collect changes of %s: %w", b.kept.Table, err)
+		}
+		b.chunk++
+		clear(b.entries)
+		return nil
+	}
+	if err := b.apply(ctx, conn); err != nil {
+		return err
+	}
+	clear(b.entries)
+	return nil
+}
+
+// apply turns the raw table's chunk into signed rows in the stage and
+// brings the kept rows up to date.
+func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn) error {
 	batch := &pgx.Batch{}
 	for _, s := range b.sql.Fill {
 		batch.Queue(s)
@@ -268,7 +294,6 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn) error {
 	if missing > 0 {
 		return fmt.Errorf("stage %s: deltaview's copy of the table has no row for %d changed row(s): the copy is out of step with the table", b.kept.Table, missing)
 	}
-	clear(b.entries)
 	return nil
 }
 

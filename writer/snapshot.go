@@ -35,7 +35,7 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 		slot, publication, point.String()); err != nil {
 		return nil, fmt.Errorf("snapshot: record stream: %w", err)
 	}
-	failed, err = loadViews(ctx, src, tx, views, views, log)
+	failed, err = loadViews(ctx, src, tx, views, views, true, log)
 	if err != nil {
 		return nil, err
 	}
@@ -45,24 +45,20 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 	return failed, nil
 }
 
-// Backfill builds the tables of pending views in tx from src, both at the
-// writer's barrier (the writer waits there): the views' results and state,
-// the copies of tables only they read, and the rows kept of tables only
-// they read. The tables of the writer's other views are as they are.
-func (w *Writer) Backfill(ctx context.Context, src *pgx.Conn, tx pgx.Tx, log *zap.Logger) (built []*View, failed map[*View]error, err error) {
-	for _, v := range w.views {
-		if v.pending {
-			built = append(built, v)
-		}
-	}
-	failed, err = loadViews(ctx, src, tx, w.views, built, log)
-	return built, failed, err
+// Backfill builds the tables of pending views in tx from src, at the
+// consistent point where the writer began collecting their changes: the
+// views' results and state, the copies of tables only they read, and the
+// rows kept of tables only they read. The tables of the writer's other
+// views are as they are. It runs beside the writer: views that cannot be
+// built are returned, for Activate, not marked.
+func (w *Writer) Backfill(ctx context.Context, src *pgx.Conn, tx pgx.Tx, pending []*View, log *zap.Logger) (failed map[*View]error, err error) {
+	return loadViews(ctx, src, tx, w.views, pending, false, log)
 }
 
 // loadViews loads the views of which (all of views, in their order), and
 // the rows kept of the tables only they read, in tx from src. A view that
-// cannot be built is marked failed and returned in failed.
-func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*View, log *zap.Logger) (failed map[*View]error, err error) {
+// cannot be built is returned in failed, and with mark marked failed.
+func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*View, mark bool, log *zap.Logger) (failed map[*View]error, err error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -101,7 +97,9 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*Vi
 			cerr = copyFailure(copyFailed, v)
 		}
 		if cerr != nil {
-			v.failed = true
+			if mark {
+				v.failed = true
+			}
 			failed[v] = cerr
 			if v.internal {
 				continue
@@ -123,7 +121,9 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*Vi
 				return nil, fmt.Errorf("snapshot %s: %w (and rollback: %v)", v.Plan.View.Name, lerr, err)
 			}
 			lerr = fmt.Errorf("snapshot: %w", lerr)
-			v.failed = true
+			if mark {
+				v.failed = true
+			}
 			failed[v] = lerr
 			if v.internal {
 				copyFailed[v.Plan.Source] = fmt.Errorf("%s: %w", v.Plan.View.Name, lerr)

@@ -41,6 +41,10 @@ type stage struct {
 	readers map[string][]*View
 	// checked is the relation whose columns were last checked.
 	checked *change.Relation
+	// collect is the table collecting the stage's rows for views being
+	// built; truncated is set when the source table was truncated since.
+	collect   string
+	truncated bool
 }
 
 func newStage(i int, table planner.Table) *stage {
@@ -215,7 +219,8 @@ func (s *stage) flush(ctx context.Context, conn *pgx.Conn) error {
 		if err := s.kept.flush(ctx, conn); err != nil {
 			return err
 		}
-		s.staged = true
+		// Collected raw changes stage nothing yet.
+		s.staged = s.staged || s.kept.collect == ""
 		return nil
 	}
 	if s.rows == 0 {

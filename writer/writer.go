@@ -104,6 +104,9 @@ type View struct {
 	// consistent point while the stream runs (Backfill): until then
 	// changes pass it by.
 	pending bool
+	// collecting is true for a pending view whose changes the writer
+	// collects while its tables are built.
+	collecting bool
 	// internal is true for the copy of a source table that recomputed
 	// views read: it has no catalog row and sends no notifications.
 	internal bool
@@ -137,6 +140,7 @@ type Writer struct {
 	// barriers brings barriers; barrier is the one taken up, with its
 	// positions once told; side is the connection that exports target
 	// snapshots.
+	activations            chan *activation
 	barriers               chan *Barrier
 	barrier                *Barrier
 	barrierFrom, barrierAt change.LSN
@@ -158,7 +162,7 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	w := &Writer{cfg: cfg, log: log, views: views, schema: make(chan []schemaProblem, 1), barriers: make(chan *Barrier)}
+	w := &Writer{cfg: cfg, log: log, views: views, schema: make(chan []schemaProblem, 1), barriers: make(chan *Barrier), activations: make(chan *activation)}
 	w.stages, w.order = buildStages(views, true)
 	byName := map[string]*View{}
 	for _, v := range views {
@@ -402,6 +406,11 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				default:
 				}
 			}
+			select {
+			case a := <-w.activations:
+				a.done <- w.activate(ctx, a)
+			default:
+			}
 		}
 		batchOpen := w.inTx && !w.inSource
 		var age time.Duration
@@ -465,6 +474,8 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				}
 			case b := <-w.takeBarrier():
 				w.barrier = b
+			case a := <-w.activations:
+				a.done <- w.activate(ctx, a)
 			case ev, ok := <-events:
 				if !ok {
 					return nil
@@ -602,7 +613,7 @@ func (s *stage) joined() bool {
 // stage's table.
 func (s *stage) inactive() bool {
 	for _, v := range s.views {
-		if v.active() {
+		if v.staging() {
 			return false
 		}
 	}
@@ -633,7 +644,11 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 		return err
 	}
 	for _, st := range hit {
-		if st.kept != nil && !st.inactive() {
+		if err := w.collectTruncated(ctx, st); err != nil {
+			return err
+		}
+		// Kept rows being built beside the writer are emptied once built.
+		if st.kept != nil && st.kept.collect == "" && !st.inactive() {
 			if _, err := w.conn.Exec(ctx, st.kept.kept.Truncate()); err != nil {
 				return w.failStage(ctx, st, fmt.Errorf("truncate: %w", err))
 			}
@@ -668,6 +683,9 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 		if st.staged {
 			touched = append(touched, st)
 		}
+	}
+	if err := w.collectStaged(ctx, touched); err != nil {
+		return err
 	}
 	// Statistics of the stages joined with copies, so the server looks up
 	// the few staged keys by index rather than scanning the copies.

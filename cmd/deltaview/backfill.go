@@ -15,10 +15,11 @@ import (
 
 // backfill builds the views that are new or changed since the stream last
 // ran while the others stream on: the tables they read join the
-// publication, the writer stops at a consistent point, their tables are
-// built from the source as of that point, and the writer applies changes
-// to them from there on. The others wait at the point while the tables are
-// built; nothing of theirs is rebuilt.
+// publication, the writer stops for a moment at a consistent point and
+// from there on collects the new views' changes, their tables are built
+// from the source as of that point, and the writer applies what it
+// collected to them and maintains them from then on. Nothing of the other
+// views is rebuilt, and they do not wait for the build.
 func backfill(ctx context.Context, w *writer.Writer, c runConfig, st *startup, log *zap.Logger) error {
 	start := time.Now()
 	var tables []decoder.TableName
@@ -35,33 +36,47 @@ func backfill(ctx context.Context, w *writer.Writer, c runConfig, st *startup, l
 	if err := ensurePublication(ctx, c, tables); err != nil {
 		return err
 	}
-	p, err := consistentPoint(ctx, w, c, st.settings, "", true)
+	var pending []*writer.View
+	for _, v := range st.views {
+		if v.Pending() {
+			pending = append(pending, v)
+		}
+	}
+	p, err := consistentPoint(ctx, w, c, st.settings, "", false, pending)
 	if err != nil {
 		return fmt.Errorf("build %v: %w", st.backfill, err)
 	}
 	defer p.release()
-	tx, err := p.tgt.Begin(ctx)
+	// The writer collects the new views' changes from the point on while
+	// their tables are built, on a connection of their own.
+	tgt, err := writer.Connect(ctx, c.Target, st.settings)
+	if err != nil {
+		return fmt.Errorf("connect to target: %w", err)
+	}
+	defer tgt.Close(context.WithoutCancel(ctx))
+	tx, err := tgt.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	built, failed, err := w.Backfill(ctx, p.src, tx, log.Named("snapshot"))
+	failed, err := w.Backfill(ctx, p.src, tx, pending, log.Named("snapshot"))
 	if err != nil {
 		return fmt.Errorf("build %v: %w", st.backfill, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("build %v: commit: %w", st.backfill, err)
 	}
-	var ok []*writer.View
-	for _, v := range built {
-		if ferr, bad := failed[v]; bad {
+	loaded := time.Since(start)
+	for v, ferr := range failed {
+		if !v.Internal() {
 			log.Error("view cannot be maintained", zap.String("view", v.Plan.View.Name), zap.Error(ferr))
-			continue
 		}
-		ok = append(ok, v)
 	}
-	p.barrier.Activate(ok)
-	log.Info("views built while streaming", zap.Strings("views", st.backfill), zap.Stringer("at", p.at), zap.Duration("took", time.Since(start)))
+	if err := w.Activate(ctx, failed); err != nil {
+		return fmt.Errorf("build %v: %w", st.backfill, err)
+	}
+	log.Info("views built while streaming", zap.Strings("views", st.backfill), zap.Stringer("at", p.at),
+		zap.Duration("load", loaded), zap.Duration("took", time.Since(start)))
 	st.backfill = nil
 	return nil
 }

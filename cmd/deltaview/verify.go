@@ -40,7 +40,7 @@ type point struct {
 // goes on once the target snapshot is imported into a transaction on tgt,
 // unless hold is true: then tgt is outside any transaction, and the writer
 // waits at the point, changing nothing, until release.
-func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, only string, hold bool) (*point, error) {
+func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, only string, hold bool, collect []*writer.View) (*point, error) {
 	b, err := w.NewBarrier(ctx)
 	if err != nil {
 		return nil, err
@@ -99,6 +99,7 @@ func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, setting
 		if _, err := tgt.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(name)); err != nil {
 			return fail(fmt.Errorf("use the target snapshot: %w", err))
 		}
+		b.Collect(collect)
 		b.Release()
 	}
 	return &point{src: src, tgt: tgt, at: snap.ConsistentPoint, views: views, release: release, barrier: b}, nil
@@ -109,7 +110,7 @@ func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, setting
 // With repair, drifted views are rebuilt in place at a second consistent
 // point, the writer held there meanwhile.
 func verifyOnce(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, only string, repair bool, log *zap.Logger) ([]writer.Drift, error) {
-	p, err := consistentPoint(ctx, w, c, settings, only, false)
+	p, err := consistentPoint(ctx, w, c, settings, only, false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
@@ -161,7 +162,7 @@ func verifyOnce(ctx context.Context, w *writer.Writer, c runConfig, settings map
 // repairViews rebuilds drifted views from the source at a new consistent
 // point, in one target transaction, while the writer is held there.
 func repairViews(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, names []string, drifts []writer.Drift, log *zap.Logger) error {
-	p, err := consistentPoint(ctx, w, c, settings, "", true)
+	p, err := consistentPoint(ctx, w, c, settings, "", true, nil)
 	if err != nil {
 		return fmt.Errorf("repair: %w", err)
 	}

@@ -1,0 +1,262 @@
+package writer
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/deltaview/deltaview/planner"
+	"go.uber.org/zap"
+)
+
+// Views added while the writer runs are built beside it, from a source
+// snapshot at a consistent point, which takes as long as their tables are
+// large. The writer does not wait: from the point on it collects what the
+// new views will need (their tables' signed rows, or the raw changes of a
+// table whose kept rows are being built too) in tables of deltaview's
+// schema, in the same target transactions as everything else. Once the new
+// tables are built, Activate has the writer apply the collected changes to
+// them, at a transaction boundary, and from there on they are maintained
+// like the others.
+
+// activation is a request to apply collected changes to built views.
+type activation struct {
+	failed map[*View]error
+	done   chan error
+}
+
+// staging tells whether the writer stages changes for the view: it applies
+// them, or collects them.
+func (v *View) staging() bool { return !v.failed && (!v.pending || v.collecting) }
+
+// startCollecting begins collecting for pending views, at the barrier.
+func (w *Writer) startCollecting(ctx context.Context, views []*View) error {
+	for _, v := range views {
+		if v.pending && !v.failed {
+			v.collecting = true
+		}
+	}
+	for _, st := range w.order {
+		if st.collect != "" || !st.hasCollecting() {
+			continue
+		}
+		name := planner.Table{Schema: "deltaview", Name: fmt.Sprintf("collect_%s_%d", w.cfg.Slot, st.index)}.Quoted()
+		like := st.name
+		raw := st.kept != nil && !st.hasActive()
+		if raw {
+			// The kept rows are being built too: collect the raw changes,
+			// chunk by chunk, to apply them to the rows once built.
+			like = st.kept.raw
+		}
+		stmts := []string{"DROP TABLE IF EXISTS " + name}
+		if raw {
+			stmts = append(stmts, "CREATE UNLOGGED TABLE "+name+" (LIKE "+like+", "+planner.QuoteIdent(chunkColumn)+" bigint)")
+		} else {
+			stmts = append(stmts, "CREATE UNLOGGED TABLE "+name+" (LIKE "+like+")")
+		}
+		for _, s := range stmts {
+			if _, err := w.conn.Exec(ctx, s); err != nil {
+				return fmt.Errorf("collect changes of %s: %w", st.table, err)
+			}
+		}
+		st.collect = name
+		if raw {
+			st.kept.collect = name
+		}
+	}
+	return nil
+}
+
+// chunkColumn numbers the chunks of raw changes collected.
+const chunkColumn = "__dv_chunk"
+
+func (s *stage) hasCollecting() bool {
+	for _, v := range s.views {
+		if v.collecting && !v.failed {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *stage) hasActive() bool {
+	for _, v := range s.views {
+		if v.active() {
+			return true
+		}
+	}
+	return false
+}
+
+// collectStaged keeps the staged rows of stages new views read.
+func (w *Writer) collectStaged(ctx context.Context, touched []*stage) error {
+	for _, st := range touched {
+		if st.collect == "" || (st.kept != nil && st.kept.collect != "") {
+			continue
+		}
+		if _, err := w.conn.Exec(ctx, "INSERT INTO "+st.collect+" SELECT * FROM "+st.name); err != nil {
+			return fmt.Errorf("collect changes of %s: %w", st.table, err)
+		}
+	}
+	return nil
+}
+
+// collectTruncated forgets what was collected before a TRUNCATE of the
+// stage's table: the new views are emptied first when activated.
+func (w *Writer) collectTruncated(ctx context.Context, st *stage) error {
+	if st.collect == "" {
+		return nil
+	}
+	st.truncated = true
+	if _, err := w.conn.Exec(ctx, "TRUNCATE "+st.collect); err != nil {
+		return fmt.Errorf("collect changes of %s: %w", st.table, err)
+	}
+	return nil
+}
+
+// Activate has the writer apply what it collected to views built by
+// Backfill (less those that failed) and maintain them from then on. It
+// returns once they are maintained like the others.
+func (w *Writer) Activate(ctx context.Context, failed map[*View]error) error {
+	a := &activation{failed: failed, done: make(chan error, 1)}
+	select {
+	case w.activations <- a:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-a.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// activate applies collected changes to the views being built, in the
+// open batch, and prepares their statements.
+func (w *Writer) activate(ctx context.Context, a *activation) error {
+	if err := w.begin(ctx); err != nil {
+		return err
+	}
+	var views []*View
+	for _, v := range w.views {
+		if !v.collecting {
+			continue
+		}
+		v.collecting, v.pending = false, false
+		if err, bad := a.failed[v]; bad {
+			v.failed = true
+			if v.internal {
+				continue
+			}
+			w.log.Error("view failed", zap.String("view", v.Plan.View.Name), zap.Error(err))
+			continue
+		}
+		views = append(views, v)
+	}
+	for _, v := range views {
+		i := slices.Index(w.views, v)
+		if err := w.prepare(ctx, i, v); err != nil {
+			if Transient(err) {
+				return err
+			}
+			if err := w.fail(ctx, v, err); err != nil {
+				return err
+			}
+		}
+	}
+	single := func(v *View) bool { return len(v.Plan.Sources) == 1 && !v.Plan.OnTarget() }
+	for _, st := range w.order {
+		if st.collect == "" {
+			continue
+		}
+		var mine []*View
+		for _, internal := range []bool{true, false} {
+			for _, v := range st.views {
+				if v.internal == internal && contains(views, v) && single(v) {
+					mine = append(mine, v)
+				}
+			}
+		}
+		if st.truncated {
+			if st.kept != nil && st.kept.collect != "" {
+				if _, err := w.conn.Exec(ctx, st.kept.kept.Truncate()); err != nil {
+					return w.failStage(ctx, st, fmt.Errorf("truncate: %w", err))
+				}
+			}
+			for _, v := range mine {
+				if err := w.runView(ctx, v, v.reset, ""); err != nil {
+					return err
+				}
+			}
+		}
+		if err := w.replay(ctx, st, mine); err != nil {
+			return err
+		}
+	}
+	// Views over several tables, or over views, are computed whole once
+	// the copies they read caught up.
+	for _, v := range views {
+		if !single(v) {
+			sql := v.reset
+			if v.Plan.OnTarget() {
+				sql = v.apply
+			}
+			if err := w.runView(ctx, v, sql, ""); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.runDependents(ctx); err != nil {
+		return err
+	}
+	for _, st := range w.order {
+		if st.collect == "" {
+			continue
+		}
+		if _, err := w.conn.Exec(ctx, "DROP TABLE "+st.collect); err != nil {
+			return fmt.Errorf("collect changes of %s: %w", st.table, err)
+		}
+		st.collect, st.truncated = "", false
+		if st.kept != nil {
+			st.kept.collect, st.kept.chunk = "", 0
+		}
+	}
+	return nil
+}
+
+// replay applies a stage's collected changes to views.
+func (w *Writer) replay(ctx context.Context, st *stage, views []*View) error {
+	apply := func() error {
+		for _, v := range views {
+			if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
+				return err
+			}
+		}
+		_, err := w.conn.Exec(ctx, "TRUNCATE "+st.name)
+		return err
+	}
+	if st.kept == nil || st.kept.collect == "" {
+		if _, err := w.conn.Exec(ctx, "INSERT INTO "+st.name+" SELECT * FROM "+st.collect); err != nil {
+			return fmt.Errorf("replay changes of %s: %w", st.table, err)
+		}
+		if _, err := w.conn.Exec(ctx, "ANALYZE "+st.name); err != nil {
+			return err
+		}
+		return apply()
+	}
+	// Raw changes, chunk by chunk as they arrived, through the kept rows.
+	k := st.kept
+	for c := int64(0); c < k.chunk; c++ {
+		if _, err := w.conn.Exec(ctx, "INSERT INTO "+k.raw+" SELECT "+k.kept.RawColumns()+" FROM "+st.collect+" WHERE "+planner.QuoteIdent(chunkColumn)+" = $1", c); err != nil {
+			return fmt.Errorf("replay changes of %s: %w", st.table, err)
+		}
+		if err := k.apply(ctx, w.conn); err != nil {
+			return w.failStage(ctx, st, err)
+		}
+		if err := apply(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
