@@ -25,19 +25,20 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 		CREATE TABLE owners (acct int PRIMARY KEY, owner text NOT NULL);
 		INSERT INTO owners SELECT i, 'owner ' || i FROM generate_series(0, 7) AS i;
 		CREATE TABLE notes (id int PRIMARY KEY, acct int, body text);
-		INSERT INTO notes SELECT i, i % 5, 'note ' || (i % 7) FROM generate_series(1, 200000) AS i`)
+		INSERT INTO notes SELECT i, i % 5, 'note ' || (i % 7) FROM generate_series(1, 100000) AS i`)
 	balances := plainView("balances", `SELECT acct, count(*) AS n, sum(amount) AS balance FROM ledger GROUP BY acct`)
 	perOwner := plainView("per_owner", `SELECT o.owner, count(*) AS n, sum(l.amount) AS total FROM owners o LEFT JOIN ledger l ON l.acct = o.acct GROUP BY o.owner`)
 	big := plainView("big", `SELECT acct, amount FROM ledger WHERE amount >= 50`)
+	owners := plainView("owner_count", `SELECT count(*) AS n FROM owners`)
 	file := filepath.Join(t.TempDir(), "views.sql")
 	write := func(views ...view) {
 		if err := os.WriteFile(file, []byte(viewsSQL(views)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(balances, perOwner, big)
+	write(balances, perOwner, big, owners)
 	e.sidecar = startSidecar(t, e.runArgs(file, "--views-check-interval", "200ms")...)
-	e.check(balances, perOwner, big)
+	e.check(balances, perOwner, big, owners)
 
 	seed := testSeed(t)
 	ctx, stop := context.WithCancel(context.Background())
@@ -54,8 +55,8 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 		conn := connect(t, e.srcURL)
 		for i := 0; ctx.Err() == nil; i++ {
 			conn.Exec(context.Background(), `INSERT INTO notes VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET body = excluded.body`,
-				1+r.IntN(200100), r.IntN(5), "note "+string(rune('a'+r.IntN(5))))
-			conn.Exec(context.Background(), `DELETE FROM notes WHERE id = $1`, 1+r.IntN(200100))
+				1+r.IntN(100100), r.IntN(5), "note "+string(rune('a'+r.IntN(5))))
+			conn.Exec(context.Background(), `DELETE FROM notes WHERE id = $1`, 1+r.IntN(100100))
 			time.Sleep(3 * time.Millisecond)
 		}
 	}()
@@ -64,36 +65,52 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 	// A changed view and a new one, over a table no view read yet.
 	big2 := plainView("big", `SELECT acct, amount * 2 AS double FROM ledger WHERE amount >= 60`)
 	memos := plainView("memos", `SELECT acct, count(DISTINCT body) AS kinds, count(*) AS n FROM notes GROUP BY acct`)
-	write(balances, perOwner, big2, memos)
+	write(balances, perOwner, big2, owners, memos)
 	if !poll(30*time.Second, func() bool {
 		e.sidecarAlive()
-		return queryBool(t, e.tgt, `SELECT count(*) = 4 AND bool_and(status = 'running') FROM deltaview.views`) &&
+		return queryBool(t, e.tgt, `SELECT count(*) = 5 AND bool_and(status = 'running') FROM deltaview.views`) &&
 			strings.Contains(e.sidecar.logs(), "views built while streaming")
 	}) {
 		t.Fatalf("the new and changed views were not built: %s", viewsState(e.tgt))
 	}
 	time.Sleep(300 * time.Millisecond) // changes after the views joined
-	stop()
-	wg.Wait()
-	e.check(balances, perOwner, big2, memos)
-
-	logs := e.sidecar.logs()
-	if n := strings.Count(logs, "slot created; loading views"); n != 1 {
-		t.Errorf("%d snapshots of every view, want only the first", n)
-	}
-	for _, v := range []string{"balances", "per_owner", "copy of public.ledger"} {
-		if n := strings.Count(logs, `"view loaded","view":"`+v+`"`); n != 1 {
+	loaded := func(v string) int { return strings.Count(e.sidecar.logs(), `"view loaded","view":"`+v+`"`) }
+	for _, v := range []string{"balances", "per_owner", "copy of public.ledger", "owner_count"} {
+		if n := loaded(v); n != 1 {
 			t.Errorf("%s was loaded %d times, want once: the running views must not be rebuilt", v, n)
 		}
 	}
-	for _, v := range []string{"big", "memos"} {
-		if !strings.Contains(logs, `"view loaded","view":"`+v+`"`) {
-			t.Errorf("%s was not built", v)
-		}
+	if loaded("big") != 2 || loaded("memos") != 1 {
+		t.Errorf("big loaded %d times, memos %d: want the changed and the new view built once more", loaded("big"), loaded("memos"))
+	}
+
+	// A changed view that reads more columns of a table whose rows
+	// deltaview keeps for the running views: those are rebuilt with it,
+	// the view over another table is not.
+	big3 := plainView("big", `SELECT acct, amount, memo FROM ledger WHERE amount >= 60`)
+	write(balances, perOwner, big3, owners, memos)
+	if !poll(30*time.Second, func() bool {
+		e.sidecarAlive()
+		return loaded("big") == 3 && queryBool(t, e.tgt, `SELECT count(*) = 5 AND bool_and(status = 'running') FROM deltaview.views`)
+	}) {
+		t.Fatalf("the changed view was not built: %s", viewsState(e.tgt))
+	}
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	wg.Wait()
+	e.check(balances, perOwner, big3, owners, memos)
+	if n := strings.Count(e.sidecar.logs(), "slot created; loading views"); n != 1 {
+		t.Errorf("%d snapshots of every view, want only the first", n)
+	}
+	if n := loaded("owner_count"); n != 1 {
+		t.Errorf("owner_count was loaded %d times, want once", n)
+	}
+	if n := loaded("balances"); n != 2 {
+		t.Errorf("balances was loaded %d times, want twice (it shares the kept rows of ledger)", n)
 	}
 
 	// A removed view: its state goes, its table stays.
-	write(balances, perOwner, big2)
+	write(balances, perOwner, big3, owners)
 	if !poll(20*time.Second, func() bool {
 		return !queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM deltaview.views WHERE name = 'memos')`)
 	}) {
@@ -103,5 +120,5 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 		t.Error("the removed view's table was dropped")
 	}
 	e.exec(`INSERT INTO ledger (acct, amount, memo) VALUES (1, 70, 'after')`)
-	e.check(balances, perOwner, big2)
+	e.check(balances, perOwner, big3, owners)
 }

@@ -290,51 +290,75 @@ func copyFailure(failed map[planner.Table]error, v *View) error {
 	return nil
 }
 
-// PlanBackfill tells whether the stale views (new, changed, or to be
-// rebuilt) can be built while the other views stream on, and if so marks
-// them pending, with the copies only they read. It cannot when a table
-// the other views read would change: a copy or kept rows they share with a
-// stale view that needs other columns, or a table that is missing.
-func PlanBackfill(ctx context.Context, conn *pgx.Conn, views []*View, stale func(*View) bool) (bool, error) {
+// PlanBackfill marks pending the stale views (new, changed, or to be
+// rebuilt), to be built while the other views stream on, with the copies
+// and kept rows only they read. When a copy or kept rows that running
+// views share with a stale view must change (other columns, or missing),
+// the views reading it are rebuilt too, and so on; the other views go on.
+// It returns the views made stale that way.
+func PlanBackfill(ctx context.Context, conn *pgx.Conn, views []*View, stale map[*View]bool) ([]*View, error) {
 	_, order := buildStages(views, false)
-	var pending []*View
+	var also []*View
+	restale := func(vs []*View, copies bool) {
+		for _, v := range vs {
+			if !v.internal && !stale[v] && (!copies || v.Plan.NeedsCopy()) {
+				stale[v] = true
+				also = append(also, v)
+			}
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, st := range order {
+			read, copied := false, false // by a view that is not stale
+			for _, v := range st.views {
+				if !v.internal && !stale[v] {
+					read = true
+					copied = copied || v.Plan.NeedsCopy()
+				}
+			}
+			for _, v := range st.views {
+				if !v.internal || !copied {
+					continue
+				}
+				ok, err := sameColumns(ctx, conn, v.Names.Target, v.Plan.Columns)
+				if err != nil {
+					return nil, err
+				}
+				if !ok {
+					restale(st.views, true)
+					changed = true
+				}
+			}
+			if st.kept != nil && read {
+				ok, err := sameColumns(ctx, conn, st.kept.kept.Name(), st.kept.kept.Cols)
+				if err != nil {
+					return nil, err
+				}
+				if !ok {
+					restale(st.views, false)
+					changed = true
+				}
+			}
+		}
+	}
 	for _, st := range order {
-		read, copied := false, false // by a view that is not stale
+		copied := false
 		for _, v := range st.views {
-			if !v.internal && !stale(v) {
-				read = true
-				copied = copied || v.Plan.NeedsCopy()
-			}
+			copied = copied || (!v.internal && !stale[v] && v.Plan.NeedsCopy())
 		}
 		for _, v := range st.views {
-			if !v.internal {
-				continue
-			}
-			if !copied {
-				pending = append(pending, v)
-				continue
-			}
-			ok, err := sameColumns(ctx, conn, v.Names.Target, v.Plan.Columns)
-			if err != nil || !ok {
-				return false, err
-			}
-		}
-		if st.kept != nil && read {
-			ok, err := sameColumns(ctx, conn, st.kept.kept.Name(), st.kept.kept.Cols)
-			if err != nil || !ok {
-				return false, err
+			if v.internal && !copied {
+				v.pending = true
 			}
 		}
 	}
 	for _, v := range views {
-		if !v.internal && stale(v) {
-			pending = append(pending, v)
+		if !v.internal && stale[v] {
+			v.pending = true
 		}
 	}
-	for _, v := range pending {
-		v.pending = true
-	}
-	return true, nil
+	return also, nil
 }
 
 // sameColumns tells whether table (quoted) exists with exactly cols.

@@ -232,12 +232,19 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 		}
 	}
 	if resume {
-		resume, err = writer.PlanBackfill(ctx, tgt, st.views, func(v *writer.View) bool { return stale[v.Plan.View.Name] })
+		staleViews := map[*writer.View]bool{}
+		for _, v := range st.views {
+			if !v.Internal() && stale[v.Plan.View.Name] {
+				staleViews[v] = true
+			}
+		}
+		also, err := writer.PlanBackfill(ctx, tgt, st.views, staleViews)
 		if err != nil {
 			return nil, err
 		}
-		if !resume {
-			log.Info("a table the running views share with a new or changed view changes: rebuilding every view from a new snapshot")
+		for _, v := range also {
+			stale[v.Plan.View.Name] = true
+			log.Info("rebuilding a running view too: a copy of a table it reads changes for a new or changed view", zap.String("view", v.Plan.View.Name))
 		}
 	}
 	ids := map[string]int{}
