@@ -19,6 +19,21 @@ import (
 // them, at a transaction boundary, and from there on they are maintained
 // like the others.
 
+// Standalone tells whether a running view can be rebuilt beside the
+// writer, its changes collected meanwhile: its tables are its own (it reads
+// no copy, and no view reads it).
+func (w *Writer) Standalone(v *View) bool {
+	if v.internal || v.Plan.NeedsCopy() || v.Plan.OnTarget() {
+		return false
+	}
+	for _, d := range w.dependents {
+		if slices.Contains(d.bases, v) {
+			return false
+		}
+	}
+	return true
+}
+
 // activation is a request to apply collected changes to built views.
 type activation struct {
 	failed map[*View]error
@@ -32,8 +47,9 @@ func (v *View) staging() bool { return !v.failed && (!v.pending || v.collecting)
 // startCollecting begins collecting for pending views, at the barrier.
 func (w *Writer) startCollecting(ctx context.Context, views []*View) error {
 	for _, v := range views {
-		if v.pending && !v.failed {
-			v.collecting = true
+		if !v.failed {
+			// A running view rebuilt beside the writer is pending again.
+			v.pending, v.collecting = true, true
 		}
 	}
 	for _, st := range w.order {
@@ -260,3 +276,7 @@ func (w *Writer) replay(ctx context.Context, st *stage, views []*View) error {
 	}
 	return nil
 }
+
+// Views are the writer's views, the copies it keeps included. Their state
+// may be read only while the writer waits at a barrier.
+func (w *Writer) Views() []*View { return w.views }

@@ -36,20 +36,32 @@ func backfill(ctx context.Context, w *writer.Writer, c runConfig, st *startup, l
 	if err := ensurePublication(ctx, c, tables); err != nil {
 		return err
 	}
-	var pending []*writer.View
-	for _, v := range st.views {
-		if v.Pending() {
-			pending = append(pending, v)
+	p, err := consistentPoint(ctx, w, c, st.settings, "", false, func(all []*writer.View) []*writer.View {
+		var pending []*writer.View
+		for _, v := range all {
+			if v.Pending() {
+				pending = append(pending, v)
+			}
 		}
-	}
-	p, err := consistentPoint(ctx, w, c, st.settings, "", false, pending)
+		return pending
+	})
 	if err != nil {
 		return fmt.Errorf("build %v: %w", st.backfill, err)
 	}
 	defer p.release()
-	// The writer collects the new views' changes from the point on while
-	// their tables are built, on a connection of their own.
-	tgt, err := writer.Connect(ctx, c.Target, st.settings)
+	if err := buildBeside(ctx, w, c, st.settings, p, log); err != nil {
+		return fmt.Errorf("build %v: %w", st.backfill, err)
+	}
+	log.Info("views built while streaming", zap.Strings("views", st.backfill), zap.Stringer("at", p.at), zap.Duration("took", time.Since(start)))
+	st.backfill = nil
+	return nil
+}
+
+// buildBeside builds the point's views, whose changes the writer collects
+// from the point on, on a connection of their own, and has the writer
+// apply what it collected and maintain them from then on.
+func buildBeside(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, p *point, log *zap.Logger) error {
+	tgt, err := writer.Connect(ctx, c.Target, settings)
 	if err != nil {
 		return fmt.Errorf("connect to target: %w", err)
 	}
@@ -59,26 +71,19 @@ func backfill(ctx context.Context, w *writer.Writer, c runConfig, st *startup, l
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	failed, err := w.Backfill(ctx, p.src, tx, pending, log.Named("snapshot"))
+	failed, err := w.Backfill(ctx, p.src, tx, p.views, log.Named("snapshot"))
 	if err != nil {
-		return fmt.Errorf("build %v: %w", st.backfill, err)
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("build %v: commit: %w", st.backfill, err)
+		return fmt.Errorf("commit: %w", err)
 	}
-	loaded := time.Since(start)
 	for v, ferr := range failed {
 		if !v.Internal() {
 			log.Error("view cannot be maintained", zap.String("view", v.Plan.View.Name), zap.Error(ferr))
 		}
 	}
-	if err := w.Activate(ctx, failed); err != nil {
-		return fmt.Errorf("build %v: %w", st.backfill, err)
-	}
-	log.Info("views built while streaming", zap.Strings("views", st.backfill), zap.Stringer("at", p.at),
-		zap.Duration("load", loaded), zap.Duration("took", time.Since(start)))
-	st.backfill = nil
-	return nil
+	return w.Activate(ctx, failed)
 }
 
 // ensurePublication publishes the tables on the source.

@@ -39,8 +39,10 @@ type point struct {
 // consistentPoint stops the writer at a new consistent point. The writer
 // goes on once the target snapshot is imported into a transaction on tgt,
 // unless hold is true: then tgt is outside any transaction, and the writer
-// waits at the point, changing nothing, until release.
-func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, only string, hold bool, collect []*writer.View) (*point, error) {
+// waits at the point, changing nothing, until release. collect, if not nil,
+// picks the views whose changes the writer collects from the point on
+// (they are then the point's views), to build them beside it.
+func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, only string, hold bool, collect func([]*writer.View) []*writer.View) (*point, error) {
 	b, err := w.NewBarrier(ctx)
 	if err != nil {
 		return nil, err
@@ -99,7 +101,11 @@ func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, setting
 		if _, err := tgt.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(name)); err != nil {
 			return fail(fmt.Errorf("use the target snapshot: %w", err))
 		}
-		b.Collect(collect)
+		if collect != nil {
+			p := collect(w.Views())
+			b.Collect(p)
+			views = p
+		}
 		b.Release()
 	}
 	return &point{src: src, tgt: tgt, at: snap.ConsistentPoint, views: views, release: release, barrier: b}, nil
@@ -162,7 +168,51 @@ func verifyOnce(ctx context.Context, w *writer.Writer, c runConfig, settings map
 // repairViews rebuilds drifted views from the source at a new consistent
 // point, in one target transaction, while the writer is held there.
 func repairViews(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, names []string, drifts []writer.Drift, log *zap.Logger) error {
-	p, err := consistentPoint(ctx, w, c, settings, "", true, nil)
+	repaired := func(name string) {
+		for i := range drifts {
+			if drifts[i].View == name {
+				drifts[i].Repaired = true
+			}
+		}
+	}
+	// Views with tables of their own are rebuilt beside the stream, like
+	// new views.
+	var rest []string
+	p, err := consistentPoint(ctx, w, c, settings, "", false, func(all []*writer.View) []*writer.View {
+		var mine []*writer.View
+		for _, v := range all {
+			switch {
+			case !slices.Contains(names, v.Plan.View.Name):
+			case w.Standalone(v):
+				mine = append(mine, v)
+			default:
+				rest = append(rest, v.Plan.View.Name)
+			}
+		}
+		return mine
+	})
+	if err != nil {
+		return fmt.Errorf("repair: %w", err)
+	}
+	if len(p.views) > 0 {
+		start := time.Now()
+		err := buildBeside(ctx, w, c, settings, p, log)
+		if err != nil {
+			p.release()
+			return fmt.Errorf("repair: %w", err)
+		}
+		for _, v := range p.views {
+			repaired(v.Plan.View.Name)
+			log.Info("repaired", zap.String("view", v.Plan.View.Name), zap.Stringer("at", p.at), zap.Duration("took", time.Since(start)))
+		}
+	}
+	p.release()
+	if len(rest) == 0 {
+		return nil
+	}
+	// The others share copies with other views: the stream waits at a
+	// point while they and their copies are rebuilt.
+	p, err = consistentPoint(ctx, w, c, settings, "", true, nil)
 	if err != nil {
 		return fmt.Errorf("repair: %w", err)
 	}
@@ -173,7 +223,7 @@ func repairViews(ctx context.Context, w *writer.Writer, c runConfig, settings ma
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	for _, v := range p.views {
-		if !slices.Contains(names, v.Plan.View.Name) {
+		if !slices.Contains(rest, v.Plan.View.Name) {
 			continue
 		}
 		start := time.Now()
@@ -181,11 +231,7 @@ func repairViews(ctx context.Context, w *writer.Writer, c runConfig, settings ma
 			return err
 		}
 		log.Info("repaired", zap.String("view", v.Plan.View.Name), zap.Stringer("at", p.at), zap.Duration("took", time.Since(start)))
-		for i := range drifts {
-			if drifts[i].View == v.Plan.View.Name {
-				drifts[i].Repaired = true
-			}
-		}
+		repaired(v.Plan.View.Name)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("repair: commit: %w", err)
