@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +52,10 @@ CREATE TABLE order_items (
 CREATE INDEX ON order_items (order_id);
 ALTER TABLE customers REPLICA IDENTITY FULL;
 ALTER TABLE order_items REPLICA IDENTITY FULL`
+
+// addedShopView joins the fault test's definitions halfway through.
+var addedShopView = plainView("category_lines", `SELECT p.category, count(*) AS lines, sum(i.qty) AS qty
+	FROM order_items i JOIN products p ON p.id = i.product_id GROUP BY p.category`)
 
 // shopBase is read by spendTiers, a view over a maintained view.
 var shopBase = plainView("customer_spend", `SELECT c.id AS customer_id, c.name, count(o.id) AS orders, coalesce(sum(o.total), 0) AS spent
@@ -440,7 +446,12 @@ func TestFaults(t *testing.T) {
 	}
 	r.Shuffle(len(schedule), func(i, j int) { schedule[i], schedule[j] = schedule[j], schedule[i] })
 	t.Logf("seed %d, --batch-changes %s, %d kills, %d source restarts, %d target outages", seed, batch, kills, sourceRestarts, targetOutages)
-	sc := e.start(shopViews, "--batch-changes", batch)
+	// Halfway through, a view is added to the definitions: it is built
+	// while the others stream on, and the faults go on meanwhile.
+	views := slices.Clone(shopViews)
+	file := writeViews(t, viewsSQL(views))
+	sc := startSidecar(t, e.runArgs(file, "--batch-changes", batch, "--views-check-interval", "300ms")...)
+	e.sidecar = sc
 
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -475,7 +486,7 @@ func TestFaults(t *testing.T) {
 	recovered := func(what string, pid int) {
 		t.Helper()
 		reconnect()
-		e.caughtUp(shopViews...)
+		e.caughtUp(views...)
 		if sc.cmd.Process.Pid != pid {
 			t.Fatalf("after %s: deltaview is process %d, was %d", what, sc.cmd.Process.Pid, pid)
 		}
@@ -491,6 +502,13 @@ func TestFaults(t *testing.T) {
 			wait = time.Duration(r.IntN(300)) * time.Millisecond
 		}
 		time.Sleep(wait)
+		if i == len(schedule)/2 {
+			views = append(views, addedShopView)
+			if err := os.WriteFile(file, []byte(viewsSQL(views)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%v: added view %s", time.Since(started).Round(time.Millisecond), addedShopView.name)
+		}
 		pid := sc.cmd.Process.Pid
 		switch f {
 		case killSidecar:
@@ -541,20 +559,20 @@ func TestFaults(t *testing.T) {
 	t.Logf("%v: faults done; workload: %s", time.Since(started).Round(time.Millisecond), &stats)
 
 	reconnect()
-	e.caughtUp(shopViews...)
-	for _, v := range shopViews {
+	e.caughtUp(views...)
+	for _, v := range views {
 		assertSame(t, e.src, e.tgt, v.table, oracle(v))
 	}
 	if bad := rowsText(t, e.tgt, `SELECT format('%s %s %s', name, status, error) FROM deltaview.views WHERE status <> 'running'`); len(bad) > 0 {
 		t.Errorf("views not running: %v", bad)
 	}
-	if n := len(rowsText(t, e.tgt, `SELECT name FROM deltaview.views`)); n != len(shopViews) {
-		t.Errorf("deltaview.views has %d views, want %d", n, len(shopViews))
+	if n := len(rowsText(t, e.tgt, `SELECT name FROM deltaview.views`)); n != len(views) {
+		t.Errorf("deltaview.views has %d views, want %d", n, len(views))
 	}
 	logs := sc.logs()
 	snapshots, resumes := strings.Count(logs, "slot created; loading views"), strings.Count(logs, "resuming stream")
-	t.Logf("%v: done; %d restarts: %d snapshots, %d resumes; %d retries; final sizes %s", time.Since(started).Round(time.Millisecond),
-		restarts, snapshots, resumes, strings.Count(logs, "connection trouble, retrying"),
+	t.Logf("%v: done; %d restarts: %d snapshots, %d resumes, %d builds beside the stream; %d retries; final sizes %s", time.Since(started).Round(time.Millisecond),
+		restarts, snapshots, resumes, strings.Count(logs, "views built while streaming"), strings.Count(logs, "connection trouble, retrying"),
 		strings.Join(rowsText(t, e.src, `SELECT format('%s', ARRAY[(SELECT count(*) FROM customers), (SELECT count(*) FROM products),
 			(SELECT count(*) FROM orders), (SELECT count(*) FROM order_items)])`), ""))
 	if resumes < restarts/2 {
