@@ -101,6 +101,9 @@ func TestTransient(t *testing.T) {
 		{&pgconn.PgError{Code: "42P01"}, false}, // undefined table
 		{fmt.Errorf("apply v: %w", io.ErrUnexpectedEOF), true},
 		{errors.New("something else"), false},
+		// A library that kept only the server's message.
+		{errors.New("migrate: FATAL: terminating connection due to administrator command (SQLSTATE 57P01) in line 0: SELECT 1"), true},
+		{errors.New("migration failed: relation \"x\" does not exist (SQLSTATE 42P01)"), false},
 		{nil, false},
 	}
 	for _, c := range cases {

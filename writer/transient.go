@@ -44,6 +44,9 @@ func Transient(err error) bool {
 	if errors.As(err, &ce) {
 		return true
 	}
+	// Some libraries (the migration library) keep only the message of a
+	// server's error: a server shutting down, or a connection exception.
 	msg := err.Error()
-	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
+	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe") ||
+		strings.Contains(msg, "bad connection") || strings.Contains(msg, "(SQLSTATE 57P0") || strings.Contains(msg, "(SQLSTATE 08")
 }
