@@ -13,8 +13,8 @@ import (
 // deltaview verify compares every table with its query at one source
 // position while changes stream: a table that is right verifies even
 // under load, a tampered one is reported row by row, --repair rebuilds it
-// in place (beside the stream, or with the stream held for views that
-// read copies), and --verify-every reports drift in deltaview.views.
+// in place beside the stream while the others stream on, and
+// --verify-every reports drift in deltaview.views.
 func TestVerify(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, targetCluster(t))
@@ -65,8 +65,8 @@ func TestVerify(t *testing.T) {
 	}) {
 		t.Errorf("the scheduled verification did not report the drift of big: %s", queryString(t, e.tgt, `SELECT coalesce(drift, '-') FROM deltaview.views WHERE name = 'big'`))
 	}
-	// balances and big are rebuilt beside the stream; extremes, which
-	// reads a copy, with the stream held.
+	// Rebuilt beside the stream: extremes with the copy it reads, and
+	// per_owner, which reads it too.
 	out, code = verify("--repair")
 	if code != 0 || strings.Count(out, "(repaired)") != 3 {
 		t.Fatalf("verify --repair: exit %d\n%s", code, out)

@@ -68,3 +68,18 @@ func TestViewsReadingViews(t *testing.T) {
 		})
 	}
 }
+
+// A view over a view that fails at run time fails with it, saying why,
+// rather than going stale.
+func TestViewOverAFailedView(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(`CREATE TABLE t (id int PRIMARY KEY, g int, x int); INSERT INTO t SELECT i, i % 3, i FROM generate_series(1, 20) AS i`)
+	base := plainView("sums", `SELECT g, sum(x) AS s FROM t GROUP BY g`)
+	over := plainView("big_sums", `SELECT g FROM sums WHERE s > 50`)
+	e.start([]view{base, over}, "--schema-check-interval", "100ms")
+	e.check(base)
+	e.exec(`ALTER TABLE t ALTER COLUMN x TYPE bigint`)
+	e.failed(base, `column "x" of public.t changed type`)
+	e.failed(over, `it reads view "sums", which failed`)
+}

@@ -19,19 +19,51 @@ import (
 // them, at a transaction boundary, and from there on they are maintained
 // like the others.
 
-// Standalone tells whether a running view can be rebuilt beside the
-// writer, its changes collected meanwhile: its tables are its own (it reads
-// no copy, and no view reads it).
-func (w *Writer) Standalone(v *View) bool {
-	if v.internal || v.Plan.NeedsCopy() || v.Plan.OnTarget() {
-		return false
+// RebuildSet is what rebuilding views beside the writer takes: the views,
+// the copies of source tables they read, every other view reading those
+// copies, and the views that read any of them. The writer collects the
+// changes of all of them while they are built.
+func (w *Writer) RebuildSet(views []*View) []*View {
+	in := map[*View]bool{}
+	for _, v := range views {
+		in[v] = true
 	}
-	for _, d := range w.dependents {
-		if slices.Contains(d.bases, v) {
-			return false
+	for changed := true; changed; {
+		changed = false
+		add := func(v *View) {
+			if !in[v] && !v.failed {
+				in[v], changed = true, true
+			}
+		}
+		for _, st := range w.order {
+			copied := false
+			for _, v := range st.views {
+				copied = copied || (in[v] && (v.internal || v.Plan.NeedsCopy()))
+			}
+			if !copied {
+				continue
+			}
+			for _, v := range st.views {
+				if v.internal || v.Plan.NeedsCopy() {
+					add(v)
+				}
+			}
+		}
+		for _, d := range w.dependents {
+			for _, b := range d.bases {
+				if in[b] {
+					add(d)
+				}
+			}
 		}
 	}
-	return true
+	var out []*View
+	for _, v := range w.views {
+		if in[v] {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // activation is a request to apply collected changes to built views.
@@ -189,7 +221,7 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 		var mine []*View
 		for _, internal := range []bool{true, false} {
 			for _, v := range st.views {
-				if v.internal == internal && contains(views, v) && single(v) {
+				if v.internal == internal && slices.Contains(views, v) && single(v) {
 					mine = append(mine, v)
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -858,7 +859,18 @@ func (w *Writer) fail(ctx context.Context, v *View, cause error) error {
 	if err := w.begin(ctx); err != nil {
 		return err
 	}
-	return SetFailed(ctx, w.conn, v.Plan.View.Name, cause)
+	if err := SetFailed(ctx, w.conn, v.Plan.View.Name, cause); err != nil {
+		return err
+	}
+	// A view over it would go stale without a word.
+	for _, d := range w.dependents {
+		if !d.failed && slices.Contains(d.bases, v) {
+			if err := w.fail(ctx, d, fmt.Errorf("it reads view %q, which failed", v.Plan.View.Name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (w *Writer) failStage(ctx context.Context, st *stage, cause error) error {

@@ -36,7 +36,7 @@ func backfill(ctx context.Context, w *writer.Writer, c runConfig, st *startup, l
 	if err := ensurePublication(ctx, c, tables); err != nil {
 		return err
 	}
-	p, err := consistentPoint(ctx, w, c, st.settings, "", false, func(all []*writer.View) []*writer.View {
+	p, err := consistentPoint(ctx, w, c, st.settings, "", func(all []*writer.View) []*writer.View {
 		var pending []*writer.View
 		for _, v := range all {
 			if v.Pending() {

@@ -25,9 +25,9 @@ import (
 // the running process can do that, so `deltaview verify` asks it through
 // deltaview.verify_requests.
 
-// point is a consistent point: the source in a transaction positioned
-// there, the target (positioned there too, or held there), the running
-// views the writer had there, and release, which frees it all.
+// point is a consistent point: the source and the target in transactions
+// positioned there, the running views the writer had there, and release,
+// which frees it all.
 type point struct {
 	src, tgt *pgx.Conn
 	at       change.LSN
@@ -36,13 +36,12 @@ type point struct {
 	barrier  *writer.Barrier
 }
 
-// consistentPoint stops the writer at a new consistent point. The writer
-// goes on once the target snapshot is imported into a transaction on tgt,
-// unless hold is true: then tgt is outside any transaction, and the writer
-// waits at the point, changing nothing, until release. collect, if not nil,
-// picks the views whose changes the writer collects from the point on
-// (they are then the point's views), to build them beside it.
-func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, only string, hold bool, collect func([]*writer.View) []*writer.View) (*point, error) {
+// consistentPoint stops the writer at a new consistent point for a moment:
+// it goes on once the target snapshot is imported into a transaction on
+// tgt. collect, if not nil, picks the views whose changes the writer
+// collects from the point on (they are then the point's views), to build
+// them beside it.
+func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, only string, collect func([]*writer.View) []*writer.View) (*point, error) {
 	b, err := w.NewBarrier(ctx)
 	if err != nil {
 		return nil, err
@@ -94,20 +93,18 @@ func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, setting
 		return fail(fmt.Errorf("connect to target: %w", err))
 	}
 	closers = append(closers, func() { tgt.Close(context.WithoutCancel(ctx)) })
-	if !hold {
-		if _, err := tgt.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ"); err != nil {
-			return fail(err)
-		}
-		if _, err := tgt.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(name)); err != nil {
-			return fail(fmt.Errorf("use the target snapshot: %w", err))
-		}
-		if collect != nil {
-			p := collect(w.Views())
-			b.Collect(p)
-			views = p
-		}
-		b.Release()
+	if _, err := tgt.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ"); err != nil {
+		return fail(err)
 	}
+	if _, err := tgt.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(name)); err != nil {
+		return fail(fmt.Errorf("use the target snapshot: %w", err))
+	}
+	if collect != nil {
+		p := collect(w.Views())
+		b.Collect(p)
+		views = p
+	}
+	b.Release()
 	return &point{src: src, tgt: tgt, at: snap.ConsistentPoint, views: views, release: release, barrier: b}, nil
 }
 
@@ -116,7 +113,7 @@ func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, setting
 // With repair, drifted views are rebuilt in place at a second consistent
 // point, the writer held there meanwhile.
 func verifyOnce(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, only string, repair bool, log *zap.Logger) ([]writer.Drift, error) {
-	p, err := consistentPoint(ctx, w, c, settings, only, false, nil)
+	p, err := consistentPoint(ctx, w, c, settings, only, nil)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
@@ -165,76 +162,37 @@ func verifyOnce(ctx context.Context, w *writer.Writer, c runConfig, settings map
 	return drifts, nil
 }
 
-// repairViews rebuilds drifted views from the source at a new consistent
-// point, in one target transaction, while the writer is held there.
+// repairViews rebuilds drifted views beside the writer, like new views,
+// from the source at a new consistent point: with the copies they read,
+// the other views reading those copies, and the views reading any of them.
 func repairViews(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, names []string, drifts []writer.Drift, log *zap.Logger) error {
-	repaired := func(name string) {
-		for i := range drifts {
-			if drifts[i].View == name {
-				drifts[i].Repaired = true
-			}
-		}
-	}
-	// Views with tables of their own are rebuilt beside the stream, like
-	// new views.
-	var rest []string
-	p, err := consistentPoint(ctx, w, c, settings, "", false, func(all []*writer.View) []*writer.View {
-		var mine []*writer.View
+	start := time.Now()
+	p, err := consistentPoint(ctx, w, c, settings, "", func(all []*writer.View) []*writer.View {
+		var drifted []*writer.View
 		for _, v := range all {
-			switch {
-			case !slices.Contains(names, v.Plan.View.Name):
-			case w.Standalone(v):
-				mine = append(mine, v)
-			default:
-				rest = append(rest, v.Plan.View.Name)
+			if slices.Contains(names, v.Plan.View.Name) && !v.Internal() {
+				drifted = append(drifted, v)
 			}
 		}
-		return mine
+		return w.RebuildSet(drifted)
 	})
 	if err != nil {
 		return fmt.Errorf("repair: %w", err)
 	}
-	if len(p.views) > 0 {
-		start := time.Now()
-		err := buildBeside(ctx, w, c, settings, p, log)
-		if err != nil {
-			p.release()
-			return fmt.Errorf("repair: %w", err)
-		}
-		for _, v := range p.views {
-			repaired(v.Plan.View.Name)
-			log.Info("repaired", zap.String("view", v.Plan.View.Name), zap.Stringer("at", p.at), zap.Duration("took", time.Since(start)))
-		}
-	}
-	p.release()
-	if len(rest) == 0 {
-		return nil
-	}
-	// The others share copies with other views: the stream waits at a
-	// point while they and their copies are rebuilt.
-	p, err = consistentPoint(ctx, w, c, settings, "", true, nil)
-	if err != nil {
+	defer p.release()
+	if err := buildBeside(ctx, w, c, settings, p, log); err != nil {
 		return fmt.Errorf("repair: %w", err)
 	}
-	defer p.release()
-	tx, err := p.tgt.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
 	for _, v := range p.views {
-		if !slices.Contains(rest, v.Plan.View.Name) {
+		if v.Internal() {
 			continue
 		}
-		start := time.Now()
-		if err := w.Rebuild(ctx, p.src, tx, v); err != nil {
-			return err
-		}
 		log.Info("repaired", zap.String("view", v.Plan.View.Name), zap.Stringer("at", p.at), zap.Duration("took", time.Since(start)))
-		repaired(v.Plan.View.Name)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("repair: commit: %w", err)
+		for i := range drifts {
+			if drifts[i].View == v.Plan.View.Name {
+				drifts[i].Repaired = true
+			}
+		}
 	}
 	return nil
 }
