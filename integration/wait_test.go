@@ -1,0 +1,53 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Read-your-writes: right after its commit an application reads the
+// source's WAL position, and deltaview.wait_for_lsn on the target returns
+// true once every view reflects it; false at the timeout; and it refuses a
+// snapshot that could never see the views advance.
+func TestWaitForLSN(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, targetCluster(t))
+	e.exec(lifecycleSchema)
+	totals := plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`)
+	e.start([]view{totals})
+	e.check(totals)
+	ctx := context.Background()
+	for i := range 5 {
+		e.exec(`INSERT INTO scores VALUES (9, $1)`, i+1)
+		lsn := queryString(t, e.src, `SELECT pg_current_wal_lsn()::text`)
+		if !queryBool(t, e.tgt, `SELECT deltaview.wait_for_lsn($1::pg_lsn, '10 seconds')`, lsn) {
+			t.Fatalf("wait_for_lsn(%s) timed out: %s", lsn, viewsState(e.tgt))
+		}
+		// What the application committed is there, no polling needed.
+		if got := queryString(t, e.tgt, `SELECT total::text FROM totals WHERE player = 9`); got != []string{"1", "3", "6", "10", "15"}[i] {
+			t.Fatalf("after wait_for_lsn: total %s", got)
+		}
+	}
+	start := time.Now()
+	if queryBool(t, e.tgt, `SELECT deltaview.wait_for_lsn('FFFFFFFF/0', '200 milliseconds')`) {
+		t.Fatal("wait_for_lsn of a position never reached returned true")
+	}
+	if took := time.Since(start); took < 200*time.Millisecond || took > 2*time.Second {
+		t.Errorf("the timeout of 200ms took %s", took)
+	}
+	tx, err := e.tgt.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+		t.Fatal(err)
+	}
+	var ok bool
+	err = tx.QueryRow(ctx, `SELECT deltaview.wait_for_lsn('0/0', '1 second')`).Scan(&ok)
+	if err == nil || !strings.Contains(err.Error(), "needs READ COMMITTED") {
+		t.Errorf("wait_for_lsn in REPEATABLE READ: %v", err)
+	}
+}

@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS deltaview.wait_for_lsn(pg_lsn, interval);
