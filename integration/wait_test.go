@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,5 +50,47 @@ func TestWaitForLSN(t *testing.T) {
 	err = tx.QueryRow(ctx, `SELECT deltaview.wait_for_lsn('0/0', '1 second')`).Scan(&ok)
 	if err == nil || !strings.Contains(err.Error(), "needs READ COMMITTED") {
 		t.Errorf("wait_for_lsn in REPEATABLE READ: %v", err)
+	}
+}
+
+// deltaview status prints each view's status, how far behind the source
+// it is, its rows and its error, and exits non-zero when a view failed.
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(lifecycleSchema + `; CREATE TABLE keyless (x int)`)
+	totals := plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`)
+	rows := plainView("rows", `SELECT k, v FROM other`)
+	e.start([]view{totals, rows})
+	e.check(totals, rows)
+	status := func() (string, int) {
+		return deltaview(t, nil, "status", "--target", e.tgtURL, "--source", e.srcURL)
+	}
+	out, code := status()
+	if code != 0 {
+		t.Fatalf("status: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"VIEW", "totals", "running", "rows"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+	// totals has 2 rows and rows 2: each line shows its count.
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || (f[0] != "totals" && f[0] != "rows") {
+			continue
+		}
+		if i := slices.Index(f, "ago"); i < 0 || i+1 >= len(f) || f[i+1] != "2" {
+			t.Errorf("row count of %s in %q", f[0], l)
+		}
+	}
+	// A failed view makes status fail, with its error shown.
+	e.sidecar.stop()
+	e.start([]view{totals, rows, plainView("broken", `SELECT count(*) AS n FROM keyless`)})
+	e.check(totals, rows)
+	out, code = status()
+	if code == 0 || !strings.Contains(out, "broken") || !strings.Contains(out, "failed") || !strings.Contains(out, "REPLICA IDENTITY FULL") {
+		t.Errorf("status with a failed view: exit %d\n%s", code, out)
 	}
 }

@@ -23,6 +23,7 @@ from the source's logical replication stream.
 Usage:
   deltaview run      --source URL [--target URL] --views PATH   keep the views current until stopped
   deltaview check    --views PATH [--source URL]                 validate views, print how each is maintained
+  deltaview status   --target URL [--source URL]                 each view's status, lag, rows and last error
   deltaview verify   --target URL [--view NAME] [--repair]       compare the tables with their queries at one source position
   deltaview teardown --source URL [--target URL] [--drop-tables] remove the slot, publication and catalog
   deltaview demo                                                 a live leaderboard on a throwaway PostgreSQL
@@ -54,6 +55,8 @@ func main() {
 		err = teardownCommand(ctx, args)
 	case "verify":
 		err = verifyCommand(ctx, args)
+	case "status":
+		err = statusCommand(ctx, args)
 	case "demo":
 		err = demoCommand(ctx, args)
 	case "help", "-h", "--help":

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/deltaview/deltaview/decoder"
+	"github.com/jackc/pgx/v5"
+)
+
+// statusCommand prints each view's status, lag, row count and last error.
+// It exits non-zero when a view is failed.
+func statusCommand(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	target := fs.String("target", "", "target database URL holding deltaview's catalog")
+	source := fs.String("source", "", "source database URL: also show how far behind the source each view is, in bytes")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *target == "" {
+		return errors.New("status needs --target (or DELTAVIEW_TARGET): the database holding deltaview's catalog")
+	}
+	tgt, err := pgx.Connect(ctx, *target)
+	if err != nil {
+		return fmt.Errorf("connect to target %s: %w", decoder.RedactURL(*target), err)
+	}
+	defer tgt.Close(context.WithoutCancel(ctx))
+	var current *string
+	if *source != "" {
+		src, err := pgx.Connect(ctx, *source)
+		if err != nil {
+			return fmt.Errorf("connect to source %s: %w", decoder.RedactURL(*source), err)
+		}
+		var lsn string
+		err = src.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn)
+		src.Close(context.WithoutCancel(ctx))
+		if err != nil {
+			return fmt.Errorf("source position: %w", err)
+		}
+		current = &lsn
+	}
+	failed, err := printStatus(ctx, os.Stdout, tgt, current)
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d view(s) failed", failed)
+	}
+	return nil
+}
+
+// printStatus writes the status table and returns how many views failed.
+// current is the source's WAL position, if known.
+func printStatus(ctx context.Context, out io.Writer, tgt *pgx.Conn, current *string) (int, error) {
+	rows, err := tgt.Query(ctx, `
+		SELECT v.name, v.status, coalesce(v.applied_lsn::text, '-'),
+		       CASE WHEN $1::pg_lsn IS NULL OR v.applied_lsn IS NULL THEN NULL
+		            ELSE greatest($1::pg_lsn - v.applied_lsn, 0)::int8 END,
+		       extract(epoch FROM now() - coalesce(s.updated_at, v.updated_at)),
+		       coalesce(v.target, ''), coalesce(v.error, ''), coalesce(v.drift, '')
+		FROM deltaview.views v LEFT JOIN deltaview.streams s ON s.slot = v.slot
+		ORDER BY v.name`, current)
+	if err != nil {
+		return 0, fmt.Errorf("read deltaview.views: %w (is deltaview's catalog in this database?)", err)
+	}
+	type line struct {
+		name, status, applied, target, problem string
+		behind                                 *int64
+		age                                    float64
+	}
+	var lines []line
+	for rows.Next() {
+		var l line
+		var errText, drift string
+		if err := rows.Scan(&l.name, &l.status, &l.applied, &l.behind, &l.age, &l.target, &errText, &drift); err != nil {
+			return 0, err
+		}
+		l.problem = errText
+		if l.problem == "" && drift != "" {
+			l.problem = "drift: " + drift
+		}
+		lines = append(lines, l)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "VIEW\tSTATUS\tAPPLIED\tBEHIND\tUPDATED\tROWS\tERROR")
+	failed := 0
+	for _, l := range lines {
+		if l.status == "failed" {
+			failed++
+		}
+		behind := "-"
+		if l.behind != nil {
+			behind = bytesText(*l.behind)
+		}
+		count := "-"
+		if l.target != "" && l.status != "failed" {
+			count = rowCount(ctx, tgt, l.target)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s ago\t%s\t%s\n", l.name, l.status, l.applied, behind,
+			time.Duration(l.age*float64(time.Second)).Round(time.Second), count, oneLine(l.problem))
+	}
+	return failed, w.Flush()
+}
+
+// rowCount counts a table's rows, or estimates them when counting takes
+// too long.
+func rowCount(ctx context.Context, conn *pgx.Conn, table string) string {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return "?"
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = '2s'"); err != nil {
+		return "?"
+	}
+	var n int64
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err == nil {
+		return fmt.Sprint(n)
+	}
+	tx.Rollback(ctx)
+	var est float64
+	if err := conn.QueryRow(ctx, "SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)", table).Scan(&est); err != nil || est < 0 {
+		return "?"
+	}
+	return fmt.Sprintf("~%.0f", est)
+}
+
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// oneLine keeps a message on its line of the table.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
