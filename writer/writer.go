@@ -47,6 +47,12 @@ type Config struct {
 	// ProgressInterval is the least time between two records of the idle
 	// position while the source is quiet.
 	ProgressInterval time.Duration
+	// Committed, if set, is told of every committed batch: how long
+	// applying and committing it took (not the time it was open), how
+	// many source transactions it held, and per view the rows inserted,
+	// updated and deleted. It runs on the writer's goroutine and must be
+	// quick.
+	Committed func(took time.Duration, transactions int, rows map[string][3]int64)
 	// Settings are session settings for the target connection (TimeZone,
 	// DateStyle, ...): the source's, so that stable functions in a view
 	// give the same results as the view's query on the source.
@@ -154,6 +160,7 @@ type Writer struct {
 	batchStart time.Time
 	batchRows  int
 	last       *change.Commit // last source transaction in the open batch
+	batchTxs   int            // source transactions in the open batch
 	idle       change.LSN     // delivered position not yet recorded
 	recorded   time.Time
 }
@@ -514,6 +521,7 @@ func (w *Writer) handle(ctx context.Context, ev change.Event) error {
 		case w.skipping:
 		case w.inTx:
 			w.last = e
+			w.batchTxs++
 		default:
 			// Nothing to write for this transaction: it only moves the
 			// position on.
@@ -900,6 +908,7 @@ type notice struct {
 // commit applies the batch, records its position and notifies, in the
 // target transaction, and commits it.
 func (w *Writer) commit(ctx context.Context) error {
+	start := time.Now()
 	if err := w.applyStaged(ctx, false); err != nil {
 		return err
 	}
@@ -928,6 +937,16 @@ func (w *Writer) commit(ctx context.Context) error {
 	}
 	w.inTx = false
 	w.last = nil
+	if w.cfg.Committed != nil {
+		rows := map[string][3]int64{}
+		for _, v := range w.views {
+			if !v.internal && v.counts != [3]int64{} {
+				rows[v.Plan.View.Name] = v.counts
+			}
+		}
+		w.cfg.Committed(time.Since(start), w.batchTxs, rows)
+	}
+	w.batchTxs = 0
 	for _, v := range w.views {
 		v.counts = [3]int64{}
 	}

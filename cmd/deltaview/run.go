@@ -31,6 +31,8 @@ type runConfig struct {
 	SpoolDir              string
 	VerifyEvery           time.Duration
 	ViewsCheck            time.Duration
+	HTTPAddr              string
+	ReadyMaxLag           int64 // MB
 }
 
 func runFlags(fs *flag.FlagSet, c *runConfig) {
@@ -45,6 +47,8 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.BatchChanges, "batch-changes", writer.DefaultConfig().BatchChanges, "most source row changes per target transaction while catching up")
 	fs.DurationVar(&c.BatchDelay, "batch-delay", writer.DefaultConfig().BatchDelay, "longest a target transaction stays open while catching up")
 	fs.DurationVar(&c.SchemaCheck, "schema-check-interval", 10*time.Second, "how often to look for source tables dropped, renamed or with changed columns, which no change announces (0: never)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "", "serve /metrics, /healthz and /readyz on this address, e.g. :9187 (empty: none)")
+	fs.Int64Var(&c.ReadyMaxLag, "ready-max-lag-mb", 16, "/readyz answers ready only while every running view is at most this many MB of source WAL behind")
 	fs.DurationVar(&c.ViewsCheck, "views-check-interval", 2*time.Second, "how often to look for added, changed or removed view definitions, which are applied without restarting (0: only at start)")
 	fs.DurationVar(&c.VerifyEvery, "verify-every", 0, "compare every view's table with its query at a consistent point this often, and report drift (0: never)")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory for large source transactions streamed before they commit (default: the system's temporary directory)")
@@ -93,6 +97,17 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 	log.Info("starting", zap.String("source", decoder.RedactURL(c.Source)), zap.String("target", decoder.RedactURL(c.Target)),
 		zap.String("views", c.Views), zap.String("slot", c.Slot))
 
+	var o *ops
+	if c.HTTPAddr != "" {
+		o = newOps(c.ReadyMaxLag << 20)
+		wcfg.Committed = o.committed
+		go func() {
+			if err := o.serve(ctx, c.HTTPAddr, log); err != nil {
+				log.Error("serving metrics and probes", zap.String("addr", c.HTTPAddr), zap.Error(err))
+			}
+		}()
+		go o.watchLag(ctx, c, 2*time.Second)
+	}
 	backoff := newBackoff()
 	var st *startup
 	for {
@@ -101,7 +116,7 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 			st, err = prepare(ctx, c, dcfg, log)
 		}
 		if err == nil {
-			err = stream(ctx, c, st, dcfg, wcfg, log, backoff)
+			err = stream(ctx, c, st, dcfg, wcfg, o, log, backoff)
 		}
 		if ctx.Err() != nil {
 			log.Info("stopped")
@@ -122,6 +137,9 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 			return err
 		}
 		log.Warn("connection trouble, retrying", zap.Error(err), zap.Duration("in", backoff.next()))
+		if o != nil {
+			o.retries.Inc()
+		}
 		writer.RecordOutage(ctx, c.Target, c.Slot, err)
 		if !backoff.wait(ctx) {
 			return nil
@@ -130,7 +148,7 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 }
 
 // stream runs the decoder and the writer until one fails or ctx ends.
-func stream(ctx context.Context, c runConfig, st *startup, dcfg decoder.Config, wcfg writer.Config, log *zap.Logger, b *backoff) error {
+func stream(ctx context.Context, c runConfig, st *startup, dcfg decoder.Config, wcfg writer.Config, o *ops, log *zap.Logger, b *backoff) error {
 	start, err := st.position(ctx, wcfg.TargetURL)
 	if err != nil {
 		return err
@@ -167,6 +185,10 @@ func stream(ctx context.Context, c runConfig, st *startup, dcfg decoder.Config, 
 		})
 	}
 	log.Info("streaming", zap.Stringer("from", start), zap.Int("views", len(st.views)))
+	if o != nil {
+		o.streaming.Store(true)
+		defer o.streaming.Store(false)
+	}
 	return g.Wait()
 }
 
