@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 )
@@ -50,7 +51,6 @@ type lsnSample struct {
 func newOps(readyLag int64) *ops {
 	o := &ops{reg: prometheus.NewRegistry(), readyLag: readyLag}
 	o.lagged.Store(-1)
-	f := func(c prometheus.Collector) { o.reg.MustRegister(c) }
 	o.lagBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "deltaview", Name: "view_lag_bytes",
 		Help: "How far the source's WAL is ahead of the position the view reflects."}, []string{"view"})
 	o.lagSeconds = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "deltaview", Name: "view_lag_seconds",
@@ -68,8 +68,8 @@ func newOps(readyLag int64) *ops {
 	o.retained = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "deltaview", Name: "slot_retained_wal_bytes",
 		Help: "WAL the source keeps for the replication slot."})
 	for _, c := range []prometheus.Collector{o.lagBytes, o.lagSeconds, o.viewUp, o.rows, o.transactions, o.applySeconds,
-		o.retries, o.retained, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{})} {
-		f(c)
+		o.retries, o.retained, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		o.reg.MustRegister(c)
 	}
 	return o
 }
