@@ -1,11 +1,15 @@
 package writer
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"sync/atomic"
+	"time"
 
 	"github.com/deltaview/deltaview/change"
 	"github.com/deltaview/deltaview/planner"
@@ -77,7 +81,7 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*Vi
 		}
 		err := st.keptErr
 		if err == nil && st.kept != nil {
-			err = loadKept(ctx, src, tx, st.kept.kept)
+			err = loadKept(ctx, src, tx, st.kept.kept, log)
 			if err != nil && Transient(err) {
 				return nil, err
 			}
@@ -112,7 +116,7 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*Vi
 		if _, err := tx.Exec(ctx, "SAVEPOINT dv_load"); err != nil {
 			return nil, err
 		}
-		rows, lerr := loadView(ctx, src, tx, v)
+		rows, lerr := loadView(ctx, src, tx, v, log)
 		if lerr != nil {
 			if Transient(lerr) {
 				return nil, lerr
@@ -143,7 +147,7 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*Vi
 }
 
 // loadView (re)creates a view's tables and fills them from the source.
-func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View) (int64, error) {
+func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, log *zap.Logger) (int64, error) {
 	p, n := v.Plan, v.Names
 	if v.internal {
 		// A copy lives in deltaview's schema: rebuilt from scratch.
@@ -152,7 +156,7 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View) (int64, er
 				return 0, fmt.Errorf("%s: %w", s, err)
 			}
 		}
-		rows, err := copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n))
+		rows, err := copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n), progressOf(log, p.View.Name))
 		if err != nil {
 			return 0, err
 		}
@@ -196,7 +200,7 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View) (int64, er
 		tag, ierr := tx.Exec(ctx, "INSERT INTO "+p.SnapshotTarget(n)+" SELECT * FROM ("+p.SnapshotQuery()+") AS q")
 		rows, err = tag.RowsAffected(), ierr
 	} else {
-		rows, err = copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n))
+		rows, err = copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n), progressOf(log, p.View.Name))
 	}
 	if err != nil {
 		return 0, err
@@ -226,7 +230,10 @@ var errCopyEnded = errors.New("copy into target ended")
 
 // copyBetween streams a query's rows from the source into a target table
 // with COPY, in the servers' own text format.
-func copyBetween(ctx context.Context, src, tgt *pgx.Conn, query, into string) (int64, error) {
+func copyBetween(ctx context.Context, src, tgt *pgx.Conn, query, into string, watch *progress) (int64, error) {
+	if watch != nil {
+		watch.total = estimateRows(ctx, src, query)
+	}
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
@@ -234,7 +241,13 @@ func copyBetween(ctx context.Context, src, tgt *pgx.Conn, query, into string) (i
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	tag, err := tgt.PgConn().CopyFrom(ctx, pr, "COPY "+into+" FROM STDIN")
+	var in io.Reader = pr
+	if watch != nil {
+		in = watch.reader(pr)
+		stop := watch.start()
+		defer stop()
+	}
+	tag, err := tgt.PgConn().CopyFrom(ctx, in, "COPY "+into+" FROM STDIN")
 	pr.CloseWithError(errCopyEnded)
 	srcErr := <-done
 	// The side that failed first names the cause: when the target fails,
@@ -250,7 +263,7 @@ func copyBetween(ctx context.Context, src, tgt *pgx.Conn, query, into string) (i
 
 // loadKept (re)creates and fills the copy of a table's rows that changes
 // without full old rows are applied through, in a savepoint.
-func loadKept(ctx context.Context, src *pgx.Conn, tx pgx.Tx, k *planner.Kept) error {
+func loadKept(ctx context.Context, src *pgx.Conn, tx pgx.Tx, k *planner.Kept, log *zap.Logger) error {
 	if _, err := tx.Exec(ctx, "SAVEPOINT dv_kept"); err != nil {
 		return err
 	}
@@ -260,7 +273,7 @@ func loadKept(ctx context.Context, src *pgx.Conn, tx pgx.Tx, k *planner.Kept) er
 				return fmt.Errorf("%s: %w", s, err)
 			}
 		}
-		if _, err := copyBetween(ctx, src, tx.Conn(), k.SnapshotQuery(), k.SnapshotTarget()); err != nil {
+		if _, err := copyBetween(ctx, src, tx.Conn(), k.SnapshotQuery(), k.SnapshotTarget(), progressOf(log, "rows of "+k.Table.String())); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, "ANALYZE "+k.Name())
@@ -382,3 +395,85 @@ func sameColumns(ctx context.Context, conn *pgx.Conn, table string, cols []plann
 
 // Pending tells whether the view's tables are still to be built.
 func (v *View) Pending() bool { return v.pending }
+
+// ProgressEvery is how often a long snapshot copy reports its progress.
+var ProgressEvery = 5 * time.Second
+
+// progress reports how far a long snapshot copy has got.
+type progress struct {
+	log   *zap.Logger
+	what  string
+	total int64 // the planner's estimate of the rows, 0 if unknown
+	rows  atomic.Int64
+}
+
+func progressOf(log *zap.Logger, what string) *progress {
+	if log == nil {
+		return nil
+	}
+	return &progress{log: log, what: what}
+}
+
+// reader counts the rows (lines of COPY text) read through r.
+func (p *progress) reader(r io.Reader) io.Reader { return &countingReader{r: r, p: p} }
+
+type countingReader struct {
+	r io.Reader
+	p *progress
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.p.rows.Add(int64(bytes.Count(b[:n], []byte{'\n'})))
+	return n, err
+}
+
+// start logs the progress every ProgressEvery until the returned stop.
+func (p *progress) start() (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(ProgressEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			rows := p.rows.Load()
+			fields := []zap.Field{zap.String("view", p.what), zap.Int64("rows", rows)}
+			if p.total > 0 {
+				fields = append(fields, zap.Int64("estimated_total", p.total),
+					zap.String("done", fmt.Sprintf("%.0f%%", min(100, 100*float64(rows)/float64(p.total)))))
+			}
+			p.log.Info("loading", fields...)
+		}
+	}()
+	return func() { close(done) }
+}
+
+// estimateRows is the source planner's estimate of a query's rows, or 0.
+func estimateRows(ctx context.Context, src *pgx.Conn, query string) int64 {
+	var plan []struct {
+		Plan struct {
+			Rows float64 `json:"Plan Rows"`
+		}
+	}
+	// In a savepoint: the copy must not fail with the estimate.
+	var raw []byte
+	if _, err := src.Exec(ctx, "SAVEPOINT dv_estimate"); err != nil {
+		return 0
+	}
+	err := src.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+query).Scan(&raw)
+	if err != nil {
+		src.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_estimate")
+		return 0
+	}
+	if _, err := src.Exec(ctx, "RELEASE SAVEPOINT dv_estimate"); err != nil {
+		return 0
+	}
+	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) == 0 {
+		return 0
+	}
+	return int64(plan[0].Plan.Rows)
+}

@@ -72,7 +72,7 @@ func Compare(ctx context.Context, src, tgt *pgx.Conn, v *View, at change.LSN) (D
 	if v.Plan.OnTarget() {
 		_, err = tgt.Exec(ctx, "INSERT INTO pg_temp.dv_verify SELECT * FROM ("+v.Plan.View.Query+") AS q")
 	} else {
-		_, err = copyBetween(ctx, src, tgt, v.Plan.View.Query, "pg_temp.dv_verify")
+		_, err = copyBetween(ctx, src, tgt, v.Plan.View.Query, "pg_temp.dv_verify", nil)
 	}
 	if err != nil {
 		return d, fmt.Errorf("verify %s: evaluate the query: %w", d.View, err)

@@ -32,6 +32,7 @@ type runConfig struct {
 	VerifyEvery           time.Duration
 	ViewsCheck            time.Duration
 	HTTPAddr              string
+	ProgressEvery         time.Duration
 	ReadyMaxLag           int64 // MB
 }
 
@@ -47,6 +48,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.BatchChanges, "batch-changes", writer.DefaultConfig().BatchChanges, "most source row changes per target transaction while catching up")
 	fs.DurationVar(&c.BatchDelay, "batch-delay", writer.DefaultConfig().BatchDelay, "longest a target transaction stays open while catching up")
 	fs.DurationVar(&c.SchemaCheck, "schema-check-interval", 10*time.Second, "how often to look for source tables dropped, renamed or with changed columns, which no change announces (0: never)")
+	fs.DurationVar(&c.ProgressEvery, "progress-interval", 5*time.Second, "how often a long snapshot copy logs how many rows it loaded")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "serve /metrics, /healthz and /readyz on this address, e.g. :9187 (empty: none)")
 	fs.Int64Var(&c.ReadyMaxLag, "ready-max-lag-mb", 16, "/readyz answers ready only while every running view is at most this many MB of source WAL behind")
 	fs.DurationVar(&c.ViewsCheck, "views-check-interval", 2*time.Second, "how often to look for added, changed or removed view definitions, which are applied without restarting (0: only at start)")
@@ -97,6 +99,9 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 	log.Info("starting", zap.String("source", decoder.RedactURL(c.Source)), zap.String("target", decoder.RedactURL(c.Target)),
 		zap.String("views", c.Views), zap.String("slot", c.Slot))
 
+	if c.ProgressEvery > 0 {
+		writer.ProgressEvery = c.ProgressEvery
+	}
 	var o *ops
 	if c.HTTPAddr != "" {
 		o = newOps(c.ReadyMaxLag << 20)
