@@ -329,16 +329,6 @@ func DropPublication(ctx context.Context, conn *pgx.Conn, name string) error {
 	return nil
 }
 
-// SlotExists reports whether replication slot slot exists.
-func SlotExists(ctx context.Context, conn *pgx.Conn, slot string) (bool, error) {
-	var ok bool
-	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1)`, slot).Scan(&ok)
-	if err != nil {
-		return false, fmt.Errorf("slot %s: %w", slot, err)
-	}
-	return ok, nil
-}
-
 // dropSlotAttempts bounds how often DropSlot retries a slot that another
 // connection keeps acquiring.
 const dropSlotAttempts = 10

@@ -62,8 +62,8 @@ func TestStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { snap.Close(context.Background()) })
-	if ok, err := SlotExists(ctx, src.conn, src.slot); err != nil || !ok {
-		t.Fatalf("SlotExists = %v, %v after CreateSlot", ok, err)
+	if h, err := Health(ctx, src.conn, src.slot); err != nil || !h.Exists || h.Lost {
+		t.Fatalf("Health = %+v, %v after CreateSlot", h, err)
 	}
 	src.exec(t, `INSERT INTO "My Schema"."Items" VALUES (3, E'multi\nline\twith \\ backslash', NULL, 3.25, NULL)`)
 	reader := connect(t, src.url)
@@ -279,8 +279,8 @@ func TestDropSlotWhileStreaming(t *testing.T) {
 	if err := DropSlot(ctx, src.conn, src.slot); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := SlotExists(ctx, src.conn, src.slot); err != nil || ok {
-		t.Fatalf("SlotExists = %v, %v after DropSlot", ok, err)
+	if h, err := Health(ctx, src.conn, src.slot); err != nil || h.Exists {
+		t.Fatalf("Health = %+v, %v after DropSlot", h, err)
 	}
 	select {
 	case err := <-run.done:

@@ -299,16 +299,3 @@ func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn) error {
 
 // discard forgets the chunk (the target transaction was rolled back).
 func (b *keptBuf) discard() { clear(b.entries) }
-
-// KeptTables are the quoted names of the copies of rows the views need:
-// one per source table whose replica identity is not FULL.
-func KeptTables(views []*View) []string {
-	_, order := buildStages(views, false)
-	var out []string
-	for _, st := range order {
-		if st.kept != nil {
-			out = append(out, st.kept.kept.Name())
-		}
-	}
-	return out
-}

@@ -33,7 +33,6 @@ type point struct {
 	at       change.LSN
 	views    []*writer.View
 	release  func()
-	barrier  *writer.Barrier
 }
 
 // consistentPoint stops the writer at a new consistent point for a moment:
@@ -105,7 +104,7 @@ func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, setting
 		views = p
 	}
 	b.Release()
-	return &point{src: src, tgt: tgt, at: snap.ConsistentPoint, views: views, release: release, barrier: b}, nil
+	return &point{src: src, tgt: tgt, at: snap.ConsistentPoint, views: views, release: release}, nil
 }
 
 // verifyOnce compares the views (all running ones, or only the one named)
