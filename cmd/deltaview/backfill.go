@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/deltaview/deltaview/decoder"
-	"github.com/deltaview/deltaview/planner"
 	"github.com/deltaview/deltaview/writer"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -22,18 +20,7 @@ import (
 // views is rebuilt, and they do not wait for the build.
 func backfill(ctx context.Context, w *writer.Writer, c runConfig, st *startup, log *zap.Logger) error {
 	start := time.Now()
-	var tables []decoder.TableName
-	seen := map[planner.Table]bool{}
-	for _, v := range st.views {
-		for _, src := range v.Plan.Sources {
-			if t := src.Table; !seen[t] {
-				seen[t] = true
-				tables = append(tables, decoder.TableName{Schema: t.Schema, Name: t.Name})
-			}
-		}
-	}
-	sort.Slice(tables, func(i, j int) bool { return tables[i].Quoted() < tables[j].Quoted() })
-	if err := ensurePublication(ctx, c, tables); err != nil {
+	if err := ensurePublication(ctx, c, st.sourceTables()); err != nil {
 		return err
 	}
 	p, err := consistentPoint(ctx, w, c, st.settings, "", func(all []*writer.View) []*writer.View {

@@ -282,21 +282,10 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 // snapshot creates a fresh slot and builds every view as of its exported
 // snapshot.
 func snapshot(ctx context.Context, c runConfig, dcfg decoder.Config, src, tgt *pgx.Conn, st *startup, log *zap.Logger) error {
-	var tables []decoder.TableName
-	seen := map[planner.Table]bool{}
-	for _, v := range st.views {
-		for _, src := range v.Plan.Sources {
-			if t := src.Table; !seen[t] {
-				seen[t] = true
-				tables = append(tables, decoder.TableName{Schema: t.Schema, Name: t.Name})
-			}
-		}
-	}
-	sort.Slice(tables, func(i, j int) bool { return tables[i].Quoted() < tables[j].Quoted() })
 	if err := decoder.DropSlot(ctx, src, c.Slot); err != nil {
 		return err
 	}
-	if err := decoder.EnsurePublication(ctx, src, c.Publication, tables); err != nil {
+	if err := decoder.EnsurePublication(ctx, src, c.Publication, st.sourceTables()); err != nil {
 		return err
 	}
 	snap, err := decoder.CreateSlot(ctx, dcfg)
@@ -333,6 +322,22 @@ func snapshot(ctx context.Context, c runConfig, dcfg decoder.Config, src, tgt *p
 		return errors.New("no view could be built; see the errors above")
 	}
 	return nil
+}
+
+// sourceTables are the tables the views read: what the publication holds.
+func (s *startup) sourceTables() []decoder.TableName {
+	var tables []decoder.TableName
+	seen := map[planner.Table]bool{}
+	for _, v := range s.views {
+		for _, src := range v.Plan.Sources {
+			if t := src.Table; !seen[t] {
+				seen[t] = true
+				tables = append(tables, decoder.TableName{Schema: t.Schema, Name: t.Name})
+			}
+		}
+	}
+	sort.Slice(tables, func(i, j int) bool { return tables[i].Quoted() < tables[j].Quoted() })
+	return tables
 }
 
 // preflightTables checks each table a view reads (once per table, results
