@@ -203,7 +203,7 @@ func analyze(d *Definition) (*analysis, error) {
 	for _, t := range sel.TargetList {
 		rt := t.GetResTarget()
 		a.targets = append(a.targets, target{alias: rt.Name, expr: rt.Val, loc: rt.Location})
-		if cr := rt.Val.GetColumnRef(); cr != nil && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
+		if isStar(rt.Val.GetColumnRef()) {
 			a.stars = true
 		}
 	}
@@ -484,7 +484,7 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 	// they are known.
 	topStars := map[*pg_query.ColumnRef]bool{}
 	for _, t := range sel.TargetList {
-		if cr := t.GetResTarget().GetVal().GetColumnRef(); cr != nil && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
+		if cr := t.GetResTarget().GetVal().GetColumnRef(); isStar(cr) {
 			topStars[cr] = true
 		}
 	}
@@ -510,7 +510,7 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 					"store the value in a column of the source table"))
 			}
 		case *pg_query.Node_ColumnRef:
-			if f := v.ColumnRef.Fields; f[len(f)-1].GetAStar() != nil {
+			if isStar(v.ColumnRef) {
 				if !topStars[v.ColumnRef] {
 					fail(d.errorf(v.ColumnRef.Location, "*", "* inside a subquery of a view over several tables is not supported yet", "list the columns"))
 				}

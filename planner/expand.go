@@ -119,7 +119,7 @@ func flatten(sel *pg_query.SelectStmt) bool {
 		visit(rt.GetVal(), func(x *pg_query.Node) {
 			// Aggregates, windows and set-returning functions change the
 			// row count: not a projection. Any function call may be one.
-			if x.GetFuncCall() != nil || x.GetSubLink() != nil || x.GetColumnRef().GetFields() != nil && len(x.GetColumnRef().GetFields()) > 0 && x.GetColumnRef().Fields[len(x.GetColumnRef().Fields)-1].GetAStar() != nil {
+			if x.GetFuncCall() != nil || x.GetSubLink() != nil || isStar(x.GetColumnRef()) {
 				bad = true
 			}
 		})
@@ -204,11 +204,9 @@ func spellOutViewStars(ctx context.Context, sel *pg_query.SelectStmt, cat Catalo
 	if rv == nil || views[qualified(Table{rv.Schemaname, rv.Relname})] != nil {
 		return nil
 	}
-	var stars bool
+	stars := false
 	for _, t := range sel.TargetList {
-		if cr := t.GetResTarget().GetVal().GetColumnRef(); cr != nil && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
-			stars = true
-		}
+		stars = stars || isStar(t.GetResTarget().GetVal().GetColumnRef())
 	}
 	if !stars {
 		return nil
@@ -221,18 +219,7 @@ func spellOutViewStars(ctx context.Context, sel *pg_query.SelectStmt, cat Catalo
 	if rv.Alias != nil {
 		name = rv.Alias.Aliasname
 	}
-	var out []*pg_query.Node
-	for _, t := range sel.TargetList {
-		cr := t.GetResTarget().GetVal().GetColumnRef()
-		if cr == nil || cr.Fields[len(cr.Fields)-1].GetAStar() == nil {
-			out = append(out, t)
-			continue
-		}
-		for _, c := range ti.Columns {
-			out = append(out, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Val: columnRef(name, c.Name), Location: t.GetResTarget().Location}}})
-		}
-	}
-	sel.TargetList = out
+	spellOutStars(sel, []starTable{{name, ti.Columns}})
 	return nil
 }
 

@@ -128,10 +128,6 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 // expandJoinStars spells out * and alias.* in the select list with the
 // columns of the FROM tables, in order, as the server would.
 func expandJoinStars(sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
-	type table struct {
-		alias string
-		cols  []Column
-	}
 	var vars []*pg_query.RangeVar
 	for _, f := range sel.FromClause {
 		visit(f, func(x *pg_query.Node) {
@@ -140,18 +136,32 @@ func expandJoinStars(sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
 			}
 		})
 	}
-	var tables []table
+	var tables []starTable
 	for _, rv := range vars {
 		for t, ti := range infos {
 			if CopyTable(t) == (Table{rv.Schemaname, rv.Relname}) {
-				tables = append(tables, table{rv.Alias.Aliasname, ti.Columns})
+				tables = append(tables, starTable{rv.Alias.Aliasname, ti.Columns})
 			}
 		}
 	}
+	spellOutStars(sel, tables)
+}
+
+// starTable is a FROM item, by the name the query gives it, and the
+// columns its * stands for.
+type starTable struct {
+	alias string
+	cols  []Column
+}
+
+// spellOutStars replaces * and alias.* in the select list by the columns
+// they stand for.
+func spellOutStars(sel *pg_query.SelectStmt, tables []starTable) {
 	var out []*pg_query.Node
 	for _, t := range sel.TargetList {
-		cr := t.GetResTarget().GetVal().GetColumnRef()
-		if cr == nil || cr.Fields[len(cr.Fields)-1].GetAStar() == nil {
+		rt := t.GetResTarget()
+		cr := rt.GetVal().GetColumnRef()
+		if !isStar(cr) {
 			out = append(out, t)
 			continue
 		}
@@ -160,11 +170,16 @@ func expandJoinStars(sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
 				continue
 			}
 			for _, c := range tb.cols {
-				out = append(out, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Val: columnRef(tb.alias, c.Name)}}})
+				out = append(out, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Val: columnRef(tb.alias, c.Name), Location: rt.Location}}})
 			}
 		}
 	}
 	sel.TargetList = out
+}
+
+// isStar tells whether a column reference is * or alias.*.
+func isStar(cr *pg_query.ColumnRef) bool {
+	return cr != nil && len(cr.Fields) > 0 && cr.Fields[len(cr.Fields)-1].GetAStar() != nil
 }
 
 // lookupTable resolves a table the query reads and checks that it is an
@@ -621,8 +636,7 @@ func (d *Definition) serverError(err error) error {
 func (a *analysis) expandStars(ti *TableInfo) {
 	var out []target
 	for _, t := range a.targets {
-		cr := t.expr.GetColumnRef()
-		if cr == nil || cr.Fields[len(cr.Fields)-1].GetAStar() == nil {
+		if !isStar(t.expr.GetColumnRef()) {
 			out = append(out, t)
 			continue
 		}
