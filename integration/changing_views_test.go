@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -41,26 +40,22 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 	e.check(balances, perOwner, big, owners)
 
 	seed := testSeed(t)
-	ctx, stop := context.WithCancel(context.Background())
+	work := startLedger(t, e.srcURL, rand.New(rand.NewPCG(seed, 1)), 2*time.Millisecond)
+	ctx, stopNotes := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	var committed atomic.Int64
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		workload(ctx, e.srcURL, rand.New(rand.NewPCG(seed, 1)), &committed, 2*time.Millisecond)
-	}()
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		r := rand.New(rand.NewPCG(seed, 2))
 		conn := connect(t, e.srcURL)
-		for i := 0; ctx.Err() == nil; i++ {
+		for ctx.Err() == nil {
 			conn.Exec(context.Background(), `INSERT INTO notes VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET body = excluded.body`,
 				1+r.IntN(100100), r.IntN(5), "note "+string(rune('a'+r.IntN(5))))
 			conn.Exec(context.Background(), `DELETE FROM notes WHERE id = $1`, 1+r.IntN(100100))
 			time.Sleep(3 * time.Millisecond)
 		}
 	}()
-	defer func() { stop(); wg.Wait() }()
+	defer func() { stopNotes(); wg.Wait() }()
 
 	// A changed view and a new one, over a table no view read yet.
 	big2 := plainView("big", `SELECT acct, amount * 2 AS double FROM ledger WHERE amount >= 60`)
@@ -96,8 +91,11 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 		t.Fatalf("the changed view was not built: %s", viewsState(e.tgt))
 	}
 	time.Sleep(300 * time.Millisecond)
-	stop()
+	stopNotes()
 	wg.Wait()
+	if err := work.stop(); err != nil {
+		t.Fatal(err)
+	}
 	e.check(balances, perOwner, big3, owners, memos)
 	if n := strings.Count(e.sidecar.logs(), "slot created; loading views"); n != 1 {
 		t.Errorf("%d snapshots of every view, want only the first", n)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,19 +50,7 @@ func TestKillAndRestart(t *testing.T) {
 
 	// The workload: small transactions as fast as they commit, until told
 	// to stop.
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var workErr error
-	var committed atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		workErr = workload(ctx, e.srcURL, rand.New(rand.NewPCG(seed, 0xbeef)), &committed, pace)
-	}()
-	defer func() {
-		stop()
-		wg.Wait()
-	}()
+	work := startLedger(t, e.srcURL, rand.New(rand.NewPCG(seed, 0xbeef)), pace)
 
 	// The first kill may land during the initial snapshot.
 	kills := 6
@@ -75,7 +62,7 @@ func TestKillAndRestart(t *testing.T) {
 		}
 		time.Sleep(wait) // a random moment, not a readiness check
 		sc.kill()
-		killedAt = append(killedAt, committed.Load())
+		killedAt = append(killedAt, work.committed.Load())
 		sc.restart()
 		if i == kills/2 {
 			// Once fully caught up in between, so later kills hit a
@@ -83,22 +70,48 @@ func TestKillAndRestart(t *testing.T) {
 			e.caughtUp(views...)
 		}
 	}
-	stop()
-	wg.Wait()
-	if workErr != nil {
-		t.Fatal(workErr)
+	if err := work.stop(); err != nil {
+		t.Fatal(err)
 	}
 	e.check(views...)
 	logs := sc.logs()
 	snapshots := strings.Count(logs, "slot created; loading views")
 	resumes := strings.Count(logs, "resuming stream")
-	t.Logf("%d transactions committed, killed after %v; %d snapshots, %d resumes", committed.Load(), killedAt, snapshots, resumes)
+	t.Logf("%d transactions committed, killed after %v; %d snapshots, %d resumes", work.committed.Load(), killedAt, snapshots, resumes)
 	if resumes < kills/2 {
 		t.Errorf("only %d of %d restarts resumed the stream (%d snapshots)", resumes, kills, snapshots)
 	}
 	if killedAt[len(killedAt)-1] == killedAt[0] {
 		t.Errorf("no transaction committed while the sidecar was being killed: %v", killedAt)
 	}
+}
+
+// ledger is the ledger workload, running in the background.
+type ledger struct {
+	committed atomic.Int64
+	cancel    context.CancelFunc
+	done      chan struct{}
+	err       error
+}
+
+// startLedger runs workload on the source until stop, or the test's end.
+func startLedger(t testing.TB, url string, r *rand.Rand, every time.Duration) *ledger {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &ledger{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.err = workload(ctx, url, r, &l.committed, every)
+	}()
+	t.Cleanup(func() { l.stop() })
+	return l
+}
+
+// stop ends the workload, waits for it and returns why it failed, if it
+// did.
+func (l *ledger) stop() error {
+	l.cancel()
+	<-l.done
+	return l.err
 }
 
 // workload commits small random transactions on ledger until ctx ends, at

@@ -1,11 +1,8 @@
 package integration
 
 import (
-	"context"
 	"math/rand/v2"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -32,16 +29,7 @@ func TestVerify(t *testing.T) {
 	e.start(views, "--verify-every", "1s")
 	e.check(views...)
 
-	seed := testSeed(t)
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var committed atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		workload(ctx, e.srcURL, rand.New(rand.NewPCG(seed, 7)), &committed, 2*time.Millisecond)
-	}()
-	defer func() { stop(); wg.Wait() }()
+	work := startLedger(t, e.srcURL, rand.New(rand.NewPCG(testSeed(t), 7)), 2*time.Millisecond)
 
 	verify := func(args ...string) (string, int) {
 		t.Helper()
@@ -75,8 +63,9 @@ func TestVerify(t *testing.T) {
 	if code != 0 || strings.Count(out, "ok at") != len(views) {
 		t.Fatalf("verify after repair: exit %d\n%s", code, out)
 	}
-	stop()
-	wg.Wait()
+	if err := work.stop(); err != nil {
+		t.Fatal(err)
+	}
 	e.check(views...)
 	if !poll(10*time.Second, func() bool {
 		return queryBool(t, e.tgt, `SELECT bool_and(drift IS NULL AND verified_at IS NOT NULL) FROM deltaview.views`)
