@@ -89,20 +89,14 @@ func (w *Writer) startCollecting(ctx context.Context, views []*View) error {
 			continue
 		}
 		name := planner.Table{Schema: "deltaview", Name: fmt.Sprintf("collect_%s_%d", w.cfg.Slot, st.index)}.Quoted()
-		like := st.name
+		def := "LIKE " + st.name
 		raw := st.kept != nil && !st.hasActive()
 		if raw {
 			// The kept rows are being built too: collect the raw changes,
 			// chunk by chunk, to apply them to the rows once built.
-			like = st.kept.raw
+			def = "LIKE " + st.kept.raw + ", " + planner.QuoteIdent(chunkColumn) + " bigint"
 		}
-		stmts := []string{"DROP TABLE IF EXISTS " + name}
-		if raw {
-			stmts = append(stmts, "CREATE UNLOGGED TABLE "+name+" (LIKE "+like+", "+planner.QuoteIdent(chunkColumn)+" bigint)")
-		} else {
-			stmts = append(stmts, "CREATE UNLOGGED TABLE "+name+" (LIKE "+like+")")
-		}
-		for _, s := range stmts {
+		for _, s := range []string{"DROP TABLE IF EXISTS " + name, "CREATE UNLOGGED TABLE " + name + " (" + def + ")"} {
 			if _, err := w.conn.Exec(ctx, s); err != nil {
 				return fmt.Errorf("collect changes of %s: %w", st.table, err)
 			}
