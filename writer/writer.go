@@ -400,23 +400,21 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 	}
 	defer w.endBarrier()
 	for {
+		// Between source transactions: schema changes, barriers and
+		// activations go first.
 		if !w.inSource {
 			select {
 			case ps := <-w.schema:
 				if err := w.schemaChanged(ctx, ps); err != nil {
 					return err
 				}
-			default:
-			}
-			if w.barrier == nil {
-				select {
-				case w.barrier = <-w.barriers:
-				default:
-				}
-			}
-			select {
+				continue
+			case b := <-w.takeBarrier():
+				w.barrier = b
+				continue
 			case a := <-w.activations:
 				a.done <- w.activate(ctx, a)
+				continue
 			default:
 			}
 		}
