@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/deltaview/deltaview/internal/pgcluster"
 )
@@ -39,4 +41,28 @@ func TestInvalidatedSlotRebuilds(t *testing.T) {
 	}
 	e.exec(`DELETE FROM t WHERE id = 1`)
 	e.check(views...)
+}
+
+// A slot that retains more WAL than --slot-wal-warning-mb is reported
+// with a warning naming how much, as soon as the stream starts and every
+// 30 seconds after.
+func TestSlotRetainingWALIsReported(t *testing.T) {
+	t.Parallel()
+	src := pgcluster.StartForTest(t, pgcluster.Options{Name: "slot-warning"})
+	e := newEnvOn(t, src, nil)
+	e.exec(`CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1)`)
+	views := []view{plainView("total", `SELECT count(*) AS n, sum(v) AS s FROM t`)}
+	e.start(views, "--slot-wal-warning-mb", "2")
+	e.check(views...)
+	e.sidecar.stop()
+	// About 10 MB of WAL while deltaview is stopped: the slot keeps it.
+	e.exec(`CREATE TABLE filler (x text); INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 10000)`)
+	e.sidecar.restart()
+	e.check(views...)
+	if !poll(10*time.Second, func() bool { return strings.Contains(e.sidecar.logs(), "the replication slot is falling behind") }) {
+		t.Fatalf("no warning about the retained WAL:\n%s", e.sidecar.logs())
+	}
+	if !regexp.MustCompile(`"retained_mb":([3-9]|[1-9][0-9]+),`).MatchString(e.sidecar.logs()) {
+		t.Errorf("the warning does not say how much is retained:\n%s", e.sidecar.logs())
+	}
 }

@@ -210,11 +210,15 @@ func watchSlot(ctx context.Context, dcfg decoder.Config, limit int64, log *zap.L
 	}
 	tick := time.NewTicker(slotCheckInterval)
 	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+	// Once as the stream starts (a restart after a long stop finds the
+	// most WAL retained), then every slotCheckInterval.
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
 		}
 		conn, err := pgx.Connect(ctx, dcfg.SourceURL)
 		if err != nil {
