@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/deltaview/deltaview/internal/pgcluster"
 )
@@ -42,4 +44,48 @@ func TestLargeTransactionsStreamed(t *testing.T) {
 			COMMIT`},
 		{"a large update and small transactions in between", `UPDATE t SET g = g + 1 WHERE id % 3 = 0; INSERT INTO small VALUES (2, 7); DELETE FROM t WHERE id % 5 = 0`},
 	})
+}
+
+// One transaction of 5,000,000 rows, streamed to deltaview while it runs
+// (the server's default logical_decoding_work_mem), is applied whole: the
+// views equal their queries, and a reader of the target never sees a part
+// of it. BenchmarkLargeTransaction measures its speed and memory.
+func TestFiveMillionRowTransaction(t *testing.T) {
+	t.Parallel()
+	src := pgcluster.StartForTest(t, pgcluster.Options{Name: "five-million", Settings: map[string]string{"max_wal_size": "4GB"}})
+	e := newEnvOn(t, src, nil)
+	e.exec(`CREATE TABLE t (id int, g int, v int); ALTER TABLE t REPLICA IDENTITY FULL`)
+	views := []view{
+		plainView("groups", `SELECT g, count(*) AS n, sum(v) AS s FROM t GROUP BY g`),
+		plainView("total", `SELECT count(*) AS n, sum(v) AS s FROM t`),
+	}
+	e.start(views)
+	e.check(views...)
+	// Watch the total while the transaction is applied: it goes from 0 to
+	// 5,000,000 in one step.
+	seen := make(chan []string, 1)
+	stopWatch := make(chan struct{})
+	go func() {
+		var counts []string
+		conn := connect(t, e.tgtURL)
+		for {
+			select {
+			case <-stopWatch:
+				seen <- counts
+				return
+			default:
+			}
+			var n string
+			if err := conn.QueryRow(t.Context(), `SELECT n::text FROM total`).Scan(&n); err == nil && (len(counts) == 0 || counts[len(counts)-1] != n) {
+				counts = append(counts, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	e.exec(`INSERT INTO t SELECT i, i % 1000, i % 97 FROM generate_series(1, 5000000) AS i`)
+	e.check(views...)
+	close(stopWatch)
+	if counts := <-seen; strings.Join(counts, ",") != "0,5000000" {
+		t.Errorf("the total went through %v, want 0 then 5000000", counts)
+	}
 }
