@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Editing the view definitions while deltaview runs: a changed view and a
@@ -70,6 +72,7 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // changes after the views joined
 	loaded := func(v string) int { return strings.Count(e.sidecar.logs(), `"view loaded","view":"`+v+`"`) }
+	built := func() int { return strings.Count(e.sidecar.logs(), "views built while streaming") }
 	for _, v := range []string{"balances", "per_owner", "copy of public.ledger", "owner_count"} {
 		if n := loaded(v); n != 1 {
 			t.Errorf("%s was loaded %d times, want once: the running views must not be rebuilt", v, n)
@@ -80,15 +83,67 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 	}
 
 	// A changed view that reads more columns of a table whose rows
-	// deltaview keeps for the running views: those are rebuilt with it,
-	// the view over another table is not.
+	// deltaview keeps for the running views, and a new view that needs
+	// more columns of a copy running views read: the kept rows and the
+	// copy are built anew beside the ones the running views go on with,
+	// and take their place once built. No running view is rebuilt.
 	big3 := plainView("big", `SELECT acct, amount, memo FROM ledger WHERE amount >= 60`)
-	write(balances, perOwner, big3, owners, memos)
+	kinds := plainView("memo_kinds", `SELECT acct, count(DISTINCT memo) AS kinds FROM ledger GROUP BY acct`)
+	write(balances, perOwner, big3, owners, memos, kinds)
 	if !poll(30*time.Second, func() bool {
 		e.sidecarAlive()
-		return loaded("big") == 3 && queryBool(t, e.tgt, `SELECT count(*) = 5 AND bool_and(status = 'running') FROM deltaview.views`)
+		return built() == 2 && loaded("big") == 3 && loaded("memo_kinds") == 1 &&
+			queryBool(t, e.tgt, `SELECT count(*) = 6 AND bool_and(status = 'running') FROM deltaview.views`)
+	}) {
+		t.Fatalf("the changed and new views were not built: %s", viewsState(e.tgt))
+	}
+	if n := loaded("copy of public.ledger"); n != 2 {
+		t.Errorf("the copy of ledger was loaded %d times, want twice (once more, with memo)", n)
+	}
+
+	// Removed views: their state goes, their tables stay; the copy they
+	// widened is built again without the column, beside the running
+	// views.
+	write(balances, perOwner, big3, owners)
+	if !poll(30*time.Second, func() bool {
+		e.sidecarAlive()
+		return built() == 3 && loaded("copy of public.ledger") == 3 &&
+			!queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM deltaview.views WHERE name IN ('memos', 'memo_kinds'))`) &&
+			queryBool(t, e.tgt, `SELECT bool_and(status = 'running') FROM deltaview.views`)
+	}) {
+		t.Fatalf("removed views still listed, or the copy not rebuilt: %s", viewsState(e.tgt))
+	}
+	if !queryBool(t, e.tgt, `SELECT to_regclass('memos') IS NOT NULL AND to_regclass('memo_kinds') IS NOT NULL`) {
+		t.Error("a removed view's table was dropped")
+	}
+
+	// The kept rows lose the column no view reads any more, in place.
+	big4 := plainView("big", `SELECT acct, amount FROM ledger WHERE amount >= 70`)
+	write(balances, perOwner, big4, owners)
+	if !poll(30*time.Second, func() bool {
+		e.sidecarAlive()
+		return built() == 4 && loaded("big") == 4 && queryBool(t, e.tgt, `SELECT bool_and(status = 'running') FROM deltaview.views`)
 	}) {
 		t.Fatalf("the changed view was not built: %s", viewsState(e.tgt))
+	}
+	if got := leftovers(t, e.tgt, "memo"); len(got) > 0 {
+		t.Errorf("deltaview still keeps memo, or left successors behind: %v", got)
+	}
+
+	// A change cut short by another before its successors are built:
+	// nothing of it is left behind.
+	resumed := func() int { return strings.Count(e.sidecar.logs(), `"msg":"resuming stream"`) }
+	before := resumed()
+	write(balances, perOwner, big4, owners, kinds)
+	if !poll(30*time.Second, func() bool { e.sidecarAlive(); return resumed() > before }) {
+		t.Fatal("the change was not taken up")
+	}
+	write(balances, perOwner, big4, owners)
+	if !poll(30*time.Second, func() bool {
+		e.sidecarAlive()
+		return resumed() > before+1 && queryBool(t, e.tgt, `SELECT count(*) = 4 AND bool_and(status = 'running') FROM deltaview.views`)
+	}) {
+		t.Fatalf("the change back was not taken up: %s", viewsState(e.tgt))
 	}
 	time.Sleep(300 * time.Millisecond)
 	stopNotes()
@@ -96,27 +151,26 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 	if err := work.stop(); err != nil {
 		t.Fatal(err)
 	}
-	e.check(balances, perOwner, big3, owners, memos)
+	e.exec(`INSERT INTO ledger (acct, amount, memo) VALUES (1, 70, 'after')`)
+	e.check(balances, perOwner, big4, owners)
 	if n := strings.Count(e.sidecar.logs(), "slot created; loading views"); n != 1 {
 		t.Errorf("%d snapshots of every view, want only the first", n)
 	}
-	if n := loaded("owner_count"); n != 1 {
-		t.Errorf("owner_count was loaded %d times, want once", n)
+	for _, v := range []string{"balances", "per_owner", "owner_count"} {
+		if n := loaded(v); n != 1 {
+			t.Errorf("%s was loaded %d times, want once: running views are not rebuilt", v, n)
+		}
 	}
-	if n := loaded("balances"); n != 2 {
-		t.Errorf("balances was loaded %d times, want twice (it shares the kept rows of ledger)", n)
+	if got := leftovers(t, e.tgt, "new"); len(got) > 0 {
+		t.Errorf("successor tables left behind: %v", got)
 	}
+}
 
-	// A removed view: its state goes, its table stays.
-	write(balances, perOwner, big3, owners)
-	if !poll(20*time.Second, func() bool {
-		return !queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM deltaview.views WHERE name = 'memos')`)
-	}) {
-		t.Fatalf("removed view still listed: %s", viewsState(e.tgt))
-	}
-	if !queryBool(t, e.tgt, `SELECT to_regclass('memos') IS NOT NULL`) {
-		t.Error("the removed view's table was dropped")
-	}
-	e.exec(`INSERT INTO ledger (acct, amount, memo) VALUES (1, 70, 'after')`)
-	e.check(balances, perOwner, big3, owners)
+// leftovers lists deltaview's copies and kept rows (and successors) that
+// have column col, or are successors.
+func leftovers(t *testing.T, tgt *pgx.Conn, col string) []string {
+	return rowsText(t, tgt, `SELECT c.relname || coalesce('.' || a.attname, '') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = '`+col+`' AND NOT a.attisdropped
+		WHERE n.nspname = 'deltaview' AND (c.relname ~ '^new' OR c.relname ~ '^(rows|copy)_' AND a.attname IS NOT NULL)`)
+
 }

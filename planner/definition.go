@@ -58,6 +58,12 @@ func QuoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 
+// QuoteLiteral quotes a string constant, for statements that take no
+// parameters (SET TRANSACTION SNAPSHOT, DO blocks).
+func QuoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
 // Files are the definition files at path: path itself, or the .sql files
 // of the directory path, sorted by name.
 func Files(path string) ([]string, error) {

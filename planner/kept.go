@@ -23,6 +23,9 @@ type Kept struct {
 	// Key are the identity columns, Cols the kept columns (the key
 	// included), in table order.
 	Key, Cols []Column
+	// next is set for a successor: kept rows built with other columns
+	// beside the current ones, which it replaces once built (Promote).
+	next bool
 }
 
 // Raw-table bookkeeping columns, ahead of the kept columns: whether the
@@ -68,7 +71,31 @@ func NewKept(src Source, want []Column) (*Kept, error) {
 }
 
 // Name is the quoted name of the copy in deltaview's schema.
-func (k *Kept) Name() string { return internalTable("rows", k.Table).Quoted() }
+func (k *Kept) Name() string { return k.relation().Quoted() }
+
+func (k *Kept) relation() Table {
+	if k.next {
+		return internalTable("newrows", k.Table)
+	}
+	return internalTable("rows", k.Table)
+}
+
+// Successor returns the kept rows with k's columns, built under another
+// name beside the current kept rows of the table, which running views go
+// on reading until it is built.
+func (k *Kept) Successor() *Kept {
+	next := *k
+	next.next = true
+	return &next
+}
+
+// Promote returns the statements that replace the current kept rows of
+// the table with their successor k, and the kept rows k then is.
+func (k *Kept) Promote() ([]string, *Kept) {
+	cur := *k
+	cur.next = false
+	return promote(k.relation(), cur.relation()), &cur
+}
 
 func columnList(cols []Column, prefix string) string {
 	return list(len(cols), func(i int) string { return prefix + QuoteIdent(cols[i].Name) })

@@ -672,6 +672,28 @@ func (p *Plan) NeedsCopy() bool { return (p.Recompute != "" || p.NeedsDelta()) &
 // that names never collide.
 func CopyTable(t Table) Table { return internalTable("copy", t) }
 
+// NextCopyTable names the copy of a source table built with other columns
+// beside the current one (CopyTable), which running views go on reading
+// until it is built; PromoteCopy then gives it the current one's name.
+func NextCopyTable(t Table) Table { return internalTable("newcopy", t) }
+
+// PromoteCopy returns the statements that replace the copy of t with the
+// copy built beside it.
+func PromoteCopy(t Table) []string { return promote(NextCopyTable(t), CopyTable(t)) }
+
+// promote replaces table cur, in deltaview's schema, with next, and gives
+// next's indexes the names they would have had on cur.
+func promote(next, cur Table) []string {
+	from, to := strings.SplitN(next.Name, "_", 2)[0]+"_", strings.SplitN(cur.Name, "_", 2)[0]+"_"
+	return []string{"DROP TABLE " + cur.Quoted(), "ALTER TABLE " + next.Quoted() + " RENAME TO " + QuoteIdent(cur.Name),
+		fmt.Sprintf(`DO $$DECLARE i text; BEGIN
+			FOR i IN SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+				WHERE x.indrelid = %s::regclass AND starts_with(c.relname, %s) LOOP
+				EXECUTE format('ALTER INDEX deltaview.%%I RENAME TO %%I', i, %s || substr(i, %d));
+			END LOOP;
+		END$$`, QuoteLiteral(cur.Quoted()), QuoteLiteral(from), QuoteLiteral(to), len(from)+1)}
+}
+
 // internalTable names a table deltaview keeps about source table t in its
 // schema: a kind, a hash of t's qualified name (so that names never
 // collide) and t's name, shortened to fit.

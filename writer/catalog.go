@@ -86,7 +86,7 @@ func Register(ctx context.Context, conn *pgx.Conn, slot string, d *planner.Defin
 		INSERT INTO deltaview.maintained (name, slot, target, file, line, definition, fingerprint, strategy, status, error)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (name) DO UPDATE SET slot = excluded.slot, file = excluded.file, line = excluded.line,
-			definition = excluded.definition, strategy = excluded.strategy, status = excluded.status,
+			definition = excluded.definition, fingerprint = excluded.fingerprint, strategy = excluded.strategy, status = excluded.status,
 			error = excluded.error, updated_at = now()
 		RETURNING id`,
 		d.Name, slot, target, d.File, d.Line, d.Statement, fingerprint, strategy, status, errArg).Scan(&id)

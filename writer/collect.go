@@ -31,11 +31,16 @@ func (w *Writer) RebuildSet(views []*View) []*View {
 	for changed := true; changed; {
 		changed = false
 		add := func(v *View) {
-			if !in[v] && !v.failed {
+			if !in[v] && !v.failed && !v.pending {
 				in[v], changed = true, true
 			}
 		}
 		for _, st := range w.order {
+			if st.succeeding() {
+				// Its copy is being replaced already; the views are
+				// rebuilt from the source, the copy is not.
+				continue
+			}
 			copied := false
 			for _, v := range st.views {
 				copied = copied || (in[v] && (v.internal || v.Plan.NeedsCopy()))
@@ -90,11 +95,11 @@ func (w *Writer) startCollecting(ctx context.Context, views []*View) error {
 		}
 		name := planner.Table{Schema: "deltaview", Name: fmt.Sprintf("collect_%s_%d", w.cfg.Slot, st.index)}.Quoted()
 		def := "LIKE " + st.name
-		raw := st.kept != nil && !st.hasActive()
-		if raw {
+		raw := st.rawCollector()
+		if raw != nil {
 			// The kept rows are being built too: collect the raw changes,
 			// chunk by chunk, to apply them to the rows once built.
-			def = "LIKE " + st.kept.raw + ", " + planner.QuoteIdent(chunkColumn) + " bigint"
+			def = "LIKE " + raw.raw + ", " + planner.QuoteIdent(chunkColumn) + " bigint"
 		}
 		for _, s := range []string{"DROP TABLE IF EXISTS " + name, "CREATE UNLOGGED TABLE " + name + " (" + def + ")"} {
 			if _, err := w.conn.Exec(ctx, s); err != nil {
@@ -102,8 +107,8 @@ func (w *Writer) startCollecting(ctx context.Context, views []*View) error {
 			}
 		}
 		st.collect = name
-		if raw {
-			st.kept.collect = name
+		if raw != nil {
+			raw.collect = name
 		}
 	}
 	return nil
@@ -121,6 +126,31 @@ func (s *stage) hasCollecting() bool {
 	return false
 }
 
+// rawCollector is the buffer of kept rows whose raw changes are collected
+// while they are built, if any: the successor of the kept rows, or the
+// kept rows themselves when no view being maintained reads them.
+func (s *stage) rawCollector() *keptBuf {
+	switch {
+	case s.next != nil:
+		return s.next
+	case s.kept != nil && !s.hasActive():
+		return s.kept
+	}
+	return nil
+}
+
+// collectsRaw tells whether raw changes are collected for the stage
+// rather than its signed rows.
+func (s *stage) collectsRaw() bool {
+	return s.kept != nil && s.kept.collect != "" || s.next != nil && s.next.collect != ""
+}
+
+// succeeding tells whether a successor of the stage's copy or kept rows
+// is being built.
+func (s *stage) succeeding() bool {
+	return s.next != nil || slices.ContainsFunc(s.views, func(v *View) bool { return v.replaces != nil })
+}
+
 func (s *stage) hasActive() bool {
 	for _, v := range s.views {
 		if v.active() {
@@ -133,7 +163,7 @@ func (s *stage) hasActive() bool {
 // collectStaged keeps the staged rows of stages new views read.
 func (w *Writer) collectStaged(ctx context.Context, touched []*stage) error {
 	for _, st := range touched {
-		if st.collect == "" || (st.kept != nil && st.kept.collect != "") {
+		if st.collect == "" || st.collectsRaw() {
 			continue
 		}
 		if _, err := w.conn.Exec(ctx, "INSERT INTO "+st.collect+" SELECT * FROM "+st.name); err != nil {
@@ -180,6 +210,12 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 	if err := w.begin(ctx); err != nil {
 		return err
 	}
+	// What the open batch staged so far goes to the running views and
+	// the collections first: replaying uses the stages, and the buffers
+	// of kept rows may be replaced.
+	if err := w.applyStaged(ctx, true); err != nil {
+		return err
+	}
 	var views []*View
 	for _, v := range w.views {
 		if !v.collecting {
@@ -195,6 +231,19 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 			continue
 		}
 		views = append(views, v)
+	}
+	var names []string
+	for _, v := range views {
+		if !v.internal {
+			names = append(names, v.Plan.View.Name)
+		}
+	}
+	if _, err := w.conn.Exec(ctx, "UPDATE deltaview.maintained SET status = $2, updated_at = now() WHERE name = ANY($1) AND status = $3",
+		names, StatusRunning, StatusSnapshotting); err != nil {
+		return fmt.Errorf("activate: %w", err)
+	}
+	if err := w.promote(ctx, views); err != nil {
+		return fmt.Errorf("activate: %w", err)
 	}
 	for _, v := range views {
 		i := slices.Index(w.views, v)
@@ -219,6 +268,11 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 					mine = append(mine, v)
 				}
 			}
+		}
+		if len(mine) == 0 {
+			// Nothing built reads what was collected: the kept rows it
+			// went to, if any, stay as they are.
+			continue
 		}
 		if st.truncated {
 			if st.kept != nil && st.kept.collect != "" {

@@ -47,8 +47,9 @@ type keptEntry struct {
 	origin []change.Value
 }
 
-func newKeptBuf(k *planner.Kept, i int, stage string, stageCols []planner.Column) *keptBuf {
-	raw := "pg_temp." + planner.QuoteIdent(fmt.Sprintf("dv_raw_%d", i))
+// newKeptBuf returns the buffer of kept rows k, whose chunks go through
+// the raw table raw (quoted, temporary) into the stage's columns stageCols.
+func newKeptBuf(k *planner.Kept, raw, stage string, stageCols []planner.Column) *keptBuf {
 	b := &keptBuf{kept: k, raw: raw, sql: k.Apply(raw, stage, stageCols), entries: map[string]*keptEntry{}}
 	for _, key := range k.Key {
 		for j, c := range k.Cols {
@@ -60,7 +61,11 @@ func newKeptBuf(k *planner.Kept, i int, stage string, stageCols []planner.Column
 	return b
 }
 
+// createSQL creates the raw table; nothing for no buffer.
 func (b *keptBuf) createSQL() string {
+	if b == nil {
+		return ""
+	}
 	return b.kept.CreateRaw(strings.TrimPrefix(b.raw, "pg_temp."))
 }
 

@@ -39,7 +39,8 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 		slot, publication, point.String()); err != nil {
 		return nil, fmt.Errorf("snapshot: record stream: %w", err)
 	}
-	failed, err = loadViews(ctx, src, tx, views, views, true, log)
+	_, stages := buildStages(views, false)
+	failed, err = loadViews(ctx, src, tx, stages, views, true, log)
 	if err != nil {
 		return nil, err
 	}
@@ -51,18 +52,21 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 
 // Backfill builds the tables of pending views in tx from src, at the
 // consistent point where the writer began collecting their changes: the
-// views' results and state, the copies of tables only they read, and the
-// rows kept of tables only they read. The tables of the writer's other
-// views are as they are. It runs beside the writer: views that cannot be
-// built are returned, for Activate, not marked.
+// views' results and state, the copies of tables only they read or built
+// as successors, and the rows kept of tables only they read or built as
+// successors. The tables of the writer's other views are as they are. It
+// runs beside the writer, reading only what the writer leaves alone until
+// Activate: views that cannot be built are returned, for Activate, not
+// marked, and stay 'snapshotting' in the catalog until then.
 func (w *Writer) Backfill(ctx context.Context, src *pgx.Conn, tx pgx.Tx, pending []*View, log *zap.Logger) (failed map[*View]error, err error) {
-	return loadViews(ctx, src, tx, w.views, pending, false, log)
+	return loadViews(ctx, src, tx, w.order, pending, false, log)
 }
 
-// loadViews loads the views of which (all of views, in their order), and
-// the rows kept of the tables only they read, in tx from src. A view that
-// cannot be built is returned in failed, and with mark marked failed.
-func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*View, mark bool, log *zap.Logger) (failed map[*View]error, err error) {
+// loadViews loads the views of which, in their order, and the rows kept of
+// the tables only they read (or the successors of kept rows), in tx from
+// src. A view that cannot be built is returned in failed; with mark (a
+// snapshot of all views) it is marked failed, and the others running.
+func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, which []*View, mark bool, log *zap.Logger) (failed map[*View]error, err error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -70,18 +74,25 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*Vi
 	copyFailed := map[planner.Table]error{}
 	// A view fails with the rows kept of a table it reads.
 	keptFailed := map[*View]error{}
-	_, stages := buildStages(views, false)
 	for _, st := range stages {
 		mine := true
 		for _, v := range st.views {
 			mine = mine && slices.Contains(which, v)
 		}
-		if !mine {
+		var k *planner.Kept
+		var err error
+		switch {
+		case st.next != nil:
+			k = st.next.kept
+		case !mine:
 			continue
+		case st.keptErr != nil:
+			err = st.keptErr
+		case st.kept != nil:
+			k = st.kept.kept
 		}
-		err := st.keptErr
-		if err == nil && st.kept != nil {
-			err = loadKept(ctx, src, tx, st.kept.kept, log)
+		if k != nil {
+			err = loadKept(ctx, src, tx, k, log)
 			if err != nil && Transient(err) {
 				return nil, err
 			}
@@ -91,7 +102,9 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*Vi
 		}
 		if err != nil {
 			for _, v := range st.views {
-				keptFailed[v] = fmt.Errorf("snapshot: %w", err)
+				if slices.Contains(which, v) {
+					keptFailed[v] = fmt.Errorf("snapshot: %w", err)
+				}
 			}
 		}
 	}
@@ -116,7 +129,7 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*Vi
 		if _, err := tx.Exec(ctx, "SAVEPOINT dv_load"); err != nil {
 			return nil, err
 		}
-		rows, lerr := loadView(ctx, src, tx, v, log)
+		rows, lerr := loadView(ctx, src, tx, v, mark, log)
 		if lerr != nil {
 			if Transient(lerr) {
 				return nil, lerr
@@ -147,7 +160,9 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, views, which []*Vi
 }
 
 // loadView (re)creates a view's tables and fills them from the source.
-func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, log *zap.Logger) (int64, error) {
+// The view is recorded running, or otherwise 'snapshotting' until the
+// writer activates it: a crash before then rebuilds it at the next start.
+func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, running bool, log *zap.Logger) (int64, error) {
 	p, n := v.Plan, v.Names
 	if v.internal {
 		// A copy lives in deltaview's schema: rebuilt from scratch.
@@ -210,9 +225,13 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, log *zap.L
 			return 0, fmt.Errorf("fill %s: %w", n.Target, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE deltaview.maintained SET status = 'running', error = NULL, target = $2,
+	status := StatusSnapshotting
+	if running {
+		status = StatusRunning
+	}
+	if _, err := tx.Exec(ctx, `UPDATE deltaview.maintained SET status = $4, error = NULL, target = $2,
 			state_table = $3, created_target = true, applied_lsn = NULL, updated_at = now() WHERE name = $1`,
-		p.View.Name, n.Target, nullIfEmpty(n.State)); err != nil {
+		p.View.Name, n.Target, nullIfEmpty(n.State), status); err != nil {
 		return 0, err
 	}
 	return rows, nil
@@ -301,96 +320,6 @@ func copyFailure(failed map[planner.Table]error, v *View) error {
 		}
 	}
 	return nil
-}
-
-// PlanBackfill marks pending the stale views (new, changed, or to be
-// rebuilt), to be built while the other views stream on, with the copies
-// and kept rows only they read. When a copy or kept rows that running
-// views share with a stale view must change (other columns, or missing),
-// the views reading it are rebuilt too, and so on; the other views go on.
-// It returns the views made stale that way.
-func PlanBackfill(ctx context.Context, conn *pgx.Conn, views []*View, stale map[*View]bool) ([]*View, error) {
-	_, order := buildStages(views, false)
-	var also []*View
-	restale := func(vs []*View, copies bool) {
-		for _, v := range vs {
-			if !v.internal && !stale[v] && (!copies || v.Plan.NeedsCopy()) {
-				stale[v] = true
-				also = append(also, v)
-			}
-		}
-	}
-	for changed := true; changed; {
-		changed = false
-		for _, st := range order {
-			read, copied := false, false // by a view that is not stale
-			for _, v := range st.views {
-				if !v.internal && !stale[v] {
-					read = true
-					copied = copied || v.Plan.NeedsCopy()
-				}
-			}
-			for _, v := range st.views {
-				if !v.internal || !copied {
-					continue
-				}
-				ok, err := sameColumns(ctx, conn, v.Names.Target, v.Plan.Columns)
-				if err != nil {
-					return nil, err
-				}
-				if !ok {
-					restale(st.views, true)
-					changed = true
-				}
-			}
-			if st.kept != nil && read {
-				ok, err := sameColumns(ctx, conn, st.kept.kept.Name(), st.kept.kept.Cols)
-				if err != nil {
-					return nil, err
-				}
-				if !ok {
-					restale(st.views, false)
-					changed = true
-				}
-			}
-		}
-	}
-	for _, st := range order {
-		copied := false
-		for _, v := range st.views {
-			copied = copied || (!v.internal && !stale[v] && v.Plan.NeedsCopy())
-		}
-		for _, v := range st.views {
-			if v.internal && !copied {
-				v.pending = true
-			}
-		}
-	}
-	for _, v := range views {
-		if !v.internal && stale[v] {
-			v.pending = true
-		}
-	}
-	return also, nil
-}
-
-// sameColumns tells whether table (quoted) exists with exactly cols.
-func sameColumns(ctx context.Context, conn *pgx.Conn, table string, cols []planner.Column) (bool, error) {
-	var have []string
-	err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(attname::text ORDER BY attnum), '{}') FROM pg_attribute
-		WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, table).Scan(&have)
-	if err != nil {
-		return false, fmt.Errorf("columns of %s: %w", table, err)
-	}
-	if len(have) != len(cols) {
-		return false, nil
-	}
-	for i, c := range cols {
-		if have[i] != c.Name {
-			return false, nil
-		}
-	}
-	return true, nil
 }
 
 // Pending tells whether the view's tables are still to be built.

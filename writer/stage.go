@@ -32,6 +32,10 @@ type stage struct {
 	// changes go through the copy of its rows instead of buf.
 	kept    *keptBuf
 	keptErr error
+	// next, while a view being built needs other columns of the kept
+	// rows than the running views, is the successor the changes are
+	// collected for (succeed); kept then serves the running views.
+	next *keptBuf
 	// partitioned is true for a partitioned table, whose changes carry its
 	// partitions' old rows under its own replica identity flag.
 	partitioned bool
@@ -48,7 +52,13 @@ type stage struct {
 }
 
 func newStage(i int, table planner.Table) *stage {
-	return &stage{table: table, index: i, readers: map[string][]*View{}, name: fmt.Sprintf("pg_temp.%s", planner.QuoteIdent(fmt.Sprintf("dv_stage_%d", i)))}
+	return &stage{table: table, index: i, readers: map[string][]*View{}, name: tempTable("dv_stage_%d", i)}
+}
+
+// tempTable is the quoted name of a table of the session's temporary
+// schema, numbered i.
+func tempTable(format string, i int) string {
+	return "pg_temp." + planner.QuoteIdent(fmt.Sprintf(format, i))
 }
 
 // addColumns adds a view's source columns to the stage.
@@ -205,7 +215,11 @@ func escapeCopy(b *bytes.Buffer, data []byte) {
 // pending is how many changes are buffered.
 func (s *stage) pending() int {
 	if s.kept != nil {
-		return len(s.kept.entries)
+		n := len(s.kept.entries)
+		if s.next != nil {
+			n = max(n, len(s.next.entries))
+		}
+		return n
 	}
 	return s.rows
 }
@@ -213,6 +227,11 @@ func (s *stage) pending() int {
 // flush copies buffered rows into the stage table.
 func (s *stage) flush(ctx context.Context, conn *pgx.Conn) error {
 	if s.kept != nil {
+		if s.next != nil {
+			if err := s.next.flush(ctx, conn); err != nil {
+				return err
+			}
+		}
 		if len(s.kept.entries) == 0 {
 			return nil
 		}
@@ -239,6 +258,9 @@ func (s *stage) flush(ctx context.Context, conn *pgx.Conn) error {
 func (s *stage) discard() {
 	if s.kept != nil {
 		s.kept.discard()
+	}
+	if s.next != nil {
+		s.next.discard()
 	}
 	s.buf.Reset()
 	s.rows = 0

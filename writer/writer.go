@@ -117,6 +117,10 @@ type View struct {
 	// internal is true for the copy of a source table that recomputed
 	// views read: it has no catalog row and sends no notifications.
 	internal bool
+	// replaces, for a copy built beside the writer with other columns than
+	// the copy running views read, is that copy: the writer maintains it
+	// until this one takes its place (promote).
+	replaces *View
 	stage    *stage
 	// dirty is true when the view's table changed since the views that
 	// read it last caught up.
@@ -240,7 +244,7 @@ func buildStages(views []*View, assign bool) (map[planner.Table]*stage, []*stage
 				st.keptErr = err
 				continue
 			}
-			st.kept = newKeptBuf(k, st.index, st.name, st.cols)
+			st.kept = newKeptBuf(k, tempTable("dv_raw_%d", st.index), st.name, st.cols)
 		}
 	}
 	return stages, order
@@ -257,12 +261,15 @@ func (w *Writer) Open(ctx context.Context) error {
 		return fmt.Errorf("connect to target: %w", err)
 	}
 	w.conn = conn
+	if err := w.succeed(ctx); err != nil {
+		return err
+	}
 	for _, st := range w.order {
-		if _, err := conn.Exec(ctx, st.createSQL()); err != nil {
-			return fmt.Errorf("create stage for %s: %w", st.table, err)
-		}
-		if st.kept != nil {
-			if _, err := conn.Exec(ctx, st.kept.createSQL()); err != nil {
+		for _, s := range []string{st.createSQL(), st.kept.createSQL(), st.next.createSQL()} {
+			if s == "" {
+				continue
+			}
+			if _, err := conn.Exec(ctx, s); err != nil {
 				return fmt.Errorf("create stage for %s: %w", st.table, err)
 			}
 		}
@@ -568,8 +575,14 @@ func (w *Writer) row(ctx context.Context, r *change.Row) error {
 		if err := st.kept.add(r); err != nil {
 			return w.failStage(ctx, st, err)
 		}
+		// The successor's changes count from the point it is built at.
+		if st.next != nil && st.next.collect != "" {
+			if err := st.next.add(r); err != nil {
+				return w.failStage(ctx, st, err)
+			}
+		}
 		w.batchRows++
-		if len(st.kept.entries) >= w.cfg.StageRows {
+		if st.pending() >= w.cfg.StageRows {
 			return w.flush(ctx, st)
 		}
 		return nil

@@ -114,12 +114,10 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 		go o.watchLag(ctx, c, 2*time.Second)
 	}
 	backoff := newBackoff()
-	var st *startup
 	for {
-		var err error
-		if st == nil {
-			st, err = prepare(ctx, c, dcfg, log)
-		}
+		// Every start reads the target's record anew: views that were
+		// being built or repaired when the stream stopped are rebuilt.
+		st, err := prepare(ctx, c, dcfg, log)
 		if err == nil {
 			err = stream(ctx, c, st, dcfg, wcfg, o, log, backoff)
 		}
@@ -129,13 +127,11 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 		}
 		if errors.Is(err, errViewsChanged) {
 			log.Info("view definitions changed: applying them; the running views keep streaming", zap.String("views", c.Views))
-			st = nil
 			continue
 		}
 		if errors.Is(err, decoder.ErrSlotInvalidated) {
 			// prepare sees the lost slot and builds the views anew.
 			log.Error("the replication slot was invalidated: the source removed WAL it still needed (max_slot_wal_keep_size), so changes were lost; rebuilding every view from a new snapshot", zap.String("slot", c.Slot), zap.Error(err))
-			st = nil
 			continue
 		}
 		if !writer.Transient(err) && !errors.Is(err, decoder.ErrSlotActive) {

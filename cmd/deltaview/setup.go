@@ -60,9 +60,13 @@ type viewPlan struct {
 // source table recreated or a column retyped while deltaview was stopped
 // changes it, and the view is rebuilt.
 func fingerprint(d *planner.Definition, p *planner.Plan) string {
-	fp, err := pg_query.Fingerprint(d.Query)
-	if err != nil {
-		fp = d.Query
+	// The query as the parser reads it: layout and comments aside, every
+	// token counts (pg_query's fingerprints leave constants out).
+	fp := d.Query
+	if tree, err := pg_query.Parse(d.Query); err == nil {
+		if text, err := pg_query.Deparse(tree); err == nil {
+			fp = text
+		}
 	}
 	var b strings.Builder
 	b.WriteString(d.Target.Quoted() + " " + fp)
@@ -238,10 +242,11 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 				staleViews[v] = true
 			}
 		}
-		also, err := writer.PlanBackfill(ctx, tgt, st.views, staleViews)
+		views, also, err := writer.PlanBackfill(ctx, tgt, st.views, staleViews)
 		if err != nil {
 			return nil, err
 		}
+		st.views = views
 		for _, v := range also {
 			stale[v.Plan.View.Name] = true
 			log.Info("rebuilding a running view too: a copy of a table it reads changes for a new or changed view", zap.String("view", v.Plan.View.Name))
@@ -266,7 +271,9 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 	}
 	if resume {
 		for _, v := range st.views {
-			if v.Pending() && !v.Internal() {
+			// A copy alone may be pending: rebuilt with fewer columns
+			// for the running views, after a view was removed.
+			if v.Pending() {
 				st.backfill = append(st.backfill, v.Plan.View.Name)
 			}
 		}
@@ -302,7 +309,7 @@ func snapshot(ctx context.Context, c runConfig, dcfg decoder.Config, src, tgt *p
 	if _, err := reader.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
 		return err
 	}
-	if _, err := reader.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snap.Name)); err != nil {
+	if _, err := reader.Exec(ctx, "SET TRANSACTION SNAPSHOT "+planner.QuoteLiteral(snap.Name)); err != nil {
 		return fmt.Errorf("use exported snapshot: %w", err)
 	}
 	failed, err := writer.Load(ctx, reader, tgt, c.Slot, c.Publication, st.views, snap.ConsistentPoint, log.Named("snapshot"))
@@ -369,17 +376,6 @@ func sourceTrouble(ctx context.Context, src *pgx.Conn, err error) error {
 		return fmt.Errorf("source lost while planning (%v): %w", err, perr)
 	}
 	return nil
-}
-
-func quoteLiteral(s string) string {
-	out := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, '\'')
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '\''))
 }
 
 func registerFailed(ctx context.Context, tgt *pgx.Conn, slot string, d *planner.Definition, cause error) error {

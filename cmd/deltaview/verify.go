@@ -12,6 +12,7 @@ import (
 
 	"github.com/deltaview/deltaview/change"
 	"github.com/deltaview/deltaview/decoder"
+	"github.com/deltaview/deltaview/planner"
 	"github.com/deltaview/deltaview/writer"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -78,7 +79,7 @@ func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, setting
 	if _, err := src.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
 		return fail(err)
 	}
-	if _, err := src.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snap.Name)); err != nil {
+	if _, err := src.Exec(ctx, "SET TRANSACTION SNAPSHOT "+planner.QuoteLiteral(snap.Name)); err != nil {
 		return fail(fmt.Errorf("use the source snapshot: %w", err))
 	}
 	name, err := b.Snapshot(ctx)
@@ -95,7 +96,7 @@ func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, setting
 	if _, err := tgt.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ"); err != nil {
 		return fail(err)
 	}
-	if _, err := tgt.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(name)); err != nil {
+	if _, err := tgt.Exec(ctx, "SET TRANSACTION SNAPSHOT "+planner.QuoteLiteral(name)); err != nil {
 		return fail(fmt.Errorf("use the target snapshot: %w", err))
 	}
 	if collect != nil {

@@ -1,0 +1,354 @@
+package writer
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/deltaview/deltaview/planner"
+	"github.com/jackc/pgx/v5"
+)
+
+// A copy of a source table (WithCopies) and the rows kept of a table
+// without FULL replica identity (planner.Kept) hold the columns their views
+// read. A new or changed view may need other columns of a table while
+// running views read its copy or kept rows. Those views must not wait, nor
+// be rebuilt: the copy or kept rows with the new columns, the successor,
+// is built beside the writer under another name, like the new views' own
+// tables, while the writer goes on maintaining the current one for the
+// running views. At activation the successor, caught up, takes the current
+// one's place and name, in the target transaction that activates the new
+// views.
+
+// columnsOf reads the columns of a table (quoted) with their types as
+// format_type prints them; none when it does not exist.
+func columnsOf(ctx context.Context, conn *pgx.Conn, table string) ([]planner.Column, error) {
+	rows, err := conn.Query(ctx, `SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+		WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, table)
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", table, err)
+	}
+	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (planner.Column, error) {
+		var c planner.Column
+		err := r.Scan(&c.Name, &c.Type)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", table, err)
+	}
+	return cols, nil
+}
+
+// succession compares a copy or kept rows as they are in the target
+// (table, quoted) with the columns want they must have. same: nothing is
+// to be done. Otherwise ok tells whether the current table can serve the
+// running views while its successor is built: it exists, it has every
+// column they read (need), and each of its columns is still a column of
+// the source table (all) with the same type; cur are then its columns.
+func succession(ctx context.Context, conn *pgx.Conn, table string, want, all, need []planner.Column) (cur []planner.Column, same, ok bool, err error) {
+	have, err := columnsOf(ctx, conn, table)
+	if err != nil || len(have) == 0 {
+		return nil, false, false, err
+	}
+	same = len(have) == len(want)
+	for i, c := range have {
+		same = same && want[i].Name == c.Name && want[i].Type == c.Type
+		j := slices.IndexFunc(all, func(a planner.Column) bool { return a.Name == c.Name })
+		if j < 0 || all[j].Type != c.Type {
+			return nil, same, false, nil
+		}
+		cur = append(cur, all[j])
+	}
+	for _, c := range need {
+		if !slices.ContainsFunc(cur, func(h planner.Column) bool { return h.Name == c.Name }) {
+			return nil, same, false, nil
+		}
+	}
+	return cur, same, true, nil
+}
+
+// tableColumns are all columns of the stage's source table, as the views
+// that read it were planned with.
+func (s *stage) tableColumns() []planner.Column {
+	for _, v := range s.views {
+		for _, src := range v.Plan.Sources {
+			if src.Table == s.table && !v.internal {
+				return src.All
+			}
+		}
+	}
+	return nil
+}
+
+// readBy returns the columns of the stage's table that the views picked
+// read, and whether any view was picked.
+func (s *stage) readBy(pick func(*View) bool) ([]planner.Column, bool) {
+	var cols []planner.Column
+	picked := false
+	for _, v := range s.views {
+		if !pick(v) {
+			continue
+		}
+		picked = true
+		for _, src := range v.Plan.Sources {
+			if src.Table != s.table {
+				continue
+			}
+			for _, c := range src.Columns {
+				if !slices.ContainsFunc(cols, func(h planner.Column) bool { return h.Name == c.Name }) {
+					cols = append(cols, c)
+				}
+			}
+		}
+	}
+	return cols, picked
+}
+
+// PlanBackfill marks pending the stale views (new, changed, or to be
+// rebuilt), to be built while the other views stream on, with the copies
+// and kept rows only they read. A copy or kept rows that running views
+// share with a stale view and that must change is built beside them as a
+// successor; only when the running views cannot go on with the current one
+// (it lacks a column they read, or a column changed type) are they
+// rebuilt too, and so on. It returns the views to maintain, with the
+// current copies maintained until their successors are built, and the
+// running views made stale.
+func PlanBackfill(ctx context.Context, conn *pgx.Conn, views []*View, stale map[*View]bool) (out, also []*View, err error) {
+	restale := func(vs []*View, copies bool) {
+		for _, v := range vs {
+			if !v.internal && !stale[v] && (!copies || v.Plan.NeedsCopy()) {
+				stale[v] = true
+				also = append(also, v)
+			}
+		}
+	}
+	// Running views, the current copies among them, read the stages.
+	running := func(v *View) bool {
+		if v.internal {
+			return !v.pending
+		}
+		return !stale[v]
+	}
+	for {
+		if out, err = successorCopies(ctx, conn, views, stale, restale); err != nil {
+			return nil, nil, err
+		}
+		_, order := buildStages(out, false)
+		changed := false
+		for _, st := range order {
+			need, read := st.readBy(running)
+			if st.kept == nil || !read {
+				continue
+			}
+			k := st.kept.kept
+			_, same, ok, err := succession(ctx, conn, k.Name(), k.Cols, st.tableColumns(), append(need, k.Key...))
+			if err != nil {
+				return nil, nil, err
+			}
+			if !same && !ok {
+				restale(st.views, false)
+				changed = true
+			}
+		}
+		if changed {
+			continue
+		}
+		for _, st := range order {
+			if need, read := st.readBy(running); st.kept != nil && read {
+				if err := narrowKept(ctx, conn, st.kept.kept, st.tableColumns(), append(need, st.kept.kept.Key...)); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+		for _, v := range views {
+			if !v.internal && stale[v] {
+				v.pending = true
+			}
+		}
+		return out, also, nil
+	}
+}
+
+// successorCopies decides, for the stale views, which copies are built:
+// a copy no running view reads is built in place; one they read that must
+// have other columns is built as a successor, its current version
+// maintained for them meanwhile (returned before it in out). Running
+// views that cannot go on with the current version are made stale.
+func successorCopies(ctx context.Context, conn *pgx.Conn, views []*View, stale map[*View]bool, restale func([]*View, bool)) (out []*View, err error) {
+	copying := func(v *View) bool { return !v.internal && !stale[v] && v.Plan.NeedsCopy() }
+	for changed := true; changed; {
+		changed = false
+		_, order := buildStages(views, false)
+		for _, st := range order {
+			need, copied := st.readBy(copying)
+			for _, v := range st.views {
+				if !v.internal {
+					continue
+				}
+				v.pending, v.replaces, v.Names.Target = !copied, nil, CopyTable(st.table)
+				if !copied {
+					continue
+				}
+				cur, same, ok, err := succession(ctx, conn, v.Names.Target, v.Plan.Columns, st.tableColumns(), need)
+				switch {
+				case err != nil:
+					return nil, err
+				case same:
+				case ok:
+					v.pending = true
+					v.replaces = &View{Plan: planner.CopyPlan(st.table, cur, nil), internal: true, Names: planner.Names{Target: v.Names.Target}}
+					v.Names.Target = planner.NextCopyTable(st.table).Quoted()
+				default:
+					restale(st.views, true)
+					changed = true
+				}
+			}
+		}
+	}
+	for _, v := range views {
+		if v.replaces != nil {
+			out = append(out, v.replaces)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// narrowKept drops, in place, the columns of kept rows that no view reads
+// any more, when the views need no other column: rows keyed by the
+// identity stay right without them. Other changes are left to a successor.
+func narrowKept(ctx context.Context, conn *pgx.Conn, k *planner.Kept, all, need []planner.Column) error {
+	cur, same, ok, err := succession(ctx, conn, k.Name(), k.Cols, all, need)
+	if err != nil || same || !ok {
+		return err
+	}
+	var drop []string
+	for _, c := range cur {
+		if !slices.ContainsFunc(k.Cols, func(w planner.Column) bool { return w.Name == c.Name }) {
+			drop = append(drop, "DROP COLUMN "+planner.QuoteIdent(c.Name))
+		}
+	}
+	if len(drop) == 0 || len(cur)-len(drop) != len(k.Cols) {
+		return nil // it lacks columns too: a successor is built
+	}
+	sql := "ALTER TABLE " + k.Name() + " "
+	for i, d := range drop {
+		if i > 0 {
+			sql += ", "
+		}
+		sql += d
+	}
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("narrow the rows kept of %s: %w", k.Table, err)
+	}
+	return nil
+}
+
+// succeed sets up, as the writer opens, the successors of kept rows that
+// running and pending views read and that need other columns: the current
+// rows serve the running views while the successor collects the changes
+// for the pending ones.
+func (w *Writer) succeed(ctx context.Context) error {
+	if err := w.dropStaleSuccessors(ctx); err != nil {
+		return err
+	}
+	for _, st := range w.order {
+		need, read := st.readBy(func(v *View) bool { return v.active() })
+		pending := slices.ContainsFunc(st.views, func(v *View) bool { return v.pending && !v.failed })
+		if st.kept == nil || !read || !pending {
+			continue
+		}
+		k := st.kept.kept
+		cur, same, ok, err := succession(ctx, w.conn, k.Name(), k.Cols, st.tableColumns(), append(need, k.Key...))
+		if err != nil {
+			return err
+		}
+		if same || !ok {
+			continue
+		}
+		var stageCols []planner.Column
+		for _, c := range st.cols {
+			if slices.ContainsFunc(cur, func(h planner.Column) bool { return h.Name == c.Name }) {
+				stageCols = append(stageCols, c)
+			}
+		}
+		st.next = newKeptBuf(k.Successor(), tempTable("dv_newraw_%d", st.index), st.name, st.cols)
+		st.kept = newKeptBuf(&planner.Kept{Table: k.Table, Key: k.Key, Cols: cur}, st.kept.raw, st.name, stageCols)
+	}
+	return nil
+}
+
+// dropStaleSuccessors drops the successors that a build cut short left
+// behind and that no build under way needs: a successor is built anew
+// each time.
+func (w *Writer) dropStaleSuccessors(ctx context.Context) error {
+	for _, st := range w.order {
+		var drop []string
+		if !slices.ContainsFunc(st.views, func(v *View) bool { return v.replaces != nil }) {
+			drop = append(drop, planner.NextCopyTable(st.table).Quoted())
+		}
+		if st.kept != nil && !slices.ContainsFunc(st.views, func(v *View) bool { return v.pending && !v.failed }) {
+			drop = append(drop, st.kept.kept.Successor().Name())
+		}
+		for _, t := range drop {
+			if _, err := w.conn.Exec(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
+				return fmt.Errorf("drop %s: %w", t, err)
+			}
+		}
+	}
+	return nil
+}
+
+// promote, at activation, puts built successors in the place of the copies
+// and kept rows they replace; the successors of views that failed to
+// build are dropped, and the current ones go on.
+func (w *Writer) promote(ctx context.Context, activated []*View) error {
+	exec := func(stmts ...string) error {
+		for _, s := range stmts {
+			if _, err := w.conn.Exec(ctx, s); err != nil {
+				return fmt.Errorf("%s: %w", s, err)
+			}
+		}
+		return nil
+	}
+	for _, st := range w.order {
+		for _, v := range slices.Clone(st.views) {
+			old := v.replaces
+			if old == nil {
+				continue
+			}
+			v.replaces = nil
+			if !slices.Contains(activated, v) {
+				if err := exec("DROP TABLE IF EXISTS " + v.Names.Target); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := exec(planner.PromoteCopy(st.table)...); err != nil {
+				return err
+			}
+			v.Names.Target = old.Names.Target
+			old.failed = true
+			st.views = slices.DeleteFunc(st.views, func(x *View) bool { return x == old })
+		}
+		if st.next == nil {
+			continue
+		}
+		next := st.next
+		st.next = nil
+		if !slices.ContainsFunc(st.views, func(v *View) bool { return slices.Contains(activated, v) }) {
+			if err := exec("DROP TABLE IF EXISTS " + next.kept.Name()); err != nil {
+				return err
+			}
+			continue
+		}
+		stmts, cur := next.kept.Promote()
+		if err := exec(stmts...); err != nil {
+			return err
+		}
+		k := newKeptBuf(cur, next.raw, st.name, st.cols)
+		k.collect, k.chunk = next.collect, next.chunk
+		st.kept = k
+	}
+	return nil
+}
