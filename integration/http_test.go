@@ -21,12 +21,7 @@ func TestMetricsAndProbes(t *testing.T) {
 	src := pgcluster.StartForTest(t, pgcluster.Options{Name: "probes"})
 	e := newEnvOn(t, src, nil)
 	e.exec(lifecycleSchema)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	totals := plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`)
 	e.start([]view{totals}, "--http-addr", addr)
 
@@ -94,4 +89,14 @@ func TestMetricsAndProbes(t *testing.T) {
 	e.tgt = e.src
 	e.exec(`INSERT INTO scores VALUES (6, 6)`)
 	e.check(totals)
+}
+
+// freeAddr is a loopback address with a port free for a server.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -357,8 +358,31 @@ func (c *countingReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// start logs the progress every ProgressEvery until the returned stop.
+// loads are the snapshot copies under way, for Loading.
+var loads sync.Map // *progress → struct{}
+
+// Copying is a snapshot copy under way: what it loads, the rows copied
+// so far and the source planner's estimate of the total (0 if unknown).
+type Copying struct {
+	What        string
+	Rows, Total int64
+}
+
+// Loading lists the snapshot copies under way.
+func Loading() []Copying {
+	var out []Copying
+	loads.Range(func(k, _ any) bool {
+		p := k.(*progress)
+		out = append(out, Copying{What: p.what, Rows: p.rows.Load(), Total: p.total})
+		return true
+	})
+	return out
+}
+
+// start logs the progress every ProgressEvery until the returned stop,
+// and lists the copy in Loading meanwhile.
 func (p *progress) start() (stop func()) {
+	loads.Store(p, struct{}{})
 	done := make(chan struct{})
 	go func() {
 		tick := time.NewTicker(ProgressEvery)
@@ -378,7 +402,7 @@ func (p *progress) start() (stop func()) {
 			p.log.Info("loading", fields...)
 		}
 	}()
-	return func() { close(done) }
+	return func() { close(done); loads.Delete(p) }
 }
 
 // estimateRows is the source planner's estimate of a query's rows, or 0.

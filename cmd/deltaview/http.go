@@ -11,6 +11,7 @@ import (
 
 	"github.com/deltaview/deltaview/change"
 	"github.com/deltaview/deltaview/decoder"
+	"github.com/deltaview/deltaview/writer"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,10 +69,32 @@ func newOps(readyLag int64) *ops {
 	o.retained = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "deltaview", Name: "slot_retained_wal_bytes",
 		Help: "WAL the source keeps for the replication slot."})
 	for _, c := range []prometheus.Collector{o.lagBytes, o.lagSeconds, o.viewUp, o.rows, o.transactions, o.applySeconds,
-		o.retries, o.retained, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		o.retries, o.retained, loadCollector{}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		o.reg.MustRegister(c)
 	}
 	return o
+}
+
+// loadCollector reports the snapshot copies under way (writer.Loading),
+// read as they are when scraped.
+type loadCollector struct{}
+
+var (
+	loadRows = prometheus.NewDesc("deltaview_snapshot_rows", "Rows copied so far by a snapshot of a view (or of a table's copy) under way.",
+		[]string{"view"}, nil)
+	loadTotal = prometheus.NewDesc("deltaview_snapshot_estimated_rows", "The source planner's estimate of the rows a snapshot under way copies.",
+		[]string{"view"}, nil)
+)
+
+func (loadCollector) Describe(ch chan<- *prometheus.Desc) { ch <- loadRows; ch <- loadTotal }
+
+func (loadCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range writer.Loading() {
+		ch <- prometheus.MustNewConstMetric(loadRows, prometheus.GaugeValue, float64(l.Rows), l.What)
+		if l.Total > 0 {
+			ch <- prometheus.MustNewConstMetric(loadTotal, prometheus.GaugeValue, float64(l.Total), l.What)
+		}
+	}
 }
 
 // committed records a committed batch (writer.Config.Committed).
