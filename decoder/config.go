@@ -7,6 +7,7 @@ package decoder
 import (
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"time"
 
@@ -97,6 +98,9 @@ func (c Config) Validate() error {
 	if c.StatusInterval <= 0 {
 		bad("StatusInterval", "must be positive, got %v", c.StatusInterval)
 	}
+	if err := writable(c.SpoolDir); err != nil {
+		bad("SpoolDir", "large transactions could not be spooled: %v", err)
+	}
 	if c.HeartbeatInterval < 0 {
 		bad("HeartbeatInterval", "must be positive, or 0 to disable heartbeats, got %v", c.HeartbeatInterval)
 	}
@@ -134,3 +138,14 @@ type TableName struct {
 // Quoted returns the table's name as a quoted SQL identifier:
 // "schema"."name".
 func (t TableName) Quoted() string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
+
+// writable checks that temporary files can be created in dir (empty: the
+// system's temporary directory), as spooling needs.
+func writable(dir string) error {
+	f, err := os.CreateTemp(dir, "deltaview-check-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}

@@ -10,6 +10,7 @@ import (
 func TestConfigValidate(t *testing.T) {
 	valid := DefaultConfig()
 	valid.SourceURL = "postgres://app@localhost/shop"
+	valid.SpoolDir = t.TempDir()
 	tests := []struct {
 		name   string
 		change func(*Config)
@@ -28,6 +29,7 @@ func TestConfigValidate(t *testing.T) {
 		{"publication with spaces and quotes", func(c *Config) { c.Publication = `My "Pub"` }, nil},
 		{"publication too long", func(c *Config) { c.Publication = strings.Repeat("p", 64) }, []string{"Publication"}},
 		{"zero status interval", func(c *Config) { c.StatusInterval = 0 }, []string{"StatusInterval"}},
+		{"spool directory missing", func(c *Config) { c.SpoolDir = "/nonexistent/deltaview-spool" }, []string{"SpoolDir"}},
 		{"negative heartbeat", func(c *Config) { c.HeartbeatInterval = -time.Second }, []string{"HeartbeatInterval"}},
 		{"everything wrong", func(c *Config) { *c = Config{HeartbeatInterval: -1} },
 			[]string{"SourceURL", "Slot", "Publication", "StatusInterval", "HeartbeatInterval"}},
