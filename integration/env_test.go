@@ -112,6 +112,8 @@ func (e *env) start(views []view, extra ...string) *sidecar {
 // in deltaview.views, the quoted result table, and its query.
 type view struct {
 	name, table, query string
+	// with are the view's options, "WITH (...)" or empty.
+	with string
 }
 
 // plainView is a view with an unqualified, lower-case name.
@@ -122,7 +124,7 @@ func plainView(name, query string) view {
 func viewsSQL(views []view) string {
 	var b strings.Builder
 	for _, v := range views {
-		fmt.Fprintf(&b, "CREATE MATERIALIZED VIEW %s AS\n%s;\n\n", v.table, v.query)
+		fmt.Fprintf(&b, "CREATE MATERIALIZED VIEW %s %s AS\n%s;\n\n", v.table, v.with, v.query)
 	}
 	return b.String()
 }

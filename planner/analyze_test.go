@@ -38,6 +38,8 @@ func TestRefusedWithoutDatabase(t *testing.T) {
 		{"aggregate in where", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t WHERE sum(a) > 1;", "aggregate in WHERE", 1, "WHERE"},
 		{"options", "CREATE MATERIALIZED VIEW v WITH (fillfactor = 50) AS SELECT a FROM t;", "WITH (...)", 1, "fillfactor"},
 		{"no data", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t WITH NO DATA;", "WITH NO DATA", 1, "WITH NO DATA"},
+		{"history neither on nor off", "CREATE MATERIALIZED VIEW v WITH (history = maybe) AS SELECT a FROM t;", "WITH (history = maybe)", 1, "on or off"},
+		{"history with another option", "CREATE MATERIALIZED VIEW v WITH (history = on, fillfactor = 50) AS SELECT a FROM t;", "WITH (...)", 1, "fillfactor"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -57,6 +59,31 @@ func TestRefusedWithoutDatabase(t *testing.T) {
 				t.Errorf("got construct %q line %d msg %q; want %q line %d containing %q", ve.Construct, ve.Line, ve.Msg, c.construct, c.line+2, c.msg)
 			}
 		})
+	}
+}
+
+// WITH (history = on) asks for the view's history; off, or no option,
+// does not.
+func TestHistoryOption(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"CREATE MATERIALIZED VIEW v WITH (history = on) AS SELECT a FROM t;":     true,
+		"CREATE MATERIALIZED VIEW v WITH (history = true) AS SELECT a FROM t;":   true,
+		"CREATE MATERIALIZED VIEW v WITH (history) AS SELECT a FROM t;":          true,
+		"CREATE MATERIALIZED VIEW v WITH (history = off) AS SELECT a FROM t;":    false,
+		"CREATE MATERIALIZED VIEW s.v WITH (history = 'on') AS SELECT a FROM t;": true,
+		"CREATE MATERIALIZED VIEW v AS SELECT a FROM t;":                         false,
+	} {
+		defs, errs := ParseFile("views.sql", sql)
+		if len(errs) > 0 || len(defs) != 1 {
+			t.Fatalf("%s: %v", sql, errs)
+		}
+		if defs[0].History != want {
+			t.Errorf("%s: history %v, want %v", sql, defs[0].History, want)
+		}
+	}
+	defs, _ := ParseFile("views.sql", "CREATE MATERIALIZED VIEW s.v WITH (history = on) AS SELECT a FROM t;")
+	if got := defs[0].HistoryTable().Quoted(); got != `"s"."v_history"` {
+		t.Errorf("history table %s", got)
 	}
 }
 

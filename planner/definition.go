@@ -24,13 +24,22 @@ type Definition struct {
 	Line   int
 	// Statement is the whole statement text; Query is its SELECT part, and
 	// queryOffset the byte offset of Query in the file.
-	Statement   string
-	Query       string
+	Statement string
+	Query     string
+	// History is set by WITH (history = on): every change of the view is
+	// kept in HistoryTable.
+	History     bool
 	Options     map[string]string
 	queryOffset int
 	stmtOffset  int
 	fileText    string
 	stmt        *pg_query.SelectStmt
+}
+
+// HistoryTable is the table that keeps the view's changes: its result
+// table's name with _history, in the same schema.
+func (d *Definition) HistoryTable() Table {
+	return Table{Schema: d.Target.Schema, Name: d.Target.Name + "_history"}
 }
 
 // Table is a schema-qualified relation name.
@@ -241,13 +250,23 @@ func parseStatement(file, text string, start, end int) (*Definition, error) {
 		}
 		d.Options[de.Defname] = defElemValue(de)
 	}
+	if v, ok := d.Options["history"]; ok {
+		switch strings.ToLower(v) {
+		case "on", "true", "yes", "1":
+			d.History = true
+		case "off", "false", "no", "0":
+		default:
+			return nil, d.errorf(0, "WITH (history = "+v+")", "history must be on or off", "write WITH (history = on)")
+		}
+		delete(d.Options, "history")
+	}
 	if len(d.Options) > 0 {
 		names := make([]string, 0, len(d.Options))
 		for k := range d.Options {
 			names = append(names, k)
 		}
 		sort.Strings(names)
-		return nil, d.errorf(0, "WITH (...)", "unknown view option(s): "+strings.Join(names, ", "), "remove the WITH (...) options")
+		return nil, d.errorf(0, "WITH (...)", "unknown view option(s): "+strings.Join(names, ", "), "the only option deltaview knows is history = on or off")
 	}
 	sel := ctas.Query.GetSelectStmt()
 	if sel == nil {
@@ -379,6 +398,12 @@ func defElemValue(de *pg_query.DefElem) string {
 	}
 	if s := de.Arg.GetString_(); s != nil {
 		return s.Sval
+	}
+	// A bare word (history = off) reads as a type name.
+	if tn := de.Arg.GetTypeName(); tn != nil && len(tn.Names) > 0 {
+		if s := tn.Names[len(tn.Names)-1].GetString_(); s != nil {
+			return s.Sval
+		}
 	}
 	if s, err := deparseExpr(de.Arg); err == nil {
 		return s

@@ -75,21 +75,24 @@ func Records(ctx context.Context, conn *pgx.Conn, slot string) (map[string]*Reco
 // its id, which names its state table.
 func Register(ctx context.Context, conn *pgx.Conn, slot string, d *planner.Definition, fingerprint, strategy, status, errText string) (int, error) {
 	var id int
-	var errArg, target any
+	var errArg, target, history any
 	if errText != "" {
 		errArg = errText
 	}
 	if d.Target.Name != "" {
 		target = d.Target.Quoted()
 	}
+	if d.History && d.Target.Name != "" {
+		history = d.HistoryTable().Quoted()
+	}
 	err := conn.QueryRow(ctx, `
-		INSERT INTO deltaview.maintained (name, slot, target, file, line, definition, fingerprint, strategy, status, error)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		INSERT INTO deltaview.maintained (name, slot, target, file, line, definition, fingerprint, strategy, status, error, history)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (name) DO UPDATE SET slot = excluded.slot, file = excluded.file, line = excluded.line,
 			definition = excluded.definition, fingerprint = excluded.fingerprint, strategy = excluded.strategy, status = excluded.status,
-			error = excluded.error, updated_at = now()
+			error = excluded.error, history = excluded.history, updated_at = now()
 		RETURNING id`,
-		d.Name, slot, target, d.File, d.Line, d.Statement, fingerprint, strategy, status, errArg).Scan(&id)
+		d.Name, slot, target, d.File, d.Line, d.Statement, fingerprint, strategy, status, errArg, history).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("register view %s: %w", d.Name, err)
 	}
@@ -125,6 +128,20 @@ func Forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget bool) err
 	if dropTarget && r.CreatedTarget && r.Target != "" {
 		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+r.Target); err != nil {
 			return fmt.Errorf("drop table of %s: %w", r.Name, err)
+		}
+	} else if r.CreatedTarget && r.Target != "" {
+		// The table stays as a plain table: without the history triggers.
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", r.Target).Scan(&exists); err != nil {
+			return err
+		}
+		for _, op := range historyOps {
+			if !exists {
+				break
+			}
+			if _, err := tx.Exec(ctx, "DROP TRIGGER IF EXISTS "+planner.QuoteIdent("deltaview_history_"+op)+" ON "+r.Target); err != nil {
+				return fmt.Errorf("drop history trigger of %s: %w", r.Name, err)
+			}
 		}
 	}
 	if _, err := tx.Exec(ctx, "DELETE FROM deltaview.maintained WHERE name = $1", r.Name); err != nil {

@@ -210,6 +210,9 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 	if err := w.begin(ctx); err != nil {
 		return err
 	}
+	if err := w.stamp(ctx, false); err != nil {
+		return err
+	}
 	// What the open batch staged so far goes to the running views and
 	// the collections first: replaying uses the stages, and the buffers
 	// of kept rows may be replaced.

@@ -41,7 +41,7 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 		return nil, fmt.Errorf("snapshot: record stream: %w", err)
 	}
 	_, stages := buildStages(views, false)
-	failed, err = loadViews(ctx, src, tx, stages, views, true, log)
+	failed, err = loadViews(ctx, src, tx, stages, views, point, true, log)
 	if err != nil {
 		return nil, err
 	}
@@ -52,22 +52,22 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 }
 
 // Backfill builds the tables of pending views in tx from src, at the
-// consistent point where the writer began collecting their changes: the
+// consistent point at where the writer began collecting their changes: the
 // views' results and state, the copies of tables only they read or built
 // as successors, and the rows kept of tables only they read or built as
 // successors. The tables of the writer's other views are as they are. It
 // runs beside the writer, reading only what the writer leaves alone until
 // Activate: views that cannot be built are returned, for Activate, not
 // marked, and stay 'snapshotting' in the catalog until then.
-func (w *Writer) Backfill(ctx context.Context, src *pgx.Conn, tx pgx.Tx, pending []*View, log *zap.Logger) (failed map[*View]error, err error) {
-	return loadViews(ctx, src, tx, w.order, pending, false, log)
+func (w *Writer) Backfill(ctx context.Context, src *pgx.Conn, tx pgx.Tx, pending []*View, at change.LSN, log *zap.Logger) (failed map[*View]error, err error) {
+	return loadViews(ctx, src, tx, w.order, pending, at, false, log)
 }
 
 // loadViews loads the views of which, in their order, and the rows kept of
 // the tables only they read (or the successors of kept rows), in tx from
 // src. A view that cannot be built is returned in failed; with mark (a
 // snapshot of all views) it is marked failed, and the others running.
-func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, which []*View, mark bool, log *zap.Logger) (failed map[*View]error, err error) {
+func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, which []*View, at change.LSN, mark bool, log *zap.Logger) (failed map[*View]error, err error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -130,7 +130,7 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, w
 		if _, err := tx.Exec(ctx, "SAVEPOINT dv_load"); err != nil {
 			return nil, err
 		}
-		rows, lerr := loadView(ctx, src, tx, v, mark, log)
+		rows, lerr := loadView(ctx, src, tx, v, at, mark, log)
 		if lerr != nil {
 			if Transient(lerr) {
 				return nil, lerr
@@ -163,7 +163,7 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, w
 // loadView (re)creates a view's tables and fills them from the source.
 // The view is recorded running, or otherwise 'snapshotting' until the
 // writer activates it: a crash before then rebuilds it at the next start.
-func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, running bool, log *zap.Logger) (int64, error) {
+func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, at change.LSN, running bool, log *zap.Logger) (int64, error) {
 	p, n := v.Plan, v.Names
 	if v.internal {
 		// A copy lives in deltaview's schema: rebuilt from scratch.
@@ -224,6 +224,11 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, running bo
 	if f := p.FinalizeAll(n); f != "" {
 		if _, err := tx.Exec(ctx, f); err != nil {
 			return 0, fmt.Errorf("fill %s: %w", n.Target, err)
+		}
+	}
+	if p.View.History {
+		if err := startHistory(ctx, tx, p.View, n.Target, at); err != nil {
+			return 0, err
 		}
 	}
 	status := StatusSnapshotting
@@ -379,19 +384,49 @@ func Loading() []Copying {
 	return out
 }
 
-// start logs the progress every ProgressEvery until the returned stop,
-// and lists the copy in Loading meanwhile.
+// ProgressLine, when set (stderr is a terminal), shows the progress of a
+// snapshot copy as one line rewritten in place, instead of log lines.
+var ProgressLine io.Writer
+
+// progressLineEvery is how often the progress line is rewritten.
+const progressLineEvery = 200 * time.Millisecond
+
+// line is the progress as the progress line shows it.
+func (p *progress) line() string {
+	rows := p.rows.Load()
+	if p.total <= 0 {
+		return fmt.Sprintf("loading %s: %d rows", p.what, rows)
+	}
+	return fmt.Sprintf("loading %s: %d of ~%d rows (%.0f%%)", p.what, rows, p.total, min(100, 100*float64(rows)/float64(p.total)))
+}
+
+// start reports the progress until the returned stop: on the progress
+// line, or in the log every ProgressEvery. It lists the copy in Loading
+// meanwhile.
 func (p *progress) start() (stop func()) {
 	loads.Store(p, struct{}{})
 	done := make(chan struct{})
+	out, every := ProgressLine, ProgressEvery
+	if out != nil {
+		every = progressLineEvery
+	}
+	finished := make(chan struct{})
 	go func() {
-		tick := time.NewTicker(ProgressEvery)
+		defer close(finished)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			select {
 			case <-done:
+				if out != nil {
+					fmt.Fprint(out, "\r\033[K")
+				}
 				return
 			case <-tick.C:
+			}
+			if out != nil {
+				fmt.Fprint(out, "\r\033[K"+p.line())
+				continue
 			}
 			rows := p.rows.Load()
 			fields := []zap.Field{zap.String("view", p.what), zap.Int64("rows", rows)}
@@ -402,7 +437,7 @@ func (p *progress) start() (stop func()) {
 			p.log.Info("loading", fields...)
 		}
 	}()
-	return func() { close(done); loads.Delete(p) }
+	return func() { close(done); <-finished; loads.Delete(p) }
 }
 
 // estimateRows is the source planner's estimate of a query's rows, or 0.

@@ -157,6 +157,11 @@ type Writer struct {
 	barrierFrom, barrierAt change.LSN
 	side                   *pgx.Conn
 
+	// history is set when a view keeps its history; begun is the last
+	// source transaction begun (stamp).
+	history bool
+	begun   *change.Begin
+
 	inTx       bool // a target transaction is open
 	inSource   bool // between a source Begin and Commit
 	skipping   bool // the open source transaction was applied before
@@ -176,6 +181,9 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 	}
 	w := &Writer{cfg: cfg, log: log, views: views, schema: make(chan []schemaProblem, 1), barriers: make(chan *Barrier), activations: make(chan *activation)}
 	w.stages, w.order = buildStages(views, true)
+	for _, v := range views {
+		w.history = w.history || v.Plan.View.History
+	}
 	byName := map[string]*View{}
 	for _, v := range views {
 		if !v.internal {
@@ -508,6 +516,7 @@ func (w *Writer) handle(ctx context.Context, ev change.Event) error {
 			return err
 		}
 		w.inSource = true
+		w.begun = e
 		w.touched = false
 		w.skipping = e.FinalLSN < w.Applied()
 	case *change.Row:
@@ -660,6 +669,9 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 		return err
 	}
 	w.touched = true
+	if err := w.stamp(ctx, true); err != nil {
+		return err
+	}
 	if err := w.applyStaged(ctx, true); err != nil {
 		return err
 	}
@@ -920,6 +932,9 @@ type notice struct {
 // target transaction, and commits it.
 func (w *Writer) commit(ctx context.Context) error {
 	start := time.Now()
+	if err := w.stamp(ctx, false); err != nil {
+		return err
+	}
 	if err := w.applyStaged(ctx, false); err != nil {
 		return err
 	}

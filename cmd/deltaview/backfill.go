@@ -58,7 +58,7 @@ func buildBeside(ctx context.Context, w *writer.Writer, c runConfig, settings ma
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	failed, err := w.Backfill(ctx, p.src, tx, p.views, log.Named("snapshot"))
+	failed, err := w.Backfill(ctx, p.src, tx, p.views, p.at, log.Named("snapshot"))
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,8 @@ type ops struct {
 	streaming atomic.Bool
 	lagged    atomic.Int64
 	readyLag  int64
+	// target is the database the change streams read.
+	target string
 
 	mu      sync.Mutex
 	samples []lsnSample // source positions seen, oldest first
@@ -123,6 +125,9 @@ func (o *ops) serve(ctx context.Context, addr string, log *zap.Logger) error {
 			return
 		}
 		w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /views/{name}/changes", func(w http.ResponseWriter, r *http.Request) {
+		o.changes(w, r, log)
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

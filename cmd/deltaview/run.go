@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/deltaview/deltaview/change"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/term"
 )
 
 // runConfig is everything `deltaview run` is told.
@@ -102,9 +104,13 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 	if c.ProgressEvery > 0 {
 		writer.ProgressEvery = c.ProgressEvery
 	}
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		writer.ProgressLine = os.Stderr
+	}
 	var o *ops
 	if c.HTTPAddr != "" {
 		o = newOps(c.ReadyMaxLag << 20)
+		o.target = c.Target
 		wcfg.Committed = o.committed
 		go func() {
 			if err := o.serve(ctx, c.HTTPAddr, log); err != nil {

@@ -70,6 +70,9 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 	}
 	var b strings.Builder
 	b.WriteString(d.Target.Quoted() + " " + fp)
+	if d.History {
+		b.WriteString(" WITH history")
+	}
 	if p != nil {
 		for _, src := range p.Sources {
 			fmt.Fprintf(&b, " %s#%d", src.Table.Quoted(), src.OID)

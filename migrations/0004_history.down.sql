@@ -1,0 +1,2 @@
+DROP FUNCTION IF EXISTS deltaview.record_history() CASCADE;
+ALTER TABLE deltaview.maintained DROP COLUMN IF EXISTS history;
