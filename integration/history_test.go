@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -99,7 +98,7 @@ func TestHistoryAndChangeStreams(t *testing.T) {
 		t.Errorf("ops %v, want insert, update, delete", ops)
 	}
 	for i := 1; i < len(changes); i++ {
-		if lsn(t, changes[i].LSN) <= lsn(t, changes[i-1].LSN) {
+		if mustLSN(t, changes[i].LSN) <= mustLSN(t, changes[i-1].LSN) {
 			t.Errorf("changes out of commit order: %v", changes)
 		}
 	}
@@ -152,15 +151,6 @@ type changeLine struct {
 	LSN string          `json:"lsn"`
 	Op  string          `json:"op"`
 	Row json.RawMessage `json:"row"`
-}
-
-func lsn(t *testing.T, s string) pglogrepl.LSN {
-	t.Helper()
-	l, err := pglogrepl.ParseLSN(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
 }
 
 // replay applies change lines to the rows of totals, by player.
