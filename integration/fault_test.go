@@ -77,7 +77,7 @@ var shopViews = []view{
 		FROM order_items GROUP BY qty`),
 	plainView("status_customers", `SELECT status, count(DISTINCT customer_id) AS customers, count(*) AS n, min(total) AS smallest
 		FROM orders GROUP BY status`),
-	plainView("customer_orders", `SELECT customer_id, count(*) AS n, sum(total) AS spent FROM orders GROUP BY customer_id`),
+	withHistory(plainView("customer_orders", `SELECT customer_id, count(*) AS n, sum(total) AS spent FROM orders GROUP BY customer_id`)),
 	plainView("big_orders", `SELECT id, customer_id, status, total FROM orders WHERE total > 400 AND status <> 'cancelled'`),
 	plainView("bulk_items", `SELECT order_id, product_id, qty FROM order_items WHERE qty >= 9`),
 	plainView("region_sales", `SELECT c.region, count(*) AS orders, sum(o.total) AS revenue
@@ -563,6 +563,8 @@ func TestFaults(t *testing.T) {
 	for _, v := range views {
 		assertSame(t, e.src, e.tgt, v.table, oracle(v))
 	}
+	// Through every crash, each change was recorded once, with its table.
+	assertHistory(t, e.tgt, "customer_orders", "customer_id")
 	if bad := rowsText(t, e.tgt, `SELECT format('%s %s %s', name, status, error) FROM deltaview.views WHERE status <> 'running'`); len(bad) > 0 {
 		t.Errorf("views not running: %v", bad)
 	}

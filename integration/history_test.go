@@ -27,8 +27,7 @@ func TestHistoryAndChangeStreams(t *testing.T) {
 	e := newEnv(t, nil)
 	e.exec(`CREATE TABLE scores (id int PRIMARY KEY, player text NOT NULL, score int NOT NULL);
 		INSERT INTO scores SELECT i, 'p' || (i % 4), i FROM generate_series(1, 20) AS i`)
-	totals := plainView("totals", `SELECT player, count(*) AS n, sum(score) AS total FROM scores GROUP BY player`)
-	totals.with = "WITH (history = on)"
+	totals := withHistory(plainView("totals", `SELECT player, count(*) AS n, sum(score) AS total FROM scores GROUP BY player`))
 	plain := plainView("plain", `SELECT count(*) AS n FROM scores`)
 	addr := freeAddr(t)
 	e.start([]view{totals, plain}, "--http-addr", addr)
@@ -133,6 +132,7 @@ func TestHistoryAndChangeStreams(t *testing.T) {
 	}
 	state = replay(t, state, more)
 	assertState(t, e, state)
+	assertHistory(t, e.tgt, "totals", "player")
 
 	// A view without history has no change stream.
 	resp, err := http.Get("http://" + addr + "/views/plain/changes")
@@ -203,4 +203,31 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// withHistory declares a view WITH (history = on).
+func withHistory(v view) view {
+	v.with = "WITH (history = on)"
+	return v
+}
+
+// assertHistory checks a view's history against its table: read from its
+// last reset, keeping each key's last entry, it gives the table's rows;
+// and its entries follow source commit order.
+func assertHistory(t testing.TB, tgt *pgx.Conn, name, key string) {
+	t.Helper()
+	hist := pgx.Identifier{name + "_history"}.Sanitize()
+	k := "'" + key + "'"
+	replayed := rowsText(t, tgt, `WITH h AS (SELECT * FROM `+hist+` WHERE id >= (SELECT max(id) FROM `+hist+` WHERE op = 'reset')),
+			cut AS (SELECT coalesce(max(id), 0) AS id FROM h WHERE op = 'truncate'),
+			last AS (SELECT DISTINCT ON ("row"->>`+k+`) h.* FROM h, cut WHERE h.op NOT IN ('reset', 'truncate') AND h.id > cut.id
+				ORDER BY "row"->>`+k+`, h.id DESC)
+		SELECT "row"::text FROM last WHERE op <> 'delete'`)
+	table := rowsText(t, tgt, `SELECT to_jsonb(v.*)::text FROM `+pgx.Identifier{name}.Sanitize()+` AS v`)
+	if strings.Join(replayed, "\n") != strings.Join(table, "\n") {
+		t.Errorf("the history of %s does not give its table:\nreplayed %v\n   table %v", name, replayed, table)
+	}
+	if !queryBool(t, tgt, `SELECT coalesce(bool_and(ordered), true) FROM (SELECT lsn >= lag(lsn) OVER (ORDER BY id) AS ordered FROM `+hist+`) AS o`) {
+		t.Errorf("the history of %s is out of source commit order", name)
+	}
 }
