@@ -92,7 +92,7 @@ func TestMetricsAndProbes(t *testing.T) {
 }
 
 // freeAddr is a loopback address with a port free for a server.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -23,8 +23,13 @@ import (
 // nothing and sees nothing twice; otherwise it starts with the next
 // change.
 
-// changesPoll is how often a change stream looks for new changes.
-const changesPoll = 100 * time.Millisecond
+// A change stream looks for new changes when the writer's notification
+// for the view arrives, and every changesPoll in case one is missed (or
+// every changesPollAlone when notifications are off).
+const (
+	changesPoll      = time.Second
+	changesPollAlone = 100 * time.Millisecond
+)
 
 // changeLine is one line of a change stream.
 type changeLine struct {
@@ -92,7 +97,13 @@ func (o *ops) changes(w http.ResponseWriter, r *http.Request, log *zap.Logger) {
 		return
 	}
 	flush()
-	tick := time.NewTicker(changesPoll)
+	wake, stop := o.notified(ctx, name)
+	defer stop()
+	every := changesPoll
+	if wake == nil {
+		every = changesPollAlone
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		n, last, err := sendChanges(ctx, conn, *hist, after, enc)
@@ -111,7 +122,54 @@ func (o *ops) changes(w http.ResponseWriter, r *http.Request, log *zap.Logger) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-wake:
 		}
+	}
+}
+
+// notified returns a channel told whenever the writer notifies a change of
+// the view (nil when notifications are off or cannot be listened to), and
+// the function that stops listening.
+func (o *ops) notified(ctx context.Context, view string) (<-chan struct{}, func()) {
+	if o.notifyChannel == "" {
+		return nil, func() {}
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	conn, err := pgx.Connect(lctx, o.target)
+	if err == nil {
+		_, err = conn.Exec(lctx, "LISTEN "+pgx.Identifier{o.notifyChannel}.Sanitize())
+		if err != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}
+	if err != nil {
+		cancel()
+		return nil, func() {}
+	}
+	wake := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			n, err := conn.WaitForNotification(lctx)
+			if err != nil {
+				return
+			}
+			var payload struct {
+				View string `json:"view"`
+			}
+			if json.Unmarshal([]byte(n.Payload), &payload) == nil && payload.View == view {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return wake, func() {
+		cancel()
+		<-done
+		conn.Close(context.WithoutCancel(ctx))
 	}
 }
 

@@ -38,8 +38,9 @@ type ops struct {
 	streaming atomic.Bool
 	lagged    atomic.Int64
 	readyLag  int64
-	// target is the database the change streams read.
-	target string
+	// target is the database the change streams read; notifyChannel
+	// tells them when to look.
+	target, notifyChannel string
 
 	mu      sync.Mutex
 	samples []lsnSample // source positions seen, oldest first

@@ -110,7 +110,7 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 	var o *ops
 	if c.HTTPAddr != "" {
 		o = newOps(c.ReadyMaxLag << 20)
-		o.target = c.Target
+		o.target, o.notifyChannel = c.Target, c.NotifyChannel
 		wcfg.Committed = o.committed
 		go func() {
 			if err := o.serve(ctx, c.HTTPAddr, log); err != nil {
