@@ -20,7 +20,8 @@ const lifecycleSchema = `CREATE TABLE scores (player int, score int);
 	INSERT INTO other VALUES ('a', 1), ('b', 2)`
 
 // teardown removes the slot, the publication and the deltaview schema;
-// the user's tables stay, and with --drop-tables the views' tables go too.
+// the user's tables stay, and with --drop-tables the views' tables (and
+// history tables) go too. Tables that stay are plain: no triggers left.
 func TestTeardown(t *testing.T) {
 	t.Parallel()
 	for _, drop := range []bool{false, true} {
@@ -38,7 +39,7 @@ func TestTeardown(t *testing.T) {
 			e := newEnv(t, target)
 			e.exec(lifecycleSchema)
 			views := []view{
-				plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`),
+				withHistory(plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`)),
 				plainView("everything", `SELECT count(*) AS n FROM other`),
 				plainView("rows", `SELECT k, v FROM other WHERE v > 1`),
 			}
@@ -83,7 +84,13 @@ func TestTeardown(t *testing.T) {
 				}
 				if exists {
 					assertSame(t, e.src, e.tgt, v.table, v.query)
+					if queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($1) AND NOT tgisinternal)`, v.table) {
+						t.Errorf("table %s keeps triggers after teardown", v.table)
+					}
 				}
+			}
+			if exists := queryBool(t, e.tgt, `SELECT to_regclass('totals_history') IS NOT NULL`); exists == drop {
+				t.Errorf("history table: exists = %v after teardown (--drop-tables %v)", exists, drop)
 			}
 			// A second teardown finds nothing to do and succeeds.
 			if out, code := deltaview(t, nil, args...); code != 0 {

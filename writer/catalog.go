@@ -30,6 +30,8 @@ type Record struct {
 	Fingerprint   string
 	Status        string
 	Error         string
+	// History is the table keeping the view's changes, or empty.
+	History string
 }
 
 // Stream reads a stream's applied position; ok is false when the target
@@ -54,7 +56,7 @@ func Stream(ctx context.Context, conn *pgx.Conn, slot string) (applied change.LS
 func Records(ctx context.Context, conn *pgx.Conn, slot string) (map[string]*Record, error) {
 	rows, err := conn.Query(ctx, `
 		SELECT name, id, coalesce(target, ''), coalesce(state_table, ''), created_target,
-		       coalesce(fingerprint, ''), status, coalesce(error, '')
+		       coalesce(fingerprint, ''), status, coalesce(error, ''), coalesce(history, '')
 		FROM deltaview.maintained WHERE slot = $1`, slot)
 	if err != nil {
 		return nil, fmt.Errorf("read views: %w", err)
@@ -63,7 +65,7 @@ func Records(ctx context.Context, conn *pgx.Conn, slot string) (map[string]*Reco
 	out := map[string]*Record{}
 	for rows.Next() {
 		r := &Record{}
-		if err := rows.Scan(&r.Name, &r.ID, &r.Target, &r.StateTable, &r.CreatedTarget, &r.Fingerprint, &r.Status, &r.Error); err != nil {
+		if err := rows.Scan(&r.Name, &r.ID, &r.Target, &r.StateTable, &r.CreatedTarget, &r.Fingerprint, &r.Status, &r.Error, &r.History); err != nil {
 			return nil, err
 		}
 		out[r.Name] = r
@@ -126,8 +128,13 @@ func Forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget bool) err
 		}
 	}
 	if dropTarget && r.CreatedTarget && r.Target != "" {
-		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+r.Target); err != nil {
-			return fmt.Errorf("drop table of %s: %w", r.Name, err)
+		for _, t := range []string{r.Target, r.History} {
+			if t == "" {
+				continue
+			}
+			if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
+				return fmt.Errorf("drop table of %s: %w", r.Name, err)
+			}
 		}
 	} else if r.CreatedTarget && r.Target != "" {
 		// The table stays as a plain table: without the history triggers.

@@ -68,6 +68,9 @@ func teardown(ctx context.Context, source, target, slot, pub string, dropTables 
 			}
 			if dropTables && r.CreatedTarget {
 				say("dropped table " + r.Target)
+				if r.History != "" {
+					say("dropped table " + r.History)
+				}
 			}
 		}
 		if _, err := tgt.Exec(ctx, "DELETE FROM deltaview.streams WHERE slot = $1", slot); err != nil {
