@@ -129,12 +129,13 @@ func PlanBackfill(ctx context.Context, conn *pgx.Conn, views []*View, stale map[
 		}
 		return !stale[v]
 	}
-	for {
+	var order []*stage
+	for changed := true; changed; {
 		if out, err = successorCopies(ctx, conn, views, stale, restale); err != nil {
 			return nil, nil, err
 		}
-		_, order := buildStages(out, false)
-		changed := false
+		_, order = buildStages(out, false)
+		changed = false
 		for _, st := range order {
 			need, read := st.readBy(running)
 			if st.kept == nil || !read {
@@ -150,23 +151,20 @@ func PlanBackfill(ctx context.Context, conn *pgx.Conn, views []*View, stale map[
 				changed = true
 			}
 		}
-		if changed {
-			continue
-		}
-		for _, st := range order {
-			if need, read := st.readBy(running); st.kept != nil && read {
-				if err := narrowKept(ctx, conn, st.kept.kept, st.tableColumns(), append(need, st.kept.kept.Key...)); err != nil {
-					return nil, nil, err
-				}
-			}
-		}
-		for _, v := range views {
-			if !v.internal && stale[v] {
-				v.pending = true
-			}
-		}
-		return out, also, nil
 	}
+	for _, st := range order {
+		if need, read := st.readBy(running); st.kept != nil && read {
+			if err := narrowKept(ctx, conn, st.kept.kept, st.tableColumns(), append(need, st.kept.kept.Key...)); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	for _, v := range views {
+		if !v.internal && stale[v] {
+			v.pending = true
+		}
+	}
+	return out, also, nil
 }
 
 // successorCopies decides, for the stale views, which copies are built:
