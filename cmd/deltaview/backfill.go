@@ -65,6 +65,11 @@ func buildBeside(ctx context.Context, w *writer.Writer, c runConfig, settings ma
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	// Done reading the source: its tables need not stay locked while the
+	// writer catches the new tables up.
+	if _, err := p.src.Exec(ctx, "ROLLBACK"); err != nil {
+		return fmt.Errorf("end the source snapshot: %w", err)
+	}
 	for v, ferr := range failed {
 		if !v.Internal() {
 			log.Error("view cannot be maintained", zap.String("view", v.Plan.View.Name), zap.Error(ferr))
