@@ -31,6 +31,16 @@ func TestWaitForLSN(t *testing.T) {
 			t.Fatalf("after wait_for_lsn: total %s", got)
 		}
 	}
+	// Waiting for some views only.
+	e.exec(`INSERT INTO scores VALUES (9, 100)`)
+	lsn := queryString(t, e.src, `SELECT pg_current_wal_lsn()::text`)
+	if !queryBool(t, e.tgt, `SELECT deltaview.wait_for_lsn($1::pg_lsn, '10 seconds', ARRAY['totals'])`, lsn) ||
+		queryString(t, e.tgt, `SELECT total::text FROM totals WHERE player = 9`) != "115" {
+		t.Fatalf("wait_for_lsn(%s, ..., {totals}) did not wait for totals", lsn)
+	}
+	if _, err := e.tgt.Exec(ctx, `SELECT deltaview.wait_for_lsn('0/0', '1 second', ARRAY['totals', 'nope'])`); err == nil || !strings.Contains(err.Error(), `no view named nope`) {
+		t.Errorf("wait_for_lsn for an unknown view: %v", err)
+	}
 	start := time.Now()
 	if queryBool(t, e.tgt, `SELECT deltaview.wait_for_lsn('FFFFFFFF/0', '200 milliseconds')`) {
 		t.Fatal("wait_for_lsn of a position never reached returned true")
