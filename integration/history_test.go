@@ -134,6 +134,28 @@ func TestHistoryAndChangeStreams(t *testing.T) {
 	assertState(t, e, state)
 	assertHistory(t, e.tgt, "totals", "player")
 
+	// Many clients share a few connections to the target.
+	backends := func() int {
+		return len(rowsText(t, e.tgt, `SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'`))
+	}
+	before := backends()
+	var streams []<-chan changeLine
+	for range 20 {
+		resp, lines := open("")
+		defer resp.Body.Close()
+		streams = append(streams, lines)
+	}
+	e.exec(`INSERT INTO scores VALUES (103, 'p8', 1)`)
+	e.check(totals, plain)
+	for _, lines := range streams {
+		if got := read(lines, 1); got[0].Op != "insert" {
+			t.Errorf("a client got %v", got)
+		}
+	}
+	if added := backends() - before; added >= 20 {
+		t.Errorf("20 more clients took %d more connections to the target", added)
+	}
+
 	// A view without history has no change stream.
 	resp, err := http.Get("http://" + addr + "/views/plain/changes")
 	if err != nil {

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 )
 
@@ -25,11 +27,113 @@ import (
 
 // A change stream looks for new changes when the writer's notification
 // for the view arrives, and every changesPoll in case one is missed (or
-// every changesPollAlone when notifications are off).
+// every changesPollAlone when notifications are off). The streams share a
+// few connections to the target (changesConns), held only while they read,
+// and one connection that listens for the notifications.
 const (
 	changesPoll      = time.Second
 	changesPollAlone = 100 * time.Millisecond
+	changesConns     = 8
 )
+
+// feeds is what the change streams share.
+type feeds struct {
+	ctx     context.Context // the server's
+	pool    *pgxpool.Pool
+	target  string
+	channel string
+	log     *zap.Logger
+
+	mu        sync.Mutex
+	listening bool
+	subs      map[string]map[chan struct{}]bool // per view
+}
+
+func newFeeds(ctx context.Context, target, channel string, log *zap.Logger) (*feeds, error) {
+	cfg, err := pgxpool.ParseConfig(target)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns = changesConns
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &feeds{ctx: ctx, pool: pool, target: target, channel: channel, log: log, subs: map[string]map[chan struct{}]bool{}}, nil
+}
+
+// subscribe returns a channel told whenever the writer notifies a change
+// of the view (nil when notifications are off), and the function that
+// ends the subscription.
+func (f *feeds) subscribe(view string) (<-chan struct{}, func()) {
+	if f.channel == "" {
+		return nil, func() {}
+	}
+	ch := make(chan struct{}, 1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.subs[view] == nil {
+		f.subs[view] = map[chan struct{}]bool{}
+	}
+	f.subs[view][ch] = true
+	if !f.listening {
+		f.listening = true
+		go f.listen()
+	}
+	return ch, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		delete(f.subs[view], ch)
+	}
+}
+
+// listen passes the writer's notifications on to the subscribers until
+// the server stops, reconnecting after a failure (the streams poll
+// meanwhile).
+func (f *feeds) listen() {
+	for f.ctx.Err() == nil {
+		err := f.listenOnce()
+		if f.ctx.Err() != nil {
+			return
+		}
+		f.log.Debug("change streams: listening for notifications failed; retrying", zap.Error(err))
+		select {
+		case <-f.ctx.Done():
+		case <-time.After(changesPoll):
+		}
+	}
+}
+
+func (f *feeds) listenOnce() error {
+	conn, err := pgx.Connect(f.ctx, f.target)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(f.ctx))
+	if _, err := conn.Exec(f.ctx, "LISTEN "+pgx.Identifier{f.channel}.Sanitize()); err != nil {
+		return err
+	}
+	for {
+		n, err := conn.WaitForNotification(f.ctx)
+		if err != nil {
+			return err
+		}
+		var payload struct {
+			View string `json:"view"`
+		}
+		if json.Unmarshal([]byte(n.Payload), &payload) != nil {
+			continue
+		}
+		f.mu.Lock()
+		for ch := range f.subs[payload.View] {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+		f.mu.Unlock()
+	}
+}
 
 // changeLine is one line of a change stream.
 type changeLine struct {
@@ -40,6 +144,7 @@ type changeLine struct {
 
 func (o *ops) changes(w http.ResponseWriter, r *http.Request, log *zap.Logger) {
 	ctx := r.Context()
+	f := o.feeds
 	name := r.PathValue("name")
 	q := r.URL.Query()
 	var from *pglogrepl.LSN
@@ -52,43 +157,40 @@ func (o *ops) changes(w http.ResponseWriter, r *http.Request, log *zap.Logger) {
 		from = &lsn
 	}
 	snapshot := q.Get("snapshot") == "true" || q.Get("snapshot") == "1"
-	conn, err := pgx.Connect(ctx, o.target)
-	if err != nil {
-		http.Error(w, "the target cannot be reached", http.StatusServiceUnavailable)
-		return
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
 	var table string
 	var hist *string
-	err = conn.QueryRow(ctx, `SELECT coalesce(target, ''), history FROM deltaview.maintained WHERE name = $1`, name).Scan(&table, &hist)
+	err := f.pool.QueryRow(ctx, `SELECT coalesce(target, ''), history FROM deltaview.maintained WHERE name = $1`, name).Scan(&table, &hist)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		http.Error(w, fmt.Sprintf("no view named %q", name), http.StatusNotFound)
 		return
 	case err != nil:
-		http.Error(w, "reading the catalog failed", http.StatusServiceUnavailable)
+		http.Error(w, "the target cannot be read", http.StatusServiceUnavailable)
 		return
 	case hist == nil:
 		http.Error(w, fmt.Sprintf("view %q keeps no history: declare it CREATE MATERIALIZED VIEW ... WITH (history = on) AS ... to stream its changes", name), http.StatusConflict)
 		return
 	}
+	// Subscribed before the first read: no notification falls in between.
+	wake, stop := f.subscribe(name)
+	defer stop()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	flush := func() {
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
 		}
 	}
 	flush()
 	var after int64 // the last history entry sent
 	switch {
 	case snapshot:
-		after, err = sendSnapshot(ctx, conn, name, table, *hist, enc)
+		after, err = sendSnapshot(ctx, f.pool, name, table, *hist, enc)
 	case from != nil:
-		err = conn.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM `+*hist+` WHERE lsn <= $1::text::pg_lsn`, from.String()).Scan(&after)
+		err = f.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM `+*hist+` WHERE lsn <= $1::text::pg_lsn`, from.String()).Scan(&after)
 	default:
-		err = conn.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM `+*hist).Scan(&after)
+		err = f.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM `+*hist).Scan(&after)
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -97,8 +199,6 @@ func (o *ops) changes(w http.ResponseWriter, r *http.Request, log *zap.Logger) {
 		return
 	}
 	flush()
-	wake, stop := o.notified(ctx, name)
-	defer stop()
 	every := changesPoll
 	if wake == nil {
 		every = changesPollAlone
@@ -106,7 +206,7 @@ func (o *ops) changes(w http.ResponseWriter, r *http.Request, log *zap.Logger) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		n, last, err := sendChanges(ctx, conn, *hist, after, enc)
+		n, last, err := sendChanges(ctx, f.pool, *hist, after, enc)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("change stream ended", zap.String("view", name), zap.Error(err))
@@ -127,56 +227,10 @@ func (o *ops) changes(w http.ResponseWriter, r *http.Request, log *zap.Logger) {
 	}
 }
 
-// notified returns a channel told whenever the writer notifies a change of
-// the view (nil when notifications are off or cannot be listened to), and
-// the function that stops listening.
-func (o *ops) notified(ctx context.Context, view string) (<-chan struct{}, func()) {
-	if o.notifyChannel == "" {
-		return nil, func() {}
-	}
-	lctx, cancel := context.WithCancel(ctx)
-	conn, err := pgx.Connect(lctx, o.target)
-	if err == nil {
-		_, err = conn.Exec(lctx, "LISTEN "+pgx.Identifier{o.notifyChannel}.Sanitize())
-		if err != nil {
-			conn.Close(context.WithoutCancel(ctx))
-		}
-	}
-	if err != nil {
-		cancel()
-		return nil, func() {}
-	}
-	wake := make(chan struct{}, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			n, err := conn.WaitForNotification(lctx)
-			if err != nil {
-				return
-			}
-			var payload struct {
-				View string `json:"view"`
-			}
-			if json.Unmarshal([]byte(n.Payload), &payload) == nil && payload.View == view {
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	return wake, func() {
-		cancel()
-		<-done
-		conn.Close(context.WithoutCancel(ctx))
-	}
-}
-
 // sendSnapshot sends the view's contents, at the position they reflect,
 // and returns the last history entry they include.
-func sendSnapshot(ctx context.Context, conn *pgx.Conn, name, table, hist string, enc *json.Encoder) (int64, error) {
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+func sendSnapshot(ctx context.Context, pool *pgxpool.Pool, name, table, hist string, enc *json.Encoder) (int64, error) {
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return 0, err
 	}
@@ -208,23 +262,30 @@ func sendSnapshot(ctx context.Context, conn *pgx.Conn, name, table, hist string,
 }
 
 // sendChanges sends the history entries after id after, a bounded number
-// at a time, and returns how many it sent and the last one's id.
-func sendChanges(ctx context.Context, conn *pgx.Conn, hist string, after int64, enc *json.Encoder) (int, int64, error) {
-	rows, err := conn.Query(ctx, `SELECT id, lsn::text, op, "row" FROM `+hist+` WHERE id > $1 ORDER BY id LIMIT 1000`, after)
+// at a time, and returns how many it sent and the last one's id. The
+// entries are read before any is sent: no connection waits on a client.
+func sendChanges(ctx context.Context, pool *pgxpool.Pool, hist string, after int64, enc *json.Encoder) (int, int64, error) {
+	rows, err := pool.Query(ctx, `SELECT id, lsn::text, op, "row" FROM `+hist+` WHERE id > $1 ORDER BY id LIMIT 1000`, after)
 	if err != nil {
 		return 0, after, err
 	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var l changeLine
-		if err := rows.Scan(&after, &l.LSN, &l.Op, &l.Row); err != nil {
-			return n, after, err
-		}
-		if err := enc.Encode(l); err != nil {
-			return n, after, err
-		}
-		n++
+	type entry struct {
+		id int64
+		changeLine
 	}
-	return n, after, rows.Err()
+	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (entry, error) {
+		var e entry
+		err := r.Scan(&e.id, &e.LSN, &e.Op, &e.Row)
+		return e, err
+	})
+	if err != nil {
+		return 0, after, err
+	}
+	for _, e := range entries {
+		if err := enc.Encode(e.changeLine); err != nil {
+			return 0, after, err
+		}
+		after = e.id
+	}
+	return len(entries), after, nil
 }

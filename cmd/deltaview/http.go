@@ -39,8 +39,9 @@ type ops struct {
 	lagged    atomic.Int64
 	readyLag  int64
 	// target is the database the change streams read; notifyChannel
-	// tells them when to look.
+	// tells them when to look; feeds is what they share.
 	target, notifyChannel string
+	feeds                 *feeds
 
 	mu      sync.Mutex
 	samples []lsnSample // source positions seen, oldest first
@@ -115,6 +116,12 @@ func (o *ops) committed(took time.Duration, transactions int, rows map[string][3
 
 // serve serves the endpoints on addr until ctx ends.
 func (o *ops) serve(ctx context.Context, addr string, log *zap.Logger) error {
+	f, err := newFeeds(ctx, o.target, o.notifyChannel, log)
+	if err != nil {
+		return err
+	}
+	defer f.pool.Close()
+	o.feeds = f
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -134,7 +141,8 @@ func (o *ops) serve(ctx context.Context, addr string, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// Requests end with the server: change streams would hold it open.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
