@@ -9,6 +9,7 @@ package integration
 import (
 	"bufio"
 	"debug/elf"
+	"encoding/json"
 	"maps"
 	"net"
 	"net/url"
@@ -99,6 +100,15 @@ func TestComposeFile(t *testing.T) {
 		}
 		if len(defs) == 0 {
 			t.Errorf("views %s (%s in the container): no view definitions", host, views)
+		}
+	})
+	t.Run("deltaview is healthy once ready, asking itself", func(t *testing.T) {
+		hc := dv.HealthCheck
+		if hc == nil || len(img.entrypoint) == 0 || len(hc.Test) < 3 || hc.Test[0] != "CMD" || hc.Test[1] != img.entrypoint[0] || hc.Test[2] != "probe" {
+			t.Fatalf("healthcheck = %+v, want [CMD %v probe]", hc, img.entrypoint)
+		}
+		if port := httpPort(t, dvEnv["DELTAVIEW_HTTP_ADDR"]); !slices.Contains(hc.Test, "--url") && port != 9187 {
+			t.Errorf("the probe asks port 9187, deltaview listens on %d", port)
 		}
 	})
 	t.Run("deltaview's metrics port is exposed and published", func(t *testing.T) {
@@ -223,9 +233,10 @@ func httpPort(t *testing.T, addr string) int {
 
 // image is what the Dockerfile's last stage declares.
 type image struct {
-	env    map[string]string
-	expose []string
-	user   string
+	env        map[string]string
+	expose     []string
+	user       string
+	entrypoint []string
 }
 
 // readDockerfile reads ENV, EXPOSE and USER of the Dockerfile's last stage:
@@ -272,6 +283,10 @@ func readDockerfile(t *testing.T) image {
 			}
 		case "USER":
 			img.user = words[1]
+		case "ENTRYPOINT":
+			if err := json.Unmarshal([]byte(strings.Join(words[1:], " ")), &img.entrypoint); err != nil {
+				t.Fatalf("Dockerfile: ENTRYPOINT %v: write it as a JSON array", words[1:])
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,6 +45,10 @@ func TestMetricsAndProbes(t *testing.T) {
 	}
 	status("/healthz", 200)
 	status("/readyz", 200)
+	// The container healthcheck asks the same.
+	if out, code := deltaview(t, nil, "probe", "--url", "http://"+addr+"/readyz"); code != 0 || !strings.Contains(out, "ready") {
+		t.Errorf("probe: exit %d\n%s", code, out)
+	}
 	e.check(totals)
 	e.exec(`INSERT INTO scores VALUES (5, 1), (5, 2); UPDATE scores SET score = score + 1 WHERE player = 1`)
 	e.check(totals)

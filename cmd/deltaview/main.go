@@ -26,6 +26,7 @@ Usage:
   deltaview status   --target URL [--source URL]                 each view's status, lag, rows and last error
   deltaview verify   --target URL [--view NAME] [--repair]       compare the tables with their queries at one source position
   deltaview teardown --source URL [--target URL] [--drop-tables] remove the slot, publication and catalog
+  deltaview probe    [--url URL]                                 exit 0 when a running deltaview is ready (a healthcheck)
   deltaview demo                                                 a live leaderboard on a throwaway PostgreSQL
 
 Every flag can also be set by an environment variable: --notify-channel is
@@ -57,6 +58,8 @@ func main() {
 		err = verifyCommand(ctx, args)
 	case "status":
 		err = statusCommand(ctx, args)
+	case "probe":
+		err = probeCommand(ctx, args)
 	case "demo":
 		err = demoCommand(ctx, args)
 	case "help", "-h", "--help":
