@@ -24,7 +24,7 @@ func TestMetricsAndProbes(t *testing.T) {
 	e.exec(lifecycleSchema)
 	addr := freeAddr(t)
 	totals := plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`)
-	e.start([]view{totals}, "--http-addr", addr)
+	e.start([]view{totals}, "--http-addr", addr, "--changes-token", "s3cret-token", "--changes-allow-origin", "https://app.example.com")
 
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
@@ -94,6 +94,39 @@ func TestMetricsAndProbes(t *testing.T) {
 	e.tgt = e.src
 	e.exec(`INSERT INTO scores VALUES (6, 6)`)
 	e.check(totals)
+
+	// Change streams want the token, and a page of the allowed origin may
+	// read them.
+	ask := func(method, auth string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+addr+"/views/totals/changes", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, c := range []struct {
+		method, auth string
+		want         int
+	}{
+		{"GET", "", http.StatusUnauthorized},
+		{"GET", "Bearer wrong", http.StatusUnauthorized},
+		{"GET", "Bearer s3cret-token", http.StatusConflict}, // past the check: totals keeps no history
+		{"OPTIONS", "", http.StatusNoContent},
+	} {
+		resp := ask(c.method, c.auth)
+		if resp.StatusCode != c.want || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+			t.Errorf("%s with %q: %d, origin %q; want %d", c.method, c.auth, resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"), c.want)
+		}
+	}
+	if strings.Contains(e.sidecar.logs(), "s3cret-token") {
+		t.Error("the token was logged")
+	}
 }
 
 // freeAddr is a loopback address with a port free for a server.

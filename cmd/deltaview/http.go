@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +44,9 @@ type ops struct {
 	// tells them when to look; feeds is what they share.
 	target, notifyChannel string
 	feeds                 *feeds
+	// changesToken, if set, is the bearer token change streams require;
+	// changesOrigin the web origin allowed to read them.
+	changesToken, changesOrigin string
 
 	mu      sync.Mutex
 	samples []lsnSample // source positions seen, oldest first
@@ -135,8 +140,27 @@ func (o *ops) serve(ctx context.Context, addr string, log *zap.Logger) error {
 		w.Write([]byte("ready\n"))
 	})
 	mux.HandleFunc("GET /views/{name}/changes", func(w http.ResponseWriter, r *http.Request) {
+		if o.changesOrigin != "" {
+			w.Header().Set("Access-Control-Allow-Origin", o.changesOrigin)
+			w.Header().Set("Vary", "Origin")
+		}
+		if !o.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="deltaview"`)
+			http.Error(w, "change streams need Authorization: Bearer <token> (--changes-token)", http.StatusUnauthorized)
+			return
+		}
 		o.changes(w, r, log)
 	})
+	if o.changesOrigin != "" {
+		// A browser asks first whether it may send the Authorization header.
+		mux.HandleFunc("OPTIONS /views/{name}/changes", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Access-Control-Allow-Origin", o.changesOrigin)
+			w.Header().Set("Access-Control-Allow-Methods", "GET")
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization")
+			w.Header().Set("Vary", "Origin")
+			w.WriteHeader(http.StatusNoContent)
+		})
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -274,4 +298,15 @@ func (o *ops) measure(ctx context.Context, src, tgt *pgx.Conn, slot string) erro
 	}
 	o.lagged.Store(worst)
 	return nil
+}
+
+// authorized tells whether a change stream request carries the token, when
+// one is required; the comparison takes the same time however much of it
+// matches.
+func (o *ops) authorized(r *http.Request) bool {
+	if o.changesToken == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(o.changesToken)) == 1
 }

@@ -34,6 +34,8 @@ type runConfig struct {
 	VerifyEvery           time.Duration
 	ViewsCheck            time.Duration
 	HTTPAddr              string
+	ChangesToken          string
+	ChangesOrigin         string
 	ProgressEvery         time.Duration
 	ReadyMaxLag           int64 // MB
 }
@@ -52,6 +54,8 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.SchemaCheck, "schema-check-interval", 10*time.Second, "how often to look for source tables dropped, renamed or with changed columns, which no change announces (0: never)")
 	fs.DurationVar(&c.ProgressEvery, "progress-interval", 5*time.Second, "how often a long snapshot copy logs how many rows it loaded")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "serve /metrics, /healthz and /readyz on this address, e.g. :9187 (empty: none)")
+	fs.StringVar(&c.ChangesToken, "changes-token", "", "require Authorization: Bearer TOKEN on the change streams (/views/...); metrics and probes stay open")
+	fs.StringVar(&c.ChangesOrigin, "changes-allow-origin", "", "let web pages from this origin (e.g. https://app.example.com, or *) read the change streams")
 	fs.Int64Var(&c.ReadyMaxLag, "ready-max-lag-mb", 16, "/readyz answers ready only while every running view is at most this many MB of source WAL behind")
 	fs.DurationVar(&c.ViewsCheck, "views-check-interval", 2*time.Second, "how often to look for added, changed or removed view definitions, which are applied without restarting (0: only at start)")
 	fs.DurationVar(&c.VerifyEvery, "verify-every", 0, "compare every view's table with its query at a consistent point this often, and report drift (0: never)")
@@ -111,6 +115,7 @@ func run(ctx context.Context, c runConfig, log *zap.Logger) error {
 	if c.HTTPAddr != "" {
 		o = newOps(c.ReadyMaxLag << 20)
 		o.target, o.notifyChannel = c.Target, c.NotifyChannel
+		o.changesToken, o.changesOrigin = c.ChangesToken, c.ChangesOrigin
 		wcfg.Committed = o.committed
 		go func() {
 			if err := o.serve(ctx, c.HTTPAddr, log); err != nil {
