@@ -299,18 +299,9 @@ func (w *Writer) Open(ctx context.Context) error {
 		}
 	}
 	for _, st := range w.order {
-		if st.keptErr == nil {
-			continue
-		}
-		for _, v := range st.views {
-			if v.failed {
-				continue
-			}
-			v.failed = true
-			if !v.internal {
-				if err := SetFailed(ctx, conn, v.Plan.View.Name, st.keptErr); err != nil {
-					return err
-				}
+		if st.keptErr != nil {
+			if err := w.failAtOpen(ctx, st.views, st.keptErr); err != nil {
+				return err
 			}
 		}
 	}
@@ -326,16 +317,28 @@ func (w *Writer) Open(ctx context.Context) error {
 			if v.internal {
 				failing = v.stage.views
 			}
-			for _, f := range failing {
-				f.failed = true
-				if f.internal {
-					continue
-				}
-				w.log.Error("view failed", zap.String("view", f.Plan.View.Name), zap.Error(err))
-				if err := SetFailed(ctx, conn, f.Plan.View.Name, err); err != nil {
-					return err
-				}
+			if err := w.failAtOpen(ctx, failing, err); err != nil {
+				return err
 			}
+		}
+	}
+	return nil
+}
+
+// failAtOpen stops maintaining views as the writer opens, before any
+// batch: unlike fail, outside a transaction.
+func (w *Writer) failAtOpen(ctx context.Context, views []*View, cause error) error {
+	for _, v := range views {
+		if v.failed {
+			continue
+		}
+		v.failed = true
+		if v.internal {
+			continue
+		}
+		w.log.Error("view failed", zap.String("view", v.Plan.View.Name), zap.Error(cause))
+		if err := SetFailed(ctx, w.conn, v.Plan.View.Name, cause); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -946,7 +949,7 @@ func (w *Writer) commit(ctx context.Context) error {
 	}
 	b := &pgx.Batch{}
 	if pos > w.Applied() {
-		b.Queue("UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = now(), error = NULL, error_since = NULL WHERE slot = $2", pos.String(), w.cfg.Slot)
+		b.Queue(recordPosition, pos.String(), w.cfg.Slot)
 	}
 	for _, v := range w.views {
 		if v.counts == [3]int64{} || v.internal {
@@ -983,6 +986,10 @@ func (w *Writer) commit(ctx context.Context) error {
 	return nil
 }
 
+// recordPosition records the stream's applied position ($1, text) for
+// slot $2; a recorded position ends an outage.
+const recordPosition = "UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = now(), error = NULL, error_since = NULL WHERE slot = $2"
+
 // recordIdle records a delivered position while no batch is open, at most
 // once per ProgressInterval unless forced.
 func (w *Writer) recordIdle(ctx context.Context, force bool) error {
@@ -992,7 +999,7 @@ func (w *Writer) recordIdle(ctx context.Context, force bool) error {
 	if !force && time.Since(w.recorded) < w.cfg.ProgressInterval {
 		return nil
 	}
-	if _, err := w.conn.Exec(ctx, "UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = now(), error = NULL, error_since = NULL WHERE slot = $2", w.idle.String(), w.cfg.Slot); err != nil {
+	if _, err := w.conn.Exec(ctx, recordPosition, w.idle.String(), w.cfg.Slot); err != nil {
 		return fmt.Errorf("record position: %w", err)
 	}
 	w.applied.Store(uint64(w.idle))
