@@ -173,3 +173,13 @@ func ConsistentPoint(ctx context.Context, sourceURL, name string) (*Snapshot, er
 	}
 	return snap, nil
 }
+
+// CurrentLSN reads the source's WAL write position: every transaction
+// committed so far ends at or before it.
+func CurrentLSN(ctx context.Context, conn *pgx.Conn) (change.LSN, error) {
+	var s string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
+		return 0, fmt.Errorf("source position: %w", err)
+	}
+	return pglogrepl.ParseLSN(s)
+}

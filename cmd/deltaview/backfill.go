@@ -7,7 +7,6 @@ import (
 
 	"github.com/deltaview/deltaview/decoder"
 	"github.com/deltaview/deltaview/writer"
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 )
 
@@ -40,7 +39,6 @@ func backfill(ctx context.Context, w *writer.Writer, c runConfig, st *startup, l
 		return fmt.Errorf("build %v: %w", st.backfill, err)
 	}
 	log.Info("views built while streaming", zap.Strings("views", st.backfill), zap.Stringer("at", p.at), zap.Duration("took", time.Since(start)))
-	st.backfill = nil
 	return nil
 }
 
@@ -80,9 +78,9 @@ func buildBeside(ctx context.Context, w *writer.Writer, c runConfig, settings ma
 
 // ensurePublication publishes the tables on the source.
 func ensurePublication(ctx context.Context, c runConfig, tables []decoder.TableName) error {
-	src, err := pgx.Connect(ctx, c.Source)
+	src, err := connect(ctx, "source", c.Source)
 	if err != nil {
-		return fmt.Errorf("connect to source: %w", err)
+		return err
 	}
 	defer src.Close(context.WithoutCancel(ctx))
 	return decoder.EnsurePublication(ctx, src, c.Publication, tables)

@@ -36,9 +36,9 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 	var conn *pgx.Conn
 	if source != "" {
 		var err error
-		conn, err = pgx.Connect(ctx, source)
+		conn, err = connect(ctx, "source", source)
 		if err != nil {
-			return fmt.Errorf("connect to source %s: %w", decoder.RedactURL(source), err)
+			return err
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
 		cat = &planner.SourceCatalog{Conn: conn}

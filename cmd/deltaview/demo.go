@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deltaview/deltaview/decoder"
 	"github.com/deltaview/deltaview/internal/pgcluster"
 	"github.com/deltaview/deltaview/sql"
 	"github.com/jackc/pgx/v5"
@@ -137,8 +138,8 @@ func demo(ctx context.Context, out io.Writer, pause time.Duration) error {
 
 // waitCaughtUp waits until the views reflect everything committed so far.
 func waitCaughtUp(ctx context.Context, conn *pgx.Conn, done <-chan struct{}, stopped func() error) error {
-	var lsn string
-	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+	lsn, err := decoder.CurrentLSN(ctx, conn)
+	if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -151,7 +152,7 @@ func waitCaughtUp(ctx context.Context, conn *pgx.Conn, done <-chan struct{}, sto
 		case <-time.After(20 * time.Millisecond):
 		}
 		var ok bool
-		err := conn.QueryRow(ctx, `SELECT coalesce(bool_and(status = 'running' AND applied_lsn >= $1::pg_lsn), false) FROM deltaview.views`, lsn).Scan(&ok)
+		err := conn.QueryRow(ctx, `SELECT coalesce(bool_and(status = 'running' AND applied_lsn >= $1::text::pg_lsn), false) FROM deltaview.views`, lsn.String()).Scan(&ok)
 		if err == nil && ok {
 			return nil
 		}

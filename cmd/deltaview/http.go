@@ -235,11 +235,7 @@ func (o *ops) watchLag(ctx context.Context, c runConfig, interval time.Duration)
 }
 
 func (o *ops) measure(ctx context.Context, src, tgt *pgx.Conn, slot string) error {
-	var cur string
-	if err := src.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&cur); err != nil {
-		return err
-	}
-	now, err := pglogrepl.ParseLSN(cur)
+	now, err := decoder.CurrentLSN(ctx, src)
 	if err != nil {
 		return err
 	}

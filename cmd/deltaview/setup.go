@@ -25,7 +25,8 @@ type startup struct {
 	// session that evaluates view expressions.
 	settings map[string]string
 	// backfill names the views to build at a consistent point while the
-	// stream runs; empty once built.
+	// stream runs (every start plans anew, so a build cut short is done
+	// again).
 	backfill []string
 	// sum is the checksum of the definitions the views were planned from.
 	sum string
@@ -33,9 +34,9 @@ type startup struct {
 
 // position reads where the stream resumes: the target is the truth.
 func (s *startup) position(ctx context.Context, target string) (change.LSN, error) {
-	conn, err := pgx.Connect(ctx, target)
+	conn, err := connect(ctx, "target", target)
 	if err != nil {
-		return 0, fmt.Errorf("connect to target: %w", err)
+		return 0, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	lsn, ok, err := writer.Stream(ctx, conn, s.slot)
@@ -102,9 +103,9 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 	if err := migrate(ctx, c.Target); err != nil {
 		return nil, err
 	}
-	src, err := pgx.Connect(ctx, c.Source)
+	src, err := connect(ctx, "source", c.Source)
 	if err != nil {
-		return nil, fmt.Errorf("connect to source %s: %w", decoder.RedactURL(c.Source), err)
+		return nil, err
 	}
 	defer src.Close(context.WithoutCancel(ctx))
 	settings, err := writer.ReadSettings(ctx, src)
@@ -304,9 +305,9 @@ func snapshot(ctx context.Context, c runConfig, dcfg decoder.Config, src, tgt *p
 	}
 	defer snap.Close(context.WithoutCancel(ctx))
 	log.Info("slot created; loading views", zap.String("slot", c.Slot), zap.Stringer("consistent_point", snap.ConsistentPoint))
-	reader, err := pgx.Connect(ctx, c.Source)
+	reader, err := connect(ctx, "source", c.Source)
 	if err != nil {
-		return fmt.Errorf("connect to source: %w", err)
+		return err
 	}
 	defer reader.Close(context.WithoutCancel(ctx))
 	if _, err := reader.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {

@@ -27,24 +27,24 @@ func statusCommand(ctx context.Context, args []string) error {
 	if *target == "" {
 		return errors.New("status needs --target (or DELTAVIEW_TARGET): the database holding deltaview's catalog")
 	}
-	tgt, err := pgx.Connect(ctx, *target)
+	tgt, err := connect(ctx, "target", *target)
 	if err != nil {
-		return fmt.Errorf("connect to target %s: %w", decoder.RedactURL(*target), err)
+		return err
 	}
 	defer tgt.Close(context.WithoutCancel(ctx))
 	var current *string
 	if *source != "" {
-		src, err := pgx.Connect(ctx, *source)
+		src, err := connect(ctx, "source", *source)
 		if err != nil {
-			return fmt.Errorf("connect to source %s: %w", decoder.RedactURL(*source), err)
+			return err
 		}
-		var lsn string
-		err = src.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn)
+		lsn, err := decoder.CurrentLSN(ctx, src)
 		src.Close(context.WithoutCancel(ctx))
 		if err != nil {
-			return fmt.Errorf("source position: %w", err)
+			return err
 		}
-		current = &lsn
+		s := lsn.String()
+		current = &s
 	}
 	failed, err := printStatus(ctx, os.Stdout, tgt, current)
 	if err != nil {

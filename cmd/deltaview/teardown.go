@@ -9,7 +9,6 @@ import (
 
 	"github.com/deltaview/deltaview/decoder"
 	"github.com/deltaview/deltaview/writer"
-	"github.com/jackc/pgx/v5"
 )
 
 func teardownCommand(ctx context.Context, args []string) error {
@@ -35,9 +34,9 @@ func teardownCommand(ctx context.Context, args []string) error {
 // WAL on the source forever), the publication and the catalog, and with
 // dropTables the views' result tables.
 func teardown(ctx context.Context, source, target, slot, pub string, dropTables bool, say func(string)) error {
-	src, err := pgx.Connect(ctx, source)
+	src, err := connect(ctx, "source", source)
 	if err != nil {
-		return fmt.Errorf("connect to source %s: %w", decoder.RedactURL(source), err)
+		return err
 	}
 	defer src.Close(context.WithoutCancel(ctx))
 	if err := decoder.DropSlot(ctx, src, slot); err != nil {
@@ -48,9 +47,9 @@ func teardown(ctx context.Context, source, target, slot, pub string, dropTables 
 		return err
 	}
 	say("dropped publication " + pub + " (if it existed)")
-	tgt, err := pgx.Connect(ctx, target)
+	tgt, err := connect(ctx, "target", target)
 	if err != nil {
-		return fmt.Errorf("connect to target %s: %w", decoder.RedactURL(target), err)
+		return err
 	}
 	defer tgt.Close(context.WithoutCancel(ctx))
 	var hasCatalog bool

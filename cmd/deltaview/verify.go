@@ -14,7 +14,6 @@ import (
 	"github.com/deltaview/deltaview/decoder"
 	"github.com/deltaview/deltaview/planner"
 	"github.com/deltaview/deltaview/writer"
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 )
@@ -56,20 +55,16 @@ func consistentPoint(ctx context.Context, w *writer.Writer, c runConfig, setting
 		release()
 		return nil, e
 	}
-	src, err := pgx.Connect(ctx, c.Source)
+	src, err := connect(ctx, "source", c.Source)
 	if err != nil {
-		return fail(fmt.Errorf("connect to source: %w", err))
+		return fail(err)
 	}
 	closers = append(closers, func() { src.Close(context.WithoutCancel(ctx)) })
-	var from string
-	if err := src.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&from); err != nil {
-		return fail(err)
-	}
-	fromLSN, err := pglogrepl.ParseLSN(from)
+	from, err := decoder.CurrentLSN(ctx, src)
 	if err != nil {
 		return fail(err)
 	}
-	b.From(fromLSN)
+	b.From(from)
 	snap, err := decoder.ConsistentPoint(ctx, c.Source, fmt.Sprintf("%s_verify_%d", c.Slot, os.Getpid()))
 	if err != nil {
 		return fail(err)
@@ -283,9 +278,9 @@ func verifyCommand(ctx context.Context, args []string) error {
 	if *target == "" {
 		return errors.New("verify needs --target (or DELTAVIEW_TARGET): the database holding deltaview's catalog")
 	}
-	conn, err := pgx.Connect(ctx, *target)
+	conn, err := connect(ctx, "target", *target)
 	if err != nil {
-		return fmt.Errorf("connect to target %s: %w", decoder.RedactURL(*target), err)
+		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var only any
