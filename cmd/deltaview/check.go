@@ -11,6 +11,7 @@ import (
 
 	"github.com/deltaview/deltaview/decoder"
 	"github.com/deltaview/deltaview/planner"
+	"github.com/deltaview/deltaview/sidecar"
 	"github.com/deltaview/deltaview/writer"
 	"github.com/jackc/pgx/v5"
 )
@@ -36,7 +37,7 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 	var conn *pgx.Conn
 	if source != "" {
 		var err error
-		conn, err = connect(ctx, "source", source)
+		conn, err = sidecar.Connect(ctx, "source", source)
 		if err != nil {
 			return err
 		}
@@ -68,7 +69,7 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := preflightTables(ctx, conn, p, checkedTables); err != nil {
+		if err := sidecar.PreflightTables(ctx, conn, p, checkedTables); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/deltaview/deltaview/decoder"
 	"github.com/deltaview/deltaview/internal/pgcluster"
+	"github.com/deltaview/deltaview/sidecar"
 	"github.com/deltaview/deltaview/sql"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -66,7 +67,7 @@ func demo(ctx context.Context, out io.Writer, pause time.Duration) error {
 	var runErr error
 	go func() {
 		defer close(done)
-		runErr = run(runCtx, runConfig{Source: url, Target: url, Views: viewsFile, Slot: "deltaview", Publication: "deltaview",
+		runErr = sidecar.Run(runCtx, sidecar.Config{Source: url, Target: url, Views: viewsFile, Slot: "deltaview", Publication: "deltaview",
 			NotifyChannel: "deltaview", Heartbeat: 200 * time.Millisecond, BatchChanges: 100_000, BatchDelay: 250 * time.Millisecond, BatchLinger: 20 * time.Millisecond}, zap.NewNop())
 	}()
 	stopped := func() error {

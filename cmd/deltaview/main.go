@@ -12,8 +12,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/deltaview/deltaview/decoder"
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/term"
@@ -131,14 +129,4 @@ func newLogger(level string) (*zap.Logger, error) {
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	cfg.DisableCaller = true
 	return cfg.Build()
-}
-
-// connect opens a connection to the source or the target (what), with an
-// error that names it and its URL without the password.
-func connect(ctx context.Context, what, url string) (*pgx.Conn, error) {
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s %s: %w", what, decoder.RedactURL(url), err)
-	}
-	return conn, nil
 }

@@ -8,13 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deltaview/deltaview/sidecar"
 )
 
 func TestFlagsFallBackToEnvironment(t *testing.T) {
 	t.Setenv("DELTAVIEW_SOURCE", "postgres://from-env")
 	t.Setenv("DELTAVIEW_NOTIFY_CHANNEL", "env_channel")
 	t.Setenv("DELTAVIEW_SLOT", "env_slot")
-	var c runConfig
+	var c sidecar.Config
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	runFlags(fs, &c)
 	if err := parseFlags(fs, []string{"--slot", "flag_slot"}); err != nil {
@@ -30,7 +32,7 @@ func TestFlagsFallBackToEnvironment(t *testing.T) {
 
 func TestBadEnvironmentValueIsNamed(t *testing.T) {
 	t.Setenv("DELTAVIEW_BATCH_CHANGES", "many")
-	var c runConfig
+	var c sidecar.Config
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	runFlags(fs, &c)
 	err := parseFlags(fs, nil)

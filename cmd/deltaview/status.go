@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/deltaview/deltaview/decoder"
+	"github.com/deltaview/deltaview/sidecar"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -27,14 +28,14 @@ func statusCommand(ctx context.Context, args []string) error {
 	if *target == "" {
 		return errors.New("status needs --target (or DELTAVIEW_TARGET): the database holding deltaview's catalog")
 	}
-	tgt, err := connect(ctx, "target", *target)
+	tgt, err := sidecar.Connect(ctx, "target", *target)
 	if err != nil {
 		return err
 	}
 	defer tgt.Close(context.WithoutCancel(ctx))
 	var current *string
 	if *source != "" {
-		src, err := connect(ctx, "source", *source)
+		src, err := sidecar.Connect(ctx, "source", *source)
 		if err != nil {
 			return err
 		}

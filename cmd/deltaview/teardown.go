@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/deltaview/deltaview/decoder"
+	"github.com/deltaview/deltaview/sidecar"
 	"github.com/deltaview/deltaview/writer"
 )
 
@@ -34,7 +35,7 @@ func teardownCommand(ctx context.Context, args []string) error {
 // WAL on the source forever), the publication and the catalog, and with
 // dropTables the views' result tables.
 func teardown(ctx context.Context, source, target, slot, pub string, dropTables bool, say func(string)) error {
-	src, err := connect(ctx, "source", source)
+	src, err := sidecar.Connect(ctx, "source", source)
 	if err != nil {
 		return err
 	}
@@ -47,7 +48,7 @@ func teardown(ctx context.Context, source, target, slot, pub string, dropTables 
 		return err
 	}
 	say("dropped publication " + pub + " (if it existed)")
-	tgt, err := connect(ctx, "target", target)
+	tgt, err := sidecar.Connect(ctx, "target", target)
 	if err != nil {
 		return err
 	}

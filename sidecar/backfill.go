@@ -1,4 +1,4 @@
-package main
+package sidecar
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 // from the source as of that point, and the writer applies what it
 // collected to them and maintains them from then on. Nothing of the other
 // views is rebuilt, and they do not wait for the build.
-func backfill(ctx context.Context, w *writer.Writer, c runConfig, st *startup, log *zap.Logger) error {
+func backfill(ctx context.Context, w *writer.Writer, c Config, st *startup, log *zap.Logger) error {
 	start := time.Now()
 	if err := ensurePublication(ctx, c, st.sourceTables()); err != nil {
 		return err
@@ -45,7 +45,7 @@ func backfill(ctx context.Context, w *writer.Writer, c runConfig, st *startup, l
 // buildBeside builds the point's views, whose changes the writer collects
 // from the point on, on a connection of their own, and has the writer
 // apply what it collected and maintain them from then on.
-func buildBeside(ctx context.Context, w *writer.Writer, c runConfig, settings map[string]string, p *point, log *zap.Logger) error {
+func buildBeside(ctx context.Context, w *writer.Writer, c Config, settings map[string]string, p *point, log *zap.Logger) error {
 	tgt, err := writer.Connect(ctx, c.Target, settings)
 	if err != nil {
 		return fmt.Errorf("connect to target: %w", err)
@@ -77,8 +77,8 @@ func buildBeside(ctx context.Context, w *writer.Writer, c runConfig, settings ma
 }
 
 // ensurePublication publishes the tables on the source.
-func ensurePublication(ctx context.Context, c runConfig, tables []decoder.TableName) error {
-	src, err := connect(ctx, "source", c.Source)
+func ensurePublication(ctx context.Context, c Config, tables []decoder.TableName) error {
+	src, err := Connect(ctx, "source", c.Source)
 	if err != nil {
 		return err
 	}

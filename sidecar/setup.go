@@ -1,4 +1,4 @@
-package main
+package sidecar
 
 import (
 	"context"
@@ -34,7 +34,7 @@ type startup struct {
 
 // position reads where the stream resumes: the target is the truth.
 func (s *startup) position(ctx context.Context, target string) (change.LSN, error) {
-	conn, err := connect(ctx, "target", target)
+	conn, err := Connect(ctx, "target", target)
 	if err != nil {
 		return 0, err
 	}
@@ -88,7 +88,7 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 // prepare loads and plans the views, checks and sets up the source, and
 // either resumes the recorded stream or builds every view from a fresh
 // snapshot consistent with a new slot.
-func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Logger) (*startup, error) {
+func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger) (*startup, error) {
 	sum := definitionsSum(c.Views)
 	defs, loadErrs := planner.Load(c.Views)
 	for _, e := range loadErrs {
@@ -103,7 +103,7 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 	if err := migrate(ctx, c.Target); err != nil {
 		return nil, err
 	}
-	src, err := connect(ctx, "source", c.Source)
+	src, err := Connect(ctx, "source", c.Source)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 		vp := &viewPlan{def: d}
 		vp.plan, vp.err = planner.BuildAmong(ctx, d, cat, index)
 		if vp.err == nil {
-			vp.err = preflightTables(ctx, src, vp.plan, tableOK)
+			vp.err = PreflightTables(ctx, src, vp.plan, tableOK)
 			if vp.err != nil {
 				vp.plan = nil
 			}
@@ -292,7 +292,7 @@ func prepare(ctx context.Context, c runConfig, dcfg decoder.Config, log *zap.Log
 
 // snapshot creates a fresh slot and builds every view as of its exported
 // snapshot.
-func snapshot(ctx context.Context, c runConfig, dcfg decoder.Config, src, tgt *pgx.Conn, st *startup, log *zap.Logger) error {
+func snapshot(ctx context.Context, c Config, dcfg decoder.Config, src, tgt *pgx.Conn, st *startup, log *zap.Logger) error {
 	if err := decoder.DropSlot(ctx, src, c.Slot); err != nil {
 		return err
 	}
@@ -305,7 +305,7 @@ func snapshot(ctx context.Context, c runConfig, dcfg decoder.Config, src, tgt *p
 	}
 	defer snap.Close(context.WithoutCancel(ctx))
 	log.Info("slot created; loading views", zap.String("slot", c.Slot), zap.Stringer("consistent_point", snap.ConsistentPoint))
-	reader, err := connect(ctx, "source", c.Source)
+	reader, err := Connect(ctx, "source", c.Source)
 	if err != nil {
 		return err
 	}
@@ -351,9 +351,9 @@ func (s *startup) sourceTables() []decoder.TableName {
 	return tables
 }
 
-// preflightTables checks each table a view reads (once per table, results
+// PreflightTables checks each table a view reads (once per table, results
 // kept in checked): a table's problems fail only the views that read it.
-func preflightTables(ctx context.Context, src *pgx.Conn, p *planner.Plan, checked map[planner.Table]error) error {
+func PreflightTables(ctx context.Context, src *pgx.Conn, p *planner.Plan, checked map[planner.Table]error) error {
 	for _, s := range p.Sources {
 		t := s.Table
 		if _, done := checked[t]; !done {

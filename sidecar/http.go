@@ -1,4 +1,4 @@
-package main
+package sidecar
 
 import (
 	"context"
@@ -196,7 +196,7 @@ func (o *ops) notReady() string {
 
 // watchLag measures, every interval until ctx ends, each view's lag behind
 // the source and the slot's retained WAL.
-func (o *ops) watchLag(ctx context.Context, c runConfig, interval time.Duration) {
+func (o *ops) watchLag(ctx context.Context, c Config, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var src, tgt *pgx.Conn
