@@ -104,7 +104,23 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			}
 		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	// Connection strings are checked here, once, so that no later parse of
+	// one can fail with an error that quotes it.
+	for _, name := range []string{"source", "target"} {
+		if f := fs.Lookup(name); f != nil && f.Value.String() != "" {
+			if _, e := decoder.ParseConn(f.Value.String()); e != nil {
+				from := "--" + name
+				if !given[name] {
+					from = envName(name)
+				}
+				return fmt.Errorf("%s: %w", from, e)
+			}
+		}
+	}
+	return nil
 }
 
 func envName(flagName string) string {
@@ -134,11 +150,15 @@ func newLogger(level string) (*zap.Logger, error) {
 }
 
 // connect opens a connection to the source or the target (what), with an
-// error that names it and its URL without the password.
+// error that names it by host, port, database and user only.
 func connect(ctx context.Context, what, url string) (*pgx.Conn, error) {
-	conn, err := pgx.Connect(ctx, url)
+	cfg, err := decoder.ParseConn(url)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s %s: %w", what, decoder.RedactURL(url), err)
+		return nil, fmt.Errorf("connect to %s: %w", what, err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s %s: %w", what, decoder.DescribeConn(url), err)
 	}
 	return conn, nil
 }
