@@ -104,8 +104,9 @@ func leaks(text string) []string {
 // whatever characters it has: not in `run` (starting, failing to start,
 // an outage recorded in the catalog, /metrics), `check --source`,
 // `status`, `verify` or `teardown`, given as URLs, key=value strings,
-// environment variables or PGPASSWORD, right or wrong, well-formed or not.
-// The servers ask for the password over TCP (SCRAM), so it is really used.
+// environment variables, PGPASSWORD or PGPASSFILE, right or wrong,
+// well-formed or not. The servers ask for the password over TCP (SCRAM),
+// so it is really used.
 func TestPasswordsNeverLeak(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -140,6 +141,13 @@ func TestPasswordsNeverLeak(t *testing.T) {
 	command("check with DELTAVIEW_SOURCE", []string{"DELTAVIEW_SOURCE=" + srcURL}, true, "totals", "check", "--views", views)
 	command("check with PGPASSWORD", []string{"PGPASSWORD=" + secretPassword}, true, "totals",
 		"check", "--views", views, "--source", "postgres://"+secretUser+"@127.0.0.1:"+strconv.Itoa(src.Port)+"/"+srcDB+"?sslmode=disable")
+	passfile := filepath.Join(t.TempDir(), "pgpass")
+	line := "127.0.0.1:" + strconv.Itoa(src.Port) + ":*:" + secretUser + ":" + strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(secretPassword) + "\n"
+	if err := os.WriteFile(passfile, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	command("check with PGPASSFILE", []string{"PGPASSFILE=" + passfile}, true, "totals",
+		"check", "--views", views, "--source", "host=127.0.0.1 port="+strconv.Itoa(src.Port)+" dbname="+srcDB+" user="+secretUser+" sslmode=disable")
 	command("check with a wrong password", nil, false, "connect to source "+described(src, srcDB)+": ",
 		"check", "--views", views, "--source", passwordURL(src, srcDB, wrongPassword))
 	command("check with a wrong key=value password", nil, false, "password authentication failed",
