@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // A connection string is a secret: it may carry a password anywhere (the
@@ -46,10 +47,13 @@ func ParseConn(connString string) (*pgx.ConnConfig, error) {
 	if url && atAfterUserInfo(connString) {
 		return nil, &ConnStringError{Reason: "has an '@' after the user name and password of the URL: percent-encode the characters / @ : ? # % and spaces in the user name and password (%2F %40 %3A %3F %23 %25 %20), or pass the password separately (PGPASSWORD, PGPASSFILE)"}
 	}
-	cfg, err := pgx.ParseConfig(connString)
+	// pgxpool's parse is pgx's and also checks the pool_ settings, so
+	// that the change streams' pool cannot fail on them later.
+	pool, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		return nil, parseError(err)
 	}
+	cfg := pool.ConnConfig
 	for name := range cfg.RuntimeParams {
 		if !parameterName(name) {
 			return nil, &ConnStringError{Reason: "has a setting whose name is not a valid parameter name: in key=value form, put values that contain spaces or quotes in single quotes"}
@@ -169,6 +173,8 @@ var parseErrors = []struct{ fragment, reason string }{
 	{": cannot parse statement_cache_capacity", "has an invalid statement_cache_capacity"},
 	{": cannot parse description_cache_capacity", "has an invalid description_cache_capacity"},
 	{": invalid default_query_exec_mode", "has an invalid default_query_exec_mode"},
+	{": pool_max_conns too small", "has a pool_max_conns below 1"},
+	{": cannot parse pool_", "has an invalid pool_ setting (pool_max_conns, pool_min_conns, pool_max_conn_lifetime, ...)"},
 }
 
 // parseError replaces an error of pgx.ParseConfig by one that quotes none

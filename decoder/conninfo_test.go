@@ -67,6 +67,8 @@ var connStringCases = []struct {
 		"", "has TLS settings that cannot be used"},
 	{"invalid pgx setting", "postgres://deltaview:s3cret@db.example/app?statement_cache_capacity=x", "s3cret",
 		"", "has an invalid statement_cache_capacity"},
+	{"invalid pool setting", "postgres://deltaview:s3cret@db.example/app?pool_max_conns=0", "s3cret",
+		"", "has a pool_max_conns below 1"},
 	{"several hosts", "postgres://deltaview:s3cret@h1:5432,h2:5433/app?sslmode=disable", "s3cret",
 		"host=h1,h2 port=5432,5433 dbname=app user=deltaview", ""},
 	{"values that need quotes", "host=db.example dbname='my app' user=deltaview password=s3cret", "s3cret",
