@@ -23,7 +23,7 @@ func connectReplication(ctx context.Context, sourceURL string) (*pgconn.PgConn, 
 	cfg.RuntimeParams["replication"] = "database"
 	conn, err := pgconn.ConnectConfig(ctx, &cfg.Config)
 	if err != nil {
-		return nil, fmt.Errorf("replication connection: %w", err)
+		return nil, fmt.Errorf("replication connection to %s: %w", DescribeConn(sourceURL), err)
 	}
 	return conn, nil
 }
