@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 var (
@@ -83,7 +82,7 @@ func (c Config) Validate() error {
 	}
 	if c.SourceURL == "" {
 		bad("SourceURL", "is empty")
-	} else if _, err := parseSourceConfig(c.SourceURL); err != nil {
+	} else if _, err := ParseConn(c.SourceURL); err != nil {
 		bad("SourceURL", "%v", err)
 	}
 	if !slotName.MatchString(c.Slot) {
@@ -105,28 +104,6 @@ func (c Config) Validate() error {
 		bad("HeartbeatInterval", "must be positive, or 0 to disable heartbeats, got %v", c.HeartbeatInterval)
 	}
 	return errors.Join(errs...)
-}
-
-// parseSourceConfig parses a connection string; its error never contains
-// the password.
-func parseSourceConfig(connString string) (*pgconn.Config, error) {
-	cfg, err := pgconn.ParseConfig(connString)
-	if err != nil {
-		return nil, fmt.Errorf("cannot parse %s: %s", RedactURL(connString), scrubPasswords(reason(err), connString))
-	}
-	return cfg, nil
-}
-
-// reason is a parse error's text without the connection string pgconn
-// quotes in it.
-func reason(err error) string {
-	for {
-		var pce *pgconn.ParseConfigError
-		if !errors.As(err, &pce) || pce.Unwrap() == nil {
-			return err.Error()
-		}
-		err = pce.Unwrap()
-	}
 }
 
 // TableName names a source table.

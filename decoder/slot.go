@@ -16,14 +16,14 @@ import (
 
 // connectReplication opens a logical replication connection to the source.
 func connectReplication(ctx context.Context, sourceURL string) (*pgconn.PgConn, error) {
-	cfg, err := parseSourceConfig(sourceURL)
+	cfg, err := ParseConn(sourceURL)
 	if err != nil {
 		return nil, err
 	}
 	cfg.RuntimeParams["replication"] = "database"
-	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	conn, err := pgconn.ConnectConfig(ctx, &cfg.Config)
 	if err != nil {
-		return nil, fmt.Errorf("replication connection: %w", err)
+		return nil, fmt.Errorf("replication connection to %s: %w", DescribeConn(sourceURL), err)
 	}
 	return conn, nil
 }

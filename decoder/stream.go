@@ -404,7 +404,7 @@ func (s *Stream) heartbeat(ctx context.Context) {
 		default:
 			if !failing {
 				s.log.Warn("heartbeat", zap.String(keySlot, s.cfg.Slot),
-					zap.String(keyError, scrubPasswords(err.Error(), s.cfg.SourceURL)))
+					zap.String(keyError, err.Error()))
 				failing = true
 			}
 			if conn != nil {

@@ -8,11 +8,11 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/deltaview/deltaview/decoder"
 	"github.com/golang-migrate/migrate/v4"
 	"github.com/golang-migrate/migrate/v4/database"
 	mpgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -31,7 +31,7 @@ const Schema = "deltaview"
 // committed (IF NOT EXISTS, OR REPLACE): a start killed mid-migration leaves
 // the version marked dirty, and the next start applies it again.
 func Up(ctx context.Context, url string) error {
-	cfg, err := pgx.ParseConfig(url)
+	cfg, err := decoder.ParseConn(url)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

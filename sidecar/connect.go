@@ -9,11 +9,15 @@ import (
 )
 
 // Connect opens a connection to the source or the target (what), with an
-// error that names it and its URL without the password.
+// error that names it by host, port, database and user only.
 func Connect(ctx context.Context, what, url string) (*pgx.Conn, error) {
-	conn, err := pgx.Connect(ctx, url)
+	cfg, err := decoder.ParseConn(url)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s %s: %w", what, decoder.RedactURL(url), err)
+		return nil, fmt.Errorf("connect to %s: %w", what, err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s %s: %w", what, decoder.DescribeConn(url), err)
 	}
 	return conn, nil
 }

@@ -56,7 +56,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 	if err := wcfg.Validate(); err != nil {
 		return err
 	}
-	log.Info("starting", zap.String("source", decoder.RedactURL(c.Source)), zap.String("target", decoder.RedactURL(c.Target)),
+	log.Info("starting", zap.String("source", decoder.DescribeConn(c.Source)), zap.String("target", decoder.DescribeConn(c.Target)),
 		zap.String("views", c.Views), zap.String("slot", c.Slot))
 
 	if c.ProgressEvery > 0 {
@@ -229,7 +229,7 @@ func (b *backoff) wait(ctx context.Context) bool {
 // migrate applies the catalog migrations to the target.
 func migrate(ctx context.Context, target string) error {
 	if err := migrations.Up(ctx, target); err != nil {
-		return fmt.Errorf("target %s: %w", decoder.RedactURL(target), err)
+		return fmt.Errorf("target %s: %w", decoder.DescribeConn(target), err)
 	}
 	return nil
 }

@@ -114,7 +114,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 	}
 	tgt, err := writer.Connect(ctx, c.Target, settings)
 	if err != nil {
-		return nil, fmt.Errorf("connect to target %s: %w", decoder.RedactURL(c.Target), err)
+		return nil, fmt.Errorf("connect to target %s: %w", decoder.DescribeConn(c.Target), err)
 	}
 	defer tgt.Close(context.WithoutCancel(ctx))
 

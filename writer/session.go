@@ -3,6 +3,7 @@ package writer
 import (
 	"context"
 
+	"github.com/deltaview/deltaview/decoder"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -32,7 +33,7 @@ func ReadSettings(ctx context.Context, conn *pgx.Conn) (map[string]string, error
 // tables), so their estimated cost can pass jit_above_cost, and compiling
 // then takes far longer than running (tens of milliseconds per statement).
 func Connect(ctx context.Context, url string, settings map[string]string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(url)
+	cfg, err := decoder.ParseConn(url)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/deltaview/deltaview/decoder"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/term"
@@ -102,7 +103,23 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			}
 		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	// Connection strings are checked here, once, so that no later parse of
+	// one can fail with an error that quotes it.
+	for _, name := range []string{"source", "target"} {
+		if f := fs.Lookup(name); f != nil && f.Value.String() != "" {
+			if _, e := decoder.ParseConn(f.Value.String()); e != nil {
+				from := "--" + name
+				if !given[name] {
+					from = envName(name)
+				}
+				return fmt.Errorf("%s: %w", from, e)
+			}
+		}
+	}
+	return nil
 }
 
 func envName(flagName string) string {

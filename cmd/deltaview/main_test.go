@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -38,6 +39,66 @@ func TestBadEnvironmentValueIsNamed(t *testing.T) {
 	err := parseFlags(fs, nil)
 	if err == nil || !strings.Contains(err.Error(), "DELTAVIEW_BATCH_CHANGES") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A connection string that cannot be used is refused as the flags are read,
+// naming the flag or the variable it came from and nothing of its text.
+func TestBadConnectionStringIsNamedNotShown(t *testing.T) {
+	const secret = "pa/ss#w0rd"
+	bad := "postgres://deltaview:" + secret + "@db.example:5432/app"
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"flag", nil, []string{"--source", bad}, "--source: connection string has an '@' after"},
+		{"environment", map[string]string{"DELTAVIEW_TARGET": bad}, []string{"--source", "postgres://db.example/app"}, "DELTAVIEW_TARGET: connection string has an '@' after"},
+		{"scheme typo", map[string]string{"DELTAVIEW_SOURCE": "postgress://deltaview:" + secret + "@db.example/app"}, nil, "DELTAVIEW_SOURCE: connection string looks like a URL but does not start with postgres://"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var c runConfig
+			fs := flag.NewFlagSet("run", flag.ContinueOnError)
+			runFlags(fs, &c)
+			err := parseFlags(fs, tt.args)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "ss#w0rd") {
+				t.Errorf("the error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+// A connection that fails names the server by host, port, database and
+// user, and shows none of the password, whatever it contains.
+func TestConnectErrorNamesTheServerOnly(t *testing.T) {
+	const secret = "p#ss?w/rd @'x"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, conn := range []string{
+		// Port 1 on the loopback interface: nothing listens there.
+		(&url.URL{Scheme: "postgres", User: url.UserPassword("deltaview", secret), Host: "127.0.0.1:1", Path: "/app", RawQuery: "sslmode=disable"}).String(),
+		"host=127.0.0.1 port=1 dbname=app user=deltaview sslmode=disable password='" + strings.ReplaceAll(secret, "'", `\'`) + "'",
+	} {
+		_, err := connect(ctx, "source", conn)
+		if err == nil {
+			t.Fatalf("connected to port 1")
+		}
+		if want := "connect to source host=127.0.0.1 port=1 dbname=app user=deltaview: "; !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("error %q does not start with %q", err, want)
+		}
+		for _, form := range []string{secret, url.UserPassword("", secret).String(), url.QueryEscape(secret), "p#ss", "w/rd"} {
+			if strings.Contains(err.Error(), form) {
+				t.Errorf("error shows the password (%q): %v", form, err)
+			}
+		}
 	}
 }
 
