@@ -62,7 +62,7 @@ func TestBadConnectionStringIsNamedNotShown(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			var c runConfig
+			var c sidecar.Config
 			fs := flag.NewFlagSet("run", flag.ContinueOnError)
 			runFlags(fs, &c)
 			err := parseFlags(fs, tt.args)
@@ -87,7 +87,7 @@ func TestConnectErrorNamesTheServerOnly(t *testing.T) {
 		(&url.URL{Scheme: "postgres", User: url.UserPassword("deltaview", secret), Host: "127.0.0.1:1", Path: "/app", RawQuery: "sslmode=disable"}).String(),
 		"host=127.0.0.1 port=1 dbname=app user=deltaview sslmode=disable password='" + strings.ReplaceAll(secret, "'", `\'`) + "'",
 	} {
-		_, err := connect(ctx, "source", conn)
+		_, err := sidecar.Connect(ctx, "source", conn)
 		if err == nil {
 			t.Fatalf("connected to port 1")
 		}
