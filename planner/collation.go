@@ -131,8 +131,11 @@ func describeCollation(isDefault bool, provider, lcCollate, lcCtype, locale, rul
 		collName = QuoteIdent("source_default")
 		desc = "the source database's default collation"
 	}
-	return fmt.Sprintf("%s (%s)", desc, strings.Join(what, ", ")),
-		fmt.Sprintf("CREATE COLLATION %s (%s)", collName, strings.Join(opts, ", "))
+	create := fmt.Sprintf("CREATE COLLATION %s (%s)", collName, strings.Join(opts, ", "))
+	if provider == "c" {
+		create += ", with the locale installed on the target's machine"
+	}
+	return fmt.Sprintf("%s (%s)", desc, strings.Join(what, ", ")), create
 }
 
 // setCollation fills in a column's target collation from the source's
@@ -175,7 +178,7 @@ func checkCollations(d *Definition, p *Plan) error {
 		if c.MissingCollation != "" {
 			return d.errorf(0, "collation", fmt.Sprintf("column %q needs %s, which the target database does not have: its text would compare and sort differently there",
 				c.Name, c.MissingCollation),
-				fmt.Sprintf("create it in the target database (%s; a libc locale must also be installed on the target's machine), or use a target database that has it", c.CreateCollation))
+				fmt.Sprintf("create it in the target database (%s), or use a target database that has it", c.CreateCollation))
 		}
 	}
 	return nil
