@@ -208,7 +208,7 @@ func (c *SourceCatalog) Describe(ctx context.Context, sql string) ([]Column, err
 		cols[i] = Column{Name: f.Name, TypeOID: f.DataTypeOID, TypeMod: f.TypeModifier}
 		oids[i], mods[i] = f.DataTypeOID, f.TypeModifier
 	}
-	rows, err := c.Conn.Query(ctx, `SELECT format_type(o, m), coalesce((SELECT typcollation <> 0 FROM pg_type WHERE oid = o), false)
+	rows, err := c.Conn.Query(ctx, `SELECT format_type(o, m), coalesce((SELECT typcollation <> 0 FROM pg_catalog.pg_type WHERE oid = o), false)
 		FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS x(o, m, i) ORDER BY i`, oids, mods)
 	if err != nil {
 		return nil, fmt.Errorf("type names: %w", err)
