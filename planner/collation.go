@@ -128,7 +128,7 @@ func describeCollation(isDefault bool, provider, lcCollate, lcCtype, locale, rul
 	collName := strings.TrimPrefix(name, "pg_catalog.")
 	desc := "collation " + name
 	if isDefault {
-		collName = QuoteIdent("source_default")
+		collName = "source_default"
 		desc = "the source database's default collation"
 	}
 	create := fmt.Sprintf("CREATE COLLATION %s (%s)", collName, strings.Join(opts, ", "))

@@ -84,3 +84,26 @@ func TestColumnsTakeTheSourceCollation(t *testing.T) {
 		}
 	})
 }
+
+// The source database's default collation is its provider and locale: a
+// target without a collation like it refuses the view until one is made.
+func TestSourceDefaultCollationMissingOnTarget(t *testing.T) {
+	src := connectNewDatabase(t, "LOCALE_PROVIDER icu ICU_LOCALE 'en-u-kf-upper' LOCALE 'C'")
+	tgt := connectNewDatabase(t, "LOCALE 'C'")
+	mustExec(t, src, `CREATE TABLE people (id int PRIMARY KEY, name text)`)
+	const view = "CREATE MATERIALIZED VIEW v AS SELECT id, name FROM people;"
+	_, err := build(t, &SourceCatalog{Conn: src, Target: tgt}, view)
+	var ve *ViewError
+	if !errors.As(err, &ve) || !strings.Contains(ve.Msg, `column "name" needs the source database's default collation (ICU locale 'en-u-kf-upper')`) ||
+		!strings.Contains(ve.Hint, `CREATE COLLATION source_default (provider = icu, locale = 'en-u-kf-upper')`) {
+		t.Fatalf("got %v, want the view refused naming the source's default collation", err)
+	}
+	mustExec(t, tgt, `CREATE COLLATION source_default (provider = icu, locale = 'en-u-kf-upper')`)
+	p, err := build(t, &SourceCatalog{Conn: src, Target: tgt}, view)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Columns[1].Decl(); got != "text COLLATE public.source_default" {
+		t.Fatalf("got %s, want the collation made on the target", got)
+	}
+}
