@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -55,12 +58,32 @@ type Column struct {
 	// NoEquality is set, for a table's columns, when the type has no
 	// equality operator: rows are then told apart by the value's text.
 	NoEquality bool
+	// Collation is, for a collatable type, the target's collation that
+	// compares like the source column's (quoted, schema-qualified): every
+	// table deltaview creates declares it (see Decl).
+	Collation string
+	// MissingCollation describes the source column's collation when the
+	// target has none like it, and CreateCollation is a statement that
+	// would create one there; a view that needs the column is refused.
+	MissingCollation, CreateCollation string
 }
 
 // SourceCatalog is a Catalog backed by a connection to the source.
 type SourceCatalog struct {
-	Conn      *pgx.Conn
-	groupable map[string]bool
+	Conn *pgx.Conn
+	// Target, when set, is the database the views are built in: the
+	// collations of columns are mapped to its own. Unset, they are
+	// mapped to the source's.
+	Target     *pgx.Conn
+	groupable  map[string]bool
+	collations *Collations
+}
+
+func (c *SourceCatalog) setCollation(ctx context.Context, col *Column, oid uint32) error {
+	if c.collations == nil {
+		c.collations = &Collations{Source: c.Conn, Target: c.Target}
+	}
+	return c.collations.setCollation(ctx, col, oid)
 }
 
 var _ Catalog = (*SourceCatalog)(nil)
@@ -110,19 +133,22 @@ func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableI
 		}
 	}
 	rows, err := c.Conn.Query(ctx, `
-		SELECT attname, format_type(atttypid, atttypmod), atttypid, atttypmod, attnotnull
+		SELECT attname, format_type(atttypid, atttypmod), atttypid, atttypmod, attnotnull, attcollation
 		FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped
 		ORDER BY attnum`, t.OID)
 	if err != nil {
 		return nil, fmt.Errorf("columns of %s: %w", qualified, err)
 	}
 	defer rows.Close()
+	var colls []uint32
 	for rows.Next() {
 		var col Column
-		if err := rows.Scan(&col.Name, &col.Type, &col.TypeOID, &col.TypeMod, &col.NotNull); err != nil {
+		var coll uint32
+		if err := rows.Scan(&col.Name, &col.Type, &col.TypeOID, &col.TypeMod, &col.NotNull, &coll); err != nil {
 			return nil, err
 		}
 		t.Columns = append(t.Columns, col)
+		colls = append(colls, coll)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -133,6 +159,9 @@ func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableI
 			return nil, fmt.Errorf("columns of %s: %w", qualified, err)
 		}
 		t.Columns[i].NoEquality = !ok
+		if err := c.setCollation(ctx, &t.Columns[i], colls[i]); err != nil {
+			return nil, fmt.Errorf("columns of %s: %w", qualified, err)
+		}
 	}
 	return t, nil
 }
@@ -179,17 +208,60 @@ func (c *SourceCatalog) Describe(ctx context.Context, sql string) ([]Column, err
 		cols[i] = Column{Name: f.Name, TypeOID: f.DataTypeOID, TypeMod: f.TypeModifier}
 		oids[i], mods[i] = f.DataTypeOID, f.TypeModifier
 	}
-	rows, err := c.Conn.Query(ctx, `SELECT format_type(o, m) FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS x(o, m, i) ORDER BY i`, oids, mods)
+	rows, err := c.Conn.Query(ctx, `SELECT format_type(o, m), coalesce((SELECT typcollation <> 0 FROM pg_catalog.pg_type WHERE oid = o), false)
+		FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS x(o, m, i) ORDER BY i`, oids, mods)
 	if err != nil {
 		return nil, fmt.Errorf("type names: %w", err)
 	}
-	defer rows.Close()
+	collatable := make([]bool, len(cols))
 	for i := 0; rows.Next(); i++ {
-		if err := rows.Scan(&cols[i].Type); err != nil {
+		if err := rows.Scan(&cols[i].Type, &collatable[i]); err != nil {
+			rows.Close()
 			return nil, err
 		}
 	}
-	return cols, rows.Err()
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	colls, err := c.outputCollations(ctx, sql, collatable)
+	if err != nil {
+		return nil, err
+	}
+	for i := range cols {
+		if err := c.setCollation(ctx, &cols[i], colls[i]); err != nil {
+			return nil, err
+		}
+	}
+	return cols, nil
+}
+
+// outputCollations asks the source which collation it derives for each
+// collatable output column of a query (0 for the others): the one of the
+// column it reads, or of an explicit COLLATE. No row of the query is
+// read: its outer join with one row yields NULLs that carry the
+// collations.
+func (c *SourceCatalog) outputCollations(ctx context.Context, sql string, collatable []bool) ([]uint32, error) {
+	out := make([]uint32, len(collatable))
+	var exprs, aliases []string
+	for i, ok := range collatable {
+		aliases = append(aliases, "c"+strconv.Itoa(i+1))
+		if ok {
+			exprs = append(exprs, "coalesce(pg_catalog.pg_collation_for(q.c"+strconv.Itoa(i+1)+")::pg_catalog.regcollation::oid, 0)")
+		} else {
+			exprs = append(exprs, "0::oid")
+		}
+	}
+	if len(exprs) == 0 || !slices.Contains(collatable, true) {
+		return out, nil
+	}
+	sql = strings.TrimRight(strings.TrimSpace(sql), ";")
+	q := "SELECT ARRAY[" + strings.Join(exprs, ", ") + "] FROM (VALUES (1)) AS d LEFT JOIN (SELECT * FROM (" + sql +
+		"\n) AS s LIMIT 0) AS q(" + strings.Join(aliases, ", ") + ") ON true"
+	if err := c.Conn.QueryRow(ctx, q).Scan(&out); err != nil {
+		return nil, fmt.Errorf("collations of the output: %w", err)
+	}
+	return out, nil
 }
 
 func (c *SourceCatalog) Volatile(ctx context.Context, names []string) ([]string, error) {

@@ -313,7 +313,7 @@ func (p *Plan) NeedsKeys() bool { return p.joinRecompute != "" }
 // CreateKeys creates the temporary table of touched keys.
 func (p *Plan) CreateKeys(name string) string {
 	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + list(len(p.Keys), func(i int) string {
-		return QuoteIdent("__dv_k"+strconv.Itoa(i+1)) + " " + p.Columns[p.Keys[i]].Type
+		return QuoteIdent("__dv_k"+strconv.Itoa(i+1)) + " " + p.Columns[p.Keys[i]].Decl()
 	}) + ") ON COMMIT DELETE ROWS"
 }
 

@@ -103,7 +103,7 @@ func columnList(cols []Column, prefix string) string {
 
 // Create returns the statements that create the copy, empty.
 func (k *Kept) Create() []string {
-	defs := list(len(k.Cols), func(i int) string { return QuoteIdent(k.Cols[i].Name) + " " + k.Cols[i].Type })
+	defs := list(len(k.Cols), func(i int) string { return QuoteIdent(k.Cols[i].Name) + " " + k.Cols[i].Decl() })
 	return []string{
 		"DROP TABLE IF EXISTS " + k.Name(),
 		fmt.Sprintf("CREATE TABLE %s (%s, PRIMARY KEY (%s))", k.Name(), defs, columnList(k.Key, "")),
@@ -126,10 +126,10 @@ func (k *Kept) rawDefs() string {
 	var b strings.Builder
 	b.WriteString(QuoteIdent(rawPresent) + " bool, " + QuoteIdent(rawMask) + " bool[]")
 	for i, c := range k.Key {
-		b.WriteString(", " + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) + " " + c.Type)
+		b.WriteString(", " + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) + " " + c.Decl())
 	}
 	for _, c := range k.Cols {
-		b.WriteString(", " + QuoteIdent(c.Name) + " " + c.Type)
+		b.WriteString(", " + QuoteIdent(c.Name) + " " + c.Decl())
 	}
 	return b.String()
 }

@@ -330,6 +330,17 @@ func qualified(t Table) Table {
 
 // BuildAmong plans a view that may read other views of views.
 func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*Plan, error) {
+	p, err := buildAmong(ctx, d, cat, views)
+	if err != nil {
+		return p, err
+	}
+	if err := checkCollations(d, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*Plan, error) {
 	// Work on a copy of the parse tree: planning rewrites it.
 	stmtCopy := *d
 	stmtCopy.stmt = clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()

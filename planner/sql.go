@@ -124,7 +124,7 @@ var noHashTypes = map[uint32]bool{1560: true, 1562: true, 790: true, 3614: true,
 // key on the GROUP BY columns.
 func (p *Plan) CreateTarget(n Names) []string {
 	stmts := []string{"CREATE TABLE " + n.Target + " (" + list(len(p.Columns), func(i int) string {
-		return QuoteIdent(p.Columns[i].Name) + " " + p.Columns[i].Type
+		return QuoteIdent(p.Columns[i].Name) + " " + p.Columns[i].Decl()
 	}) + ")"}
 	switch p.Kind {
 	case Grouped:
@@ -170,7 +170,7 @@ func (p *Plan) CreateState(n Names) []string {
 	}
 	stmts := []string{"CREATE TABLE " + n.State + " (" + list(len(p.State), func(i int) string {
 		c := p.State[i]
-		s := QuoteIdent(c.Name) + " " + c.Type
+		s := QuoteIdent(c.Name) + " " + c.Decl()
 		if c.Name == "n" || strings.HasSuffix(c.Name, "_nn") {
 			s += " NOT NULL"
 		}

@@ -59,7 +59,9 @@ type viewPlan struct {
 // fingerprint identifies what a view's tables were built from: its query,
 // its result table, and the source tables and column types it reads. A
 // source table recreated or a column retyped while deltaview was stopped
-// changes it, and the view is rebuilt.
+// changes it, and the view is rebuilt. So does a column's collation in the
+// target (named when it is not the target's default, which tables built
+// before collations were declared have).
 func fingerprint(d *planner.Definition, p *planner.Plan) string {
 	// The query as the parser reads it: layout and comments aside, every
 	// token counts (pg_query's fingerprints leave constants out).
@@ -79,6 +81,9 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 			fmt.Fprintf(&b, " %s#%d", src.Table.Quoted(), src.OID)
 			for _, c := range src.Columns {
 				fmt.Fprintf(&b, ",%s:%d:%d", planner.QuoteIdent(c.Name), c.TypeOID, c.TypeMod)
+				if c.Collation != "" && c.Collation != `pg_catalog."default"` {
+					b.WriteString(":" + c.Collation)
+				}
 			}
 		}
 	}
@@ -131,7 +136,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 			}
 		}
 	}
-	cat := &planner.SourceCatalog{Conn: src}
+	cat := &planner.SourceCatalog{Conn: src, Target: tgt}
 	var plans []*viewPlan
 	tableOK := map[planner.Table]error{}
 	index := planner.IndexViews(defs)

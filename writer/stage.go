@@ -81,7 +81,7 @@ func (s *stage) createSQL() string {
 	var b strings.Builder
 	b.WriteString("CREATE TEMP TABLE IF NOT EXISTS " + strings.TrimPrefix(s.name, "pg_temp.") + " (" + planner.QuoteIdent(planner.SignColumn) + " int2")
 	for _, c := range s.cols {
-		b.WriteString(", " + planner.QuoteIdent(c.Name) + " " + c.Type)
+		b.WriteString(", " + planner.QuoteIdent(c.Name) + " " + c.Decl())
 	}
 	b.WriteString(") ON COMMIT DELETE ROWS")
 	return b.String()

@@ -23,14 +23,17 @@ import (
 // columnsOf reads the columns of a table (quoted) with their types as
 // format_type prints them; none when it does not exist.
 func columnsOf(ctx context.Context, conn *pgx.Conn, table string) ([]planner.Column, error) {
-	rows, err := conn.Query(ctx, `SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
-		WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, table)
+	rows, err := conn.Query(ctx, `SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod),
+			coalesce(pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.collname), '')
+		FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_collation c ON c.oid = a.attcollation
+			LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+		WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, table)
 	if err != nil {
 		return nil, fmt.Errorf("columns of %s: %w", table, err)
 	}
 	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (planner.Column, error) {
 		var c planner.Column
-		err := r.Scan(&c.Name, &c.Type)
+		err := r.Scan(&c.Name, &c.Type, &c.Collation)
 		return c, err
 	})
 	if err != nil {
@@ -52,9 +55,11 @@ func succession(ctx context.Context, conn *pgx.Conn, table string, want, all, ne
 	}
 	same = len(have) == len(want)
 	for i, c := range have {
-		same = same && want[i].Name == c.Name && want[i].Type == c.Type
+		same = same && want[i].Name == c.Name && want[i].Type == c.Type && want[i].Collation == c.Collation
 		j := slices.IndexFunc(all, func(a planner.Column) bool { return a.Name == c.Name })
-		if j < 0 || all[j].Type != c.Type {
+		// A column of another collation compares differently, and mixes
+		// with the stages' columns in no expression.
+		if j < 0 || all[j].Type != c.Type || all[j].Collation != c.Collation {
 			return nil, same, false, nil
 		}
 		cur = append(cur, all[j])
