@@ -69,7 +69,7 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := sidecar.PreflightTables(ctx, conn, p, checkedTables); err != nil {
+		if err := sidecar.PreflightTables(ctx, conn, p, checkedTables, nil); err != nil {
 			errs = append(errs, err)
 			continue
 		}
