@@ -57,6 +57,13 @@ func claimSource(ctx context.Context, c Config, src, tgt *pgx.Conn) (*claim, err
 	if rec != nil && rec.TornDown {
 		return nil, fmt.Errorf("stream %s is being torn down (deltaview teardown did not finish): run deltaview teardown --slot %s again, then start", c.Slot, c.Slot)
 	}
+	if rec != nil && rec.SourceSystem == "" {
+		// Recorded before sources were: the slot it names is on this one.
+		rec.SourceSystem, rec.SourceDatabase = id.System, id.Database
+		if err := writer.RecordStream(ctx, tgt, rec, false); err != nil {
+			return nil, err
+		}
+	}
 	cl := &claim{rec: rec, source: id}
 	if cl.slot, err = decoder.ReadSlot(ctx, src, c.Slot); err != nil {
 		return nil, err

@@ -124,14 +124,14 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 	}
 	defer tgt.Close(context.WithoutCancel(ctx))
 
-	// Server-wide requirements stop everything; a table's problems stop only
-	// the views that read it.
 	// Nothing on the source is touched before this: a slot of the
 	// stream's name that is not the stream's is refused here.
 	cl, err := claimSource(ctx, c, src, tgt)
 	if err != nil {
 		return nil, err
 	}
+	// Server-wide requirements stop everything; a table's problems stop only
+	// the views that read it.
 	if err := decoder.PreflightWith(ctx, src, nil, cl.pub); err != nil {
 		return nil, err
 	}
