@@ -259,6 +259,8 @@ const allOps = "insert, update, delete, truncate"
 // EnsurePublication makes publication name publish exactly tables: it
 // creates it if missing, or sets its table list (and its publish option)
 // when they differ. A publication FOR ALL TABLES is refused, never altered.
+// Only for a publication deltaview created for the stream; one provided by
+// someone else is checked with CheckProvided instead.
 func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables []TableName) error {
 	if len(tables) == 0 {
 		return fmt.Errorf("publication %s: no tables to publish", name)
@@ -354,7 +356,9 @@ const dropSlotAttempts = 10
 
 // DropSlot drops replication slot slot; a missing slot is not an error. A
 // connection streaming the slot is terminated first, so the slot is gone
-// when DropSlot returns nil.
+// when DropSlot returns nil. Only for a slot known to be the caller's (the
+// target records it): anyone else's is left alone, or at most dropped
+// while idle (DropSlotIfIdle).
 func DropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
 	for attempt := 1; ; attempt++ {
 		var pid *int32

@@ -239,7 +239,7 @@ func chooseStream(ctx context.Context, tgt, src *pgx.Conn, o teardownOptions, sa
 	if o.slot == "" {
 		switch len(streams) {
 		case 0:
-			say("the target records no stream: nothing to tear down")
+			say("the target records no stream: nothing to tear down" + slotsHint(ctx, src))
 			return nil, leftoverCatalog(ctx, tgt, say)
 		case 1:
 			return streams[0], nil
@@ -364,4 +364,19 @@ func internalTables(ctx context.Context, tgt *pgx.Conn, pattern *regexp.Regexp) 
 		}
 	}
 	return out, nil
+}
+
+// slotsHint names the logical slots on the source's database, which a
+// teardown given the wrong --target does not find recorded.
+func slotsHint(ctx context.Context, src *pgx.Conn) string {
+	rows, err := src.Query(ctx, `SELECT slot_name::text FROM pg_catalog.pg_replication_slots
+		WHERE database = pg_catalog.current_database() AND NOT temporary ORDER BY 1`)
+	if err != nil {
+		return ""
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (the source has replication slots %s: if one is deltaview's, give the --target it writes to)", strings.Join(names, ", "))
 }
