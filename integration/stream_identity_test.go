@@ -429,3 +429,28 @@ func TestTeardownFailsWhileSomethingRemains(t *testing.T) {
 		})
 	}
 }
+
+// The stream's record is written before its slot is created: a start
+// killed in between leaves a slot that the record names but no position,
+// and the next start takes that slot as the stream's own, drops it and
+// builds every view anew from a new one.
+func TestSlotRecordedBeforeItWasCreatedIsTheStreams(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(lifecycleSchema)
+	views := []view{plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`)}
+	e.start(views)
+	e.check(views...)
+	e.sidecar.kill()
+	// As a kill between creating the slot and recording its position
+	// leaves it.
+	execSQL(t, e.tgt, `UPDATE deltaview.streams SET applied_lsn = NULL WHERE slot = $1`, e.slot)
+	e.exec(`INSERT INTO scores VALUES (8, 8)`)
+	e.sidecar.restart()
+	e.check(views...)
+	if n := strings.Count(e.sidecar.logs(), "slot created; loading views"); n != 2 {
+		t.Errorf("%d snapshots, want 2 (the first start, and the start after the kill):\n%s", n, e.sidecar.logs())
+	}
+	e.exec(`DELETE FROM scores WHERE player = 1`)
+	e.check(views...)
+}
