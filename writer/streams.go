@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // StreamRecord is a stream's identity in deltaview.streams: what of the
@@ -48,7 +50,7 @@ func ReadStream(ctx context.Context, conn *pgx.Conn, slot string) (*StreamRecord
 		return nil, nil
 	}
 	r, err := scanStream(conn.QueryRow(ctx, `SELECT `+streamColumns+` FROM deltaview.streams WHERE slot = $1`, slot))
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, pgx.ErrNoRows) || catalogGone(err) {
 		return nil, nil
 	}
 	if err != nil {
@@ -67,6 +69,9 @@ func Streams(ctx context.Context, conn *pgx.Conn) ([]*StreamRecord, error) {
 		return nil, nil
 	}
 	rows, err := conn.Query(ctx, `SELECT `+streamColumns+` FROM deltaview.streams ORDER BY slot`)
+	if catalogGone(err) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read streams: %w", err)
 	}
@@ -74,6 +79,9 @@ func Streams(ctx context.Context, conn *pgx.Conn) ([]*StreamRecord, error) {
 	var out []*StreamRecord
 	for rows.Next() {
 		r, err := scanStream(rows)
+		if catalogGone(err) {
+			return nil, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read streams: %w", err)
 		}
@@ -120,4 +128,11 @@ func ForgetStream(ctx context.Context, conn *pgx.Conn, slot string) error {
 		return fmt.Errorf("forget stream %s: %w", slot, err)
 	}
 	return nil
+}
+
+// catalogGone tells whether err says the catalog was dropped after it was
+// looked for (by deltaview teardown).
+func catalogGone(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == pgerrcode.UndefinedTable || pgErr.Code == pgerrcode.InvalidSchemaName)
 }
