@@ -262,7 +262,14 @@ func TestLeastPrivilegeSourceRole(t *testing.T) {
 		plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`),
 		plainView("rows", `SELECT k, v FROM other WHERE v > 1`),
 	}
-	e.sidecar = startSidecar(t, "--source", source, "--target", e.tgtURL, "--views", writeViews(t, viewsSQL(views)),
+	file := writeViews(t, viewsSQL(views))
+	if out, code := deltaview(t, nil, "check", "--views", file, "--source", source, "--publication", e.pub); code != 0 {
+		t.Fatalf("check with the provided publication: exit status %d:\n%s", code, out)
+	}
+	if out, code := deltaview(t, nil, "check", "--views", file, "--source", source, "--publication", "none"); code == 0 || !strings.Contains(out, "may not create publications") {
+		t.Fatalf("check without a publication: exit status %d, want the rights to create one asked for:\n%s", code, out)
+	}
+	e.sidecar = startSidecar(t, "--source", source, "--target", e.tgtURL, "--views", file,
 		"--slot", e.slot, "--publication", e.pub)
 	e.runSteps(views, []step{
 		{"snapshot", `SELECT 1`},
