@@ -77,7 +77,23 @@ func claimSource(ctx context.Context, c Config, src, tgt *pgx.Conn) (*claim, err
 		return nil, err
 	}
 	cl.pub.Ours = OwnsPublication(rec, cl.pub)
+	if err := anotherStreams(cl.pub); err != nil {
+		return nil, err
+	}
 	return cl, nil
+}
+
+// anotherStreams refuses a publication deltaview created for another
+// stream: it follows that stream's views (tables this stream needs would
+// leave it, and their changes would silently stop) and goes with its
+// teardown.
+func anotherStreams(p *decoder.Publication) error {
+	if p.Exists && !p.Ours && strings.HasPrefix(p.Comment, "deltaview stream ") {
+		return fmt.Errorf("publication %s was created by deltaview for another stream (%q): it changes with that stream's views and is dropped with it, "+
+			"so this stream cannot rely on it; choose another name with --publication (or have the tables' owner create one for several streams beforehand)",
+			pgx.Identifier{p.Name}.Sanitize(), p.Comment)
+	}
+	return nil
 }
 
 // slotNotOurs says why the existing slot is not the stream's, "" when it is.
@@ -183,6 +199,9 @@ func publish(ctx context.Context, c Config, src, tgt *pgx.Conn, rec *writer.Stre
 		return decoder.CreatePublication(ctx, src, c.Publication, tables, publicationComment(c, rec.ID))
 	case pub.Ours:
 		return decoder.EnsurePublication(ctx, src, c.Publication, tables)
+	}
+	if err := anotherStreams(pub); err != nil {
+		return err
 	}
 	if rec.PublicationCreated || rec.Publication != c.Publication {
 		rec.Publication, rec.PublicationCreated = c.Publication, false
