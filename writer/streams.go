@@ -122,9 +122,19 @@ func MarkTornDown(ctx context.Context, conn *pgx.Conn, slot string) error {
 	return nil
 }
 
-// ForgetStream removes a stream's record.
+// ForgetStream removes a stream's record and its verification requests.
 func ForgetStream(ctx context.Context, conn *pgx.Conn, slot string) error {
-	if _, err := conn.Exec(ctx, `DELETE FROM deltaview.streams WHERE slot = $1`, slot); err != nil {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("forget stream %s: %w", slot, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	for _, q := range []string{`DELETE FROM deltaview.verify_requests WHERE slot = $1`, `DELETE FROM deltaview.streams WHERE slot = $1`} {
+		if _, err := tx.Exec(ctx, q, slot); err != nil {
+			return fmt.Errorf("forget stream %s: %w", slot, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("forget stream %s: %w", slot, err)
 	}
 	return nil
