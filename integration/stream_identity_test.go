@@ -459,3 +459,43 @@ func TestSlotRecordedBeforeItWasCreatedIsTheStreams(t *testing.T) {
 	e.exec(`DELETE FROM scores WHERE player = 1`)
 	e.check(views...)
 }
+
+// A stream recorded by a version without stream identities keeps its slot
+// (the target records it) across the upgrade, resumes, and is torn down
+// (teardown upgrades the catalog too); its publication, which carries no
+// stream id, is from then on used as provided: never changed, left by
+// teardown.
+func TestStreamRecordedByAnEarlierVersion(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, targetCluster(t))
+	e.exec(lifecycleSchema)
+	views := []view{plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`)}
+	e.start(views)
+	e.check(views...)
+	e.sidecar.stop()
+	// The catalog as the earlier version left it.
+	downgrade := func() {
+		execSQL(t, e.tgt, `ALTER TABLE deltaview.streams DROP COLUMN stream_id, DROP COLUMN source_system, DROP COLUMN source_database,
+				DROP COLUMN slot_created, DROP COLUMN publication_created, DROP COLUMN torn_down_at;
+			UPDATE deltaview.schema_migrations SET version = 5`)
+	}
+	downgrade()
+	e.exec(`COMMENT ON PUBLICATION ` + pgx.Identifier{e.pub}.Sanitize() + ` IS NULL`)
+	e.exec(`INSERT INTO scores VALUES (3, 30)`)
+	before := sourceObjects(t, e.src, "none", e.pub)
+	e.sidecar.restart()
+	e.check(views...)
+	if n := strings.Count(e.sidecar.logs(), "slot created; loading views"); n != 1 {
+		t.Errorf("%d snapshots, want the stream resumed after the upgrade:\n%s", n, e.sidecar.logs())
+	}
+	e.sidecar.stop()
+	// teardown, too, brings such a catalog up to date first.
+	downgrade()
+	out, code := deltaview(t, nil, "teardown", "--source", e.srcURL, "--target", e.tgtURL)
+	if code != 0 || !strings.Contains(out, "left as it is, it was not created by deltaview for this stream") {
+		t.Fatalf("teardown: exit status %d:\n%s", code, out)
+	}
+	if after := sourceObjects(t, e.src, e.slot, e.pub); after != strings.Replace(before, "no slot none", "no slot "+e.slot, 1) {
+		t.Errorf("after teardown: %s, want the slot gone and the publication as it was: %s", after, before)
+	}
+}

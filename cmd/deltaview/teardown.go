@@ -63,6 +63,17 @@ func teardown(ctx context.Context, o teardownOptions, say func(string)) error {
 		return err
 	}
 	defer tgt.Close(context.WithoutCancel(ctx))
+	// A catalog written by an earlier version is brought up to date
+	// first: it then says what of the source is the stream's.
+	var catalog bool
+	if err := tgt.QueryRow(ctx, `SELECT pg_catalog.to_regclass('deltaview.streams') IS NOT NULL`).Scan(&catalog); err != nil {
+		return err
+	}
+	if catalog {
+		if err := migrations.Up(ctx, o.target); err != nil {
+			return fmt.Errorf("target %s: %w", decoder.RedactURL(o.target), err)
+		}
+	}
 	src, err := sidecar.Connect(ctx, "source", o.source)
 	if err != nil {
 		return err
