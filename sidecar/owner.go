@@ -22,9 +22,10 @@ import (
 // re-created or altered: a slot is refused, a publication used as it is
 // when it publishes what the views need.
 
-// errTornDown stops a running stream whose record was removed from the
-// target (deltaview teardown --force): starting afresh would re-create
-// what was just torn down.
+// errTornDown stops a running stream that deltaview teardown marked as
+// torn down, or whose record it already removed (--force ends the
+// stream's connection): starting afresh would re-create what is being
+// torn down.
 var errTornDown = errors.New("the stream is being torn down or was (deltaview teardown): stopping")
 
 // claim is what of the source the stream may touch.
