@@ -31,6 +31,15 @@ func (e *PreflightError) Error() string {
 // a *PreflightError listing every problem found, or an error if a check
 // could not be run.
 func Preflight(ctx context.Context, conn *pgx.Conn, tables []TableName) error {
+	return PreflightWith(ctx, conn, tables, nil)
+}
+
+// PreflightWith is Preflight knowing the publication the stream uses, nil
+// when deltaview is to create it: a publication that exists already needs
+// no right to create one, and a table it publishes needs no ownership. A
+// publication deltaview did not create (not pub.Ours) is never changed: a
+// table it lacks is a problem its owner must fix.
+func PreflightWith(ctx context.Context, conn *pgx.Conn, tables []TableName, pub *Publication) error {
 	var (
 		walLevel               string
 		maxSlots, maxSenders   int
@@ -68,17 +77,20 @@ func Preflight(ctx context.Context, conn *pgx.Conn, tables []TableName) error {
 		problems = append(problems, fmt.Sprintf(
 			"role %s has neither REPLICATION nor SUPERUSER: run ALTER ROLE %s REPLICATION;", qrole, qrole))
 	}
-	if !createInDB {
+	if !createInDB && (pub == nil || !pub.Exists) {
 		qdb := pgx.Identifier{db}.Sanitize()
 		problems = append(problems, fmt.Sprintf(
 			"role %s may not create publications in database %s: run GRANT CREATE ON DATABASE %s TO %s;", qrole, qdb, qdb, qrole))
 	}
 	for _, t := range tables {
-		p, err := checkTable(ctx, conn, t, qrole)
+		p, err := checkTable(ctx, conn, t, qrole, pub)
 		if err != nil {
 			return fmt.Errorf("preflight %s: %w", t.Quoted(), err)
 		}
 		problems = append(problems, p...)
+	}
+	if tables == nil {
+		problems = append(problems, pub.Problems()...)
 	}
 	if len(problems) > 0 {
 		return &PreflightError{Problems: problems}
@@ -88,7 +100,7 @@ func Preflight(ctx context.Context, conn *pgx.Conn, tables []TableName) error {
 
 // checkTable returns what keeps table t from being published and streamed
 // by the current role (qrole, quoted).
-func checkTable(ctx context.Context, conn *pgx.Conn, t TableName, qrole string) ([]string, error) {
+func checkTable(ctx context.Context, conn *pgx.Conn, t TableName, qrole string, pub *Publication) ([]string, error) {
 	var (
 		kind, identity               byte
 		owner                        string
@@ -123,9 +135,16 @@ func checkTable(ctx context.Context, conn *pgx.Conn, t TableName, qrole string) 
 		problems = append(problems, fmt.Sprintf("role %s has no SELECT on table %s: run GRANT SELECT ON %s TO %s;",
 			qrole, q, q, qrole))
 	}
-	if !owns {
+	switch {
+	case pub.provided():
+		if p := pub.tableProblem(t, q, kind == 'p'); p != "" {
+			problems = append(problems, p)
+		}
+	case pub != nil && pub.Publishes(t):
+		// Already published: nothing to add, no ownership needed.
+	case !owns:
 		problems = append(problems, fmt.Sprintf(
-			"role %s does not own table %s (owner %s), and CREATE PUBLICATION ... FOR TABLE needs ownership: run ALTER TABLE %s OWNER TO %s; or connect as %s",
+			"role %s does not own table %s (owner %s), and CREATE PUBLICATION ... FOR TABLE needs ownership: run ALTER TABLE %s OWNER TO %s; or connect as %s; or have the owner create the publication beforehand",
 			qrole, q, pgx.Identifier{owner}.Sanitize(), q, qrole, pgx.Identifier{owner}.Sanitize()))
 	}
 	if kind == 'p' {
@@ -240,6 +259,8 @@ const allOps = "insert, update, delete, truncate"
 // EnsurePublication makes publication name publish exactly tables: it
 // creates it if missing, or sets its table list (and its publish option)
 // when they differ. A publication FOR ALL TABLES is refused, never altered.
+// Only for a publication deltaview created for the stream; one provided by
+// someone else is checked with CheckProvided instead.
 func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables []TableName) error {
 	if len(tables) == 0 {
 		return fmt.Errorf("publication %s: no tables to publish", name)
@@ -335,7 +356,9 @@ const dropSlotAttempts = 10
 
 // DropSlot drops replication slot slot; a missing slot is not an error. A
 // connection streaming the slot is terminated first, so the slot is gone
-// when DropSlot returns nil.
+// when DropSlot returns nil. Only for a slot known to be the caller's (the
+// target records it): anyone else's is left alone, or at most dropped
+// while idle (DropSlotIfIdle).
 func DropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
 	for attempt := 1; ; attempt++ {
 		var pid *int32

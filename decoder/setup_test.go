@@ -113,7 +113,7 @@ func TestPreflight(t *testing.T) {
 			tables: []TableName{{"public", "theirs"}},
 			want: []string{
 				`role "$owner" has no SELECT on table "public"."theirs": run GRANT SELECT ON "public"."theirs" TO "$owner";`,
-				`role "$owner" does not own table "public"."theirs" (owner "postgres"), and CREATE PUBLICATION ... FOR TABLE needs ownership: run ALTER TABLE "public"."theirs" OWNER TO "$owner"; or connect as "postgres"`,
+				`role "$owner" does not own table "public"."theirs" (owner "postgres"), and CREATE PUBLICATION ... FOR TABLE needs ownership: run ALTER TABLE "public"."theirs" OWNER TO "$owner"; or connect as "postgres"; or have the owner create the publication beforehand`,
 			},
 		},
 		{
@@ -140,7 +140,7 @@ func TestPreflight(t *testing.T) {
 			want: []string{
 				`role "$reader" has neither REPLICATION nor SUPERUSER: run ALTER ROLE "$reader" REPLICATION;`,
 				`role "$reader" may not create publications in database "$db": run GRANT CREATE ON DATABASE "$db" TO "$reader";`,
-				`role "$reader" does not own table "public"."ready" (owner "$owner"), and CREATE PUBLICATION ... FOR TABLE needs ownership: run ALTER TABLE "public"."ready" OWNER TO "$reader"; or connect as "$owner"`,
+				`role "$reader" does not own table "public"."ready" (owner "$owner"), and CREATE PUBLICATION ... FOR TABLE needs ownership: run ALTER TABLE "public"."ready" OWNER TO "$reader"; or connect as "$owner"; or have the owner create the publication beforehand`,
 			},
 		},
 		{

@@ -76,12 +76,25 @@ func buildBeside(ctx context.Context, w *writer.Writer, c Config, settings map[s
 	return w.Activate(ctx, failed)
 }
 
-// ensurePublication publishes the tables on the source.
+// ensurePublication publishes the tables on the source: in the stream's
+// own publication, or checks that a publication provided for it does.
 func ensurePublication(ctx context.Context, c Config, tables []decoder.TableName) error {
 	src, err := Connect(ctx, "source", c.Source)
 	if err != nil {
 		return err
 	}
 	defer src.Close(context.WithoutCancel(ctx))
-	return decoder.EnsurePublication(ctx, src, c.Publication, tables)
+	tgt, err := Connect(ctx, "target", c.Target)
+	if err != nil {
+		return err
+	}
+	defer tgt.Close(context.WithoutCancel(ctx))
+	rec, err := writer.ReadStream(ctx, tgt, c.Slot)
+	if err != nil {
+		return err
+	}
+	if rec == nil || rec.TornDown {
+		return errTornDown
+	}
+	return publish(ctx, c, src, tgt, rec, tables)
 }

@@ -79,11 +79,13 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 		go o.watchLag(ctx, c, 2*time.Second)
 	}
 	backoff := newBackoff()
+	started := false
 	for {
 		// Every start reads the target's record anew: views that were
 		// being built or repaired when the stream stopped are rebuilt.
-		st, err := prepare(ctx, c, dcfg, log)
+		st, err := prepare(ctx, c, dcfg, log, started)
 		if err == nil {
+			started = true
 			err = stream(ctx, c, st, dcfg, wcfg, o, log, backoff)
 		}
 		if ctx.Err() != nil {

@@ -93,7 +93,13 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 // prepare loads and plans the views, checks and sets up the source, and
 // either resumes the recorded stream or builds every view from a fresh
 // snapshot consistent with a new slot.
-func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger) (*startup, error) {
+// again is true once a start succeeded: the stream must still be recorded.
+func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger, again bool) (*startup, error) {
+	if again {
+		if err := stillRecorded(ctx, c); err != nil {
+			return nil, err
+		}
+	}
 	sum := definitionsSum(c.Views)
 	defs, loadErrs := planner.Load(c.Views)
 	for _, e := range loadErrs {
@@ -123,9 +129,15 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 	}
 	defer tgt.Close(context.WithoutCancel(ctx))
 
+	// Nothing on the source is touched before this: a slot of the
+	// stream's name that is not the stream's is refused here.
+	cl, err := claimSource(ctx, c, src, tgt)
+	if err != nil {
+		return nil, err
+	}
 	// Server-wide requirements stop everything; a table's problems stop only
 	// the views that read it.
-	if err := decoder.Preflight(ctx, src, nil); err != nil {
+	if err := decoder.PreflightWith(ctx, src, nil, cl.pub); err != nil {
 		return nil, err
 	}
 	for _, e := range loadErrs {
@@ -144,7 +156,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 		vp := &viewPlan{def: d}
 		vp.plan, vp.err = planner.BuildAmong(ctx, d, cat, index)
 		if vp.err == nil {
-			vp.err = PreflightTables(ctx, src, vp.plan, tableOK)
+			vp.err = PreflightTables(ctx, src, vp.plan, tableOK, cl.pub)
 			if vp.err != nil {
 				vp.plan = nil
 			}
@@ -289,7 +301,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 		log.Info("resuming stream", zap.String("slot", c.Slot), zap.Strings("building_while_streaming", st.backfill))
 		return st, nil
 	}
-	if err := snapshot(ctx, c, dcfg, src, tgt, st, log); err != nil {
+	if err := snapshot(ctx, c, dcfg, src, tgt, st, cl, log); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -297,14 +309,24 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 
 // snapshot creates a fresh slot and builds every view as of its exported
 // snapshot.
-func snapshot(ctx context.Context, c Config, dcfg decoder.Config, src, tgt *pgx.Conn, st *startup, log *zap.Logger) error {
-	if err := decoder.DropSlot(ctx, src, c.Slot); err != nil {
+func snapshot(ctx context.Context, c Config, dcfg decoder.Config, src, tgt *pgx.Conn, st *startup, cl *claim, log *zap.Logger) error {
+	if err := cl.recordNewSlot(ctx, c, tgt); err != nil {
 		return err
 	}
-	if err := decoder.EnsurePublication(ctx, src, c.Publication, st.sourceTables()); err != nil {
+	if cl.slot.Exists {
+		// The stream's own (claimSource refuses any other): a holder
+		// left over from a previous run of the stream is ended.
+		if err := decoder.DropSlot(ctx, src, c.Slot); err != nil {
+			return err
+		}
+	}
+	if err := publish(ctx, c, src, tgt, cl.rec, st.sourceTables()); err != nil {
 		return err
 	}
 	snap, err := decoder.CreateSlot(ctx, dcfg)
+	if errors.Is(err, decoder.ErrSlotExists) {
+		return cl.slotTaken(ctx, tgt, src, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -358,11 +380,13 @@ func (s *startup) sourceTables() []decoder.TableName {
 
 // PreflightTables checks each table a view reads (once per table, results
 // kept in checked): a table's problems fail only the views that read it.
-func PreflightTables(ctx context.Context, src *pgx.Conn, p *planner.Plan, checked map[planner.Table]error) error {
+// pub is the stream's publication as the source shows it, nil when
+// unknown (a table is then checked for creating one).
+func PreflightTables(ctx context.Context, src *pgx.Conn, p *planner.Plan, checked map[planner.Table]error, pub *decoder.Publication) error {
 	for _, s := range p.Sources {
 		t := s.Table
 		if _, done := checked[t]; !done {
-			checked[t] = decoder.Preflight(ctx, src, []decoder.TableName{{Schema: t.Schema, Name: t.Name}})
+			checked[t] = decoder.PreflightWith(ctx, src, []decoder.TableName{{Schema: t.Schema, Name: t.Name}}, pub)
 		}
 		if err := checked[t]; err != nil {
 			d := p.View

@@ -20,21 +20,23 @@ func checkCommand(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	views := fs.String("views", "", "a .sql file or a directory of .sql files")
 	source := fs.String("source", "", "source database URL: also check tables, columns, types and replication settings")
+	pub := fs.String("publication", "deltaview", "the publication run will use: one created beforehand needs no right to create it")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *views == "" {
 		return errors.New("check needs --views (or DELTAVIEW_VIEWS)")
 	}
-	return check(ctx, os.Stdout, *views, *source)
+	return check(ctx, os.Stdout, *views, *source, *pub)
 }
 
 // check validates view definitions without changing anything and prints
 // how each would be maintained. It fails when any view cannot be.
-func check(ctx context.Context, out io.Writer, views, source string) error {
+func check(ctx context.Context, out io.Writer, views, source, publication string) error {
 	defs, errs := planner.Load(views)
 	var cat planner.Catalog
 	var conn *pgx.Conn
+	var pub *decoder.Publication
 	if source != "" {
 		var err error
 		conn, err = sidecar.Connect(ctx, "source", source)
@@ -43,7 +45,14 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
 		cat = &planner.SourceCatalog{Conn: conn}
-		if err := decoder.Preflight(ctx, conn, nil); err != nil {
+		// Without the target's record, a publication whose comment is
+		// deltaview's is taken as one deltaview may extend; any other as
+		// provided, used as it is.
+		if pub, err = decoder.ReadPublication(ctx, conn, publication); err != nil {
+			return err
+		}
+		pub.Ours = strings.HasPrefix(pub.Comment, "deltaview stream ")
+		if err := decoder.PreflightWith(ctx, conn, nil, pub); err != nil {
 			errs = append(errs, fmt.Errorf("source: %w", err))
 		}
 	}
@@ -69,7 +78,7 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := sidecar.PreflightTables(ctx, conn, p, checkedTables); err != nil {
+		if err := sidecar.PreflightTables(ctx, conn, p, checkedTables, pub); err != nil {
 			errs = append(errs, err)
 			continue
 		}

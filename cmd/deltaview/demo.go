@@ -79,7 +79,7 @@ func demo(ctx context.Context, out io.Writer, pause time.Duration) error {
 	defer func() {
 		stop()
 		<-done
-		teardown(context.WithoutCancel(ctx), url, url, "deltaview", "deltaview", false, func(string) {})
+		teardown(context.WithoutCancel(ctx), teardownOptions{source: url, target: url, slot: "deltaview"}, func(string) {})
 	}()
 
 	conn, err := pgx.Connect(ctx, url)

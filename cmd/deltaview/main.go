@@ -26,7 +26,7 @@ Usage:
   deltaview check    --views PATH [--source URL]                 validate views, print how each is maintained
   deltaview status   --target URL [--source URL]                 each view's status, lag, rows and last error
   deltaview verify   --target URL [--view NAME] [--repair]       compare the tables with their queries at one source position
-  deltaview teardown --source URL [--target URL] [--drop-tables] remove the slot, publication and catalog
+  deltaview teardown --source URL [--target URL] [--slot NAME]  remove what deltaview created for a stream
   deltaview probe    [--url URL]                                 exit 0 when a running deltaview is ready (a healthcheck)
   deltaview demo                                                 a live leaderboard on a throwaway PostgreSQL
 
