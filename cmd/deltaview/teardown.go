@@ -71,7 +71,7 @@ func teardown(ctx context.Context, o teardownOptions, say func(string)) error {
 	}
 	if catalog {
 		if err := migrations.Up(ctx, o.target); err != nil {
-			return fmt.Errorf("target %s: %w", decoder.RedactURL(o.target), err)
+			return fmt.Errorf("target %s: %w", decoder.DescribeConn(o.target), err)
 		}
 	}
 	src, err := sidecar.Connect(ctx, "source", o.source)
