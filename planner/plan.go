@@ -77,11 +77,11 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		c := CopyTable(t)
 		rv.Schemaname, rv.Relname, rv.Inh = c.Schema, c.Name, true
 	}
-	out, err := describe(ctx, d, a, cat)
+	out, notes, err := describe(ctx, d, a, cat)
 	if err != nil {
 		return nil, err
 	}
-	p.Columns = out
+	p.Columns, p.Notes = out, append(p.Notes, notes...)
 	if a.stars {
 		expandJoinStars(sel, infos)
 	}
@@ -197,20 +197,18 @@ func lookupTable(ctx context.Context, d *Definition, rv *pg_query.RangeVar, cat 
 }
 
 // describe has the server judge the query (names, types, GROUP BY rules)
-// once the planner has refused volatile functions, and returns its output
-// columns.
-func describe(ctx context.Context, d *Definition, a *analysis, cat Catalog) ([]Column, error) {
-	if vol, err := cat.Volatile(ctx, a.funcs); err != nil {
-		return nil, err
-	} else if len(vol) > 0 {
-		return nil, d.errorf(0, "volatile function", fmt.Sprintf("%s() is volatile: its result can change without any row changing", vol[0]),
-			"store the value in a column of the source table")
-	}
+// and what can never stay equal to it (see refuseResolved), and returns its
+// output columns and notes for the user.
+func describe(ctx context.Context, d *Definition, a *analysis, cat Catalog) ([]Column, []string, error) {
 	out, err := cat.Describe(ctx, d.Query)
 	if err != nil {
-		return nil, d.serverError(err)
+		return nil, nil, d.serverError(err)
 	}
-	return out, uniqueNames(d, out)
+	if err := uniqueNames(d, out); err != nil {
+		return nil, nil, err
+	}
+	notes, err := refuseResolved(ctx, d, a, d.Query, true, cat)
+	return out, notes, err
 }
 
 func checkRelKind(d *Definition, rv *pg_query.RangeVar, ti *TableInfo) error {
@@ -378,11 +376,11 @@ func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		}
 	}
 
-	out, err := describe(ctx, d, a, cat)
+	out, notes, err := describe(ctx, d, a, cat)
 	if err != nil {
 		return nil, err
 	}
-	p.Columns = out
+	p.Columns, p.Notes = out, append(p.Notes, notes...)
 
 	if a.stars {
 		a.expandStars(ti)
