@@ -327,9 +327,6 @@ func (j *judge) unique(q *pgNode, given []*pgNode, ignoreDistinct bool) bool {
 	if so := q.child("setOperations"); so != nil {
 		return !so.bool("all") && c.outputsKnown()
 	}
-	if q.bool("hasTargetSRFs") {
-		return false
-	}
 	if !ignoreDistinct && len(q.nodes("distinctClause")) > 0 {
 		if !q.bool("hasDistinctOn") && c.outputsKnown() {
 			return true
@@ -344,7 +341,7 @@ func (j *judge) unique(q *pgNode, given []*pgNode, ignoreDistinct bool) bool {
 			}
 		}
 	}
-	if len(q.nodes("groupingSets")) > 0 {
+	if len(q.nodes("groupingSets")) > 0 || q.bool("hasTargetSRFs") {
 		return false
 	}
 	if len(q.nodes("groupClause")) > 0 {
@@ -383,6 +380,11 @@ func limitExpr(q *pgNode, field string) *pgNode {
 // checkOrder refuses LIMIT/OFFSET and DISTINCT ON in one query level when
 // its ORDER BY does not determine the rows.
 func (j *judge) checkOrder(q *pgNode) {
+	if j.exists[q] {
+		// EXISTS only asks whether a row remains: which ones does not
+		// matter, and how many does not depend on the order.
+		return
+	}
 	sorts := clauseExprs(q, "sortClause")
 	if q.bool("hasDistinctOn") {
 		given := append(append([]*pgNode{}, sorts...), clauseExprs(q, "distinctClause")...)

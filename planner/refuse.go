@@ -62,6 +62,8 @@ type judge struct {
 	depth int
 	// tokens are the lexical tokens of res.Text, for time literals.
 	tokens []*pg_query.ScanToken
+	// exists are the queries of EXISTS subqueries.
+	exists map[*pgNode]bool
 }
 
 // refuseResolved has the source analyze the query and refuses what can
@@ -88,7 +90,7 @@ func refuseResolved(ctx context.Context, d *Definition, a *analysis, query strin
 		ve.Err = err
 		return nil, ve
 	}
-	j := &judge{d: d, res: res, located: located}
+	j := &judge{d: d, res: res, located: located, exists: map[*pgNode]bool{}}
 	j.query(res.Query, nil, map[uint32]bool{})
 	return nil, j.err
 }
@@ -244,6 +246,10 @@ func (j *judge) expr(n *pgNode, stack []*pgNode) {
 	case "CONST":
 		if t := j.res.Types[n.oid("consttype")]; t != nil && t.DateTime && !n.bool("constisnull") {
 			j.timeLiteral(loc, n.oid("consttype"))
+		}
+	case "SUBLINK":
+		if n.int("subLinkType", -1) == 0 { // EXISTS_SUBLINK
+			j.exists[n.child("subselect")] = true
 		}
 	case "SQLVALUEFUNCTION":
 		j.fail(loc, "time or session function",

@@ -107,6 +107,8 @@ func TestAcceptedAsAnalyzed(t *testing.T) {
 		"limit over a global aggregate":                  "SELECT count(*) AS n FROM t LIMIT 1",
 		"limit over a view read":                         "SELECT id, g FROM keyed ORDER BY id LIMIT 3",
 		"limit over a grouped subquery":                  "SELECT s.g, s.n FROM (SELECT t.id AS g, t.note, count(*) AS n FROM t GROUP BY t.id, t.note) s ORDER BY s.n, s.g LIMIT 3",
+		"limit over one row by =":                        "SELECT y FROM u WHERE id = 3 LIMIT 1",
+		"limit inside EXISTS":                            "SELECT id FROM t WHERE EXISTS (SELECT FROM u WHERE u.t_id = t.id LIMIT 1)",
 		"fetch with ties":                                "SELECT id, x FROM t ORDER BY x FETCH FIRST 3 ROWS WITH TIES",
 		"limit all":                                      "SELECT id, x FROM t LIMIT ALL",
 		"distinct on determined":                         "SELECT DISTINCT ON (g) g, id, x FROM t ORDER BY g, id DESC",
