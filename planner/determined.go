@@ -114,8 +114,12 @@ func (c *closure) varRef(n *pgNode) (int64, int64, bool) {
 	}
 	varno, attno := n.int("varno", 0), n.int("varattno", 0)
 	rte := rtEntry(c.q, varno)
-	if rte != nil && rte.int("rtekind", -1) == 2 && attno > 0 {
-		vars := rte.field("joinaliasvars")
+	// A join's columns stand for its sides' (joinaliasvars); from
+	// PostgreSQL 18 a grouped query's columns stand for its GROUP BY
+	// expressions (an RTE_GROUP's groupexprs).
+	field := map[int64]string{2: "joinaliasvars", 9: "groupexprs"}[rte.int("rtekind", -1)]
+	if rte != nil && field != "" && attno > 0 {
+		vars := rte.field(field)
 		if vars == nil || int(attno) > len(vars.list) || vars.list[attno-1].node == nil {
 			return varno, attno, true
 		}

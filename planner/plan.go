@@ -77,11 +77,12 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		c := CopyTable(t)
 		rv.Schemaname, rv.Relname, rv.Inh = c.Schema, c.Name, true
 	}
-	out, notes, err := describe(ctx, d, a, cat)
+	out, unanalyzed, err := describe(ctx, d, a, cat)
 	if err != nil {
 		return nil, err
 	}
-	p.Columns, p.Notes = out, append(p.Notes, notes...)
+	p.Columns = out
+	p.noteUnanalyzed(unanalyzed)
 	if a.stars {
 		expandJoinStars(sel, infos)
 	}
@@ -198,17 +199,17 @@ func lookupTable(ctx context.Context, d *Definition, rv *pg_query.RangeVar, cat 
 
 // describe has the server judge the query (names, types, GROUP BY rules)
 // and what can never stay equal to it (see refuseResolved), and returns its
-// output columns and notes for the user.
-func describe(ctx context.Context, d *Definition, a *analysis, cat Catalog) ([]Column, []string, error) {
-	out, err := cat.Describe(ctx, d.Query)
+// output columns and, when the source could not analyze it, why.
+func describe(ctx context.Context, d *Definition, a *analysis, cat Catalog) (out []Column, unanalyzed string, err error) {
+	out, err = cat.Describe(ctx, d.Query)
 	if err != nil {
-		return nil, nil, d.serverError(err)
+		return nil, "", d.serverError(err)
 	}
 	if err := uniqueNames(d, out); err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
-	notes, err := refuseResolved(ctx, d, a, d.Query, true, cat)
-	return out, notes, err
+	unanalyzed, err = refuseResolved(ctx, d, a, d.Query, true, cat)
+	return out, unanalyzed, err
 }
 
 func checkRelKind(d *Definition, rv *pg_query.RangeVar, ti *TableInfo) error {
@@ -261,6 +262,9 @@ type Plan struct {
 	// Recompute, when set, says why the view's groups are recomputed from a
 	// copy of its source columns rather than kept as running totals.
 	Recompute string
+	// Unanalyzed, when set, says why the source could not analyze the
+	// query (see Resolve): only its function names were checked.
+	Unanalyzed string
 
 	where   string   // deparsed WHERE, "" when none
 	groups  []string // deparsed GROUP BY expressions
@@ -376,11 +380,12 @@ func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		}
 	}
 
-	out, notes, err := describe(ctx, d, a, cat)
+	out, unanalyzed, err := describe(ctx, d, a, cat)
 	if err != nil {
 		return nil, err
 	}
-	p.Columns, p.Notes = out, append(p.Notes, notes...)
+	p.Columns = out
+	p.noteUnanalyzed(unanalyzed)
 
 	if a.stars {
 		a.expandStars(ti)

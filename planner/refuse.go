@@ -70,29 +70,39 @@ type judge struct {
 // never stay equal to it. located tells whether the query is d.Query (so
 // errors can name its lines). When the source role cannot create a
 // temporary view it falls back to refusing volatile functions by name and
-// says so in a note.
-func refuseResolved(ctx context.Context, d *Definition, a *analysis, query string, located bool, cat Catalog) (notes []string, err error) {
+// returns why the query was not analyzed.
+func refuseResolved(ctx context.Context, d *Definition, a *analysis, query string, located bool, cat Catalog) (unanalyzed string, err error) {
 	res, err := cat.Resolve(ctx, query)
 	if errors.Is(err, ErrNoTempView) {
 		vol, verr := cat.Volatile(ctx, a.funcs)
 		if verr != nil {
-			return nil, verr
+			return "", verr
 		}
 		if len(vol) > 0 {
-			return nil, d.errorf(0, "volatile function", fmt.Sprintf("%s() is volatile: its result can change without any row changing", vol[0]),
+			return "", d.errorf(0, "volatile function", fmt.Sprintf("%s() is volatile: its result can change without any row changing", vol[0]),
 				"store the value in a column of the source table")
 		}
-		return []string{"only function names were checked for volatility (" + err.Error() +
-			"); grant TEMPORARY on the source database to have operators, casts, time literals, system columns and LIMIT checked too"}, nil
+		return err.Error(), nil
 	}
 	if err != nil {
 		ve := d.errorf(0, "query", fmt.Sprintf("the source cannot analyze the query: %v", err), "")
 		ve.Err = err
-		return nil, ve
+		return "", ve
 	}
 	j := &judge{d: d, res: res, located: located, exists: map[*pgNode]bool{}}
 	j.query(res.Query, nil, map[uint32]bool{})
-	return nil, j.err
+	return "", j.err
+}
+
+// noteUnanalyzed records on a plan that its query was checked by function
+// names only.
+func (p *Plan) noteUnanalyzed(why string) {
+	if why == "" {
+		return
+	}
+	p.Unanalyzed = why
+	p.Notes = append(p.Notes, "only function names were checked for volatility ("+why+
+		"); grant TEMPORARY on the source database to have operators, casts, time literals, system columns and LIMIT checked too")
 }
 
 func (j *judge) fail(loc int, construct, msg, hint string) {

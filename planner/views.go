@@ -83,11 +83,12 @@ func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views
 	}
 	// Judged as described: with the views it reads replaced by their
 	// queries, so its own line numbers are not known.
-	notes, err := refuseResolved(ctx, d, a, q, false, cat)
+	unanalyzed, err := refuseResolved(ctx, d, a, q, false, cat)
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{View: d, Kind: Whole, Columns: out, Notes: append(a.notes, notes...), wholeQuery: d.Query}
+	p := &Plan{View: d, Kind: Whole, Columns: out, Notes: a.notes, wholeQuery: d.Query}
+	p.noteUnanalyzed(unanalyzed)
 	for _, b := range bases {
 		p.DependsOn = appendNew(p.DependsOn, b.Name)
 	}
