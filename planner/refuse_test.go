@@ -25,6 +25,9 @@ CREATE CAST (int AS celsius) WITH FUNCTION celsius_of(int);
 CREATE FUNCTION coin_ok(int) RETURNS bool LANGUAGE sql VOLATILE AS 'SELECT true';
 CREATE DOMAIN lucky AS int CHECK (coin_ok(VALUE));
 CREATE DOMAIN fine AS int CHECK (VALUE > 0);
+CREATE TYPE pair AS (v int);
+CREATE FUNCTION pair_flaky_eq(pair, pair) RETURNS bool LANGUAGE sql VOLATILE AS 'SELECT $1.v = $2.v';
+CREATE OPERATOR = (LEFTARG = pair, RIGHTARG = pair, FUNCTION = pair_flaky_eq);
 CREATE VIEW with_xmin AS SELECT id, xmin AS version FROM t;
 CREATE VIEW keyed AS SELECT id, g FROM t WHERE x > 0;`
 
@@ -43,6 +46,7 @@ func TestRefusedAsAnalyzed(t *testing.T) {
 		msg, hint string
 	}{
 		{"volatile operator", "SELECT id FROM t\nWHERE x === 3", "volatile operator", 3, "operator === calls flaky_eq(), which is volatile", "IMMUTABLE"},
+		{"volatile = on a user type", "SELECT id FROM t WHERE ROW(x)::pair = ROW(3)::pair", "volatile operator", 2, "operator = calls pair_flaky_eq(), which is volatile", ""},
 		{"volatile cast", "SELECT id,\n x::celsius AS c FROM t", "volatile cast", 3, "the cast to celsius calls celsius_of(), which is volatile", "IMMUTABLE"},
 		{"volatile domain check", "SELECT id, x::lucky AS l FROM t", "volatile domain", 2, "domain lucky calls coin_ok(), which is volatile", ""},
 		{"time literal cast", "SELECT id FROM t\nWHERE ts > 'now'::timestamptz", "time literal", 3, "'now' read as timestamp with time zone", "fixed date"},
