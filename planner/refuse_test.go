@@ -180,3 +180,31 @@ func TestRefusalsWithoutTemporary(t *testing.T) {
 		t.Errorf("connection unusable after the attempt: %v", err)
 	}
 }
+
+// On a connection inside a transaction the analysis is rolled back to a
+// savepoint: the transaction and what it did stay.
+func TestResolveInsideATransaction(t *testing.T) {
+	conn := testConn(t)
+	mustExec(t, conn, refuseSchema)
+	mustExec(t, conn, "BEGIN; CREATE TEMPORARY TABLE kept (a int)")
+	cat := &SourceCatalog{Conn: conn}
+	if _, err := build(t, cat, "CREATE MATERIALIZED VIEW v AS SELECT id, x FROM t ORDER BY id LIMIT 3;"); err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	var ve *ViewError
+	if _, err := build(t, cat, "CREATE MATERIALIZED VIEW v AS SELECT id, xmin FROM t;"); !errors.As(err, &ve) || ve.Construct != "system column" {
+		t.Fatalf("got %v, want xmin refused", err)
+	}
+	if s := conn.PgConn().TxStatus(); s != 'T' {
+		t.Fatalf("transaction status %c, want T (still in the transaction)", s)
+	}
+	var kept, leftover bool
+	if err := conn.QueryRow(context.Background(),
+		"SELECT to_regclass('pg_temp.kept') IS NOT NULL, to_regclass('pg_temp.deltaview_resolve') IS NOT NULL").Scan(&kept, &leftover); err != nil {
+		t.Fatal(err)
+	}
+	if !kept || leftover {
+		t.Errorf("the transaction's table kept: %v; the analysis left its view: %v", kept, leftover)
+	}
+	mustExec(t, conn, "ROLLBACK")
+}

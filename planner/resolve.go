@@ -80,10 +80,11 @@ const resolvePrefix = "CREATE TEMPORARY VIEW deltaview_resolve AS "
 // savepoint) that is always rolled back: it creates a temporary view of it
 // and reads the view's rule, then looks up what the rule refers to.
 func (c *SourceCatalog) Resolve(ctx context.Context, query string) (res *Resolved, err error) {
-	begin, end := "BEGIN", "ROLLBACK"
+	begin, end := "BEGIN", []string{"ROLLBACK"}
 	switch c.Conn.PgConn().TxStatus() {
 	case 'T':
-		begin, end = "SAVEPOINT deltaview_resolve", "ROLLBACK TO SAVEPOINT deltaview_resolve"
+		begin = "SAVEPOINT deltaview_resolve"
+		end = []string{"ROLLBACK TO SAVEPOINT deltaview_resolve", "RELEASE SAVEPOINT deltaview_resolve"}
 	case 'E':
 		return nil, errors.New("resolve query: the source connection is in a failed transaction")
 	}
@@ -91,8 +92,10 @@ func (c *SourceCatalog) Resolve(ctx context.Context, query string) (res *Resolve
 		return nil, fmt.Errorf("resolve query: %w", err)
 	}
 	defer func() {
-		if _, rerr := c.Conn.Exec(context.WithoutCancel(ctx), end); rerr != nil && err == nil {
-			err = fmt.Errorf("resolve query: %w", rerr)
+		for _, stmt := range end {
+			if _, rerr := c.Conn.Exec(context.WithoutCancel(ctx), stmt); rerr != nil && err == nil {
+				err = fmt.Errorf("resolve query: %w", rerr)
+			}
 		}
 	}()
 	text := resolvePrefix + query
