@@ -35,8 +35,12 @@ type closure struct {
 
 func (j *judge) closure(q *pgNode, given []*pgNode) *closure {
 	c := &closure{j: j, q: q, cols: map[[2]int64]bool{}, rtes: map[int64]bool{}, exprs: map[string]bool{}}
-	var from func(n *pgNode, inner bool)
-	from = func(n *pgNode, inner bool) {
+	// from collects the base entries of FROM and the conditions that hold
+	// for every row (holds): WHERE, inner joins' ON, and those within the
+	// preserved side of an outer join (not the outer join's own ON, which
+	// null-extended rows do not meet).
+	var from func(n *pgNode, holds bool)
+	from = func(n *pgNode, holds bool) {
 		if n == nil {
 			return
 		}
@@ -45,34 +49,21 @@ func (j *judge) closure(q *pgNode, given []*pgNode) *closure {
 			c.items = append(c.items, n.int("rtindex", 0))
 		case "FROMEXPR":
 			for _, f := range n.nodes("fromlist") {
-				from(f, inner)
+				from(f, holds)
 			}
-			if inner {
+			if holds {
 				c.quals = append(c.quals, conjuncts(n.child("quals"))...)
 			}
 		case "JOINEXPR":
-			from(n.child("larg"), false)
-			from(n.child("rarg"), false)
-			if inner && n.int("jointype", -1) == 0 {
+			jt := n.int("jointype", -1) // 0 inner, 1 left, 2 full, 3 right
+			from(n.child("larg"), holds && (jt == 0 || jt == 1))
+			from(n.child("rarg"), holds && (jt == 0 || jt == 3))
+			if holds && jt == 0 {
 				c.quals = append(c.quals, conjuncts(n.child("quals"))...)
 			}
 		}
 	}
 	from(q.child("jointree"), true)
-	// Inner joins nested in inner joins keep their conditions too.
-	walkNode(q.child("jointree"), func(n *pgNode) bool {
-		if n.typ == "JOINEXPR" && n.int("jointype", -1) != 0 {
-			return false
-		}
-		if n.typ == "JOINEXPR" {
-			for _, side := range []string{"larg", "rarg"} {
-				if s := n.child(side); s != nil && s.typ == "JOINEXPR" && s.int("jointype", -1) == 0 {
-					c.quals = append(c.quals, conjuncts(s.child("quals"))...)
-				}
-			}
-		}
-		return true
-	})
 	for _, g := range given {
 		c.exprs[nodeCanon(g)] = true
 		if v, a, ok := c.varRef(g); ok {

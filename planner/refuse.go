@@ -163,7 +163,7 @@ func (j *judge) rangeEntry(rte *pgNode, views map[uint32]bool) {
 	j.view = save
 }
 
-// funcName is how a function is named in a message.
+// display is how a function is named in a message.
 func (f *FuncInfo) display() string {
 	if f.Schema == "pg_catalog" || f.Schema == "public" {
 		return f.Name
