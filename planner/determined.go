@@ -271,8 +271,8 @@ func (c *closure) has(n *pgNode) bool {
 	case "SUBLINK", "QUERY", "RANGETBLENTRY":
 		return false
 	}
-	for _, v := range n.fields {
-		if !c.hasValue(v) {
+	for _, name := range n.order {
+		if v := n.fields[name]; !c.hasValue(v) {
 			return false
 		}
 	}

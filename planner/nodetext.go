@@ -19,6 +19,9 @@ import (
 type pgNode struct {
 	typ    string
 	fields map[string]*pgValue
+	// order are the field names as the server wrote them: walks follow
+	// it, so the first problem found is the same every time.
+	order []string
 }
 
 // pgValue is a field's value: a token, a node or a list; bytes holds the
@@ -156,6 +159,9 @@ func (r *nodeReader) node() (*pgNode, error) {
 				v.bytes = append(v.bytes, b)
 			}
 		}
+		if _, dup := n.fields[name]; !dup {
+			n.order = append(n.order, name)
+		}
 		n.fields[name] = v
 	}
 }
@@ -271,8 +277,8 @@ func walkNodes(v *pgValue, f func(*pgNode) bool) {
 		if !f(v.node) {
 			return
 		}
-		for _, c := range v.node.fields {
-			walkNodes(c, f)
+		for _, name := range v.node.order {
+			walkNodes(v.node.fields[name], f)
 		}
 	}
 	for _, it := range v.list {

@@ -57,9 +57,11 @@ type judge struct {
 	// located is set when the query's locations point into d.Query.
 	located bool
 	// view is the source view being walked, "" for the query itself.
-	view  string
-	err   error
-	depth int
+	view string
+	err  error
+	// errLoc is err's location in the query, -1 when it has none.
+	errLoc int
+	depth  int
 	// tokens are the lexical tokens of res.Text, for time literals.
 	tokens []*pg_query.ScanToken
 	// exists are the queries of EXISTS subqueries.
@@ -105,10 +107,16 @@ func (p *Plan) noteUnanalyzed(why string) {
 		"); grant TEMPORARY on the source database to have operators, casts, time literals, system columns and LIMIT checked too")
 }
 
+// fail records a refusal. Of several, the one written first in the query
+// is reported (those without a place in it come after).
 func (j *judge) fail(loc int, construct, msg, hint string) {
-	if j.err != nil {
+	if j.view != "" || !j.located {
+		loc = -1
+	}
+	if j.err != nil && (loc < 0 || (j.errLoc >= 0 && j.errLoc <= loc)) {
 		return
 	}
+	j.errLoc = loc
 	stmtLoc := 0
 	if j.view != "" {
 		msg += " (in view " + j.view + ", which the query reads)"
@@ -123,9 +131,6 @@ func (j *judge) query(q *pgNode, outer []*pgNode, views map[uint32]bool) {
 	stack := append(append([]*pgNode{}, outer...), q)
 	j.checkOrder(q)
 	walkNode(q, func(n *pgNode) bool {
-		if j.err != nil {
-			return false
-		}
 		if n != q && n.typ == "QUERY" {
 			j.query(n, stack, views)
 			return false

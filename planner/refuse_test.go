@@ -67,6 +67,7 @@ func TestRefusedAsAnalyzed(t *testing.T) {
 		{"setting", "SELECT id, current_setting('work_mem') AS w FROM t", "session function", 2, "current_setting()", ""},
 		{"version", "SELECT id, version() AS v FROM t", "session function", 2, "version()", ""},
 		{"privilege", "SELECT id FROM t WHERE has_table_privilege('t', 'SELECT')", "session function", 2, "has_table_privilege()", ""},
+		{"the first of several problems", "SELECT id, xmin,\n  ctid FROM t WHERE ts > 'now'", "system column", 2, "t.xmin", ""},
 		{"limit without order by", "SELECT id, x FROM t\nLIMIT 10", "LIMIT without a determining ORDER BY", 3, "without ORDER BY", "add t.id to ORDER BY"},
 		{"limit ordered by a non-key", "SELECT id, x FROM t ORDER BY x DESC LIMIT 10", "LIMIT without a determining ORDER BY", 2, "leaves rows tied", "add t.id to ORDER BY"},
 		{"offset", "SELECT id, x FROM t ORDER BY x OFFSET 5", "OFFSET without a determining ORDER BY", 2, "OFFSET", "t.id"},
