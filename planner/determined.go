@@ -99,6 +99,10 @@ func stripRelabel(n *pgNode) *pgNode {
 // varRef resolves a column of this level to the base entry it reads
 // (through join aliases).
 func (c *closure) varRef(n *pgNode) (int64, int64, bool) {
+	return c.varRefDepth(n, 0)
+}
+
+func (c *closure) varRefDepth(n *pgNode, depth int) (int64, int64, bool) {
 	n = stripRelabel(n)
 	if n == nil || n.typ != "VAR" || n.int("varlevelsup", 0) != 0 {
 		return 0, 0, false
@@ -114,7 +118,10 @@ func (c *closure) varRef(n *pgNode) (int64, int64, bool) {
 		if vars == nil || int(attno) > len(vars.list) || vars.list[attno-1].node == nil {
 			return varno, attno, true
 		}
-		if v, a, ok := c.varRef(vars.list[attno-1].node); ok {
+		if depth > maxViewDepth {
+			return varno, attno, true
+		}
+		if v, a, ok := c.varRefDepth(vars.list[attno-1].node, depth+1); ok {
 			return v, a, true
 		}
 	}
@@ -313,9 +320,13 @@ func (c *closure) outputsKnown() bool {
 // unique tells whether no two rows of q agree on the given expressions.
 // ignoreDistinct judges the rows before DISTINCT ON picks among them.
 func (j *judge) unique(q *pgNode, given []*pgNode, ignoreDistinct bool) bool {
-	if j.depth > maxViewDepth*4 {
+	// Subqueries nest, and each level may ask about the ones below more
+	// than once as it learns more: bound the work (past it, the rows count
+	// as not told apart, and the view is refused).
+	if j.depth > maxViewDepth || j.uniqueCalls > 10000 {
 		return false
 	}
+	j.uniqueCalls++
 	j.depth++
 	defer func() { j.depth-- }()
 	c := j.closure(q, given)

@@ -119,3 +119,27 @@ func TestLimitJudgedOnKeys(t *testing.T) {
 		})
 	}
 }
+
+// Any text is read into a tree, judged, or refused as unreadable; never a
+// panic.
+func FuzzNodeText(f *testing.F) {
+	seed, err := os.ReadFile("testdata/nodetext/limit_by_a.txt")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{string(seed), `{QUERY :a 1}`, `({QUERY :rtable ({RANGETBLENTRY :rtekind 0 :relid 1}) :sortClause <>})`,
+		`{CONST :constvalue 4 [ 1 2 3 4 ]}`, `(i 1 2) (o 3)`, `{A :b \{}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		q, err := firstQuery(text)
+		if err != nil {
+			return
+		}
+		res := &Resolved{Query: q, Opers: map[uint32]*OperInfo{}, Funcs: map[uint32]*FuncInfo{}, Types: map[uint32]*TypeInfo{},
+			Rels: map[uint32]*RelInfo{1: {Name: "t", Kind: 'r', Keys: [][]int{{1}}}}}
+		j := &judge{d: &Definition{Name: "v"}, res: res, exists: map[*pgNode]bool{}}
+		j.query(q, nil, map[uint32]bool{})
+		_ = nodeCanon(q)
+	})
+}

@@ -61,7 +61,8 @@ type judge struct {
 	err  error
 	// errLoc is err's location in the query, -1 when it has none.
 	errLoc int
-	depth  int
+	// depth and uniqueCalls bound the search for keys (see unique).
+	depth, uniqueCalls int
 	// tokens are the lexical tokens of res.Text, for time literals.
 	tokens []*pg_query.ScanToken
 	// exists are the queries of EXISTS subqueries.
