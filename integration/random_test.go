@@ -40,9 +40,10 @@ func testSeed(t *testing.T) uint64 {
 }
 
 // randomSchema is the source of the randomized differential test: nullable
-// group keys and values of the types the views aggregate.
+// group keys and values of the types the views aggregate. id is unique, as
+// the top-N and DISTINCT ON views need to pick the same rows every time.
 const randomSchema = `CREATE TABLE items (
-	id  int NOT NULL,
+	id  int NOT NULL UNIQUE,
 	g1  int,
 	g2  text,
 	k   bigint NOT NULL,

@@ -173,6 +173,8 @@ func analyze(d *Definition) (*analysis, error) {
 		return nil, d.errorf(0, "subquery in FROM", "subqueries in FROM are not supported yet", "")
 	case *pg_query.Node_RangeFunction:
 		return nil, d.errorf(0, "function in FROM", "a function in FROM is not supported", "read from a table")
+	case *pg_query.Node_RangeTableSample:
+		return nil, tableSampleError(d, f.RangeTableSample)
 	default:
 		return nil, d.errorf(location(sel.FromClause[0]), "FROM", "only a plain table is supported in FROM", "")
 	}
@@ -492,6 +494,14 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 		switch v := x.Node.(type) {
 		case *pg_query.Node_CommonTableExpr:
 			ctes[v.CommonTableExpr.Ctename] = true
+			switch v.CommonTableExpr.Ctequery.GetNode().(type) {
+			case *pg_query.Node_InsertStmt, *pg_query.Node_UpdateStmt, *pg_query.Node_DeleteStmt, *pg_query.Node_MergeStmt:
+				fail(d.errorf(v.CommonTableExpr.Location, "data-modifying WITH",
+					fmt.Sprintf("WITH %s AS (...) changes data: a view must only read, and deltaview evaluates it again and again", v.CommonTableExpr.Ctename),
+					"make the CTE a SELECT"))
+			}
+		case *pg_query.Node_RangeTableSample:
+			fail(tableSampleError(d, v.RangeTableSample))
 		case *pg_query.Node_RangeFunction:
 			fail(d.errorf(location(x), "function in FROM", "a function in FROM is not supported", "read from a table"))
 		case *pg_query.Node_SqlvalueFunction:
@@ -576,4 +586,12 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 		}
 	}
 	return a, nil
+}
+
+// tableSampleError refuses TABLESAMPLE: it picks rows at random (with
+// REPEATABLE, by where rows are stored, which deltaview's copies do not
+// share).
+func tableSampleError(d *Definition, ts *pg_query.RangeTableSample) error {
+	return d.errorf(ts.Location, "TABLESAMPLE", "TABLESAMPLE picks rows at random, so the view could never stay equal to its query",
+		"read the whole table, or filter on a column")
 }

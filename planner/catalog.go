@@ -22,6 +22,9 @@ type Catalog interface {
 	Describe(ctx context.Context, sql string) ([]Column, error)
 	// Volatile returns which of the named functions are volatile.
 	Volatile(ctx context.Context, names []string) ([]string, error)
+	// Resolve has the server analyze a query and returns what it resolved
+	// (see resolve.go). ErrNoTempView when the source cannot.
+	Resolve(ctx context.Context, query string) (*Resolved, error)
 	// Aggregates returns which of the named functions are aggregates.
 	Aggregates(ctx context.Context, names []string) ([]string, error)
 	// Groupable tells whether values of a type (as format_type prints it)

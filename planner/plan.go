@@ -77,11 +77,12 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		c := CopyTable(t)
 		rv.Schemaname, rv.Relname, rv.Inh = c.Schema, c.Name, true
 	}
-	out, err := describe(ctx, d, a, cat)
+	out, unanalyzed, err := describe(ctx, d, a, cat)
 	if err != nil {
 		return nil, err
 	}
 	p.Columns = out
+	p.noteUnanalyzed(unanalyzed)
 	if a.stars {
 		expandJoinStars(sel, infos)
 	}
@@ -197,20 +198,18 @@ func lookupTable(ctx context.Context, d *Definition, rv *pg_query.RangeVar, cat 
 }
 
 // describe has the server judge the query (names, types, GROUP BY rules)
-// once the planner has refused volatile functions, and returns its output
-// columns.
-func describe(ctx context.Context, d *Definition, a *analysis, cat Catalog) ([]Column, error) {
-	if vol, err := cat.Volatile(ctx, a.funcs); err != nil {
-		return nil, err
-	} else if len(vol) > 0 {
-		return nil, d.errorf(0, "volatile function", fmt.Sprintf("%s() is volatile: its result can change without any row changing", vol[0]),
-			"store the value in a column of the source table")
-	}
-	out, err := cat.Describe(ctx, d.Query)
+// and what can never stay equal to it (see refuseResolved), and returns its
+// output columns and, when the source could not analyze it, why.
+func describe(ctx context.Context, d *Definition, a *analysis, cat Catalog) (out []Column, unanalyzed string, err error) {
+	out, err = cat.Describe(ctx, d.Query)
 	if err != nil {
-		return nil, d.serverError(err)
+		return nil, "", d.serverError(err)
 	}
-	return out, uniqueNames(d, out)
+	if err := uniqueNames(d, out); err != nil {
+		return nil, "", err
+	}
+	unanalyzed, err = refuseResolved(ctx, d, a, d.Query, true, cat)
+	return out, unanalyzed, err
 }
 
 func checkRelKind(d *Definition, rv *pg_query.RangeVar, ti *TableInfo) error {
@@ -263,6 +262,9 @@ type Plan struct {
 	// Recompute, when set, says why the view's groups are recomputed from a
 	// copy of its source columns rather than kept as running totals.
 	Recompute string
+	// Unanalyzed, when set, says why the source could not analyze the
+	// query (see Resolve): only its function names were checked.
+	Unanalyzed string
 
 	where   string   // deparsed WHERE, "" when none
 	groups  []string // deparsed GROUP BY expressions
@@ -389,11 +391,12 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		}
 	}
 
-	out, err := describe(ctx, d, a, cat)
+	out, unanalyzed, err := describe(ctx, d, a, cat)
 	if err != nil {
 		return nil, err
 	}
 	p.Columns = out
+	p.noteUnanalyzed(unanalyzed)
 
 	if a.stars {
 		a.expandStars(ti)

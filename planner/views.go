@@ -67,12 +67,6 @@ func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views
 	if err != nil {
 		return nil, err
 	}
-	if vol, err := cat.Volatile(ctx, a.funcs); err != nil {
-		return nil, err
-	} else if len(vol) > 0 {
-		return nil, d.errorf(0, "volatile function", fmt.Sprintf("%s() is volatile: its result can change without any row changing", vol[0]),
-			"store the value in a column of the source table")
-	}
 	q, err := deparseStmt(sel)
 	if err != nil {
 		return nil, d.errorf(0, "query", err.Error(), "write the query another way")
@@ -87,7 +81,14 @@ func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views
 	if err := uniqueNames(d, out); err != nil {
 		return nil, err
 	}
+	// Judged as described: with the views it reads replaced by their
+	// queries, so its own line numbers are not known.
+	unanalyzed, err := refuseResolved(ctx, d, a, q, false, cat)
+	if err != nil {
+		return nil, err
+	}
 	p := &Plan{View: d, Kind: Whole, Columns: out, Notes: a.notes, wholeQuery: d.Query}
+	p.noteUnanalyzed(unanalyzed)
 	for _, b := range bases {
 		p.DependsOn = appendNew(p.DependsOn, b.Name)
 	}

@@ -171,6 +171,10 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 			}
 			continue
 		}
+		if why := vp.plan.Unanalyzed; why != "" {
+			log.Warn("view checked by function names only: operators, casts, time literals, system columns and LIMIT were not",
+				zap.String("view", d.Name), zap.String("reason", why))
+		}
 		plans = append(plans, vp)
 	}
 	// A view that reads views needs them maintained, and comes after them.
