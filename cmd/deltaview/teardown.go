@@ -64,7 +64,12 @@ func teardown(ctx context.Context, source, target, slot, pub string, dropTables 
 		}
 		for _, r := range records {
 			if err := writer.Forget(ctx, tgt, r, dropTables); err != nil {
-				return err
+				var ie *writer.IdentityError
+				if !errors.As(err, &ie) {
+					return err
+				}
+				say(err.Error())
+				continue
 			}
 			if dropTables && r.CreatedTarget {
 				say("dropped table " + r.Target)
