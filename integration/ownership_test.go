@@ -209,7 +209,8 @@ func TestRoleNamedDeltaview(t *testing.T) {
 // A change of the target role's search_path between runs does not move
 // the view's table: deltaview goes on writing, and rebuilding, the table it
 // created in public, and leaves a user's table of the same name in the
-// schema now first on the path alone.
+// schema now first on the path alone. A view added then gets its table in
+// that schema.
 func TestSearchPathChangeDoesNotRedirect(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, pgcluster.Shared(t))
@@ -231,9 +232,16 @@ func TestSearchPathChangeDoesNotRedirect(t *testing.T) {
 		ALTER TABLE other.totals OWNER TO %[1]s;
 		ALTER ROLE %[1]s SET search_path = other, public`, role))
 	mine := []string{"(mine,42)"}
-	e.sidecar = startSidecar(t, args([]view{plainView("totals", views[0].query)})...)
+	// A new view gets its table in the schema now first on the role's
+	// path; reading the view, it reads deltaview's table, not the user's.
+	leaders := plainView("leaders", `SELECT player, points FROM totals WHERE points > 5`)
+	e.sidecar = startSidecar(t, args([]view{plainView("totals", views[0].query), leaders})...)
 	e.exec(`INSERT INTO scores VALUES ('ann', 10), ('cy', 1)`)
 	e.check(views...)
+	e.caughtUp(leaders)
+	if got, want := rowsText(t, e.tgt, `SELECT * FROM other.leaders`), rowsText(t, e.tgt, `SELECT player, points FROM public.totals WHERE points > 5`); strings.Join(got, ",") != strings.Join(want, ",") || len(want) == 0 {
+		t.Errorf("leaders = %v, want %v", got, want)
+	}
 	if got := rowsText(t, e.tgt, `SELECT * FROM other.totals`); strings.Join(got, ",") != strings.Join(mine, ",") {
 		t.Errorf("the user's other.totals was written to: %v", got)
 	}

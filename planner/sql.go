@@ -62,8 +62,13 @@ func (p *Plan) from(rel string) string {
 
 // SnapshotQuery runs on the source, under the slot's snapshot, and yields
 // the initial rows of the state table (aggregates) or of the result table
-// (Projection), in SnapshotColumns order.
+// (Projection), in SnapshotColumns order. A view that reads other views
+// (OnTarget) is computed on the target, from their tables, named
+// schema-qualified.
 func (p *Plan) SnapshotQuery() string {
+	if p.OnTarget() {
+		return p.wholeQuery
+	}
 	if p.Kind == Whole || p.NeedsKeys() || p.NeedsDelta() {
 		return p.View.Query
 	}

@@ -87,7 +87,30 @@ func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views
 	if err := uniqueNames(d, out); err != nil {
 		return nil, err
 	}
-	p := &Plan{View: d, Kind: Whole, Columns: out, Notes: a.notes, wholeQuery: d.Query}
+	// On the target, the views read are named by their tables, qualified:
+	// no search_path decides which tables they are.
+	onTarget := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()
+	rewrite(onTarget.ProtoReflect(), func(x *pg_query.Node) *pg_query.Node {
+		rv := x.GetRangeVar()
+		if rv == nil {
+			return nil
+		}
+		base := views[qualified(Table{rv.Schemaname, rv.Relname})]
+		if base == nil || base.Target.Schema == "" {
+			return nil
+		}
+		q := clone(x)
+		if q.GetRangeVar().Alias == nil {
+			q.GetRangeVar().Alias = &pg_query.Alias{Aliasname: rv.Relname}
+		}
+		q.GetRangeVar().Schemaname = base.Target.Schema
+		return q
+	})
+	whole, err := deparseStmt(onTarget)
+	if err != nil {
+		return nil, d.errorf(0, "query", err.Error(), "write the query another way")
+	}
+	p := &Plan{View: d, Kind: Whole, Columns: out, Notes: a.notes, wholeQuery: whole}
 	for _, b := range bases {
 		p.DependsOn = appendNew(p.DependsOn, b.Name)
 	}
