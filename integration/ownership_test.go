@@ -351,3 +351,32 @@ func TestShadowingFunctionsNeverCalled(t *testing.T) {
 		t.Error("the shadowing aggregate did not capture an unqualified count(int4)")
 	}
 }
+
+// Views recorded by earlier versions with an unqualified table name: a table
+// the role's search_path finds outside deltaview's schema is taken over as
+// it is (recorded schema-qualified with its OID, not rebuilt); one inside
+// deltaview's schema (where a role named deltaview got it) is rebuilt in
+// public.
+func TestUnqualifiedTablesOfEarlierVersions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(`CREATE TABLE scores (player text, points int); ALTER TABLE scores REPLICA IDENTITY FULL; INSERT INTO scores VALUES ('ann', 3), ('bob', 4)`)
+	kept := plainView("kept", `SELECT player, sum(points) AS points FROM scores GROUP BY player`)
+	moved := plainView("moved", `SELECT player, count(*) AS games FROM scores GROUP BY player`)
+	e.start([]view{kept, moved})
+	e.check(kept, moved)
+	e.sidecar.stop()
+	// As an earlier version left them.
+	e.exec(`ALTER TABLE moved SET SCHEMA deltaview;
+		UPDATE deltaview.maintained SET target = pg_catalog.quote_ident(name), target_oid = NULL, history_oid = NULL`)
+	oid := queryString(t, e.tgt, `SELECT 'public.kept'::regclass::oid::text`)
+	e.sidecar.start()
+	e.exec(`INSERT INTO scores VALUES ('cy', 5)`)
+	e.check(kept, moved)
+	if got := queryString(t, e.tgt, `SELECT target || ' ' || target_oid FROM deltaview.maintained WHERE name = 'kept'`); got != `"public"."kept" `+oid {
+		t.Errorf("kept is recorded as %s, want \"public\".\"kept\" %s (taken over, not rebuilt)", got, oid)
+	}
+	if got := queryString(t, e.tgt, `SELECT target || ' ' || (target_oid = 'public.moved'::regclass) FROM deltaview.maintained WHERE name = 'moved'`); got != `"public"."moved" true` {
+		t.Errorf("moved is recorded as %s, want it rebuilt as \"public\".\"moved\"", got)
+	}
+}

@@ -126,9 +126,17 @@ func ResolveTargets(ctx context.Context, defaultPath, catalog *pgx.Conn, defs []
 			if schema != nil && *schema != migrations.Schema {
 				d.Target.Schema = *schema
 				if adopt {
-					if err := adoptLegacy(ctx, catalog, d); err != nil {
+					if err := adoptLegacy(ctx, catalog, d, true); err != nil {
 						return nil, err
 					}
+				}
+				continue
+			}
+			// Gone, or inside deltaview's own schema: built anew below.
+			if first != "" && adopt {
+				d.Target.Schema = first
+				if err := adoptLegacy(ctx, catalog, d, false); err != nil {
+					return nil, err
 				}
 				continue
 			}
@@ -143,15 +151,22 @@ func ResolveTargets(ctx context.Context, defaultPath, catalog *pgx.Conn, defs []
 	return refused, nil
 }
 
-// adoptLegacy records, schema-qualified and with their OIDs, the tables
-// an earlier version created for d and recorded unqualified.
-func adoptLegacy(ctx context.Context, catalog *pgx.Conn, d *planner.Definition) error {
+// adoptLegacy records, schema-qualified, the tables an earlier version
+// created for d and recorded unqualified: with found, as they are, with
+// their OIDs; without, as tables still to be built (the view is rebuilt:
+// its fingerprint no longer matches).
+func adoptLegacy(ctx context.Context, catalog *pgx.Conn, d *planner.Definition, found bool) error {
 	hist := d.HistoryTable().Quoted()
-	_, err := catalog.Exec(ctx, `UPDATE deltaview.maintained SET target = $2, target_oid = pg_catalog.to_regclass($2)::oid,
+	sql := `UPDATE deltaview.maintained SET target = $2, target_oid = pg_catalog.to_regclass($2)::oid,
 			history = CASE WHEN history IS NULL THEN NULL ELSE $3 END,
 			history_oid = CASE WHEN history IS NULL THEN NULL ELSE pg_catalog.to_regclass($3)::oid END
-		WHERE name = $1`, d.Name, d.Target.Quoted(), hist)
-	if err != nil {
+		WHERE name = $1`
+	if !found {
+		sql = `UPDATE deltaview.maintained SET target = $2, target_oid = NULL, created_target = false, fingerprint = NULL,
+			history = CASE WHEN history IS NULL THEN NULL ELSE $3 END, history_oid = NULL
+		WHERE name = $1`
+	}
+	if _, err := catalog.Exec(ctx, sql, d.Name, d.Target.Quoted(), hist); err != nil {
 		return fmt.Errorf("record result table of %s: %w", d.Name, err)
 	}
 	return nil
