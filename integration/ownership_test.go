@@ -303,6 +303,19 @@ func TestReplacedResultTableNotWritten(t *testing.T) {
 	if got := strings.Join(rowsText(t, e.tgt, `SELECT * FROM totals`), ","); got != mine {
 		t.Errorf("the user's table was rebuilt or written to after a restart: %v", got)
 	}
+
+	// teardown --drop-tables drops deltaview's tables, not that one.
+	e.sidecar.stop()
+	out, code := deltaview(t, nil, "teardown", "--source", e.srcURL, "--target", e.tgtURL, "--slot", e.slot, "--publication", e.pub, "--drop-tables")
+	if code != 0 || !strings.Contains(out, `table "public"."totals" is not the table deltaview created`) {
+		t.Errorf("teardown does not say it left the table: exit status %d\n%s", code, out)
+	}
+	if got := strings.Join(rowsText(t, e.tgt, `SELECT * FROM totals`), ","); got != mine {
+		t.Errorf("the user's table after teardown --drop-tables: %v", got)
+	}
+	if queryBool(t, e.tgt, `SELECT to_regclass('public.players') IS NOT NULL`) {
+		t.Error("teardown --drop-tables left deltaview's own table players")
+	}
 }
 
 // Functions in the target's public schema that a call deltaview makes
@@ -378,5 +391,39 @@ func TestUnqualifiedTablesOfEarlierVersions(t *testing.T) {
 	}
 	if got := queryString(t, e.tgt, `SELECT target || ' ' || (target_oid = 'public.moved'::regclass) FROM deltaview.maintained WHERE name = 'moved'`); got != `"public"."moved" true` {
 		t.Errorf("moved is recorded as %s, want it rebuilt as \"public\".\"moved\"", got)
+	}
+}
+
+// A table deltaview would create that already exists, and that it did not
+// create, is never adopted: the view fails naming it, the table is as it
+// was, and the other views go on.
+func TestExistingTablesNotAdopted(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, existing, table string
+		with                  string
+	}{
+		{"result table", "board", `"public"."board"`, ""},
+		{"history table", "board_history", `"public"."board_history"`, "WITH (history = on)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, nil)
+			e.exec(`CREATE TABLE scores (player text, points int); ALTER TABLE scores REPLICA IDENTITY FULL; INSERT INTO scores VALUES ('ann', 3)`)
+			e.exec(fmt.Sprintf(`CREATE TABLE %s (note text); INSERT INTO %[1]s VALUES ('mine')`, c.existing))
+			board := plainView("board", `SELECT player, sum(points) AS points FROM scores GROUP BY player`)
+			board.with = c.with
+			other := plainView("players", `SELECT DISTINCT player FROM scores`)
+			e.start([]view{board, other})
+			e.check(other)
+			state := queryString(t, e.tgt, `SELECT status || ': ' || coalesce(error, '') FROM deltaview.views WHERE name = 'board'`)
+			if want := "table " + c.table + " already exists and deltaview did not create it"; !strings.HasPrefix(state, "failed") || !strings.Contains(state, want) {
+				t.Errorf("board is %s; want failed with %q", state, want)
+			}
+			if got := strings.Join(rowsText(t, e.tgt, "SELECT * FROM "+c.existing), ","); got != "(mine)" {
+				t.Errorf("the existing %s was changed: %s", c.existing, got)
+			}
+		})
 	}
 }
