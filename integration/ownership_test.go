@@ -234,13 +234,26 @@ func TestSearchPathChangeDoesNotRedirect(t *testing.T) {
 	mine := []string{"(mine,42)"}
 	// A new view gets its table in the schema now first on the role's
 	// path; reading the view, it reads deltaview's table, not the user's.
+	// So does a view read by another, named without a schema.
 	leaders := plainView("leaders", `SELECT player, points FROM totals WHERE points > 5`)
-	e.sidecar = startSidecar(t, args([]view{plainView("totals", views[0].query), leaders})...)
+	names := plainView("names", `SELECT DISTINCT player FROM scores`)
+	counted := plainView("counted", `SELECT count(*) AS n FROM names`)
+	e.sidecar = startSidecar(t, args([]view{plainView("totals", views[0].query), leaders, names, counted})...)
 	e.exec(`INSERT INTO scores VALUES ('ann', 10), ('cy', 1)`)
 	e.check(views...)
-	e.caughtUp(leaders)
-	if got, want := rowsText(t, e.tgt, `SELECT * FROM other.leaders`), rowsText(t, e.tgt, `SELECT player, points FROM public.totals WHERE points > 5`); strings.Join(got, ",") != strings.Join(want, ",") || len(want) == 0 {
-		t.Errorf("leaders = %v, want %v", got, want)
+	e.caughtUp(leaders, names, counted)
+	for _, c := range []struct {
+		table string
+		on    *pgx.Conn
+		want  string
+	}{
+		{"other.leaders", e.tgt, `SELECT player, points FROM public.totals WHERE points > 5`},
+		{"other.names", e.src, `SELECT DISTINCT player FROM public.scores`},
+		{"other.counted", e.tgt, `SELECT count(*) FROM other.names`},
+	} {
+		if got, want := rowsText(t, e.tgt, "SELECT * FROM "+c.table), rowsText(t, c.on, c.want); strings.Join(got, ",") != strings.Join(want, ",") || len(want) == 0 {
+			t.Errorf("%s = %v, want %v", c.table, got, want)
+		}
 	}
 	if got := rowsText(t, e.tgt, `SELECT * FROM other.totals`); strings.Join(got, ",") != strings.Join(mine, ",") {
 		t.Errorf("the user's other.totals was written to: %v", got)

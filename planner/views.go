@@ -27,7 +27,7 @@ func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views
 	}
 	var bases []*Definition
 	for _, rv := range rvs {
-		if base := views[qualified(Table{rv.Schemaname, rv.Relname})]; base != nil && base != d {
+		if base := views.of(rv.Schemaname, rv.Relname); base != nil && base != d {
 			bases = append(bases, base)
 		}
 	}
@@ -46,12 +46,12 @@ func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views
 		if rv == nil {
 			return nil
 		}
-		base := views[qualified(Table{rv.Schemaname, rv.Relname})]
+		base := views.of(rv.Schemaname, rv.Relname)
 		if base == nil {
 			return nil
 		}
 		for _, t := range tablesOf(base.stmt) {
-			if views[qualified(Table{t.Schemaname, t.Relname})] != nil {
+			if views.of(t.Schemaname, t.Relname) != nil {
 				err = d.errorf(rv.Location, "view in FROM", fmt.Sprintf("view %s reads other views itself; views over views over views are not supported yet", base.Name), "")
 			}
 		}
@@ -95,7 +95,7 @@ func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views
 		if rv == nil {
 			return nil
 		}
-		base := views[qualified(Table{rv.Schemaname, rv.Relname})]
+		base := views.of(rv.Schemaname, rv.Relname)
 		if base == nil || base.Target.Schema == "" {
 			return nil
 		}
