@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/deltaview/deltaview/migrations"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/deltaview/deltaview/migrations"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
