@@ -25,7 +25,7 @@ import (
 type IdentityError struct {
 	View  string
 	Table string
-	// Why is what is wrong, e.g. "it was dropped and created again, or renamed".
+	// Why is what is wrong with it, and the fix.
 	Why string
 }
 
@@ -69,7 +69,6 @@ func ResolveTargets(ctx context.Context, defaultPath, catalog *pgx.Conn, defs []
 	type recorded struct {
 		parts   []string
 		created bool
-		history string
 	}
 	recs := map[string]recorded{}
 	// Each recorded target, split into its parts; none before the
@@ -78,26 +77,24 @@ func ResolveTargets(ctx context.Context, defaultPath, catalog *pgx.Conn, defs []
 	if err := catalog.QueryRow(ctx, "SELECT pg_catalog.to_regclass('deltaview.maintained') IS NOT NULL").Scan(&hasCatalog); err != nil {
 		return nil, fmt.Errorf("resolve result tables: %w", err)
 	}
-	query := `SELECT name, pg_catalog.parse_ident(target)::text[], created_target, coalesce(history, '')
-		FROM deltaview.maintained WHERE name = ANY($1) AND target IS NOT NULL`
-	if !hasCatalog {
-		query = `SELECT ''::text, '{}'::text[], false, '' WHERE false AND $1::text[] IS NULL`
-	}
-	rows, err := catalog.Query(ctx, query, names)
-	if err != nil {
-		return nil, fmt.Errorf("resolve result tables: %w", err)
-	}
-	for rows.Next() {
-		var name string
-		var r recorded
-		if err := rows.Scan(&name, &r.parts, &r.created, &r.history); err != nil {
-			rows.Close()
+	if hasCatalog {
+		rows, err := catalog.Query(ctx, `SELECT name, pg_catalog.parse_ident(target)::text[], created_target
+			FROM deltaview.maintained WHERE name = ANY($1) AND target IS NOT NULL`, names)
+		if err != nil {
 			return nil, fmt.Errorf("resolve result tables: %w", err)
 		}
-		recs[name] = r
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("resolve result tables: %w", err)
+		for rows.Next() {
+			var name string
+			var r recorded
+			if err := rows.Scan(&name, &r.parts, &r.created); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("resolve result tables: %w", err)
+			}
+			recs[name] = r
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("resolve result tables: %w", err)
+		}
 	}
 	for _, d := range defs {
 		if d.Target.Schema == migrations.Schema {
