@@ -26,6 +26,9 @@ const Schema = "deltaview"
 // bookkeeping table lives inside the deltaview schema; the migrate
 // driver's advisory lock serialises concurrent starts.
 //
+// An existing deltaview schema that is not entirely the connecting role's
+// own is refused with an *OwnershipError before anything is written.
+//
 // Every migration file is sent as one multi-statement query, which the
 // server runs as one transaction, and must be safe to run again after it
 // committed (IF NOT EXISTS, OR REPLACE): a start killed mid-migration leaves
@@ -35,10 +38,22 @@ func Up(ctx context.Context, url string) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	// The migrations name everything they use schema-qualified; a fixed
+	// search_path keeps it so for the driver's own statements too.
+	cfg.RuntimeParams["search_path"] = SearchPath
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
+	// Checked before anything is created or written: a schema someone else
+	// prepared must not be adopted.
+	if err := CheckOwnership(ctx, db); err != nil {
+		return err
+	}
 	if _, err := db.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+Schema); err != nil {
 		return fmt.Errorf("migrate: create schema: %w", err)
+	}
+	// Again: the schema may have appeared between the check and CREATE.
+	if err := CheckOwnership(ctx, db); err != nil {
+		return err
 	}
 	src, err := iofs.New(files, ".")
 	if err != nil {

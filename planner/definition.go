@@ -18,10 +18,13 @@ type Definition struct {
 	// Name is the view's name as written, schema-qualified only when the
 	// definition qualifies it.
 	Name string
-	// Target is the table that holds the view's result.
-	Target Table
-	File   string
-	Line   int
+	// Target is the table that holds the view's result. Written is the
+	// name as written; an unqualified one is given its schema once, on the
+	// target, before the view is planned (writer.ResolveTargets).
+	Target  Table
+	Written Table
+	File    string
+	Line    int
 	// Statement is the whole statement text; Query is its SELECT part, and
 	// queryOffset the byte offset of Query in the file.
 	Statement string
@@ -233,6 +236,7 @@ func parseStatement(file, text string, start, end int) (*Definition, error) {
 		stmtOffset: start,
 	}
 	d.Name = d.Target.String()
+	d.Written = d.Target
 	if rel.Catalogname != "" {
 		return nil, d.errorf(0, "name", "a database-qualified view name is not supported", "name the view as schema.name or name")
 	}
@@ -422,6 +426,11 @@ func (d *Definition) errorf(loc int32, construct, msg, hint string) *ViewError {
 		line = d.lineOfStmtOffset(int(loc))
 	}
 	return &ViewError{View: d.Name, File: d.File, Line: line, Construct: construct, Msg: msg, Hint: hint}
+}
+
+// Refuse is a ViewError for this definition at its first line.
+func (d *Definition) Refuse(construct, msg, hint string) *ViewError {
+	return d.errorf(0, construct, msg, hint)
 }
 
 // lineOfStmtOffset maps a byte offset in the statement text to a file line.

@@ -30,7 +30,7 @@ func expandViews(ctx context.Context, d *Definition, sel *pg_query.SelectStmt, c
 	expand = func(n *pg_query.Node, depth int) {
 		rewrite(n.ProtoReflect(), func(x *pg_query.Node) *pg_query.Node {
 			rv := x.GetRangeVar()
-			if rv == nil || err != nil || (rv.Schemaname == "" && ctes[rv.Relname]) || views[qualified(Table{rv.Schemaname, rv.Relname})] != nil {
+			if rv == nil || err != nil || (rv.Schemaname == "" && ctes[rv.Relname]) || views.of(rv.Schemaname, rv.Relname) != nil {
 				return nil
 			}
 			ti, terr := cat.Table(ctx, rv.Schemaname, rv.Relname)
@@ -201,7 +201,7 @@ func spellOutViewStars(ctx context.Context, sel *pg_query.SelectStmt, cat Catalo
 		return nil
 	}
 	rv := sel.FromClause[0].GetRangeVar()
-	if rv == nil || views[qualified(Table{rv.Schemaname, rv.Relname})] != nil {
+	if rv == nil || views.of(rv.Schemaname, rv.Relname) != nil {
 		return nil
 	}
 	stars := false

@@ -200,7 +200,7 @@ func (k *Kept) Apply(raw, stage string, stageCols []Column) KeptApply {
 				raw, strings.Join(fill, ", "), k.Name(), QuoteIdent(rawMask),
 				k.keyMatch(func(i int) string { return "r." + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) })),
 		},
-		Missing: fmt.Sprintf("SELECT count(*) FROM %s WHERE %s IS NOT NULL", raw, QuoteIdent(rawMask)),
+		Missing: fmt.Sprintf("SELECT pg_catalog.count(*) FROM %s WHERE %s IS NOT NULL", raw, QuoteIdent(rawMask)),
 		Rest: []string{
 			fmt.Sprintf("INSERT INTO %s (%s) SELECT -1, %s FROM %s AS o WHERE %s",
 				stage, stageList, columnList(stageCols, "o."), k.Name(), touched),

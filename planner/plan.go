@@ -314,13 +314,30 @@ func Build(ctx context.Context, d *Definition, cat Catalog) (*Plan, error) {
 type Views map[Table]*Definition
 
 // IndexViews indexes definitions by their result table (an unqualified name
-// is taken to be in public).
+// is taken to be in public), and a view named without a schema also by
+// that name alone: a query that names it so reads it, wherever its table
+// was put (ResolveTargets).
 func IndexViews(defs []*Definition) Views {
 	out := Views{}
 	for _, d := range defs {
 		out[qualified(d.Target)] = d
 	}
+	for _, d := range defs {
+		if d.Written.Schema == "" && d.Written.Name != "" {
+			out[Table{Name: d.Written.Name}] = d
+		}
+	}
 	return out
+}
+
+// of is the view a relation in a query names, or nil.
+func (v Views) of(schema, name string) *Definition {
+	if schema == "" {
+		if d := v[Table{Name: name}]; d != nil {
+			return d
+		}
+	}
+	return v[qualified(Table{schema, name})]
 }
 
 func qualified(t Table) Table {

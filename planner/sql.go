@@ -62,8 +62,13 @@ func (p *Plan) from(rel string) string {
 
 // SnapshotQuery runs on the source, under the slot's snapshot, and yields
 // the initial rows of the state table (aggregates) or of the result table
-// (Projection), in SnapshotColumns order.
+// (Projection), in SnapshotColumns order. A view that reads other views
+// (OnTarget) is computed on the target, from their tables, named
+// schema-qualified.
 func (p *Plan) SnapshotQuery() string {
+	if p.OnTarget() {
+		return p.wholeQuery
+	}
 	if p.Kind == Whole || p.NeedsKeys() || p.NeedsDelta() {
 		return p.View.Query
 	}
@@ -81,7 +86,7 @@ func (p *Plan) SnapshotQuery() string {
 	for i, g := range p.groups {
 		cols = append(cols, g+" AS k"+strconv.Itoa(i+1))
 	}
-	cols = append(cols, "count(*) AS n")
+	cols = append(cols, "pg_catalog.count(*) AS n")
 	for i, ag := range p.aggs {
 		a := p.aggSQL[i]
 		if a == "" {
@@ -94,9 +99,9 @@ func (p *Plan) SnapshotQuery() string {
 		}
 		switch ag.fn {
 		case aggCount:
-			cols = append(cols, "count("+a+")"+filter+" AS a"+n+"_nn")
+			cols = append(cols, "pg_catalog.count("+a+")"+filter+" AS a"+n+"_nn")
 		case aggSum, aggAvg:
-			cols = append(cols, "count("+a+")"+filter+" AS a"+n+"_nn", "sum("+a+")"+filter+" AS a"+n+"_s")
+			cols = append(cols, "pg_catalog.count("+a+")"+filter+" AS a"+n+"_nn", "pg_catalog.sum("+a+")"+filter+" AS a"+n+"_s")
 		}
 	}
 	b.WriteString(strings.Join(cols, ", "))
@@ -206,14 +211,14 @@ func (p *Plan) FinalizeAll(n Names) string {
 func (p *Plan) deltaSQL(stage string) string {
 	sign := QuoteIdent(SignColumn)
 	if p.Kind == Projection {
-		return "SELECT * FROM (SELECT " + p.projectionOutputs() + ", sum(" + sign + ")::int8 AS n" + p.from(stage) + p.whereSQL() +
+		return "SELECT * FROM (SELECT " + p.projectionOutputs() + ", pg_catalog.sum(" + sign + ")::int8 AS n" + p.from(stage) + p.whereSQL() +
 			" GROUP BY " + p.projectionGroups() + ") AS x WHERE n <> 0"
 	}
 	var cols []string
 	for i, g := range p.groups {
 		cols = append(cols, g+" AS k"+strconv.Itoa(i+1))
 	}
-	cols = append(cols, "sum("+sign+")::int8 AS n")
+	cols = append(cols, "pg_catalog.sum("+sign+")::int8 AS n")
 	for i, ag := range p.aggs {
 		a := p.aggSQL[i]
 		n := strconv.Itoa(i + 1)
@@ -231,10 +236,10 @@ func (p *Plan) deltaSQL(stage string) string {
 			conds = append(conds, "("+f+")")
 			and = " AND (" + f + ")"
 		}
-		cols = append(cols, "coalesce(sum("+sign+") FILTER (WHERE "+strings.Join(conds, " AND ")+"), 0)::int8 AS a"+n+"_nn")
+		cols = append(cols, "coalesce(pg_catalog.sum("+sign+") FILTER (WHERE "+strings.Join(conds, " AND ")+"), 0)::int8 AS a"+n+"_nn")
 		if ag.fn == aggSum || ag.fn == aggAvg {
-			plus := "sum(" + a + ") FILTER (WHERE " + sign + " > 0" + and + ")"
-			minus := "sum(" + a + ") FILTER (WHERE " + sign + " < 0" + and + ")"
+			plus := "pg_catalog.sum(" + a + ") FILTER (WHERE " + sign + " > 0" + and + ")"
+			minus := "pg_catalog.sum(" + a + ") FILTER (WHERE " + sign + " < 0" + and + ")"
 			cols = append(cols, fmt.Sprintf("CASE WHEN %[2]s IS NULL THEN %[1]s WHEN %[1]s IS NULL THEN %[2]s * -1 ELSE %[1]s - %[2]s END AS a%[3]s_s", plus, minus, n))
 		}
 	}
@@ -248,7 +253,7 @@ func (p *Plan) deltaSQL(stage string) string {
 // deltaCheckSQL is the Projection delta over the source table itself: the
 // server checks with it that every output type can be grouped.
 func (p *Plan) deltaCheckSQL() string {
-	return "SELECT " + p.projectionOutputs() + ", count(*)" + p.from(p.Source.Quoted()) + p.whereSQL() + " GROUP BY " + p.projectionGroups()
+	return "SELECT " + p.projectionOutputs() + ", pg_catalog.count(*)" + p.from(p.Source.Quoted()) + p.whereSQL() + " GROUP BY " + p.projectionGroups()
 }
 
 // projectionOutputs are a Projection's output columns over grouped rows.
@@ -257,7 +262,7 @@ func (p *Plan) deltaCheckSQL() string {
 func (p *Plan) projectionOutputs() string {
 	return list(len(p.outputs), func(i int) string {
 		if p.noEquality(i) {
-			return "(array_agg(" + p.outputs[i] + "))[1] AS c" + strconv.Itoa(i+1)
+			return "(pg_catalog.array_agg(" + p.outputs[i] + "))[1] AS c" + strconv.Itoa(i+1)
 		}
 		return p.outputs[i] + " AS c" + strconv.Itoa(i+1)
 	})
@@ -354,9 +359,9 @@ func (p *Plan) Apply(n Names) string {
 	}
 	if p.NeedsDelta() {
 		cs := list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })
-		return p.applyProjection(n, "SELECT "+cs+", sum(__dv_n)::int8 AS n FROM "+n.Delta+" GROUP BY "+
+		return p.applyProjection(n, "SELECT "+cs+", pg_catalog.sum(__dv_n)::int8 AS n FROM "+n.Delta+" GROUP BY "+
 			list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })+", "+
-			list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) + "::text" })+" HAVING sum(__dv_n) <> 0")
+			list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) + "::text" })+" HAVING pg_catalog.sum(__dv_n) <> 0")
 	}
 	if p.NeedsKeys() {
 		return p.writeGroups(n, "SELECT * FROM "+n.Keys+" UNION "+p.joinTouched(n), p.joinRecompute)
@@ -373,7 +378,7 @@ func (p *Plan) Apply(n Names) string {
 			"up AS (UPDATE " + n.State + " AS s SET " + strings.Join(p.merges("s", "d"), ", ") +
 			" FROM d WHERE d.n IS NOT NULL AND NOT " + p.noop("d") + " RETURNING s.*), " +
 			p.updateGlobal(n) +
-			" SELECT 0::int8, count(*), 0::int8 FROM ch"
+			" SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 	}
 	keyMatch := make([]string, len(p.Keys))
 	for i, k := range p.Keys {
@@ -386,7 +391,7 @@ func (p *Plan) Apply(n Names) string {
 		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") SELECT " + strings.Join(p.finals, ", ") +
 		" FROM up WHERE " + p.present() + " " + p.onConflict() + " RETURNING (xmax = 0) AS inserted), " +
 		"del AS (DELETE FROM " + n.Target + " AS u USING up WHERE NOT " + p.present() + " AND " + strings.Join(keyMatch, " AND ") + " RETURNING 1) " +
-		"SELECT (SELECT count(*) FROM ins WHERE inserted), (SELECT count(*) FROM ins WHERE NOT inserted), (SELECT count(*) FROM del)"
+		"SELECT (SELECT pg_catalog.count(*) FROM ins WHERE inserted), (SELECT pg_catalog.count(*) FROM ins WHERE NOT inserted), (SELECT pg_catalog.count(*) FROM del)"
 }
 
 // onConflict upserts a result row by its key, changing it only when it
@@ -458,11 +463,11 @@ func (p *Plan) applyWhole(n Names, always bool) string {
 		when = " WHERE EXISTS (SELECT 1 FROM t)"
 	}
 	return "WITH " + touched +
-		"r AS (SELECT q.*, ROW(q.*)::text AS __dv_t, row_number() OVER (PARTITION BY ROW(q.*)::text) AS __dv_n FROM (" + p.wholeQuery + ") AS q" + when + "), " +
-		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t, row_number() OVER (PARTITION BY ROW(u.*)::text) AS __dv_n FROM " + n.Target + " AS u" + when + "), " +
+		"r AS (SELECT q.*, ROW(q.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(q.*)::text) AS __dv_n FROM (" + p.wholeQuery + ") AS q" + when + "), " +
+		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(u.*)::text) AS __dv_n FROM " + n.Target + " AS u" + when + "), " +
 		"del AS (DELETE FROM " + n.Target + " AS u USING cur WHERE u.ctid = cur.__dv_ctid AND NOT EXISTS " + sameRow("r", "cur") + " RETURNING 1), " +
 		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + p.colList("r.") + " FROM r WHERE NOT EXISTS " + sameRow("cur", "r") + " RETURNING 1) " +
-		"SELECT (SELECT count(*) FROM ins), 0::int8, (SELECT count(*) FROM del)"
+		"SELECT (SELECT pg_catalog.count(*) FROM ins), 0::int8, (SELECT pg_catalog.count(*) FROM del)"
 }
 
 // sameRow finds a's row equal to b's: same text, same rank among equal
@@ -481,12 +486,12 @@ func (p *Plan) applyPartitions(n Names) string {
 		inK[i] = nullSafeEqual("u."+QuoteIdent(p.Columns[k].Name), keyRef(i), true)
 	}
 	return "WITH __dv_k AS (" + touched + "), " +
-		"r AS (SELECT q.*, ROW(q.*)::text AS __dv_t, row_number() OVER (PARTITION BY ROW(q.*)::text) AS __dv_n FROM (" + p.partQuery + ") AS q), " +
-		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t, row_number() OVER (PARTITION BY ROW(u.*)::text) AS __dv_n FROM " + n.Target +
+		"r AS (SELECT q.*, ROW(q.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(q.*)::text) AS __dv_n FROM (" + p.partQuery + ") AS q), " +
+		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(u.*)::text) AS __dv_n FROM " + n.Target +
 		" AS u WHERE EXISTS (SELECT 1 FROM __dv_k WHERE " + strings.Join(inK, " AND ") + ")), " +
 		"del AS (DELETE FROM " + n.Target + " AS u USING cur WHERE u.ctid = cur.__dv_ctid AND NOT EXISTS " + sameRow("r", "cur") + " RETURNING 1), " +
 		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + p.colList("r.") + " FROM r WHERE NOT EXISTS " + sameRow("cur", "r") + " RETURNING 1) " +
-		"SELECT (SELECT count(*) FROM ins), 0::int8, (SELECT count(*) FROM del)"
+		"SELECT (SELECT pg_catalog.count(*) FROM ins), 0::int8, (SELECT pg_catalog.count(*) FROM del)"
 }
 
 // applyRecompute recomputes the groups the staged rows touch from the copy
@@ -495,7 +500,7 @@ func (p *Plan) applyRecompute(n Names) string {
 	staged := "SELECT 1" + p.from(n.Stage) + p.whereSQL()
 	if p.Kind == Global {
 		return "WITH t AS (" + staged + " LIMIT 1), r AS (" + p.recomputeQuery(n.Copy, "") + "), " +
-			p.updateGlobalFrom(n, "r", "EXISTS (SELECT 1 FROM t)") + " SELECT 0::int8, count(*), 0::int8 FROM ch"
+			p.updateGlobalFrom(n, "r", "EXISTS (SELECT 1 FROM t)") + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 	}
 	touched := "SELECT DISTINCT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }) +
 		p.from(n.Stage) + p.whereSQL()
@@ -526,7 +531,7 @@ func (p *Plan) writeGroups(n Names, touched, r string) string {
 		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") SELECT " + cs + " FROM r " + p.onConflict() + " RETURNING (xmax = 0) AS inserted), " +
 		"del AS (DELETE FROM " + n.Target + " AS u USING __dv_k WHERE " + strings.Join(inU, " AND ") +
 		" AND NOT EXISTS (SELECT 1 FROM r WHERE " + strings.Join(inR, " AND ") + ") RETURNING 1) " +
-		"SELECT (SELECT count(*) FROM ins WHERE inserted), (SELECT count(*) FROM ins WHERE NOT inserted), (SELECT count(*) FROM del)"
+		"SELECT (SELECT pg_catalog.count(*) FROM ins WHERE inserted), (SELECT pg_catalog.count(*) FROM ins WHERE NOT inserted), (SELECT pg_catalog.count(*) FROM del)"
 }
 
 // nullSafeEqual compares a column with a value, NULL matching NULL, in a
@@ -583,8 +588,8 @@ func (p *Plan) applyProjection(n Names, d string) string {
 	return "WITH d AS (" + d + "), " +
 		"del AS (DELETE FROM " + n.Target + " AS u WHERE u.ctid = ANY (ARRAY(SELECT v.ctid FROM d CROSS JOIN LATERAL (" + lookup +
 		") AS v WHERE d.n < 0)) RETURNING 1), " +
-		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + cs + " FROM d CROSS JOIN LATERAL generate_series(1, d.n) WHERE d.n > 0 RETURNING 1) " +
-		"SELECT (SELECT count(*) FROM ins), 0::int8, (SELECT count(*) FROM del)"
+		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + cs + " FROM d CROSS JOIN LATERAL pg_catalog.generate_series(1, d.n) WHERE d.n > 0 RETURNING 1) " +
+		"SELECT (SELECT pg_catalog.count(*) FROM ins), 0::int8, (SELECT pg_catalog.count(*) FROM del)"
 }
 
 // present is true for a state row "up" whose group is a row of the result:
@@ -626,15 +631,15 @@ func (p *Plan) Reset(n Names) string {
 	}
 	if p.Recompute != "" {
 		if p.Kind == Global {
-			return "WITH r AS (" + p.recomputeQuery(n.Copy, "") + "), " + p.updateGlobalFrom(n, "r", "") + " SELECT 0::int8, count(*), 0::int8 FROM ch"
+			return "WITH r AS (" + p.recomputeQuery(n.Copy, "") + "), " + p.updateGlobalFrom(n, "r", "") + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 		}
-		return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, count(*) FROM del"
+		return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
 	}
 	switch p.Kind {
 	case Projection:
-		return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, count(*) FROM del"
+		return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
 	case Grouped:
-		return "WITH s AS (DELETE FROM " + n.State + "), del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, count(*) FROM del"
+		return "WITH s AS (DELETE FROM " + n.State + "), del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
 	}
 	var sets []string
 	for _, c := range p.State {
@@ -646,7 +651,7 @@ func (p *Plan) Reset(n Names) string {
 		}
 	}
 	return "WITH up AS (UPDATE " + n.State + " SET " + strings.Join(sets, ", ") + " RETURNING *), " + p.updateGlobal(n) +
-		" SELECT 0::int8, count(*), 0::int8 FROM ch"
+		" SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 }
 
 // CopyPlan is the plan of the copy deltaview keeps of a source table's
@@ -687,9 +692,9 @@ func promote(next, cur Table) []string {
 	from, to := strings.SplitN(next.Name, "_", 2)[0]+"_", strings.SplitN(cur.Name, "_", 2)[0]+"_"
 	return []string{"DROP TABLE " + cur.Quoted(), "ALTER TABLE " + next.Quoted() + " RENAME TO " + QuoteIdent(cur.Name),
 		fmt.Sprintf(`DO $$DECLARE i text; BEGIN
-			FOR i IN SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
-				WHERE x.indrelid = %s::regclass AND starts_with(c.relname, %s) LOOP
-				EXECUTE format('ALTER INDEX deltaview.%%I RENAME TO %%I', i, %s || substr(i, %d));
+			FOR i IN SELECT c.relname FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
+				WHERE x.indrelid = %s::pg_catalog.regclass AND pg_catalog.starts_with(c.relname, %s) LOOP
+				EXECUTE pg_catalog.format('ALTER INDEX deltaview.%%I RENAME TO %%I', i, %s || pg_catalog.substr(i, %d));
 			END LOOP;
 		END$$`, QuoteLiteral(cur.Quoted()), QuoteLiteral(from), QuoteLiteral(to), len(from)+1)}
 }

@@ -27,7 +27,7 @@ func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views
 	}
 	var bases []*Definition
 	for _, rv := range rvs {
-		if base := views[qualified(Table{rv.Schemaname, rv.Relname})]; base != nil && base != d {
+		if base := views.of(rv.Schemaname, rv.Relname); base != nil && base != d {
 			bases = append(bases, base)
 		}
 	}
@@ -46,12 +46,12 @@ func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views
 		if rv == nil {
 			return nil
 		}
-		base := views[qualified(Table{rv.Schemaname, rv.Relname})]
+		base := views.of(rv.Schemaname, rv.Relname)
 		if base == nil {
 			return nil
 		}
 		for _, t := range tablesOf(base.stmt) {
-			if views[qualified(Table{t.Schemaname, t.Relname})] != nil {
+			if views.of(t.Schemaname, t.Relname) != nil {
 				err = d.errorf(rv.Location, "view in FROM", fmt.Sprintf("view %s reads other views itself; views over views over views are not supported yet", base.Name), "")
 			}
 		}
@@ -87,7 +87,30 @@ func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{View: d, Kind: Whole, Columns: out, Notes: a.notes, wholeQuery: d.Query}
+	// On the target, the views read are named by their tables, qualified:
+	// no search_path decides which tables they are.
+	onTarget := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()
+	rewrite(onTarget.ProtoReflect(), func(x *pg_query.Node) *pg_query.Node {
+		rv := x.GetRangeVar()
+		if rv == nil {
+			return nil
+		}
+		base := views.of(rv.Schemaname, rv.Relname)
+		if base == nil || base.Target.Schema == "" {
+			return nil
+		}
+		q := clone(x)
+		if q.GetRangeVar().Alias == nil {
+			q.GetRangeVar().Alias = &pg_query.Alias{Aliasname: rv.Relname}
+		}
+		q.GetRangeVar().Schemaname = base.Target.Schema
+		return q
+	})
+	whole, err := deparseStmt(onTarget)
+	if err != nil {
+		return nil, d.errorf(0, "query", err.Error(), "write the query another way")
+	}
+	p := &Plan{View: d, Kind: Whole, Columns: out, Notes: a.notes, wholeQuery: whole}
 	p.noteUnanalyzed(unanalyzed)
 	for _, b := range bases {
 		p.DependsOn = appendNew(p.DependsOn, b.Name)

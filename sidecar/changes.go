@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/deltaview/deltaview/migrations"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -55,6 +56,7 @@ func newFeeds(ctx context.Context, target, channel string, log *zap.Logger) (*fe
 		return nil, err
 	}
 	cfg.MaxConns = changesConns
+	cfg.ConnConfig.RuntimeParams["search_path"] = migrations.SearchPath
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -105,7 +107,7 @@ func (f *feeds) listen() {
 }
 
 func (f *feeds) listenOnce() error {
-	conn, err := pgx.Connect(f.ctx, f.target)
+	conn, err := pgx.ConnectConfig(f.ctx, f.pool.Config().ConnConfig)
 	if err != nil {
 		return err
 	}
@@ -188,9 +190,9 @@ func (o *ops) changes(w http.ResponseWriter, r *http.Request, log *zap.Logger) {
 	case snapshot:
 		after, err = sendSnapshot(ctx, f.pool, name, table, *hist, enc)
 	case from != nil:
-		err = f.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM `+*hist+` WHERE lsn <= $1::text::pg_lsn`, from.String()).Scan(&after)
+		err = f.pool.QueryRow(ctx, `SELECT coalesce(pg_catalog.max(id), 0) FROM `+*hist+` WHERE lsn <= $1::text::pg_lsn`, from.String()).Scan(&after)
 	default:
-		err = f.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM `+*hist).Scan(&after)
+		err = f.pool.QueryRow(ctx, `SELECT coalesce(pg_catalog.max(id), 0) FROM `+*hist).Scan(&after)
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -237,14 +239,14 @@ func sendSnapshot(ctx context.Context, pool *pgxpool.Pool, name, table, hist str
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	var after int64
 	var lsn string
-	if err := tx.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM `+hist).Scan(&after); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT coalesce(pg_catalog.max(id), 0) FROM `+hist).Scan(&after); err != nil {
 		return 0, err
 	}
 	if err := tx.QueryRow(ctx, `SELECT s.applied_lsn::text FROM deltaview.streams s JOIN deltaview.maintained m ON m.slot = s.slot
 		WHERE m.name = $1`, name).Scan(&lsn); err != nil {
 		return 0, err
 	}
-	rows, err := tx.Query(ctx, `SELECT to_jsonb(t.*) FROM `+table+` AS t`)
+	rows, err := tx.Query(ctx, `SELECT pg_catalog.to_jsonb(t.*) FROM `+table+` AS t`)
 	if err != nil {
 		return 0, err
 	}

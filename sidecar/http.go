@@ -221,7 +221,7 @@ func (o *ops) watchLag(ctx context.Context, c Config, interval time.Duration) {
 			}
 		}
 		if tgt == nil {
-			if tgt, err = pgx.Connect(ctx, c.Target); err != nil {
+			if tgt, err = writer.ConnectCatalog(ctx, c.Target); err != nil {
 				tgt = nil
 				continue
 			}

@@ -72,7 +72,13 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 		}
 	}
 	var b strings.Builder
-	b.WriteString(d.Target.Quoted() + " " + fp)
+	// The name as written: an unqualified name's schema is chosen once,
+	// when the table is first created, and stays.
+	name := d.Written
+	if name.Name == "" {
+		name = d.Target
+	}
+	b.WriteString(name.Quoted() + " " + fp)
 	if d.History {
 		b.WriteString(" WITH history")
 	}
@@ -147,6 +153,10 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 				return nil, err
 			}
 		}
+	}
+	defs, refused, err := resolveTargets(ctx, c, tgt, defs, log)
+	if err != nil {
+		return nil, err
 	}
 	cat := &planner.SourceCatalog{Conn: src, Target: tgt}
 	var plans []*viewPlan
@@ -223,11 +233,18 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 			defined[ve.View] = true
 		}
 	}
+	for _, d := range refused {
+		defined[d.Name] = true
+	}
 	for name, r := range records {
 		if !defined[name] {
 			log.Info("view removed: dropping its state, keeping its table", zap.String("view", name), zap.String("table", r.Target))
 			if err := writer.Forget(ctx, tgt, r, false); err != nil {
-				return nil, err
+				var ie *writer.IdentityError
+				if !errors.As(err, &ie) {
+					return nil, err
+				}
+				log.Warn("removed view's table left alone", zap.Error(err))
 			}
 		}
 	}
@@ -309,6 +326,37 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 		return nil, err
 	}
 	return st, nil
+}
+
+// resolveTargets gives the views with unqualified names their result
+// tables' schemas (writer.ResolveTargets), on a target connection with
+// the role's own search_path, and marks failed those that cannot have
+// one. It returns the views that can.
+func resolveTargets(ctx context.Context, c Config, tgt *pgx.Conn, defs []*planner.Definition, log *zap.Logger) (ok, refused []*planner.Definition, err error) {
+	// Where CREATE TABLE would put an unqualified name: the role's own
+	// search_path, not deltaview's fixed one.
+	plain, err := pgx.Connect(ctx, c.Target)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to target %s: %w", decoder.DescribeConn(c.Target), err)
+	}
+	defer plain.Close(context.WithoutCancel(ctx))
+	bad, err := writer.ResolveTargets(ctx, plain, tgt, defs, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, d := range defs {
+		e := bad[d]
+		if e == nil {
+			ok = append(ok, d)
+			continue
+		}
+		refused = append(refused, d)
+		log.Error("view cannot be maintained", zap.Error(e))
+		if err := registerFailed(ctx, tgt, c.Slot, &planner.Definition{Name: d.Name, File: d.File, Line: d.Line, Statement: d.Statement}, e); err != nil {
+			return nil, nil, err
+		}
+	}
+	return ok, refused, nil
 }
 
 // snapshot creates a fresh slot and builds every view as of its exported

@@ -137,7 +137,7 @@ func verifyOnce(ctx context.Context, w *writer.Writer, c Config, settings map[st
 			return drifts, err
 		}
 	}
-	rec, err := pgx.Connect(ctx, c.Target)
+	rec, err := writer.ConnectCatalog(ctx, c.Target)
 	if err != nil {
 		return drifts, err
 	}
@@ -216,7 +216,7 @@ func verifier(ctx context.Context, w *writer.Writer, c Config, settings map[stri
 			}
 		}
 		if conn == nil {
-			if conn, _ = pgx.Connect(ctx, c.Target); conn == nil {
+			if conn, _ = writer.ConnectCatalog(ctx, c.Target); conn == nil {
 				continue // the stream reports an unreachable target
 			}
 		}

@@ -140,7 +140,7 @@ func (w *Writer) atBarrier(ctx context.Context, lsn change.LSN) error {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	var name string
-	if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&name); err != nil {
+	if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&name); err != nil {
 		return fmt.Errorf("barrier: %w", err)
 	}
 	b.snapshot <- name

@@ -115,7 +115,9 @@ func SetFailed(ctx context.Context, conn *pgx.Conn, name string, cause error) er
 }
 
 // Forget removes a view's record and its state table; with dropTarget its
-// result table goes too.
+// result table (and history table) goes too. A recorded table that is no
+// longer the one deltaview created (its OID differs) is left alone: the
+// record goes, and Forget returns an *IdentityError naming what it left.
 func Forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget bool) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
@@ -127,23 +129,38 @@ func Forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget bool) err
 			return fmt.Errorf("drop state of %s: %w", r.Name, err)
 		}
 	}
+	var left error
+	mine := func(table, column string) (bool, error) {
+		exists, ours, err := owned(ctx, tx, r.Name, table, column)
+		if err == nil && exists && !ours && left == nil {
+			left = &IdentityError{View: r.Name, Table: table, Why: "is not the table deltaview created (it was dropped and created again, or renamed): deltaview left it as it is"}
+		}
+		return exists && ours, err
+	}
 	if dropTarget && r.CreatedTarget && r.Target != "" {
-		for _, t := range []string{r.Target, r.History} {
-			if t == "" {
+		for _, t := range []struct{ name, column string }{{r.Target, "target_oid"}, {r.History, "history_oid"}} {
+			if t.name == "" {
 				continue
 			}
-			if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
+			ok, err := mine(t.name, t.column)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			if _, err := tx.Exec(ctx, "DROP TABLE "+t.name); err != nil {
 				return fmt.Errorf("drop table of %s: %w", r.Name, err)
 			}
 		}
 	} else if r.CreatedTarget && r.Target != "" {
 		// The table stays as a plain table: without the history triggers.
-		var exists bool
-		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", r.Target).Scan(&exists); err != nil {
+		ok, err := mine(r.Target, "target_oid")
+		if err != nil {
 			return err
 		}
 		for _, op := range historyOps {
-			if !exists {
+			if !ok {
 				break
 			}
 			if _, err := tx.Exec(ctx, "DROP TRIGGER IF EXISTS "+planner.QuoteIdent("deltaview_history_"+op)+" ON "+r.Target); err != nil {
@@ -154,7 +171,10 @@ func Forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget bool) err
 	if _, err := tx.Exec(ctx, "DELETE FROM deltaview.maintained WHERE name = $1", r.Name); err != nil {
 		return err
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	return left
 }
 
 // RecordOutage notes in the target, if it can be reached within a few
@@ -163,7 +183,7 @@ func Forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget bool) err
 func RecordOutage(ctx context.Context, targetURL, slot string, cause error) bool {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, targetURL)
+	conn, err := ConnectCatalog(ctx, targetURL)
 	if err != nil {
 		return false
 	}

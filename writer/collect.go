@@ -241,7 +241,7 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 			names = append(names, v.Plan.View.Name)
 		}
 	}
-	if _, err := w.conn.Exec(ctx, "UPDATE deltaview.maintained SET status = $2, updated_at = now() WHERE name = ANY($1) AND status = $3",
+	if _, err := w.conn.Exec(ctx, "UPDATE deltaview.maintained SET status = $2, updated_at = pg_catalog.now() WHERE name = ANY($1) AND status = $3",
 		names, StatusRunning, StatusSnapshotting); err != nil {
 		return fmt.Errorf("activate: %w", err)
 	}

@@ -33,6 +33,15 @@ var historyOps = []string{"insert", "update", "delete", "truncate"}
 // at.
 func startHistory(ctx context.Context, tx pgx.Tx, d *planner.Definition, table string, at change.LSN) error {
 	hist := d.HistoryTable()
+	// The history table outlives rebuilds; a table of its name deltaview
+	// did not create is not taken over.
+	exists, ours, err := owned(ctx, tx, d.Name, hist.Quoted(), "history_oid")
+	if err != nil {
+		return err
+	}
+	if exists && !ours {
+		return &IdentityError{View: d.Name, Table: hist.Quoted(), Why: notCreated}
+	}
 	arg := planner.QuoteLiteral(hist.Quoted())
 	stmts := []string{
 		`CREATE TABLE IF NOT EXISTS ` + hist.Quoted() + ` (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -55,7 +64,7 @@ func startHistory(ctx context.Context, tx pgx.Tx, d *planner.Definition, table s
 	}
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO `+hist.Quoted()+` (lsn, op) VALUES ($1::text::pg_lsn, 'reset')`, at.String())
-	b.Queue(`INSERT INTO `+hist.Quoted()+` (lsn, op, "row") SELECT $1::text::pg_lsn, 'snapshot', to_jsonb(t.*) FROM `+table+` AS t`, at.String())
+	b.Queue(`INSERT INTO `+hist.Quoted()+` (lsn, op, "row") SELECT $1::text::pg_lsn, 'snapshot', pg_catalog.to_jsonb(t.*) FROM `+table+` AS t`, at.String())
 	if err := tx.Conn().SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("history of %s: %w", d.Name, err)
 	}
@@ -81,7 +90,7 @@ func (w *Writer) stamp(ctx context.Context, current bool) error {
 	if !at.IsZero() {
 		when = at
 	}
-	_, err := w.conn.Exec(ctx, "SELECT set_config('deltaview.commit_lsn', $1, true), set_config('deltaview.commit_time', coalesce($2::timestamptz::text, ''), true)",
+	_, err := w.conn.Exec(ctx, "SELECT pg_catalog.set_config('deltaview.commit_lsn', $1, true), pg_catalog.set_config('deltaview.commit_time', coalesce($2::timestamptz::text, ''), true)",
 		lsn.String(), when)
 	if err != nil {
 		return fmt.Errorf("stamp the history: %w", err)

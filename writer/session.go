@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/deltaview/deltaview/decoder"
+	"github.com/deltaview/deltaview/migrations"
 	"github.com/deltaview/deltaview/planner"
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
@@ -26,30 +27,59 @@ var SessionSettings = []string{
 	"default_text_search_config", "lc_monetary", "lc_numeric", "lc_time",
 }
 
-// ReadSettings reads SessionSettings from a (source) connection.
+// ReadSettings reads SessionSettings from a (source) connection, and the
+// search_path the target sessions evaluate the views' expressions with
+// (SearchPathOf).
 func ReadSettings(ctx context.Context, conn *pgx.Conn) (map[string]string, error) {
 	out := map[string]string{}
 	for _, name := range SessionSettings {
 		var v string
-		if err := conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT pg_catalog.current_setting($1)", name).Scan(&v); err != nil {
 			return nil, err
 		}
 		out[name] = v
 	}
+	var schemas []string
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.current_schemas(false)::text[]").Scan(&schemas); err != nil {
+		return nil, err
+	}
+	out["search_path"] = SearchPathOf(schemas)
 	return out, nil
 }
 
+// SearchPathOf is the search_path of the target sessions that evaluate
+// views' expressions, from the schemas the source resolved them in: the
+// view's own functions, types and operators resolve as they did on the
+// source, but built-ins come first (pg_catalog is named first, so no
+// object in a user's schema with a built-in's name and argument types
+// can capture a call), deltaview's schema is left out, and temporary
+// objects come last. deltaview names every relation it uses
+// schema-qualified and qualifies the built-ins it calls itself.
+func SearchPathOf(schemas []string) string {
+	path := []string{"pg_catalog"}
+	for _, s := range schemas {
+		if s == "pg_catalog" || s == migrations.Schema || strings.HasPrefix(s, "pg_temp") || strings.HasPrefix(s, "pg_toast") {
+			continue
+		}
+		path = append(path, planner.QuoteIdent(s))
+	}
+	return strings.Join(append(path, "pg_temp"), ", ")
+}
+
 // Connect opens a target connection with the given session settings as
-// startup parameters. JIT compilation is off: the delta statements are
-// small, but run over tables without statistics (stage tables, new state
-// tables), so their estimated cost can pass jit_above_cost, and compiling
-// then takes far longer than running (tens of milliseconds per statement).
+// startup parameters (without a search_path among them, the fixed
+// migrations.SearchPath). JIT compilation is off: the delta statements
+// are small, but run over tables without statistics (stage tables, new
+// state tables), so their estimated cost can pass jit_above_cost, and
+// compiling then takes far longer than running (tens of milliseconds per
+// statement).
 func Connect(ctx context.Context, url string, settings map[string]string) (*pgx.Conn, error) {
 	cfg, err := decoder.ParseConn(url)
 	if err != nil {
 		return nil, err
 	}
 	cfg.RuntimeParams["jit"] = "off"
+	cfg.RuntimeParams["search_path"] = migrations.SearchPath
 	for k, v := range settings {
 		cfg.RuntimeParams[k] = v
 	}
@@ -77,4 +107,16 @@ func settingHint(name string) string {
 		return "create that text search configuration in the target database, or set default_text_search_config on the source to one both have"
 	}
 	return "set " + name + " on the source to a value the target accepts"
+}
+
+// ConnectCatalog opens a target connection for deltaview's catalog and
+// tables only, with the fixed migrations.SearchPath: every name in its
+// statements is schema-qualified or a built-in.
+func ConnectCatalog(ctx context.Context, url string) (*pgx.Conn, error) {
+	cfg, err := decoder.ParseConn(url)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams["search_path"] = migrations.SearchPath
+	return pgx.ConnectConfig(ctx, cfg)
 }

@@ -182,22 +182,30 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, at change.
 		}
 		return rows, nil
 	}
-	var exists bool
-	var ours bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,
-			EXISTS (SELECT 1 FROM deltaview.maintained WHERE name = $2 AND created_target AND target = $1)`,
-		n.Target, p.View.Name).Scan(&exists, &ours); err != nil {
+	// Only the very table deltaview created (its recorded OID) is dropped
+	// and built again; any other table of that name is left alone.
+	exists, ours, err := owned(ctx, tx, p.View.Name, n.Target, "target_oid")
+	if err != nil {
 		return 0, err
 	}
 	if exists && !ours {
-		return 0, fmt.Errorf("table %s already exists and deltaview does not maintain it (it is one of yours, or was kept by a teardown); drop it or give the view another name", n.Target)
+		return 0, &IdentityError{View: p.View.Name, Table: n.Target, Why: notCreated}
 	}
 	var stmts []string
 	if exists {
 		stmts = append(stmts, "DROP TABLE "+n.Target)
 	}
-	if p.View.Target.Schema != "" {
-		stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+planner.QuoteIdent(p.View.Target.Schema))
+	// A schema the definition names is created if missing; a resolved
+	// one exists (and CREATE SCHEMA needs a privilege on the database even
+	// when it does).
+	if schema := p.View.Written.Schema; schema != "" {
+		var found bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", schema).Scan(&found); err != nil {
+			return 0, err
+		}
+		if !found {
+			stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+planner.QuoteIdent(schema))
+		}
 	}
 	if n.State != "" {
 		stmts = append(stmts, "DROP TABLE IF EXISTS "+n.State)
@@ -210,7 +218,6 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, at change.
 		}
 	}
 	var rows int64
-	var err error
 	if p.OnTarget() {
 		// Computed in the target from the views it reads, loaded before it.
 		tag, ierr := tx.Exec(ctx, "INSERT INTO "+p.SnapshotTarget(n)+" SELECT * FROM ("+p.SnapshotQuery()+") AS q")
@@ -238,6 +245,9 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, at change.
 	if _, err := tx.Exec(ctx, `UPDATE deltaview.maintained SET status = $4, error = NULL, target = $2,
 			state_table = $3, created_target = true, applied_lsn = NULL, updated_at = now() WHERE name = $1`,
 		p.View.Name, n.Target, nullIfEmpty(n.State), status); err != nil {
+		return 0, err
+	}
+	if err := recordIdentity(ctx, tx, p.View.Name); err != nil {
 		return 0, err
 	}
 	return rows, nil

@@ -269,6 +269,9 @@ func (w *Writer) Open(ctx context.Context) error {
 		return fmt.Errorf("connect to target: %w", err)
 	}
 	w.conn = conn
+	if err := w.checkAtOpen(ctx); err != nil {
+		return err
+	}
 	if err := w.succeed(ctx); err != nil {
 		return err
 	}
@@ -565,13 +568,34 @@ func (w *Writer) begin(ctx context.Context) error {
 	if w.inTx {
 		return nil
 	}
-	if _, err := w.conn.Exec(ctx, "BEGIN"); err != nil {
+	// Each batch first checks, in the same round trip, that the views'
+	// tables are still the ones deltaview created (a user may have dropped
+	// and created one again while deltaview ran).
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	names := w.identityNames()
+	if len(names) > 0 {
+		b.Queue(identityQuery, names)
+	}
+	res := w.conn.SendBatch(ctx, b)
+	_, err := res.Exec()
+	var replaced map[string]error
+	if err == nil && len(names) > 0 {
+		var rows pgx.Rows
+		if rows, err = res.Query(); err == nil {
+			replaced, err = readReplaced(rows)
+		}
+	}
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	w.inTx = true
 	w.batchStart = time.Now()
 	w.batchRows = 0
-	return nil
+	return w.checkIdentity(ctx, replaced)
 }
 
 func (w *Writer) row(ctx context.Context, r *change.Row) error {
@@ -957,7 +981,7 @@ func (w *Writer) commit(ctx context.Context) error {
 		}
 		if w.cfg.NotifyChannel != "" {
 			payload, _ := json.Marshal(notice{View: v.Plan.View.Name, LSN: lastCommit.String(), Inserted: v.counts[0], Updated: v.counts[1], Deleted: v.counts[2]})
-			b.Queue("SELECT pg_notify($1, $2)", w.cfg.NotifyChannel, string(payload))
+			b.Queue("SELECT pg_catalog.pg_notify($1, $2)", w.cfg.NotifyChannel, string(payload))
 		}
 	}
 	b.Queue("COMMIT")
@@ -988,7 +1012,7 @@ func (w *Writer) commit(ctx context.Context) error {
 
 // recordPosition records the stream's applied position ($1, text) for
 // slot $2; a recorded position ends an outage.
-const recordPosition = "UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = now(), error = NULL, error_since = NULL WHERE slot = $2"
+const recordPosition = "UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = pg_catalog.now(), error = NULL, error_since = NULL WHERE slot = $2"
 
 // recordIdle records a delivered position while no batch is open, at most
 // once per ProgressInterval unless forced.

@@ -21,19 +21,28 @@ func checkCommand(ctx context.Context, args []string) error {
 	views := fs.String("views", "", "a .sql file or a directory of .sql files")
 	source := fs.String("source", "", "source database URL: also check tables, columns, types and replication settings")
 	pub := fs.String("publication", "deltaview", "the publication run will use: one created beforehand needs no right to create it")
+	target := fs.String("target", "", "target database URL: also show the schema-qualified table of each view named unqualified")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *views == "" {
 		return errors.New("check needs --views (or DELTAVIEW_VIEWS)")
 	}
-	return check(ctx, os.Stdout, *views, *source, *pub)
+	return check(ctx, os.Stdout, *views, *source, *target, *pub)
 }
 
 // check validates view definitions without changing anything and prints
 // how each would be maintained. It fails when any view cannot be.
-func check(ctx context.Context, out io.Writer, views, source, publication string) error {
+func check(ctx context.Context, out io.Writer, views, source, target, publication string) error {
 	defs, errs := planner.Load(views)
+	if target != "" {
+		var refused []error
+		var err error
+		if defs, refused, err = resolveTargets(ctx, target, defs); err != nil {
+			return err
+		}
+		errs = append(errs, refused...)
+	}
 	var cat planner.Catalog
 	var conn *pgx.Conn
 	var pub *decoder.Publication
@@ -98,6 +107,35 @@ func check(ctx context.Context, out io.Writer, views, source, publication string
 	}
 	fmt.Fprintf(out, "%d view(s) ok\n", ok)
 	return nil
+}
+
+// resolveTargets gives the views named unqualified the tables deltaview
+// would create (or did) on the target, as a start does, writing nothing.
+func resolveTargets(ctx context.Context, target string, defs []*planner.Definition) ([]*planner.Definition, []error, error) {
+	plain, err := pgx.Connect(ctx, target)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to target %s: %w", decoder.DescribeConn(target), err)
+	}
+	defer plain.Close(context.WithoutCancel(ctx))
+	catalog, err := sidecar.Connect(ctx, "target", target)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer catalog.Close(context.WithoutCancel(ctx))
+	refused, err := writer.ResolveTargets(ctx, plain, catalog, defs, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ok []*planner.Definition
+	var errs []error
+	for _, d := range defs {
+		if e := refused[d]; e != nil {
+			errs = append(errs, e)
+			continue
+		}
+		ok = append(ok, d)
+	}
+	return ok, errs, nil
 }
 
 func describe(out io.Writer, p *planner.Plan) {

@@ -93,7 +93,7 @@ func printStatus(ctx context.Context, out io.Writer, tgt *pgx.Conn, current *str
 		return 0, err
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "VIEW\tSTATUS\tAPPLIED\tBEHIND\tUPDATED\tROWS\tERROR")
+	fmt.Fprintln(w, "VIEW\tTABLE\tSTATUS\tAPPLIED\tBEHIND\tUPDATED\tROWS\tERROR")
 	failed := 0
 	for _, l := range lines {
 		if l.status == "failed" {
@@ -107,7 +107,11 @@ func printStatus(ctx context.Context, out io.Writer, tgt *pgx.Conn, current *str
 		if l.target != "" && l.status != "failed" {
 			count = rowCount(ctx, tgt, l.target)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s ago\t%s\t%s\n", l.name, l.status, l.applied, behind,
+		table := l.target
+		if table == "" {
+			table = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\t%s\n", l.name, table, l.status, l.applied, behind,
 			time.Duration(l.age*float64(time.Second)).Round(time.Second), count, oneLine(l.problem))
 	}
 	return failed, w.Flush()

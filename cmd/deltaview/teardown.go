@@ -180,6 +180,13 @@ func teardown(ctx context.Context, o teardownOptions, say func(string)) error {
 	for _, name := range names {
 		r := records[name]
 		if err := writer.Forget(ctx, tgt, r, o.dropTables); err != nil {
+			var ie *writer.IdentityError
+			if errors.As(err, &ie) {
+				// Not the table deltaview created: it is left alone, and
+				// its view's record went all the same.
+				say(err.Error())
+				continue
+			}
 			problems = append(problems, fmt.Errorf("view %q: %w", name, err))
 			continue
 		}
