@@ -398,14 +398,18 @@ func (c *client) write(p []byte) error {
 // client retries); after it the response is cut off without its end, so
 // that the client sees the stream broken rather than complete.
 func (c *client) fail(ctx context.Context, log *zap.Logger, err error) {
+	// A failed write cancels the request's context: the write's error
+	// comes first.
 	var ce errClient
 	switch {
-	case ctx.Err() != nil:
-		return // the client left, or the server stops
 	case errors.As(err, &ce) && errors.Is(err, os.ErrDeadlineExceeded):
 		log.Info("change stream client did not take its stream within --changes-write-timeout: disconnected", zap.Duration("timeout", c.timeout))
+		return
 	case errors.As(err, &ce):
 		log.Debug("change stream client gone", zap.Error(err))
+		return
+	case ctx.Err() != nil:
+		return // the client left, or the server stops
 	default:
 		log.Warn("change stream ended", zap.Error(err))
 	}
