@@ -88,7 +88,7 @@ func readStream(t *testing.T, addr, query string, stop int) ([]changeLine, error
 // streamBackends counts the target connections of the change streams.
 func streamBackends(t *testing.T, conn *pgx.Conn) int {
 	t.Helper()
-	n, err := strconv.Atoi(queryString(t, conn, `SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'deltaview change streams'`))
+	n, err := strconv.Atoi(queryString(t, conn, `SELECT count(*)::text FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'deltaview change streams'`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func watchBackends(t *testing.T, url string) func() int {
 		defer close(done)
 		for ctx.Err() == nil {
 			var n int64
-			if conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'deltaview change streams'`).Scan(&n) == nil && n > most.Load() {
+			if conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'deltaview change streams'`).Scan(&n) == nil && n > most.Load() {
 				most.Store(n)
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -299,7 +299,7 @@ func TestChangeStreamSlowSnapshot(t *testing.T) {
 	t.Parallel()
 	e, _, addr, file := docsEnv(t, "--changes-write-timeout", "10s", "--changes-snapshot-timeout", "15s")
 	snapshotOpen := func() bool {
-		return queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'deltaview change streams'
+		return queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'deltaview change streams'
 			AND query LIKE 'SELECT to_jsonb%' AND xact_start IS NOT NULL AND state <> 'idle')`)
 	}
 

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/deltaview/deltaview/writer"
@@ -87,6 +88,7 @@ type feeds struct {
 	mu        sync.Mutex
 	listening bool
 	subs      map[string]map[chan struct{}]bool // per view
+	heads     map[string]*head                  // per view
 }
 
 func newFeeds(ctx context.Context, target, channel string, writeTimeout, snapshotTimeout time.Duration, log *zap.Logger) (*feeds, error) {
@@ -116,7 +118,7 @@ func newFeeds(ctx context.Context, target, channel string, writeTimeout, snapsho
 	}
 	return &feeds{ctx: ctx, pool: pool, target: target, channel: channel, log: log,
 		writeTimeout: writeTimeout, snapshotTimeout: snapshotTimeout, snapshots: make(chan struct{}, changesSnapshots),
-		subs: map[string]map[chan struct{}]bool{}}, nil
+		subs: map[string]map[chan struct{}]bool{}, heads: map[string]*head{}}, nil
 }
 
 // millis is a duration as a Postgres setting in milliseconds.
@@ -147,6 +149,42 @@ func (f *feeds) subscribe(view string) (<-chan struct{}, func()) {
 		defer f.mu.Unlock()
 		delete(f.subs[view], ch)
 	}
+}
+
+// head is the last entry of a view's history as the streams last read it,
+// shared so that streams with nothing to send do not each ask the target.
+type head struct {
+	mu sync.Mutex
+	id int64
+	// notified counts the writer's notifications for the view; seen is
+	// the count when id was read, at read.
+	notified atomic.Int64
+	seen     int64
+	read     time.Time
+}
+
+// latest returns the last entry of the view's history: as read by another
+// stream less than maxAge ago with no notification since, or read anew.
+func (f *feeds) latest(ctx context.Context, view, hist string, maxAge time.Duration) (int64, error) {
+	f.mu.Lock()
+	h := f.heads[view]
+	if h == nil {
+		h = &head{}
+		f.heads[view] = h
+	}
+	f.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seen := h.notified.Load()
+	if seen == h.seen && time.Since(h.read) < maxAge {
+		return h.id, nil
+	}
+	var id int64
+	if err := f.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM `+hist).Scan(&id); err != nil {
+		return 0, err
+	}
+	h.id, h.seen, h.read = id, seen, time.Now()
+	return id, nil
 }
 
 // listen passes the writer's notifications on to the subscribers until
@@ -194,6 +232,9 @@ func (f *feeds) listenOnce() error {
 			continue
 		}
 		f.mu.Lock()
+		if h := f.heads[payload.View]; h != nil {
+			h.notified.Add(1)
+		}
 		for ch := range f.subs[payload.View] {
 			select {
 			case ch <- struct{}{}:
@@ -266,8 +307,24 @@ func (o *ops) changes(w http.ResponseWriter, r *http.Request, log *zap.Logger) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	limit := changesFirstPage
+	// more: there may be entries after after. A stream that has sent
+	// everything looks at the history's last entry, which the streams of
+	// the view share, and reads a page only when there is more.
+	more := true
 	for {
-		page, n, last, err := f.readPage(ctx, *hist, after, limit)
+		var page []byte
+		var n int
+		var last int64
+		if !more {
+			var head int64
+			head, err = f.latest(ctx, name, *hist, every/2)
+			more = err == nil && head > after
+		}
+		if more {
+			page, n, last, err = f.readPage(ctx, *hist, after, limit)
+			// A page that is not full is all there was.
+			more = n > 0 && (n == limit || len(page) >= changesPageBytes)
+		}
 		switch {
 		case err == nil && n > 0:
 			if err := out.write(page); err != nil {
