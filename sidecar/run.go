@@ -19,26 +19,26 @@ import (
 
 // Config is everything `deltaview run` is told.
 type Config struct {
-	Source, Target, Views  string
-	Slot, Publication      string
-	NotifyChannel          string
-	LogLevel               string
-	Heartbeat              time.Duration
-	BatchChanges           int
-	BatchDelay             time.Duration
-	BatchLinger            time.Duration
-	SchemaCheck            time.Duration
-	SlotWALWarning         int64 // MB
-	SpoolDir               string
-	VerifyEvery            time.Duration
-	ViewsCheck             time.Duration
-	HTTPAddr               string
-	ChangesToken           string
-	ChangesOrigin          string
-	ChangesWriteTimeout    time.Duration // 0: DefaultChangesWriteTimeout
-	ChangesSnapshotTimeout time.Duration // 0: DefaultChangesSnapshotTimeout
-	ProgressEvery          time.Duration
-	ReadyMaxLag            int64 // MB
+	Source, Target, Views string
+	Slot, Publication     string
+	NotifyChannel         string
+	LogLevel              string
+	Heartbeat             time.Duration
+	BatchChanges          int
+	BatchDelay            time.Duration
+	BatchLinger           time.Duration
+	SchemaCheck           time.Duration
+	SlotWALWarning        int64 // MB
+	SpoolDir              string
+	VerifyEvery           time.Duration
+	ViewsCheck            time.Duration
+	HTTPAddr              string
+	ChangesToken          string
+	ChangesOrigin         string
+	ChangesWriteTimeout   time.Duration // 0: DefaultChangesWriteTimeout
+	ChangesSnapshotMax    time.Duration // --changes-snapshot-timeout; 0: DefaultChangesSnapshotTimeout
+	ProgressEvery         time.Duration
+	ReadyMaxLag           int64 // MB
 }
 
 // Run prepares source and target, then streams until ctx ends. Transient
@@ -72,7 +72,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 		o = newOps(c.ReadyMaxLag << 20)
 		o.target, o.notifyChannel = c.Target, c.NotifyChannel
 		o.changesToken, o.changesOrigin = c.ChangesToken, c.ChangesOrigin
-		o.changesWrite, o.changesSnapshot = c.ChangesWriteTimeout, c.ChangesSnapshotTimeout
+		o.changesWrite, o.changesSnapshot = c.ChangesWriteTimeout, c.ChangesSnapshotMax
 		wcfg.Committed = o.committed
 		go func() {
 			if err := o.serve(ctx, c.HTTPAddr, log); err != nil {
