@@ -44,6 +44,10 @@ type ops struct {
 	// tells them when to look; feeds is what they share.
 	target, notifyChannel string
 	feeds                 *feeds
+	// changesWrite bounds each write to a change stream's client,
+	// changesSnapshot a stream's snapshot (--changes-write-timeout,
+	// --changes-snapshot-timeout).
+	changesWrite, changesSnapshot time.Duration
 	// changesToken, if set, is the bearer token change streams require;
 	// changesOrigin the web origin allowed to read them.
 	changesToken, changesOrigin string
@@ -121,7 +125,7 @@ func (o *ops) committed(took time.Duration, transactions int, rows map[string][3
 
 // serve serves the endpoints on addr until ctx ends.
 func (o *ops) serve(ctx context.Context, addr string, log *zap.Logger) error {
-	f, err := newFeeds(ctx, o.target, o.notifyChannel, log)
+	f, err := newFeeds(ctx, o.target, o.notifyChannel, o.changesWrite, o.changesSnapshot, log)
 	if err != nil {
 		return err
 	}
@@ -166,7 +170,10 @@ func (o *ops) serve(ctx context.Context, addr string, log *zap.Logger) error {
 		return err
 	}
 	// Requests end with the server: change streams would hold it open.
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	// No WriteTimeout: a change stream lasts; each of its writes has a
+	// deadline of its own.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)

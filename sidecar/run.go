@@ -35,6 +35,8 @@ type Config struct {
 	HTTPAddr              string
 	ChangesToken          string
 	ChangesOrigin         string
+	ChangesWriteTimeout   time.Duration // 0: DefaultChangesWriteTimeout
+	ChangesSnapshotMax    time.Duration // --changes-snapshot-timeout; 0: DefaultChangesSnapshotTimeout
 	ProgressEvery         time.Duration
 	ReadyMaxLag           int64 // MB
 }
@@ -70,6 +72,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 		o = newOps(c.ReadyMaxLag << 20)
 		o.target, o.notifyChannel = c.Target, c.NotifyChannel
 		o.changesToken, o.changesOrigin = c.ChangesToken, c.ChangesOrigin
+		o.changesWrite, o.changesSnapshot = c.ChangesWriteTimeout, c.ChangesSnapshotMax
 		wcfg.Committed = o.committed
 		go func() {
 			if err := o.serve(ctx, c.HTTPAddr, log); err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,6 +161,10 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, w
 	return failed, nil
 }
 
+// DDLLockTimeout bounds how long a rebuild waits for the lock it needs to
+// drop a view's table.
+var DDLLockTimeout = 2 * time.Second
+
 // loadView (re)creates a view's tables and fills them from the source.
 // The view is recorded running, or otherwise 'snapshotting' until the
 // writer activates it: a crash before then rebuilds it at the next start.
@@ -193,7 +198,12 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, at change.
 	}
 	var stmts []string
 	if exists {
-		stmts = append(stmts, "DROP TABLE "+n.Target)
+		// Readers of the table (applications, change streams) would queue
+		// behind the DROP while it waits for them: it waits at most
+		// DDLLockTimeout, then the build is retried (a lock timeout is
+		// transient).
+		stmts = append(stmts, "SET LOCAL lock_timeout = "+planner.QuoteLiteral(strconv.FormatInt(DDLLockTimeout.Milliseconds(), 10)),
+			"DROP TABLE "+n.Target, "SET LOCAL lock_timeout TO DEFAULT")
 	}
 	// A schema the definition names is created if missing; a resolved
 	// one exists (and CREATE SCHEMA needs a privilege on the database even

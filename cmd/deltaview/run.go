@@ -26,6 +26,8 @@ func runFlags(fs *flag.FlagSet, c *sidecar.Config) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "serve /metrics, /healthz and /readyz on this address, e.g. :9187 (empty: none)")
 	fs.StringVar(&c.ChangesToken, "changes-token", "", "require Authorization: Bearer TOKEN on the change streams (/views/...); metrics and probes stay open")
 	fs.StringVar(&c.ChangesOrigin, "changes-allow-origin", "", "let web pages from this origin (e.g. https://app.example.com, or *) read the change streams")
+	fs.DurationVar(&c.ChangesWriteTimeout, "changes-write-timeout", sidecar.DefaultChangesWriteTimeout, "drop a change stream's client that does not take a write (up to 256 kB) within this time")
+	fs.DurationVar(&c.ChangesSnapshotMax, "changes-snapshot-timeout", sidecar.DefaultChangesSnapshotTimeout, "end a change stream whose snapshot (?snapshot=true) takes longer than this: its transaction holds back vacuum and rebuilds of the view")
 	fs.Int64Var(&c.ReadyMaxLag, "ready-max-lag-mb", 16, "/readyz answers ready only while every running view is at most this many MB of source WAL behind")
 	fs.DurationVar(&c.ViewsCheck, "views-check-interval", 2*time.Second, "how often to look for added, changed or removed view definitions, which are applied without restarting (0: only at start)")
 	fs.DurationVar(&c.VerifyEvery, "verify-every", 0, "compare every view's table with its query at a consistent point this often, and report drift (0: never)")
