@@ -88,7 +88,10 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 // prepare loads and plans the views, checks and sets up the source, and
 // either resumes the recorded stream or builds every view from a fresh
 // snapshot consistent with a new slot.
-func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger) (*startup, error) {
+//
+// The caller holds the stream's lease and has applied the migrations.
+// sharedNames is the stream's deltaview.streams.shared_names.
+func prepare(ctx context.Context, c Config, dcfg decoder.Config, sharedNames bool, log *zap.Logger) (*startup, error) {
 	sum := definitionsSum(c.Views)
 	defs, loadErrs := planner.Load(c.Views)
 	for _, e := range loadErrs {
@@ -99,9 +102,6 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 		if !errors.As(loadErrs[0], &ve) {
 			return nil, loadErrs[0]
 		}
-	}
-	if err := migrate(ctx, c.Target); err != nil {
-		return nil, err
 	}
 	src, err := Connect(ctx, "source", c.Source)
 	if err != nil {
@@ -123,9 +123,30 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 	if err := decoder.Preflight(ctx, src, nil); err != nil {
 		return nil, err
 	}
+	// A view another stream maintains on this target is refused, never
+	// taken over: its record stays the other stream's.
+	others, err := writer.OtherStreams(ctx, tgt, c.Slot)
+	if err != nil {
+		return nil, err
+	}
+	var own []*planner.Definition
+	for _, d := range defs {
+		if other, ok := others[d.Name]; ok {
+			log.Error("view cannot be maintained", zap.Error(&writer.OtherStreamError{View: d.Name, File: d.File, Line: d.Line, Slot: other}))
+			continue
+		}
+		// The stream's internal tables are its own, or keep the names
+		// of before per-stream names.
+		d.Stream = c.Slot
+		if sharedNames {
+			d.Stream = ""
+		}
+		own = append(own, d)
+	}
+	defs = own
 	for _, e := range loadErrs {
 		var ve *planner.ViewError
-		if errors.As(e, &ve) && ve.View != "" {
+		if errors.As(e, &ve) && ve.View != "" && others[ve.View] == "" {
 			if err := registerFailed(ctx, tgt, c.Slot, &planner.Definition{Name: ve.View, File: ve.File, Line: ve.Line}, e); err != nil {
 				return nil, err
 			}

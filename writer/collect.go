@@ -241,8 +241,8 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 			names = append(names, v.Plan.View.Name)
 		}
 	}
-	if _, err := w.conn.Exec(ctx, "UPDATE deltaview.maintained SET status = $2, updated_at = now() WHERE name = ANY($1) AND status = $3",
-		names, StatusRunning, StatusSnapshotting); err != nil {
+	if _, err := w.conn.Exec(ctx, "UPDATE deltaview.maintained SET status = $2, updated_at = now() WHERE name = ANY($1) AND status = $3 AND slot = $4",
+		names, StatusRunning, StatusSnapshotting, w.cfg.Slot); err != nil {
 		return fmt.Errorf("activate: %w", err)
 	}
 	if err := w.promote(ctx, views); err != nil {

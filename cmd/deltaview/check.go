@@ -115,7 +115,7 @@ func describe(out io.Writer, p *planner.Plan) {
 	}
 	if p.NeedsCopy() {
 		for _, src := range p.Sources {
-			fmt.Fprintf(out, "  copy:     %s\n", writer.CopyTable(src.Table))
+			fmt.Fprintf(out, "  copy:     %s\n", writer.CopyTable(p.View.Stream, src.Table))
 		}
 	}
 	for _, n := range p.Notes {
