@@ -3,11 +3,13 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/deltaview/deltaview/internal/pgcluster"
+	"github.com/deltaview/deltaview/planner"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -242,5 +244,100 @@ func TestStreamsOnOneTargetAreIsolated(t *testing.T) {
 	if !queryBool(t, e.tgt, `SELECT live FROM deltaview.views WHERE name = 'totals'`) ||
 		queryBool(t, e.tgt, `SELECT live FROM deltaview.views WHERE name = 'hi'`) {
 		t.Errorf("deltaview.views.live is wrong: %s", viewsState(e.tgt))
+	}
+}
+
+// A process whose lease connection ends stops writing and waits to take
+// the stream again; the process that waited takes it over, and under a
+// steady workload the views stay exact: the two never both write.
+func TestLostLeaseStopsWriting(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(`CREATE TABLE ledger (id bigint GENERATED ALWAYS AS IDENTITY, acct int, amount numeric(12,2), memo text);
+		ALTER TABLE ledger REPLICA IDENTITY FULL;
+		INSERT INTO ledger (acct, amount, memo) SELECT i % 10, i, 'initial' FROM generate_series(1, 200) AS i`)
+	views := []view{
+		plainView("balances", `SELECT acct, count(*) AS n, sum(amount) AS balance FROM ledger GROUP BY acct`),
+		plainView("extremes", `SELECT acct, min(amount) AS lo, max(amount) AS hi FROM ledger GROUP BY acct`),
+		plainView("big", `SELECT acct, amount FROM ledger WHERE amount >= 50`),
+	}
+	args := e.runArgs(writeViews(t, viewsSQL(views)), "--batch-changes", "1")
+	first := startSidecar(t, args...)
+	e.sidecar = first
+	e.check(views...)
+	second := startSidecar(t, args...)
+	logLine(t, second, "is held by another deltaview process")
+
+	work := startLedger(t, e.srcURL, rand.New(rand.NewPCG(7, 7)), 2*time.Millisecond)
+	if !poll(30*time.Second, func() bool { return work.committed.Load() > 50 }) {
+		t.Fatal("the workload does not commit")
+	}
+	// The first process's lease connection ends (as when the network
+	// between it and the target fails).
+	execSQL(t, e.tgt, `SELECT pg_terminate_backend(deltaview.lease_holder($1))`, e.slot)
+	logLine(t, second, "took the lease of the stream")
+	t.Logf("first process: %s", logLine(t, first, "the lease of the stream was lost"))
+	// The first waits for the stream again.
+	if !poll(60*time.Second, func() bool {
+		return strings.Count(first.logs(), "is held by another deltaview process") == 1
+	}) {
+		t.Fatalf("the first process does not wait for the stream again:\n%s", first.logs())
+	}
+	if !poll(30*time.Second, func() bool { return work.committed.Load() > 400 }) {
+		t.Fatal("the workload does not commit")
+	}
+	if err := work.stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.sidecar = second
+	e.check(views...)
+	if got, want := queryString(t, e.tgt, `SELECT holder_pid::text FROM deltaview.streams WHERE slot = $1`, e.slot), fmt.Sprint(second.cmd.Process.Pid); got != want {
+		t.Errorf("the stream's holder is pid %s, want the second process, %s", got, want)
+	}
+}
+
+// A stream recorded before internal tables were named per stream
+// (deltaview.streams.shared_names) keeps its tables' names: after the
+// upgrade it resumes on them, rebuilding nothing.
+func TestStreamKeepsItsTableNamesAcrossUpgrade(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(leaseSchema)
+	views := []view{
+		plainView("extremes", `SELECT acct, min(amount) AS lo, max(amount) AS hi FROM ledger GROUP BY acct`),
+		plainView("totals", `SELECT acct, count(*) AS n, sum(amount) AS total FROM ledger GROUP BY acct`),
+	}
+	sc := e.start(views)
+	e.check(views...)
+	sc.stop()
+
+	// The target as a stream of before left it: the tables under the
+	// names of before, the stream marked as keeping them.
+	ledger := planner.Table{Schema: "public", Name: "ledger"}
+	// Kept rows are named like copies, with another kind.
+	copyOld, copyNew := planner.CopyTable("", ledger).Name, planner.CopyTable(e.slot, ledger).Name
+	renames := map[string]string{
+		copyNew: copyOld,
+		"rows" + strings.TrimPrefix(copyNew, "copy"): "rows" + strings.TrimPrefix(copyOld, "copy"),
+	}
+	for from, to := range renames {
+		execSQL(t, e.tgt, fmt.Sprintf("ALTER TABLE %s RENAME TO %s", pgx.Identifier{"deltaview", from}.Sanitize(), pgx.Identifier{to}.Sanitize()))
+	}
+	execSQL(t, e.tgt, `UPDATE deltaview.streams SET shared_names = true WHERE slot = $1`, e.slot)
+	oids := strings.Join(rowsText(t, e.tgt, `SELECT format('%s %s', name, to_regclass(target)::oid) FROM deltaview.maintained`), " ")
+
+	sc.restart()
+	e.exec(`INSERT INTO ledger SELECT i, i % 4, i FROM generate_series(51, 70) AS i; DELETE FROM ledger WHERE acct = 3`)
+	e.check(views...)
+	if got := strings.Join(rowsText(t, e.tgt, `SELECT format('%s %s', name, to_regclass(target)::oid) FROM deltaview.maintained`), " "); got != oids {
+		t.Errorf("views were rebuilt: tables %s, before %s", got, oids)
+	}
+	for _, name := range renames {
+		if !queryBool(t, e.tgt, `SELECT to_regclass($1) IS NOT NULL`, "deltaview."+pgx.Identifier{name}.Sanitize()) {
+			t.Errorf("table deltaview.%s of before is gone", name)
+		}
+	}
+	if n := strings.Count(sc.logs(), "slot created; loading views"); n != 1 {
+		t.Errorf("%d snapshots, want the first only", n)
 	}
 }
