@@ -44,9 +44,10 @@ var processStart = time.Now()
 // writer.Config.Lease). The row lock orders the two: a commit that wrote
 // the row before a new holder's token is committed before the new holder
 // reads anything; one that comes after finds another token and rolls back.
-// Writes other than the writer's commits (registering views, building them,
-// outages, verification) run under the lease's context, which ends within
-// leaseBeat of the lease connection failing.
+// Snapshots and builds check the token the same way (writer.HoldLease).
+// The remaining writes (registering views, outages, verification) run under
+// the lease's context, which ends within leaseBeat of the lease connection
+// failing.
 type lease struct {
 	target, slot, publication string
 	log                       *zap.Logger
@@ -116,14 +117,7 @@ func (l *lease) acquire(ctx context.Context) error {
 		l.log.Info("took the lease of the stream: the process that held it is gone", zap.String("slot", l.slot))
 	}
 	token := rand.Int64N(1<<62) + 1
-	host, _ := os.Hostname()
-	if err := conn.QueryRow(ctx, `
-		INSERT INTO deltaview.streams (slot, publication, lease, holder_pid, holder_host, holder_started_at, heartbeat_at)
-		VALUES ($1, $2, $3, $4, $5, $6, now())
-		ON CONFLICT (slot) DO UPDATE SET lease = excluded.lease, holder_pid = excluded.holder_pid, holder_host = excluded.holder_host,
-			holder_started_at = excluded.holder_started_at, heartbeat_at = excluded.heartbeat_at
-		RETURNING shared_names`,
-		l.slot, l.publication, token, os.Getpid(), host, processStart).Scan(&l.sharedNames); err != nil {
+	if err := l.record(ctx, conn, token); err != nil {
 		return fmt.Errorf("record the lease of stream %s: %w", l.slot, err)
 	}
 	ok = true
@@ -132,6 +126,33 @@ func (l *lease) acquire(ctx context.Context) error {
 	l.ctx, l.cancel = context.WithCancel(ctx)
 	go l.beat()
 	return nil
+}
+
+// record writes this process and its new token into the stream's row.
+// FOR UPDATE waits for the transactions of the previous holder that
+// checked its token (writer.HoldLease takes FOR KEY SHARE, a recorded
+// position updates the row): each either committed before, or finds the
+// new token and fails.
+func (l *lease) record(ctx context.Context, conn *pgx.Conn, token int64) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "SELECT FROM deltaview.streams WHERE slot = $1 FOR UPDATE", l.slot); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	if err := tx.QueryRow(ctx, `
+		INSERT INTO deltaview.streams (slot, publication, lease, holder_pid, holder_host, holder_started_at, heartbeat_at)
+		VALUES ($1, $2, $3, $4, $5, $6, now())
+		ON CONFLICT (slot) DO UPDATE SET lease = excluded.lease, holder_pid = excluded.holder_pid, holder_host = excluded.holder_host,
+			holder_started_at = excluded.holder_started_at, heartbeat_at = excluded.heartbeat_at
+		RETURNING shared_names`,
+		l.slot, l.publication, token, os.Getpid(), host, processStart).Scan(&l.sharedNames); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // holderText says who holds the stream, as well as the target tells.

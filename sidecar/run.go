@@ -107,9 +107,8 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 		}
 		// Every start reads the target's record anew: views that were
 		// being built or repaired when the stream stopped are rebuilt.
-		st, err := prepare(l.ctx, c, dcfg, l.sharedNames, log)
+		st, err := prepare(l.ctx, c, dcfg, l.token, l.sharedNames, log)
 		if err == nil {
-			wcfg.Lease = l.token
 			err = stream(l.ctx, c, st, dcfg, wcfg, o, log, backoff)
 		}
 		if ctx.Err() != nil {
@@ -152,7 +151,7 @@ func stream(ctx context.Context, c Config, st *startup, dcfg decoder.Config, wcf
 	if err != nil {
 		return err
 	}
-	wcfg.Settings = st.settings
+	wcfg.Settings, wcfg.Lease = st.settings, st.lease
 	w := writer.New(wcfg, log.Named("writer"), st.views, start)
 	if err := w.Open(ctx); err != nil {
 		return err

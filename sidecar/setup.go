@@ -19,7 +19,9 @@ import (
 // startup is the outcome of preparing source and target: the views to
 // maintain, their tables built and the stream recorded in the target.
 type startup struct {
-	slot  string
+	slot string
+	// lease is the token of the stream's lease the process holds.
+	lease int64
 	views []*writer.View
 	// settings are the source's session settings, used by every target
 	// session that evaluates view expressions.
@@ -90,8 +92,9 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 // snapshot consistent with a new slot.
 //
 // The caller holds the stream's lease and has applied the migrations.
-// sharedNames is the stream's deltaview.streams.shared_names.
-func prepare(ctx context.Context, c Config, dcfg decoder.Config, sharedNames bool, log *zap.Logger) (*startup, error) {
+// lease is the lease's token; sharedNames is the stream's
+// deltaview.streams.shared_names.
+func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sharedNames bool, log *zap.Logger) (*startup, error) {
 	sum := definitionsSum(c.Views)
 	defs, loadErrs := planner.Load(c.Views)
 	for _, e := range loadErrs {
@@ -232,7 +235,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, sharedNames boo
 		}
 	}
 
-	st := &startup{slot: c.Slot, settings: settings, sum: sum}
+	st := &startup{slot: c.Slot, lease: lease, settings: settings, sum: sum}
 	for _, vp := range plans {
 		v := &writer.View{Plan: vp.plan, Names: planner.Names{Target: vp.def.Target.Quoted(), Stage: ""}}
 		st.views = append(st.views, v)
@@ -337,7 +340,7 @@ func snapshot(ctx context.Context, c Config, dcfg decoder.Config, src, tgt *pgx.
 	if _, err := reader.Exec(ctx, "SET TRANSACTION SNAPSHOT "+planner.QuoteLiteral(snap.Name)); err != nil {
 		return fmt.Errorf("use exported snapshot: %w", err)
 	}
-	failed, err := writer.Load(ctx, reader, tgt, c.Slot, c.Publication, st.views, snap.ConsistentPoint, log.Named("snapshot"))
+	failed, err := writer.Load(ctx, reader, tgt, c.Slot, c.Publication, st.lease, st.views, snap.ConsistentPoint, log.Named("snapshot"))
 	if err != nil {
 		return err
 	}

@@ -225,6 +225,21 @@ func RecordOutage(ctx context.Context, targetURL, slot string, lease int64, caus
 	return err == nil && tag.RowsAffected() == 1
 }
 
+// HoldLease fails unless the stream's lease token is still lease, and
+// keeps it so until tx ends: a process taking the stream over changes the
+// token under a row lock that waits for tx (FOR KEY SHARE leaves the
+// holder's heartbeat free). A transaction that writes more than the
+// writer's commits (a snapshot, a build) starts with it, so that a process
+// that lost its lease meanwhile cannot commit it.
+func HoldLease(ctx context.Context, tx pgx.Tx, slot string, lease int64) error {
+	_, err := tx.Exec(ctx, `SELECT deltaview.lease_lost($1)
+		WHERE NOT EXISTS (SELECT FROM deltaview.streams WHERE slot = $1 AND lease = $2 FOR KEY SHARE)`, slot, lease)
+	if err != nil {
+		return fmt.Errorf("hold the lease of stream %s: %w", slot, err)
+	}
+	return nil
+}
+
 // RecordVerified records the comparison of a view of the stream slot with
 // its query.
 func RecordVerified(ctx context.Context, conn *pgx.Conn, slot string, d Drift) error {

@@ -24,7 +24,7 @@ import (
 // the snapshot. src must be in a REPEATABLE READ transaction that uses the
 // slot's exported snapshot. A view that cannot be built is marked failed and
 // returned in failed; the others are loaded.
-func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, views []*View, point change.LSN, log *zap.Logger) (failed map[*View]error, err error) {
+func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, lease int64, views []*View, point change.LSN, log *zap.Logger) (failed map[*View]error, err error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -34,6 +34,9 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := HoldLease(ctx, tx, slot, lease); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO deltaview.streams (slot, publication, applied_lsn) VALUES ($1, $2, $3::text::pg_lsn)
 		ON CONFLICT (slot) DO UPDATE SET publication = excluded.publication, applied_lsn = excluded.applied_lsn, updated_at = now()`,
@@ -60,6 +63,9 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 // Activate: views that cannot be built are returned, for Activate, not
 // marked, and stay 'snapshotting' in the catalog until then.
 func (w *Writer) Backfill(ctx context.Context, src *pgx.Conn, tx pgx.Tx, pending []*View, at change.LSN, log *zap.Logger) (failed map[*View]error, err error) {
+	if err := HoldLease(ctx, tx, w.cfg.Slot, w.cfg.Lease); err != nil {
+		return nil, err
+	}
 	return loadViews(ctx, src, tx, w.cfg.Slot, w.order, pending, at, false, log)
 }
 
