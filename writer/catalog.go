@@ -86,8 +86,8 @@ type OtherStreamError struct {
 }
 
 func (e *OtherStreamError) Error() string {
-	return fmt.Sprintf("view %q (%s:%d): a view of that name is maintained by stream %q on this target, and deltaview never takes a view over from another stream; give this view another name, or remove it from stream %q's definitions and restart that stream first",
-		e.View, e.File, e.Line, e.Slot, e.Slot)
+	return fmt.Sprintf("view %q (%s:%d): a view of that name is maintained by stream %q on this target, and deltaview never takes a view over from another stream; give this view another name, or first remove it from stream %q's definitions and restart that stream (or tear that stream down: deltaview teardown --slot %s)",
+		e.View, e.File, e.Line, e.Slot, e.Slot, e.Slot)
 }
 
 // OtherStreams lists the views that streams other than slot maintain on
