@@ -108,8 +108,9 @@ func TestSecondProcessOnAStreamWaits(t *testing.T) {
 	extremes2 := plainView("extremes", `SELECT acct, min(amount) AS lo FROM ledger GROUP BY acct`)
 	small := plainView("small", `SELECT id FROM ledger WHERE amount < 100`)
 	secondViews := []view{totals, extremes2, small}
+	addr := freeAddr(t)
 	started := time.Now()
-	second := startSidecar(t, e.runArgs(writeViews(t, viewsSQL(secondViews)))...)
+	second := startSidecar(t, e.runArgs(writeViews(t, viewsSQL(secondViews)), "--http-addr", addr)...)
 	waiting := logLine(t, second, "is held by another deltaview process")
 	t.Logf("second process waiting %v after it was started: %s", logTime(t, waiting).Sub(started).Round(time.Millisecond), waiting)
 	for _, want := range []string{e.slot, "pid ", "application_name", "since", "waiting"} {
@@ -123,6 +124,15 @@ func TestSecondProcessOnAStreamWaits(t *testing.T) {
 			WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = $1)`, "deltaview lease "+e.slot)
 	}) {
 		t.Fatal("the second process does not wait on the stream's lease")
+	}
+	// It is alive, not ready, and says why.
+	var probe string
+	if !poll(30*time.Second, func() bool {
+		out, code := deltaview(t, nil, "probe", "--url", "http://"+addr+"/readyz")
+		probe = fmt.Sprintf("exit %d: %s", code, out)
+		return code != 0 && strings.Contains(out, "another deltaview process holds the stream")
+	}) {
+		t.Errorf("probe of the waiting process: %s", probe)
 	}
 
 	// The first goes on maintaining its views, and the second writes

@@ -51,6 +51,9 @@ var processStart = time.Now()
 type lease struct {
 	target, slot, publication string
 	log                       *zap.Logger
+	// waiting, if set, is told when the process starts and stops waiting
+	// for another process to let the stream go.
+	waiting func(bool)
 
 	conn  *pgx.Conn
 	token int64
@@ -109,6 +112,10 @@ func (l *lease) acquire(ctx context.Context) error {
 	}
 	if !got {
 		l.log.Info(l.holderText(ctx, conn), zap.String("slot", l.slot))
+		if l.waiting != nil {
+			l.waiting(true)
+			defer l.waiting(false)
+		}
 		// Blocks until the holder's session ends; ctx ending breaks the
 		// connection, which drops the request.
 		if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_advisory_lock($1, pg_catalog.hashtext($2))", leaseClass, l.slot); err != nil {

@@ -80,6 +80,9 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 	}
 	backoff := newBackoff()
 	l := newLease(c.Target, c.Slot, c.Publication, log)
+	if o != nil {
+		l.waiting = o.waiting.Store
+	}
 	defer l.release()
 	for {
 		// Nothing is written to the catalog before the lease is held: a
