@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -275,6 +276,12 @@ func TestLostLeaseStopsWriting(t *testing.T) {
 	first := startSidecar(t, args...)
 	e.sidecar = first
 	e.check(views...)
+	// What the processes' writes of view records carry as their lease.
+	execSQL(t, e.tgt, `CREATE TABLE seen_tokens (token text);
+		CREATE FUNCTION see_token() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN INSERT INTO public.seen_tokens VALUES (current_setting('deltaview.lease', true)); RETURN NULL; END $$;
+		CREATE TRIGGER see_token AFTER INSERT OR UPDATE ON deltaview.maintained FOR EACH ROW EXECUTE FUNCTION see_token()`)
+	firstToken := queryString(t, e.tgt, `SELECT lease::text FROM deltaview.streams WHERE slot = $1`, e.slot)
 	second := startSidecar(t, args...)
 	logLine(t, second, "is held by another deltaview process")
 
@@ -301,6 +308,17 @@ func TestLostLeaseStopsWriting(t *testing.T) {
 	}
 	e.sidecar = second
 	e.check(views...)
+	// The second process wrote the view records with its own token; the
+	// first one's token no longer writes any.
+	secondToken := queryString(t, e.tgt, `SELECT lease::text FROM deltaview.streams WHERE slot = $1`, e.slot)
+	if got := queryString(t, e.tgt, `SELECT coalesce(string_agg(DISTINCT coalesce(token, 'none'), ' '), '') FROM seen_tokens`); got != secondToken {
+		t.Errorf("view records written with tokens %q, want only the second process's %s", got, secondToken)
+	}
+	stale := pgconnWithLease(t, e.tgtURL, firstToken)
+	_, err := stale.Exec(context.Background(), `UPDATE deltaview.maintained SET file = file WHERE slot = $1`, e.slot)
+	if err == nil || !strings.Contains(err.Error(), "DVL01") {
+		t.Errorf("a write with the first process's token: %v, want it refused (DVL01)", err)
+	}
 	if got, want := queryString(t, e.tgt, `SELECT holder_pid::text FROM deltaview.streams WHERE slot = $1`, e.slot), fmt.Sprint(second.cmd.Process.Pid); got != want {
 		t.Errorf("the stream's holder is pid %s, want the second process, %s", got, want)
 	}
@@ -350,4 +368,21 @@ func TestStreamKeepsItsTableNamesAcrossUpgrade(t *testing.T) {
 	if n := strings.Count(sc.logs(), "slot created; loading views"); n != 1 {
 		t.Errorf("%d snapshots, want the first only", n)
 	}
+}
+
+// pgconnWithLease connects to url as a process holding the lease token
+// would: with the session setting deltaview.lease.
+func pgconnWithLease(t *testing.T, url, token string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["deltaview.lease"] = token
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }

@@ -17,6 +17,8 @@ SELECT m.name,
        m.drift
 FROM deltaview.maintained m
 LEFT JOIN deltaview.streams s ON s.slot = m.slot;
+DROP TRIGGER IF EXISTS deltaview_lease ON deltaview.maintained;
+DROP FUNCTION IF EXISTS deltaview.check_lease();
 DROP FUNCTION IF EXISTS deltaview.lease_lost(text);
 DROP FUNCTION IF EXISTS deltaview.lease_holder(text);
 ALTER TABLE deltaview.streams DROP COLUMN IF EXISTS lease, DROP COLUMN IF EXISTS holder_pid, DROP COLUMN IF EXISTS holder_host,

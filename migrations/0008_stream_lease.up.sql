@@ -53,6 +53,41 @@ BEGIN
 END
 $$;
 
+-- Every write of a view's record by a stream's process checks the lease:
+-- its target sessions carry the token in the setting deltaview.lease, and
+-- a token that is no longer the stream's fails the transaction (FOR KEY
+-- SHARE keeps it the stream's until the transaction ends: a process taking
+-- the stream over waits). Sessions without the setting (teardown, an
+-- operator) are not checked.
+CREATE OR REPLACE FUNCTION deltaview.check_lease() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    token text := nullif(pg_catalog.current_setting('deltaview.lease', true), '');
+    stream text;
+BEGIN
+    IF token IS NOT NULL THEN
+        IF TG_OP = 'DELETE' THEN
+            stream := OLD.slot;
+        ELSE
+            stream := NEW.slot;
+        END IF;
+        PERFORM FROM deltaview.streams s WHERE s.slot = stream AND s.lease = token::bigint FOR KEY SHARE;
+        IF NOT FOUND THEN
+            PERFORM deltaview.lease_lost(stream);
+        END IF;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER deltaview_lease BEFORE INSERT OR UPDATE OR DELETE ON deltaview.maintained
+    FOR EACH ROW EXECUTE FUNCTION deltaview.check_lease();
+
 -- live: a process holds the view's stream; heartbeat_at: when it last
 -- said so. A view whose stream nobody holds is not being maintained,
 -- whatever its status.

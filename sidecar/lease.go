@@ -44,10 +44,13 @@ var processStart = time.Now()
 // writer.Config.Lease). The row lock orders the two: a commit that wrote
 // the row before a new holder's token is committed before the new holder
 // reads anything; one that comes after finds another token and rolls back.
-// Snapshots and builds check the token the same way (writer.HoldLease).
-// The remaining writes (registering views, outages, verification) run under
-// the lease's context, which ends within leaseBeat of the lease connection
-// failing.
+// Snapshots and builds check the token the same way (writer.HoldLease),
+// every write of a view's record checks it too (the stream's target
+// sessions carry it in the setting writer.LeaseSetting, which the trigger
+// deltaview_lease compares), and so does recording an outage. Whatever is
+// left (DDL on the stream's own internal tables outside those
+// transactions) runs under the lease's context, which ends within
+// leaseBeat of the lease connection failing.
 type lease struct {
 	target, slot, publication string
 	log                       *zap.Logger

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/deltaview/deltaview/change"
@@ -115,6 +116,8 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 	if err != nil {
 		return nil, fmt.Errorf("read source settings: %w", err)
 	}
+	// Every target session of the stream from here on carries the lease.
+	settings[writer.LeaseSetting] = strconv.FormatInt(lease, 10)
 	tgt, err := writer.Connect(ctx, c.Target, settings)
 	if err != nil {
 		return nil, fmt.Errorf("connect to target %s: %w", decoder.RedactURL(c.Target), err)

@@ -137,7 +137,7 @@ func verifyOnce(ctx context.Context, w *writer.Writer, c Config, settings map[st
 			return drifts, err
 		}
 	}
-	rec, err := pgx.Connect(ctx, c.Target)
+	rec, err := writer.Connect(ctx, c.Target, settings)
 	if err != nil {
 		return drifts, err
 	}

@@ -13,6 +13,13 @@ import (
 // need not exist on the target's machine.
 var SessionSettings = []string{"TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits"}
 
+// LeaseSetting is the session setting that carries the token of the
+// stream's lease in the target sessions of the process holding it: every
+// write of a view's record checks it (trigger deltaview_lease on
+// deltaview.maintained), so a process that lost its lease cannot change
+// the catalog.
+const LeaseSetting = "deltaview.lease"
+
 // ReadSettings reads SessionSettings from a (source) connection.
 func ReadSettings(ctx context.Context, conn *pgx.Conn) (map[string]string, error) {
 	out := map[string]string{}
