@@ -20,18 +20,20 @@ func checkCommand(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	views := fs.String("views", "", "a .sql file or a directory of .sql files")
 	source := fs.String("source", "", "source database URL: also check tables, columns, types and replication settings")
+	slot := fs.String("slot", "deltaview", "the stream (replication slot) whose internal table names to show")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *views == "" {
 		return errors.New("check needs --views (or DELTAVIEW_VIEWS)")
 	}
-	return check(ctx, os.Stdout, *views, *source)
+	return check(ctx, os.Stdout, *views, *source, *slot)
 }
 
 // check validates view definitions without changing anything and prints
-// how each would be maintained. It fails when any view cannot be.
-func check(ctx context.Context, out io.Writer, views, source string) error {
+// how each would be maintained, with the internal tables the stream slot
+// would keep for it. It fails when any view cannot be.
+func check(ctx context.Context, out io.Writer, views, source, slot string) error {
 	defs, errs := planner.Load(views)
 	var cat planner.Catalog
 	var conn *pgx.Conn
@@ -64,6 +66,7 @@ func check(ctx context.Context, out io.Writer, views, source string) error {
 			ok++
 			continue
 		}
+		d.Stream = slot
 		p, err := planner.BuildAmong(ctx, d, cat, index)
 		if err != nil {
 			errs = append(errs, err)
