@@ -99,6 +99,13 @@ func (l *lease) acquire(ctx context.Context) error {
 	}
 	// The server cuts the name to its limit.
 	cfg.RuntimeParams["application_name"] = "deltaview lease " + l.slot
+	// A holder whose machine died, or whose network did, sends nothing more:
+	// the server probes the connection after 10 s of silence and drops it,
+	// and the lock with it, after 3 unanswered probes 5 s apart, rather
+	// than the system's default of hours. (Unix sockets ignore these.)
+	cfg.RuntimeParams["tcp_keepalives_idle"] = "10"
+	cfg.RuntimeParams["tcp_keepalives_interval"] = "5"
+	cfg.RuntimeParams["tcp_keepalives_count"] = "3"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("connect to target %s: %w", decoder.RedactURL(l.target), err)
