@@ -154,8 +154,10 @@ func TestSecondProcessOnAStreamWaits(t *testing.T) {
 	}
 
 	// Killed, the first lets the second in: it applies its definitions.
+	killed := time.Now()
 	first.kill()
-	logLine(t, second, "took the lease of the stream")
+	took := logLine(t, second, "took the lease of the stream")
+	t.Logf("second process took the stream over %v after the first was killed", logTime(t, took).Sub(killed).Round(time.Millisecond))
 	e.sidecar = second
 	e.exec(`UPDATE ledger SET amount = amount + 1 WHERE acct = 2`)
 	e.check(secondViews...)
