@@ -23,9 +23,10 @@ import (
 const leaseClass = 1685482611
 
 // leaseBeat is how often the lease holder records that it is alive. It
-// also bounds how long a process goes on after its lease connection died
-// before it notices and stops.
-var leaseBeat = 2 * time.Second
+// also bounds how long a process goes on after its lease connection failed
+// before it notices and stops (or 5 beats, when the connection hangs
+// rather than fails).
+const leaseBeat = 2 * time.Second
 
 // processStart is recorded with the lease: when this process started.
 var processStart = time.Now()
