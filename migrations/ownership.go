@@ -84,6 +84,10 @@ found(object, owner, kind) AS (
     SELECT 'trigger ' || pg_catalog.quote_ident(tg.tgname) || ' on ' || c.oid::pg_catalog.regclass::text, c.relowner, 'trigger'
     FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid JOIN ns ON c.relnamespace = ns.oid
     WHERE NOT tg.tgisinternal
+      -- deltaview's own: the lease check on its table of views
+      -- (migration 0008), calling its own function.
+      AND NOT (tg.tgname = 'deltaview_lease' AND c.relname = 'maintained'
+               AND tg.tgfoid IS NOT DISTINCT FROM pg_catalog.to_regprocedure('deltaview.check_lease()'))
   UNION ALL
     SELECT 'rule ' || pg_catalog.quote_ident(r.rulename) || ' on ' || c.oid::pg_catalog.regclass::text, c.relowner, 'trigger'
     FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class JOIN ns ON c.relnamespace = ns.oid
@@ -101,7 +105,8 @@ LIMIT 1`
 
 // CheckOwnership refuses a deltaview schema that exists but is not
 // entirely deltaview's role's own: the schema itself, every object in it,
-// and no trigger, rule or policy there (deltaview creates none). A missing
+// and no trigger, rule or policy there (deltaview creates none but the lease
+// trigger on deltaview.maintained). A missing
 // schema is fine: deltaview creates it.
 func CheckOwnership(ctx context.Context, db *sql.DB) error {
 	var object, owner, kind, role string
@@ -118,7 +123,7 @@ func CheckOwnership(ctx context.Context, db *sql.DB) error {
 		e.Fix = fmt.Sprintf("if it is deltaview's catalog, connect as %q, or as a superuser run REASSIGN OWNED BY %q TO %q (only if %q owns nothing else you want kept) or ALTER SCHEMA %s OWNER TO %q and the same for each object in it; otherwise drop it (DROP SCHEMA %s CASCADE) after checking what it holds",
 			owner, owner, role, owner, Schema, role, Schema)
 	case "trigger":
-		e.Fix = fmt.Sprintf("deltaview creates no triggers, rules or policies in schema %s: drop it, after finding out who created it and why", Schema)
+		e.Fix = fmt.Sprintf("deltaview creates no triggers, rules or policies in schema %s but its lease trigger on maintained: drop it, after finding out who created it and why", Schema)
 	default:
 		e.Fix = fmt.Sprintf("drop it, or give it to %q (ALTER ... OWNER TO %q), after finding out who created it and why", role, role)
 	}

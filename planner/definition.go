@@ -31,7 +31,11 @@ type Definition struct {
 	Query     string
 	// History is set by WITH (history = on): every change of the view is
 	// kept in HistoryTable.
-	History     bool
+	History bool
+	// Stream names the internal tables of the stream that maintains the
+	// view (see CopyTable): its slot, or empty for the names a stream kept
+	// from before internal tables were named per stream.
+	Stream      string
 	Options     map[string]string
 	queryOffset int
 	stmtOffset  int

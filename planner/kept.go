@@ -20,6 +20,8 @@ import (
 // copy.
 type Kept struct {
 	Table Table
+	// Stream names the stream's internal tables (Definition.Stream).
+	Stream string
 	// Key are the identity columns, Cols the kept columns (the key
 	// included), in table order.
 	Key, Cols []Column
@@ -39,8 +41,8 @@ const (
 
 // NewKept returns the kept copy of src holding at least the columns want.
 // src.Key must name the identity columns.
-func NewKept(src Source, want []Column) (*Kept, error) {
-	k := &Kept{Table: src.Table}
+func NewKept(stream string, src Source, want []Column) (*Kept, error) {
+	k := &Kept{Table: src.Table, Stream: stream}
 	need := map[string]bool{}
 	for _, c := range want {
 		need[c.Name] = true
@@ -75,9 +77,9 @@ func (k *Kept) Name() string { return k.relation().Quoted() }
 
 func (k *Kept) relation() Table {
 	if k.next {
-		return internalTable("newrows", k.Table)
+		return internalTable(k.Stream, "newrows", k.Table)
 	}
-	return internalTable("rows", k.Table)
+	return internalTable(k.Stream, "rows", k.Table)
 }
 
 // Successor returns the kept rows with k's columns, built under another

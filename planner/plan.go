@@ -74,7 +74,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		if rv.Alias == nil {
 			rv.Alias = &pg_query.Alias{Aliasname: rv.Relname}
 		}
-		c := CopyTable(t)
+		c := CopyTable(d.Stream, t)
 		rv.Schemaname, rv.Relname, rv.Inh = c.Schema, c.Name, true
 	}
 	out, unanalyzed, err := describe(ctx, d, a, cat)
@@ -84,7 +84,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 	p.Columns = out
 	p.noteUnanalyzed(unanalyzed)
 	if a.stars {
-		expandJoinStars(sel, infos)
+		expandJoinStars(d.Stream, sel, infos)
 	}
 	names := columnNames(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}})
 	for i := range p.Sources {
@@ -96,7 +96,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		tableCols := map[string]Column{}
 		for i, rv := range a.tables {
 			for j, src := range p.Sources {
-				if CopyTable(src.Table) == (Table{rv.Schemaname, rv.Relname}) {
+				if CopyTable(d.Stream, src.Table) == (Table{rv.Schemaname, rv.Relname}) {
 					varSource[i] = j
 				}
 			}
@@ -128,7 +128,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 
 // expandJoinStars spells out * and alias.* in the select list with the
 // columns of the FROM tables, in order, as the server would.
-func expandJoinStars(sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
+func expandJoinStars(stream string, sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
 	var vars []*pg_query.RangeVar
 	for _, f := range sel.FromClause {
 		visit(f, func(x *pg_query.Node) {
@@ -140,7 +140,7 @@ func expandJoinStars(sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
 	var tables []starTable
 	for _, rv := range vars {
 		for t, ti := range infos {
-			if CopyTable(t) == (Table{rv.Schemaname, rv.Relname}) {
+			if CopyTable(stream, t) == (Table{rv.Schemaname, rv.Relname}) {
 				tables = append(tables, starTable{rv.Alias.Aliasname, ti.Columns})
 			}
 		}
@@ -504,7 +504,7 @@ func (p *Plan) planWhole(a *analysis) error {
 		targets = append(targets, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: t.alias, Val: t.expr}}})
 	}
 	sel.TargetList = targets
-	copyTable := CopyTable(p.Source)
+	copyTable := CopyTable(d.Stream, p.Source)
 	sel.FromClause = []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{
 		Schemaname: copyTable.Schema, Relname: copyTable.Name, Inh: true, Relpersistence: "p",
 		Alias: &pg_query.Alias{Aliasname: p.Alias},

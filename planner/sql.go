@@ -658,10 +658,10 @@ func (p *Plan) Reset(n Names) string {
 // columns for recomputed views: a multiset of the source rows, projected on
 // cols, maintained like a projection view. keys are columns the recomputed
 // views group by, indexed for finding a group's rows.
-func CopyPlan(src Table, cols []Column, keys []string) *Plan {
+func CopyPlan(stream string, src Table, cols []Column, keys []string) *Plan {
 	p := &Plan{Kind: Projection, Source: src, Alias: src.Name, Columns: cols, copyKeys: keys,
 		Sources: []Source{{Table: src, Columns: cols, All: cols}},
-		View:    &Definition{Name: "copy of " + src.String()}}
+		View:    &Definition{Name: "copy of " + src.String(), Stream: stream}}
 	for _, c := range cols {
 		p.outputs = append(p.outputs, QuoteIdent(src.Name)+"."+QuoteIdent(c.Name))
 		p.noEq = append(p.noEq, c.NoEquality)
@@ -672,19 +672,21 @@ func CopyPlan(src Table, cols []Column, keys []string) *Plan {
 // NeedsCopy tells whether the view reads the copy of its source table.
 func (p *Plan) NeedsCopy() bool { return (p.Recompute != "" || p.NeedsDelta()) && !p.OnTarget() }
 
-// CopyTable names the copy of a source table in deltaview's schema: the
-// table's name (shortened to fit) and a hash of its qualified name, so
-// that names never collide.
-func CopyTable(t Table) Table { return internalTable("copy", t) }
+// CopyTable names a stream's copy of a source table in deltaview's schema:
+// the table's name (shortened to fit) and a hash of the stream and the
+// table's qualified name, so that names never collide.
+func CopyTable(stream string, t Table) Table { return internalTable(stream, "copy", t) }
 
 // NextCopyTable names the copy of a source table built with other columns
 // beside the current one (CopyTable), which running views go on reading
 // until it is built; PromoteCopy then gives it the current one's name.
-func NextCopyTable(t Table) Table { return internalTable("newcopy", t) }
+func NextCopyTable(stream string, t Table) Table { return internalTable(stream, "newcopy", t) }
 
 // PromoteCopy returns the statements that replace the copy of t with the
 // copy built beside it.
-func PromoteCopy(t Table) []string { return promote(NextCopyTable(t), CopyTable(t)) }
+func PromoteCopy(stream string, t Table) []string {
+	return promote(NextCopyTable(stream, t), CopyTable(stream, t))
+}
 
 // promote replaces table cur, in deltaview's schema, with next, and gives
 // next's indexes the names they would have had on cur.
@@ -699,11 +701,19 @@ func promote(next, cur Table) []string {
 		END$$`, QuoteLiteral(cur.Quoted()), QuoteLiteral(from), QuoteLiteral(to), len(from)+1)}
 }
 
-// internalTable names a table deltaview keeps about source table t in its
-// schema: a kind, a hash of t's qualified name (so that names never
-// collide) and t's name, shortened to fit.
-func internalTable(kind string, t Table) Table {
-	sum := sha1.Sum([]byte(t.Schema + "." + t.Name))
+// internalTable names a table a stream keeps about source table t in
+// deltaview's schema: a kind, a hash of the stream and t's qualified name
+// (so that names never collide, between tables or between streams on one
+// target) and t's name, shortened to fit. The empty stream hashes t's name
+// alone: the names of before streams had names of their own, which a
+// stream created then keeps (deltaview.streams.shared_names).
+func internalTable(stream, kind string, t Table) Table {
+	key := t.Schema + "." + t.Name
+	if stream != "" {
+		// A NUL never occurs in a slot or table name.
+		key = stream + "\x00" + key
+	}
+	sum := sha1.Sum([]byte(key))
 	name := []rune(t.Name)
 	for len(string(name)) > 40 {
 		name = name[:len(name)-1]

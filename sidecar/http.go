@@ -38,8 +38,10 @@ type ops struct {
 	// streaming is true while the stream runs; lagged is the largest lag
 	// in bytes seen by the last check (-1: not known yet).
 	streaming atomic.Bool
-	lagged    atomic.Int64
-	readyLag  int64
+	// waiting is true while another process holds the stream's lease.
+	waiting  atomic.Bool
+	lagged   atomic.Int64
+	readyLag int64
 	// target is the database the change streams read; notifyChannel
 	// tells them when to look; feeds is what they share.
 	target, notifyChannel string
@@ -191,6 +193,8 @@ func (o *ops) serve(ctx context.Context, addr string, log *zap.Logger) error {
 // with every running view within the lag threshold.
 func (o *ops) notReady() string {
 	switch lag := o.lagged.Load(); {
+	case o.waiting.Load():
+		return "waiting: another deltaview process holds the stream\n"
 	case !o.streaming.Load():
 		return "not streaming (starting, building views or reconnecting)\n"
 	case lag < 0:

@@ -83,17 +83,52 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 	}
 	backoff := newBackoff()
 	started := false
+	l := newLease(c.Target, c.Slot, c.Publication, log)
+	if o != nil {
+		l.waiting = o.waiting.Store
+	}
+	defer l.release()
 	for {
+		// Nothing is written to the catalog before the lease is held: a
+		// second process on the stream waits here, changing nothing.
+		if !l.held() {
+			l.release()
+			err := migrate(ctx, c.Target)
+			if err == nil {
+				err = l.acquire(ctx)
+			}
+			if ctx.Err() != nil {
+				log.Info("stopped")
+				return nil
+			}
+			if err != nil {
+				if !writer.Transient(err) {
+					return err
+				}
+				log.Warn("connection trouble, retrying", zap.Error(err), zap.Duration("in", backoff.next()))
+				if !backoff.wait(ctx) {
+					return nil
+				}
+				continue
+			}
+		}
 		// Every start reads the target's record anew: views that were
 		// being built or repaired when the stream stopped are rebuilt.
-		st, err := prepare(ctx, c, dcfg, log, started)
+		st, err := prepare(l.ctx, c, dcfg, l.token, l.sharedNames, log, started)
 		if err == nil {
 			started = true
-			err = stream(ctx, c, st, dcfg, wcfg, o, log, backoff)
+			err = stream(l.ctx, c, st, dcfg, wcfg, o, log, backoff)
 		}
 		if ctx.Err() != nil {
 			log.Info("stopped")
 			return nil
+		}
+		if !l.held() || errLeaseLost(err) {
+			// Another process may hold the stream now: no outage is
+			// recorded on its behalf.
+			log.Warn("the lease of the stream was lost: stopped writing; taking it again", zap.String("slot", c.Slot), zap.Error(err))
+			l.release()
+			continue
 		}
 		if errors.Is(err, errViewsChanged) {
 			log.Info("view definitions changed: applying them; the running views keep streaming", zap.String("views", c.Views))
@@ -111,7 +146,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 		if o != nil {
 			o.retries.Inc()
 		}
-		writer.RecordOutage(ctx, c.Target, c.Slot, err)
+		writer.RecordOutage(l.ctx, c.Target, c.Slot, l.token, err)
 		if !backoff.wait(ctx) {
 			return nil
 		}
@@ -124,7 +159,7 @@ func stream(ctx context.Context, c Config, st *startup, dcfg decoder.Config, wcf
 	if err != nil {
 		return err
 	}
-	wcfg.Settings = st.settings
+	wcfg.Settings, wcfg.Lease = st.settings, st.lease
 	w := writer.New(wcfg, log.Named("writer"), st.views, start)
 	if err := w.Open(ctx); err != nil {
 		return err
@@ -149,7 +184,7 @@ func stream(ctx context.Context, c Config, st *startup, dcfg decoder.Config, wcf
 			case <-time.After(10 * time.Second):
 				log.Info("recovered")
 				b.reset()
-				writer.RecordOutage(gctx, wcfg.TargetURL, wcfg.Slot, nil)
+				writer.RecordOutage(gctx, wcfg.TargetURL, wcfg.Slot, wcfg.Lease, nil)
 			case <-gctx.Done():
 			}
 			return nil

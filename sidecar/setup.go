@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/deltaview/deltaview/change"
@@ -19,7 +20,9 @@ import (
 // startup is the outcome of preparing source and target: the views to
 // maintain, their tables built and the stream recorded in the target.
 type startup struct {
-	slot  string
+	slot string
+	// lease is the token of the stream's lease the process holds.
+	lease int64
 	views []*writer.View
 	// settings are the source's session settings, used by every target
 	// session that evaluates view expressions.
@@ -100,7 +103,11 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 // either resumes the recorded stream or builds every view from a fresh
 // snapshot consistent with a new slot.
 // again is true once a start succeeded: the stream must still be recorded.
-func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger, again bool) (*startup, error) {
+//
+// The caller holds the stream's lease and has applied the migrations.
+// lease is the lease's token; sharedNames is the stream's
+// deltaview.streams.shared_names.
+func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sharedNames bool, log *zap.Logger, again bool) (*startup, error) {
 	if again {
 		if err := stillRecorded(ctx, c); err != nil {
 			return nil, err
@@ -117,9 +124,6 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 			return nil, loadErrs[0]
 		}
 	}
-	if err := migrate(ctx, c.Target); err != nil {
-		return nil, err
-	}
 	src, err := Connect(ctx, "source", c.Source)
 	if err != nil {
 		return nil, err
@@ -129,6 +133,8 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 	if err != nil {
 		return nil, fmt.Errorf("read source settings: %w", err)
 	}
+	// Every target session of the stream from here on carries the lease.
+	settings[writer.LeaseSetting] = strconv.FormatInt(lease, 10)
 	tgt, err := writer.Connect(ctx, c.Target, settings)
 	if err != nil {
 		return nil, fmt.Errorf("connect to target %s: %w", decoder.DescribeConn(c.Target), err)
@@ -146,9 +152,30 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 	if err := decoder.PreflightWith(ctx, src, nil, cl.pub); err != nil {
 		return nil, err
 	}
+	// A view another stream maintains on this target is refused, never
+	// taken over: its record stays the other stream's.
+	others, err := writer.OtherStreams(ctx, tgt, c.Slot)
+	if err != nil {
+		return nil, err
+	}
+	var own []*planner.Definition
+	for _, d := range defs {
+		if other, ok := others[d.Name]; ok {
+			log.Error("view cannot be maintained", zap.Error(&writer.OtherStreamError{View: d.Name, File: d.File, Line: d.Line, Slot: other}))
+			continue
+		}
+		// The stream's internal tables are its own, or keep the names
+		// of before per-stream names.
+		d.Stream = c.Slot
+		if sharedNames {
+			d.Stream = ""
+		}
+		own = append(own, d)
+	}
+	defs = own
 	for _, e := range loadErrs {
 		var ve *planner.ViewError
-		if errors.As(e, &ve) && ve.View != "" {
+		if errors.As(e, &ve) && ve.View != "" && others[ve.View] == "" {
 			if err := registerFailed(ctx, tgt, c.Slot, &planner.Definition{Name: ve.View, File: ve.File, Line: ve.Line}, e); err != nil {
 				return nil, err
 			}
@@ -249,7 +276,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 		}
 	}
 
-	st := &startup{slot: c.Slot, settings: settings, sum: sum}
+	st := &startup{slot: c.Slot, lease: lease, settings: settings, sum: sum}
 	for _, vp := range plans {
 		v := &writer.View{Plan: vp.plan, Names: planner.Names{Target: vp.def.Target.Quoted(), Stage: ""}}
 		st.views = append(st.views, v)
@@ -395,7 +422,7 @@ func snapshot(ctx context.Context, c Config, dcfg decoder.Config, src, tgt *pgx.
 	if _, err := reader.Exec(ctx, "SET TRANSACTION SNAPSHOT "+planner.QuoteLiteral(snap.Name)); err != nil {
 		return fmt.Errorf("use exported snapshot: %w", err)
 	}
-	failed, err := writer.Load(ctx, reader, tgt, c.Slot, c.Publication, st.views, snap.ConsistentPoint, log.Named("snapshot"))
+	failed, err := writer.Load(ctx, reader, tgt, c.Slot, c.Publication, st.lease, st.views, snap.ConsistentPoint, log.Named("snapshot"))
 	if err != nil {
 		return err
 	}

@@ -137,7 +137,7 @@ func verifyOnce(ctx context.Context, w *writer.Writer, c Config, settings map[st
 			return drifts, err
 		}
 	}
-	rec, err := writer.ConnectCatalog(ctx, c.Target)
+	rec, err := writer.Connect(ctx, c.Target, settings)
 	if err != nil {
 		return drifts, err
 	}
@@ -149,7 +149,7 @@ func verifyOnce(ctx context.Context, w *writer.Writer, c Config, settings map[st
 			log.Warn("drift", zap.String("view", d.View), zap.Stringer("at", d.At), zap.Int64("missing", d.Missing),
 				zap.Int64("extra", d.Extra), zap.Strings("samples", d.Samples), zap.Bool("repaired", d.Repaired))
 		}
-		if err := writer.RecordVerified(ctx, rec, d); err != nil {
+		if err := writer.RecordVerified(ctx, rec, c.Slot, d); err != nil {
 			return drifts, err
 		}
 	}

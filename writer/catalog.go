@@ -10,6 +10,7 @@ import (
 	"github.com/deltaview/deltaview/planner"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Status values of deltaview.views.status.
@@ -22,7 +23,9 @@ const (
 
 // Record is a view's row in deltaview.maintained.
 type Record struct {
-	Name          string
+	Name string
+	// Slot names the stream that maintains the view.
+	Slot          string
 	ID            int
 	Target        string
 	StateTable    string
@@ -55,7 +58,7 @@ func Stream(ctx context.Context, conn *pgx.Conn, slot string) (applied change.LS
 // Records lists the views recorded for a stream, by name.
 func Records(ctx context.Context, conn *pgx.Conn, slot string) (map[string]*Record, error) {
 	rows, err := conn.Query(ctx, `
-		SELECT name, id, coalesce(target, ''), coalesce(state_table, ''), created_target,
+		SELECT name, slot, id, coalesce(target, ''), coalesce(state_table, ''), created_target,
 		       coalesce(fingerprint, ''), status, coalesce(error, ''), coalesce(history, '')
 		FROM deltaview.maintained WHERE slot = $1`, slot)
 	if err != nil {
@@ -65,7 +68,7 @@ func Records(ctx context.Context, conn *pgx.Conn, slot string) (map[string]*Reco
 	out := map[string]*Record{}
 	for rows.Next() {
 		r := &Record{}
-		if err := rows.Scan(&r.Name, &r.ID, &r.Target, &r.StateTable, &r.CreatedTarget, &r.Fingerprint, &r.Status, &r.Error, &r.History); err != nil {
+		if err := rows.Scan(&r.Name, &r.Slot, &r.ID, &r.Target, &r.StateTable, &r.CreatedTarget, &r.Fingerprint, &r.Status, &r.Error, &r.History); err != nil {
 			return nil, err
 		}
 		out[r.Name] = r
@@ -73,8 +76,41 @@ func Records(ctx context.Context, conn *pgx.Conn, slot string) (map[string]*Reco
 	return out, rows.Err()
 }
 
+// OtherStreamError refuses a view whose name another stream on the same
+// target maintains: deltaview never takes a view over from another stream.
+type OtherStreamError struct {
+	View, File string
+	Line       int
+	// Slot names the stream that maintains the view.
+	Slot string
+}
+
+func (e *OtherStreamError) Error() string {
+	return fmt.Sprintf("view %q (%s:%d): a view of that name is maintained by stream %q on this target, and deltaview never takes a view over from another stream; give this view another name, or first remove it from stream %q's definitions and restart that stream (or tear that stream down: deltaview teardown --slot %s)",
+		e.View, e.File, e.Line, e.Slot, e.Slot, e.Slot)
+}
+
+// OtherStreams lists the views that streams other than slot maintain on
+// the target, with their stream.
+func OtherStreams(ctx context.Context, conn *pgx.Conn, slot string) (map[string]string, error) {
+	rows, err := conn.Query(ctx, `SELECT name, slot FROM deltaview.maintained WHERE slot <> $1`, slot)
+	if err != nil {
+		return nil, fmt.Errorf("read views of other streams: %w", err)
+	}
+	out := map[string]string{}
+	for rows.Next() {
+		var name, other string
+		if err := rows.Scan(&name, &other); err != nil {
+			return nil, err
+		}
+		out[name] = other
+	}
+	return out, rows.Err()
+}
+
 // Register records (or updates) a view's definition and status and returns
-// its id, which names its state table.
+// its id, which names its state table. A view of that name maintained by
+// another stream is left alone: Register returns an *OtherStreamError.
 func Register(ctx context.Context, conn *pgx.Conn, slot string, d *planner.Definition, fingerprint, strategy, status, errText string) (int, error) {
 	var id int
 	var errArg, target, history any
@@ -90,24 +126,33 @@ func Register(ctx context.Context, conn *pgx.Conn, slot string, d *planner.Defin
 	err := conn.QueryRow(ctx, `
 		INSERT INTO deltaview.maintained (name, slot, target, file, line, definition, fingerprint, strategy, status, error, history)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-		ON CONFLICT (name) DO UPDATE SET slot = excluded.slot, file = excluded.file, line = excluded.line,
+		ON CONFLICT (name) DO UPDATE SET file = excluded.file, line = excluded.line,
 			definition = excluded.definition, fingerprint = excluded.fingerprint, strategy = excluded.strategy, status = excluded.status,
 			error = excluded.error, history = excluded.history, updated_at = now()
+		WHERE deltaview.maintained.slot = excluded.slot
 		RETURNING id`,
 		d.Name, slot, target, d.File, d.Line, d.Statement, fingerprint, strategy, status, errArg, history).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The name is taken, by another stream.
+		var other string
+		if err := conn.QueryRow(ctx, `SELECT slot FROM deltaview.maintained WHERE name = $1`, d.Name).Scan(&other); err != nil {
+			return 0, fmt.Errorf("register view %s: %w", d.Name, err)
+		}
+		return 0, &OtherStreamError{View: d.Name, File: d.File, Line: d.Line, Slot: other}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("register view %s: %w", d.Name, err)
 	}
 	return id, nil
 }
 
-// SetFailed marks a view failed with the reason, keeping the position it
-// last reflected.
-func SetFailed(ctx context.Context, conn *pgx.Conn, name string, cause error) error {
+// SetFailed marks a view of the stream slot failed with the reason,
+// keeping the position it last reflected.
+func SetFailed(ctx context.Context, conn *pgx.Conn, slot, name string, cause error) error {
 	_, err := conn.Exec(ctx, `
 		UPDATE deltaview.maintained m SET status = 'failed', error = $2, updated_at = now(),
 			applied_lsn = CASE WHEN m.status = 'running' THEN (SELECT s.applied_lsn FROM deltaview.streams s WHERE s.slot = m.slot) ELSE m.applied_lsn END
-		WHERE name = $1`, name, cause.Error())
+		WHERE name = $1 AND slot = $3`, name, cause.Error(), slot)
 	if err != nil {
 		return fmt.Errorf("mark view %s failed: %w", name, err)
 	}
@@ -168,7 +213,7 @@ func Forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget bool) err
 			}
 		}
 	}
-	if _, err := tx.Exec(ctx, "DELETE FROM deltaview.maintained WHERE name = $1", r.Name); err != nil {
+	if _, err := tx.Exec(ctx, "DELETE FROM deltaview.maintained WHERE name = $1 AND slot = $2", r.Name, r.Slot); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -179,8 +224,10 @@ func Forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget bool) err
 
 // RecordOutage notes in the target, if it can be reached within a few
 // seconds, why the stream is not advancing (a nil cause clears the note, as
-// does the next recorded position). It reports whether it was written.
-func RecordOutage(ctx context.Context, targetURL, slot string, cause error) bool {
+// does the next recorded position). lease is the token of the stream's
+// lease: a process that no longer holds it writes nothing. It reports
+// whether it was written.
+func RecordOutage(ctx context.Context, targetURL, slot string, lease int64, cause error) bool {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	conn, err := ConnectCatalog(ctx, targetURL)
@@ -188,22 +235,40 @@ func RecordOutage(ctx context.Context, targetURL, slot string, cause error) bool
 		return false
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	var tag pgconn.CommandTag
 	if cause == nil {
-		_, err = conn.Exec(ctx, `UPDATE deltaview.streams SET error = NULL, error_since = NULL WHERE slot = $1`, slot)
+		tag, err = conn.Exec(ctx, `UPDATE deltaview.streams SET error = NULL, error_since = NULL WHERE slot = $1 AND lease = $2`, slot, lease)
 	} else {
-		_, err = conn.Exec(ctx, `UPDATE deltaview.streams SET error = $2, error_since = coalesce(error_since, now()) WHERE slot = $1`, slot, cause.Error())
+		tag, err = conn.Exec(ctx, `UPDATE deltaview.streams SET error = $3, error_since = coalesce(error_since, now()) WHERE slot = $1 AND lease = $2`,
+			slot, lease, cause.Error())
 	}
-	return err == nil
+	return err == nil && tag.RowsAffected() == 1
 }
 
-// RecordVerified records a view's comparison with its query.
-func RecordVerified(ctx context.Context, conn *pgx.Conn, d Drift) error {
+// HoldLease fails unless the stream's lease token is still lease, and
+// keeps it so until tx ends: a process taking the stream over changes the
+// token under a row lock that waits for tx (FOR KEY SHARE leaves the
+// holder's heartbeat free). A transaction that writes more than the
+// writer's commits (a snapshot, a build) starts with it, so that a process
+// that lost its lease meanwhile cannot commit it.
+func HoldLease(ctx context.Context, tx pgx.Tx, slot string, lease int64) error {
+	_, err := tx.Exec(ctx, `SELECT deltaview.lease_lost($1)
+		WHERE NOT EXISTS (SELECT FROM deltaview.streams WHERE slot = $1 AND lease = $2 FOR KEY SHARE)`, slot, lease)
+	if err != nil {
+		return fmt.Errorf("hold the lease of stream %s: %w", slot, err)
+	}
+	return nil
+}
+
+// RecordVerified records the comparison of a view of the stream slot with
+// its query.
+func RecordVerified(ctx context.Context, conn *pgx.Conn, slot string, d Drift) error {
 	var drift any
 	if !d.OK() && !d.Repaired {
 		drift = d.String()
 	}
-	_, err := conn.Exec(ctx, `UPDATE deltaview.maintained SET verified_at = now(), verified_lsn = $2::text::pg_lsn, drift = $3 WHERE name = $1`,
-		d.View, d.At.String(), drift)
+	_, err := conn.Exec(ctx, `UPDATE deltaview.maintained SET verified_at = now(), verified_lsn = $2::text::pg_lsn, drift = $3 WHERE name = $1 AND slot = $4`,
+		d.View, d.At.String(), drift, slot)
 	if err != nil {
 		return fmt.Errorf("record verification of %s: %w", d.View, err)
 	}

@@ -2,6 +2,7 @@ package writer
 
 import (
 	"context"
+	"crypto/sha1"
 	"fmt"
 	"slices"
 
@@ -93,7 +94,7 @@ func (w *Writer) startCollecting(ctx context.Context, views []*View) error {
 		if st.collect != "" || !st.hasCollecting() {
 			continue
 		}
-		name := planner.Table{Schema: "deltaview", Name: fmt.Sprintf("collect_%s_%d", w.cfg.Slot, st.index)}.Quoted()
+		name := planner.Table{Schema: "deltaview", Name: collectTable(w.cfg.Slot, st.index)}.Quoted()
 		def := "LIKE " + st.name
 		raw := st.rawCollector()
 		if raw != nil {
@@ -112,6 +113,19 @@ func (w *Writer) startCollecting(ctx context.Context, views []*View) error {
 		}
 	}
 	return nil
+}
+
+// collectTable names a stream's table collecting the changes of its
+// stage i: after the slot, unless that makes the name longer than the
+// server keeps (63 bytes), when a hash of the slot stands in for it, so
+// that two streams never share one.
+func collectTable(slot string, i int) string {
+	name := fmt.Sprintf("collect_%s_%d", slot, i)
+	if len(name) > 63 {
+		sum := sha1.Sum([]byte(slot))
+		name = fmt.Sprintf("collect_%x_%d", sum[:8], i)
+	}
+	return name
 }
 
 // chunkColumn numbers the chunks of raw changes collected.
@@ -241,8 +255,8 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 			names = append(names, v.Plan.View.Name)
 		}
 	}
-	if _, err := w.conn.Exec(ctx, "UPDATE deltaview.maintained SET status = $2, updated_at = pg_catalog.now() WHERE name = ANY($1) AND status = $3",
-		names, StatusRunning, StatusSnapshotting); err != nil {
+	if _, err := w.conn.Exec(ctx, "UPDATE deltaview.maintained SET status = $2, updated_at = pg_catalog.now() WHERE name = ANY($1) AND status = $3 AND slot = $4",
+		names, StatusRunning, StatusSnapshotting, w.cfg.Slot); err != nil {
 		return fmt.Errorf("activate: %w", err)
 	}
 	if err := w.promote(ctx, views); err != nil {

@@ -32,7 +32,7 @@ func WithCopies(views []*View) []*View {
 		}
 		n := needs[v.Plan.Source]
 		n.keys = append(n.keys, v.Plan.CopyKeys()...)
-		v.Names.Copy = CopyTable(v.Plan.Source)
+		v.Names.Copy = CopyTable(v.Plan.View.Stream, v.Plan.Source)
 	}
 	var out []*View
 	added := map[planner.Table]bool{}
@@ -52,8 +52,8 @@ func WithCopies(views []*View) []*View {
 					}
 				}
 				out = append(out, &View{
-					Plan:     planner.CopyPlan(src.Table, cols, dedupe(n.keys)),
-					Names:    planner.Names{Target: CopyTable(src.Table)},
+					Plan:     planner.CopyPlan(v.Plan.View.Stream, src.Table, cols, dedupe(n.keys)),
+					Names:    planner.Names{Target: CopyTable(v.Plan.View.Stream, src.Table)},
 					internal: true,
 				})
 			}
@@ -63,8 +63,8 @@ func WithCopies(views []*View) []*View {
 	return out
 }
 
-// CopyTable is the quoted name of the copy of a source table.
-func CopyTable(t planner.Table) string { return planner.CopyTable(t).Quoted() }
+// CopyTable is the quoted name of a stream's copy of a source table.
+func CopyTable(stream string, t planner.Table) string { return planner.CopyTable(stream, t).Quoted() }
 
 func dedupe(s []string) []string {
 	seen := map[string]bool{}

@@ -27,6 +27,13 @@ var SessionSettings = []string{
 	"default_text_search_config", "lc_monetary", "lc_numeric", "lc_time",
 }
 
+// LeaseSetting is the session setting that carries the token of the
+// stream's lease in the target sessions of the process holding it: every
+// write of a view's record checks it (trigger deltaview_lease on
+// deltaview.maintained), so a process that lost its lease cannot change
+// the catalog.
+const LeaseSetting = "deltaview.lease"
+
 // ReadSettings reads SessionSettings from a (source) connection, and the
 // search_path the target sessions evaluate the views' expressions with
 // (SearchPathOf).

@@ -25,7 +25,7 @@ import (
 // the snapshot. src must be in a REPEATABLE READ transaction that uses the
 // slot's exported snapshot. A view that cannot be built is marked failed and
 // returned in failed; the others are loaded.
-func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, views []*View, point change.LSN, log *zap.Logger) (failed map[*View]error, err error) {
+func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, lease int64, views []*View, point change.LSN, log *zap.Logger) (failed map[*View]error, err error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -35,6 +35,9 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := HoldLease(ctx, tx, slot, lease); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO deltaview.streams (slot, publication, applied_lsn) VALUES ($1, $2, $3::text::pg_lsn)
 		ON CONFLICT (slot) DO UPDATE SET publication = excluded.publication, applied_lsn = excluded.applied_lsn, updated_at = now()`,
@@ -42,7 +45,7 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 		return nil, fmt.Errorf("snapshot: record stream: %w", err)
 	}
 	_, stages := buildStages(views, false)
-	failed, err = loadViews(ctx, src, tx, stages, views, point, true, log)
+	failed, err = loadViews(ctx, src, tx, slot, stages, views, point, true, log)
 	if err != nil {
 		return nil, err
 	}
@@ -61,14 +64,17 @@ func Load(ctx context.Context, src, tgt *pgx.Conn, slot, publication string, vie
 // Activate: views that cannot be built are returned, for Activate, not
 // marked, and stay 'snapshotting' in the catalog until then.
 func (w *Writer) Backfill(ctx context.Context, src *pgx.Conn, tx pgx.Tx, pending []*View, at change.LSN, log *zap.Logger) (failed map[*View]error, err error) {
-	return loadViews(ctx, src, tx, w.order, pending, at, false, log)
+	if err := HoldLease(ctx, tx, w.cfg.Slot, w.cfg.Lease); err != nil {
+		return nil, err
+	}
+	return loadViews(ctx, src, tx, w.cfg.Slot, w.order, pending, at, false, log)
 }
 
 // loadViews loads the views of which, in their order, and the rows kept of
 // the tables only they read (or the successors of kept rows), in tx from
 // src. A view that cannot be built is returned in failed; with mark (a
 // snapshot of all views) it is marked failed, and the others running.
-func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, which []*View, at change.LSN, mark bool, log *zap.Logger) (failed map[*View]error, err error) {
+func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stages []*stage, which []*View, at change.LSN, mark bool, log *zap.Logger) (failed map[*View]error, err error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -123,7 +129,7 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, w
 			if v.internal {
 				continue
 			}
-			if err := SetFailed(ctx, tx.Conn(), v.Plan.View.Name, cerr); err != nil {
+			if err := SetFailed(ctx, tx.Conn(), slot, v.Plan.View.Name, cerr); err != nil {
 				return nil, err
 			}
 			continue
@@ -131,7 +137,7 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, w
 		if _, err := tx.Exec(ctx, "SAVEPOINT dv_load"); err != nil {
 			return nil, err
 		}
-		rows, lerr := loadView(ctx, src, tx, v, at, mark, log)
+		rows, lerr := loadView(ctx, src, tx, slot, v, at, mark, log)
 		if lerr != nil {
 			if Transient(lerr) {
 				return nil, lerr
@@ -148,7 +154,7 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, w
 				copyFailed[v.Plan.Source] = fmt.Errorf("%s: %w", v.Plan.View.Name, lerr)
 				continue
 			}
-			if err := SetFailed(ctx, tx.Conn(), v.Plan.View.Name, lerr); err != nil {
+			if err := SetFailed(ctx, tx.Conn(), slot, v.Plan.View.Name, lerr); err != nil {
 				return nil, err
 			}
 			continue
@@ -168,7 +174,7 @@ var DDLLockTimeout = 2 * time.Second
 // loadView (re)creates a view's tables and fills them from the source.
 // The view is recorded running, or otherwise 'snapshotting' until the
 // writer activates it: a crash before then rebuilds it at the next start.
-func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, at change.LSN, running bool, log *zap.Logger) (int64, error) {
+func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *View, at change.LSN, running bool, log *zap.Logger) (int64, error) {
 	p, n := v.Plan, v.Names
 	if v.internal {
 		// A copy lives in deltaview's schema: rebuilt from scratch.
@@ -253,8 +259,8 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, at change.
 		status = StatusRunning
 	}
 	if _, err := tx.Exec(ctx, `UPDATE deltaview.maintained SET status = $4, error = NULL, target = $2,
-			state_table = $3, created_target = true, applied_lsn = NULL, updated_at = now() WHERE name = $1`,
-		p.View.Name, n.Target, nullIfEmpty(n.State), status); err != nil {
+			state_table = $3, created_target = true, applied_lsn = NULL, updated_at = now() WHERE name = $1 AND slot = $5`,
+		p.View.Name, n.Target, nullIfEmpty(n.State), status, slot); err != nil {
 		return 0, err
 	}
 	if err := recordIdentity(ctx, tx, p.View.Name); err != nil {

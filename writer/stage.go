@@ -16,10 +16,12 @@ import (
 // transaction, so memory does not grow with the transaction.
 type stage struct {
 	table planner.Table
-	index int
-	name  string // quoted temporary table
-	cols  []planner.Column
-	views []*View
+	// stream names the stream's internal tables (planner.Definition.Stream).
+	stream string
+	index  int
+	name   string // quoted temporary table
+	cols   []planner.Column
+	views  []*View
 
 	buf    bytes.Buffer
 	rows   int  // rows in buf

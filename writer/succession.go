@@ -188,7 +188,7 @@ func successorCopies(ctx context.Context, conn *pgx.Conn, views []*View, stale m
 				if !v.internal {
 					continue
 				}
-				v.pending, v.replaces, v.Names.Target = !copied, nil, CopyTable(st.table)
+				v.pending, v.replaces, v.Names.Target = !copied, nil, CopyTable(st.stream, st.table)
 				if !copied {
 					continue
 				}
@@ -199,8 +199,8 @@ func successorCopies(ctx context.Context, conn *pgx.Conn, views []*View, stale m
 				case same:
 				case ok:
 					v.pending = true
-					v.replaces = &View{Plan: planner.CopyPlan(st.table, cur, nil), internal: true, Names: planner.Names{Target: v.Names.Target}}
-					v.Names.Target = planner.NextCopyTable(st.table).Quoted()
+					v.replaces = &View{Plan: planner.CopyPlan(st.stream, st.table, cur, nil), internal: true, Names: planner.Names{Target: v.Names.Target}}
+					v.Names.Target = planner.NextCopyTable(st.stream, st.table).Quoted()
 				default:
 					restale(st.views, true)
 					changed = true
@@ -276,7 +276,7 @@ func (w *Writer) succeed(ctx context.Context) error {
 			}
 		}
 		st.next = newKeptBuf(k.Successor(), tempTable("dv_newraw_%d", st.index), st.name, st.cols)
-		st.kept = newKeptBuf(&planner.Kept{Table: k.Table, Key: k.Key, Cols: cur}, st.kept.raw, st.name, stageCols)
+		st.kept = newKeptBuf(&planner.Kept{Table: k.Table, Stream: k.Stream, Key: k.Key, Cols: cur}, st.kept.raw, st.name, stageCols)
 	}
 	return nil
 }
@@ -288,7 +288,7 @@ func (w *Writer) dropStaleSuccessors(ctx context.Context) error {
 	for _, st := range w.order {
 		var drop []string
 		if !slices.ContainsFunc(st.views, func(v *View) bool { return v.replaces != nil }) {
-			drop = append(drop, planner.NextCopyTable(st.table).Quoted())
+			drop = append(drop, planner.NextCopyTable(st.stream, st.table).Quoted())
 		}
 		if st.kept != nil && !slices.ContainsFunc(st.views, func(v *View) bool { return v.pending && !v.failed }) {
 			drop = append(drop, st.kept.kept.Successor().Name())
@@ -327,7 +327,7 @@ func (w *Writer) promote(ctx context.Context, activated []*View) error {
 				}
 				continue
 			}
-			if err := exec(planner.PromoteCopy(st.table)...); err != nil {
+			if err := exec(planner.PromoteCopy(st.stream, st.table)...); err != nil {
 				return err
 			}
 			v.Names.Target = old.Names.Target

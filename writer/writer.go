@@ -25,6 +25,11 @@ type Config struct {
 	TargetURL string
 	// Slot names the stream whose position the writer records.
 	Slot string
+	// Lease is the fencing token of the stream's lease, as recorded in
+	// deltaview.streams.lease by the process holding it: every position the
+	// writer records checks it in the same statement, so once another
+	// process took the stream over, this one can no longer commit.
+	Lease int64
 	// NotifyChannel is the LISTEN/NOTIFY channel for change notifications;
 	// empty disables them.
 	NotifyChannel string
@@ -219,6 +224,7 @@ func buildStages(views []*View, assign bool) (map[planner.Table]*stage, []*stage
 			st := stages[src.Table]
 			if st == nil {
 				st = newStage(len(order), src.Table)
+				st.stream = v.Plan.View.Stream
 				stages[src.Table] = st
 				order = append(order, st)
 			}
@@ -247,7 +253,7 @@ func buildStages(views []*View, assign bool) (map[planner.Table]*stage, []*stage
 	}
 	for _, st := range order {
 		if src, ok := keys[st.table]; ok {
-			k, err := planner.NewKept(src, st.cols)
+			k, err := planner.NewKept(st.stream, src, st.cols)
 			if err != nil {
 				st.keptErr = err
 				continue
@@ -340,7 +346,7 @@ func (w *Writer) failAtOpen(ctx context.Context, views []*View, cause error) err
 			continue
 		}
 		w.log.Error("view failed", zap.String("view", v.Plan.View.Name), zap.Error(cause))
-		if err := SetFailed(ctx, w.conn, v.Plan.View.Name, cause); err != nil {
+		if err := SetFailed(ctx, w.conn, w.cfg.Slot, v.Plan.View.Name, cause); err != nil {
 			return err
 		}
 	}
@@ -917,7 +923,7 @@ func (w *Writer) fail(ctx context.Context, v *View, cause error) error {
 	if err := w.begin(ctx); err != nil {
 		return err
 	}
-	if err := SetFailed(ctx, w.conn, v.Plan.View.Name, cause); err != nil {
+	if err := SetFailed(ctx, w.conn, w.cfg.Slot, v.Plan.View.Name, cause); err != nil {
 		return err
 	}
 	// A view over it would go stale without a word.
@@ -973,7 +979,7 @@ func (w *Writer) commit(ctx context.Context) error {
 	}
 	b := &pgx.Batch{}
 	if pos > w.Applied() {
-		b.Queue(recordPosition, pos.String(), w.cfg.Slot)
+		b.Queue(recordPosition, pos.String(), w.cfg.Slot, w.cfg.Lease)
 	}
 	for _, v := range w.views {
 		if v.counts == [3]int64{} || v.internal {
@@ -1011,8 +1017,11 @@ func (w *Writer) commit(ctx context.Context) error {
 }
 
 // recordPosition records the stream's applied position ($1, text) for
-// slot $2; a recorded position ends an outage.
-const recordPosition = "UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = pg_catalog.now(), error = NULL, error_since = NULL WHERE slot = $2"
+// slot $2; a recorded position ends an outage. It fails, and the
+// transaction with it, unless the stream's lease token is still $3.
+const recordPosition = `WITH r AS (UPDATE deltaview.streams SET applied_lsn = $1::text::pg_lsn, updated_at = pg_catalog.now(), error = NULL, error_since = NULL
+	WHERE slot = $2 AND lease = $3 RETURNING 1)
+	SELECT deltaview.lease_lost($2) WHERE NOT EXISTS (SELECT FROM r)`
 
 // recordIdle records a delivered position while no batch is open, at most
 // once per ProgressInterval unless forced.
@@ -1023,7 +1032,7 @@ func (w *Writer) recordIdle(ctx context.Context, force bool) error {
 	if !force && time.Since(w.recorded) < w.cfg.ProgressInterval {
 		return nil
 	}
-	if _, err := w.conn.Exec(ctx, recordPosition, w.idle.String(), w.cfg.Slot); err != nil {
+	if _, err := w.conn.Exec(ctx, recordPosition, w.idle.String(), w.cfg.Slot, w.cfg.Lease); err != nil {
 		return fmt.Errorf("record position: %w", err)
 	}
 	w.applied.Store(uint64(w.idle))

@@ -22,18 +22,20 @@ func checkCommand(ctx context.Context, args []string) error {
 	source := fs.String("source", "", "source database URL: also check tables, columns, types and replication settings")
 	pub := fs.String("publication", "deltaview", "the publication run will use: one created beforehand needs no right to create it")
 	target := fs.String("target", "", "target database URL: also show the schema-qualified table of each view named unqualified")
+	slot := fs.String("slot", "deltaview", "the stream (replication slot) whose internal table names to show")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *views == "" {
 		return errors.New("check needs --views (or DELTAVIEW_VIEWS)")
 	}
-	return check(ctx, os.Stdout, *views, *source, *target, *pub)
+	return check(ctx, os.Stdout, *views, *source, *target, *pub, *slot)
 }
 
 // check validates view definitions without changing anything and prints
-// how each would be maintained. It fails when any view cannot be.
-func check(ctx context.Context, out io.Writer, views, source, target, publication string) error {
+// how each would be maintained, with the internal tables the stream slot
+// would keep for it. It fails when any view cannot be.
+func check(ctx context.Context, out io.Writer, views, source, target, publication, slot string) error {
 	defs, errs := planner.Load(views)
 	if target != "" {
 		var refused []error
@@ -82,6 +84,7 @@ func check(ctx context.Context, out io.Writer, views, source, target, publicatio
 			ok++
 			continue
 		}
+		d.Stream = slot
 		p, err := planner.BuildAmong(ctx, d, cat, index)
 		if err != nil {
 			errs = append(errs, err)
@@ -162,7 +165,7 @@ func describe(out io.Writer, p *planner.Plan) {
 	}
 	if p.NeedsCopy() {
 		for _, src := range p.Sources {
-			fmt.Fprintf(out, "  copy:     %s\n", writer.CopyTable(src.Table))
+			fmt.Fprintf(out, "  copy:     %s\n", writer.CopyTable(p.View.Stream, src.Table))
 		}
 	}
 	for _, n := range p.Notes {

@@ -57,15 +57,19 @@ func statusCommand(ctx context.Context, args []string) error {
 	return nil
 }
 
-// printStatus writes the status table and returns how many views failed.
-// current is the source's WAL position, if known.
+// printStatus writes the status tables, streams then views, and returns
+// how many views failed. current is the source's WAL position, if known.
 func printStatus(ctx context.Context, out io.Writer, tgt *pgx.Conn, current *string) (int, error) {
+	if err := printStreams(ctx, out, tgt); err != nil {
+		return 0, err
+	}
 	rows, err := tgt.Query(ctx, `
 		SELECT v.name, v.status, coalesce(v.applied_lsn::text, '-'),
 		       CASE WHEN $1::pg_lsn IS NULL OR v.applied_lsn IS NULL THEN NULL
 		            ELSE greatest($1::pg_lsn - v.applied_lsn, 0)::int8 END,
 		       extract(epoch FROM now() - coalesce(s.updated_at, v.updated_at)),
-		       coalesce(v.target, ''), coalesce(v.error, ''), coalesce(v.drift, '')
+		       coalesce(v.target, ''), coalesce(v.error, ''), coalesce(v.drift, ''),
+		       v.live, extract(epoch FROM now() - v.heartbeat_at)
 		FROM deltaview.views v LEFT JOIN deltaview.streams s ON s.slot = v.slot
 		ORDER BY v.name`, current)
 	if err != nil {
@@ -75,12 +79,14 @@ func printStatus(ctx context.Context, out io.Writer, tgt *pgx.Conn, current *str
 		name, status, applied, target, problem string
 		behind                                 *int64
 		age                                    float64
+		live                                   bool
+		beat                                   *float64
 	}
 	var lines []line
 	for rows.Next() {
 		var l line
 		var errText, drift string
-		if err := rows.Scan(&l.name, &l.status, &l.applied, &l.behind, &l.age, &l.target, &errText, &drift); err != nil {
+		if err := rows.Scan(&l.name, &l.status, &l.applied, &l.behind, &l.age, &l.target, &errText, &drift, &l.live, &l.beat); err != nil {
 			return 0, err
 		}
 		l.problem = errText
@@ -111,10 +117,72 @@ func printStatus(ctx context.Context, out io.Writer, tgt *pgx.Conn, current *str
 		if table == "" {
 			table = "-"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\t%s\n", l.name, table, l.status, l.applied, behind,
+		status := l.status
+		if !l.live && status != "failed" {
+			// Nobody maintains the view: its status is what it was.
+			status += " (no process"
+			if l.beat != nil {
+				status += ": last heartbeat " + secondsText(*l.beat) + " ago"
+			}
+			status += ")"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\t%s\n", l.name, table, status, l.applied, behind,
 			time.Duration(l.age*float64(time.Second)).Round(time.Second), count, oneLine(l.problem))
 	}
 	return failed, w.Flush()
+}
+
+// printStreams writes, per stream, whether a process holds it (its lease
+// is held in the target) and when the holder last said it was alive.
+func printStreams(ctx context.Context, out io.Writer, tgt *pgx.Conn) error {
+	rows, err := tgt.Query(ctx, `
+		SELECT s.slot, deltaview.lease_holder(s.slot) IS NOT NULL, coalesce(s.holder_host, ''), coalesce(s.holder_pid, 0),
+		       s.holder_started_at, extract(epoch FROM now() - s.heartbeat_at)
+		FROM deltaview.streams s ORDER BY s.slot`)
+	if err != nil {
+		return fmt.Errorf("read deltaview.streams: %w (is deltaview's catalog in this database?)", err)
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "STREAM\tPROCESS\tHEARTBEAT")
+	n := 0
+	for rows.Next() {
+		var slot, host string
+		var live bool
+		var pid int
+		var started *time.Time
+		var beat *float64
+		if err := rows.Scan(&slot, &live, &host, &pid, &started, &beat); err != nil {
+			return err
+		}
+		n++
+		process := "none: stopped"
+		if live {
+			process = fmt.Sprintf("pid %d on %s", pid, host)
+			if started != nil {
+				process += ", started " + started.UTC().Format(time.RFC3339)
+			}
+		}
+		heartbeat := "-"
+		if beat != nil {
+			heartbeat = secondsText(*beat) + " ago"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", slot, process, heartbeat)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out)
+	return err
+}
+
+func secondsText(s float64) string {
+	return time.Duration(s * float64(time.Second)).Round(time.Second).String()
 }
 
 // rowCount counts a table's rows, or estimates them when counting takes
