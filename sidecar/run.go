@@ -37,6 +37,10 @@ type Config struct {
 	ChangesOrigin         string
 	ProgressEvery         time.Duration
 	ReadyMaxLag           int64 // MB
+
+	// RetryFailed is how soon failed views are rebuilt while the others
+	// stream on (0: never), doubling while they keep failing.
+	RetryFailed time.Duration
 }
 
 // Run prepares source and target, then streams until ctx ends. Transient
@@ -79,12 +83,15 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 		go o.watchLag(ctx, c, 2*time.Second)
 	}
 	backoff := newBackoff()
+	retry := &retries{every: c.RetryFailed}
+	streamed := false
 	for {
 		// Every start reads the target's record anew: views that were
 		// being built or repaired when the stream stopped are rebuilt.
 		st, err := prepare(ctx, c, dcfg, log)
 		if err == nil {
-			err = stream(ctx, c, st, dcfg, wcfg, o, log, backoff)
+			streamed = true
+			err = stream(ctx, c, st, dcfg, wcfg, o, log, backoff, retry)
 		}
 		if ctx.Err() != nil {
 			log.Info("stopped")
@@ -92,6 +99,21 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 		}
 		if errors.Is(err, errViewsChanged) {
 			log.Info("view definitions changed: applying them; the running views keep streaming", zap.String("views", c.Views))
+			continue
+		}
+		if errors.Is(err, errRetryFailed) {
+			log.Info("rebuilding failed views; the running views keep streaming", zap.Int("attempt", retry.attempts))
+			continue
+		}
+		var ur unreadable
+		if (errors.Is(err, errNoViews) || errors.As(err, &ur)) && streamed && c.ViewsCheck > 0 {
+			// Definitions edited while running (a file deleted before it
+			// is written again): wait for them rather than exit; the
+			// views' tables and records stay as they are meanwhile.
+			log.Error("waiting for view definitions to come back", zap.Error(err), zap.String("views", c.Views))
+			if err := watchViews(ctx, c.Views, definitionsSum(c.Views), c.ViewsCheck); err == nil {
+				return nil
+			}
 			continue
 		}
 		if errors.Is(err, decoder.ErrSlotInvalidated) {
@@ -114,7 +136,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 }
 
 // stream runs the decoder and the writer until one fails or ctx ends.
-func stream(ctx context.Context, c Config, st *startup, dcfg decoder.Config, wcfg writer.Config, o *ops, log *zap.Logger, b *backoff) error {
+func stream(ctx context.Context, c Config, st *startup, dcfg decoder.Config, wcfg writer.Config, o *ops, log *zap.Logger, b *backoff, r *retries) error {
 	start, err := st.position(ctx, wcfg.TargetURL)
 	if err != nil {
 		return err
@@ -134,6 +156,7 @@ func stream(ctx context.Context, c Config, st *startup, dcfg decoder.Config, wcf
 	g.Go(func() error { watchSlot(gctx, dcfg, c.SlotWALWarning<<20, log); return nil })
 	g.Go(func() error { verifier(gctx, w, c, st.settings, c.VerifyEvery, log.Named("verify")); return nil })
 	g.Go(func() error { return watchViews(gctx, c.Views, st.sum, c.ViewsCheck) })
+	g.Go(func() error { return r.watch(gctx, wcfg.TargetURL, c.Slot) })
 	if len(st.backfill) > 0 {
 		g.Go(func() error { return backfill(gctx, w, c, st, log) })
 	}

@@ -32,6 +32,15 @@ type startup struct {
 	sum string
 }
 
+// errNoViews stops a start with no view to maintain.
+var errNoViews = errors.New("no view can be maintained; see the errors above")
+
+// unreadable is why no view definition could be read (a file or directory
+// missing or unreadable).
+type unreadable struct{ error }
+
+func (u unreadable) Unwrap() error { return u.error }
+
 // position reads where the stream resumes: the target is the truth.
 func (s *startup) position(ctx context.Context, target string) (change.LSN, error) {
 	conn, err := Connect(ctx, "target", target)
@@ -97,7 +106,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 	if len(defs) == 0 && len(loadErrs) > 0 {
 		var ve *planner.ViewError
 		if !errors.As(loadErrs[0], &ve) {
-			return nil, loadErrs[0]
+			return nil, unreadable{loadErrs[0]}
 		}
 	}
 	if err := migrate(ctx, c.Target); err != nil {
@@ -184,7 +193,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 	}
 	plans = append(ordered, dependents...)
 	if len(plans) == 0 {
-		return nil, errors.New("no view can be maintained; see the errors above")
+		return nil, errNoViews
 	}
 
 	records, err := writer.Records(ctx, tgt, c.Slot)
@@ -205,7 +214,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 	for name, r := range records {
 		if !defined[name] {
 			log.Info("view removed: dropping its state, keeping its table", zap.String("view", name), zap.String("table", r.Target))
-			if err := writer.Forget(ctx, tgt, r, false); err != nil {
+			if err := writer.Remove(ctx, tgt, r); err != nil {
 				return nil, err
 			}
 		}
@@ -265,6 +274,15 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 		id, err := writer.Register(ctx, tgt, c.Slot, vp.def, fingerprint(vp.def, vp.plan), vp.plan.Strategy(), status, "")
 		if err != nil {
 			return nil, err
+		}
+		// A view back in the files after it was removed: its table is
+		// rebuilt in place (it is stale, having no record).
+		adopted, err := writer.Readopt(ctx, tgt, vp.def.Name)
+		if err != nil {
+			return nil, err
+		}
+		if adopted {
+			log.Info("view back in the definitions: rebuilding it in the table deltaview created for it", zap.String("view", vp.def.Name), zap.String("table", vp.def.Target.Quoted()))
 		}
 		ids[vp.def.Name] = id
 	}

@@ -23,6 +23,7 @@ const (
 // Record is a view's row in deltaview.maintained.
 type Record struct {
 	Name          string
+	Slot          string
 	ID            int
 	Target        string
 	StateTable    string
@@ -55,7 +56,7 @@ func Stream(ctx context.Context, conn *pgx.Conn, slot string) (applied change.LS
 // Records lists the views recorded for a stream, by name.
 func Records(ctx context.Context, conn *pgx.Conn, slot string) (map[string]*Record, error) {
 	rows, err := conn.Query(ctx, `
-		SELECT name, id, coalesce(target, ''), coalesce(state_table, ''), created_target,
+		SELECT name, slot, id, coalesce(target, ''), coalesce(state_table, ''), created_target,
 		       coalesce(fingerprint, ''), status, coalesce(error, ''), coalesce(history, '')
 		FROM deltaview.maintained WHERE slot = $1`, slot)
 	if err != nil {
@@ -65,7 +66,7 @@ func Records(ctx context.Context, conn *pgx.Conn, slot string) (map[string]*Reco
 	out := map[string]*Record{}
 	for rows.Next() {
 		r := &Record{}
-		if err := rows.Scan(&r.Name, &r.ID, &r.Target, &r.StateTable, &r.CreatedTarget, &r.Fingerprint, &r.Status, &r.Error, &r.History); err != nil {
+		if err := rows.Scan(&r.Name, &r.Slot, &r.ID, &r.Target, &r.StateTable, &r.CreatedTarget, &r.Fingerprint, &r.Status, &r.Error, &r.History); err != nil {
 			return nil, err
 		}
 		out[r.Name] = r
@@ -117,11 +118,65 @@ func SetFailed(ctx context.Context, conn *pgx.Conn, name string, cause error) er
 // Forget removes a view's record and its state table; with dropTarget its
 // result table goes too.
 func Forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget bool) error {
+	return forget(ctx, conn, r, dropTarget, false)
+}
+
+// Remove forgets a view no longer defined in the files, keeping its table
+// and remembering it (deltaview.removed): should the view come back, as
+// when it moves to another file or a file is saved by deleting and
+// writing it again, Readopt takes that very table up again.
+func Remove(ctx context.Context, conn *pgx.Conn, r *Record) error {
+	return forget(ctx, conn, r, false, true)
+}
+
+// Readopt gives a view, registered anew, the table deltaview created for
+// it before it was removed from the files: the table of the same name,
+// if it is still the same table (its OID). Its table is then rebuilt in
+// place, keeping what users attached to it, rather than refused as
+// someone else's.
+func Readopt(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
+	var adopted bool
+	err := conn.QueryRow(ctx, `
+		WITH r AS (DELETE FROM deltaview.removed r USING deltaview.maintained m
+		           WHERE r.name = $1 AND m.name = r.name AND (m.target = r.target OR to_regclass(r.target) IS NULL)
+		           RETURNING r.target, r.target_oid),
+		     a AS (UPDATE deltaview.maintained m SET created_target = true FROM r
+		           WHERE m.name = $1 AND m.target = r.target AND to_regclass(r.target) = r.target_oid RETURNING 1)
+		SELECT EXISTS (SELECT FROM a)`, name).Scan(&adopted)
+	if err != nil {
+		return false, fmt.Errorf("take up the table of view %s again: %w", name, err)
+	}
+	return adopted, nil
+}
+
+// ForgetRemoved forgets the tables of a stream's removed views (teardown):
+// they stay, no longer deltaview's.
+func ForgetRemoved(ctx context.Context, conn *pgx.Conn, slot string) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('deltaview.removed') IS NOT NULL").Scan(&exists); err != nil || !exists {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "DELETE FROM deltaview.removed WHERE slot = $1", slot); err != nil {
+		return fmt.Errorf("forget removed views: %w", err)
+	}
+	return nil
+}
+
+func forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget, remember bool) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx)
+	if remember && r.CreatedTarget && r.Target != "" {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO deltaview.removed (name, slot, target, target_oid, history)
+			SELECT $1, $2, $3, to_regclass($3), nullif($4, '') WHERE to_regclass($3) IS NOT NULL
+			ON CONFLICT (name) DO UPDATE SET slot = excluded.slot, target = excluded.target, target_oid = excluded.target_oid,
+				history = excluded.history, removed_at = now()`, r.Name, r.Slot, r.Target, r.History); err != nil {
+			return fmt.Errorf("remember the table of %s: %w", r.Name, err)
+		}
+	}
 	if r.StateTable != "" {
 		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+r.StateTable); err != nil {
 			return fmt.Errorf("drop state of %s: %w", r.Name, err)

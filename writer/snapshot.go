@@ -127,8 +127,15 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, w
 			}
 			continue
 		}
+		// A savepoint on either side: a view whose query fails on the
+		// source (a division by zero on some row) or whose rows the
+		// target rejects fails alone, and the shared source snapshot and
+		// target transaction go on for the others.
 		if _, err := tx.Exec(ctx, "SAVEPOINT dv_load"); err != nil {
 			return nil, err
+		}
+		if _, err := src.Exec(ctx, "SAVEPOINT dv_load"); err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", v.Plan.View.Name, err)
 		}
 		rows, lerr := loadView(ctx, src, tx, v, at, mark, log)
 		if lerr != nil {
@@ -137,6 +144,9 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, w
 			}
 			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_load"); err != nil {
 				return nil, fmt.Errorf("snapshot %s: %w (and rollback: %v)", v.Plan.View.Name, lerr, err)
+			}
+			if _, err := src.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_load"); err != nil {
+				return nil, fmt.Errorf("snapshot %s: %w (and rollback on the source: %v)", v.Plan.View.Name, lerr, err)
 			}
 			lerr = fmt.Errorf("snapshot: %w", lerr)
 			if mark {
@@ -155,12 +165,16 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, stages []*stage, w
 		if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT dv_load"); err != nil {
 			return nil, err
 		}
+		if _, err := src.Exec(ctx, "RELEASE SAVEPOINT dv_load"); err != nil {
+			return nil, err
+		}
 		log.Info("view loaded", zap.String("view", v.Plan.View.Name), zap.Int64("rows", rows))
 	}
 	return failed, nil
 }
 
-// loadView (re)creates a view's tables and fills them from the source.
+// loadView creates or rebuilds (rebuild.go) a view's tables and fills them
+// from the source.
 // The view is recorded running, or otherwise 'snapshotting' until the
 // writer activates it: a crash before then rebuilds it at the next start.
 func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, at change.LSN, running bool, log *zap.Logger) (int64, error) {
@@ -192,17 +206,25 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, at change.
 	if exists && !ours {
 		return 0, fmt.Errorf("table %s already exists and deltaview does not maintain it (it is one of yours, or was kept by a teardown); drop it or give the view another name", n.Target)
 	}
+	// A table deltaview built before is rebuilt in place: the new
+	// contents are built beside it, then put into it (swap), so that what
+	// users attached to it (grants, indexes, comments, triggers, views
+	// over it) stays. A table of its own is created and filled directly.
+	into := n
+	if exists {
+		into.Target = besideTable
+	}
 	var stmts []string
 	if exists {
-		stmts = append(stmts, "DROP TABLE "+n.Target)
+		stmts = append(stmts, "DROP TABLE IF EXISTS "+besideTable)
 	}
-	if p.View.Target.Schema != "" {
+	if p.View.Target.Schema != "" && !exists {
 		stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+planner.QuoteIdent(p.View.Target.Schema))
 	}
 	if n.State != "" {
 		stmts = append(stmts, "DROP TABLE IF EXISTS "+n.State)
 	}
-	stmts = append(stmts, p.CreateTarget(n)...)
+	stmts = append(stmts, p.CreateTarget(into)...)
 	stmts = append(stmts, p.CreateState(n)...)
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {
@@ -213,17 +235,22 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, v *View, at change.
 	var err error
 	if p.OnTarget() {
 		// Computed in the target from the views it reads, loaded before it.
-		tag, ierr := tx.Exec(ctx, "INSERT INTO "+p.SnapshotTarget(n)+" SELECT * FROM ("+p.SnapshotQuery()+") AS q")
+		tag, ierr := tx.Exec(ctx, "INSERT INTO "+p.SnapshotTarget(into)+" SELECT * FROM ("+p.SnapshotQuery()+") AS q")
 		rows, err = tag.RowsAffected(), ierr
 	} else {
-		rows, err = copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n), progressOf(log, p.View.Name))
+		rows, err = copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(into), progressOf(log, p.View.Name))
 	}
 	if err != nil {
 		return 0, err
 	}
-	if f := p.FinalizeAll(n); f != "" {
+	if f := p.FinalizeAll(into); f != "" {
 		if _, err := tx.Exec(ctx, f); err != nil {
 			return 0, fmt.Errorf("fill %s: %w", n.Target, err)
+		}
+	}
+	if exists {
+		if err := swap(ctx, tx, p, besideTable, n.Target); err != nil {
+			return 0, err
 		}
 	}
 	if p.View.History {
@@ -292,6 +319,9 @@ func loadKept(ctx context.Context, src *pgx.Conn, tx pgx.Tx, k *planner.Kept, lo
 	if _, err := tx.Exec(ctx, "SAVEPOINT dv_kept"); err != nil {
 		return err
 	}
+	if _, err := src.Exec(ctx, "SAVEPOINT dv_kept"); err != nil {
+		return err
+	}
 	err := func() error {
 		for _, s := range k.Create() {
 			if _, err := tx.Exec(ctx, s); err != nil {
@@ -308,9 +338,15 @@ func loadKept(ctx context.Context, src *pgx.Conn, tx pgx.Tx, k *planner.Kept, lo
 		if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_kept"); rerr != nil {
 			return fmt.Errorf("%w (and rollback: %v)", err, rerr)
 		}
+		if _, rerr := src.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_kept"); rerr != nil {
+			return fmt.Errorf("%w (and rollback on the source: %v)", err, rerr)
+		}
 		return fmt.Errorf("rows of %s: %w", k.Table, err)
 	}
-	_, err = tx.Exec(ctx, "RELEASE SAVEPOINT dv_kept")
+	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT dv_kept"); err != nil {
+		return err
+	}
+	_, err = src.Exec(ctx, "RELEASE SAVEPOINT dv_kept")
 	return err
 }
 

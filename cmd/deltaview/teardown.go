@@ -73,6 +73,10 @@ func teardown(ctx context.Context, source, target, slot, pub string, dropTables 
 				}
 			}
 		}
+		// The tables of views removed from the files stay, forgotten.
+		if err := writer.ForgetRemoved(ctx, tgt, slot); err != nil {
+			return err
+		}
 		if _, err := tgt.Exec(ctx, "DELETE FROM deltaview.streams WHERE slot = $1", slot); err != nil {
 			return err
 		}
