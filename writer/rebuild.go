@@ -157,13 +157,14 @@ func columnList(cols []planner.Column) string {
 // target that depend on a table, as "view public.x".
 func dependents(ctx context.Context, tx pgx.Tx, table string) ([]string, error) {
 	rows, err := tx.Query(ctx, `
-		SELECT DISTINCT format('%s %s', CASE c.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, c.oid::regclass::text)
+		SELECT DISTINCT format('%s %I.%I', CASE c.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, n.nspname, c.relname)
 		FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class c ON c.oid = r.ev_class
+		JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
 		  AND d.refobjid = to_regclass($1) AND c.oid <> to_regclass($1)
 		UNION
-		SELECT DISTINCT format('function %s', p.oid::regprocedure::text)
-		FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+		SELECT DISTINCT format('function %I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
+		FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid JOIN pg_namespace n ON n.oid = p.pronamespace
 		WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = to_regclass($1)
 		ORDER BY 1`, table)
 	if err != nil {
