@@ -129,10 +129,28 @@ func TestViewsComeBack(t *testing.T) {
 	e.exec(`DELETE FROM scores WHERE player = 2`)
 	same("renamed")
 
+	// Moved by writing the new file before deleting the old one: for a
+	// moment it is defined twice, and is maintained from one definition
+	// all along, not rebuilt.
+	loaded := func() int { return strings.Count(e.sidecar.logs(), `"view loaded","view":"rows"`) }
+	builds := loaded()
+	write("d.sql", rows)
+	write("c.sql", totals)
+	if !poll(30*time.Second, func() bool {
+		e.sidecarAlive()
+		return queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM deltaview.maintained WHERE name = 'rows' AND file LIKE '%d.sql' AND status = 'running')`)
+	}) {
+		t.Fatalf("the move to d.sql was not taken up: %s", viewsState(e.tgt))
+	}
+	e.exec(`INSERT INTO other VALUES ('d', 4)`)
+	same("moved, written before deleted")
+	if n := loaded(); n != builds {
+		t.Errorf("rows was built %d more times while it moved, want none", n-builds)
+	}
+
 	// A table of the same name that deltaview did not create is refused,
 	// and left as it is.
-	remove("c.sql")
-	write("c.sql", totals)
+	remove("d.sql")
 	if !poll(30*time.Second, func() bool {
 		e.sidecarAlive()
 		return !queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM deltaview.views WHERE name = 'rows')`)

@@ -132,9 +132,15 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, log *zap.Logger
 	if err := decoder.Preflight(ctx, src, nil); err != nil {
 		return nil, err
 	}
+	loaded := map[string]bool{}
+	for _, d := range defs {
+		loaded[d.Name] = true
+	}
 	for _, e := range loadErrs {
 		var ve *planner.ViewError
-		if errors.As(e, &ve) && ve.View != "" {
+		// A view defined twice, as while it moves from one file to
+		// another, is maintained from its first definition: not failed.
+		if errors.As(e, &ve) && ve.View != "" && !loaded[ve.View] {
 			if err := registerFailed(ctx, tgt, c.Slot, &planner.Definition{Name: ve.View, File: ve.File, Line: ve.Line}, e); err != nil {
 				return nil, err
 			}
