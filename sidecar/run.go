@@ -111,6 +111,9 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 			// is written again): wait for them rather than exit; the
 			// views' tables and records stay as they are meanwhile.
 			log.Error("waiting for view definitions to come back", zap.Error(err), zap.String("views", c.Views))
+			// Shown as an outage in deltaview.views until the stream
+			// records a position again.
+			writer.RecordOutage(ctx, c.Target, c.Slot, fmt.Errorf("waiting for view definitions in %s: %w", c.Views, err))
 			if err := watchViews(ctx, c.Views, definitionsSum(c.Views), c.ViewsCheck); err == nil {
 				return nil
 			}
