@@ -88,6 +88,9 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 	for {
 		// Every start reads the target's record anew: views that were
 		// being built or repaired when the stream stopped are rebuilt.
+		// The definitions as prepare is about to read them: waiting for
+		// them to come back waits for a change from these.
+		sum := definitionsSum(c.Views)
 		st, err := prepare(ctx, c, dcfg, log)
 		if err == nil {
 			streamed = true
@@ -114,7 +117,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 			// Shown as an outage in deltaview.views until the stream
 			// records a position again.
 			writer.RecordOutage(ctx, c.Target, c.Slot, fmt.Errorf("waiting for view definitions in %s: %w", c.Views, err))
-			if err := watchViews(ctx, c.Views, definitionsSum(c.Views), c.ViewsCheck); err == nil {
+			if err := watchViews(ctx, c.Views, sum, c.ViewsCheck); err == nil {
 				return nil
 			}
 			continue
