@@ -86,11 +86,11 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 	retry := &retries{every: c.RetryFailed}
 	streamed := false
 	for {
-		// Every start reads the target's record anew: views that were
-		// being built or repaired when the stream stopped are rebuilt.
 		// The definitions as prepare is about to read them: waiting for
 		// them to come back waits for a change from these.
 		sum := definitionsSum(c.Views)
+		// Every start reads the target's record anew: views that were
+		// being built or repaired when the stream stopped are rebuilt.
 		st, err := prepare(ctx, c, dcfg, log)
 		if err == nil {
 			streamed = true
