@@ -85,6 +85,12 @@ func (r *retries) watch(ctx context.Context, target, slot string) error {
 	check := min(r.every, 5*time.Second)
 	tick := time.NewTicker(check)
 	defer tick.Stop()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
 	var since time.Time
 	for {
 		select {
@@ -92,9 +98,18 @@ func (r *retries) watch(ctx context.Context, target, slot string) error {
 			return nil
 		case <-tick.C:
 		}
-		n, err := failedViews(ctx, target, slot)
-		if err != nil {
-			continue // the stream reports a target it cannot reach
+		if conn == nil {
+			c, err := pgx.Connect(ctx, target)
+			if err != nil {
+				continue // the stream reports a target it cannot reach
+			}
+			conn = c
+		}
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM deltaview.maintained WHERE slot = $1 AND status = 'failed'", slot).Scan(&n); err != nil {
+			conn.Close(context.WithoutCancel(ctx))
+			conn = nil
+			continue
 		}
 		switch {
 		case n == 0:
@@ -106,18 +121,4 @@ func (r *retries) watch(ctx context.Context, target, slot string) error {
 			return errRetryFailed
 		}
 	}
-}
-
-// failedViews counts the stream's failed views.
-func failedViews(ctx context.Context, target, slot string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, target)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var n int
-	err = conn.QueryRow(ctx, "SELECT count(*) FROM deltaview.maintained WHERE slot = $1 AND status = 'failed'", slot).Scan(&n)
-	return n, err
 }
