@@ -380,3 +380,45 @@ func TestInsufficientResourcesAreRetried(t *testing.T) {
 	e.exec(`UPDATE disk SET is_full = false; INSERT INTO scores VALUES (2, 2)`)
 	e.check(totals)
 }
+
+// A view keeping its history, rebuilt in place for a changed definition:
+// the history records the rebuild as a reset and the new contents, not as
+// every row deleted and inserted again, and replays to the table.
+func TestRebuildInPlaceWithHistory(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(lifecycleSchema)
+	totals := withHistory(plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`))
+	file := filepath.Join(t.TempDir(), "views.sql")
+	write := func(v view) {
+		if err := os.WriteFile(file, []byte(viewsSQL([]view{v})), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(totals)
+	e.sidecar = startSidecar(t, e.runArgs(file, "--views-check-interval", "50ms")...)
+	e.exec(`INSERT INTO scores VALUES (1, 5), (4, 4)`)
+	e.check(totals)
+	oid := tableOID(t, e.tgt, "totals")
+
+	totals2 := withHistory(plainView("totals", `SELECT player, sum(score) AS total FROM scores WHERE score > 4 GROUP BY player`))
+	write(totals2)
+	if !poll(30*time.Second, func() bool {
+		e.sidecarAlive()
+		return queryBool(t, e.tgt, `SELECT count(*) = 2 FROM totals_history WHERE op = 'reset'`)
+	}) {
+		t.Fatalf("the changed view was not rebuilt: %s", viewsState(e.tgt))
+	}
+	e.exec(`INSERT INTO scores VALUES (5, 50)`)
+	e.check(totals2)
+	if got := tableOID(t, e.tgt, "totals"); got != oid {
+		t.Errorf("table totals was replaced (OID %d, was %d)", got, oid)
+	}
+	if queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM totals_history WHERE op = 'delete')`) {
+		t.Errorf("the rebuild was recorded as rows deleted: %v", rowsText(t, e.tgt, `SELECT format('%s %s', op, "row") FROM totals_history`))
+	}
+	if n := queryString(t, e.tgt, `SELECT count(*)::text FROM pg_trigger WHERE tgrelid = 'totals'::regclass AND tgname LIKE 'deltaview_history_%'`); n != "4" {
+		t.Errorf("%s history triggers on totals, want 4", n)
+	}
+	assertHistory(t, e.tgt, "totals", "player")
+}
