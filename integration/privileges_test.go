@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -38,15 +37,6 @@ func roleSQL(sql string, names map[string]string) string {
 	return sql
 }
 
-func dbName(t *testing.T, u string) string {
-	t.Helper()
-	p, err := url.Parse(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimPrefix(p.Path, "/")
-}
-
 // The README's role setups work exactly as written, with no superuser on
 // either side: the source role has REPLICATION and SELECT on the tables,
 // whose owner (not a superuser either) created the publication
@@ -63,7 +53,7 @@ func TestReadmeRoleSetups(t *testing.T) {
 		`ROLE deltaview\b`:          "ROLE " + role,
 		`TO deltaview;`:             "TO " + role + ";",
 		`PUBLICATION deltaview\b`:   "PUBLICATION " + pub,
-		`DATABASE app\b`:            "DATABASE " + pgx.Identifier{dbName(t, e.tgtURL)}.Sanitize(),
+		`DATABASE app\b`:            "DATABASE " + pgx.Identifier{e.tgt.Config().Database}.Sanitize(),
 		`\bapp_reader\b`:            reader,
 		`(?m)^ALTER SYSTEM .*;\n`:   "", // the test's servers have wal_level = logical
 		`(?m)^ALTER TABLE .*FULL;$`: "$0",

@@ -39,6 +39,10 @@ type Config struct {
 	ChangesSnapshotMax    time.Duration // --changes-snapshot-timeout; 0: DefaultChangesSnapshotTimeout
 	ProgressEvery         time.Duration
 	ReadyMaxLag           int64 // MB
+
+	// RetryFailed is how soon failed views are rebuilt while the others
+	// stream on (0: never), doubling while they keep failing.
+	RetryFailed time.Duration
 }
 
 // Run prepares source and target, then streams until ctx ends. Transient
@@ -88,6 +92,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 		l.waiting = o.waiting.Store
 	}
 	defer l.release()
+	retry := &retries{every: c.RetryFailed}
 	for {
 		// Nothing is written to the catalog before the lease is held: a
 		// second process on the stream waits here, changing nothing.
@@ -112,12 +117,15 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 				continue
 			}
 		}
+		// The definitions as prepare is about to read them: waiting for
+		// them to come back waits for a change from these.
+		sum := definitionsSum(c.Views)
 		// Every start reads the target's record anew: views that were
 		// being built or repaired when the stream stopped are rebuilt.
 		st, err := prepare(l.ctx, c, dcfg, l.token, l.sharedNames, log, started)
 		if err == nil {
 			started = true
-			err = stream(l.ctx, c, st, dcfg, wcfg, o, log, backoff)
+			err = stream(l.ctx, c, st, dcfg, wcfg, o, log, backoff, retry)
 		}
 		if ctx.Err() != nil {
 			log.Info("stopped")
@@ -132,6 +140,24 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 		}
 		if errors.Is(err, errViewsChanged) {
 			log.Info("view definitions changed: applying them; the running views keep streaming", zap.String("views", c.Views))
+			continue
+		}
+		if errors.Is(err, errRetryFailed) {
+			log.Info("rebuilding failed views; the running views keep streaming", zap.Int("attempt", retry.attempts))
+			continue
+		}
+		var ur unreadable
+		if (errors.Is(err, errNoViews) || errors.As(err, &ur)) && started && c.ViewsCheck > 0 {
+			// Definitions edited while running (a file deleted before it
+			// is written again): wait for them rather than exit; the
+			// views' tables and records stay as they are meanwhile.
+			log.Error("waiting for view definitions to come back", zap.Error(err), zap.String("views", c.Views))
+			// Shown as an outage in deltaview.views until the stream
+			// records a position again.
+			writer.RecordOutage(l.ctx, c.Target, c.Slot, l.token, fmt.Errorf("waiting for view definitions in %s: %w", c.Views, err))
+			if err := watchViews(ctx, c.Views, sum, c.ViewsCheck); err == nil {
+				return nil
+			}
 			continue
 		}
 		if errors.Is(err, decoder.ErrSlotInvalidated) {
@@ -154,7 +180,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 }
 
 // stream runs the decoder and the writer until one fails or ctx ends.
-func stream(ctx context.Context, c Config, st *startup, dcfg decoder.Config, wcfg writer.Config, o *ops, log *zap.Logger, b *backoff) error {
+func stream(ctx context.Context, c Config, st *startup, dcfg decoder.Config, wcfg writer.Config, o *ops, log *zap.Logger, b *backoff, r *retries) error {
 	start, err := st.position(ctx, wcfg.TargetURL)
 	if err != nil {
 		return err
@@ -174,6 +200,7 @@ func stream(ctx context.Context, c Config, st *startup, dcfg decoder.Config, wcf
 	g.Go(func() error { watchSlot(gctx, dcfg, c.SlotWALWarning<<20, log); return nil })
 	g.Go(func() error { verifier(gctx, w, c, st.settings, c.VerifyEvery, log.Named("verify")); return nil })
 	g.Go(func() error { return watchViews(gctx, c.Views, st.sum, c.ViewsCheck) })
+	g.Go(func() error { return r.watch(gctx, wcfg.TargetURL, c.Slot) })
 	if len(st.backfill) > 0 {
 		g.Go(func() error { return backfill(gctx, w, c, st, log) })
 	}

@@ -35,6 +35,15 @@ type startup struct {
 	sum string
 }
 
+// errNoViews stops a start with no view to maintain.
+var errNoViews = errors.New("no view can be maintained; see the errors above")
+
+// unreadable is why no view definition could be read (a file or directory
+// missing or unreadable).
+type unreadable struct{ error }
+
+func (u unreadable) Unwrap() error { return u.error }
+
 // position reads where the stream resumes: the target is the truth.
 func (s *startup) position(ctx context.Context, target string) (change.LSN, error) {
 	conn, err := Connect(ctx, "target", target)
@@ -121,7 +130,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 	if len(defs) == 0 && len(loadErrs) > 0 {
 		var ve *planner.ViewError
 		if !errors.As(loadErrs[0], &ve) {
-			return nil, loadErrs[0]
+			return nil, unreadable{loadErrs[0]}
 		}
 	}
 	src, err := Connect(ctx, "source", c.Source)
@@ -173,9 +182,15 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 		own = append(own, d)
 	}
 	defs = own
+	loaded := map[string]bool{}
+	for _, d := range defs {
+		loaded[d.Name] = true
+	}
 	for _, e := range loadErrs {
 		var ve *planner.ViewError
-		if errors.As(e, &ve) && ve.View != "" && others[ve.View] == "" {
+		// A view defined twice, as while it moves from one file to
+		// another, is maintained from its first definition: not failed.
+		if errors.As(e, &ve) && ve.View != "" && others[ve.View] == "" && !loaded[ve.View] {
 			if err := registerFailed(ctx, tgt, c.Slot, &planner.Definition{Name: ve.View, File: ve.File, Line: ve.Line}, e); err != nil {
 				return nil, err
 			}
@@ -242,7 +257,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 	}
 	plans = append(ordered, dependents...)
 	if len(plans) == 0 {
-		return nil, errors.New("no view can be maintained; see the errors above")
+		return nil, errNoViews
 	}
 
 	records, err := writer.Records(ctx, tgt, c.Slot)
@@ -266,7 +281,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 	for name, r := range records {
 		if !defined[name] {
 			log.Info("view removed: dropping its state, keeping its table", zap.String("view", name), zap.String("table", r.Target))
-			if err := writer.Forget(ctx, tgt, r, false); err != nil {
+			if err := writer.Remove(ctx, tgt, r); err != nil {
 				var ie *writer.IdentityError
 				if !errors.As(err, &ie) {
 					return nil, err
@@ -330,6 +345,15 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 		id, err := writer.Register(ctx, tgt, c.Slot, vp.def, fingerprint(vp.def, vp.plan), vp.plan.Strategy(), status, "")
 		if err != nil {
 			return nil, err
+		}
+		// A view back in the files after it was removed: its table is
+		// rebuilt in place (it is stale, having no record).
+		adopted, err := writer.Readopt(ctx, tgt, vp.def.Name)
+		if err != nil {
+			return nil, err
+		}
+		if adopted {
+			log.Info("view back in the definitions: rebuilding it in the table deltaview created for it", zap.String("view", vp.def.Name), zap.String("table", vp.def.Target.Quoted()))
 		}
 		ids[vp.def.Name] = id
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/deltaview/deltaview/planner"
+	"github.com/jackc/pgx/v5"
 )
 
 // errViewsChanged ends a stream whose view definitions changed on disk:
@@ -52,6 +53,72 @@ func watchViews(ctx context.Context, path, sum string, interval time.Duration) e
 		}
 		if now := definitionsSum(path); now != "" && now != sum {
 			return errViewsChanged
+		}
+	}
+}
+
+// errRetryFailed ends a stream to rebuild its failed views: the run loop
+// plans them again, resumes the stream and builds them while the others
+// stream on, as it does new views.
+var errRetryFailed = errors.New("failed views to rebuild")
+
+// retries paces the rebuilds of failed views: every, then twice as long
+// after each rebuild that leaves views failed, up to maxRetryDoubling
+// times as long. It is used by one stream at a time.
+type retries struct {
+	every    time.Duration
+	attempts int
+}
+
+// maxRetryDoubling bounds the doubling of the retry interval (2^5 = 32).
+const maxRetryDoubling = 5
+
+func (r *retries) delay() time.Duration { return r.every << min(r.attempts, maxRetryDoubling) }
+
+// watch returns errRetryFailed once the stream's views have been failed
+// for the current delay, or nil when ctx ends. A stream without failed
+// views starts the pacing over.
+func (r *retries) watch(ctx context.Context, target, slot string) error {
+	if r.every <= 0 {
+		return nil
+	}
+	check := min(r.every, 5*time.Second)
+	tick := time.NewTicker(check)
+	defer tick.Stop()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	var since time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if conn == nil {
+			c, err := pgx.Connect(ctx, target)
+			if err != nil {
+				continue // the stream reports a target it cannot reach
+			}
+			conn = c
+		}
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM deltaview.maintained WHERE slot = $1 AND status = 'failed'", slot).Scan(&n); err != nil {
+			conn.Close(context.WithoutCancel(ctx))
+			conn = nil
+			continue
+		}
+		switch {
+		case n == 0:
+			r.attempts, since = 0, time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= r.delay():
+			r.attempts++
+			return errRetryFailed
 		}
 	}
 }

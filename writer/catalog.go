@@ -164,11 +164,69 @@ func SetFailed(ctx context.Context, conn *pgx.Conn, slot, name string, cause err
 // longer the one deltaview created (its OID differs) is left alone: the
 // record goes, and Forget returns an *IdentityError naming what it left.
 func Forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget bool) error {
+	return forget(ctx, conn, r, dropTarget, false)
+}
+
+// Remove forgets a view no longer defined in the files, keeping its table
+// and remembering it (deltaview.removed): should the view come back, as
+// when it moves to another file or a file is saved by deleting and
+// writing it again, Readopt takes that very table up again.
+func Remove(ctx context.Context, conn *pgx.Conn, r *Record) error {
+	return forget(ctx, conn, r, false, true)
+}
+
+// Readopt gives a view, registered anew, the table deltaview created for
+// it before it was removed from the files: the table of the same name,
+// if it is still the same table (its OID). Its table is then rebuilt in
+// place, keeping what users attached to it, rather than refused as
+// someone else's.
+func Readopt(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
+	var adopted bool
+	err := conn.QueryRow(ctx, `
+		WITH r AS (DELETE FROM deltaview.removed r USING deltaview.maintained m
+		           WHERE r.name = $1 AND m.name = r.name AND (m.target = r.target OR pg_catalog.to_regclass(r.target) IS NULL)
+		           RETURNING r.target, r.target_oid, r.history, r.history_oid),
+		     a AS (UPDATE deltaview.maintained m SET created_target = true, target_oid = r.target_oid,
+		               history_oid = CASE WHEN m.history = r.history THEN r.history_oid END
+		           FROM r
+		           WHERE m.name = $1 AND m.target = r.target AND pg_catalog.to_regclass(r.target)::oid = r.target_oid RETURNING 1)
+		SELECT EXISTS (SELECT FROM a)`, name).Scan(&adopted)
+	if err != nil {
+		return false, fmt.Errorf("take up the table of view %s again: %w", name, err)
+	}
+	return adopted, nil
+}
+
+// ForgetRemoved forgets the tables of a stream's removed views (teardown):
+// they stay, no longer deltaview's.
+func ForgetRemoved(ctx context.Context, conn *pgx.Conn, slot string) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('deltaview.removed') IS NOT NULL").Scan(&exists); err != nil || !exists {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "DELETE FROM deltaview.removed WHERE slot = $1", slot); err != nil {
+		return fmt.Errorf("forget removed views: %w", err)
+	}
+	return nil
+}
+
+func forget(ctx context.Context, conn *pgx.Conn, r *Record, dropTarget, remember bool) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx)
+	if remember && r.CreatedTarget && r.Target != "" {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO deltaview.removed (name, slot, target, target_oid, history, history_oid)
+			SELECT m.name, m.slot, m.target, m.target_oid, m.history, m.history_oid
+			FROM deltaview.maintained m
+			WHERE m.name = $1 AND m.slot = $2 AND m.target_oid = pg_catalog.to_regclass(m.target)::oid
+			ON CONFLICT (name) DO UPDATE SET slot = excluded.slot, target = excluded.target, target_oid = excluded.target_oid,
+				history = excluded.history, history_oid = excluded.history_oid, removed_at = pg_catalog.now()`, r.Name, r.Slot); err != nil {
+			return fmt.Errorf("remember the table of %s: %w", r.Name, err)
+		}
+	}
 	if r.StateTable != "" {
 		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+r.StateTable); err != nil {
 			return fmt.Errorf("drop state of %s: %w", r.Name, err)

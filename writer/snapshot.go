@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,8 +133,15 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stage
 			}
 			continue
 		}
+		// A savepoint on either side: a view whose query fails on the
+		// source (a division by zero on some row) or whose rows the
+		// target rejects fails alone, and the shared source snapshot and
+		// target transaction go on for the others.
 		if _, err := tx.Exec(ctx, "SAVEPOINT dv_load"); err != nil {
 			return nil, err
+		}
+		if _, err := src.Exec(ctx, "SAVEPOINT dv_load"); err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", v.Plan.View.Name, err)
 		}
 		rows, lerr := loadView(ctx, src, tx, slot, v, at, mark, log)
 		if lerr != nil {
@@ -144,6 +150,9 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stage
 			}
 			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_load"); err != nil {
 				return nil, fmt.Errorf("snapshot %s: %w (and rollback: %v)", v.Plan.View.Name, lerr, err)
+			}
+			if _, err := src.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_load"); err != nil {
+				return nil, fmt.Errorf("snapshot %s: %w (and rollback on the source: %v)", v.Plan.View.Name, lerr, err)
 			}
 			lerr = fmt.Errorf("snapshot: %w", lerr)
 			if mark {
@@ -162,16 +171,21 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stage
 		if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT dv_load"); err != nil {
 			return nil, err
 		}
+		if _, err := src.Exec(ctx, "RELEASE SAVEPOINT dv_load"); err != nil {
+			return nil, err
+		}
 		log.Info("view loaded", zap.String("view", v.Plan.View.Name), zap.Int64("rows", rows))
 	}
 	return failed, nil
 }
 
-// DDLLockTimeout bounds how long a rebuild waits for the lock it needs to
-// drop a view's table.
+// DDLLockTimeout bounds how long a rebuild waits for a lock that would
+// make the table's readers (applications, change streams) queue behind it:
+// past it the build is retried (a lock timeout is transient).
 var DDLLockTimeout = 2 * time.Second
 
-// loadView (re)creates a view's tables and fills them from the source.
+// loadView creates or rebuilds (rebuild.go) a view's tables and fills them
+// from the source.
 // The view is recorded running, or otherwise 'snapshotting' until the
 // writer activates it: a crash before then rebuilds it at the next start.
 func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *View, at change.LSN, running bool, log *zap.Logger) (int64, error) {
@@ -202,19 +216,22 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *Vie
 	if exists && !ours {
 		return 0, &IdentityError{View: p.View.Name, Table: n.Target, Why: notCreated}
 	}
+	// A table deltaview built before is rebuilt in place: the new
+	// contents are built beside it, then put into it (swap), so that what
+	// users attached to it (grants, indexes, comments, triggers, views
+	// over it) stays. A table of its own is created and filled directly.
+	into := n
+	if exists {
+		into.Target = besideTable
+	}
 	var stmts []string
 	if exists {
-		// Readers of the table (applications, change streams) would queue
-		// behind the DROP while it waits for them: it waits at most
-		// DDLLockTimeout, then the build is retried (a lock timeout is
-		// transient).
-		stmts = append(stmts, "SET LOCAL lock_timeout = "+planner.QuoteLiteral(strconv.FormatInt(DDLLockTimeout.Milliseconds(), 10)),
-			"DROP TABLE "+n.Target, "SET LOCAL lock_timeout TO DEFAULT")
+		stmts = append(stmts, "DROP TABLE IF EXISTS "+besideTable)
 	}
 	// A schema the definition names is created if missing; a resolved
 	// one exists (and CREATE SCHEMA needs a privilege on the database even
 	// when it does).
-	if schema := p.View.Written.Schema; schema != "" {
+	if schema := p.View.Written.Schema; schema != "" && !exists {
 		var found bool
 		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", schema).Scan(&found); err != nil {
 			return 0, err
@@ -226,7 +243,7 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *Vie
 	if n.State != "" {
 		stmts = append(stmts, "DROP TABLE IF EXISTS "+n.State)
 	}
-	stmts = append(stmts, p.CreateTarget(n)...)
+	stmts = append(stmts, p.CreateTarget(into)...)
 	stmts = append(stmts, p.CreateState(n)...)
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {
@@ -236,17 +253,22 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *Vie
 	var rows int64
 	if p.OnTarget() {
 		// Computed in the target from the views it reads, loaded before it.
-		tag, ierr := tx.Exec(ctx, "INSERT INTO "+p.SnapshotTarget(n)+" SELECT * FROM ("+p.SnapshotQuery()+") AS q")
+		tag, ierr := tx.Exec(ctx, "INSERT INTO "+p.SnapshotTarget(into)+" SELECT * FROM ("+p.SnapshotQuery()+") AS q")
 		rows, err = tag.RowsAffected(), ierr
 	} else {
-		rows, err = copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n), progressOf(log, p.View.Name))
+		rows, err = copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(into), progressOf(log, p.View.Name))
 	}
 	if err != nil {
 		return 0, err
 	}
-	if f := p.FinalizeAll(n); f != "" {
+	if f := p.FinalizeAll(into); f != "" {
 		if _, err := tx.Exec(ctx, f); err != nil {
 			return 0, fmt.Errorf("fill %s: %w", n.Target, err)
+		}
+	}
+	if exists {
+		if err := swap(ctx, tx, p, besideTable, n.Target); err != nil {
+			return 0, err
 		}
 	}
 	if p.View.History {
@@ -318,6 +340,9 @@ func loadKept(ctx context.Context, src *pgx.Conn, tx pgx.Tx, k *planner.Kept, lo
 	if _, err := tx.Exec(ctx, "SAVEPOINT dv_kept"); err != nil {
 		return err
 	}
+	if _, err := src.Exec(ctx, "SAVEPOINT dv_kept"); err != nil {
+		return err
+	}
 	err := func() error {
 		for _, s := range k.Create() {
 			if _, err := tx.Exec(ctx, s); err != nil {
@@ -334,9 +359,15 @@ func loadKept(ctx context.Context, src *pgx.Conn, tx pgx.Tx, k *planner.Kept, lo
 		if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_kept"); rerr != nil {
 			return fmt.Errorf("%w (and rollback: %v)", err, rerr)
 		}
+		if _, rerr := src.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_kept"); rerr != nil {
+			return fmt.Errorf("%w (and rollback on the source: %v)", err, rerr)
+		}
 		return fmt.Errorf("rows of %s: %w", k.Table, err)
 	}
-	_, err = tx.Exec(ctx, "RELEASE SAVEPOINT dv_kept")
+	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT dv_kept"); err != nil {
+		return err
+	}
+	_, err = src.Exec(ctx, "RELEASE SAVEPOINT dv_kept")
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/deltaview/deltaview/change"
@@ -51,6 +52,9 @@ type stage struct {
 	// built; truncated is set when the source table was truncated since.
 	collect   string
 	truncated bool
+	// blanked are the columns (by position) staged as NULL: the target
+	// rejected a value of theirs, and every view that reads them failed.
+	blanked map[int]bool
 }
 
 func newStage(i int, table planner.Table) *stage {
@@ -136,9 +140,9 @@ func (s *stage) add(sign int, t, fallback change.Tuple, idx []int) error {
 	} else {
 		s.buf.WriteString("-1")
 	}
-	for _, j := range idx {
+	for k, j := range idx {
 		s.buf.WriteByte('\t')
-		if j < 0 {
+		if j < 0 || s.blanked[k] {
 			s.buf.WriteString(`\N`)
 			continue
 		}
@@ -267,4 +271,33 @@ func (s *stage) discard() {
 	s.buf.Reset()
 	s.rows = 0
 	s.staged = false
+}
+
+// blank stages a column as NULL from now on, in the rows buffered too,
+// and reports whether the stage has it.
+func (s *stage) blank(col string) bool {
+	i := slices.IndexFunc(s.cols, func(c planner.Column) bool { return c.Name == col })
+	if i < 0 || s.blanked[i] {
+		return false
+	}
+	if s.blanked == nil {
+		s.blanked = map[int]bool{}
+	}
+	s.blanked[i] = true
+	// COPY text escapes tabs and newlines inside values: fields split on
+	// them. The first field is the sign.
+	var out bytes.Buffer
+	for _, line := range bytes.SplitAfter(s.buf.Bytes(), []byte{'\n'}) {
+		if len(line) == 0 {
+			continue
+		}
+		fields := bytes.Split(bytes.TrimSuffix(line, []byte{'\n'}), []byte{'\t'})
+		if i+1 < len(fields) {
+			fields[i+1] = []byte(`\N`)
+		}
+		out.Write(bytes.Join(fields, []byte{'\t'}))
+		out.WriteByte('\n')
+	}
+	s.buf = out
+	return true
 }

@@ -12,7 +12,10 @@ import (
 
 // Transient tells whether an error is worth retrying after reconnecting:
 // lost connections, a server shutting down or starting up, serialization
-// failures, deadlocks and lock timeouts. Anything else is a real failure.
+// failures, deadlocks, lock timeouts, and a server short of resources
+// (SQLSTATE class 53: disk full, out of memory, too many connections),
+// which clears once space or memory is freed. Anything else is a real
+// failure.
 func Transient(err error) bool {
 	if err == nil {
 		return false
@@ -21,6 +24,7 @@ func Transient(err error) bool {
 	if errors.As(err, &pe) {
 		switch {
 		case pgerrcode.IsConnectionException(pe.Code),
+			pgerrcode.IsInsufficientResources(pe.Code),
 			pe.Code == pgerrcode.SerializationFailure,
 			pe.Code == pgerrcode.DeadlockDetected,
 			pe.Code == pgerrcode.LockNotAvailable,
@@ -48,5 +52,6 @@ func Transient(err error) bool {
 	// server's error: a server shutting down, or a connection exception.
 	msg := err.Error()
 	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe") ||
-		strings.Contains(msg, "bad connection") || strings.Contains(msg, "(SQLSTATE 57P0") || strings.Contains(msg, "(SQLSTATE 08")
+		strings.Contains(msg, "bad connection") || strings.Contains(msg, "(SQLSTATE 57P0") || strings.Contains(msg, "(SQLSTATE 08") ||
+		strings.Contains(msg, "(SQLSTATE 53")
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/deltaview/deltaview/change"
 	"github.com/deltaview/deltaview/planner"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 )
 
@@ -841,28 +843,89 @@ func (w *Writer) runDependents(ctx context.Context) error {
 }
 
 // flush copies a stage's buffered rows into the target inside a savepoint:
-// rows the target cannot take (a value its type rejects) fail the views of
-// that table, not the others.
+// rows the target cannot take (a value its type rejects) fail the views
+// that read the rejected column, when that column can be staged as NULL
+// for the others; otherwise the views of that table. Other tables' views
+// go on.
 func (w *Writer) flush(ctx context.Context, st *stage) error {
-	if st.pending() == 0 {
-		return nil
+	for {
+		if st.pending() == 0 {
+			return nil
+		}
+		if _, err := w.conn.Exec(ctx, "SAVEPOINT dv_stage"); err != nil {
+			return fmt.Errorf("stage %s: %w", st.table, err)
+		}
+		err := st.flush(ctx, w.conn)
+		if err == nil {
+			_, err = w.conn.Exec(ctx, "RELEASE SAVEPOINT dv_stage")
+			return err
+		}
+		if Transient(err) || ctx.Err() != nil {
+			return err
+		}
+		if _, rerr := w.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_stage"); rerr != nil {
+			return fmt.Errorf("%w (and rollback: %v)", err, rerr)
+		}
+		col := rejectedColumn(err)
+		if col == "" || !w.blankable(st, col) || !st.blank(col) {
+			st.discard()
+			return w.failStage(ctx, st, err)
+		}
+		cause := fmt.Errorf("column %q of %s: the target rejects a value: %w", col, st.table, err)
+		for _, v := range st.readers[col] {
+			if !v.failed {
+				if ferr := w.fail(ctx, v, cause); ferr != nil {
+					return ferr
+				}
+			}
+		}
+		if st.inactive() {
+			st.discard()
+			return nil
+		}
 	}
-	if _, err := w.conn.Exec(ctx, "SAVEPOINT dv_stage"); err != nil {
-		return fmt.Errorf("stage %s: %w", st.table, err)
+}
+
+// copyColumn finds the column in the context of an error of COPY FROM.
+var copyColumn = regexp.MustCompile(`(?m)^COPY [^\n]*, line [0-9]+, column (.+?): (?:"|null input)`)
+
+// rejectedColumn is the column of the stage whose value the target
+// rejected, or "".
+func rejectedColumn(err error) string {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return ""
 	}
-	err := st.flush(ctx, w.conn)
-	if err == nil {
-		_, err = w.conn.Exec(ctx, "RELEASE SAVEPOINT dv_stage")
-		return err
+	if pe.ColumnName != "" {
+		return pe.ColumnName
 	}
-	if Transient(err) || ctx.Err() != nil {
-		return err
+	if m := copyColumn.FindStringSubmatch(pe.Where); m != nil {
+		return m[1]
 	}
-	if _, rerr := w.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_stage"); rerr != nil {
-		return fmt.Errorf("%w (and rollback: %v)", err, rerr)
+	return ""
+}
+
+// blankable tells whether a stage's column can be staged as NULL once the
+// views reading it failed: no copy or kept rows hold its values (views
+// rebuilt later would read them), and no view is being built from it.
+func (w *Writer) blankable(st *stage, col string) bool {
+	if st.kept != nil || st.collect != "" {
+		return false
 	}
-	st.discard()
-	return w.failStage(ctx, st, err)
+	for _, v := range st.views {
+		if v.pending || v.collecting {
+			return false
+		}
+		if !v.internal {
+			continue
+		}
+		for _, src := range v.Plan.Sources {
+			if src.Table == st.table && slices.ContainsFunc(src.Columns, func(c planner.Column) bool { return c.Name == col }) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // runView runs one view's prepared statement (and an optional follow-up)

@@ -30,6 +30,7 @@ func runFlags(fs *flag.FlagSet, c *sidecar.Config) {
 	fs.DurationVar(&c.ChangesSnapshotMax, "changes-snapshot-timeout", sidecar.DefaultChangesSnapshotTimeout, "end a change stream whose snapshot (?snapshot=true) takes longer than this: its transaction holds back vacuum and rebuilds of the view")
 	fs.Int64Var(&c.ReadyMaxLag, "ready-max-lag-mb", 16, "/readyz answers ready only while every running view is at most this many MB of source WAL behind")
 	fs.DurationVar(&c.ViewsCheck, "views-check-interval", 2*time.Second, "how often to look for added, changed or removed view definitions, which are applied without restarting (0: only at start)")
+	fs.DurationVar(&c.RetryFailed, "retry-failed-interval", time.Minute, "how soon to rebuild failed views, without restarting, doubling while they keep failing up to 32 times as long (0: only at start or when their definitions change)")
 	fs.DurationVar(&c.VerifyEvery, "verify-every", 0, "compare every view's table with its query at a consistent point this often, and report drift (0: never)")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory for large source transactions streamed before they commit (default: the system's temporary directory)")
 	fs.Int64Var(&c.SlotWALWarning, "slot-wal-warning-mb", 1024, "log a warning while the replication slot retains more than this many MB of WAL on the source (0: never)")

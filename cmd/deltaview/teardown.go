@@ -216,6 +216,10 @@ func teardown(ctx context.Context, o teardownOptions, say func(string)) error {
 		report("table "+t, tableGone(t))
 	}
 	if len(problems) == 0 {
+		// The tables of views removed from the files stay, forgotten.
+		if err := writer.ForgetRemoved(ctx, tgt, rec.Slot); err != nil {
+			return err
+		}
 		if err := writer.ForgetStream(ctx, tgt, rec.Slot); err != nil {
 			return err
 		}
