@@ -217,8 +217,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 			if err := sourceTrouble(ctx, src, vp.err); err != nil {
 				return nil, err
 			}
-			log.Error("view cannot be maintained", zap.Error(vp.err))
-			if err := registerFailed(ctx, tgt, c.Slot, d, vp.err); err != nil {
+			if err := failView(ctx, tgt, c.Slot, d, vp.err, log); err != nil {
 				return nil, err
 			}
 			continue
@@ -245,8 +244,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 		switch {
 		case missing != "":
 			err := fmt.Errorf("view %q (%s:%d): it reads view %q, which cannot be maintained", vp.def.Name, vp.def.File, vp.def.Line, missing)
-			log.Error("view cannot be maintained", zap.Error(err))
-			if err := registerFailed(ctx, tgt, c.Slot, vp.def, err); err != nil {
+			if err := failView(ctx, tgt, c.Slot, vp.def, err, log); err != nil {
 				return nil, err
 			}
 		case vp.plan.OnTarget():
@@ -402,8 +400,7 @@ func resolveTargets(ctx context.Context, c Config, tgt *pgx.Conn, defs []*planne
 			continue
 		}
 		refused = append(refused, d)
-		log.Error("view cannot be maintained", zap.Error(e))
-		if err := registerFailed(ctx, tgt, c.Slot, &planner.Definition{Name: d.Name, File: d.File, Line: d.Line, Statement: d.Statement}, e); err != nil {
+		if err := failView(ctx, tgt, c.Slot, &planner.Definition{Name: d.Name, File: d.File, Line: d.Line, Statement: d.Statement}, e, log); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -514,10 +511,20 @@ func sourceTrouble(ctx context.Context, src *pgx.Conn, err error) error {
 	return nil
 }
 
+// registerFailed records a view that cannot be maintained as failed,
+// with the reason, in the stream's catalog: the one way a view that has
+// no table yet (or a plan) is marked failed. Running views are failed by
+// the writer (writer.SetFailed).
 func registerFailed(ctx context.Context, tgt *pgx.Conn, slot string, d *planner.Definition, cause error) error {
 	if d.Name == "" {
 		return nil
 	}
 	_, err := writer.Register(ctx, tgt, slot, d, "", "", writer.StatusFailed, cause.Error())
 	return err
+}
+
+// failView logs why a view cannot be maintained and records it failed.
+func failView(ctx context.Context, tgt *pgx.Conn, slot string, d *planner.Definition, cause error, log *zap.Logger) error {
+	log.Error("view cannot be maintained", zap.Error(cause))
+	return registerFailed(ctx, tgt, slot, d, cause)
 }

@@ -115,20 +115,25 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stage
 			}
 		}
 	}
+	// fail stops a view that cannot be loaded; a copy's failure fails the
+	// views that read it (copyFailure).
+	fail := func(v *View, cause error) error {
+		if mark {
+			v.failed = true
+		}
+		failed[v] = cause
+		if v.internal {
+			return nil
+		}
+		return SetFailed(ctx, tx.Conn(), slot, v.Plan.View.Name, cause)
+	}
 	for _, v := range which {
 		cerr := keptFailed[v]
 		if cerr == nil {
 			cerr = copyFailure(copyFailed, v)
 		}
 		if cerr != nil {
-			if mark {
-				v.failed = true
-			}
-			failed[v] = cerr
-			if v.internal {
-				continue
-			}
-			if err := SetFailed(ctx, tx.Conn(), slot, v.Plan.View.Name, cerr); err != nil {
+			if err := fail(v, cerr); err != nil {
 				return nil, err
 			}
 			continue
@@ -155,15 +160,10 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stage
 				return nil, fmt.Errorf("snapshot %s: %w (and rollback on the source: %v)", v.Plan.View.Name, lerr, err)
 			}
 			lerr = fmt.Errorf("snapshot: %w", lerr)
-			if mark {
-				v.failed = true
-			}
-			failed[v] = lerr
 			if v.internal {
 				copyFailed[v.Plan.Source] = fmt.Errorf("%s: %w", v.Plan.View.Name, lerr)
-				continue
 			}
-			if err := SetFailed(ctx, tx.Conn(), slot, v.Plan.View.Name, lerr); err != nil {
+			if err := fail(v, lerr); err != nil {
 				return nil, err
 			}
 			continue
