@@ -89,12 +89,9 @@ func ensurePublication(ctx context.Context, c Config, tables []decoder.TableName
 		return err
 	}
 	defer tgt.Close(context.WithoutCancel(ctx))
-	rec, err := writer.ReadStream(ctx, tgt, c.Slot)
+	rec, err := recorded(ctx, tgt, c.Slot)
 	if err != nil {
 		return err
-	}
-	if rec == nil || rec.TornDown {
-		return errTornDown
 	}
 	return publish(ctx, c, src, tgt, rec, tables)
 }

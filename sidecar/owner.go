@@ -221,12 +221,19 @@ func stillRecorded(ctx context.Context, c Config) error {
 		return err
 	}
 	defer tgt.Close(context.WithoutCancel(ctx))
-	rec, err := writer.ReadStream(ctx, tgt, c.Slot)
+	_, err = recorded(ctx, tgt, c.Slot)
+	return err
+}
+
+// recorded reads the stream's record, or errTornDown when there is none
+// or teardown is removing it.
+func recorded(ctx context.Context, tgt *pgx.Conn, slot string) (*writer.StreamRecord, error) {
+	rec, err := writer.ReadStream(ctx, tgt, slot)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if rec == nil || rec.TornDown {
-		return errTornDown
+		return nil, errTornDown
 	}
-	return nil
+	return rec, nil
 }
