@@ -59,8 +59,10 @@ func TestReadmeRoleSetups(t *testing.T) {
 		`(?m)^ALTER TABLE .*FULL;$`: "$0",
 	}
 
-	// The tables and their owner, who may create in public and nothing more.
-	execSQL(t, e.src, `CREATE ROLE `+owner+` LOGIN; GRANT CREATE ON SCHEMA public TO `+owner)
+	// The tables and their owner, an ordinary application role: it may
+	// create in public and in the database (a publication needs that).
+	execSQL(t, e.src, `CREATE ROLE `+owner+` LOGIN; GRANT CREATE ON SCHEMA public TO `+owner+`;
+		GRANT CREATE ON DATABASE `+pgx.Identifier{e.src.Config().Database}.Sanitize()+` TO `+owner)
 	ownerConn := connect(t, roleURL(t, e.srcURL, owner))
 	schema, err := os.ReadFile("../sql/leaderboard/schema.sql")
 	if err != nil {

@@ -17,9 +17,14 @@ CREATE TABLE IF NOT EXISTS deltaview.removed (
     removed_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- It runs as deltaview's role (SECURITY DEFINER, with a fixed search_path,
+-- so no object of the caller's can stand in for what it calls): an
+-- application role needs only USAGE on the schema to wait, not the right to
+-- read deltaview's tables.
 CREATE OR REPLACE FUNCTION deltaview.wait_for_lsn(lsn pg_lsn, timeout interval, views text[])
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

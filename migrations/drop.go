@@ -17,10 +17,12 @@ type object struct {
 	// function is true for a function (every overload of the name),
 	// false for a relation.
 	function bool
+	// on is the table of a trigger (name), empty for anything else.
+	on string
 }
 
 // catalogObjects lists the objects the migrations create in Schema, in
-// the order they are first created, read from the migrations themselves
+// the order they are last created, read from the migrations themselves
 // (so that a new migration needs no list kept beside it), and the
 // migration bookkeeping table.
 func catalogObjects() ([]object, error) {
@@ -31,12 +33,21 @@ func catalogObjects() ([]object, error) {
 	slices.Sort(names)
 	var out []object
 	seen := map[object]bool{}
-	add := func(schema, name string, function bool) {
-		o := object{name: name, function: function}
-		if schema == Schema && !seen[o] {
-			seen[o] = true
-			out = append(out, o)
+	// In the order each is last (re)created: one re-created later may
+	// depend on objects made before that (deltaview.views on the lease's
+	// functions), and is dropped before them.
+	addObject := func(schema string, o object) {
+		if schema != Schema {
+			return
 		}
+		if seen[o] {
+			out = slices.DeleteFunc(out, func(x object) bool { return x == o })
+		}
+		seen[o] = true
+		out = append(out, o)
+	}
+	add := func(schema, name string, function bool) {
+		addObject(schema, object{name: name, function: function})
 	}
 	for _, n := range names {
 		text, err := fs.ReadFile(files, n)
@@ -57,6 +68,10 @@ func catalogObjects() ([]object, error) {
 				add(s.CreateTableAsStmt.Into.Rel.Schemaname, s.CreateTableAsStmt.Into.Rel.Relname, false)
 			case *pg_query.Node_CreateSeqStmt:
 				add(s.CreateSeqStmt.Sequence.Schemaname, s.CreateSeqStmt.Sequence.Relname, false)
+			case *pg_query.Node_CreateTrigStmt:
+				// Dropped before the function it calls (reverse order).
+				rel := s.CreateTrigStmt.Relation
+				addObject(rel.Schemaname, object{name: s.CreateTrigStmt.Trigname, on: rel.Relname})
 			case *pg_query.Node_CreateFunctionStmt:
 				var parts []string
 				for _, f := range s.CreateFunctionStmt.Funcname {
@@ -95,7 +110,19 @@ func DropCatalog(ctx context.Context, conn *pgx.Conn) (dropped, left []string, e
 	for i := len(objects) - 1; i >= 0; i-- {
 		o := objects[i]
 		var stmts, what []string
-		if o.function {
+		switch {
+		case o.on != "":
+			table := qs + "." + pgx.Identifier{o.on}.Sanitize()
+			var found bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger
+				WHERE tgrelid = pg_catalog.to_regclass($1) AND tgname = $2)`, table, o.name).Scan(&found); err != nil {
+				return nil, nil, fmt.Errorf("drop catalog: %w", err)
+			}
+			if found {
+				stmts = append(stmts, "DROP TRIGGER "+pgx.Identifier{o.name}.Sanitize()+" ON "+table)
+				what = append(what, "trigger "+o.name+" on "+table)
+			}
+		case o.function:
 			rows, err := tx.Query(ctx, `SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
 				WHERE p.pronamespace = pg_catalog.to_regnamespace($1) AND p.proname = $2 ORDER BY 1`, Schema, o.name)
 			if err != nil {
@@ -109,7 +136,7 @@ func DropCatalog(ctx context.Context, conn *pgx.Conn) (dropped, left []string, e
 				stmts = append(stmts, "DROP FUNCTION "+sig)
 				what = append(what, "function "+sig)
 			}
-		} else {
+		default:
 			var kind *string
 			name := qs + "." + pgx.Identifier{o.name}.Sanitize()
 			err := tx.QueryRow(ctx, `SELECT CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'TABLE' WHEN 'v' THEN 'VIEW'
