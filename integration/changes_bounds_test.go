@@ -300,7 +300,7 @@ func TestChangeStreamSlowSnapshot(t *testing.T) {
 	e, _, addr, file := docsEnv(t, "--changes-write-timeout", "10s", "--changes-snapshot-timeout", "15s")
 	snapshotOpen := func() bool {
 		return queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'deltaview change streams'
-			AND query LIKE 'SELECT to_jsonb%' AND xact_start IS NOT NULL AND state <> 'idle')`)
+			AND query LIKE 'SELECT pg_catalog.to_jsonb%' AND xact_start IS NOT NULL AND state <> 'idle')`)
 	}
 
 	// A client that reads 64 kB every 200 ms: never too slow for a

@@ -403,7 +403,7 @@ func TestTeardownFailsWhileSomethingRemains(t *testing.T) {
 			END $$;
 			CREATE EVENT TRIGGER recreate ON sql_drop EXECUTE FUNCTION recreate()`,
 			`DROP EVENT TRIGGER recreate; DROP TABLE totals`,
-			`table "totals" was reported dropped but still exists`},
+			`table "public"."totals" was reported dropped but still exists`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,8 @@ import (
 	"github.com/golang-migrate/migrate/v4/database"
 	mpgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -49,7 +51,14 @@ func Up(ctx context.Context, url string) error {
 		return err
 	}
 	if _, err := db.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+Schema); err != nil {
-		return fmt.Errorf("migrate: create schema: %w", err)
+		// Two processes starting at once (two streams on one target) can
+		// both find no schema: the second's CREATE then fails on the
+		// catalog's unique index. The schema is there; whose it is, is
+		// checked next.
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != pgerrcode.UniqueViolation {
+			return fmt.Errorf("migrate: create schema: %w", err)
+		}
 	}
 	// Again: the schema may have appeared between the check and CREATE.
 	if err := CheckOwnership(ctx, db); err != nil {

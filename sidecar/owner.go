@@ -41,10 +41,22 @@ type claim struct {
 // claimSource reads the stream's record, the slot and the publication, and
 // refuses a slot that exists but is not the stream's, or a record of
 // another source.
-func claimSource(ctx context.Context, c Config, src, tgt *pgx.Conn) (*claim, error) {
+func claimSource(ctx context.Context, c Config, src, tgt *pgx.Conn) (cl *claim, err error) {
 	rec, err := writer.ReadStream(ctx, tgt, c.Slot)
 	if err != nil {
 		return nil, err
+	}
+	if rec != nil && !rec.Claimed() {
+		// Only the lease's record: no stream yet. Refused, this process
+		// leaves none behind.
+		rec = nil
+		defer func() {
+			if err != nil && !writer.Transient(err) {
+				if ferr := writer.ForgetUnclaimed(context.WithoutCancel(ctx), tgt, c.Slot); ferr != nil {
+					err = fmt.Errorf("%w (and %v)", err, ferr)
+				}
+			}
+		}()
 	}
 	id, err := decoder.IdentifySource(ctx, c.Source)
 	if err != nil {
@@ -65,7 +77,7 @@ func claimSource(ctx context.Context, c Config, src, tgt *pgx.Conn) (*claim, err
 			return nil, err
 		}
 	}
-	cl := &claim{rec: rec, source: id}
+	cl = &claim{rec: rec, source: id}
 	if cl.slot, err = decoder.ReadSlot(ctx, src, c.Slot); err != nil {
 		return nil, err
 	}

@@ -30,6 +30,27 @@ type StreamRecord struct {
 	Applied bool
 }
 
+// Claimed tells whether the record says anything of the source: a slot
+// created (or being created) for the stream, its source, or a position. A
+// record without (the lease alone wrote it, for a process that has not
+// claimed anything yet) is no stream.
+func (r *StreamRecord) Claimed() bool {
+	return r.SlotCreated || r.Applied || r.SourceSystem != ""
+}
+
+// ForgetUnclaimed removes the record of slot when it claims nothing and
+// no view is recorded for it: a process refused before it claimed the
+// source leaves no stream behind.
+func ForgetUnclaimed(ctx context.Context, conn *pgx.Conn, slot string) error {
+	_, err := conn.Exec(ctx, `DELETE FROM deltaview.streams s
+		WHERE s.slot = $1 AND NOT s.slot_created AND s.applied_lsn IS NULL AND s.source_system IS NULL
+		  AND NOT EXISTS (SELECT FROM deltaview.maintained m WHERE m.slot = s.slot)`, slot)
+	if err != nil {
+		return fmt.Errorf("forget stream %s: %w", slot, err)
+	}
+	return nil
+}
+
 const streamColumns = `slot, publication, stream_id, coalesce(source_system, ''), coalesce(source_database, ''),
 	slot_created, publication_created, torn_down_at IS NOT NULL, applied_lsn IS NOT NULL`
 
