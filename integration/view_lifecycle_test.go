@@ -160,7 +160,7 @@ func TestViewsComeBack(t *testing.T) {
 	e.exec(`DROP TABLE rows; CREATE TABLE rows (k text, v int); INSERT INTO rows VALUES ('mine', 1)`)
 	write("c.sql", totals, rows)
 	e.waitStatus("rows", "failed")
-	if msg := queryString(t, e.tgt, `SELECT error FROM deltaview.views WHERE name = 'rows'`); !strings.Contains(msg, "already exists and deltaview does not maintain it") {
+	if msg := queryString(t, e.tgt, `SELECT error FROM deltaview.views WHERE name = 'rows'`); !strings.Contains(msg, "already exists and deltaview did not create it") {
 		t.Errorf("a table of the user's was not refused as such: %s", msg)
 	}
 	if got := rowsText(t, e.tgt, `SELECT * FROM rows`); strings.Join(got, ",") != "(mine,1)" {

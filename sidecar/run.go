@@ -111,6 +111,9 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 					return err
 				}
 				log.Warn("connection trouble, retrying", zap.Error(err), zap.Duration("in", backoff.next()))
+				if o != nil {
+					o.retries.Inc()
+				}
 				if !backoff.wait(ctx) {
 					return nil
 				}

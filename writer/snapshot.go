@@ -321,6 +321,12 @@ func copyBetween(ctx context.Context, src, tgt *pgx.Conn, query, into string, wa
 		defer stop()
 	}
 	tag, err := tgt.PgConn().CopyFrom(ctx, in, "COPY "+into+" FROM STDIN")
+	if err != nil {
+		// The source's COPY is read to its end rather than cut off: a
+		// COPY TO that cannot write closes its connection, and that
+		// connection holds the snapshot the other views still load from.
+		_, _ = io.Copy(io.Discard, pr)
+	}
 	pr.CloseWithError(errCopyEnded)
 	srcErr := <-done
 	// The side that failed first names the cause: when the target fails,
