@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/deltaview/deltaview/change"
@@ -64,7 +65,7 @@ func consistentPoint(ctx context.Context, w *writer.Writer, c Config, settings m
 		return fail(err)
 	}
 	b.From(from)
-	snap, err := decoder.ConsistentPoint(ctx, c.Source, fmt.Sprintf("%s_verify_%d", c.Slot, os.Getpid()))
+	snap, err := decoder.ConsistentPoint(ctx, c.Source, pointSlot(c.Slot))
 	if err != nil {
 		return fail(err)
 	}
@@ -100,6 +101,21 @@ func consistentPoint(ctx context.Context, w *writer.Writer, c Config, settings m
 	}
 	b.Release()
 	return &point{src: src, tgt: tgt, at: snap.ConsistentPoint, views: views, release: release}, nil
+}
+
+// pointSeq numbers the temporary slots of consistent points.
+var pointSeq atomic.Int64
+
+// pointSlot names a consistent point's temporary slot, new each time: the
+// server drops a temporary slot only once its connection's backend has
+// exited, after the connection is closed, so the next point (a repair
+// right after a verification) cannot reuse the name at once.
+func pointSlot(slot string) string {
+	suffix := fmt.Sprintf("_verify_%d_%d", os.Getpid(), pointSeq.Add(1))
+	if len(slot)+len(suffix) > 63 {
+		slot = slot[:63-len(suffix)]
+	}
+	return slot + suffix
 }
 
 // verifyOnce compares the views (all running ones, or only the one named)
