@@ -59,6 +59,12 @@ type aggregate struct {
 	canon  string
 	// argType is the argument's type on the source (0 until described).
 	argType uint32
+	// scales are the display scales a numeric argument of SUM or AVG can
+	// have, sorted (see scale.go); nil when they are not known.
+	scales []int
+	// unscaled says why scales could not be derived, "" when they were
+	// or were not looked for.
+	unscaled string
 }
 
 // target is one select-list entry.

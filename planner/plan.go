@@ -794,11 +794,29 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, gro
 			return d.serverError(err)
 		}
 		k := 0
+		var unscaled []int
 		for i, ag := range p.aggs {
 			if p.aggSQL[i] == "" {
 				continue
 			}
 			ag.argType = cols[k].TypeOID
+			if ag.argType == oidNumeric && (ag.fn == aggSum || ag.fn == aggAvg) {
+				if cols[k].TypeMod >= 4 {
+					ag.scales = []int{typmodScale(int64(cols[k].TypeMod))}
+				} else {
+					unscaled = append(unscaled, i)
+				}
+			}
+			k++
+		}
+		if err := p.deriveScales(ctx, cat, unscaled, p.Source.Quoted()+" AS "+QuoteIdent(p.Alias)); err != nil {
+			return err
+		}
+		k = 0
+		for i, ag := range p.aggs {
+			if p.aggSQL[i] == "" {
+				continue
+			}
 			if why := notSummable(ag, cols[k], p.aggSQL[i]); why != "" {
 				return &recomputeError{why}
 			}
@@ -912,10 +930,14 @@ func notSummable(ag *aggregate, c Column, arg string) string {
 			return ""
 		}
 	case oidNumeric:
-		if c.TypeMod != -1 {
+		if ag.scales != nil {
 			return ""
 		}
-		return fmt.Sprintf("%s(%s) is over numeric without a declared scale: the scale of the result depends on which rows are present", fn, arg)
+		why := fmt.Sprintf("%s(%s) is over numeric values whose display scale is not known in advance (numeric without a declared scale, division, a function): the scale of the result depends on which rows are present", fn, arg)
+		if ag.unscaled != "" {
+			why += " (not derived: " + ag.unscaled + ")"
+		}
+		return why
 	case oidFloat4, oidFloat8:
 		return fmt.Sprintf("%s(%s) is over %s: a floating-point running total drifts from the sum of the rows", fn, arg, c.Type)
 	}
@@ -934,10 +956,16 @@ func (p *Plan) finalAggregate(i int) string {
 	case aggCount:
 		return nn
 	case aggSum:
+		if ag.argType == oidNumeric {
+			return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL WHEN up.a%d_nan > 0 THEN 'NaN'::numeric ELSE %s END)", nn, i+1, p.scaledSum(i))
+		}
 		return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL ELSE %s END)", nn, s)
 	default: // aggAvg: sum / count, as the server's own final functions do
 		if ag.argType == oidInterval {
 			return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL ELSE %s / %s::float8 END)", nn, s, nn)
+		}
+		if ag.argType == oidNumeric {
+			return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL WHEN up.a%d_nan > 0 THEN 'NaN'::numeric ELSE %s / %s::numeric END)", nn, i+1, p.scaledSum(i), nn)
 		}
 		return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL ELSE %s::numeric / %s::numeric END)", nn, s, nn)
 	}
@@ -1004,7 +1032,15 @@ func (p *Plan) stateSummary() string {
 				parts = append(parts, "non-null count of "+p.aggSQL[i]+p.filterNote(i))
 			}
 		case aggSum, aggAvg:
-			parts = append(parts, "sum and non-null count of "+p.aggSQL[i]+p.filterNote(i))
+			part := "sum and non-null count of " + p.aggSQL[i] + p.filterNote(i)
+			if ag.argType == oidNumeric {
+				part += " (NaNs counted apart"
+				if len(ag.scales) > 1 {
+					part += ", rows counted per display scale " + strings.Trim(strings.Join(strings.Fields(fmt.Sprint(ag.scales)), ", "), "[]")
+				}
+				part += ")"
+			}
+			parts = append(parts, part)
 		}
 	}
 	if len(parts) == 0 {

@@ -101,7 +101,14 @@ func (p *Plan) SnapshotQuery() string {
 		case aggCount:
 			cols = append(cols, "pg_catalog.count("+a+")"+filter+" AS a"+n+"_nn")
 		case aggSum, aggAvg:
-			cols = append(cols, "pg_catalog.count("+a+")"+filter+" AS a"+n+"_nn", "pg_catalog.sum("+a+")"+filter+" AS a"+n+"_s")
+			cols = append(cols, "pg_catalog.count("+a+")"+filter+" AS a"+n+"_nn", "pg_catalog.sum("+p.summed(i)+")"+filter+" AS a"+n+"_s")
+		}
+		for _, c := range p.counters(i) {
+			cond := c.cond
+			if p.aggFilt[i] != "" {
+				cond = "(" + p.aggFilt[i] + ") AND " + cond
+			}
+			cols = append(cols, "pg_catalog.count(*) FILTER (WHERE "+cond+") AS "+c.name)
 		}
 	}
 	b.WriteString(strings.Join(cols, ", "))
@@ -176,7 +183,7 @@ func (p *Plan) CreateState(n Names) []string {
 	stmts := []string{"CREATE TABLE " + n.State + " (" + list(len(p.State), func(i int) string {
 		c := p.State[i]
 		s := QuoteIdent(c.Name) + " " + c.Decl()
-		if c.Name == "n" || strings.HasSuffix(c.Name, "_nn") {
+		if isCounter(c.Name) {
 			s += " NOT NULL"
 		}
 		return s
@@ -237,9 +244,12 @@ func (p *Plan) deltaSQL(stage string) string {
 			and = " AND (" + f + ")"
 		}
 		cols = append(cols, "coalesce(pg_catalog.sum("+sign+") FILTER (WHERE "+strings.Join(conds, " AND ")+"), 0)::int8 AS a"+n+"_nn")
+		for _, c := range p.counters(i) {
+			cols = append(cols, "coalesce(pg_catalog.sum("+sign+") FILTER (WHERE "+c.cond+and+"), 0)::int8 AS "+c.name)
+		}
 		if ag.fn == aggSum || ag.fn == aggAvg {
-			plus := "pg_catalog.sum(" + a + ") FILTER (WHERE " + sign + " > 0" + and + ")"
-			minus := "pg_catalog.sum(" + a + ") FILTER (WHERE " + sign + " < 0" + and + ")"
+			plus := "pg_catalog.sum(" + p.summed(i) + ") FILTER (WHERE " + sign + " > 0" + and + ")"
+			minus := "pg_catalog.sum(" + p.summed(i) + ") FILTER (WHERE " + sign + " < 0" + and + ")"
 			cols = append(cols, fmt.Sprintf("CASE WHEN %[2]s IS NULL THEN %[1]s WHEN %[1]s IS NULL THEN %[2]s * -1 ELSE %[1]s - %[2]s END AS a%[3]s_s", plus, minus, n))
 		}
 	}
@@ -310,6 +320,9 @@ func (p *Plan) merges(old, delta string) []string {
 		}
 		nn := "a" + n + "_nn"
 		out = append(out, nn+" = "+old+"."+nn+" + "+delta+"."+nn)
+		for _, c := range p.counters(i) {
+			out = append(out, c.name+" = "+old+"."+c.name+" + "+delta+"."+c.name)
+		}
 		if ag.fn == aggSum || ag.fn == aggAvg {
 			s := "a" + n + "_s"
 			out = append(out, fmt.Sprintf("%[3]s = CASE WHEN %[1]s.%[4]s + %[2]s.%[4]s = 0 THEN NULL WHEN %[1]s.%[3]s IS NULL THEN %[2]s.%[3]s WHEN %[2]s.%[3]s IS NULL THEN %[1]s.%[3]s ELSE %[1]s.%[3]s + %[2]s.%[3]s END",
@@ -329,6 +342,9 @@ func (p *Plan) noop(d string) string {
 			continue
 		}
 		conds = append(conds, d+".a"+n+"_nn = 0")
+		for _, c := range p.counters(i) {
+			conds = append(conds, d+"."+c.name+" = 0")
+		}
 		if ag.fn == aggSum || ag.fn == aggAvg {
 			s := d + ".a" + n + "_s"
 			// Compared as text: '1 day -24:00:00' equals zero as an
@@ -644,7 +660,7 @@ func (p *Plan) Reset(n Names) string {
 	var sets []string
 	for _, c := range p.State {
 		switch {
-		case c.Name == "n" || strings.HasSuffix(c.Name, "_nn"):
+		case isCounter(c.Name):
 			sets = append(sets, QuoteIdent(c.Name)+" = 0")
 		default:
 			sets = append(sets, QuoteIdent(c.Name)+" = NULL")

@@ -104,6 +104,11 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 				}
 			}
 		}
+		// The state table's columns: a version that keeps other counters
+		// rebuilds the view rather than read a state it does not know.
+		for _, c := range p.State {
+			fmt.Fprintf(&b, " %s:%s", planner.QuoteIdent(c.Name), c.Type)
+		}
 	}
 	return b.String()
 }

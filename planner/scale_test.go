@@ -1,0 +1,96 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// The display scales of SUM and AVG arguments are derived from the query as
+// the source analyzed it; what cannot be derived is recomputed.
+func TestNumericScales(t *testing.T) {
+	conn := testConn(t)
+	mustExec(t, conn, `CREATE TABLE li (price numeric(15,2), disc numeric(15,2), tax numeric(15,2), cost numeric(12,4),
+		whole numeric(10,0), coarse numeric(5,-2), raw numeric, qty int, big bigint, f float8, ty text);
+		CREATE DOMAIN money2 AS numeric(10,2);
+		CREATE TABLE dom (m money2)`)
+	cat := &SourceCatalog{Conn: conn}
+	cases := []struct {
+		name, expr string
+		want       []int // nil: not derivable
+	}{
+		{"column with a declared scale", "price", []int{2}},
+		{"declared scale 0", "whole", []int{0}},
+		{"negative declared scale", "coarse", []int{0}},
+		{"integer column", "qty", []int{0}},
+		{"product adds scales", "price * disc", []int{4}},
+		{"Q1 charge", "price * (1 - disc) * (1 + tax)", []int{6}},
+		{"difference takes the larger", "price - cost", []int{4}},
+		{"integer times numeric", "qty * price", []int{2}},
+		{"numeric literal", "qty * 0.050", []int{3}},
+		{"negative literal", "-0.5 * price", []int{3}},
+		{"unary minus", "-(price * disc)", []int{4}},
+		{"cast with a scale", "price::numeric(20,3) * 2", []int{3}},
+		{"cast with a precision only", "cast(price AS numeric(20))", []int{0}},
+		{"cast of an integer", "qty::numeric * price", []int{2}},
+		{"integer arithmetic", "qty * 2 + big", []int{0}},
+		{"case over different scales", "CASE WHEN ty LIKE 'P%' THEN price * (1 - disc) ELSE 0 END", []int{0, 4}},
+		{"case without else", "CASE WHEN qty > 1 THEN cost END", []int{4}},
+		{"coalesce", "coalesce(cost, price)", []int{2, 4}},
+		{"division", "price / 2", nil},
+		{"function", "round(price, 1)", nil},
+		{"unscaled column", "raw", nil},
+		{"cast without a scale", "f::numeric", nil},
+		{"literal with an exponent", "price * 1e-2", nil},
+		{"string literal", "price * '1.5'::numeric", nil},
+		{"float", "f * 2", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, why, err := numericScales(context.Background(), cat, []string{c.expr}, "li")
+			if err != nil || why != "" {
+				t.Fatalf("numericScales: %v %s", err, why)
+			}
+			if fmt.Sprint(got[0]) != fmt.Sprint(c.want) {
+				t.Errorf("scales of %s: got %v, want %v", c.expr, got[0], c.want)
+			}
+		})
+	}
+	t.Run("domain", func(t *testing.T) {
+		got, _, err := numericScales(context.Background(), cat, []string{"m"}, "dom")
+		if err != nil || got[0] != nil {
+			t.Errorf("scales of a domain: got %v, %v; want none", got[0], err)
+		}
+	})
+}
+
+// A view's SUM and AVG over scaled-numeric expressions are counted; over
+// values of unknown scale the view's groups are recomputed.
+func TestNumericStrategy(t *testing.T) {
+	cat := planCatalog(t)
+	mustExec(t, cat.Conn, `CREATE TABLE lineitem (flag char(1), price numeric(15,2), disc numeric(15,2), tax numeric(15,2), ty text)`)
+	cases := []struct {
+		name, query, want string
+	}{
+		{"Q1", "SELECT flag, sum(price * (1 - disc)) AS disc_price, sum(price * (1 - disc) * (1 + tax)) AS charge, avg(disc) AS d FROM lineitem GROUP BY flag",
+			"algebraic (counting): per group a row count, sum and non-null count of price * (1 - disc) (NaNs counted apart)"},
+		{"Q14 shape", "SELECT 100.00 * sum(CASE WHEN ty LIKE 'PROMO%' THEN price * (1 - disc) ELSE 0 END) / sum(price * (1 - disc)) AS promo FROM lineitem",
+			"rows counted per display scale 0, 4"},
+		{"division", "SELECT flag, sum(price / 3) AS s FROM lineitem GROUP BY flag",
+			"scoped recomputation (sum(price / 3) is over numeric values whose display scale is not known in advance"},
+		{"integers need no NaN count", "SELECT flag, sum(length(ty) * 2) AS s FROM lineitem GROUP BY flag",
+			"sum and non-null count of length(ty) * 2 in"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := build(t, cat, "CREATE MATERIALIZED VIEW v AS "+c.query+";")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(p.Strategy(), c.want) {
+				t.Errorf("strategy %q, want it to contain %q", p.Strategy(), c.want)
+			}
+		})
+	}
+}
