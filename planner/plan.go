@@ -106,6 +106,9 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 				tableCols[c.Name] = c
 			}
 		}
+		if ok, err := p.planJoinCounting(ctx, a, sel, a.tables, varSource, tableCols, cat); err != nil || ok {
+			return p, err
+		}
 		if ok, err := p.planJoinGroups(sel, a.tables, varSource, tableCols); err != nil || ok {
 			return p, err
 		}
@@ -290,8 +293,12 @@ type Plan struct {
 	joinAllKeys   string
 	joinRecompute string
 	// joinTerms are, per source, the signed delta of a select-project view
-	// over inner joins with that source's staged rows (see delta.go).
+	// over inner joins with that source's staged rows (see delta.go), or
+	// the signed joined rows of an aggregate counted over inner joins (see
+	// joincount.go), whose join over the source tables (FROM and WHERE,
+	// without FROM) is joinFrom.
 	joinTerms []string
+	joinFrom  string
 }
 
 // Analyze checks a definition without a database: syntax and constructs.
@@ -475,7 +482,7 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		}
 		why := a.recompute
 		if why == "" {
-			err := p.planAggregates(ctx, a, cat, groupCanon)
+			err := p.planAggregates(ctx, a, cat, groupCanon, p.Source.Quoted()+" AS "+QuoteIdent(p.Alias))
 			var re *recomputeError
 			if errors.As(err, &re) {
 				why = re.why
@@ -764,7 +771,9 @@ func (p *Plan) resolveGroups(a *analysis, tableCols map[string]Column) ([]string
 // whether SUM and AVG can be kept exactly as running totals, and the select
 // list is rewritten over the state row. It returns errRecompute when they
 // cannot.
-func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, groupCanon []string) error {
+// from is the FROM clause (without FROM) the arguments are evaluated over
+// on the source.
+func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, groupCanon []string, from string) error {
 	d := p.View
 	// Argument types decide how SUM and AVG are kept exactly.
 	for _, ag := range p.aggs {
@@ -789,7 +798,7 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, gro
 		}
 	}
 	if len(args) > 0 {
-		cols, err := cat.Describe(ctx, "SELECT "+strings.Join(args, ", ")+" FROM "+p.Source.Quoted()+" AS "+QuoteIdent(p.Alias))
+		cols, err := cat.Describe(ctx, "SELECT "+strings.Join(args, ", ")+" FROM "+from)
 		if err != nil {
 			return d.serverError(err)
 		}
@@ -799,7 +808,7 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, gro
 			if p.aggSQL[i] == "" {
 				continue
 			}
-			ag.argType = cols[k].TypeOID
+			ag.argType, ag.argCol = cols[k].TypeOID, cols[k]
 			if ag.argType == oidNumeric && (ag.fn == aggSum || ag.fn == aggAvg) {
 				if cols[k].TypeMod >= 4 {
 					ag.scales = []int{typmodScale(int64(cols[k].TypeMod))}
@@ -809,7 +818,7 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, gro
 			}
 			k++
 		}
-		if err := p.deriveScales(ctx, cat, unscaled, p.Source.Quoted()+" AS "+QuoteIdent(p.Alias)); err != nil {
+		if err := p.deriveScales(ctx, cat, unscaled, from); err != nil {
 			return err
 		}
 		k = 0
@@ -830,14 +839,14 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, gro
 		e := clone(expr)
 		replace := func(n *pg_query.Node) *pg_query.Node {
 			if fc := n.GetFuncCall(); fc != nil && fc.Over == nil {
-				if i := p.aggIndex(canonical(n)); i >= 0 {
+				if i := p.aggIndex(a.canonOf(n)); i >= 0 {
 					return mustExpr(p.finalAggregate(i))
 				}
 			}
 			if n.GetAConst() != nil || n.GetString_() != nil || n.GetAStar() != nil {
 				return nil
 			}
-			c := canonical(n)
+			c := a.canonOf(n)
 			for i, gc := range groupCanon {
 				if c == gc {
 					return columnRef("up", "k"+strconv.Itoa(i+1))
@@ -995,6 +1004,18 @@ func (p *Plan) Strategy() string {
 			tables = append(tables, src.Table.String())
 		}
 		return fmt.Sprintf("scoped recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes %s", p.Recompute, strings.Join(tables, ", "), scope)
+	}
+	if p.countsJoin() {
+		var tables []string
+		for _, src := range p.Sources {
+			tables = append(tables, src.Table.String())
+		}
+		scope := "per group a row count"
+		if p.Kind == Global {
+			scope = "one state row with the row count"
+		}
+		return fmt.Sprintf("algebraic (counting over inner joins): %s%s in deltaview's state table; deltaview keeps a copy of the columns it reads from %s, joins each table's changed rows with the other tables' copies and counts the signed joined rows",
+			scope, p.stateSummary(), strings.Join(tables, ", "))
 	}
 	switch p.Kind {
 	case Projection:

@@ -283,13 +283,17 @@ func (p *Plan) deriveScales(ctx context.Context, cat Catalog, idx []int, from st
 // smallest.
 type counter struct{ name, cond string }
 
-// counters are aggregate i's counters beside its non-null count.
-func (p *Plan) counters(i int) []counter {
+// counters are aggregate i's counters beside its non-null count, a its
+// argument ("": as the view writes it).
+func (p *Plan) counters(i int, a string) []counter {
 	ag := p.aggs[i]
 	if ag.argType != oidNumeric || (ag.fn != aggSum && ag.fn != aggAvg) {
 		return nil
 	}
-	a, n := p.aggSQL[i], strconv.Itoa(i+1)
+	if a == "" {
+		a = p.aggSQL[i]
+	}
+	n := strconv.Itoa(i + 1)
 	out := []counter{{"a" + n + "_nan", "(" + a + ") = 'NaN'::pg_catalog.numeric"}}
 	for j := 1; j < len(ag.scales); j++ {
 		out = append(out, counter{"a" + n + "_sc" + strconv.Itoa(j), "pg_catalog.scale(" + a + ") = " + strconv.Itoa(ag.scales[j])})
@@ -297,13 +301,14 @@ func (p *Plan) counters(i int) []counter {
 	return out
 }
 
-// summed is the value aggregate i adds to its running total: NaN is
-// counted apart, so that the total stays a number once the NaN rows left.
-func (p *Plan) summed(i int) string {
+// summed is the value aggregate i adds to its running total, a its
+// argument: NaN is counted apart, so that the total stays a number once
+// the NaN rows left.
+func (p *Plan) summed(i int, a string) string {
 	if p.aggs[i].argType == oidNumeric {
-		return "NULLIF(" + p.aggSQL[i] + ", 'NaN'::pg_catalog.numeric)"
+		return "NULLIF(" + a + ", 'NaN'::pg_catalog.numeric)"
 	}
-	return p.aggSQL[i]
+	return a
 }
 
 // scaledSum is aggregate i's running total over the state row "up" at
