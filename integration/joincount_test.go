@@ -111,7 +111,9 @@ func TestCountingOverJoins(t *testing.T) {
 		func() string {
 			return fmt.Sprintf("UPDATE customer SET c_nationkey = %s, c_mktsegment = '%s' WHERE c_custkey = %d", key(5), []string{"BUILDING", "MACHINERY"}[r.IntN(2)], 1+r.IntN(12))
 		},
-		func() string { return fmt.Sprintf("UPDATE supplier SET s_nationkey = %s WHERE s_suppkey = %d", key(5), 1+r.IntN(8)) },
+		func() string {
+			return fmt.Sprintf("UPDATE supplier SET s_nationkey = %s WHERE s_suppkey = %d", key(5), 1+r.IntN(8))
+		},
 		func() string { return fmt.Sprintf("DELETE FROM nation WHERE n_nationkey = %d", 1+r.IntN(4)) },
 		func() string {
 			k := 1 + r.IntN(5)
@@ -121,7 +123,9 @@ func TestCountingOverJoins(t *testing.T) {
 		func() string {
 			return fmt.Sprintf("UPDATE part SET p_type = '%s', p_brand = 'Brand#%d2' WHERE p_partkey = %d", []string{"PROMO X", "LARGE"}[r.IntN(2)], 1+r.IntN(3), 1+r.IntN(10))
 		},
-		func() string { return fmt.Sprintf("UPDATE region SET r_name = '%s' WHERE r_regionkey = %d", []string{"ASIA", "EUROPE"}[r.IntN(2)], 1+r.IntN(2)) },
+		func() string {
+			return fmt.Sprintf("UPDATE region SET r_name = '%s' WHERE r_regionkey = %d", []string{"ASIA", "EUROPE"}[r.IntN(2)], 1+r.IntN(2))
+		},
 	}
 	for i := 0; i < 25; i++ {
 		var stmts []string
