@@ -60,8 +60,8 @@ var tpchViews = []view{
 // GROUP BY and global aggregates over inner joins of up to six tables are
 // counted, and stay equal to their queries while a seeded random workload
 // changes several tables per transaction: join keys that become NULL or
-// move rows between groups, duplicate rows, dimension rows deleted (groups
-// emptied) and put back.
+// move rows between groups, duplicate rows, NaN prices, dimension rows
+// deleted (groups emptied) and put back.
 func TestCountingOverJoins(t *testing.T) {
 	t.Parallel()
 	seed := testSeed(t)
@@ -76,7 +76,12 @@ func TestCountingOverJoins(t *testing.T) {
 			t.Errorf("view %s: strategy %q, want counting over inner joins", v.name, st)
 		}
 	}
-	price := func() string { return fmt.Sprintf("%d.%02d", r.IntN(5000), r.IntN(100)) }
+	price := func() string {
+		if r.IntN(30) == 0 {
+			return "'NaN'"
+		}
+		return fmt.Sprintf("%d.%02d", r.IntN(5000), r.IntN(100))
+	}
 	key := func(n int) string {
 		if r.IntN(8) == 0 {
 			return "NULL"

@@ -94,3 +94,44 @@ func TestNumericStrategy(t *testing.T) {
 		})
 	}
 }
+
+// Aggregates over inner joins of distinct tables are counted when counting
+// keeps their aggregates exactly; the others fall back to recomputation.
+func TestJoinCountingStrategy(t *testing.T) {
+	cat := planCatalog(t)
+	cases := []struct {
+		name, query, want string
+	}{
+		{"grouped", "SELECT c.region, count(*) AS n, avg(o.qty) AS q FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region",
+			"algebraic (counting over inner joins): per group"},
+		{"global", "SELECT sum(o.amount * o.qty) AS s FROM orders o, customers c WHERE c.id = o.customer",
+			"algebraic (counting over inner joins): one state row"},
+		{"having", "SELECT c.region, sum(o.qty) AS q FROM orders o JOIN customers c USING (region) GROUP BY c.region HAVING count(*) > 1",
+			"algebraic (counting over inner joins)"},
+		{"same column name in both tables", "SELECT sum(o.id) AS a, sum(c.id) AS b FROM orders o JOIN customers c ON c.id = o.customer",
+			"sum and non-null count of o.id, sum and non-null count of c.id"},
+		{"max", "SELECT c.region, max(o.qty) AS q FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region",
+			"scoped recomputation"},
+		{"float", "SELECT c.region, sum(o.price) AS p FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region",
+			"scoped recomputation"},
+		{"count distinct", "SELECT c.region, count(DISTINCT o.qty) AS q FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region",
+			"scoped recomputation"},
+		{"self-join", "SELECT a.region, count(*) AS n FROM customers a JOIN customers b ON a.region = b.region GROUP BY a.region",
+			"scoped recomputation"},
+		{"left join", "SELECT c.region, count(o.id) AS n FROM customers c LEFT JOIN orders o ON o.customer = c.id GROUP BY c.region",
+			"scoped recomputation"},
+		{"global max", "SELECT max(o.qty) AS q FROM orders o JOIN customers c ON c.id = o.customer",
+			"full recomputation"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := build(t, cat, "CREATE MATERIALIZED VIEW v AS "+c.query+";")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(p.Strategy(), c.want) {
+				t.Errorf("strategy %q, want it to contain %q", p.Strategy(), c.want)
+			}
+		})
+	}
+}
