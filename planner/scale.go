@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -54,7 +55,9 @@ func numericScales(ctx context.Context, cat Catalog, exprs []string, from string
 		cols[i] = "(" + e + ") AS " + QuoteIdent("a"+strconv.Itoa(i+1))
 	}
 	res, err := cat.Resolve(ctx, "SELECT "+strings.Join(cols, ", ")+" FROM "+from)
-	if errors.Is(err, ErrNoTempView) {
+	var pe *pgconn.PgError
+	if errors.Is(err, ErrNoTempView) || errors.As(err, &pe) {
+		// Not derived: the aggregates are recomputed, and say why.
 		return scales, err.Error(), nil
 	}
 	if err != nil {
