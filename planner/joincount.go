@@ -32,6 +32,24 @@ import (
 // countsJoin tells whether the view counts over inner joins.
 func (p *Plan) countsJoin() bool { return p.joinFrom != "" }
 
+// StateLayoutChanged tells whether the view's state is not one that
+// versions before counting over joins and numeric counters kept: a state
+// beside copies, or with counters other than n and the non-null counts.
+func (p *Plan) StateLayoutChanged() bool {
+	if !p.KeepsState() {
+		return false
+	}
+	if p.NeedsCopy() {
+		return true
+	}
+	for _, c := range p.State {
+		if isCounter(c.Name) && c.Name != "n" && !strings.HasSuffix(c.Name, "_nn") {
+			return true
+		}
+	}
+	return false
+}
+
 // KeepsState tells whether the view keeps running totals in a state table.
 func (p *Plan) KeepsState() bool {
 	return (p.Kind == Grouped || p.Kind == Global) && p.Recompute == "" && !p.OnTarget()

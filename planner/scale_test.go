@@ -135,3 +135,31 @@ func TestJoinCountingStrategy(t *testing.T) {
 		})
 	}
 }
+
+// A state of a layout earlier versions did not keep changes the view's
+// fingerprint (so the view is rebuilt on upgrade); the counting state they
+// kept does not.
+func TestStateLayoutChanged(t *testing.T) {
+	cat := planCatalog(t)
+	cases := []struct {
+		name, query string
+		want        bool
+	}{
+		{"integer counting", "SELECT customer, count(*) AS n, sum(qty) AS q FROM orders GROUP BY customer", false},
+		{"numeric counting", "SELECT customer, sum(amount) AS a FROM orders GROUP BY customer", true},
+		{"counting over joins", "SELECT c.region, count(*) AS n FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region", true},
+		{"scoped recomputation", "SELECT customer, max(qty) AS q FROM orders GROUP BY customer", false},
+		{"projection", "SELECT id, qty FROM orders", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := build(t, cat, "CREATE MATERIALIZED VIEW v AS "+c.query+";")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.StateLayoutChanged(); got != c.want {
+				t.Errorf("StateLayoutChanged() = %v, want %v (state %v)", got, c.want, p.State)
+			}
+		})
+	}
+}

@@ -104,10 +104,15 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 				}
 			}
 		}
-		// The state table's columns: a version that keeps other counters
-		// rebuilds the view rather than read a state it does not know.
-		for _, c := range p.State {
-			fmt.Fprintf(&b, " %s:%s", planner.QuoteIdent(c.Name), c.Type)
+		// The state table's columns, where earlier versions kept none
+		// (views over joins) or another layout (NaN and scale counters): the
+		// view is rebuilt rather than read a state it does not know. The
+		// counting state earlier versions kept leaves the fingerprint as it
+		// was, so an upgrade does not rebuild those views.
+		if p.StateLayoutChanged() {
+			for _, c := range p.State {
+				fmt.Fprintf(&b, " %s:%s", planner.QuoteIdent(c.Name), c.Type)
+			}
 		}
 	}
 	return b.String()
