@@ -56,7 +56,8 @@ const randomSchema = `CREATE TABLE items (
 ALTER TABLE items REPLICA IDENTITY FULL`
 
 // randomViews cover grouping by columns, expressions, ordinals and output
-// aliases with NULL keys; COUNT, SUM and AVG over every type; expressions
+// aliases with NULL keys; COUNT, SUM and AVG over every type and over
+// scaled-numeric expressions (z is sometimes NaN); expressions
 // over aggregates; a global aggregate; a multiset projection; casts and
 // stable and immutable functions.
 var randomViews = []view{
@@ -68,6 +69,8 @@ var randomViews = []view{
 		(sum(x)::numeric(20,2) / nullif(count(*), 0))::numeric(20,4) AS per_row
 		FROM items GROUP BY label`),
 	plainView("by_g1_where", `SELECT g1 AS "Group", sum(z) AS total, count(*) AS n FROM items WHERE z > 0 AND t IS NOT NULL GROUP BY g1`),
+	plainView("numeric_exprs", `SELECT g1, sum(z * (1 - z)) AS sz, avg(z * x + 0.5) AS azx, sum(CASE WHEN x > 0 THEN z * 0.1 ELSE x END) AS mixed
+		FROM items GROUP BY g1`),
 	plainView("intervals", `SELECT g1, sum(iv) AS siv, avg(iv) AS aiv, count(iv) AS niv FROM items GROUP BY g1`),
 	plainView("global", `SELECT count(*) AS n, count(x) AS nx, sum(x) AS sx, avg(y) AS ay, sum(z) AS sz, avg(z) AS az, count(t) AS nt,
 		sum(x) * 2 + count(*) AS expr FROM items`),
@@ -131,6 +134,9 @@ func (g *gen) value(col string) string {
 	case "y":
 		return g.maybeNull(0.2, strconv.FormatInt(r.Int64N(2_000_000_000_000)-1_000_000_000_000, 10))
 	case "z":
+		if r.IntN(40) == 0 {
+			return "'NaN'"
+		}
 		return g.maybeNull(0.2, fmt.Sprintf("%d.%02d", r.IntN(2001)-1000, r.IntN(100)))
 	case "iv":
 		return g.maybeNull(0.2, quote(intervals[r.IntN(len(intervals))]))

@@ -57,8 +57,16 @@ type aggregate struct {
 	// filter is the FILTER (WHERE ...) condition, nil when there is none.
 	filter *pg_query.Node
 	canon  string
-	// argType is the argument's type on the source (0 until described).
+	// argType is the argument's type on the source (0 until described),
+	// argCol the argument as a column.
 	argType uint32
+	argCol  Column
+	// scales are the display scales a numeric argument of SUM or AVG can
+	// have, sorted (see scale.go); nil when they are not known.
+	scales []int
+	// unscaled says why scales could not be derived, "" when they were
+	// or were not looked for.
+	unscaled string
 }
 
 // target is one select-list entry.
@@ -96,6 +104,26 @@ type analysis struct {
 	// tables are the base tables a general query reads (Whole views over
 	// joins, subqueries, CTEs and set operations).
 	tables []*pg_query.RangeVar
+	// qualified is set for queries over several tables: expressions are
+	// told apart with their table names (o.id is not c.id).
+	qualified bool
+}
+
+// canonOf is an expression's form for comparing it with others: see
+// canonical; over several tables, its text with the table names.
+func (a *analysis) canonOf(n *pg_query.Node) string {
+	if a.qualified {
+		return qualifiedCanon(n)
+	}
+	return canonical(n)
+}
+
+func qualifiedCanon(n *pg_query.Node) string {
+	s, err := deparseExpr(n)
+	if err != nil {
+		return fmt.Sprintf("%p", n)
+	}
+	return s
 }
 
 const joinHint = "keep one view per table and join the maintained tables when you read them"
@@ -386,7 +414,7 @@ func (a *analysis) collectAggregates(n *pg_query.Node, fail func(error)) {
 			if fc.AggFilter != nil {
 				walk(fc.AggFilter, true)
 			}
-			ag.canon = canonical(c)
+			ag.canon = a.canonOf(c)
 			for _, have := range a.aggs {
 				if have.canon == ag.canon {
 					return false

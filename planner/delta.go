@@ -95,6 +95,9 @@ func (p *Plan) NeedsDelta() bool { return p.joinTerms != nil }
 
 // CreateDelta creates the temporary table of signed delta rows.
 func (p *Plan) CreateDelta(name string) string {
+	if p.countsJoin() {
+		return p.createJoinDelta(name)
+	}
 	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + list(len(p.Columns), func(i int) string {
 		return "c" + strconv.Itoa(i+1) + " " + p.Columns[i].Decl()
 	}) + ", __dv_n int8) ON COMMIT DELETE ROWS"

@@ -106,6 +106,9 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 				tableCols[c.Name] = c
 			}
 		}
+		if ok, err := p.planJoinCounting(ctx, a, sel, a.tables, varSource, tableCols, cat); err != nil || ok {
+			return p, err
+		}
 		if ok, err := p.planJoinGroups(sel, a.tables, varSource, tableCols); err != nil || ok {
 			return p, err
 		}
@@ -290,8 +293,12 @@ type Plan struct {
 	joinAllKeys   string
 	joinRecompute string
 	// joinTerms are, per source, the signed delta of a select-project view
-	// over inner joins with that source's staged rows (see delta.go).
+	// over inner joins with that source's staged rows (see delta.go), or
+	// the signed joined rows of an aggregate counted over inner joins (see
+	// joincount.go), whose join over the source tables (FROM and WHERE,
+	// without FROM) is joinFrom.
 	joinTerms []string
+	joinFrom  string
 }
 
 // Analyze checks a definition without a database: syntax and constructs.
@@ -475,7 +482,7 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		}
 		why := a.recompute
 		if why == "" {
-			err := p.planAggregates(ctx, a, cat, groupCanon)
+			err := p.planAggregates(ctx, a, cat, groupCanon, p.Source.Quoted()+" AS "+QuoteIdent(p.Alias))
 			var re *recomputeError
 			if errors.As(err, &re) {
 				why = re.why
@@ -764,7 +771,9 @@ func (p *Plan) resolveGroups(a *analysis, tableCols map[string]Column) ([]string
 // whether SUM and AVG can be kept exactly as running totals, and the select
 // list is rewritten over the state row. It returns errRecompute when they
 // cannot.
-func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, groupCanon []string) error {
+// from is the FROM clause (without FROM) the arguments are evaluated over
+// on the source.
+func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, groupCanon []string, from string) error {
 	d := p.View
 	// Argument types decide how SUM and AVG are kept exactly.
 	for _, ag := range p.aggs {
@@ -789,16 +798,34 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, gro
 		}
 	}
 	if len(args) > 0 {
-		cols, err := cat.Describe(ctx, "SELECT "+strings.Join(args, ", ")+" FROM "+p.Source.Quoted()+" AS "+QuoteIdent(p.Alias))
+		cols, err := cat.Describe(ctx, "SELECT "+strings.Join(args, ", ")+" FROM "+from)
 		if err != nil {
 			return d.serverError(err)
 		}
 		k := 0
+		var unscaled []int
 		for i, ag := range p.aggs {
 			if p.aggSQL[i] == "" {
 				continue
 			}
-			ag.argType = cols[k].TypeOID
+			ag.argType, ag.argCol = cols[k].TypeOID, cols[k]
+			if ag.argType == oidNumeric && (ag.fn == aggSum || ag.fn == aggAvg) {
+				if cols[k].TypeMod >= 4 {
+					ag.scales = []int{typmodScale(int64(cols[k].TypeMod))}
+				} else {
+					unscaled = append(unscaled, i)
+				}
+			}
+			k++
+		}
+		if err := p.deriveScales(ctx, cat, unscaled, from); err != nil {
+			return err
+		}
+		k = 0
+		for i, ag := range p.aggs {
+			if p.aggSQL[i] == "" {
+				continue
+			}
 			if why := notSummable(ag, cols[k], p.aggSQL[i]); why != "" {
 				return &recomputeError{why}
 			}
@@ -812,14 +839,14 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, gro
 		e := clone(expr)
 		replace := func(n *pg_query.Node) *pg_query.Node {
 			if fc := n.GetFuncCall(); fc != nil && fc.Over == nil {
-				if i := p.aggIndex(canonical(n)); i >= 0 {
+				if i := p.aggIndex(a.canonOf(n)); i >= 0 {
 					return mustExpr(p.finalAggregate(i))
 				}
 			}
 			if n.GetAConst() != nil || n.GetString_() != nil || n.GetAStar() != nil {
 				return nil
 			}
-			c := canonical(n)
+			c := a.canonOf(n)
 			for i, gc := range groupCanon {
 				if c == gc {
 					return columnRef("up", "k"+strconv.Itoa(i+1))
@@ -912,10 +939,14 @@ func notSummable(ag *aggregate, c Column, arg string) string {
 			return ""
 		}
 	case oidNumeric:
-		if c.TypeMod != -1 {
+		if ag.scales != nil {
 			return ""
 		}
-		return fmt.Sprintf("%s(%s) is over numeric without a declared scale: the scale of the result depends on which rows are present", fn, arg)
+		why := fmt.Sprintf("%s(%s) is over numeric values whose display scale is not known in advance (numeric without a declared scale, division, a function): the scale of the result depends on which rows are present", fn, arg)
+		if ag.unscaled != "" {
+			why += " (not derived: " + ag.unscaled + ")"
+		}
+		return why
 	case oidFloat4, oidFloat8:
 		return fmt.Sprintf("%s(%s) is over %s: a floating-point running total drifts from the sum of the rows", fn, arg, c.Type)
 	}
@@ -934,10 +965,16 @@ func (p *Plan) finalAggregate(i int) string {
 	case aggCount:
 		return nn
 	case aggSum:
+		if ag.argType == oidNumeric {
+			return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL WHEN up.a%d_nan > 0 THEN 'NaN'::numeric ELSE %s END)", nn, i+1, p.scaledSum(i))
+		}
 		return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL ELSE %s END)", nn, s)
 	default: // aggAvg: sum / count, as the server's own final functions do
 		if ag.argType == oidInterval {
 			return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL ELSE %s / %s::float8 END)", nn, s, nn)
+		}
+		if ag.argType == oidNumeric {
+			return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL WHEN up.a%d_nan > 0 THEN 'NaN'::numeric ELSE %s / %s::numeric END)", nn, i+1, p.scaledSum(i), nn)
 		}
 		return fmt.Sprintf("(CASE WHEN %s = 0 THEN NULL ELSE %s::numeric / %s::numeric END)", nn, s, nn)
 	}
@@ -967,6 +1004,18 @@ func (p *Plan) Strategy() string {
 			tables = append(tables, src.Table.String())
 		}
 		return fmt.Sprintf("scoped recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes %s", p.Recompute, strings.Join(tables, ", "), scope)
+	}
+	if p.countsJoin() {
+		var tables []string
+		for _, src := range p.Sources {
+			tables = append(tables, src.Table.String())
+		}
+		scope := "per group a row count"
+		if p.Kind == Global {
+			scope = "one state row with the row count"
+		}
+		return fmt.Sprintf("algebraic (counting over inner joins): %s%s in deltaview's state table; deltaview keeps a copy of the columns it reads from %s, joins each table's changed rows with the other tables' copies and counts the signed joined rows",
+			scope, p.stateSummary(), strings.Join(tables, ", "))
 	}
 	switch p.Kind {
 	case Projection:
@@ -1004,7 +1053,15 @@ func (p *Plan) stateSummary() string {
 				parts = append(parts, "non-null count of "+p.aggSQL[i]+p.filterNote(i))
 			}
 		case aggSum, aggAvg:
-			parts = append(parts, "sum and non-null count of "+p.aggSQL[i]+p.filterNote(i))
+			part := "sum and non-null count of " + p.aggSQL[i] + p.filterNote(i)
+			if ag.argType == oidNumeric {
+				part += " (NaNs counted apart"
+				if len(ag.scales) > 1 {
+					part += ", rows counted per display scale " + strings.Trim(strings.Join(strings.Fields(fmt.Sprint(ag.scales)), ", "), "[]")
+				}
+				part += ")"
+			}
+			parts = append(parts, part)
 		}
 	}
 	if len(parts) == 0 {

@@ -69,7 +69,7 @@ func (p *Plan) SnapshotQuery() string {
 	if p.OnTarget() {
 		return p.wholeQuery
 	}
-	if p.Kind == Whole || p.NeedsKeys() || p.NeedsDelta() {
+	if p.Kind == Whole || p.NeedsKeys() || (p.NeedsDelta() && !p.countsJoin()) {
 		return p.View.Query
 	}
 	if p.Recompute != "" {
@@ -101,11 +101,22 @@ func (p *Plan) SnapshotQuery() string {
 		case aggCount:
 			cols = append(cols, "pg_catalog.count("+a+")"+filter+" AS a"+n+"_nn")
 		case aggSum, aggAvg:
-			cols = append(cols, "pg_catalog.count("+a+")"+filter+" AS a"+n+"_nn", "pg_catalog.sum("+a+")"+filter+" AS a"+n+"_s")
+			cols = append(cols, "pg_catalog.count("+a+")"+filter+" AS a"+n+"_nn", "pg_catalog.sum("+p.summed(i, a)+")"+filter+" AS a"+n+"_s")
+		}
+		for _, c := range p.counters(i, a) {
+			cond := c.cond
+			if p.aggFilt[i] != "" {
+				cond = "(" + p.aggFilt[i] + ") AND " + cond
+			}
+			cols = append(cols, "pg_catalog.count(*) FILTER (WHERE "+cond+") AS "+c.name)
 		}
 	}
 	b.WriteString(strings.Join(cols, ", "))
-	b.WriteString(p.from(p.Source.Quoted()) + p.whereSQL())
+	if p.countsJoin() {
+		b.WriteString(" FROM " + p.joinFrom)
+	} else {
+		b.WriteString(p.from(p.Source.Quoted()) + p.whereSQL())
+	}
 	if len(p.groups) > 0 {
 		b.WriteString(" GROUP BY " + ordinals(len(p.groups)))
 	}
@@ -176,7 +187,7 @@ func (p *Plan) CreateState(n Names) []string {
 	stmts := []string{"CREATE TABLE " + n.State + " (" + list(len(p.State), func(i int) string {
 		c := p.State[i]
 		s := QuoteIdent(c.Name) + " " + c.Decl()
-		if c.Name == "n" || strings.HasSuffix(c.Name, "_nn") {
+		if isCounter(c.Name) {
 			s += " NOT NULL"
 		}
 		return s
@@ -206,21 +217,33 @@ func (p *Plan) FinalizeAll(n Names) string {
 	return s
 }
 
-// deltaSQL aggregates the staged signed rows into per-group (or per-row)
-// deltas.
-func (p *Plan) deltaSQL(stage string) string {
-	sign := QuoteIdent(SignColumn)
+// deltaInput is what a counted view's per-group delta is aggregated
+// from: the staged signed rows of its table, or the signed rows of its
+// join (see joincount.go), and the SQL of its parts over them.
+type deltaInput struct {
+	from, where, sign     string
+	groups, args, filters []string
+}
+
+// stageInput is the delta input of a view over one table: its staged rows.
+func (p *Plan) stageInput(stage string) deltaInput {
+	return deltaInput{from: p.from(stage), where: p.whereSQL(), sign: QuoteIdent(SignColumn), groups: p.groups, args: p.aggSQL, filters: p.aggFilt}
+}
+
+// deltaSQL aggregates signed rows into per-group (or per-row) deltas.
+func (p *Plan) deltaSQL(in deltaInput) string {
+	sign := in.sign
 	if p.Kind == Projection {
-		return "SELECT * FROM (SELECT " + p.projectionOutputs() + ", pg_catalog.sum(" + sign + ")::int8 AS n" + p.from(stage) + p.whereSQL() +
+		return "SELECT * FROM (SELECT " + p.projectionOutputs() + ", pg_catalog.sum(" + sign + ")::int8 AS n" + in.from + in.where +
 			" GROUP BY " + p.projectionGroups() + ") AS x WHERE n <> 0"
 	}
 	var cols []string
-	for i, g := range p.groups {
+	for i, g := range in.groups {
 		cols = append(cols, g+" AS k"+strconv.Itoa(i+1))
 	}
 	cols = append(cols, "pg_catalog.sum("+sign+")::int8 AS n")
 	for i, ag := range p.aggs {
-		a := p.aggSQL[i]
+		a := in.args[i]
 		n := strconv.Itoa(i + 1)
 		if ag.fn == aggCountStar {
 			continue
@@ -232,20 +255,23 @@ func (p *Plan) deltaSQL(stage string) string {
 			conds = append(conds, "("+a+") IS NOT NULL")
 		}
 		and := ""
-		if f := p.aggFilt[i]; f != "" {
+		if f := in.filters[i]; f != "" {
 			conds = append(conds, "("+f+")")
 			and = " AND (" + f + ")"
 		}
 		cols = append(cols, "coalesce(pg_catalog.sum("+sign+") FILTER (WHERE "+strings.Join(conds, " AND ")+"), 0)::int8 AS a"+n+"_nn")
+		for _, c := range p.counters(i, a) {
+			cols = append(cols, "coalesce(pg_catalog.sum("+sign+") FILTER (WHERE "+c.cond+and+"), 0)::int8 AS "+c.name)
+		}
 		if ag.fn == aggSum || ag.fn == aggAvg {
-			plus := "pg_catalog.sum(" + a + ") FILTER (WHERE " + sign + " > 0" + and + ")"
-			minus := "pg_catalog.sum(" + a + ") FILTER (WHERE " + sign + " < 0" + and + ")"
+			plus := "pg_catalog.sum(" + p.summed(i, a) + ") FILTER (WHERE " + sign + " > 0" + and + ")"
+			minus := "pg_catalog.sum(" + p.summed(i, a) + ") FILTER (WHERE " + sign + " < 0" + and + ")"
 			cols = append(cols, fmt.Sprintf("CASE WHEN %[2]s IS NULL THEN %[1]s WHEN %[1]s IS NULL THEN %[2]s * -1 ELSE %[1]s - %[2]s END AS a%[3]s_s", plus, minus, n))
 		}
 	}
-	s := "SELECT " + strings.Join(cols, ", ") + p.from(stage) + p.whereSQL()
-	if len(p.groups) > 0 {
-		s += " GROUP BY " + ordinals(len(p.groups))
+	s := "SELECT " + strings.Join(cols, ", ") + in.from + in.where
+	if len(in.groups) > 0 {
+		s += " GROUP BY " + ordinals(len(in.groups))
 	}
 	return s
 }
@@ -310,6 +336,9 @@ func (p *Plan) merges(old, delta string) []string {
 		}
 		nn := "a" + n + "_nn"
 		out = append(out, nn+" = "+old+"."+nn+" + "+delta+"."+nn)
+		for _, c := range p.counters(i, "") {
+			out = append(out, c.name+" = "+old+"."+c.name+" + "+delta+"."+c.name)
+		}
 		if ag.fn == aggSum || ag.fn == aggAvg {
 			s := "a" + n + "_s"
 			out = append(out, fmt.Sprintf("%[3]s = CASE WHEN %[1]s.%[4]s + %[2]s.%[4]s = 0 THEN NULL WHEN %[1]s.%[3]s IS NULL THEN %[2]s.%[3]s WHEN %[2]s.%[3]s IS NULL THEN %[1]s.%[3]s ELSE %[1]s.%[3]s + %[2]s.%[3]s END",
@@ -329,6 +358,9 @@ func (p *Plan) noop(d string) string {
 			continue
 		}
 		conds = append(conds, d+".a"+n+"_nn = 0")
+		for _, c := range p.counters(i, "") {
+			conds = append(conds, d+"."+c.name+" = 0")
+		}
 		if ag.fn == aggSum || ag.fn == aggAvg {
 			s := d + ".a" + n + "_s"
 			// Compared as text: '1 day -24:00:00' equals zero as an
@@ -357,7 +389,7 @@ func (p *Plan) Apply(n Names) string {
 	if p.Kind == Whole {
 		return p.applyWhole(n, false)
 	}
-	if p.NeedsDelta() {
+	if p.NeedsDelta() && !p.countsJoin() {
 		cs := list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })
 		return p.applyProjection(n, "SELECT "+cs+", pg_catalog.sum(__dv_n)::int8 AS n FROM "+n.Delta+" GROUP BY "+
 			list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })+", "+
@@ -369,7 +401,11 @@ func (p *Plan) Apply(n Names) string {
 	if p.Recompute != "" {
 		return p.applyRecompute(n)
 	}
-	d := p.deltaSQL(n.Stage)
+	in := p.stageInput(n.Stage)
+	if p.countsJoin() {
+		in = p.joinInput(n)
+	}
+	d := p.deltaSQL(in)
 	switch p.Kind {
 	case Projection:
 		return p.applyProjection(n, d)
@@ -604,6 +640,9 @@ func (p *Plan) present() string {
 // Cleanup removes state rows of groups that no longer exist ("" when the
 // view keeps none).
 func (p *Plan) Cleanup(n Names) string {
+	if p.countsJoin() && p.Kind == Grouped {
+		return "WITH d AS (DELETE FROM " + n.Delta + ") DELETE FROM " + n.State + " WHERE n <= 0"
+	}
 	if p.NeedsDelta() {
 		return "DELETE FROM " + n.Delta
 	}
@@ -619,7 +658,7 @@ func (p *Plan) Cleanup(n Names) string {
 // Reset empties the view after its source table was truncated; like Apply
 // it returns the counts of result rows inserted, updated and deleted.
 func (p *Plan) Reset(n Names) string {
-	if p.Kind == Whole || p.NeedsDelta() {
+	if p.Kind == Whole || (p.NeedsDelta() && !p.countsJoin()) {
 		return p.applyWhole(n, true)
 	}
 	if p.NeedsKeys() {
@@ -644,7 +683,7 @@ func (p *Plan) Reset(n Names) string {
 	var sets []string
 	for _, c := range p.State {
 		switch {
-		case c.Name == "n" || strings.HasSuffix(c.Name, "_nn"):
+		case isCounter(c.Name):
 			sets = append(sets, QuoteIdent(c.Name)+" = 0")
 		default:
 			sets = append(sets, QuoteIdent(c.Name)+" = NULL")

@@ -104,6 +104,16 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 				}
 			}
 		}
+		// The state table's columns, where earlier versions kept none
+		// (views over joins) or another layout (NaN and scale counters): the
+		// view is rebuilt rather than read a state it does not know. The
+		// counting state earlier versions kept leaves the fingerprint as it
+		// was, so an upgrade does not rebuild those views.
+		if p.StateLayoutChanged() {
+			for _, c := range p.State {
+				fmt.Fprintf(&b, " %s:%s", planner.QuoteIdent(c.Name), c.Type)
+			}
+		}
 	}
 	return b.String()
 }
@@ -356,7 +366,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 		ids[vp.def.Name] = id
 	}
 	for _, v := range st.views {
-		if v.Plan.Kind != planner.Projection && !v.Plan.NeedsCopy() {
+		if (v.Plan.Kind != planner.Projection && !v.Plan.NeedsCopy()) || v.Plan.KeepsState() {
 			v.Names.State = fmt.Sprintf("deltaview.%s", planner.QuoteIdent(fmt.Sprintf("state_%d", ids[v.Plan.View.Name])))
 		}
 	}

@@ -1,6 +1,6 @@
--- GROUP BY over inner joins: the groups a batch touches are found through
--- each table's staged rows joined with the other tables' copies (before and
--- after the batch) and recomputed from the copies.
+-- GROUP BY over inner joins, counted: each table's staged rows are joined
+-- with the other tables' copies (earlier tables already changed, later
+-- ones not yet) and the signed joined rows counted per group.
 CREATE MATERIALIZED VIEW revenue_per_region AS
 SELECT c.region, count(*) AS orders, sum(o.amount) AS revenue
 FROM orders o
