@@ -33,6 +33,10 @@ type Source struct {
 	// arrive as its own, flagged with its replica identity rather than
 	// theirs.
 	Partitioned bool
+	// View, when set, is the maintained view whose table this is (in the
+	// target): its changes are the rows the view's statements write, and
+	// its "copy" is the table itself (see views.go).
+	View string
 }
 
 // readColumns are the table's columns among names, in table order. A view
@@ -201,14 +205,25 @@ func lookupTable(ctx context.Context, d *Definition, rv *pg_query.RangeVar, cat 
 // and what can never stay equal to it (see refuseResolved), and returns its
 // output columns and, when the source could not analyze it, why.
 func describe(ctx context.Context, d *Definition, a *analysis, cat Catalog) (out []Column, unanalyzed string, err error) {
+	return describeAt(ctx, d, a, cat, true)
+}
+
+// describeAt is describe, for a query whose server positions are those of
+// the file (located) or not.
+func describeAt(ctx context.Context, d *Definition, a *analysis, cat Catalog, located bool) (out []Column, unanalyzed string, err error) {
 	out, err = cat.Describe(ctx, d.Query)
 	if err != nil {
+		if !located {
+			ve := d.errorf(0, "query", err.Error(), "")
+			ve.Err = err
+			return nil, "", ve
+		}
 		return nil, "", d.serverError(err)
 	}
 	if err := uniqueNames(d, out); err != nil {
 		return nil, "", err
 	}
-	unanalyzed, err = refuseResolved(ctx, d, a, d.Query, true, cat)
+	unanalyzed, err = refuseResolved(ctx, d, a, d.Query, located, cat)
 	return out, unanalyzed, err
 }
 
@@ -289,6 +304,11 @@ type Plan struct {
 	joinKeys      []string
 	joinAllKeys   string
 	joinRecompute string
+	// wholeOverViews is set for a view recomputed whole from the tables
+	// of the maintained views it reads (see views.go); onTargetQuery is
+	// the query of a view reading maintained views, over their tables.
+	wholeOverViews bool
+	onTargetQuery  string
 	// joinTerms are, per source, the signed delta of a select-project view
 	// over inner joins with that source's staged rows (see delta.go).
 	joinTerms []string
@@ -370,12 +390,19 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 	if err != nil {
 		return nil, err
 	}
-	if p, err := buildOverViews(ctx, d, a, views, cat); p != nil || err != nil {
+	if p, err := buildOverViews(ctx, d, &stmtCopy, a, views, cat); p != nil || err != nil {
 		return p, err
 	}
 	if len(a.tables) > 0 {
 		return buildGeneral(ctx, d, a, stmtCopy.stmt, cat)
 	}
+	return buildSingle(ctx, d, a, cat, true)
+}
+
+// buildSingle plans a query over one table. located is false when the
+// query the server judges is not the one written (views read replaced by
+// their queries): its positions then point nowhere in the file.
+func buildSingle(ctx context.Context, d *Definition, a *analysis, cat Catalog, located bool) (*Plan, error) {
 	p := &Plan{View: d, Kind: a.kind, Alias: a.alias, Notes: a.notes, aggs: a.aggs}
 
 	ti, err := lookupTable(ctx, d, a.from, cat)
@@ -408,7 +435,7 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		}
 	}
 
-	out, unanalyzed, err := describe(ctx, d, a, cat)
+	out, unanalyzed, err := describeAt(ctx, d, a, cat, located)
 	if err != nil {
 		return nil, err
 	}
@@ -441,7 +468,11 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		used = append(used, t.expr)
 	}
 	used = append(used, a.groups...)
-	p.Sources = []Source{{Table: p.Source, OID: ti.OID, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p'}}
+	p.Sources = []Source{{Table: p.Source, OID: ti.OID, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p', View: ti.View}}
+	if ti.View != "" {
+		// A maintained view's changes arrive whole (see views.go).
+		p.Sources[0].Columns = ti.Columns
+	}
 
 	switch a.kind {
 	case Whole:
@@ -504,7 +535,7 @@ func (p *Plan) planWhole(a *analysis) error {
 		targets = append(targets, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: t.alias, Val: t.expr}}})
 	}
 	sel.TargetList = targets
-	copyTable := CopyTable(d.Stream, p.Source)
+	copyTable := p.copyOf(p.Source)
 	sel.FromClause = []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{
 		Schemaname: copyTable.Schema, Relname: copyTable.Name, Inh: true, Relpersistence: "p",
 		Alias: &pg_query.Alias{Aliasname: p.Alias},
@@ -946,7 +977,7 @@ func (p *Plan) finalAggregate(i int) string {
 // Strategy describes, for `deltaview check`, how the view is maintained
 // and what state it keeps.
 func (p *Plan) Strategy() string {
-	if p.OnTarget() {
+	if p.wholeOverViews {
 		return "full recomputation (it reads maintained views): recomputed in the target from the tables of " + strings.Join(p.DependsOn, ", ") +
 			" whenever a batch changes them; the cost grows with those tables"
 	}
@@ -954,6 +985,9 @@ func (p *Plan) Strategy() string {
 		var tables []string
 		for _, src := range p.Sources {
 			tables = append(tables, src.Table.String())
+		}
+		if p.OnTarget() {
+			return fmt.Sprintf("full recomputation (%s): recomputed in the target from the table of view %s whenever a batch changes it; the cost grows with that table", p.Recompute, p.DependsOn[0])
 		}
 		return fmt.Sprintf("full recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes the whole view from them whenever a batch changes them; the cost grows with the tables", p.Recompute, strings.Join(tables, ", "))
 	}
@@ -965,6 +999,9 @@ func (p *Plan) Strategy() string {
 		var tables []string
 		for _, src := range p.Sources {
 			tables = append(tables, src.Table.String())
+		}
+		if p.OnTarget() {
+			return fmt.Sprintf("scoped recomputation (%s): recomputes %s from the table of view %s, whose changes are captured in the target as they are written", p.Recompute, scope, p.DependsOn[0])
 		}
 		return fmt.Sprintf("scoped recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes %s", p.Recompute, strings.Join(tables, ", "), scope)
 	}
@@ -978,12 +1015,21 @@ func (p *Plan) Strategy() string {
 			return "algebraic (delta rules over inner joins): deltaview keeps a copy of the columns it reads from " + strings.Join(tables, ", ") +
 				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted"
 		}
-		return "algebraic (signed rows): each change inserts or deletes copies of its projected row; no state beyond the result table"
+		return "algebraic (signed rows): each change inserts or deletes copies of its projected row; no state beyond the result table" + p.overView()
 	case Grouped:
-		return fmt.Sprintf("algebraic (counting): per group a row count%s in deltaview's state table; no copy of %s", p.stateSummary(), p.Source)
+		return fmt.Sprintf("algebraic (counting): per group a row count%s in deltaview's state table; no copy of %s", p.stateSummary(), p.Source) + p.overView()
 	default:
-		return fmt.Sprintf("algebraic (counting): one state row with the row count%s; no copy of %s", p.stateSummary(), p.Source)
+		return fmt.Sprintf("algebraic (counting): one state row with the row count%s; no copy of %s", p.stateSummary(), p.Source) + p.overView()
 	}
+}
+
+// overView tells, for Strategy, where the changes of a view that reads a
+// maintained view come from.
+func (p *Plan) overView() string {
+	if !p.OnTarget() {
+		return ""
+	}
+	return "; the changes are those of view " + p.DependsOn[0] + ", captured in the target as they are written"
 }
 
 func (p *Plan) filterNote(i int) string {

@@ -134,6 +134,9 @@ type View struct {
 	dirty bool
 	// bases are the views this view reads (Plan.DependsOn).
 	bases []*View
+	// capture is the stage of the view's table, for the views that read
+	// it incrementally; nil when none does.
+	capture *stage
 	// inserted, updated, deleted rows of the result in the open batch.
 	counts [3]int64
 }
@@ -207,6 +210,11 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 			w.dependents = append(w.dependents, v)
 		}
 	}
+	for _, st := range w.order {
+		if u := byName[st.view]; st.view != "" && u != nil {
+			u.capture = st
+		}
+	}
 	w.applied.Store(uint64(start))
 	return w
 }
@@ -234,6 +242,10 @@ func buildStages(views []*View, assign bool) (map[planner.Table]*stage, []*stage
 			st.views = append(st.views, v)
 			if src.OID != 0 {
 				st.oid = src.OID
+			}
+			if src.View != "" {
+				st.view = src.View
+				st.name = "pg_temp." + planner.QuoteIdent(planner.CaptureStage(st.stream, src.Table))
 			}
 			if !v.internal {
 				for _, c := range src.Columns {
@@ -315,6 +327,9 @@ func (w *Writer) Open(ctx context.Context) error {
 				return err
 			}
 		}
+	}
+	if err := w.openCapture(ctx); err != nil {
+		return err
 	}
 	for i, v := range w.views {
 		if v.failed || v.pending {
@@ -736,7 +751,7 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 			}
 		}
 	}
-	return w.runDependents(ctx)
+	return w.propagate(ctx, nil, true)
 }
 
 // applyStaged runs the delta SQL of every view with staged rows. mid is
@@ -801,16 +816,14 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 			}
 		}
 	}
+	fromStages := map[*View]bool{}
 	for _, st := range touched {
 		for _, v := range st.views {
-			if v.internal || done[v] {
-				continue
-			}
-			done[v] = true
-			if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
-				return err
-			}
+			fromStages[v] = !v.internal
 		}
+	}
+	if err := w.propagate(ctx, fromStages, mid); err != nil {
+		return err
 	}
 	for _, st := range touched {
 		if mid {
@@ -820,24 +833,40 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 		}
 		st.staged = false
 	}
-	return w.runDependents(ctx)
+	return nil
 }
 
-// runDependents recomputes the views that read maintained views whose
-// tables changed.
-func (w *Writer) runDependents(ctx context.Context) error {
-	for _, v := range w.dependents {
-		for _, b := range v.bases {
-			if b.dirty {
-				if err := w.runView(ctx, v, v.apply, ""); err != nil {
-					return err
-				}
-				break
-			}
+// propagate runs the views, each after the views it reads (w.views is in
+// that order): those in run (source tables they read had staged rows),
+// and those reading maintained views whose tables changed, incrementally
+// from what those views' statements wrote (their capture stages) or whole.
+// mid is true inside a batch: the capture stages are then emptied for
+// what follows.
+func (w *Writer) propagate(ctx context.Context, run map[*View]bool, mid bool) error {
+	var captured []*stage
+	for _, v := range w.views {
+		if v.internal {
+			continue
+		}
+		if !run[v] && !slices.ContainsFunc(v.bases, func(b *View) bool { return b.dirty }) {
+			continue
+		}
+		if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
+			return err
+		}
+		if v.dirty && v.capture != nil {
+			captured = append(captured, v.capture)
 		}
 	}
 	for _, v := range w.views {
 		v.dirty = false
+	}
+	if mid {
+		for _, st := range captured {
+			if _, err := w.conn.Exec(ctx, "TRUNCATE "+st.name); err != nil {
+				return fmt.Errorf("empty stage %s: %w", st.table, err)
+			}
+		}
 	}
 	return nil
 }
