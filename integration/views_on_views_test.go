@@ -1,8 +1,13 @@
 package integration
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/deltaview/deltaview/internal/pgcluster"
 )
@@ -192,4 +197,64 @@ func TestViewsOverViewsIncremental(t *testing.T) {
 	c.check(e, "after a restart")
 	e.exec(`UPDATE orders SET amount = amount * 2 WHERE customer = 1`)
 	c.check(e, "after a restart, changed")
+}
+
+// Views added while deltaview runs, over running views and over each
+// other, are built beside the stream and catch up exactly.
+func TestViewsOverViewsAddedLater(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(`CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount int NOT NULL, status text NOT NULL);
+		ALTER TABLE orders REPLICA IDENTITY FULL;
+		INSERT INTO orders SELECT i, i % 7, i * 13 % 90, CASE WHEN i % 3 = 0 THEN 'open' ELSE 'paid' END FROM generate_series(1, 300) i;`)
+	paid := plainView("paid", `SELECT id, customer, amount FROM orders WHERE status = 'paid'`)
+	perCustomer := plainView("per_customer", `SELECT customer, count(*) AS n, sum(amount) AS total FROM paid GROUP BY customer`)
+	file := filepath.Join(t.TempDir(), "views.sql")
+	write := func(views ...view) {
+		if err := os.WriteFile(file, []byte(viewsSQL(views)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(paid, perCustomer)
+	e.sidecar = startSidecar(t, e.runArgs(file, "--views-check-interval", "200ms")...)
+	before := chain{{paid, nil}, {perCustomer, []view{paid}}}
+	before.check(e, "snapshot")
+
+	// Over a running view, and a new view with a reader of its own.
+	big := plainView("big", `SELECT customer, total FROM per_customer WHERE total > 1000`)
+	open := plainView("open", `SELECT id, customer FROM orders WHERE status = 'open'`)
+	openCount := plainView("open_count", `SELECT customer, count(*) AS n FROM open GROUP BY customer`)
+	after := chain{{paid, nil}, {perCustomer, []view{paid}}, {big, []view{paid, perCustomer}}, {open, nil}, {openCount, []view{open}}}
+	write(openCount, big, paid, perCustomer, open)
+	// Changes all the while they are built, and after.
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		conn := connect(t, e.srcURL)
+		for i := 0; ctx.Err() == nil; i++ {
+			conn.Exec(context.Background(), `UPDATE orders SET status = CASE status WHEN 'open' THEN 'paid' ELSE 'open' END, amount = amount + 1 WHERE id % 40 = $1`, i%40)
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	built := poll(60*time.Second, func() bool {
+		e.sidecarAlive()
+		return queryBool(t, e.tgt, `SELECT count(*) = 5 AND bool_and(status = 'running') FROM deltaview.views`)
+	})
+	time.Sleep(200 * time.Millisecond) // changes after the views joined
+	stop()
+	wg.Wait()
+	if !built {
+		t.Fatalf("the new views were not built: %s", viewsState(e.tgt))
+	}
+	after.check(e, "built while streaming")
+	e.exec(`DELETE FROM orders WHERE customer = 3; UPDATE orders SET status = 'open' WHERE customer = 4`)
+	after.check(e, "after more changes")
+	if !strings.Contains(e.sidecar.logs(), "views built while streaming") {
+		t.Error("the new views were not built while streaming")
+	}
+	if n := strings.Count(e.sidecar.logs(), `"view loaded","view":"per_customer"`); n != 1 {
+		t.Errorf("per_customer was loaded %d times, want once: running views are not rebuilt", n)
+	}
 }
