@@ -135,17 +135,20 @@ func (c chain) check(e *env, what string) {
 	}
 }
 
-// A view reading one maintained view is maintained with the ordinary
-// strategies from what that view's statements write, in the same target
+// A view reading maintained views is maintained with the ordinary
+// strategies from what those views' statements write, in the same target
 // transaction, at any depth: a projection over a source table, a counting
 // view over it, views filtering, recomputing groups of, ranking and
-// totalling that.
+// totalling that, joining it with a source table or with another view.
 func TestViewsOverViewsIncremental(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	e.exec(`CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount int NOT NULL, status text NOT NULL);
 		ALTER TABLE orders REPLICA IDENTITY FULL;
-		INSERT INTO orders SELECT i, i % 7, i * 13 % 90, CASE WHEN i % 3 = 0 THEN 'open' ELSE 'paid' END FROM generate_series(1, 60) i;`)
+		INSERT INTO orders SELECT i, i % 7, i * 13 % 90, CASE WHEN i % 3 = 0 THEN 'open' ELSE 'paid' END FROM generate_series(1, 60) i;
+		CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, region text NOT NULL);
+		ALTER TABLE customers REPLICA IDENTITY FULL;
+		INSERT INTO customers SELECT i, 'c' || i, CASE WHEN i % 2 = 0 THEN 'north' ELSE 'south' END FROM generate_series(0, 8) i;`)
 	paid := plainView("paid", `SELECT id, customer, amount FROM orders WHERE status = 'paid'`)
 	perCustomer := plainView("per_customer", `SELECT customer, count(*) AS n, sum(amount) AS total FROM paid GROUP BY customer`)
 	big := plainView("big", `SELECT customer, total FROM per_customer WHERE total > 150`)
@@ -153,6 +156,10 @@ func TestViewsOverViewsIncremental(t *testing.T) {
 	top2 := plainView("top2", `SELECT customer, total FROM per_customer ORDER BY total DESC, customer LIMIT 2`)
 	overall := plainView("overall", `SELECT count(*) AS customers, sum(total) AS total FROM per_customer WHERE n > 1`)
 	bigCount := plainView("big_count", `SELECT count(*) AS n FROM big`)
+	named := plainView("named", `SELECT c.name, p.total FROM per_customer p JOIN customers c ON c.id = p.customer`)
+	byRegion := plainView("by_region", `SELECT c.region, sum(p.total) AS total, count(*) AS customers FROM per_customer p JOIN customers c ON c.id = p.customer GROUP BY c.region`)
+	bigLargest := plainView("big_largest", `SELECT b.customer, b.total, l.biggest FROM big b JOIN largest l ON l.customer = b.customer`)
+	withOrders := plainView("with_orders", `SELECT c.id, c.name, p.n FROM customers c LEFT JOIN per_customer p ON p.customer = c.id`)
 	c := chain{
 		{paid, nil},
 		{perCustomer, []view{paid}},
@@ -161,13 +168,19 @@ func TestViewsOverViewsIncremental(t *testing.T) {
 		{top2, []view{paid, perCustomer}},
 		{overall, []view{paid, perCustomer}},
 		{bigCount, []view{paid, perCustomer, big}},
+		{named, []view{paid, perCustomer}},
+		{byRegion, []view{paid, perCustomer}},
+		{bigLargest, []view{paid, perCustomer, big, largest}},
+		{withOrders, []view{paid, perCustomer}},
 	}
 	// Readers first in the file: the order of reading decides.
-	e.start([]view{bigCount, top2, overall, big, largest, perCustomer, paid})
+	e.start([]view{bigLargest, named, byRegion, withOrders, bigCount, top2, overall, big, largest, perCustomer, paid})
 	c.check(e, "snapshot")
 	for name, want := range map[string]string{
 		"per_customer": "counting", "big": "signed rows", "largest": "scoped recomputation",
 		"top2": "full recomputation (LIMIT", "overall": "counting", "big_count": "counting",
+		"named": "delta rules", "by_region": "scoped recomputation (joins", "big_largest": "delta rules",
+		"with_orders": "full recomputation",
 	} {
 		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.Contains(st, want) {
 			t.Errorf("%s: strategy %q, want %q", name, st, want)
@@ -182,7 +195,13 @@ func TestViewsOverViewsIncremental(t *testing.T) {
 		`BEGIN; INSERT INTO orders VALUES (101, 9, 10, 'paid'), (102, 9, 200, 'paid');
 			UPDATE orders SET customer = 9 WHERE id = 100; DELETE FROM orders WHERE amount < 20; COMMIT`,
 		`UPDATE orders SET status = 'open' WHERE customer = 9 AND amount = 200`,
+		`INSERT INTO customers VALUES (9, 'c9', 'east')`,
+		`UPDATE customers SET region = 'south', name = 'renamed' WHERE id IN (2, 4)`,
+		// A source table and a view over another changed together.
+		`BEGIN; UPDATE customers SET region = 'east' WHERE id = 5; INSERT INTO orders VALUES (103, 5, 300, 'paid'); DELETE FROM customers WHERE id = 1; COMMIT`,
 		`TRUNCATE orders`,
+		`INSERT INTO orders SELECT i, i % 4, i * 7 % 100, 'paid' FROM generate_series(1, 30) i; TRUNCATE customers`,
+		`INSERT INTO customers SELECT i, 'd' || i, 'west' FROM generate_series(0, 3) i; TRUNCATE orders`,
 		`INSERT INTO orders SELECT i, i % 4, i * 7 % 100, 'paid' FROM generate_series(1, 30) i`,
 	}
 	for _, sql := range steps {

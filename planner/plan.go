@@ -61,7 +61,9 @@ func readColumns(ti *TableInfo, names []string) []Column {
 
 // buildGeneral plans a query over several tables, subqueries, CTEs or set
 // operations: recomputed whole from copies of the tables it reads.
-func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query.SelectStmt, cat Catalog) (*Plan, error) {
+// located is false when the query the server judges is not the one
+// written (see buildSingle).
+func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query.SelectStmt, cat Catalog, located bool) (*Plan, error) {
 	p := &Plan{View: d, Kind: Whole, Recompute: a.whole + " need the whole result", Notes: a.notes}
 	infos := map[Table]*TableInfo{}
 	for _, rv := range a.tables {
@@ -72,27 +74,43 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		t := Table{ti.Schema, ti.Name}
 		if infos[t] == nil {
 			infos[t] = ti
-			p.Sources = append(p.Sources, Source{Table: t, OID: ti.OID, All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p'})
+			p.Sources = append(p.Sources, Source{Table: t, OID: ti.OID, All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p', View: ti.View})
 		}
 		// Read the copy under the name the query uses for the table.
 		if rv.Alias == nil {
 			rv.Alias = &pg_query.Alias{Aliasname: rv.Relname}
 		}
-		c := CopyTable(d.Stream, t)
+		c := p.copyOf(t)
 		rv.Schemaname, rv.Relname, rv.Inh = c.Schema, c.Name, true
 	}
-	out, unanalyzed, err := describe(ctx, d, a, cat)
+	out, unanalyzed, err := describeAt(ctx, d, a, cat, located)
 	if err != nil {
 		return nil, err
 	}
 	p.Columns = out
 	p.noteUnanalyzed(unanalyzed)
 	if a.stars {
-		expandJoinStars(d.Stream, sel, infos)
+		expandJoinStars(p.copyOf, sel, infos)
 	}
 	names := columnNames(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}})
 	for i := range p.Sources {
 		p.Sources[i].Columns = readColumns(infos[p.Sources[i].Table], names)
+		if p.Sources[i].View != "" {
+			// A maintained view's changes arrive whole (see views.go).
+			p.Sources[i].Columns = p.Sources[i].All
+		}
+	}
+	for _, src := range p.Sources {
+		if src.View != "" {
+			// Computed in the target, from the copies and the views'
+			// tables, as the batches leave them.
+			q, err := deparseStmt(sel)
+			if err != nil {
+				return nil, d.errorf(0, "query", err.Error(), "write the query another way")
+			}
+			p.onTargetQuery = q
+			break
+		}
 	}
 	p.Source = p.Sources[0].Table
 	if a.whole == "joins" {
@@ -100,7 +118,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		tableCols := map[string]Column{}
 		for i, rv := range a.tables {
 			for j, src := range p.Sources {
-				if CopyTable(d.Stream, src.Table) == (Table{rv.Schemaname, rv.Relname}) {
+				if p.copyOf(src.Table) == (Table{rv.Schemaname, rv.Relname}) {
 					varSource[i] = j
 				}
 			}
@@ -132,7 +150,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 
 // expandJoinStars spells out * and alias.* in the select list with the
 // columns of the FROM tables, in order, as the server would.
-func expandJoinStars(stream string, sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
+func expandJoinStars(copyOf func(Table) Table, sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
 	var vars []*pg_query.RangeVar
 	for _, f := range sel.FromClause {
 		visit(f, func(x *pg_query.Node) {
@@ -144,7 +162,7 @@ func expandJoinStars(stream string, sel *pg_query.SelectStmt, infos map[Table]*T
 	var tables []starTable
 	for _, rv := range vars {
 		for t, ti := range infos {
-			if CopyTable(stream, t) == (Table{rv.Schemaname, rv.Relname}) {
+			if copyOf(t) == (Table{rv.Schemaname, rv.Relname}) {
 				tables = append(tables, starTable{rv.Alias.Aliasname, ti.Columns})
 			}
 		}
@@ -304,11 +322,9 @@ type Plan struct {
 	joinKeys      []string
 	joinAllKeys   string
 	joinRecompute string
-	// wholeOverViews is set for a view recomputed whole from the tables
-	// of the maintained views it reads (see views.go); onTargetQuery is
-	// the query of a view reading maintained views, over their tables.
-	wholeOverViews bool
-	onTargetQuery  string
+	// onTargetQuery is the query of a view reading maintained views, as
+	// the target runs it (see views.go).
+	onTargetQuery string
 	// joinTerms are, per source, the signed delta of a select-project view
 	// over inner joins with that source's staged rows (see delta.go).
 	joinTerms []string
@@ -394,7 +410,7 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		return p, err
 	}
 	if len(a.tables) > 0 {
-		return buildGeneral(ctx, d, a, stmtCopy.stmt, cat)
+		return buildGeneral(ctx, d, a, stmtCopy.stmt, cat, true)
 	}
 	return buildSingle(ctx, d, a, cat, true)
 }
@@ -977,43 +993,21 @@ func (p *Plan) finalAggregate(i int) string {
 // Strategy describes, for `deltaview check`, how the view is maintained
 // and what state it keeps.
 func (p *Plan) Strategy() string {
-	if p.wholeOverViews {
-		return "full recomputation (it reads maintained views): recomputed in the target from the tables of " + strings.Join(p.DependsOn, ", ") +
-			" whenever a batch changes them; the cost grows with those tables"
-	}
 	if p.Kind == Whole {
-		var tables []string
-		for _, src := range p.Sources {
-			tables = append(tables, src.Table.String())
-		}
-		if p.OnTarget() {
-			return fmt.Sprintf("full recomputation (%s): recomputed in the target from the table of view %s whenever a batch changes it; the cost grows with that table", p.Recompute, p.DependsOn[0])
-		}
-		return fmt.Sprintf("full recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes the whole view from them whenever a batch changes them; the cost grows with the tables", p.Recompute, strings.Join(tables, ", "))
+		return fmt.Sprintf("full recomputation (%s): %s and recomputes the whole view from them whenever a batch changes them; the cost grows with the tables", p.Recompute, p.reads())
 	}
 	if p.Recompute != "" {
 		scope := "the groups each batch touches"
 		if p.Kind == Global {
 			scope = "its one row whenever a batch touches it"
 		}
-		var tables []string
-		for _, src := range p.Sources {
-			tables = append(tables, src.Table.String())
-		}
-		if p.OnTarget() {
-			return fmt.Sprintf("scoped recomputation (%s): recomputes %s from the table of view %s, whose changes are captured in the target as they are written", p.Recompute, scope, p.DependsOn[0])
-		}
-		return fmt.Sprintf("scoped recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes %s", p.Recompute, strings.Join(tables, ", "), scope)
+		return fmt.Sprintf("scoped recomputation (%s): %s and recomputes %s", p.Recompute, p.reads(), scope) + p.overView()
 	}
 	switch p.Kind {
 	case Projection:
 		if p.NeedsDelta() {
-			var tables []string
-			for _, src := range p.Sources {
-				tables = append(tables, src.Table.String())
-			}
-			return "algebraic (delta rules over inner joins): deltaview keeps a copy of the columns it reads from " + strings.Join(tables, ", ") +
-				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted"
+			return "algebraic (delta rules over inner joins): " + p.reads() +
+				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted" + p.overView()
 		}
 		return "algebraic (signed rows): each change inserts or deletes copies of its projected row; no state beyond the result table" + p.overView()
 	case Grouped:
@@ -1023,13 +1017,34 @@ func (p *Plan) Strategy() string {
 	}
 }
 
-// overView tells, for Strategy, where the changes of a view that reads a
-// maintained view come from.
+// reads says, for Strategy, what a recomputed view reads: copies of source
+// tables, and the tables of maintained views.
+func (p *Plan) reads() string {
+	var tables, views []string
+	for _, src := range p.Sources {
+		if src.View != "" {
+			views = append(views, src.View)
+		} else {
+			tables = append(tables, src.Table.String())
+		}
+	}
+	var parts []string
+	if len(tables) > 0 {
+		parts = append(parts, "deltaview keeps a copy of the columns it reads from "+strings.Join(tables, ", "))
+	}
+	if len(views) > 0 {
+		parts = append(parts, "it reads the tables of views "+strings.Join(views, ", ")+" in the target")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// overView tells, for Strategy, where the changes of a view that reads
+// maintained views come from.
 func (p *Plan) overView() string {
 	if !p.OnTarget() {
 		return ""
 	}
-	return "; the changes are those of view " + p.DependsOn[0] + ", captured in the target as they are written"
+	return "; the changes of views " + strings.Join(p.DependsOn, ", ") + " are captured in the target as they are written"
 }
 
 func (p *Plan) filterNote(i int) string {

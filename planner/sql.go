@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -66,7 +67,11 @@ func (p *Plan) from(rel string) string {
 // (OnTarget) is computed on the target, from their tables, named
 // schema-qualified.
 func (p *Plan) SnapshotQuery() string {
-	if p.wholeOverViews || p.OnTarget() && p.Kind == Whole {
+	if p.OnTarget() && (p.Kind == Whole || p.NeedsKeys() || p.NeedsDelta()) {
+		// Over the copies and the views' tables, in the target.
+		if p.onTargetQuery != "" && len(p.Sources) > 1 {
+			return p.onTargetQuery
+		}
 		return p.wholeQuery
 	}
 	if p.Kind == Whole || p.NeedsKeys() || p.NeedsDelta() {
@@ -351,9 +356,6 @@ func (p *Plan) finalsAs() string {
 // Apply applies the staged rows to the view. Its one result row holds the
 // number of result rows inserted, updated and deleted.
 func (p *Plan) Apply(n Names) string {
-	if p.wholeOverViews {
-		return p.applyWhole(n, true)
-	}
 	if p.Kind == Whole {
 		return p.applyWhole(n, false)
 	}
@@ -670,7 +672,10 @@ func CopyPlan(stream string, src Table, cols []Column, keys []string) *Plan {
 }
 
 // NeedsCopy tells whether the view reads the copy of its source table.
-func (p *Plan) NeedsCopy() bool { return (p.Recompute != "" || p.NeedsDelta()) && !p.OnTarget() }
+// A view that reads maintained views only reads their tables instead.
+func (p *Plan) NeedsCopy() bool {
+	return (p.Recompute != "" || p.NeedsDelta()) && slices.ContainsFunc(p.Sources, func(s Source) bool { return s.View == "" })
+}
 
 // CopyTable names a stream's copy of a source table in deltaview's schema:
 // the table's name (shortened to fit) and a hash of the stream and the

@@ -54,48 +54,29 @@ func buildOverViews(ctx context.Context, d, c *Definition, a *analysis, views Vi
 	if a.from != nil && len(a.tables) == 0 {
 		return buildOverView(ctx, d, a, bases[0], views, cat)
 	}
-	if len(bases) != len(rvs) {
-		return nil, d.errorf(0, "view in FROM", "a view reading both maintained views and source tables is not supported yet",
-			"read either maintained views or source tables")
+	vc := &viewCatalog{Catalog: cat, views: views, self: d, cols: map[*Definition][]Column{}}
+	for _, b := range bases {
+		if _, done := vc.cols[b]; done {
+			continue
+		}
+		cols, err := viewColumns(ctx, d, b, views, cat)
+		if err != nil {
+			return nil, err
+		}
+		vc.cols[b] = cols
 	}
-	// Describe on the source: each view read replaced by its query.
-	q, err := deparseStmt(check)
-	if err != nil {
-		return nil, d.errorf(0, "query", err.Error(), "write the query another way")
-	}
-	out, err := cat.Describe(ctx, q)
-	if err != nil {
-		// Keeps the cause: a lost connection is not the view's fault.
-		ve := d.errorf(0, "query", err.Error(), "")
-		ve.Err = err
-		return nil, ve
-	}
-	if err := uniqueNames(d, out); err != nil {
-		return nil, err
-	}
-	// Judged as described: with the views it reads replaced by their
-	// queries, so its own line numbers are not known.
-	unanalyzed, err := refuseResolved(ctx, d, a, q, false, cat)
+	p, err := buildGeneral(ctx, d, a, c.stmt, vc, false)
 	if err != nil {
 		return nil, err
 	}
-	whole, err := targetQuery(d, views)
-	if err != nil {
-		return nil, err
-	}
-	p := &Plan{View: d, Kind: Whole, Columns: out, Notes: a.notes, wholeQuery: whole, onTargetQuery: whole, wholeOverViews: true}
-	p.noteUnanalyzed(unanalyzed)
 	for _, b := range bases {
 		p.DependsOn = appendNew(p.DependsOn, b.Name)
 	}
-	p.Recompute = "it reads maintained views"
 	return p, nil
 }
 
-// buildOverView plans a one-table query over the maintained view base with
-// the ordinary strategies.
-func buildOverView(ctx context.Context, d *Definition, a *analysis, base *Definition, views Views, cat Catalog) (*Plan, error) {
-	// The view's columns, as its table has them: its query described.
+// viewColumns are the columns of view base's table: its query described.
+func viewColumns(ctx context.Context, d, base *Definition, views Views, cat Catalog) ([]Column, error) {
 	sel := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: base.stmt}}).GetSelectStmt()
 	if err := inline(sel, views, []*Definition{base}); err != nil {
 		return nil, err
@@ -110,7 +91,17 @@ func buildOverView(ctx context.Context, d *Definition, a *analysis, base *Defini
 		ve.Err = err
 		return nil, ve
 	}
-	vc := &viewCatalog{Catalog: cat, views: views, self: d, base: base, cols: cols}
+	return cols, nil
+}
+
+// buildOverView plans a one-table query over the maintained view base with
+// the ordinary strategies.
+func buildOverView(ctx context.Context, d *Definition, a *analysis, base *Definition, views Views, cat Catalog) (*Plan, error) {
+	cols, err := viewColumns(ctx, d, base, views, cat)
+	if err != nil {
+		return nil, err
+	}
+	vc := &viewCatalog{Catalog: cat, views: views, self: d, cols: map[*Definition][]Column{base: cols}}
 	p, err := buildSingle(ctx, d, a, vc, false)
 	if err != nil {
 		return nil, err
@@ -122,23 +113,25 @@ func buildOverView(ctx context.Context, d *Definition, a *analysis, base *Defini
 	return p, nil
 }
 
-// viewCatalog is the source's catalog in which the maintained view base
-// is a table: the one in the target that holds its result. Queries naming
-// maintained views are judged with those views replaced by their queries.
+// viewCatalog is the source's catalog in which the maintained views read
+// (the keys of cols, with their columns) are tables: the ones in the
+// target that hold their results. Queries naming maintained views are
+// judged with those views replaced by their queries.
 type viewCatalog struct {
 	Catalog
 	views Views
 	self  *Definition
-	base  *Definition
-	cols  []Column
+	cols  map[*Definition][]Column
 }
 
 func (c *viewCatalog) Table(ctx context.Context, schema, name string) (*TableInfo, error) {
-	if c.views.of(schema, name) != c.base {
+	base := c.views.of(schema, name)
+	cols, ok := c.cols[base]
+	if base == nil || !ok {
 		return c.Catalog.Table(ctx, schema, name)
 	}
-	t := qualified(c.base.Target)
-	return &TableInfo{Schema: t.Schema, Name: t.Name, Kind: 'r', ReplicaIdentity: 'f', Columns: c.cols, View: c.base.Name}, nil
+	t := qualified(base.Target)
+	return &TableInfo{Schema: t.Schema, Name: t.Name, Kind: 'r', ReplicaIdentity: 'f', Columns: cols, View: base.Name}, nil
 }
 
 func (c *viewCatalog) Describe(ctx context.Context, sql string) ([]Column, error) {
@@ -297,7 +290,3 @@ func (p *Plan) Rebuild(n Names) []string {
 	}
 	return stmts
 }
-
-// WholeOverViews tells whether the view is recomputed whole in the target
-// from the tables of the views it reads whenever they change.
-func (p *Plan) WholeOverViews() bool { return p.wholeOverViews }

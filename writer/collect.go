@@ -319,10 +319,8 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 		}
 		var err error
 		switch {
-		case v.Plan.OnTarget() && !v.Plan.WholeOverViews():
-			err = w.rebuildView(ctx, v)
 		case v.Plan.OnTarget():
-			err = w.runView(ctx, v, v.apply, "")
+			err = w.rebuildView(ctx, v)
 		default:
 			err = w.runView(ctx, v, v.reset, "")
 		}

@@ -854,8 +854,24 @@ func (w *Writer) propagate(ctx context.Context, run map[*View]bool, mid bool) er
 		if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
 			return err
 		}
-		if v.dirty && v.capture != nil {
-			captured = append(captured, v.capture)
+		if !v.dirty || v.capture == nil {
+			continue
+		}
+		captured = append(captured, v.capture)
+		// The views joining this one with other tables take its changes
+		// now, while the tables after it in this order are as they were:
+		// Δ(R⋈S) = ΔR⋈S_old + R_new⋈ΔS, one table at a time.
+		for _, r := range v.capture.views {
+			if r.terms != nil {
+				if err := w.runView(ctx, r, r.terms[v.capture.table], ""); err != nil {
+					return err
+				}
+			}
+			if r.before != "" {
+				if err := w.runView(ctx, r, r.before, ""); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	for _, v := range w.views {
