@@ -49,7 +49,7 @@ func TestViewsReadingViews(t *testing.T) {
 			check("snapshot")
 			// A top-N is recomputed from the table of the view it reads; a
 			// total over it counts what that view's statements write.
-			for name, want := range map[string]string{"top3": "from the table of view leaderboard", "rich_count": "counting"} {
+			for name, want := range map[string]string{"top3": "it reads the tables of views leaderboard", "rich_count": "counting"} {
 				if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.Contains(st, want) {
 					t.Errorf("%s strategy %q, want %q", name, st, want)
 				}
