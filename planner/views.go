@@ -290,3 +290,24 @@ func (p *Plan) Rebuild(n Names) []string {
 	}
 	return stmts
 }
+
+// ViewKeys are the columns of maintained view view's table that the plan
+// looks rows up by (join columns, group columns it recomputes), worth an
+// index there as on a copy.
+func (p *Plan) ViewKeys(view string) []string {
+	var out []string
+	for i, src := range p.Sources {
+		if src.View != view {
+			continue
+		}
+		for _, c := range src.Indexed {
+			out = appendNew(out, c)
+		}
+		if i == 0 && p.Recompute != "" && p.Kind != Whole {
+			for _, c := range p.CopyKeys() {
+				out = appendNew(out, c)
+			}
+		}
+	}
+	return out
+}

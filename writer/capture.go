@@ -3,6 +3,7 @@ package writer
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/deltaview/deltaview/planner"
 	"github.com/jackc/pgx/v5"
@@ -93,6 +94,46 @@ func (w *Writer) startCapture(ctx context.Context, views []*View) error {
 	}
 	if err := w.conn.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("capture changes: %w", err)
+	}
+	for _, v := range views {
+		if v.capture != nil && !v.failed {
+			if err := w.indexForReaders(ctx, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// indexForReaders indexes the columns of a view's table that the views
+// reading it look rows up by, as deltaview indexes a copy's, unless an
+// index already starts with the column: a recomputed group or a joined row
+// is then found without reading the whole table.
+func (w *Writer) indexForReaders(ctx context.Context, v *View) error {
+	var cols []string
+	for _, r := range v.capture.views {
+		if r.failed {
+			continue
+		}
+		for _, c := range r.Plan.ViewKeys(v.Plan.View.Name) {
+			if !slices.Contains(cols, c) {
+				cols = append(cols, c)
+			}
+		}
+	}
+	for _, c := range cols {
+		var indexed bool
+		if err := w.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_index x JOIN pg_catalog.pg_attribute a
+				ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+			WHERE x.indrelid = $1::text::pg_catalog.regclass AND a.attname = $2 AND x.indpred IS NULL)`, v.Names.Target, c).Scan(&indexed); err != nil {
+			return fmt.Errorf("index %s for the views reading it: %w", v.Plan.View.Name, err)
+		}
+		if indexed {
+			continue
+		}
+		if _, err := w.conn.Exec(ctx, "CREATE INDEX ON "+v.Names.Target+" ("+planner.QuoteIdent(c)+")"); err != nil {
+			return fmt.Errorf("index %s for the views reading it: %w", v.Plan.View.Name, err)
+		}
 	}
 	return nil
 }

@@ -688,6 +688,17 @@ func (s *stage) joined() bool {
 	return false
 }
 
+// looksUp tells whether a view recomputes from the stage's rows the
+// groups they touch, or joins them with other tables.
+func (s *stage) looksUp() bool {
+	for _, v := range s.views {
+		if v.active() && (v.Plan.NeedsKeys() || v.Plan.NeedsDelta() || v.Plan.Recompute != "" && v.Plan.Kind != planner.Whole) {
+			return true
+		}
+	}
+	return false
+}
+
 // inactive tells whether no view the writer applies changes to reads the
 // stage's table.
 func (s *stage) inactive() bool {
@@ -858,6 +869,13 @@ func (w *Writer) propagate(ctx context.Context, run map[*View]bool, mid bool) er
 			continue
 		}
 		captured = append(captured, v.capture)
+		if v.capture.looksUp() {
+			// As for a source table's stage: statistics, so the server
+			// looks the few captured rows up by index.
+			if _, err := w.conn.Exec(ctx, "ANALYZE "+v.capture.name); err != nil {
+				return fmt.Errorf("analyze stage %s: %w", v.capture.table, err)
+			}
+		}
 		// The views joining this one with other tables take its changes
 		// now, while the tables after it in this order are as they were:
 		// Δ(R⋈S) = ΔR⋈S_old + R_new⋈ΔS, one table at a time.
