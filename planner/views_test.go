@@ -73,6 +73,21 @@ CREATE MATERIALIZED VIEW everyone AS SELECT c.id, p.n FROM customers c LEFT JOIN
 			}
 		})
 	}
+	// Looked up in the tables of the views read: group and join columns.
+	for _, c := range []struct{ view, of, keys string }{
+		{"peak", "per_customer", ""}, {"named", "per_customer", "customer"}, {"regions", "per_customer", "customer"},
+		{"per_customer", "eu", ""}, {"first", "per_customer", ""},
+	} {
+		if got := strings.Join(plans[c.view].ViewKeys(c.of), ","); got != c.keys {
+			t.Errorf("%s looks %s up by %q, want %q", c.view, c.of, got, c.keys)
+		}
+	}
+	// Copies of source tables only.
+	for view, want := range map[string]bool{"named": true, "both_": false, "peak": false, "eu": false} {
+		if plans[view].NeedsCopy() != want {
+			t.Errorf("%s needs a copy: %v, want %v", view, !want, want)
+		}
+	}
 	// Read incrementally: the source of the plan is the view's table,
 	// whose changes arrive whole.
 	src := plans["busy"].Sources[0]
