@@ -189,10 +189,13 @@ func TestViewsOverViewsIncremental(t *testing.T) {
 		}
 	}
 	// largest recomputes the groups of paid a batch touches: paid's table
-	// is indexed on the group column, as a copy would be.
-	if !queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
-			WHERE x.indrelid = 'paid'::regclass AND a.attname = 'customer')`) {
-		t.Error("paid has no index on customer")
+	// is indexed on the group column, as a copy would be, once the stream
+	// runs.
+	if !poll(30*time.Second, func() bool {
+		return queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+			WHERE x.indrelid = 'paid'::regclass AND a.attname = 'customer')`)
+	}) {
+		t.Errorf("paid has no index on customer: %v", rowsText(t, e.tgt, `SELECT indexdef FROM pg_indexes WHERE tablename = 'paid'`))
 	}
 	steps := []string{
 		`INSERT INTO orders VALUES (100, 3, 80, 'paid')`,

@@ -38,6 +38,7 @@ func TestViewsOverViewsStrategies(t *testing.T) {
 CREATE MATERIALIZED VIEW eu AS SELECT id, customer, qty FROM orders WHERE region = 'eu';
 CREATE MATERIALIZED VIEW per_customer AS SELECT customer, count(*) AS n, sum(qty) AS total FROM eu GROUP BY customer;
 CREATE MATERIALIZED VIEW busy AS SELECT customer FROM per_customer WHERE n > 3;
+CREATE MATERIALIZED VIEW most AS SELECT customer, max(qty) AS most FROM eu e GROUP BY customer;
 CREATE MATERIALIZED VIEW peak AS SELECT max(total) AS top FROM per_customer;
 CREATE MATERIALIZED VIEW first AS SELECT customer, total FROM per_customer ORDER BY total DESC, customer LIMIT 1;
 CREATE MATERIALIZED VIEW both_ AS SELECT b.customer, p.total FROM busy b JOIN per_customer p ON p.customer = b.customer;
@@ -76,7 +77,7 @@ CREATE MATERIALIZED VIEW everyone AS SELECT c.id, p.n FROM customers c LEFT JOIN
 	// Looked up in the tables of the views read: group and join columns.
 	for _, c := range []struct{ view, of, keys string }{
 		{"peak", "per_customer", ""}, {"named", "per_customer", "customer"}, {"regions", "per_customer", "customer"},
-		{"per_customer", "eu", ""}, {"first", "per_customer", ""},
+		{"per_customer", "eu", ""}, {"first", "per_customer", ""}, {"most", "eu", "customer"},
 	} {
 		if got := strings.Join(plans[c.view].ViewKeys(c.of), ","); got != c.keys {
 			t.Errorf("%s looks %s up by %q, want %q", c.view, c.of, got, c.keys)
