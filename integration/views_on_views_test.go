@@ -287,6 +287,21 @@ func TestViewsOverViewsAddedLater(t *testing.T) {
 	if n := strings.Count(e.sidecar.logs(), `"view loaded","view":"per_customer"`); n != 1 {
 		t.Errorf("per_customer was loaded %d times, want once: running views are not rebuilt", n)
 	}
+
+	// A view changed under its readers, with the same columns: they are
+	// rebuilt after it.
+	paid2 := plainView("paid", `SELECT id, customer, amount FROM orders WHERE status = 'paid' AND amount > 40`)
+	changed := chain{{paid2, nil}, {perCustomer, []view{paid2}}, {big, []view{paid2, perCustomer}}, {open, nil}, {openCount, []view{open}}}
+	write(openCount, big, paid2, perCustomer, open)
+	if !poll(60*time.Second, func() bool {
+		e.sidecarAlive()
+		return strings.Count(e.sidecar.logs(), "views built while streaming") == 2 &&
+			queryBool(t, e.tgt, `SELECT count(*) = 5 AND bool_and(status = 'running') FROM deltaview.views`)
+	}) {
+		t.Fatalf("the changed view was not rebuilt: %s", viewsState(e.tgt))
+	}
+	e.exec(`UPDATE orders SET amount = amount + 5 WHERE customer = 6`)
+	changed.check(e, "after paid changed")
 }
 
 // Random transactions over two source tables, through views over views

@@ -322,6 +322,11 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 		if r == nil || r.Status != writer.StatusRunning || r.Fingerprint != fingerprint(vp.def, vp.plan) {
 			stale[vp.def.Name] = true
 		}
+		// A view reading a view rebuilt is rebuilt after it (plans are
+		// in reading order).
+		for _, name := range vp.plan.DependsOn {
+			stale[vp.def.Name] = stale[vp.def.Name] || stale[name]
+		}
 	}
 	if resume {
 		staleViews := map[*writer.View]bool{}
