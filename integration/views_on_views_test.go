@@ -227,6 +227,17 @@ func TestViewsOverViewsIncremental(t *testing.T) {
 	c.check(e, "after a restart")
 	e.exec(`UPDATE orders SET amount = amount * 2 WHERE customer = 1`)
 	c.check(e, "after a restart, changed")
+
+	// verify compares each view with its query over the tables it reads.
+	out, code := deltaview(t, nil, "verify", "--target", e.tgtURL, "--slot", e.slot)
+	if code != 0 || strings.Count(out, "ok at") != len(c) {
+		t.Fatalf("verify: exit %d\n%s", code, out)
+	}
+	execSQL(t, e.tgt, `INSERT INTO per_customer VALUES (999, 1, 1)`)
+	out, code = deltaview(t, nil, "verify", "--target", e.tgtURL, "--slot", e.slot, "--view", "per_customer")
+	if code == 0 || !strings.Contains(out, "1 extra") {
+		t.Fatalf("verify of a tampered view: exit %d\n%s", code, out)
+	}
 }
 
 // Views added while deltaview runs, over running views and over each
