@@ -762,6 +762,11 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 			}
 		}
 	}
+	// The views over the truncated tables' views take those views'
+	// changes. A view reading both a truncated table and a view of it was
+	// reset from that view's table as it was, and takes its change too:
+	// recomputed groups and whole recomputations come out the same again,
+	// and a delta term of the view's change joins the empty table.
 	return w.propagate(ctx, nil, true)
 }
 
