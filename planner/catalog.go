@@ -47,6 +47,9 @@ type TableInfo struct {
 	// DELETE says about the old row. Nil for FULL, or when there is none.
 	Identity []string
 	Columns  []Column
+	// View, when set, is the maintained view whose result table this is
+	// (the planner's own, see views.go).
+	View string
 }
 
 // Column is a column of a table or of a query's output.

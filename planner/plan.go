@@ -33,6 +33,10 @@ type Source struct {
 	// arrive as its own, flagged with its replica identity rather than
 	// theirs.
 	Partitioned bool
+	// View, when set, is the maintained view whose table this is (in the
+	// target): its changes are the rows the view's statements write, and
+	// its "copy" is the table itself (see views.go).
+	View string
 }
 
 // readColumns are the table's columns among names, in table order. A view
@@ -57,7 +61,9 @@ func readColumns(ti *TableInfo, names []string) []Column {
 
 // buildGeneral plans a query over several tables, subqueries, CTEs or set
 // operations: recomputed whole from copies of the tables it reads.
-func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query.SelectStmt, cat Catalog) (*Plan, error) {
+// located is false when the query the server judges is not the one
+// written (see buildSingle).
+func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query.SelectStmt, cat Catalog, located bool) (*Plan, error) {
 	p := &Plan{View: d, Kind: Whole, Recompute: a.whole + " need the whole result", Notes: a.notes}
 	infos := map[Table]*TableInfo{}
 	for _, rv := range a.tables {
@@ -68,27 +74,43 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		t := Table{ti.Schema, ti.Name}
 		if infos[t] == nil {
 			infos[t] = ti
-			p.Sources = append(p.Sources, Source{Table: t, OID: ti.OID, All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p'})
+			p.Sources = append(p.Sources, Source{Table: t, OID: ti.OID, All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p', View: ti.View})
 		}
 		// Read the copy under the name the query uses for the table.
 		if rv.Alias == nil {
 			rv.Alias = &pg_query.Alias{Aliasname: rv.Relname}
 		}
-		c := CopyTable(d.Stream, t)
+		c := p.copyOf(t)
 		rv.Schemaname, rv.Relname, rv.Inh = c.Schema, c.Name, true
 	}
-	out, unanalyzed, err := describe(ctx, d, a, cat)
+	out, unanalyzed, err := describeAt(ctx, d, a, cat, located)
 	if err != nil {
 		return nil, err
 	}
 	p.Columns = out
 	p.noteUnanalyzed(unanalyzed)
 	if a.stars {
-		expandJoinStars(d.Stream, sel, infos)
+		expandJoinStars(p.copyOf, sel, infos)
 	}
 	names := columnNames(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}})
 	for i := range p.Sources {
 		p.Sources[i].Columns = readColumns(infos[p.Sources[i].Table], names)
+		if p.Sources[i].View != "" {
+			// A maintained view's changes arrive whole (see views.go).
+			p.Sources[i].Columns = p.Sources[i].All
+		}
+	}
+	for _, src := range p.Sources {
+		if src.View != "" {
+			// Computed in the target, from the copies and the views'
+			// tables, as the batches leave them.
+			q, err := deparseStmt(sel)
+			if err != nil {
+				return nil, d.errorf(0, "query", err.Error(), "write the query another way")
+			}
+			p.onTargetQuery = q
+			break
+		}
 	}
 	p.Source = p.Sources[0].Table
 	if a.whole == "joins" {
@@ -96,7 +118,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		tableCols := map[string]Column{}
 		for i, rv := range a.tables {
 			for j, src := range p.Sources {
-				if CopyTable(d.Stream, src.Table) == (Table{rv.Schemaname, rv.Relname}) {
+				if p.copyOf(src.Table) == (Table{rv.Schemaname, rv.Relname}) {
 					varSource[i] = j
 				}
 			}
@@ -131,7 +153,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 
 // expandJoinStars spells out * and alias.* in the select list with the
 // columns of the FROM tables, in order, as the server would.
-func expandJoinStars(stream string, sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
+func expandJoinStars(copyOf func(Table) Table, sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
 	var vars []*pg_query.RangeVar
 	for _, f := range sel.FromClause {
 		visit(f, func(x *pg_query.Node) {
@@ -143,7 +165,7 @@ func expandJoinStars(stream string, sel *pg_query.SelectStmt, infos map[Table]*T
 	var tables []starTable
 	for _, rv := range vars {
 		for t, ti := range infos {
-			if CopyTable(stream, t) == (Table{rv.Schemaname, rv.Relname}) {
+			if copyOf(t) == (Table{rv.Schemaname, rv.Relname}) {
 				tables = append(tables, starTable{rv.Alias.Aliasname, ti.Columns})
 			}
 		}
@@ -204,14 +226,25 @@ func lookupTable(ctx context.Context, d *Definition, rv *pg_query.RangeVar, cat 
 // and what can never stay equal to it (see refuseResolved), and returns its
 // output columns and, when the source could not analyze it, why.
 func describe(ctx context.Context, d *Definition, a *analysis, cat Catalog) (out []Column, unanalyzed string, err error) {
+	return describeAt(ctx, d, a, cat, true)
+}
+
+// describeAt is describe, for a query whose server positions are those of
+// the file (located) or not.
+func describeAt(ctx context.Context, d *Definition, a *analysis, cat Catalog, located bool) (out []Column, unanalyzed string, err error) {
 	out, err = cat.Describe(ctx, d.Query)
 	if err != nil {
+		if !located {
+			ve := d.errorf(0, "query", err.Error(), "")
+			ve.Err = err
+			return nil, "", ve
+		}
 		return nil, "", d.serverError(err)
 	}
 	if err := uniqueNames(d, out); err != nil {
 		return nil, "", err
 	}
-	unanalyzed, err = refuseResolved(ctx, d, a, d.Query, true, cat)
+	unanalyzed, err = refuseResolved(ctx, d, a, d.Query, located, cat)
 	return out, unanalyzed, err
 }
 
@@ -292,6 +325,9 @@ type Plan struct {
 	joinKeys      []string
 	joinAllKeys   string
 	joinRecompute string
+	// onTargetQuery is the query of a view reading maintained views, as
+	// the target runs it (see views.go).
+	onTargetQuery string
 	// joinTerms are, per source, the signed delta of a select-project view
 	// over inner joins with that source's staged rows (see delta.go), or
 	// the signed joined rows of an aggregate counted over inner joins (see
@@ -377,12 +413,19 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 	if err != nil {
 		return nil, err
 	}
-	if p, err := buildOverViews(ctx, d, a, views, cat); p != nil || err != nil {
+	if p, err := buildOverViews(ctx, d, &stmtCopy, a, views, cat); p != nil || err != nil {
 		return p, err
 	}
 	if len(a.tables) > 0 {
-		return buildGeneral(ctx, d, a, stmtCopy.stmt, cat)
+		return buildGeneral(ctx, d, a, stmtCopy.stmt, cat, true)
 	}
+	return buildSingle(ctx, d, a, cat, true)
+}
+
+// buildSingle plans a query over one table. located is false when the
+// query the server judges is not the one written (views read replaced by
+// their queries): its positions then point nowhere in the file.
+func buildSingle(ctx context.Context, d *Definition, a *analysis, cat Catalog, located bool) (*Plan, error) {
 	p := &Plan{View: d, Kind: a.kind, Alias: a.alias, Notes: a.notes, aggs: a.aggs}
 
 	ti, err := lookupTable(ctx, d, a.from, cat)
@@ -415,7 +458,7 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		}
 	}
 
-	out, unanalyzed, err := describe(ctx, d, a, cat)
+	out, unanalyzed, err := describeAt(ctx, d, a, cat, located)
 	if err != nil {
 		return nil, err
 	}
@@ -448,7 +491,11 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		used = append(used, t.expr)
 	}
 	used = append(used, a.groups...)
-	p.Sources = []Source{{Table: p.Source, OID: ti.OID, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p'}}
+	p.Sources = []Source{{Table: p.Source, OID: ti.OID, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p', View: ti.View}}
+	if ti.View != "" {
+		// A maintained view's changes arrive whole (see views.go).
+		p.Sources[0].Columns = ti.Columns
+	}
 
 	switch a.kind {
 	case Whole:
@@ -511,7 +558,7 @@ func (p *Plan) planWhole(a *analysis) error {
 		targets = append(targets, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: t.alias, Val: t.expr}}})
 	}
 	sel.TargetList = targets
-	copyTable := CopyTable(d.Stream, p.Source)
+	copyTable := p.copyOf(p.Source)
 	sel.FromClause = []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{
 		Schemaname: copyTable.Schema, Relname: copyTable.Name, Inh: true, Relpersistence: "p",
 		Alias: &pg_query.Alias{Aliasname: p.Alias},
@@ -983,27 +1030,15 @@ func (p *Plan) finalAggregate(i int) string {
 // Strategy describes, for `deltaview check`, how the view is maintained
 // and what state it keeps.
 func (p *Plan) Strategy() string {
-	if p.OnTarget() {
-		return "full recomputation (it reads maintained views): recomputed in the target from the tables of " + strings.Join(p.DependsOn, ", ") +
-			" whenever a batch changes them; the cost grows with those tables"
-	}
 	if p.Kind == Whole {
-		var tables []string
-		for _, src := range p.Sources {
-			tables = append(tables, src.Table.String())
-		}
-		return fmt.Sprintf("full recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes the whole view from them whenever a batch changes them; the cost grows with the tables", p.Recompute, strings.Join(tables, ", "))
+		return fmt.Sprintf("full recomputation (%s): %s and recomputes the whole view from them whenever a batch changes them; the cost grows with the tables", p.Recompute, p.reads())
 	}
 	if p.Recompute != "" {
 		scope := "the groups each batch touches"
 		if p.Kind == Global {
 			scope = "its one row whenever a batch touches it"
 		}
-		var tables []string
-		for _, src := range p.Sources {
-			tables = append(tables, src.Table.String())
-		}
-		return fmt.Sprintf("scoped recomputation (%s): deltaview keeps a copy of the columns it reads from %s and recomputes %s", p.Recompute, strings.Join(tables, ", "), scope)
+		return fmt.Sprintf("scoped recomputation (%s): %s and recomputes %s", p.Recompute, p.reads(), scope) + p.overView()
 	}
 	if p.countsJoin() {
 		var tables []string
@@ -1020,19 +1055,45 @@ func (p *Plan) Strategy() string {
 	switch p.Kind {
 	case Projection:
 		if p.NeedsDelta() {
-			var tables []string
-			for _, src := range p.Sources {
-				tables = append(tables, src.Table.String())
-			}
-			return "algebraic (delta rules over inner joins): deltaview keeps a copy of the columns it reads from " + strings.Join(tables, ", ") +
-				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted"
+			return "algebraic (delta rules over inner joins): " + p.reads() +
+				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted" + p.overView()
 		}
-		return "algebraic (signed rows): each change inserts or deletes copies of its projected row; no state beyond the result table"
+		return "algebraic (signed rows): each change inserts or deletes copies of its projected row; no state beyond the result table" + p.overView()
 	case Grouped:
-		return fmt.Sprintf("algebraic (counting): per group a row count%s in deltaview's state table; no copy of %s", p.stateSummary(), p.Source)
+		return fmt.Sprintf("algebraic (counting): per group a row count%s in deltaview's state table; no copy of %s", p.stateSummary(), p.Source) + p.overView()
 	default:
-		return fmt.Sprintf("algebraic (counting): one state row with the row count%s; no copy of %s", p.stateSummary(), p.Source)
+		return fmt.Sprintf("algebraic (counting): one state row with the row count%s; no copy of %s", p.stateSummary(), p.Source) + p.overView()
 	}
+}
+
+// reads says, for Strategy, what a recomputed view reads: copies of source
+// tables, and the tables of maintained views.
+func (p *Plan) reads() string {
+	var tables, views []string
+	for _, src := range p.Sources {
+		if src.View != "" {
+			views = append(views, src.View)
+		} else {
+			tables = append(tables, src.Table.String())
+		}
+	}
+	var parts []string
+	if len(tables) > 0 {
+		parts = append(parts, "deltaview keeps a copy of the columns it reads from "+strings.Join(tables, ", "))
+	}
+	if len(views) > 0 {
+		parts = append(parts, "it reads the tables of views "+strings.Join(views, ", ")+" in the target")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// overView tells, for Strategy, where the changes of a view that reads
+// maintained views come from.
+func (p *Plan) overView() string {
+	if !p.OnTarget() {
+		return ""
+	}
+	return "; the changes of views " + strings.Join(p.DependsOn, ", ") + " are captured in the target as they are written"
 }
 
 func (p *Plan) filterNote(i int) string {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -66,7 +67,11 @@ func (p *Plan) from(rel string) string {
 // (OnTarget) is computed on the target, from their tables, named
 // schema-qualified.
 func (p *Plan) SnapshotQuery() string {
-	if p.OnTarget() {
+	if p.OnTarget() && (p.Kind == Whole || p.NeedsKeys() || p.NeedsDelta()) {
+		// Over the copies and the views' tables, in the target.
+		if p.onTargetQuery != "" && len(p.Sources) > 1 {
+			return p.onTargetQuery
+		}
 		return p.wholeQuery
 	}
 	if p.Kind == Whole || p.NeedsKeys() || (p.NeedsDelta() && !p.countsJoin()) {
@@ -383,9 +388,6 @@ func (p *Plan) finalsAs() string {
 // Apply applies the staged rows to the view. Its one result row holds the
 // number of result rows inserted, updated and deleted.
 func (p *Plan) Apply(n Names) string {
-	if p.OnTarget() {
-		return p.applyWhole(n, true)
-	}
 	if p.Kind == Whole {
 		return p.applyWhole(n, false)
 	}
@@ -535,7 +537,7 @@ func (p *Plan) applyPartitions(n Names) string {
 func (p *Plan) applyRecompute(n Names) string {
 	staged := "SELECT 1" + p.from(n.Stage) + p.whereSQL()
 	if p.Kind == Global {
-		return "WITH t AS (" + staged + " LIMIT 1), r AS (" + p.recomputeQuery(n.Copy, "") + "), " +
+		return "WITH t AS (" + staged + " LIMIT 1), r AS (" + p.recomputeQuery(p.copyRel(n), "") + "), " +
 			p.updateGlobalFrom(n, "r", "EXISTS (SELECT 1 FROM t)") + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 	}
 	touched := "SELECT DISTINCT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }) +
@@ -544,7 +546,7 @@ func (p *Plan) applyRecompute(n Names) string {
 	for i, g := range p.groups {
 		join[i] = nullSafeEqual("("+g+")", keyRef(i), p.KeyNullable[i])
 	}
-	return p.writeGroups(n, touched, p.recomputeQuery(n.Copy, " JOIN __dv_k ON "+strings.Join(join, " AND ")))
+	return p.writeGroups(n, touched, p.recomputeQuery(p.copyRel(n), " JOIN __dv_k ON "+strings.Join(join, " AND ")))
 }
 
 // keyRef is touched key i, named so as not to meet the view's own names.
@@ -670,7 +672,7 @@ func (p *Plan) Reset(n Names) string {
 	}
 	if p.Recompute != "" {
 		if p.Kind == Global {
-			return "WITH r AS (" + p.recomputeQuery(n.Copy, "") + "), " + p.updateGlobalFrom(n, "r", "") + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
+			return "WITH r AS (" + p.recomputeQuery(p.copyRel(n), "") + "), " + p.updateGlobalFrom(n, "r", "") + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 		}
 		return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
 	}
@@ -709,7 +711,10 @@ func CopyPlan(stream string, src Table, cols []Column, keys []string) *Plan {
 }
 
 // NeedsCopy tells whether the view reads the copy of its source table.
-func (p *Plan) NeedsCopy() bool { return (p.Recompute != "" || p.NeedsDelta()) && !p.OnTarget() }
+// A view that reads maintained views only reads their tables instead.
+func (p *Plan) NeedsCopy() bool {
+	return (p.Recompute != "" || p.NeedsDelta()) && slices.ContainsFunc(p.Sources, func(s Source) bool { return s.View == "" })
+}
 
 // CopyTable names a stream's copy of a source table in deltaview's schema:
 // the table's name (shortened to fit) and a hash of the stream and the

@@ -243,27 +243,33 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 	for _, vp := range plans {
 		planned[vp.def.Name] = true
 	}
-	var ordered, dependents []*viewPlan
-	for _, vp := range plans {
-		missing := ""
-		for _, name := range vp.plan.DependsOn {
-			if !planned[name] {
-				missing = name
+	// A view that cannot be maintained takes the views reading it along,
+	// at any depth.
+	for changed := true; changed; {
+		changed = false
+		for _, vp := range plans {
+			if !planned[vp.def.Name] {
+				continue
+			}
+			for _, name := range vp.plan.DependsOn {
+				if !planned[name] {
+					err := fmt.Errorf("view %q (%s:%d): it reads view %q, which cannot be maintained", vp.def.Name, vp.def.File, vp.def.Line, name)
+					if err := failView(ctx, tgt, c.Slot, vp.def, err, log); err != nil {
+						return nil, err
+					}
+					planned[vp.def.Name], changed = false, true
+					break
+				}
 			}
 		}
-		switch {
-		case missing != "":
-			err := fmt.Errorf("view %q (%s:%d): it reads view %q, which cannot be maintained", vp.def.Name, vp.def.File, vp.def.Line, missing)
-			if err := failView(ctx, tgt, c.Slot, vp.def, err, log); err != nil {
-				return nil, err
-			}
-		case vp.plan.OnTarget():
-			dependents = append(dependents, vp)
-		default:
+	}
+	var ordered []*viewPlan
+	for _, vp := range plans {
+		if planned[vp.def.Name] {
 			ordered = append(ordered, vp)
 		}
 	}
-	plans = append(ordered, dependents...)
+	plans = inReadingOrder(ordered)
 	if len(plans) == 0 {
 		return nil, errNoViews
 	}
@@ -325,6 +331,11 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 		r := records[vp.def.Name]
 		if r == nil || r.Status != writer.StatusRunning || r.Fingerprint != fingerprint(vp.def, vp.plan) {
 			stale[vp.def.Name] = true
+		}
+		// A view reading a view rebuilt is rebuilt after it (plans are
+		// in reading order).
+		for _, name := range vp.plan.DependsOn {
+			stale[vp.def.Name] = stale[vp.def.Name] || stale[name]
 		}
 	}
 	if resume {
@@ -478,7 +489,7 @@ func (s *startup) sourceTables() []decoder.TableName {
 	seen := map[planner.Table]bool{}
 	for _, v := range s.views {
 		for _, src := range v.Plan.Sources {
-			if t := src.Table; !seen[t] {
+			if t := src.Table; !seen[t] && src.View == "" {
 				seen[t] = true
 				tables = append(tables, decoder.TableName{Schema: t.Schema, Name: t.Name})
 			}
@@ -495,6 +506,9 @@ func (s *startup) sourceTables() []decoder.TableName {
 func PreflightTables(ctx context.Context, src *pgx.Conn, p *planner.Plan, checked map[planner.Table]error, pub *decoder.Publication) error {
 	for _, s := range p.Sources {
 		t := s.Table
+		if s.View != "" {
+			continue
+		}
 		if _, done := checked[t]; !done {
 			checked[t] = decoder.PreflightWith(ctx, src, []decoder.TableName{{Schema: t.Schema, Name: t.Name}}, pub)
 		}
@@ -537,4 +551,32 @@ func registerFailed(ctx context.Context, tgt *pgx.Conn, slot string, d *planner.
 func failView(ctx context.Context, tgt *pgx.Conn, slot string, d *planner.Definition, cause error, log *zap.Logger) error {
 	log.Error("view cannot be maintained", zap.Error(cause))
 	return registerFailed(ctx, tgt, slot, d, cause)
+}
+
+// inReadingOrder orders plans so that each comes after the views it reads
+// (the planner refused cycles), the others keeping their order.
+func inReadingOrder(plans []*viewPlan) []*viewPlan {
+	byName := map[string]*viewPlan{}
+	for _, vp := range plans {
+		byName[vp.def.Name] = vp
+	}
+	var out []*viewPlan
+	placed := map[*viewPlan]bool{}
+	var place func(vp *viewPlan)
+	place = func(vp *viewPlan) {
+		if placed[vp] {
+			return
+		}
+		placed[vp] = true
+		for _, name := range vp.plan.DependsOn {
+			if b := byName[name]; b != nil {
+				place(b)
+			}
+		}
+		out = append(out, vp)
+	}
+	for _, vp := range plans {
+		place(vp)
+	}
+	return out
 }

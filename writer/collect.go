@@ -91,7 +91,9 @@ func (w *Writer) startCollecting(ctx context.Context, views []*View) error {
 		}
 	}
 	for _, st := range w.order {
-		if st.collect != "" || !st.hasCollecting() {
+		if st.collect != "" || st.view != "" || !st.hasCollecting() {
+			// A view reading a maintained view is rebuilt from its table
+			// when activated: nothing to collect.
 			continue
 		}
 		name := planner.Table{Schema: "deltaview", Name: collectTable(w.cfg.Slot, st.index)}.Quoted()
@@ -308,20 +310,36 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 		}
 	}
 	// Views over several tables, or over views, are computed whole once
-	// the copies they read caught up.
+	// the copies they read caught up, each after the views it reads. The
+	// views read by any of them are among them (RebuildSet), so what they
+	// wrote meanwhile is in their readers already.
 	for _, v := range views {
-		if !single(v) {
-			sql := v.reset
-			if v.Plan.OnTarget() {
-				sql = v.apply
-			}
-			if err := w.runView(ctx, v, sql, ""); err != nil {
-				return err
+		if single(v) {
+			continue
+		}
+		var err error
+		switch {
+		case v.Plan.OnTarget():
+			err = w.rebuildView(ctx, v)
+		default:
+			err = w.runView(ctx, v, v.reset, "")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := w.startCapture(ctx, views); err != nil {
+		return err
+	}
+	for _, st := range w.order {
+		if st.view != "" {
+			if _, err := w.conn.Exec(ctx, "TRUNCATE "+st.name); err != nil {
+				return fmt.Errorf("empty stage %s: %w", st.table, err)
 			}
 		}
 	}
-	if err := w.runDependents(ctx); err != nil {
-		return err
+	for _, v := range w.views {
+		v.dirty = false
 	}
 	for _, st := range w.order {
 		if st.collect == "" {

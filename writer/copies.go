@@ -20,6 +20,10 @@ func WithCopies(views []*View) []*View {
 			continue
 		}
 		for _, src := range v.Plan.Sources {
+			if src.View != "" {
+				// A maintained view's table is its own copy.
+				continue
+			}
 			n := needs[src.Table]
 			if n == nil {
 				n = &need{all: src.All, want: map[string]bool{}}
@@ -30,16 +34,17 @@ func WithCopies(views []*View) []*View {
 			}
 			n.keys = append(n.keys, src.Indexed...)
 		}
-		n := needs[v.Plan.Source]
-		n.keys = append(n.keys, v.Plan.CopyKeys()...)
-		v.Names.Copy = CopyTable(v.Plan.View.Stream, v.Plan.Source)
+		if n := needs[v.Plan.Source]; n != nil {
+			n.keys = append(n.keys, v.Plan.CopyKeys()...)
+			v.Names.Copy = CopyTable(v.Plan.View.Stream, v.Plan.Source)
+		}
 	}
 	var out []*View
 	added := map[planner.Table]bool{}
 	for _, v := range views {
 		if v.Plan.NeedsCopy() {
 			for _, src := range v.Plan.Sources {
-				if added[src.Table] {
+				if added[src.Table] || src.View != "" {
 					continue
 				}
 				added[src.Table] = true

@@ -55,6 +55,10 @@ type stage struct {
 	// blanked are the columns (by position) staged as NULL: the target
 	// rejected a value of theirs, and every view that reads them failed.
 	blanked map[int]bool
+	// view, for the stage of a maintained view's table, names that view:
+	// its rows are not staged from the stream but captured in the target
+	// as the view's statements write them (see capture.go).
+	view string
 }
 
 func newStage(i int, table planner.Table) *stage {

@@ -164,6 +164,19 @@ func PlanBackfill(ctx context.Context, conn *pgx.Conn, views []*View, stale map[
 			}
 		}
 	}
+	// A view reading a view rebuilt is rebuilt after it, from its table
+	// (views are in reading order).
+	byName := map[string]*View{}
+	for _, v := range views {
+		if !v.internal {
+			byName[v.Plan.View.Name] = v
+		}
+	}
+	for _, v := range views {
+		if !v.internal && !stale[v] && slices.ContainsFunc(v.Plan.DependsOn, func(name string) bool { return byName[name] != nil && stale[byName[name]] }) {
+			restale([]*View{v}, false)
+		}
+	}
 	for _, v := range views {
 		if !v.internal && stale[v] {
 			v.pending = true

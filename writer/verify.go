@@ -70,7 +70,7 @@ func Compare(ctx context.Context, src, tgt *pgx.Conn, v *View, at change.LSN) (D
 	defer tgt.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS pg_temp.dv_verify")
 	var err error
 	if v.Plan.OnTarget() {
-		_, err = tgt.Exec(ctx, "INSERT INTO pg_temp.dv_verify SELECT * FROM ("+v.Plan.SnapshotQuery()+") AS q")
+		_, err = tgt.Exec(ctx, "INSERT INTO pg_temp.dv_verify SELECT * FROM ("+v.Plan.TargetQuery()+") AS q")
 	} else {
 		_, err = copyBetween(ctx, src, tgt, v.Plan.View.Query, "pg_temp.dv_verify", nil)
 	}

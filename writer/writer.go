@@ -134,6 +134,9 @@ type View struct {
 	dirty bool
 	// bases are the views this view reads (Plan.DependsOn).
 	bases []*View
+	// capture is the stage of the view's table, for the views that read
+	// it incrementally; nil when none does.
+	capture *stage
 	// inserted, updated, deleted rows of the result in the open batch.
 	counts [3]int64
 }
@@ -207,6 +210,11 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 			w.dependents = append(w.dependents, v)
 		}
 	}
+	for _, st := range w.order {
+		if u := byName[st.view]; st.view != "" && u != nil {
+			u.capture = st
+		}
+	}
 	w.applied.Store(uint64(start))
 	return w
 }
@@ -234,6 +242,10 @@ func buildStages(views []*View, assign bool) (map[planner.Table]*stage, []*stage
 			st.views = append(st.views, v)
 			if src.OID != 0 {
 				st.oid = src.OID
+			}
+			if src.View != "" {
+				st.view = src.View
+				st.name = "pg_temp." + planner.QuoteIdent(planner.CaptureStage(st.stream, src.Table))
 			}
 			if !v.internal {
 				for _, c := range src.Columns {
@@ -315,6 +327,9 @@ func (w *Writer) Open(ctx context.Context) error {
 				return err
 			}
 		}
+	}
+	if err := w.openCapture(ctx); err != nil {
+		return err
 	}
 	for i, v := range w.views {
 		if v.failed || v.pending {
@@ -673,6 +688,17 @@ func (s *stage) joined() bool {
 	return false
 }
 
+// looksUp tells whether a view recomputes from the stage's rows the
+// groups they touch, or joins them with other tables.
+func (s *stage) looksUp() bool {
+	for _, v := range s.views {
+		if v.active() && (v.Plan.NeedsKeys() || v.Plan.NeedsDelta() || v.Plan.Recompute != "" && v.Plan.Kind != planner.Whole) {
+			return true
+		}
+	}
+	return false
+}
+
 // inactive tells whether no view the writer applies changes to reads the
 // stage's table.
 func (s *stage) inactive() bool {
@@ -736,7 +762,12 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 			}
 		}
 	}
-	return w.runDependents(ctx)
+	// The views over the truncated tables' views take those views'
+	// changes. A view reading both a truncated table and a view of it was
+	// reset from that view's table as it was, and takes its change too:
+	// recomputed groups and whole recomputations come out the same again,
+	// and a delta term of the view's change joins the empty table.
+	return w.propagate(ctx, nil, true)
 }
 
 // applyStaged runs the delta SQL of every view with staged rows. mid is
@@ -801,16 +832,14 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 			}
 		}
 	}
+	fromStages := map[*View]bool{}
 	for _, st := range touched {
 		for _, v := range st.views {
-			if v.internal || done[v] {
-				continue
-			}
-			done[v] = true
-			if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
-				return err
-			}
+			fromStages[v] = !v.internal
 		}
+	}
+	if err := w.propagate(ctx, fromStages, mid); err != nil {
+		return err
 	}
 	for _, st := range touched {
 		if mid {
@@ -820,24 +849,63 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 		}
 		st.staged = false
 	}
-	return w.runDependents(ctx)
+	return nil
 }
 
-// runDependents recomputes the views that read maintained views whose
-// tables changed.
-func (w *Writer) runDependents(ctx context.Context) error {
-	for _, v := range w.dependents {
-		for _, b := range v.bases {
-			if b.dirty {
-				if err := w.runView(ctx, v, v.apply, ""); err != nil {
+// propagate runs the views, each after the views it reads (w.views is in
+// that order): those in run (source tables they read had staged rows),
+// and those reading maintained views whose tables changed, incrementally
+// from what those views' statements wrote (their capture stages) or whole.
+// mid is true inside a batch: the capture stages are then emptied for
+// what follows.
+func (w *Writer) propagate(ctx context.Context, run map[*View]bool, mid bool) error {
+	var captured []*stage
+	for _, v := range w.views {
+		if v.internal {
+			continue
+		}
+		if !run[v] && !slices.ContainsFunc(v.bases, func(b *View) bool { return b.dirty }) {
+			continue
+		}
+		if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
+			return err
+		}
+		if !v.dirty || v.capture == nil {
+			continue
+		}
+		captured = append(captured, v.capture)
+		if v.capture.looksUp() {
+			// As for a source table's stage: statistics, so the server
+			// looks the few captured rows up by index.
+			if _, err := w.conn.Exec(ctx, "ANALYZE "+v.capture.name); err != nil {
+				return fmt.Errorf("analyze stage %s: %w", v.capture.table, err)
+			}
+		}
+		// The views joining this one with other tables take its changes
+		// now, while the tables after it in this order are as they were:
+		// Δ(R⋈S) = ΔR⋈S_old + R_new⋈ΔS, one table at a time.
+		for _, r := range v.capture.views {
+			if r.terms != nil {
+				if err := w.runView(ctx, r, r.terms[v.capture.table], ""); err != nil {
 					return err
 				}
-				break
+			}
+			if r.before != "" {
+				if err := w.runView(ctx, r, r.before, ""); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	for _, v := range w.views {
 		v.dirty = false
+	}
+	if mid {
+		for _, st := range captured {
+			if _, err := w.conn.Exec(ctx, "TRUNCATE "+st.name); err != nil {
+				return fmt.Errorf("empty stage %s: %w", st.table, err)
+			}
+		}
 	}
 	return nil
 }

@@ -145,6 +145,10 @@ func describe(out io.Writer, p *planner.Plan) {
 	d := p.View
 	fmt.Fprintf(out, "view %q (%s:%d) -> table %s\n", d.Name, d.File, d.Line, d.Target.Quoted())
 	for _, src := range p.Sources {
+		if src.View != "" {
+			fmt.Fprintf(out, "  reads:    view %s, table %s (%s)\n", src.View, src.Table, columnNames(src.Columns))
+			continue
+		}
 		fmt.Fprintf(out, "  reads:    %s (%s)\n", src.Table, columnNames(src.Columns))
 	}
 	fmt.Fprintf(out, "  kind:     %s\n", p.Kind)
@@ -165,7 +169,9 @@ func describe(out io.Writer, p *planner.Plan) {
 	}
 	if p.NeedsCopy() {
 		for _, src := range p.Sources {
-			fmt.Fprintf(out, "  copy:     %s\n", writer.CopyTable(p.View.Stream, src.Table))
+			if src.View == "" {
+				fmt.Fprintf(out, "  copy:     %s\n", writer.CopyTable(p.View.Stream, src.Table))
+			}
 		}
 	}
 	for _, n := range p.Notes {
