@@ -126,7 +126,7 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 		}
 		res.rows[t] = n
 	}
-	b.Logf("SF %v: loaded in %s (%d lineitems)", cfg.SF, res.load.Round(time.Millisecond), res.rows["lineitem"])
+	progress("SF %v: loaded in %s (%d lineitems)", cfg.SF, res.load.Round(time.Millisecond), res.rows["lineitem"])
 
 	// The source's materialized views, refreshed after every round.
 	execSQL(b, s.src, "CREATE SCHEMA refresh")
@@ -194,11 +194,11 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 		start := time.Now()
 		sc := s.sidecar(b, writeTPCHViews(b, accepted))
 		waitViewsBuilt(b, s.src, s.tgt, sc, s.slot, running)
-		b.Logf("SF %v: %d views built in %s", cfg.SF, len(accepted), time.Since(start).Round(time.Millisecond))
+		progress("SF %v: %d views built in %s", cfg.SF, len(accepted), time.Since(start).Round(time.Millisecond))
 		for i := range rounds {
 			d := round(sc, running, s.slot, func(q *tpchQuery, d time.Duration) { q.together = append(q.together, d) }, res.queries)
 			res.together = append(res.together, d)
-			b.Logf("SF %v round %d: applied in %s", cfg.SF, i+1, d.Round(time.Millisecond))
+			progress("SF %v round %d: applied in %s", cfg.SF, i+1, d.Round(time.Millisecond))
 		}
 		for _, q := range running {
 			if err := s.tgt.QueryRow(ctx, "SELECT count(*) FROM "+q.view.name).Scan(&q.rows); err != nil {
@@ -239,7 +239,7 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 			if out, code := deltaview(b, nil, "teardown", "--source", s.srcURL, "--target", s.tgtURL, "--slot", slot, "--publication", slot, "--drop-tables"); code != 0 {
 				b.Fatalf("teardown %s: %s", slot, out)
 			}
-			b.Logf("SF %v: %s alone: applied in %v", cfg.SF, v.name, q.alone)
+			progress("SF %v: %s alone: applied in %v", cfg.SF, v.name, q.alone)
 		}
 		if mode == "alone" {
 			// The refused views' REFRESH times, for the sum.
@@ -441,4 +441,11 @@ func envInt(b *testing.B, name string, def int) int {
 		b.Fatalf("%s=%q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// progress prints a line on stdout at once: a run at SF 0.1 takes long
+// enough to want to see where it is (a benchmark's log only shows at its
+// end).
+func progress(format string, args ...any) {
+	fmt.Printf("%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }
