@@ -4,7 +4,8 @@ package sql
 
 import "embed"
 
-// Files holds leaderboard/ and pgbench/.
+// Files holds leaderboard/, pgbench/ and tpch/ (the 22 TPC-H queries as
+// views, one file each, with the specification's validation parameters).
 //
-//go:embed leaderboard/*.sql pgbench/*.sql
+//go:embed leaderboard/*.sql pgbench/*.sql tpch/*.sql
 var Files embed.FS

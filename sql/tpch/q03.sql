@@ -1,0 +1,15 @@
+-- TPC-H Q3, shipping priority; validation parameters SEGMENT = BUILDING,
+-- DATE = 1995-03-15. The specification orders by revenue DESC, o_orderdate
+-- only, which leaves orders tied at the LIMIT: l_orderkey is added to make
+-- the 10 rows well defined.
+CREATE MATERIALIZED VIEW tpch_q3 AS
+SELECT l_orderkey, sum(l_extendedprice * (1 - l_discount)) AS revenue, o_orderdate, o_shippriority
+FROM customer, orders, lineitem
+WHERE c_mktsegment = 'BUILDING'
+	AND c_custkey = o_custkey
+	AND l_orderkey = o_orderkey
+	AND o_orderdate < date '1995-03-15'
+	AND l_shipdate > date '1995-03-15'
+GROUP BY l_orderkey, o_orderdate, o_shippriority
+ORDER BY revenue DESC, o_orderdate, l_orderkey
+LIMIT 10;
