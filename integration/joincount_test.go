@@ -28,9 +28,9 @@ const tpchSchema = `CREATE TABLE region (r_regionkey int PRIMARY KEY, r_name tex
 	INSERT INTO lineitem SELECT 1 + i % 30, 1 + i % 10, 1 + i % 8, 1 + i % 25, 1000 + i * 17.25, (i % 11) / 100.0, (i % 9) / 100.0,
 		CASE WHEN i % 4 = 0 THEN 'R' ELSE 'N' END, date '1995-09-01' + (i % 45) FROM generate_series(1, 120) i`
 
-// tpchViews are TPC-H queries (Q3, Q5, Q14, Q19) and others over the
+// joinCountViews are TPC-H queries (Q3, Q5, Q14, Q19) and others over the
 // same joins.
-var tpchViews = []view{
+var joinCountViews = []view{
 	plainView("q3", `SELECT l_orderkey, sum(l_extendedprice * (1 - l_discount)) AS revenue, o_orderdate, o_shippriority
 		FROM customer, orders, lineitem
 		WHERE c_mktsegment = 'BUILDING' AND c_custkey = o_custkey AND l_orderkey = o_orderkey AND o_orderdate < date '1995-10-01'
@@ -68,7 +68,7 @@ func TestCountingOverJoins(t *testing.T) {
 	r := rand.New(rand.NewPCG(seed, 2))
 	e := newEnv(t, nil)
 	e.exec(tpchSchema)
-	views := tpchViews
+	views := joinCountViews
 	e.start(views)
 	e.check(views...)
 	for _, v := range views {

@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,7 +40,9 @@ func (p *Plan) StateLayoutChanged() bool {
 	if !p.KeepsState() {
 		return false
 	}
-	if p.NeedsCopy() {
+	// Views over maintained views kept no state at all before (they were
+	// recomputed whole); views beside copies kept none either.
+	if p.NeedsCopy() || p.OnTarget() {
 		return true
 	}
 	for _, c := range p.State {
@@ -52,7 +55,7 @@ func (p *Plan) StateLayoutChanged() bool {
 
 // KeepsState tells whether the view keeps running totals in a state table.
 func (p *Plan) KeepsState() bool {
-	return (p.Kind == Grouped || p.Kind == Global) && p.Recompute == "" && !p.OnTarget()
+	return (p.Kind == Grouped || p.Kind == Global) && p.Recompute == ""
 }
 
 // planJoinCounting plans counting for sel, an aggregate query over inner
@@ -63,6 +66,12 @@ func (p *Plan) planJoinCounting(ctx context.Context, a *analysis, sel *pg_query.
 	tableCols map[string]Column, cat Catalog) (bool, error) {
 	if len(sel.DistinctClause) > 0 || sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.WindowClause) > 0 || sel.WithClause != nil ||
 		(sel.HavingClause != nil && len(sel.GroupClause) == 0) {
+		return false, nil
+	}
+	// The join's snapshot is taken on the source, where the tables of
+	// maintained views do not exist: over them, the touched groups are
+	// recomputed in the target.
+	if slices.ContainsFunc(p.Sources, func(s Source) bool { return s.View != "" }) {
 		return false, nil
 	}
 	root := &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}

@@ -1041,16 +1041,12 @@ func (p *Plan) Strategy() string {
 		return fmt.Sprintf("scoped recomputation (%s): %s and recomputes %s", p.Recompute, p.reads(), scope) + p.overView()
 	}
 	if p.countsJoin() {
-		var tables []string
-		for _, src := range p.Sources {
-			tables = append(tables, src.Table.String())
-		}
 		scope := "per group a row count"
 		if p.Kind == Global {
 			scope = "one state row with the row count"
 		}
-		return fmt.Sprintf("algebraic (counting over inner joins): %s%s in deltaview's state table; deltaview keeps a copy of the columns it reads from %s, joins each table's changed rows with the other tables' copies and counts the signed joined rows",
-			scope, p.stateSummary(), strings.Join(tables, ", "))
+		return fmt.Sprintf("algebraic (counting over inner joins): %s%s in deltaview's state table; %s; each table's changed rows are joined with the other tables' copies and the signed joined rows counted",
+			scope, p.stateSummary(), p.reads()) + p.overView()
 	}
 	switch p.Kind {
 	case Projection:
