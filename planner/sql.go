@@ -115,6 +115,9 @@ func (p *Plan) SnapshotQuery() string {
 // SnapshotTarget is the relation and column list the snapshot's rows are
 // copied into.
 func (p *Plan) SnapshotTarget(n Names) string {
+	if p.copy != nil && p.copy.rows == rowsByHash {
+		return p.copyLoad(n) + " (" + p.colList("") + ")"
+	}
 	if p.Kind == Projection || p.Recompute != "" {
 		return n.Target + " (" + p.colList("") + ")"
 	}
@@ -144,6 +147,9 @@ func (p *Plan) CreateTarget(n Names) []string {
 			stmts = append(stmts, "ALTER TABLE "+n.Target+" ADD PRIMARY KEY ("+keys+")")
 		}
 	case Projection:
+		if p.copy != nil {
+			return append(stmts, p.createCopy(n)...)
+		}
 		// Deleting one copy of a row looks it up by one column: a hash
 		// index (a btree one cannot hold long values), on the text of a
 		// value without equality, and a partial index of the NULLs.
@@ -159,11 +165,6 @@ func (p *Plan) CreateTarget(n Names) []string {
 		stmts = append(stmts,
 			"CREATE INDEX ON "+n.Target+" USING "+method+" ("+expr+")",
 			"CREATE INDEX ON "+n.Target+" (("+first+" IS NULL)) WHERE "+first+" IS NULL")
-		for _, k := range p.copyKeys {
-			if k != p.Columns[ix].Name {
-				stmts = append(stmts, "CREATE INDEX ON "+n.Target+" ("+QuoteIdent(k)+")")
-			}
-		}
 	}
 	return stmts
 }
@@ -196,6 +197,9 @@ func (p *Plan) stateKeys(prefix string) string {
 // FinalizeAll fills the result table from a freshly loaded state table
 // ("" for Projection, whose snapshot goes to the result table directly).
 func (p *Plan) FinalizeAll(n Names) string {
+	if p.copy != nil && p.copy.rows == rowsByHash {
+		return p.fillHashed(n)
+	}
 	if p.Kind == Projection || p.Recompute != "" {
 		return ""
 	}
@@ -372,6 +376,9 @@ func (p *Plan) Apply(n Names) string {
 	d := p.deltaSQL(n.Stage)
 	switch p.Kind {
 	case Projection:
+		if p.copy != nil && p.copy.rows != rowsByValue {
+			return p.applyCopy(n, d)
+		}
 		return p.applyProjection(n, d)
 	case Global:
 		return "WITH d AS (" + d + "), " +
@@ -654,21 +661,6 @@ func (p *Plan) Reset(n Names) string {
 		" SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 }
 
-// CopyPlan is the plan of the copy deltaview keeps of a source table's
-// columns for recomputed views: a multiset of the source rows, projected on
-// cols, maintained like a projection view. keys are columns the recomputed
-// views group by, indexed for finding a group's rows.
-func CopyPlan(stream string, src Table, cols []Column, keys []string) *Plan {
-	p := &Plan{Kind: Projection, Source: src, Alias: src.Name, Columns: cols, copyKeys: keys,
-		Sources: []Source{{Table: src, Columns: cols, All: cols}},
-		View:    &Definition{Name: "copy of " + src.String(), Stream: stream}}
-	for _, c := range cols {
-		p.outputs = append(p.outputs, QuoteIdent(src.Name)+"."+QuoteIdent(c.Name))
-		p.noEq = append(p.noEq, c.NoEquality)
-	}
-	return p
-}
-
 // NeedsCopy tells whether the view reads the copy of its source table.
 func (p *Plan) NeedsCopy() bool { return (p.Recompute != "" || p.NeedsDelta()) && !p.OnTarget() }
 
@@ -721,9 +713,9 @@ func internalTable(stream, kind string, t Table) Table {
 	return Table{Schema: "deltaview", Name: fmt.Sprintf("%s_%s_%s", kind, hex.EncodeToString(sum[:4]), string(name))}
 }
 
-// CopyKeys are the plain source columns the view groups by: worth an index
-// on the copy.
-func (p *Plan) CopyKeys() []string {
+// groupColumns are the plain source columns the view groups by: a lookup
+// of the copy when the touched groups are recomputed.
+func (p *Plan) groupColumns() []string {
 	var out []string
 	for _, g := range p.groups {
 		for _, c := range p.Sources[0].Columns {
