@@ -204,15 +204,23 @@ func (p *Plan) copyKeyNames() []string {
 	return out
 }
 
-// indexName names a copy's index after the copy's own name's kind and
-// hash and the index's definition, so that creating it again finds it
-// (CREATE INDEX IF NOT EXISTS), and promote gives a successor's index the
-// name it would have had on the copy it replaces.
-func indexName(table string, def string) string {
-	parts := strings.SplitN(table, "_", 3)
-	prefix := parts[0]
-	if len(parts) > 1 {
-		prefix += "_" + parts[1]
+// indexName names one of the copy's indexes after the kind and hash of
+// the copy's name (copy_1a2b3c4d, or newcopy_1a2b3c4d for a successor) and
+// the index's definition: creating it again finds it (CREATE INDEX IF NOT
+// EXISTS), and promote gives a successor's index the name it would have
+// had on the copy it replaces.
+func (p *Plan) indexName(n Names, def string) string {
+	prefix := ""
+	for _, t := range []Table{CopyTable(p.View.Stream, p.Source), NextCopyTable(p.View.Stream, p.Source)} {
+		if t.Quoted() == n.Target {
+			parts := strings.SplitN(t.Name, "_", 3)
+			prefix = parts[0] + "_" + parts[1]
+		}
+	}
+	if prefix == "" {
+		// A copy under another name (tests): named after that name.
+		sum := sha1.Sum([]byte(n.Target))
+		prefix = "copy_" + hex.EncodeToString(sum[:4])
 	}
 	sum := sha1.Sum([]byte(def))
 	return prefix + "_i" + hex.EncodeToString(sum[:6])
@@ -222,12 +230,6 @@ func indexName(table string, def string) string {
 // each only if it is missing: run on a copy that stays as it is when a
 // view that reads it is added, they add what the new view looks up by.
 func (p *Plan) CopyIndexSQL(n Names) []string {
-	t := n.Target
-	name := t
-	if i := strings.LastIndex(t, "."); i >= 0 {
-		name = t[i+1:]
-	}
-	name = strings.Trim(name, `"`)
 	var out []string
 	for _, x := range p.CopyIndexes() {
 		var cols []string
@@ -235,7 +237,7 @@ func (p *Plan) CopyIndexSQL(n Names) []string {
 			cols = append(cols, QuoteIdent(c))
 		}
 		def := x.Method + " (" + strings.Join(cols, ", ") + ")"
-		out = append(out, "CREATE INDEX IF NOT EXISTS "+QuoteIdent(indexName(name, def))+" ON "+t+" USING "+def)
+		out = append(out, "CREATE INDEX IF NOT EXISTS "+QuoteIdent(p.indexName(n, def))+" ON "+n.Target+" USING "+def)
 	}
 	return out
 }
