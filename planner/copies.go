@@ -133,7 +133,7 @@ func LookupIndexes(cols []Column, key []string, lookups [][]string) []Index {
 	}
 	var singles []string
 	for _, l := range lookups {
-		if len(l) == 0 || len(l) <= len(key) && slices.Equal(key[:len(l)], l) {
+		if len(l) == 0 || KeyServes(key, l) {
 			continue
 		}
 		ok := true
@@ -164,6 +164,20 @@ func LookupIndexes(cols []Column, key []string, lookups [][]string) []Index {
 		}
 	}
 	return out
+}
+
+// KeyServes tells whether the primary key over key serves a lookup by
+// cols: they are its first columns, in any order.
+func KeyServes(key, cols []string) bool {
+	if len(cols) == 0 || len(cols) > len(key) {
+		return false
+	}
+	for _, c := range cols {
+		if !slices.Contains(key[:len(cols)], c) {
+			return false
+		}
+	}
+	return true
 }
 
 // shortValues tells whether every value of a column fits a btree entry

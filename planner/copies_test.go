@@ -259,3 +259,42 @@ func rowsTextTx(t *testing.T, tx pgx.Tx, sql string) string {
 	}
 	return fmt.Sprint(len(out)) + "\n" + strings.Join(out, "\n")
 }
+
+// Which index serves which lookup, from the columns' operator classes and
+// the copy's key alone.
+func TestLookupIndexes(t *testing.T) {
+	i4 := func(name string) Column { return Column{Name: name, TypeOID: 23, Btree: true, Hash: true, Fixed: true} }
+	cols := []Column{i4("a"), i4("b"), i4("c"),
+		{Name: "t", TypeOID: 25, Btree: true, Hash: true},
+		{Name: "m", TypeOID: 790, Btree: true, Fixed: true},
+		{Name: "x", TypeOID: 603, Fixed: true}, // box: neither
+	}
+	cases := []struct {
+		name    string
+		key     []string
+		lookups [][]string
+		want    []string
+	}{
+		{"the key's columns, in another order", []string{"b", "a"}, [][]string{{"a", "b"}, {"b"}}, nil},
+		{"the key's second column alone", []string{"a", "b"}, [][]string{{"b"}}, []string{"hash (b)"}},
+		{"two fixed-length columns", nil, [][]string{{"b", "c"}}, []string{"btree (b, c)"}},
+		{"a composite serves its first column", nil, [][]string{{"b", "c"}, {"b"}, {"c"}}, []string{"btree (b, c)", "hash (c)"}},
+		{"the same lookup of two views, once", []string{"a"}, [][]string{{"b", "c"}, {"b", "c"}}, []string{"btree (b, c)"}},
+		{"text in a composite: one index per column", nil, [][]string{{"a", "t"}}, []string{"hash (a)", "hash (t)"}},
+		{"btree only", nil, [][]string{{"m"}}, []string{"btree (m)"}},
+		{"btree only, fixed length, in a composite", nil, [][]string{{"b", "m"}}, []string{"btree (b, m)"}},
+		{"no operator class: no index", nil, [][]string{{"x"}}, nil},
+		{"no operator class in a composite: the others alone", nil, [][]string{{"b", "x"}}, []string{"hash (b)"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var got []string
+			for _, x := range LookupIndexes(cols, c.key, c.lookups) {
+				got = append(got, x.String())
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("got %v, want %v", got, c.want)
+			}
+		})
+	}
+}

@@ -202,7 +202,7 @@ func copyIndexes(src planner.Source) string {
 
 // lookupServed tells whether the key or an index serves a lookup.
 func lookupServed(l, key []string, idx []planner.Index) bool {
-	if len(l) <= len(key) && slices.Equal(key[:len(l)], l) {
+	if planner.KeyServes(key, l) {
 		return true
 	}
 	for _, c := range l {
