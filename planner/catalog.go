@@ -266,6 +266,11 @@ func (c *SourceCatalog) Describe(ctx context.Context, sql string) ([]Column, err
 		if err := c.setCollation(ctx, &cols[i], colls[i]); err != nil {
 			return nil, err
 		}
+		m, err := c.indexMethods(ctx, cols[i].TypeOID, 0)
+		if err != nil {
+			return nil, err
+		}
+		cols[i].Btree, cols[i].Hash, cols[i].Fixed = m.btree, m.hash, m.fixed
 	}
 	return cols, nil
 }

@@ -298,3 +298,30 @@ func TestLookupIndexes(t *testing.T) {
 		})
 	}
 }
+
+// A select-project view's table finds the rows a change removes through an
+// index on its first column with equality, of a method its type has.
+func TestProjectionLookupIndexMethod(t *testing.T) {
+	conn := testConn(t)
+	mustExec(t, conn, copySchema)
+	cat := &SourceCatalog{Conn: conn}
+	cases := []struct{ name, sql, index string }{
+		{"a hash operator class", `SELECT id, balance FROM wallets`, `USING hash ("id")`},
+		{"a domain over money: btree only", `SELECT balance, id FROM wallets`, `USING btree ("balance")`},
+		{"box, which cannot be grouped: by its text", `SELECT area FROM wallets`, `USING hash (("area"::text))`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := build(t, cat, "CREATE MATERIALIZED VIEW v AS "+c.sql)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stmts := strings.Join(p.CreateTarget(Names{Target: "v"}), ";\n")
+			if !strings.Contains(stmts, c.index) {
+				t.Fatalf("want an index %s:\n%s", c.index, stmts)
+			}
+			mustExec(t, conn, stmts)
+			mustExec(t, conn, "DROP TABLE v")
+		})
+	}
+}

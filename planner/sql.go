@@ -124,10 +124,6 @@ func (p *Plan) SnapshotTarget(n Names) string {
 	return n.State + " (" + list(len(p.State), func(i int) string { return QuoteIdent(p.State[i].Name) }) + ")"
 }
 
-// noHashTypes are the built-in types with a default btree but no hash
-// operator class (bit, varbit, money, tsvector, tsquery).
-var noHashTypes = map[uint32]bool{1560: true, 1562: true, 790: true, 3614: true, 3615: true}
-
 // CreateTarget creates the result table: exactly the view's columns, with a
 // key on the GROUP BY columns.
 func (p *Plan) CreateTarget(n Names) []string {
@@ -151,15 +147,17 @@ func (p *Plan) CreateTarget(n Names) []string {
 			return append(stmts, p.createCopy(n)...)
 		}
 		// Deleting one copy of a row looks it up by one column: a hash
-		// index (a btree one cannot hold long values), on the text of a
-		// value without equality, and a partial index of the NULLs.
+		// index (a btree one cannot hold long values), else a btree one
+		// when the type has only a btree operator class, else a hash
+		// index on the value's text (which the lookup compares too), and
+		// a partial index of the NULLs.
 		ix := p.lookupColumn()
 		first := QuoteIdent(p.Columns[ix].Name)
 		method, expr := "hash", first
-		switch {
-		case p.noEquality(ix):
+		switch c := p.Columns[ix]; {
+		case p.noEquality(ix) || !c.Hash && !c.Btree:
 			expr = "(" + first + "::text)"
-		case noHashTypes[p.Columns[ix].TypeOID]:
+		case !c.Hash:
 			method = "btree"
 		}
 		stmts = append(stmts,
