@@ -114,9 +114,10 @@ func (x Index) String() string {
 // prefix of it). A lookup by several columns gets a btree index over them
 // when each column's type has a btree operator class and is short enough
 // that no value can be too long for a btree entry; otherwise each of its
-// columns gets an index of its own. One column gets a hash index (any
-// length) when its type has a hash operator class, else a btree index,
-// and none when it has neither: the query still works, by a scan.
+// columns gets an index of its own. One column gets a btree index when
+// its type has a btree operator class and short values, else a hash index
+// (values of any length) when it has a hash operator class, else a btree
+// index, and none when it has neither: the query still works, by a scan.
 func LookupIndexes(cols []Column, key []string, lookups [][]string) []Index {
 	col := func(name string) (Column, bool) {
 		i := slices.IndexFunc(cols, func(c Column) bool { return c.Name == name })
@@ -156,7 +157,12 @@ func LookupIndexes(cols []Column, key []string, lookups [][]string) []Index {
 		if slices.ContainsFunc(out, func(y Index) bool { return y.Method == "btree" && y.Columns[0] == name }) {
 			continue
 		}
+		// A hash index takes values of any length, but slows down on
+		// many equal values (an insert walks all of them): btree where
+		// every value fits one.
 		switch {
+		case c.Btree && shortValues(c):
+			add(Index{Method: "btree", Columns: []string{name}})
 		case c.Hash:
 			add(Index{Method: "hash", Columns: []string{name}})
 		case c.Btree:
@@ -320,10 +326,14 @@ func (p *Plan) applyCopy(n Names, d string) string {
 	if p.copy.rows == rowsByKey {
 		match := make([]string, len(p.copy.key))
 		for j, i := range p.copy.key {
-			match[j] = "u." + QuoteIdent(p.Columns[i].Name) + " = " + dc(i)
+			match[j] = "w." + QuoteIdent(p.Columns[i].Name) + " = " + dc(i)
 		}
+		// Each removed row is looked up by its key on its own (a lateral
+		// lookup the server cannot turn into a scan of the copy joined
+		// with the batch): the cost follows the batch, not the copy.
 		return "WITH d AS (" + d + "), " +
-			"del AS (DELETE FROM " + n.Target + " AS u USING d WHERE d.n < 0 AND " + strings.Join(match, " AND ") + " RETURNING 1), " +
+			"del AS (DELETE FROM " + n.Target + " AS u WHERE u.ctid = ANY (ARRAY(SELECT v.ctid FROM d CROSS JOIN LATERAL (SELECT w.ctid FROM " + n.Target +
+			" AS w WHERE " + strings.Join(match, " AND ") + " LIMIT 1) AS v WHERE d.n < 0)) RETURNING 1), " +
 			// The count of del gates the insert: the deletes are done
 			// before the first insert, which may reuse a deleted key.
 			"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + cs +
