@@ -46,7 +46,11 @@ type TableInfo struct {
 	// FULL (the primary key, or the USING INDEX index): all an UPDATE or
 	// DELETE says about the old row. Nil for FULL, or when there is none.
 	Identity []string
-	Columns  []Column
+	// RowKey are the columns that tell the table's rows apart: the
+	// replica identity key when it is not FULL, else the primary key; nil
+	// when there is neither (rows are then told apart by their values).
+	RowKey  []string
+	Columns []Column
 	// View, when set, is the maintained view whose result table this is
 	// (the planner's own, see views.go).
 	View string
@@ -64,6 +68,14 @@ type Column struct {
 	// NoEquality is set, for a table's columns, when the type has no
 	// equality operator: rows are then told apart by the value's text.
 	NoEquality bool
+	// Btree and Hash tell whether the type has a default operator class
+	// of that index method on the source, as the server would pick one
+	// for CREATE INDEX: copies are indexed only by methods their
+	// columns' types have (see IndexMethod).
+	Btree, Hash bool
+	// Fixed is true for a type of fixed length: a btree index over
+	// several such columns can never meet a value too long for it.
+	Fixed bool
 	// Collation is, for a collatable type, the target's collation that
 	// compares like the source column's (quoted, schema-qualified): every
 	// table deltaview creates declares it (see Decl).
@@ -82,6 +94,7 @@ type SourceCatalog struct {
 	// mapped to the source's.
 	Target     *pgx.Conn
 	groupable  map[string]bool
+	methods    map[uint32]indexMethods
 	collations *Collations
 }
 
@@ -138,6 +151,19 @@ func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableI
 			return nil, fmt.Errorf("replica identity of %s: %w", qualified, err)
 		}
 	}
+	t.RowKey = t.Identity
+	if len(t.RowKey) == 0 {
+		if err := c.Conn.QueryRow(ctx, `
+			SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}')
+			FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+			WHERE i.indrelid = $1 AND i.indisprimary`, t.OID).Scan(&t.RowKey); err != nil {
+			return nil, fmt.Errorf("primary key of %s: %w", qualified, err)
+		}
+		if len(t.RowKey) == 0 {
+			t.RowKey = nil
+		}
+	}
 	rows, err := c.Conn.Query(ctx, `
 		SELECT attname, format_type(atttypid, atttypmod), atttypid, atttypmod, attnotnull, attcollation
 		FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped
@@ -165,6 +191,11 @@ func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableI
 			return nil, fmt.Errorf("columns of %s: %w", qualified, err)
 		}
 		t.Columns[i].NoEquality = !ok
+		m, err := c.indexMethods(ctx, col.TypeOID, 0)
+		if err != nil {
+			return nil, fmt.Errorf("columns of %s: %w", qualified, err)
+		}
+		t.Columns[i].Btree, t.Columns[i].Hash, t.Columns[i].Fixed = m.btree, m.hash, m.fixed
 		if err := c.setCollation(ctx, &t.Columns[i], colls[i]); err != nil {
 			return nil, fmt.Errorf("columns of %s: %w", qualified, err)
 		}
@@ -238,6 +269,11 @@ func (c *SourceCatalog) Describe(ctx context.Context, sql string) ([]Column, err
 		if err := c.setCollation(ctx, &cols[i], colls[i]); err != nil {
 			return nil, err
 		}
+		m, err := c.indexMethods(ctx, cols[i].TypeOID, 0)
+		if err != nil {
+			return nil, err
+		}
+		cols[i].Btree, cols[i].Hash, cols[i].Fixed = m.btree, m.hash, m.fixed
 	}
 	return cols, nil
 }

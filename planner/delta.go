@@ -80,11 +80,6 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 		}
 		p.joinTerms[varSource[i]] = term
 	}
-	aliasSource := map[string]int{}
-	for i, rv := range vars {
-		aliasSource[rv.Alias.Aliasname] = varSource[i]
-	}
-	p.indexJoinColumns(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, aliasSource)
 	p.wholeQuery = whole
 	p.Kind, p.Recompute = Projection, ""
 	return true, nil

@@ -259,7 +259,6 @@ func (p *Plan) planJoinCountingParts(ctx context.Context, ca *analysis, sel *pg_
 		}
 		p.joinTerms[varSource[i]] = term
 	}
-	p.indexJoinColumns(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, aliasSource)
 	return true, nil
 }
 

@@ -209,15 +209,19 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	if p.joinRecompute, err = deparseStmt(r); err != nil {
 		return false, err
 	}
-	// Index the copies on the columns the joins compare, so that finding
-	// and recomputing a group touches only its rows.
-	p.indexJoinColumns(root, aliasSource)
+	// Recomputing a group finds the rows of each table by the group
+	// columns it holds: one lookup per table (the joins' own lookups are
+	// derived with the others', see deriveLookups).
+	groupCols := map[int][]string{}
 	for _, g := range groups {
 		if cr := g.GetColumnRef(); cr != nil && len(cr.Fields) == 2 {
 			if j, ok := aliasSource[cr.Fields[0].GetString_().GetSval()]; ok {
-				p.Sources[j].Indexed = appendNew(p.Sources[j].Indexed, cr.Fields[1].GetString_().GetSval())
+				groupCols[j] = appendNew(groupCols[j], cr.Fields[1].GetString_().GetSval())
 			}
 		}
+	}
+	for j := range p.Sources {
+		p.addLookup(j, tableOrder(p.Sources[j].All, groupCols[j]))
 	}
 	p.Kind = Grouped
 	p.Recompute = "joins: the groups a batch touches are recomputed"
@@ -231,27 +235,6 @@ func appendNew(list []string, s string) []string {
 		}
 	}
 	return append(list, s)
-}
-
-// indexJoinColumns marks the columns that equalities between tables compare
-// as worth an index on the tables' copies.
-func (p *Plan) indexJoinColumns(root *pg_query.Node, aliasSource map[string]int) {
-	visit(root, func(x *pg_query.Node) {
-		e := x.GetAExpr()
-		if e == nil || e.Kind != pg_query.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 || e.Name[0].GetString_().GetSval() != "=" {
-			return
-		}
-		for _, side := range []*pg_query.Node{e.Lexpr, e.Rexpr} {
-			cr := side.GetColumnRef()
-			if cr == nil || len(cr.Fields) != 2 {
-				continue
-			}
-			alias, col := cr.Fields[0].GetString_().GetSval(), cr.Fields[1].GetString_().GetSval()
-			if i, ok := aliasSource[alias]; ok {
-				p.Sources[i].Indexed = appendNew(p.Sources[i].Indexed, col)
-			}
-		}
-	})
 }
 
 // nullableAliases are the aliases of the tables on a nullable side of an

@@ -22,9 +22,14 @@ type Source struct {
 	Columns []Column
 	// All are all the table's columns, in table order.
 	All []Column
-	// Indexed are columns worth an index on the table's copy (join and
-	// group columns).
-	Indexed []string
+	// Lookups are the column lists the view's queries look rows of the
+	// table's copy up by (join, correlation and group keys), each worth an
+	// index on the copy (see LookupIndexes).
+	Lookups [][]string
+	// RowKey are the columns that tell the table's rows apart (its
+	// replica identity key, else its primary key): the copy is keyed by
+	// them. Nil when the table has neither.
+	RowKey []string
 	// Key are the table's replica identity columns when its identity is
 	// not FULL: its UPDATEs and DELETEs carry only these, and deltaview
 	// keeps the rest (see Kept).
@@ -74,7 +79,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		t := Table{ti.Schema, ti.Name}
 		if infos[t] == nil {
 			infos[t] = ti
-			p.Sources = append(p.Sources, Source{Table: t, OID: ti.OID, All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p', View: ti.View})
+			p.Sources = append(p.Sources, Source{Table: t, OID: ti.OID, All: ti.Columns, Key: ti.Identity, RowKey: ti.RowKey, Partitioned: ti.Kind == 'p', View: ti.View})
 		}
 		// Read the copy under the name the query uses for the table.
 		if rv.Alias == nil {
@@ -113,6 +118,14 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		}
 	}
 	p.Source = p.Sources[0].Table
+	p.deriveLookups(sel, func(rv *pg_query.RangeVar) int {
+		for j, src := range p.Sources {
+			if p.copyOf(src.Table) == (Table{rv.Schemaname, rv.Relname}) {
+				return j
+			}
+		}
+		return -1
+	})
 	if a.whole == "joins" {
 		varSource := make([]int, len(a.tables))
 		tableCols := map[string]Column{}
@@ -311,8 +324,8 @@ type Plan struct {
 	aggSQL  []string // deparsed aggregate arguments, "" for count(*)
 	aggFilt []string // deparsed FILTER conditions, "" for none
 	having  string   // HAVING (over the state row "up" when counting), "" for none
-	// copyKeys are columns of a copy (CopyPlan) to index.
-	copyKeys []string
+	// copy is set for the copy of a source table (CopyPlan).
+	copy *copyShape
 	// wholeQuery is a Whole view's query over the copy.
 	wholeQuery string
 	// partKeys are the output columns holding a windowed view's partition
@@ -491,7 +504,7 @@ func buildSingle(ctx context.Context, d *Definition, a *analysis, cat Catalog, l
 		used = append(used, t.expr)
 	}
 	used = append(used, a.groups...)
-	p.Sources = []Source{{Table: p.Source, OID: ti.OID, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity, Partitioned: ti.Kind == 'p', View: ti.View}}
+	p.Sources = []Source{{Table: p.Source, OID: ti.OID, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity, RowKey: ti.RowKey, Partitioned: ti.Kind == 'p', View: ti.View}}
 	if ti.View != "" {
 		// A maintained view's changes arrive whole (see views.go).
 		p.Sources[0].Columns = ti.Columns
@@ -542,6 +555,10 @@ func buildSingle(ctx context.Context, d *Definition, a *analysis, cat Catalog, l
 				return nil, err
 			}
 		}
+	}
+	if p.Recompute != "" || p.NeedsDelta() {
+		// Over a copy, or over a maintained view's table.
+		p.addLookup(0, tableOrder(p.Sources[0].All, p.groupColumns()))
 	}
 	return p, nil
 }

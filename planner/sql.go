@@ -131,15 +131,14 @@ func (p *Plan) SnapshotQuery() string {
 // SnapshotTarget is the relation and column list the snapshot's rows are
 // copied into.
 func (p *Plan) SnapshotTarget(n Names) string {
+	if p.copy != nil && p.copy.rows == rowsByHash {
+		return p.copyLoad(n) + " (" + p.colList("") + ")"
+	}
 	if p.Kind == Projection || p.Recompute != "" {
 		return n.Target + " (" + p.colList("") + ")"
 	}
 	return n.State + " (" + list(len(p.State), func(i int) string { return QuoteIdent(p.State[i].Name) }) + ")"
 }
-
-// noHashTypes are the built-in types with a default btree but no hash
-// operator class (bit, varbit, money, tsvector, tsquery).
-var noHashTypes = map[uint32]bool{1560: true, 1562: true, 790: true, 3614: true, 3615: true}
 
 // CreateTarget creates the result table: exactly the view's columns, with a
 // key on the GROUP BY columns.
@@ -160,26 +159,26 @@ func (p *Plan) CreateTarget(n Names) []string {
 			stmts = append(stmts, "ALTER TABLE "+n.Target+" ADD PRIMARY KEY ("+keys+")")
 		}
 	case Projection:
+		if p.copy != nil {
+			return append(stmts, p.createCopy(n)...)
+		}
 		// Deleting one copy of a row looks it up by one column: a hash
-		// index (a btree one cannot hold long values), on the text of a
-		// value without equality, and a partial index of the NULLs.
+		// index (a btree one cannot hold long values), else a btree one
+		// when the type has only a btree operator class, else a hash
+		// index on the value's text (which the lookup compares too), and
+		// a partial index of the NULLs.
 		ix := p.lookupColumn()
 		first := QuoteIdent(p.Columns[ix].Name)
 		method, expr := "hash", first
-		switch {
-		case p.noEquality(ix):
+		switch c := p.Columns[ix]; {
+		case p.noEquality(ix) || !c.Hash && !c.Btree:
 			expr = "(" + first + "::text)"
-		case noHashTypes[p.Columns[ix].TypeOID]:
+		case !c.Hash:
 			method = "btree"
 		}
 		stmts = append(stmts,
 			"CREATE INDEX ON "+n.Target+" USING "+method+" ("+expr+")",
 			"CREATE INDEX ON "+n.Target+" (("+first+" IS NULL)) WHERE "+first+" IS NULL")
-		for _, k := range p.copyKeys {
-			if k != p.Columns[ix].Name {
-				stmts = append(stmts, "CREATE INDEX ON "+n.Target+" ("+QuoteIdent(k)+")")
-			}
-		}
 	}
 	return stmts
 }
@@ -212,6 +211,9 @@ func (p *Plan) stateKeys(prefix string) string {
 // FinalizeAll fills the result table from a freshly loaded state table
 // ("" for Projection, whose snapshot goes to the result table directly).
 func (p *Plan) FinalizeAll(n Names) string {
+	if p.copy != nil && p.copy.rows == rowsByHash {
+		return p.fillHashed(n)
+	}
 	if p.Kind == Projection || p.Recompute != "" {
 		return ""
 	}
@@ -410,6 +412,9 @@ func (p *Plan) Apply(n Names) string {
 	d := p.deltaSQL(in)
 	switch p.Kind {
 	case Projection:
+		if p.copy != nil && p.copy.rows != rowsByValue {
+			return p.applyCopy(n, d)
+		}
 		return p.applyProjection(n, d)
 	case Global:
 		return "WITH d AS (" + d + "), " +
@@ -695,21 +700,6 @@ func (p *Plan) Reset(n Names) string {
 		" SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 }
 
-// CopyPlan is the plan of the copy deltaview keeps of a source table's
-// columns for recomputed views: a multiset of the source rows, projected on
-// cols, maintained like a projection view. keys are columns the recomputed
-// views group by, indexed for finding a group's rows.
-func CopyPlan(stream string, src Table, cols []Column, keys []string) *Plan {
-	p := &Plan{Kind: Projection, Source: src, Alias: src.Name, Columns: cols, copyKeys: keys,
-		Sources: []Source{{Table: src, Columns: cols, All: cols}},
-		View:    &Definition{Name: "copy of " + src.String(), Stream: stream}}
-	for _, c := range cols {
-		p.outputs = append(p.outputs, QuoteIdent(src.Name)+"."+QuoteIdent(c.Name))
-		p.noEq = append(p.noEq, c.NoEquality)
-	}
-	return p
-}
-
 // NeedsCopy tells whether the view reads the copy of its source table.
 // A view that reads maintained views only reads their tables instead.
 func (p *Plan) NeedsCopy() bool {
@@ -765,9 +755,9 @@ func internalTable(stream, kind string, t Table) Table {
 	return Table{Schema: "deltaview", Name: fmt.Sprintf("%s_%s_%s", kind, hex.EncodeToString(sum[:4]), string(name))}
 }
 
-// CopyKeys are the plain source columns the view groups by: worth an index
-// on the copy.
-func (p *Plan) CopyKeys() []string {
+// groupColumns are the plain source columns the view groups by: a lookup
+// of the copy when the touched groups are recomputed.
+func (p *Plan) groupColumns() []string {
 	var out []string
 	for _, g := range p.groups {
 		for _, c := range p.Sources[0].Columns {

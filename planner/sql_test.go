@@ -59,7 +59,7 @@ func TestApplyMatchesQuery(t *testing.T) {
 	}
 	// The copy recomputed views read comes first: it must hold a batch's
 	// changes before they recompute.
-	copyPlan := CopyPlan("", Table{ti.Schema, ti.Name}, ti.Columns, []string{"g2", "Grp"})
+	copyPlan := CopyPlan("", Table{ti.Schema, ti.Name}, ti.Columns, ti.RowKey, [][]string{{"g2"}, {"Grp"}})
 	copyNames := Names{Target: CopyTable("", Table{ti.Schema, ti.Name}).Quoted(), Stage: "pg_temp.stage"}
 	for _, s := range copyPlan.CreateTarget(copyNames) {
 		mustExec(t, conn, s)

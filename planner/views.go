@@ -296,15 +296,12 @@ func (p *Plan) Rebuild(n Names) []string {
 // index there as on a copy.
 func (p *Plan) ViewKeys(view string) []string {
 	var out []string
-	for i, src := range p.Sources {
+	for _, src := range p.Sources {
 		if src.View != view {
 			continue
 		}
-		for _, c := range src.Indexed {
-			out = appendNew(out, c)
-		}
-		if i == 0 && p.Recompute != "" && p.Kind != Whole {
-			for _, c := range p.CopyKeys() {
+		for _, l := range src.Lookups {
+			for _, c := range l {
 				out = appendNew(out, c)
 			}
 		}

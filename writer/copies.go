@@ -1,18 +1,23 @@
 package writer
 
 import (
+	"slices"
+
 	"github.com/deltaview/deltaview/planner"
 )
 
 // WithCopies returns views with, before the first view of each source
 // table that recomputed views read, the copy of that table's columns they
 // recompute from. The copy is loaded with the views' snapshot and, in each
-// batch, updated before the views that read it.
+// batch, updated before the views that read it. It holds the columns the
+// views read and the table's row key (planner.CopyPlan), and is indexed
+// for the lookups of all of them.
 func WithCopies(views []*View) []*View {
 	type need struct {
-		all  []planner.Column
-		want map[string]bool
-		keys []string
+		all     []planner.Column
+		want    map[string]bool
+		key     []string
+		lookups [][]string
 	}
 	needs := map[planner.Table]*need{}
 	for _, v := range views {
@@ -26,16 +31,22 @@ func WithCopies(views []*View) []*View {
 			}
 			n := needs[src.Table]
 			if n == nil {
-				n = &need{all: src.All, want: map[string]bool{}}
+				n = &need{all: src.All, want: map[string]bool{}, key: src.RowKey}
+				for _, k := range src.RowKey {
+					n.want[k] = true
+				}
 				needs[src.Table] = n
 			}
 			for _, c := range src.Columns {
 				n.want[c.Name] = true
 			}
-			n.keys = append(n.keys, src.Indexed...)
+			for _, l := range src.Lookups {
+				if !slices.ContainsFunc(n.lookups, func(x []string) bool { return slices.Equal(x, l) }) {
+					n.lookups = append(n.lookups, l)
+				}
+			}
 		}
-		if n := needs[v.Plan.Source]; n != nil {
-			n.keys = append(n.keys, v.Plan.CopyKeys()...)
+		if needs[v.Plan.Source] != nil {
 			v.Names.Copy = CopyTable(v.Plan.View.Stream, v.Plan.Source)
 		}
 	}
@@ -57,7 +68,7 @@ func WithCopies(views []*View) []*View {
 					}
 				}
 				out = append(out, &View{
-					Plan:     planner.CopyPlan(v.Plan.View.Stream, src.Table, cols, dedupe(n.keys)),
+					Plan:     planner.CopyPlan(v.Plan.View.Stream, src.Table, cols, n.key, n.lookups),
 					Names:    planner.Names{Target: CopyTable(v.Plan.View.Stream, src.Table)},
 					internal: true,
 				})
@@ -70,18 +81,6 @@ func WithCopies(views []*View) []*View {
 
 // CopyTable is the quoted name of a stream's copy of a source table.
 func CopyTable(stream string, t planner.Table) string { return planner.CopyTable(stream, t).Quoted() }
-
-func dedupe(s []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, x := range s {
-		if !seen[x] {
-			seen[x] = true
-			out = append(out, x)
-		}
-	}
-	return out
-}
 
 // Internal tells whether v is a copy deltaview keeps for recomputed views
 // rather than a user's view.

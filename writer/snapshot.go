@@ -201,6 +201,11 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *Vie
 		if err != nil {
 			return 0, err
 		}
+		if f := p.FinalizeAll(n); f != "" {
+			if _, err := tx.Exec(ctx, f); err != nil {
+				return 0, fmt.Errorf("fill %s: %w", n.Target, err)
+			}
+		}
 		// Statistics, so that recomputing a group finds its rows by index.
 		if _, err := tx.Exec(ctx, "ANALYZE "+n.Target); err != nil {
 			return 0, err

@@ -39,7 +39,43 @@ func columnsOf(ctx context.Context, conn *pgx.Conn, table string) ([]planner.Col
 	if err != nil {
 		return nil, fmt.Errorf("columns of %s: %w", table, err)
 	}
-	return cols, nil
+	// A copy's row hashes are no column of the table (see copyShape).
+	return slices.DeleteFunc(cols, func(c planner.Column) bool { return c.Name == planner.RowHashColumn }), nil
+}
+
+// copyShape tells how the copy table (quoted) in the target tells its
+// rows apart: by row hashes, by the columns of its primary key, or else
+// by value (a copy an earlier version built).
+func copyShape(ctx context.Context, conn *pgx.Conn, table string) (hashed bool, key []string, err error) {
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+			WHERE attrelid = pg_catalog.to_regclass($1) AND attname = $2 AND NOT attisdropped),
+		coalesce((SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord)
+			FROM pg_catalog.pg_index i CROSS JOIN pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+			JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+			WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisprimary), '{}')`, table, planner.RowHashColumn).Scan(&hashed, &key)
+	if err != nil {
+		return false, nil, fmt.Errorf("key of %s: %w", table, err)
+	}
+	return hashed, key, nil
+}
+
+// currentCopy is the plan that maintains the copy in the target as it is,
+// with columns cur, until its successor replaces it; matches tells
+// whether it is the copy p would build.
+func currentCopy(ctx context.Context, conn *pgx.Conn, stream string, t planner.Table, table string, cur []planner.Column, p *planner.Plan) (plan *planner.Plan, matches bool, err error) {
+	hashed, key, err := copyShape(ctx, conn, table)
+	if err != nil {
+		return nil, false, err
+	}
+	switch {
+	case hashed:
+		plan = planner.CopyPlan(stream, t, cur, nil, nil)
+	case len(key) > 0:
+		plan = planner.CopyPlan(stream, t, cur, key, nil)
+	default:
+		return planner.ValueCopyPlan(stream, t, cur), false, nil
+	}
+	return plan, plan.CopyHashed() == p.CopyHashed() && slices.Equal(plan.CopyKey(), p.CopyKey()), nil
 }
 
 // succession compares a copy or kept rows as they are in the target
@@ -206,13 +242,29 @@ func successorCopies(ctx context.Context, conn *pgx.Conn, views []*View, stale m
 					continue
 				}
 				cur, same, ok, err := succession(ctx, conn, v.Names.Target, v.Plan.Columns, st.tableColumns(), need)
-				switch {
-				case err != nil:
+				if err != nil {
 					return nil, err
+				}
+				var current *planner.Plan
+				if ok {
+					// A copy keyed another way is built again too.
+					var matches bool
+					if current, matches, err = currentCopy(ctx, conn, st.stream, st.table, v.Names.Target, cur, v.Plan); err != nil {
+						return nil, err
+					}
+					same = same && matches
+				}
+				switch {
 				case same:
+					// The views added may look it up by other columns.
+					for _, s := range v.Plan.CopyIndexSQL(v.Names) {
+						if _, err := conn.Exec(ctx, s); err != nil {
+							return nil, fmt.Errorf("index the copy of %s: %w", st.table, err)
+						}
+					}
 				case ok:
 					v.pending = true
-					v.replaces = &View{Plan: planner.CopyPlan(st.stream, st.table, cur, nil), internal: true, Names: planner.Names{Target: v.Names.Target}}
+					v.replaces = &View{Plan: current, internal: true, Names: planner.Names{Target: v.Names.Target}}
 					v.Names.Target = planner.NextCopyTable(st.stream, st.table).Quoted()
 				default:
 					restale(st.views, true)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/deltaview/deltaview/decoder"
@@ -170,13 +171,52 @@ func describe(out io.Writer, p *planner.Plan) {
 	if p.NeedsCopy() {
 		for _, src := range p.Sources {
 			if src.View == "" {
-				fmt.Fprintf(out, "  copy:     %s\n", writer.CopyTable(p.View.Stream, src.Table))
+				fmt.Fprintf(out, "  copy:     %s (%s)\n", writer.CopyTable(p.View.Stream, src.Table), copyIndexes(src))
 			}
 		}
 	}
 	for _, n := range p.Notes {
 		fmt.Fprintf(out, "  note:     %s\n", n)
 	}
+}
+
+// copyIndexes says how the copy of a table finds the rows this view's
+// queries look up: by its key, and by the indexes of the lookups, as run
+// creates them (the copy also gets those of the other views reading it).
+func copyIndexes(src planner.Source) string {
+	var parts []string
+	if len(src.RowKey) > 0 {
+		parts = append(parts, "keyed by "+strings.Join(src.RowKey, ", "))
+	} else {
+		parts = append(parts, "no key: rows found by the hash of their text")
+	}
+	idx := planner.LookupIndexes(src.All, src.RowKey, src.Lookups)
+	var names []string
+	for _, x := range idx {
+		names = append(names, x.String())
+	}
+	for _, l := range src.Lookups {
+		if !lookupServed(l, src.RowKey, idx) {
+			names = append(names, "none for ("+strings.Join(l, ", ")+"): no btree or hash operator class, scanned")
+		}
+	}
+	if len(names) > 0 {
+		parts = append(parts, "indexes: "+strings.Join(names, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// lookupServed tells whether the key or an index serves a lookup.
+func lookupServed(l, key []string, idx []planner.Index) bool {
+	if planner.KeyServes(key, l) {
+		return true
+	}
+	for _, c := range l {
+		if len(key) > 0 && key[0] == c || slices.ContainsFunc(idx, func(x planner.Index) bool { return x.Columns[0] == c }) {
+			return true
+		}
+	}
+	return false
 }
 
 func columnNames(cols []planner.Column) string {
