@@ -98,6 +98,10 @@ type analysis struct {
 	tables []*pg_query.RangeVar
 }
 
+// starUnspelled is the refusal of a * the server could not spell out (see
+// stars.go).
+const starUnspelled = "* here cannot be spelled out into columns: it reads a maintained view, or a FROM item that refers to an outer query"
+
 const joinHint = "keep one view per table and join the maintained tables when you read them"
 
 // unsupportedAggregates are built-in aggregates the counting algorithm
@@ -522,7 +526,7 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 		case *pg_query.Node_ColumnRef:
 			if isStar(v.ColumnRef) {
 				if !topStars[v.ColumnRef] {
-					fail(d.errorf(v.ColumnRef.Location, "*", "* inside a subquery of a view over several tables is not supported yet", "list the columns"))
+					fail(d.errorf(v.ColumnRef.Location, "*", starUnspelled, "list the columns"))
 				}
 				a.stars = true
 			}
@@ -581,7 +585,7 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 				}
 			})
 			if bad != nil || sel.Op != pg_query.SetOperation_SETOP_NONE && sel.Op != pg_query.SetOperation_SET_OPERATION_UNDEFINED {
-				return nil, d.errorf(location(bad), "*", "* over joins with USING, subqueries, CTEs or set operations is not supported yet", "list the columns")
+				return nil, d.errorf(location(bad), "*", starUnspelled, "list the columns")
 			}
 		}
 	}

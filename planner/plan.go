@@ -363,6 +363,9 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 	// Work on a copy of the parse tree: planning rewrites it.
 	stmtCopy := *d
 	stmtCopy.stmt = clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()
+	if err := spellOutAllStars(ctx, d, stmtCopy.stmt, cat, views); err != nil {
+		return nil, err
+	}
 	if err := expandViews(ctx, d, stmtCopy.stmt, cat, views); err != nil {
 		return nil, err
 	}
