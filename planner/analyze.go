@@ -132,9 +132,15 @@ var volatileFunctions = map[string]bool{
 // analyze checks a definition's query for what this version can maintain
 // and collects its parts. It needs no database.
 func analyze(d *Definition) (*analysis, error) {
+	return analyzeStars(d, false)
+}
+
+// analyzeStars is analyze; starsLater is set when the stars left in the
+// query are to be spelled out by the source later (Analyze, without one).
+func analyzeStars(d *Definition, starsLater bool) (*analysis, error) {
 	sel := d.stmt
 	if why := notSingleTable(sel); why != "" {
-		return analyzeGeneral(d, why)
+		return analyzeGeneral(d, why, starsLater)
 	}
 	a := &analysis{def: d}
 	switch {
@@ -474,7 +480,7 @@ func notSingleTable(sel *pg_query.SelectStmt) string {
 // set operations. It is maintained by recomputing it whole from copies of
 // the tables it reads, so anything Postgres evaluates deterministically
 // goes; what remains to refuse is what changes without any row changing.
-func analyzeGeneral(d *Definition, why string) (*analysis, error) {
+func analyzeGeneral(d *Definition, why string, starsLater bool) (*analysis, error) {
 	sel := d.stmt
 	a := &analysis{def: d, kind: Whole, whole: why}
 	root := &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}
@@ -525,7 +531,7 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 			}
 		case *pg_query.Node_ColumnRef:
 			if isStar(v.ColumnRef) {
-				if !topStars[v.ColumnRef] {
+				if !topStars[v.ColumnRef] && !starsLater {
 					fail(d.errorf(v.ColumnRef.Location, "*", starUnspelled, "list the columns"))
 				}
 				a.stars = true
@@ -567,7 +573,7 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 	if len(a.tables) == 0 {
 		return nil, d.errorf(0, "FROM", "a view that reads no table has nothing to maintain", "")
 	}
-	if a.stars {
+	if a.stars && !starsLater {
 		// Spelling out * needs the FROM items to be tables (or joins of
 		// tables) whose columns are all kept: not USING, whose * merges
 		// columns, nor subqueries or CTEs.

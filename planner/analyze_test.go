@@ -26,8 +26,6 @@ func TestRefusedWithoutDatabase(t *testing.T) {
 		{"aggregate in filter", "CREATE MATERIALIZED VIEW v AS SELECT count(*) FILTER (WHERE sum(a) > 1) FROM t;", "nested aggregate", 1, "nested"},
 		{"having without group by", "CREATE MATERIALIZED VIEW v AS SELECT count(*) FROM t\nHAVING count(*) > 1;", "HAVING", 2, "HAVING without GROUP BY"},
 		{"rollup", "CREATE MATERIALIZED VIEW v AS SELECT g, count(*) FROM t GROUP BY ROLLUP (g);", "GROUPING SETS", 1, "ROLLUP"},
-		{"star over a join with USING", "CREATE MATERIALIZED VIEW v AS\nSELECT * FROM a\nJOIN b USING (id);", "*", 2, "USING"},
-		{"star in a subquery", "CREATE MATERIALIZED VIEW v AS SELECT x FROM a WHERE x IN (SELECT * FROM b);", "*", 1, "inside a subquery"},
 		{"recursive", "CREATE MATERIALIZED VIEW v AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n FROM r, t;", "WITH RECURSIVE", 1, "recursive"},
 		{"function in a join", "CREATE MATERIALIZED VIEW v AS SELECT a.x FROM a, generate_series(1, 3) g;", "function in FROM", 1, "function in FROM"},
 		{"volatile in a subquery", "CREATE MATERIALIZED VIEW v AS SELECT x FROM a WHERE x IN (SELECT y FROM b WHERE random() > 0.5);", "volatile function", 1, "random()"},
@@ -144,6 +142,10 @@ func TestKinds(t *testing.T) {
 		"SELECT count(*) FILTER (WHERE x > 0) FROM t":            Global,
 		"SELECT min(x) FROM t":                                   Global,
 		"SELECT g, max(x), string_agg(y, ',') FROM t GROUP BY g": Grouped,
+		// Stars the source spells out later.
+		"SELECT * FROM a JOIN b USING (id)":                Whole,
+		"SELECT x FROM a WHERE x IN (SELECT * FROM b)":     Whole,
+		"SELECT * FROM (SELECT x FROM a) s UNION SELECT 1": Whole,
 	}
 	for q, want := range cases {
 		defs, errs := ParseFile("v.sql", "CREATE MATERIALIZED VIEW v AS "+q+";")

@@ -297,7 +297,7 @@ type Plan struct {
 // Analyze checks a definition without a database: syntax and constructs.
 // It returns the kind of maintenance the view needs.
 func Analyze(d *Definition) (Kind, []string, error) {
-	a, err := analyze(d)
+	a, err := analyzeStars(d, true)
 	if err != nil {
 		return 0, nil, err
 	}
