@@ -79,3 +79,55 @@ func TestStarsEverywhere(t *testing.T) {
 		}
 	}
 }
+
+// A column list after the view's name names the table's first columns;
+// the others keep the query's names. Every strategy writes its rows
+// under those names.
+func TestColumnLists(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(coverageSchema)
+	named := func(name, cols, query string) view {
+		v := plainView(name, query)
+		v.table += " (" + cols + ")"
+		return v
+	}
+	views := []view{
+		named("counted", "prio, orders", `SELECT priority, count(*), sum(custkey) AS s FROM orders GROUP BY priority`),
+		named("projected", "k", `SELECT orderkey, status FROM orders WHERE custkey IS NOT NULL`),
+		named("extremes", "cust, lo, hi", `SELECT custkey, min(orderdate), max(orderdate) FROM orders GROUP BY custkey`),
+		named("top_two", "k, d", `SELECT orderkey, orderdate FROM orders ORDER BY orderdate DESC, orderkey LIMIT 2`),
+		named("ranked", "c, k, r", `SELECT custkey, orderkey, rank() OVER (PARTITION BY custkey ORDER BY orderdate) FROM orders`),
+		named("joined", "who, what", `SELECT c.name, o.status FROM customer c JOIN orders o ON o.custkey = c.custkey`),
+		named("joined_grouped", "who, n", `SELECT c.name, count(*) FROM customer c JOIN orders o ON o.custkey = c.custkey GROUP BY c.name`),
+		named("starred", "key", `SELECT * FROM orders JOIN lineitem USING (orderkey)`),
+	}
+	// The column list of a view another view reads names the columns it
+	// reads.
+	over := plainView("over_counted", `SELECT prio, orders FROM counted WHERE orders > 1`)
+	all := append(views, over)
+	e.start(all)
+	// From here on, the tables by their names alone.
+	for i := range all {
+		all[i].table = strings.SplitN(all[i].table, " (", 2)[0]
+	}
+	e.check(all...)
+	wantCols := map[string]string{
+		"counted":        "prio, orders, s",
+		"projected":      "k, status",
+		"extremes":       "cust, lo, hi",
+		"top_two":        "k, d",
+		"ranked":         "c, k, r",
+		"joined":         "who, what",
+		"joined_grouped": "who, n",
+		"starred":        "key, custkey, status, priority, orderdate, linenumber, suppkey, qty, price, commitdate, receiptdate",
+		"over_counted":   "prio, orders",
+	}
+	for name, want := range wantCols {
+		got := queryString(t, e.tgt, `SELECT string_agg(attname, ', ' ORDER BY attnum) FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`, name)
+		if got != want {
+			t.Errorf("table %s has columns %s, want %s", name, got, want)
+		}
+	}
+	e.runSteps(all, coverageSteps)
+}

@@ -59,6 +59,13 @@ func buildOverViews(ctx context.Context, d *Definition, a *analysis, views Views
 		if alias == nil {
 			alias = &pg_query.Alias{Aliasname: rv.Relname}
 		}
+		if len(base.ColumnNames) > 0 && len(alias.Colnames) == 0 {
+			// The view's table has the columns its column list names.
+			alias = &pg_query.Alias{Aliasname: alias.Aliasname}
+			for _, n := range base.ColumnNames {
+				alias.Colnames = append(alias.Colnames, &pg_query.Node{Node: &pg_query.Node_String_{String_: &pg_query.String{Sval: n}}})
+			}
+		}
 		return &pg_query.Node{Node: &pg_query.Node_RangeSubselect{RangeSubselect: &pg_query.RangeSubselect{
 			Subquery: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: base.stmt}}).GetSelectStmt()}},
 			Alias:    alias,

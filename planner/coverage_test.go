@@ -1,0 +1,45 @@
+package planner
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// A column list after the view's name names the first output columns, as
+// Postgres does; more names than columns, or a name twice, are refused.
+func TestColumnList(t *testing.T) {
+	cat := planCatalog(t)
+	cases := []struct {
+		name, sql string
+		columns   string // the table's columns, "" when refused
+		msg, hint string
+	}{
+		{"all named", "CREATE MATERIALIZED VIEW v (c, total) AS SELECT customer, sum(qty) FROM orders GROUP BY customer;", "c, total", "", ""},
+		{"fewer names", "CREATE MATERIALIZED VIEW v (k) AS SELECT id, region FROM orders;", "k, region", "", ""},
+		{"too many names", "CREATE MATERIALIZED VIEW v (a, b, c) AS SELECT id, region FROM orders;", "", "too many column names were specified: 3 names for the query's 2 columns", "at most"},
+		{"a name twice", "CREATE MATERIALIZED VIEW v (region) AS SELECT id, region FROM orders;", "", `column "region" is named twice`, "distinct names"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := build(t, cat, c.sql)
+			if c.columns == "" {
+				var ve *ViewError
+				if !errors.As(err, &ve) || ve.Construct != "column list" || !strings.Contains(ve.Msg, c.msg) || !strings.Contains(ve.Hint, c.hint) {
+					t.Fatalf("got %v; want a column list refusal %q, hint %q", err, c.msg, c.hint)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, col := range p.Columns {
+				names = append(names, col.Name)
+			}
+			if got := strings.Join(names, ", "); got != c.columns {
+				t.Errorf("columns %s, want %s", got, c.columns)
+			}
+		})
+	}
+}
