@@ -131,3 +131,29 @@ func TestColumnLists(t *testing.T) {
 	}
 	e.runSteps(all, coverageSteps)
 }
+
+// Aggregates without GROUP BY: DISTINCT and ordered aggregates over one
+// table and over a join, and HAVING, whose one row comes and goes.
+func TestAggregatesWithoutGroupBy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(coverageSchema)
+	views := []view{
+		plainView("count_distinct", `SELECT count(DISTINCT suppkey) FROM lineitem`),
+		plainView("sum_distinct", `SELECT sum(DISTINCT qty) AS s, count(DISTINCT orderkey) AS n, count(*) AS all_rows FROM lineitem`),
+		plainView("distinct_join", `SELECT count(DISTINCT l.suppkey) AS n FROM lineitem l JOIN orders o USING (orderkey) WHERE o.status <> 'P'`),
+		plainView("ordered_agg", `SELECT string_agg(name, ',' ORDER BY name) AS names FROM customer`),
+		plainView("having_counting", `SELECT sum(qty) AS total, count(*) AS n FROM lineitem HAVING sum(qty) > 40`),
+		plainView("having_recompute", `SELECT max(qty) AS top FROM lineitem HAVING count(*) > 5`),
+		plainView("having_only", `SELECT 'many' AS label FROM orders HAVING count(*) >= 5`),
+		plainView("having_join", `SELECT count(*) AS n FROM orders o JOIN customer c USING (custkey) HAVING count(*) > 2`),
+	}
+	e.start(views)
+	e.check(views...)
+	e.runSteps(views, append(append([]step{}, coverageSteps...),
+		step{"the big lines go", `DELETE FROM lineitem WHERE qty >= 12`},
+		step{"a big line comes", `INSERT INTO lineitem VALUES (104, 5, 3, 50, 1.00, '1993-07-01', '1993-07-02')`},
+		step{"every line goes", `TRUNCATE lineitem`},
+		step{"lines again", `INSERT INTO lineitem SELECT 104, 10 + i, i % 3, 10 * i, 1.00, '1993-07-01', '1993-07-02' FROM generate_series(1, 7) i`},
+	))
+}

@@ -242,13 +242,12 @@ func analyzeStars(d *Definition, starsLater bool) (*analysis, error) {
 		a.kind = Grouped
 		return a, nil
 	}
-	if a.having != nil && len(a.groups) == 0 {
-		return nil, d.errorf(location(a.having), "HAVING", "HAVING without GROUP BY is not supported yet", "")
-	}
 	switch {
 	case len(a.groups) > 0:
 		a.kind = Grouped
-	case len(a.aggs) > 0 || a.otherAggs:
+	case len(a.aggs) > 0 || a.otherAggs || a.having != nil:
+		// HAVING without GROUP BY makes one group of all rows, as
+		// aggregates do: one row, or none when HAVING is false.
 		a.kind = Global
 	default:
 		a.kind = Projection
@@ -370,16 +369,20 @@ func (a *analysis) collectAggregates(n *pg_query.Node, fail func(error)) {
 				fail(d.errorf(fc.Location, "nested aggregate", "aggregate calls cannot be nested", ""))
 				return false
 			}
+			// Aggregates kept by recomputation: the query aggregates even
+			// when no aggregate is kept as a running total.
 			switch {
 			case fc.AggDistinct:
 				if a.recompute == "" {
 					a.recompute = name + "(DISTINCT ...) cannot be kept as a running total"
 				}
+				a.otherAggs = true
 				return false
 			case len(fc.AggOrder) > 0 || fc.AggWithinGroup:
 				if a.recompute == "" {
 					a.recompute = name + "() with ORDER BY is recomputed"
 				}
+				a.otherAggs = true
 				return false
 			case fn != aggCountStar && len(fc.Args) != 1:
 				fail(d.errorf(fc.Location, name, name+"() takes exactly one argument here", ""))

@@ -200,8 +200,11 @@ func (p *Plan) FinalizeAll(n Names) string {
 		return ""
 	}
 	s := "INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + strings.Join(p.finals, ", ") + " FROM " + n.State + " AS up"
-	if p.Kind == Grouped {
+	switch {
+	case p.Kind == Grouped:
 		s += " WHERE " + p.present()
+	case p.having != "":
+		s += " WHERE coalesce(" + p.having + ", false)"
 	}
 	return s
 }
@@ -374,11 +377,13 @@ func (p *Plan) Apply(n Names) string {
 	case Projection:
 		return p.applyProjection(n, d)
 	case Global:
-		return "WITH d AS (" + d + "), " +
+		up := "WITH d AS (" + d + "), " +
 			"up AS (UPDATE " + n.State + " AS s SET " + strings.Join(p.merges("s", "d"), ", ") +
-			" FROM d WHERE d.n IS NOT NULL AND NOT " + p.noop("d") + " RETURNING s.*), " +
-			p.updateGlobal(n) +
-			" SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
+			" FROM d WHERE d.n IS NOT NULL AND NOT " + p.noop("d") + " RETURNING s.*), "
+		if p.having != "" {
+			return up + p.setGlobal(n, "SELECT "+p.finalsAs()+" FROM up WHERE coalesce("+p.having+", false)", "EXISTS (SELECT 1 FROM up)")
+		}
+		return up + p.updateGlobal(n) + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 	}
 	keyMatch := make([]string, len(p.Keys))
 	for i, k := range p.Keys {
@@ -499,8 +504,11 @@ func (p *Plan) applyPartitions(n Names) string {
 func (p *Plan) applyRecompute(n Names) string {
 	staged := "SELECT 1" + p.from(n.Stage) + p.whereSQL()
 	if p.Kind == Global {
-		return "WITH t AS (" + staged + " LIMIT 1), r AS (" + p.recomputeQuery(n.Copy, "") + "), " +
-			p.updateGlobalFrom(n, "r", "EXISTS (SELECT 1 FROM t)") + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
+		r := "WITH t AS (" + staged + " LIMIT 1), r AS (" + p.recomputeQuery(n.Copy, "") + "), "
+		if p.having != "" {
+			return r + p.setGlobal(n, "SELECT * FROM r", "EXISTS (SELECT 1 FROM t)")
+		}
+		return r + p.updateGlobalFrom(n, "r", "EXISTS (SELECT 1 FROM t)") + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 	}
 	touched := "SELECT DISTINCT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }) +
 		p.from(n.Stage) + p.whereSQL()
@@ -541,6 +549,17 @@ func nullSafeEqual(col, val string, nullable bool) string {
 		return col + " = " + val
 	}
 	return "(" + col + " = " + val + " OR (" + col + " IS NULL AND " + val + " IS NULL))"
+}
+
+// setGlobal makes the result table of an aggregate without GROUP BY but
+// with HAVING hold the row of the query f (columns c1, c2, ...), or no row
+// when f has none, when cond holds. It ends the statement Apply returns.
+func (p *Plan) setGlobal(n Names, f, cond string) string {
+	return "f AS (" + f + "), " +
+		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t FROM " + n.Target + " AS u WHERE " + cond + "), " +
+		"del AS (DELETE FROM " + n.Target + " AS u USING cur WHERE u.ctid = cur.__dv_ctid AND NOT EXISTS (SELECT 1 FROM f WHERE ROW(f.*)::text = cur.__dv_t) RETURNING 1), " +
+		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT * FROM f WHERE " + cond + " AND NOT EXISTS (SELECT 1 FROM cur WHERE cur.__dv_t = ROW(f.*)::text) RETURNING 1) " +
+		"SELECT (SELECT pg_catalog.count(*) FROM ins), 0::int8, (SELECT pg_catalog.count(*) FROM del)"
 }
 
 // updateGlobal is the CTE "ch" that rewrites a global aggregate's single
@@ -631,6 +650,9 @@ func (p *Plan) Reset(n Names) string {
 	}
 	if p.Recompute != "" {
 		if p.Kind == Global {
+			if p.having != "" {
+				return "WITH r AS (" + p.recomputeQuery(n.Copy, "") + "), " + p.setGlobal(n, "SELECT * FROM r", "true")
+			}
 			return "WITH r AS (" + p.recomputeQuery(n.Copy, "") + "), " + p.updateGlobalFrom(n, "r", "") + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 		}
 		return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
@@ -650,8 +672,11 @@ func (p *Plan) Reset(n Names) string {
 			sets = append(sets, QuoteIdent(c.Name)+" = NULL")
 		}
 	}
-	return "WITH up AS (UPDATE " + n.State + " SET " + strings.Join(sets, ", ") + " RETURNING *), " + p.updateGlobal(n) +
-		" SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
+	up := "WITH up AS (UPDATE " + n.State + " SET " + strings.Join(sets, ", ") + " RETURNING *), "
+	if p.having != "" {
+		return up + p.setGlobal(n, "SELECT "+p.finalsAs()+" FROM up WHERE coalesce("+p.having+", false)", "true")
+	}
+	return up + p.updateGlobal(n) + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 }
 
 // CopyPlan is the plan of the copy deltaview keeps of a source table's
