@@ -157,3 +157,31 @@ func TestAggregatesWithoutGroupBy(t *testing.T) {
 		step{"lines again", `INSERT INTO lineitem SELECT 104, 10 + i, i % 3, 10 * i, 1.00, '1993-07-01', '1993-07-02' FROM generate_series(1, 7) i`},
 	))
 }
+
+// GROUP BY expressions the select list does not show: the result is a
+// multiset of the groups' rows (equal rows of different groups included).
+func TestGroupKeysNotShown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(coverageSchema)
+	views := []view{
+		plainView("per_supplier", `SELECT sum(qty) AS total FROM lineitem GROUP BY suppkey`),
+		plainView("per_month", `SELECT sum(price) AS revenue, count(*) AS n FROM lineitem GROUP BY date_trunc('month', commitdate)`),
+		plainView("lines_per_order", `SELECT count(*) AS n FROM lineitem GROUP BY orderkey`),
+		plainView("status_counts", `SELECT status, count(*) AS n FROM orders GROUP BY status, priority`),
+		plainView("repeat_customers", `SELECT count(*) AS n, min(orderdate) AS first FROM orders GROUP BY custkey HAVING count(*) > 1`),
+		plainView("biggest_line", `SELECT max(qty) AS top FROM lineitem GROUP BY orderkey`),
+	}
+	e.start(views)
+	e.check(views...)
+	for name, want := range map[string]string{"per_supplier": "algebraic (counting)", "per_month": "algebraic (counting)", "biggest_line": "full recomputation"} {
+		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, want) {
+			t.Errorf("view %s: strategy %q, want %s", name, st, want)
+		}
+	}
+	e.runSteps(views, append(append([]step{}, coverageSteps...),
+		step{"a supplier's lines go", `DELETE FROM lineitem WHERE suppkey = 7`},
+		step{"every line goes", `TRUNCATE lineitem`},
+		step{"lines again", `INSERT INTO lineitem SELECT 104, 10 + i, i % 3, 10 * i, 1.00, '1993-07-01', '1993-07-02' FROM generate_series(1, 7) i`},
+	))
+}

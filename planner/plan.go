@@ -289,6 +289,10 @@ type Plan struct {
 	joinKeys      []string
 	joinAllKeys   string
 	joinRecompute string
+	// hiddenKeys is set for a grouped view some of whose GROUP BY
+	// expressions are not output columns: its result has no key, and its
+	// rows are written as a multiset (see applyHidden).
+	hiddenKeys bool
 	// joinTerms are, per source, the signed delta of a select-project view
 	// over inner joins with that source's staged rows (see delta.go).
 	joinTerms []string
@@ -525,10 +529,30 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 				return nil, err
 			}
 		}
-		if why != "" {
+		switch {
+		case why != "" && p.hiddenKeys:
+			// Recomputed groups are written by their keys, which the
+			// result does not show.
+			p.Kind, p.hiddenKeys, p.groups, p.State, p.finals = Whole, false, nil, nil, nil
+			a.whole = "GROUP BY expressions missing from the select list (" + why + ")"
+			if err := p.planWhole(a); err != nil {
+				return nil, err
+			}
+		case why != "":
 			if err := p.planRecompute(a, why); err != nil {
 				return nil, err
 			}
+		case p.hiddenKeys:
+			// The result is a multiset of rows, looked up like a
+			// projection's.
+			for _, c := range p.Columns {
+				ok, err := cat.Groupable(ctx, c.Type)
+				if err != nil {
+					return nil, err
+				}
+				p.noEq = append(p.noEq, !ok)
+			}
+			p.Notes = append(p.Notes, "GROUP BY expressions missing from the select list: the groups are kept by their keys in the state table, and the result is a multiset of their rows")
 		}
 	}
 	return p, nil
@@ -780,8 +804,10 @@ func (p *Plan) resolveGroups(a *analysis, tableCols map[string]Column) ([]string
 			}
 		}
 		if found < 0 {
-			return nil, d.errorf(location(a.groups[i]), "GROUP BY", fmt.Sprintf("GROUP BY expression %s is not in the select list", p.groups[i]),
-				"add it to the select list: it becomes the key of the result table")
+			// The result has no key: its rows are a multiset (see
+			// HiddenKeys).
+			p.hiddenKeys = true
+			continue
 		}
 		p.Keys = append(p.Keys, found)
 		nullable := true
@@ -794,10 +820,13 @@ func (p *Plan) resolveGroups(a *analysis, tableCols map[string]Column) ([]string
 	}
 	for i, k := range p.Keys {
 		for j := 0; j < i; j++ {
-			if p.Keys[j] == k {
+			if p.Keys[j] == k && !p.hiddenKeys {
 				return nil, d.errorf(0, "GROUP BY", fmt.Sprintf("GROUP BY lists %s twice", p.groups[i]), "remove the duplicate")
 			}
 		}
+	}
+	if p.hiddenKeys {
+		p.Keys, p.KeyNullable = nil, nil
 	}
 	return groupCanon, nil
 }

@@ -131,7 +131,11 @@ func (p *Plan) CreateTarget(n Names) []string {
 	stmts := []string{"CREATE TABLE " + n.Target + " (" + list(len(p.Columns), func(i int) string {
 		return QuoteIdent(p.Columns[i].Name) + " " + p.Columns[i].Decl()
 	}) + ")"}
-	switch p.Kind {
+	kind := p.Kind
+	if p.hiddenKeys {
+		kind = Projection // a multiset without a key
+	}
+	switch kind {
 	case Grouped:
 		keys := list(len(p.Keys), func(i int) string { return QuoteIdent(p.Columns[p.Keys[i]].Name) })
 		nullable := false
@@ -385,6 +389,9 @@ func (p *Plan) Apply(n Names) string {
 		}
 		return up + p.updateGlobal(n) + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 	}
+	if p.hiddenKeys {
+		return p.applyHidden(n, d)
+	}
 	keyMatch := make([]string, len(p.Keys))
 	for i, k := range p.Keys {
 		keyMatch[i] = nullSafeEqual("u."+QuoteIdent(p.Columns[k].Name), "up.k"+strconv.Itoa(i+1), p.KeyNullable[i])
@@ -582,7 +589,49 @@ func (p *Plan) updateGlobalFrom(n Names, from, cond string) string {
 		rowText(len(p.Columns), func(i int) string { return "f.c" + strconv.Itoa(i+1) }) + " RETURNING 1)"
 }
 
+// applyHidden applies a grouped view whose group keys are not output
+// columns: the state rows of the touched groups are updated as for any
+// grouped view, and each group whose result row changed takes its old row
+// out of the result (one copy) and puts its new one in, as signed rows of
+// a projection.
+func (p *Plan) applyHidden(n Names, d string) string {
+	match := make([]string, len(p.groups))
+	for i := range p.groups {
+		k := "k" + strconv.Itoa(i+1)
+		match[i] = nullSafeEqual("s."+k, "gd."+k, true)
+	}
+	m := len(p.Columns)
+	c := func(i int) string { return "c" + strconv.Itoa(i+1) }
+	var outs, groups []string
+	for i := range m {
+		if p.noEquality(i) {
+			outs = append(outs, "(pg_catalog.array_agg("+c(i)+"))[1] AS "+c(i))
+		} else {
+			outs = append(outs, c(i))
+			groups = append(groups, c(i))
+		}
+	}
+	for i := range m {
+		groups = append(groups, c(i)+"::text")
+	}
+	ctes := "gd AS (" + d + "), " +
+		"old AS (SELECT s.* FROM " + n.State + " AS s JOIN gd ON " + strings.Join(match, " AND ") + " WHERE NOT " + p.noop("gd") + "), " +
+		"up AS (INSERT INTO " + n.State + " AS s (" + p.stateColumns() + ") SELECT " + p.stateColumns() +
+		" FROM gd WHERE NOT " + p.noop("gd") +
+		" ON CONFLICT (" + p.stateKeys("") + ") DO UPDATE SET " + strings.Join(p.merges("s", "excluded"), ", ") + " RETURNING s.*), " +
+		"signed AS (SELECT " + p.finalsAs() + ", -1 AS __dv_n FROM old AS up WHERE " + p.present() +
+		" UNION ALL SELECT " + p.finalsAs() + ", 1 FROM up WHERE " + p.present() + "), "
+	return p.applyProjectionAfter(n, ctes, "SELECT "+strings.Join(outs, ", ")+", pg_catalog.sum(__dv_n)::int8 AS n FROM signed GROUP BY "+
+		strings.Join(groups, ", ")+" HAVING pg_catalog.sum(__dv_n) <> 0")
+}
+
 func (p *Plan) applyProjection(n Names, d string) string {
+	return p.applyProjectionAfter(n, "", d)
+}
+
+// applyProjectionAfter is applyProjection after the common table
+// expressions ctes ("" or ending in ", "), which d may read.
+func (p *Plan) applyProjectionAfter(n Names, ctes, d string) string {
 	m := len(p.Columns)
 	col := func(i int) string { return "w." + QuoteIdent(p.Columns[i].Name) }
 	dc := func(i int) string { return "d.c" + strconv.Itoa(i+1) }
@@ -604,7 +653,7 @@ func (p *Plan) applyProjection(n Names, d string) string {
 		" UNION ALL SELECT w.ctid FROM " + n.Target + " AS w WHERE " + col(ix) + " IS NULL AND " + dc(ix) + " IS NULL" + rest +
 		" LIMIT -d.n"
 	cs := list(m, dc)
-	return "WITH d AS (" + d + "), " +
+	return "WITH " + ctes + "d AS (" + d + "), " +
 		"del AS (DELETE FROM " + n.Target + " AS u WHERE u.ctid = ANY (ARRAY(SELECT v.ctid FROM d CROSS JOIN LATERAL (" + lookup +
 		") AS v WHERE d.n < 0)) RETURNING 1), " +
 		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + cs + " FROM d CROSS JOIN LATERAL pg_catalog.generate_series(1, d.n) WHERE d.n > 0 RETURNING 1) " +
