@@ -185,3 +185,25 @@ func TestGroupKeysNotShown(t *testing.T) {
 		step{"lines again", `INSERT INTO lineitem SELECT 104, 10 + i, i % 3, 10 * i, 1.00, '1993-07-01', '1993-07-02' FROM generate_series(1, 7) i`},
 	))
 }
+
+// Views that read no table (no FROM, VALUES) are computed once, when
+// built, and stay while the source changes around them.
+func TestConstantViews(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(coverageSchema)
+	views := []view{
+		plainView("no_from", `SELECT 1 AS one, 'x'::text AS label, 2.50::numeric(4,2) * 2 AS price`),
+		plainView("bare_values", `VALUES (1, 'a'), (2, 'b'), (2, 'b')`),
+		plainView("values_star", `SELECT * FROM (VALUES (1, 'a'), (2, NULL), (3, 'c')) v(n, s) WHERE n > 1`),
+		plainView("orders_seen", `SELECT count(*) AS n FROM orders`),
+	}
+	e.start(views)
+	e.check(views...)
+	for _, name := range []string{"no_from", "bare_values", "values_star"} {
+		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, "constant") {
+			t.Errorf("view %s: strategy %q, want constant", name, st)
+		}
+	}
+	e.runSteps(views, coverageSteps)
+}

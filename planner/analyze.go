@@ -93,6 +93,9 @@ type analysis struct {
 	// whole says which construct needs the whole result recomputed, "" for
 	// none.
 	whole string
+	// constant is set for a query that reads no table (no FROM, VALUES):
+	// its result never changes.
+	constant bool
 	// tables are the base tables a general query reads (Whole views over
 	// joins, subqueries, CTEs and set operations).
 	tables []*pg_query.RangeVar
@@ -141,6 +144,10 @@ func analyzeStars(d *Definition, starsLater bool) (*analysis, error) {
 	sel := d.stmt
 	if why := notSingleTable(sel); why != "" {
 		return analyzeGeneral(d, why, starsLater)
+	}
+	if len(sel.FromClause) == 0 {
+		// No table: a constant result (checked as any query is).
+		return analyzeGeneral(d, "no FROM", starsLater)
 	}
 	a := &analysis{def: d}
 	switch {
@@ -574,7 +581,9 @@ func analyzeGeneral(d *Definition, why string, starsLater bool) (*analysis, erro
 		return nil, err
 	}
 	if len(a.tables) == 0 {
-		return nil, d.errorf(0, "FROM", "a view that reads no table has nothing to maintain", "")
+		// Reads no table: its result is a constant, computed once.
+		a.constant = true
+		return a, nil
 	}
 	if a.stars && !starsLater {
 		// Spelling out * needs the FROM items to be tables (or joins of

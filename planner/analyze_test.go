@@ -33,7 +33,6 @@ func TestRefusedWithoutDatabase(t *testing.T) {
 		{"tablesample", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t\nTABLESAMPLE SYSTEM (10);", "TABLESAMPLE", 2, "at random"},
 		{"tablesample in a join", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t JOIN u TABLESAMPLE BERNOULLI (5) REPEATABLE (1) ON u.b = t.a;", "TABLESAMPLE", 1, "at random"},
 		{"natural join", "CREATE MATERIALIZED VIEW v AS SELECT x FROM a NATURAL JOIN b;", "NATURAL JOIN", 1, "NATURAL"},
-		{"no from", "CREATE MATERIALIZED VIEW v AS SELECT 1;", "FROM", 1, "without FROM"},
 		{"star with group by", "CREATE MATERIALIZED VIEW v AS SELECT * FROM t GROUP BY a;", "*", 1, "SELECT *"},
 		{"nested aggregate", "CREATE MATERIALIZED VIEW v AS SELECT sum(count(*)) FROM t;", "nested aggregate", 1, "nested"},
 		{"aggregate in where", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t WHERE sum(a) > 1;", "aggregate in WHERE", 1, "WHERE"},
@@ -145,6 +144,10 @@ func TestKinds(t *testing.T) {
 		"SELECT sum(DISTINCT x), string_agg(y, ',' ORDER BY y) FROM t": Global,
 		"SELECT count(*) FROM t HAVING count(*) > 1":                   Global,
 		"SELECT 'many' AS label FROM t HAVING count(*) > 1":            Global,
+		// Constants: no table to read.
+		"SELECT 1":                        Whole,
+		"VALUES (1, 'a'), (2, 'b')":       Whole,
+		"SELECT * FROM (VALUES (1)) v(a)": Whole,
 		// Stars the source spells out later.
 		"SELECT * FROM a JOIN b USING (id)":                Whole,
 		"SELECT x FROM a WHERE x IN (SELECT * FROM b)":     Whole,

@@ -126,6 +126,25 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 	return p, err
 }
 
+// buildConstant plans a view that reads no table (SELECT without FROM,
+// VALUES): its result is computed once, when the view is built, and no
+// change ever touches it.
+func buildConstant(ctx context.Context, d *Definition, a *analysis, sel *pg_query.SelectStmt, cat Catalog) (*Plan, error) {
+	p := &Plan{View: d, Kind: Whole, Recompute: "it reads no table", Notes: a.notes, constant: true}
+	out, unanalyzed, err := describe(ctx, d, a, cat)
+	if err != nil {
+		return nil, err
+	}
+	p.Columns = out
+	p.noteUnanalyzed(unanalyzed)
+	q, err := deparseStmt(sel)
+	if errors.Is(err, errNotReproducible) {
+		return nil, d.errorf(0, "query", err.Error(), "write the query another way")
+	}
+	p.wholeQuery = q
+	return p, err
+}
+
 // expandJoinStars spells out * and alias.* in the select list with the
 // columns of the FROM tables, in order, as the server would.
 func expandJoinStars(stream string, sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
@@ -289,6 +308,8 @@ type Plan struct {
 	joinKeys      []string
 	joinAllKeys   string
 	joinRecompute string
+	// constant is set for a view that reads no table (see buildConstant).
+	constant bool
 	// hiddenKeys is set for a grouped view some of whose GROUP BY
 	// expressions are not output columns: its result has no key, and its
 	// rows are written as a multiset (see applyHidden).
@@ -418,6 +439,9 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 	}
 	if p, err := buildOverViews(ctx, d, a, views, cat); p != nil || err != nil {
 		return p, err
+	}
+	if a.constant {
+		return buildConstant(ctx, d, a, stmtCopy.stmt, cat)
 	}
 	if len(a.tables) > 0 {
 		return buildGeneral(ctx, d, a, stmtCopy.stmt, cat)
@@ -1020,6 +1044,9 @@ func (p *Plan) Strategy() string {
 	if p.OnTarget() {
 		return "full recomputation (it reads maintained views): recomputed in the target from the tables of " + strings.Join(p.DependsOn, ", ") +
 			" whenever a batch changes them; the cost grows with those tables"
+	}
+	if p.constant {
+		return "constant (it reads no table): computed once when the view is built; no change of the source touches it"
 	}
 	if p.Kind == Whole {
 		var tables []string

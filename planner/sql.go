@@ -358,6 +358,9 @@ func (p *Plan) finalsAs() string {
 // Apply applies the staged rows to the view. Its one result row holds the
 // number of result rows inserted, updated and deleted.
 func (p *Plan) Apply(n Names) string {
+	if p.constant {
+		return "" // no change touches it
+	}
 	if p.OnTarget() {
 		return p.applyWhole(n, true)
 	}
@@ -687,6 +690,9 @@ func (p *Plan) Cleanup(n Names) string {
 // Reset empties the view after its source table was truncated; like Apply
 // it returns the counts of result rows inserted, updated and deleted.
 func (p *Plan) Reset(n Names) string {
+	if p.constant {
+		return ""
+	}
 	if p.Kind == Whole || p.NeedsDelta() {
 		return p.applyWhole(n, true)
 	}
@@ -744,7 +750,9 @@ func CopyPlan(stream string, src Table, cols []Column, keys []string) *Plan {
 }
 
 // NeedsCopy tells whether the view reads the copy of its source table.
-func (p *Plan) NeedsCopy() bool { return (p.Recompute != "" || p.NeedsDelta()) && !p.OnTarget() }
+func (p *Plan) NeedsCopy() bool {
+	return (p.Recompute != "" || p.NeedsDelta()) && !p.OnTarget() && !p.constant
+}
 
 // CopyTable names a stream's copy of a source table in deltaview's schema:
 // the table's name (shortened to fit) and a hash of the stream and the
