@@ -155,8 +155,6 @@ func analyzeStars(d *Definition, starsLater bool) (*analysis, error) {
 		return nil, d.errorf(0, "set operation", strings.ToUpper(strings.TrimPrefix(sel.Op.String(), "SETOP_"))+" is not supported yet", "")
 	case sel.WithClause != nil:
 		return nil, d.errorf(sel.WithClause.Location, "WITH", "common table expressions (WITH) are not supported yet", "inline the CTE into the query")
-	case len(sel.ValuesLists) > 0:
-		return nil, d.errorf(0, "VALUES", "a VALUES list is not a maintainable view", "")
 	case len(sel.LockingClause) > 0:
 		return nil, d.errorf(0, "FOR UPDATE", "locking clauses have no meaning in a view", "remove FOR UPDATE/SHARE")
 	case sel.IntoClause != nil:
@@ -174,9 +172,6 @@ func analyzeStars(d *Definition, starsLater bool) (*analysis, error) {
 	}
 	if len(sel.SortClause) > 0 && a.whole == "" {
 		a.notes = append(a.notes, "ORDER BY is ignored: a table has no order; sort when you read it")
-	}
-	if len(sel.FromClause) == 0 {
-		return nil, d.errorf(0, "FROM", "a view without FROM has nothing to maintain", "")
 	}
 	if len(sel.FromClause) > 1 {
 		return nil, d.errorf(location(sel.FromClause[1]), "join", "views over several tables (joins) are not supported yet", joinHint)

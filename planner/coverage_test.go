@@ -43,3 +43,33 @@ func TestColumnList(t *testing.T) {
 		})
 	}
 }
+
+// A view that reads no table is a constant, judged as any query.
+func TestConstantViews(t *testing.T) {
+	cat := planCatalog(t)
+	cases := []struct{ name, sql, refusal string }{
+		{"no FROM", "CREATE MATERIALIZED VIEW v AS SELECT 1 AS one, 'a'::text AS s;", ""},
+		{"VALUES", "CREATE MATERIALIZED VIEW v AS VALUES (1, 'a'), (2, 'b');", ""},
+		{"VALUES in FROM", "CREATE MATERIALIZED VIEW v AS SELECT * FROM (VALUES (1), (2)) AS x(n) WHERE n > 1;", ""},
+		{"volatile", "CREATE MATERIALIZED VIEW v AS SELECT random() AS r;", "random()"},
+		{"the clock", "CREATE MATERIALIZED VIEW v AS SELECT CURRENT_DATE AS d;", "CURRENT_DATE"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := build(t, cat, c.sql)
+			if c.refusal != "" {
+				var ve *ViewError
+				if !errors.As(err, &ve) || !strings.Contains(ve.Msg, c.refusal) {
+					t.Fatalf("got %v; want a refusal naming %q", err, c.refusal)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Sources) != 0 || p.NeedsCopy() || p.Apply(Names{}) != "" || !strings.HasPrefix(p.Strategy(), "constant") {
+				t.Errorf("sources %v, copy %v, apply %q, strategy %q: want a constant read from no table", p.Sources, p.NeedsCopy(), p.Apply(Names{}), p.Strategy())
+			}
+		})
+	}
+}
