@@ -171,10 +171,13 @@ func TestGroupKeysNotShown(t *testing.T) {
 		plainView("status_counts", `SELECT status, count(*) AS n FROM orders GROUP BY status, priority`),
 		plainView("repeat_customers", `SELECT count(*) AS n, min(orderdate) AS first FROM orders GROUP BY custkey HAVING count(*) > 1`),
 		plainView("biggest_line", `SELECT max(qty) AS top FROM lineitem GROUP BY orderkey`),
+		plainView("names_per_nation", `SELECT string_agg(name, ',' ORDER BY name) AS names FROM customer GROUP BY nation`),
+		plainView("float_avg", `SELECT avg(price::float8) AS a FROM lineitem GROUP BY suppkey`),
+		plainView("json_rows", `SELECT json_agg(qty ORDER BY linenumber) AS qs FROM lineitem GROUP BY orderkey`),
 	}
 	e.start(views)
 	e.check(views...)
-	for name, want := range map[string]string{"per_supplier": "algebraic (counting)", "per_month": "algebraic (counting)", "biggest_line": "full recomputation"} {
+	for name, want := range map[string]string{"per_supplier": "algebraic (counting)", "per_month": "algebraic (counting)", "biggest_line": "scoped recomputation", "repeat_customers": "scoped recomputation"} {
 		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, want) {
 			t.Errorf("view %s: strategy %q, want %s", name, st, want)
 		}

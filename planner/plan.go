@@ -553,33 +553,51 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 				return nil, err
 			}
 		}
-		switch {
-		case why != "" && p.hiddenKeys:
-			// Recomputed groups are written by their keys, which the
-			// result does not show.
-			p.Kind, p.hiddenKeys, p.groups, p.State, p.finals = Whole, false, nil, nil, nil
-			a.whole = "GROUP BY expressions missing from the select list (" + why + ")"
-			if err := p.planWhole(a); err != nil {
-				return nil, err
-			}
-		case why != "":
+		if why != "" {
 			if err := p.planRecompute(a, why); err != nil {
 				return nil, err
 			}
-		case p.hiddenKeys:
-			// The result is a multiset of rows, looked up like a
-			// projection's.
-			for _, c := range p.Columns {
-				ok, err := cat.Groupable(ctx, c.Type)
-				if err != nil {
-					return nil, err
-				}
-				p.noEq = append(p.noEq, !ok)
+		}
+		if p.hiddenKeys {
+			if err := p.planHiddenKeys(ctx, cat); err != nil {
+				return nil, err
 			}
-			p.Notes = append(p.Notes, "GROUP BY expressions missing from the select list: the groups are kept by their keys in the state table, and the result is a multiset of their rows")
 		}
 	}
 	return p, nil
+}
+
+// planHiddenKeys plans a grouped view some of whose GROUP BY expressions
+// are not output columns: the result is a multiset of rows, looked up
+// like a projection's, and the groups are kept by their keys in the state
+// table: their counters, or (recomputed) their current result rows.
+func (p *Plan) planHiddenKeys(ctx context.Context, cat Catalog) error {
+	for _, c := range p.Columns {
+		ok, err := cat.Groupable(ctx, c.Type)
+		if err != nil {
+			return err
+		}
+		p.noEq = append(p.noEq, !ok)
+	}
+	if p.Recompute == "" {
+		p.Notes = append(p.Notes, "GROUP BY expressions missing from the select list: the groups' counters are kept by their keys in the state table, and the result is a multiset of their rows")
+		return nil
+	}
+	keys, err := cat.Describe(ctx, "SELECT "+strings.Join(p.groups, ", ")+p.from(p.Source.Quoted()))
+	if err != nil {
+		return p.View.serverError(err)
+	}
+	p.State = nil
+	for i, k := range keys {
+		k.Name, k.NotNull = "k"+strconv.Itoa(i+1), false
+		p.State = append(p.State, k)
+	}
+	for i, c := range p.Columns {
+		c.Name, c.NotNull = "c"+strconv.Itoa(i+1), false
+		p.State = append(p.State, c)
+	}
+	p.Notes = append(p.Notes, "GROUP BY expressions missing from the select list: each group's result row is kept by its keys in the state table, and the result is a multiset of those rows")
+	return nil
 }
 
 // planWhole plans whole-view recomputation: the view's own query, read

@@ -105,7 +105,7 @@ func TestGoldenPlans(t *testing.T) {
 			}
 			n := Names{Target: p.View.Target.Quoted(), State: `deltaview."state_1"`, Stage: `pg_temp."dv_stage_0"`, Copy: `deltaview."copy_1"`,
 				Stages: []string{`pg_temp."dv_stage_0"`, `pg_temp."dv_stage_1"`}, Keys: `pg_temp."dv_keys_0"`, Delta: `pg_temp."dv_delta_0"`}
-			if p.Kind == Projection || p.NeedsCopy() {
+			if !p.NeedsState() {
 				n.State = ""
 			}
 			if !p.NeedsCopy() {

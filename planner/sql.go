@@ -72,6 +72,9 @@ func (p *Plan) SnapshotQuery() string {
 	if p.Kind == Whole || p.NeedsKeys() || p.NeedsDelta() {
 		return p.View.Query
 	}
+	if p.keptRows() {
+		return p.recomputeKeyed(p.Source.Quoted(), "")
+	}
 	if p.Recompute != "" {
 		return p.recomputeQuery(p.Source.Quoted(), "")
 	}
@@ -115,7 +118,7 @@ func (p *Plan) SnapshotQuery() string {
 // SnapshotTarget is the relation and column list the snapshot's rows are
 // copied into.
 func (p *Plan) SnapshotTarget(n Names) string {
-	if p.Kind == Projection || p.Recompute != "" {
+	if (p.Kind == Projection || p.Recompute != "") && !p.keptRows() {
 		return n.Target + " (" + p.colList("") + ")"
 	}
 	return n.State + " (" + list(len(p.State), func(i int) string { return QuoteIdent(p.State[i].Name) }) + ")"
@@ -174,6 +177,11 @@ func (p *Plan) CreateTarget(n Names) []string {
 
 // CreateState creates the state table (nil for Projection).
 func (p *Plan) CreateState(n Names) []string {
+	if p.keptRows() {
+		return []string{"CREATE TABLE " + n.State + " (" + list(len(p.State), func(i int) string {
+			return QuoteIdent(p.State[i].Name) + " " + p.State[i].Decl()
+		}) + ")", "CREATE INDEX ON " + n.State + " (" + p.stateKeys("") + ")"}
+	}
 	if p.Kind == Projection || p.Recompute != "" {
 		return nil
 	}
@@ -200,6 +208,10 @@ func (p *Plan) stateKeys(prefix string) string {
 // FinalizeAll fills the result table from a freshly loaded state table
 // ("" for Projection, whose snapshot goes to the result table directly).
 func (p *Plan) FinalizeAll(n Names) string {
+	if p.keptRows() {
+		return "INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " +
+			list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) }) + " FROM " + n.State
+	}
 	if p.Kind == Projection || p.Recompute != "" {
 		return ""
 	}
@@ -375,6 +387,9 @@ func (p *Plan) Apply(n Names) string {
 	}
 	if p.NeedsKeys() {
 		return p.writeGroups(n, "SELECT * FROM "+n.Keys+" UNION "+p.joinTouched(n), p.joinRecompute)
+	}
+	if p.keptRows() {
+		return p.applyKept(n)
 	}
 	if p.Recompute != "" {
 		return p.applyRecompute(n)
@@ -603,20 +618,6 @@ func (p *Plan) applyHidden(n Names, d string) string {
 		k := "k" + strconv.Itoa(i+1)
 		match[i] = nullSafeEqual("s."+k, "gd."+k, true)
 	}
-	m := len(p.Columns)
-	c := func(i int) string { return "c" + strconv.Itoa(i+1) }
-	var outs, groups []string
-	for i := range m {
-		if p.noEquality(i) {
-			outs = append(outs, "(pg_catalog.array_agg("+c(i)+"))[1] AS "+c(i))
-		} else {
-			outs = append(outs, c(i))
-			groups = append(groups, c(i))
-		}
-	}
-	for i := range m {
-		groups = append(groups, c(i)+"::text")
-	}
 	ctes := "gd AS (" + d + "), " +
 		"old AS (SELECT s.* FROM " + n.State + " AS s JOIN gd ON " + strings.Join(match, " AND ") + " WHERE NOT " + p.noop("gd") + "), " +
 		"up AS (INSERT INTO " + n.State + " AS s (" + p.stateColumns() + ") SELECT " + p.stateColumns() +
@@ -624,8 +625,73 @@ func (p *Plan) applyHidden(n Names, d string) string {
 		" ON CONFLICT (" + p.stateKeys("") + ") DO UPDATE SET " + strings.Join(p.merges("s", "excluded"), ", ") + " RETURNING s.*), " +
 		"signed AS (SELECT " + p.finalsAs() + ", -1 AS __dv_n FROM old AS up WHERE " + p.present() +
 		" UNION ALL SELECT " + p.finalsAs() + ", 1 FROM up WHERE " + p.present() + "), "
-	return p.applyProjectionAfter(n, ctes, "SELECT "+strings.Join(outs, ", ")+", pg_catalog.sum(__dv_n)::int8 AS n FROM signed GROUP BY "+
-		strings.Join(groups, ", ")+" HAVING pg_catalog.sum(__dv_n) <> 0")
+	return p.applyProjectionAfter(n, ctes, p.summedSigned())
+}
+
+// summedSigned sums the signed result rows of the CTE "signed" (columns
+// c1, c2, ..., __dv_n) into the rows to insert (n > 0) or delete (n < 0),
+// grouped as a projection's rows are.
+func (p *Plan) summedSigned() string {
+	c := func(i int) string { return "c" + strconv.Itoa(i+1) }
+	var outs, groups []string
+	for i := range p.Columns {
+		if p.noEquality(i) {
+			outs = append(outs, "(pg_catalog.array_agg("+c(i)+"))[1] AS "+c(i))
+		} else {
+			outs = append(outs, c(i))
+			groups = append(groups, c(i))
+		}
+	}
+	for i := range p.Columns {
+		groups = append(groups, c(i)+"::text")
+	}
+	return "SELECT " + strings.Join(outs, ", ") + ", pg_catalog.sum(__dv_n)::int8 AS n FROM signed GROUP BY " +
+		strings.Join(groups, ", ") + " HAVING pg_catalog.sum(__dv_n) <> 0"
+}
+
+// keptRows tells whether the view keeps its groups' result rows by their
+// keys in the state table: recomputed groups whose keys the result does
+// not show.
+func (p *Plan) keptRows() bool { return p.hiddenKeys && p.Recompute != "" }
+
+// NeedsState tells whether the view keeps a state table.
+func (p *Plan) NeedsState() bool {
+	return p.keptRows() || p.Kind != Projection && !p.NeedsCopy()
+}
+
+// recomputeKeyed is recomputeQuery with the group keys first (k1, k2,
+// ...): the rows of the state table of a view that keeps them.
+func (p *Plan) recomputeKeyed(rel, join string) string {
+	s := "SELECT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS k" + strconv.Itoa(i+1) }) + ", " +
+		list(len(p.outputs), func(i int) string { return p.outputs[i] + " AS c" + strconv.Itoa(i+1) }) +
+		p.from(rel) + join + p.whereSQL() + " GROUP BY " + strings.Join(p.groups, ", ")
+	if p.having != "" {
+		s += " HAVING " + p.having
+	}
+	return s
+}
+
+// applyKept recomputes the groups the staged rows touch from the copy
+// (which already holds the batch's changes), replaces their rows in the
+// state table, and turns each group's old and new result rows into signed
+// rows of the result.
+func (p *Plan) applyKept(n Names) string {
+	touched := "SELECT DISTINCT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }) +
+		p.from(n.Stage) + p.whereSQL()
+	join := make([]string, len(p.groups))
+	inS := make([]string, len(p.groups))
+	for i, g := range p.groups {
+		join[i] = nullSafeEqual("("+g+")", keyRef(i), true)
+		inS[i] = nullSafeEqual("s.k"+strconv.Itoa(i+1), keyRef(i), true)
+	}
+	cs := list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })
+	ctes := "__dv_k AS (" + touched + "), " +
+		"r AS (" + p.recomputeKeyed(n.Copy, " JOIN __dv_k ON "+strings.Join(join, " AND ")) + "), " +
+		"old AS (SELECT s.ctid AS __dv_ctid, s.* FROM " + n.State + " AS s JOIN __dv_k ON " + strings.Join(inS, " AND ") + "), " +
+		"sdel AS (DELETE FROM " + n.State + " AS s USING old WHERE s.ctid = old.__dv_ctid), " +
+		"sins AS (INSERT INTO " + n.State + " SELECT * FROM r), " +
+		"signed AS (SELECT " + cs + ", -1 AS __dv_n FROM old UNION ALL SELECT " + cs + ", 1 FROM r), "
+	return p.applyProjectionAfter(n, ctes, p.summedSigned())
 }
 
 func (p *Plan) applyProjection(n Names, d string) string {
@@ -702,6 +768,9 @@ func (p *Plan) Reset(n Names) string {
 			return QuoteIdent(p.Columns[p.Keys[i]].Name) + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1))
 		}) + " FROM " + n.Target
 		return p.writeGroups(n, current+" UNION SELECT * FROM ("+p.joinAllKeys+") AS x", p.joinRecompute)
+	}
+	if p.keptRows() {
+		return "WITH s AS (DELETE FROM " + n.State + "), del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
 	}
 	if p.Recompute != "" {
 		if p.Kind == Global {

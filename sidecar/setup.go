@@ -362,7 +362,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 		ids[vp.def.Name] = id
 	}
 	for _, v := range st.views {
-		if v.Plan.Kind != planner.Projection && !v.Plan.NeedsCopy() {
+		if v.Plan.NeedsState() {
 			v.Names.State = fmt.Sprintf("deltaview.%s", planner.QuoteIdent(fmt.Sprintf("state_%d", ids[v.Plan.View.Name])))
 		}
 	}
