@@ -656,7 +656,7 @@ func (p *Plan) keptRows() bool { return p.hiddenKeys && p.Recompute != "" }
 
 // NeedsState tells whether the view keeps a state table.
 func (p *Plan) NeedsState() bool {
-	return p.keptRows() || p.Kind != Projection && !p.NeedsCopy()
+	return p.keptRows() || p.Kind != Projection && !p.NeedsCopy() && !p.constant
 }
 
 // recomputeKeyed is recomputeQuery with the group keys first (k1, k2,
