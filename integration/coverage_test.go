@@ -105,7 +105,9 @@ func TestColumnLists(t *testing.T) {
 	// The column list of a view another view reads names the columns it
 	// reads.
 	over := plainView("over_counted", `SELECT prio, orders FROM counted WHERE orders > 1`)
-	all := append(views, over)
+	// Stars over maintained views are evaluated in the target as written.
+	overStars := plainView("over_counted_stars", `SELECT a.*, b.s AS s2 FROM counted a JOIN counted b USING (prio)`)
+	all := append(views, over, overStars)
 	e.start(all)
 	// From here on, the tables by their names alone.
 	for i := range all {
@@ -113,15 +115,16 @@ func TestColumnLists(t *testing.T) {
 	}
 	e.check(all...)
 	wantCols := map[string]string{
-		"counted":        "prio, orders, s",
-		"projected":      "k, status",
-		"extremes":       "cust, lo, hi",
-		"top_two":        "k, d",
-		"ranked":         "c, k, r",
-		"joined":         "who, what",
-		"joined_grouped": "who, n",
-		"starred":        "key, custkey, status, priority, orderdate, linenumber, suppkey, qty, price, commitdate, receiptdate",
-		"over_counted":   "prio, orders",
+		"counted":            "prio, orders, s",
+		"projected":          "k, status",
+		"extremes":           "cust, lo, hi",
+		"top_two":            "k, d",
+		"ranked":             "c, k, r",
+		"joined":             "who, what",
+		"joined_grouped":     "who, n",
+		"starred":            "key, custkey, status, priority, orderdate, linenumber, suppkey, qty, price, commitdate, receiptdate",
+		"over_counted":       "prio, orders",
+		"over_counted_stars": "prio, orders, s, s2",
 	}
 	for name, want := range wantCols {
 		got := queryString(t, e.tgt, `SELECT string_agg(attname, ', ' ORDER BY attnum) FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`, name)

@@ -103,7 +103,7 @@ type analysis struct {
 
 // starUnspelled is the refusal of a * the server could not spell out (see
 // stars.go).
-const starUnspelled = "* here cannot be spelled out into columns: it reads a maintained view, or a FROM item that refers to an outer query"
+const starUnspelled = "* here cannot be spelled out into columns: it reads a FROM item that refers to an outer query"
 
 const joinHint = "keep one view per table and join the maintained tables when you read them"
 

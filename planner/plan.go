@@ -433,7 +433,13 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 	if err := expandViews(ctx, d, stmtCopy.stmt, cat, views); err != nil {
 		return nil, err
 	}
-	a, err := analyze(&stmtCopy)
+	// A query over maintained views is evaluated in the target as written:
+	// its stars need no spelling out.
+	readsViews := false
+	for _, rv := range tablesOf(stmtCopy.stmt) {
+		readsViews = readsViews || views.of(rv.Schemaname, rv.Relname) != nil
+	}
+	a, err := analyzeStars(&stmtCopy, readsViews)
 	if err != nil {
 		return nil, err
 	}

@@ -26,8 +26,10 @@ import (
 // no column, and the copies need not hold every column of the table.
 //
 // Where the server cannot describe a level on its own (a FROM item
-// correlated with an outer query, a maintained view, which the source does
-// not have), its stars are left as written and refused later.
+// correlated with an outer query), its stars are left as written and
+// refused later. A level that reads a maintained view, which the source
+// does not have, keeps its stars too: such a query is evaluated in the
+// target as written.
 
 // spellOutAllStars spells out the stars of every level of d's query sel
 // (a copy of d's). The spelled-out query must give the columns the query
