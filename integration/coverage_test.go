@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -212,4 +214,36 @@ func TestConstantViews(t *testing.T) {
 		}
 	}
 	e.runSteps(views, coverageSteps)
+}
+
+// Renaming a column in the column list while deltaview is stopped rebuilds
+// the table under the new name.
+func TestColumnListRenamedWhileStopped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(coverageSchema)
+	file := filepath.Join(t.TempDir(), "views.sql")
+	write := func(cols string) {
+		if err := os.WriteFile(file, []byte("CREATE MATERIALIZED VIEW per_status ("+cols+") AS SELECT status, count(*) FROM orders GROUP BY status;\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := plainView("per_status", `SELECT status, count(*) FROM orders GROUP BY status`)
+	columns := func() string {
+		return queryString(t, e.tgt, `SELECT string_agg(attname, ', ' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'per_status'::regclass AND attnum > 0 AND NOT attisdropped`)
+	}
+	write("s, n")
+	e.sidecar = startSidecar(t, e.runArgs(file)...)
+	e.check(v)
+	if got := columns(); got != "s, n" {
+		t.Fatalf("columns %s, want s, n", got)
+	}
+	e.sidecar.stop()
+	write("s, orders")
+	e.exec(`INSERT INTO orders VALUES (200, 2, 'F', '5-LOW', '1995-01-01')`)
+	e.sidecar.restart()
+	e.check(v)
+	if got := columns(); got != "s, orders" {
+		t.Errorf("after the rename: columns %s, want s, orders", got)
+	}
 }
