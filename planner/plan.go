@@ -126,25 +126,6 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 	return p, err
 }
 
-// buildConstant plans a view that reads no table (SELECT without FROM,
-// VALUES): its result is computed once, when the view is built, and no
-// change ever touches it.
-func buildConstant(ctx context.Context, d *Definition, a *analysis, sel *pg_query.SelectStmt, cat Catalog) (*Plan, error) {
-	p := &Plan{View: d, Kind: Whole, Recompute: "it reads no table", Notes: a.notes, constant: true}
-	out, unanalyzed, err := describe(ctx, d, a, cat)
-	if err != nil {
-		return nil, err
-	}
-	p.Columns = out
-	p.noteUnanalyzed(unanalyzed)
-	q, err := deparseStmt(sel)
-	if errors.Is(err, errNotReproducible) {
-		return nil, d.errorf(0, "query", err.Error(), "write the query another way")
-	}
-	p.wholeQuery = q
-	return p, err
-}
-
 // expandJoinStars spells out * and alias.* in the select list with the
 // columns of the FROM tables, in order, as the server would.
 func expandJoinStars(stream string, sel *pg_query.SelectStmt, infos map[Table]*TableInfo) {
@@ -387,42 +368,6 @@ func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 	return p, nil
 }
 
-// nameColumns gives the output columns the names of the view's column list,
-// as CREATE MATERIALIZED VIEW v (a, b) does: the first columns take them,
-// the others keep theirs. The queries whose output the writer reads by
-// name (the whole query, the partitions' query) get the names as column
-// aliases.
-func (p *Plan) nameColumns() error {
-	d := p.View
-	names := d.ColumnNames
-	if len(names) == 0 {
-		return nil
-	}
-	if len(names) > len(p.Columns) {
-		return d.errorf(0, "column list", fmt.Sprintf("too many column names were specified: %d names for the query's %d columns", len(names), len(p.Columns)),
-			"name at most as many columns as the select list has")
-	}
-	for i, n := range names {
-		p.Columns[i].Name = n
-	}
-	seen := map[string]bool{}
-	for _, c := range p.Columns {
-		if seen[c.Name] {
-			return d.errorf(0, "column list", fmt.Sprintf("column %q is named twice", c.Name), "give the columns distinct names in the column list")
-		}
-		seen[c.Name] = true
-	}
-	aliases := list(len(names), func(i int) string { return QuoteIdent(names[i]) })
-	named := func(q string) string {
-		if q == "" {
-			return ""
-		}
-		return "SELECT * FROM (" + q + ") AS __dv_named(" + aliases + ")"
-	}
-	p.wholeQuery, p.partQuery = named(p.wholeQuery), named(p.partQuery)
-	return nil
-}
-
 func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*Plan, error) {
 	// Work on a copy of the parse tree: planning rewrites it.
 	stmtCopy := *d
@@ -571,39 +516,6 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 		}
 	}
 	return p, nil
-}
-
-// planHiddenKeys plans a grouped view some of whose GROUP BY expressions
-// are not output columns: the result is a multiset of rows, looked up
-// like a projection's, and the groups are kept by their keys in the state
-// table: their counters, or (recomputed) their current result rows.
-func (p *Plan) planHiddenKeys(ctx context.Context, cat Catalog) error {
-	for _, c := range p.Columns {
-		ok, err := cat.Groupable(ctx, c.Type)
-		if err != nil {
-			return err
-		}
-		p.noEq = append(p.noEq, !ok)
-	}
-	if p.Recompute == "" {
-		p.Notes = append(p.Notes, "GROUP BY expressions missing from the select list: the groups' counters are kept by their keys in the state table, and the result is a multiset of their rows")
-		return nil
-	}
-	keys, err := cat.Describe(ctx, "SELECT "+strings.Join(p.groups, ", ")+p.from(p.Source.Quoted()))
-	if err != nil {
-		return p.View.serverError(err)
-	}
-	p.State = nil
-	for i, k := range keys {
-		k.Name, k.NotNull = "k"+strconv.Itoa(i+1), false
-		p.State = append(p.State, k)
-	}
-	for i, c := range p.Columns {
-		c.Name, c.NotNull = "c"+strconv.Itoa(i+1), false
-		p.State = append(p.State, c)
-	}
-	p.Notes = append(p.Notes, "GROUP BY expressions missing from the select list: each group's result row is kept by its keys in the state table, and the result is a multiset of those rows")
-	return nil
 }
 
 // planWhole plans whole-view recomputation: the view's own query, read

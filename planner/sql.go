@@ -607,93 +607,6 @@ func (p *Plan) updateGlobalFrom(n Names, from, cond string) string {
 		rowText(len(p.Columns), func(i int) string { return "f.c" + strconv.Itoa(i+1) }) + " RETURNING 1)"
 }
 
-// applyHidden applies a grouped view whose group keys are not output
-// columns: the state rows of the touched groups are updated as for any
-// grouped view, and each group whose result row changed takes its old row
-// out of the result (one copy) and puts its new one in, as signed rows of
-// a projection.
-func (p *Plan) applyHidden(n Names, d string) string {
-	match := make([]string, len(p.groups))
-	for i := range p.groups {
-		k := "k" + strconv.Itoa(i+1)
-		match[i] = nullSafeEqual("s."+k, "gd."+k, true)
-	}
-	ctes := "gd AS (" + d + "), " +
-		"old AS (SELECT s.* FROM " + n.State + " AS s JOIN gd ON " + strings.Join(match, " AND ") + " WHERE NOT " + p.noop("gd") + "), " +
-		"up AS (INSERT INTO " + n.State + " AS s (" + p.stateColumns() + ") SELECT " + p.stateColumns() +
-		" FROM gd WHERE NOT " + p.noop("gd") +
-		" ON CONFLICT (" + p.stateKeys("") + ") DO UPDATE SET " + strings.Join(p.merges("s", "excluded"), ", ") + " RETURNING s.*), " +
-		"signed AS (SELECT " + p.finalsAs() + ", -1 AS __dv_n FROM old AS up WHERE " + p.present() +
-		" UNION ALL SELECT " + p.finalsAs() + ", 1 FROM up WHERE " + p.present() + "), "
-	return p.applyProjectionAfter(n, ctes, p.summedSigned())
-}
-
-// summedSigned sums the signed result rows of the CTE "signed" (columns
-// c1, c2, ..., __dv_n) into the rows to insert (n > 0) or delete (n < 0),
-// grouped as a projection's rows are.
-func (p *Plan) summedSigned() string {
-	c := func(i int) string { return "c" + strconv.Itoa(i+1) }
-	var outs, groups []string
-	for i := range p.Columns {
-		if p.noEquality(i) {
-			outs = append(outs, "(pg_catalog.array_agg("+c(i)+"))[1] AS "+c(i))
-		} else {
-			outs = append(outs, c(i))
-			groups = append(groups, c(i))
-		}
-	}
-	for i := range p.Columns {
-		groups = append(groups, c(i)+"::text")
-	}
-	return "SELECT " + strings.Join(outs, ", ") + ", pg_catalog.sum(__dv_n)::int8 AS n FROM signed GROUP BY " +
-		strings.Join(groups, ", ") + " HAVING pg_catalog.sum(__dv_n) <> 0"
-}
-
-// keptRows tells whether the view keeps its groups' result rows by their
-// keys in the state table: recomputed groups whose keys the result does
-// not show.
-func (p *Plan) keptRows() bool { return p.hiddenKeys && p.Recompute != "" }
-
-// NeedsState tells whether the view keeps a state table.
-func (p *Plan) NeedsState() bool {
-	return p.keptRows() || p.Kind != Projection && !p.NeedsCopy() && !p.constant
-}
-
-// recomputeKeyed is recomputeQuery with the group keys first (k1, k2,
-// ...): the rows of the state table of a view that keeps them.
-func (p *Plan) recomputeKeyed(rel, join string) string {
-	s := "SELECT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS k" + strconv.Itoa(i+1) }) + ", " +
-		list(len(p.outputs), func(i int) string { return p.outputs[i] + " AS c" + strconv.Itoa(i+1) }) +
-		p.from(rel) + join + p.whereSQL() + " GROUP BY " + strings.Join(p.groups, ", ")
-	if p.having != "" {
-		s += " HAVING " + p.having
-	}
-	return s
-}
-
-// applyKept recomputes the groups the staged rows touch from the copy
-// (which already holds the batch's changes), replaces their rows in the
-// state table, and turns each group's old and new result rows into signed
-// rows of the result.
-func (p *Plan) applyKept(n Names) string {
-	touched := "SELECT DISTINCT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }) +
-		p.from(n.Stage) + p.whereSQL()
-	join := make([]string, len(p.groups))
-	inS := make([]string, len(p.groups))
-	for i, g := range p.groups {
-		join[i] = nullSafeEqual("("+g+")", keyRef(i), true)
-		inS[i] = nullSafeEqual("s.k"+strconv.Itoa(i+1), keyRef(i), true)
-	}
-	cs := list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })
-	ctes := "__dv_k AS (" + touched + "), " +
-		"r AS (" + p.recomputeKeyed(n.Copy, " JOIN __dv_k ON "+strings.Join(join, " AND ")) + "), " +
-		"old AS (SELECT s.ctid AS __dv_ctid, s.* FROM " + n.State + " AS s JOIN __dv_k ON " + strings.Join(inS, " AND ") + "), " +
-		"sdel AS (DELETE FROM " + n.State + " AS s USING old WHERE s.ctid = old.__dv_ctid), " +
-		"sins AS (INSERT INTO " + n.State + " SELECT * FROM r), " +
-		"signed AS (SELECT " + cs + ", -1 AS __dv_n FROM old UNION ALL SELECT " + cs + ", 1 FROM r), "
-	return p.applyProjectionAfter(n, ctes, p.summedSigned())
-}
-
 func (p *Plan) applyProjection(n Names, d string) string {
 	return p.applyProjectionAfter(n, "", d)
 }
@@ -821,6 +734,11 @@ func CopyPlan(stream string, src Table, cols []Column, keys []string) *Plan {
 // NeedsCopy tells whether the view reads the copy of its source table.
 func (p *Plan) NeedsCopy() bool {
 	return (p.Recompute != "" || p.NeedsDelta()) && !p.OnTarget() && !p.constant
+}
+
+// NeedsState tells whether the view keeps a state table.
+func (p *Plan) NeedsState() bool {
+	return p.keptRows() || p.Kind != Projection && !p.NeedsCopy() && !p.constant
 }
 
 // CopyTable names a stream's copy of a source table in deltaview's schema:
