@@ -193,6 +193,9 @@ func TestGroupKeysNotShown(t *testing.T) {
 		step{"every line goes", `TRUNCATE lineitem`},
 		step{"lines again", `INSERT INTO lineitem SELECT 104, 10 + i, i % 3, 10 * i, 1.00, '1993-07-01', '1993-07-02' FROM generate_series(1, 7) i`},
 	))
+	if out, code := deltaview(t, nil, "verify", "--target", e.tgtURL, "--slot", e.slot); code != 0 || strings.Count(out, "ok at") != len(views) {
+		t.Fatalf("verify: exit %d\n%s", code, out)
+	}
 }
 
 // Views that read no table (no FROM, VALUES) are computed once, when
@@ -215,6 +218,18 @@ func TestConstantViews(t *testing.T) {
 		}
 	}
 	e.runSteps(views, coverageSteps)
+	// Verified like any view; a tampered constant is repaired.
+	verify := func(args ...string) (string, int) {
+		return deltaview(t, nil, append([]string{"verify", "--target", e.tgtURL, "--slot", e.slot}, args...)...)
+	}
+	if out, code := verify(); code != 0 || strings.Count(out, "ok at") != len(views) {
+		t.Fatalf("verify: exit %d\n%s", code, out)
+	}
+	e.exec(`INSERT INTO no_from VALUES (9, 'y', 1.00)`)
+	if out, code := verify("--repair"); code != 0 || !strings.Contains(out, "(repaired)") {
+		t.Fatalf("verify --repair of a tampered constant: exit %d\n%s", code, out)
+	}
+	e.check(views...)
 }
 
 // Renaming a column in the column list while deltaview is stopped rebuilds
