@@ -101,6 +101,9 @@ type analysis struct {
 	// whole says which construct needs the whole result recomputed, "" for
 	// none.
 	whole string
+	// constant is set for a query that reads no table (no FROM, VALUES):
+	// its result never changes.
+	constant bool
 	// tables are the base tables a general query reads (Whole views over
 	// joins, subqueries, CTEs and set operations).
 	tables []*pg_query.RangeVar
@@ -125,6 +128,10 @@ func qualifiedCanon(n *pg_query.Node) string {
 	}
 	return s
 }
+
+// starUnspelled is the refusal of a * the server could not spell out (see
+// stars.go).
+const starUnspelled = "* here cannot be spelled out into columns: it reads a FROM item that refers to an outer query"
 
 const joinHint = "keep one view per table and join the maintained tables when you read them"
 
@@ -156,9 +163,19 @@ var volatileFunctions = map[string]bool{
 // analyze checks a definition's query for what this version can maintain
 // and collects its parts. It needs no database.
 func analyze(d *Definition) (*analysis, error) {
+	return analyzeStars(d, false)
+}
+
+// analyzeStars is analyze; starsLater is set when the stars left in the
+// query are to be spelled out by the source later (Analyze, without one).
+func analyzeStars(d *Definition, starsLater bool) (*analysis, error) {
 	sel := d.stmt
 	if why := notSingleTable(sel); why != "" {
-		return analyzeGeneral(d, why)
+		return analyzeGeneral(d, why, starsLater)
+	}
+	if len(sel.FromClause) == 0 {
+		// No table: a constant result (checked as any query is).
+		return analyzeGeneral(d, "no FROM", starsLater)
 	}
 	a := &analysis{def: d}
 	switch {
@@ -166,8 +183,6 @@ func analyze(d *Definition) (*analysis, error) {
 		return nil, d.errorf(0, "set operation", strings.ToUpper(strings.TrimPrefix(sel.Op.String(), "SETOP_"))+" is not supported yet", "")
 	case sel.WithClause != nil:
 		return nil, d.errorf(sel.WithClause.Location, "WITH", "common table expressions (WITH) are not supported yet", "inline the CTE into the query")
-	case len(sel.ValuesLists) > 0:
-		return nil, d.errorf(0, "VALUES", "a VALUES list is not a maintainable view", "")
 	case len(sel.LockingClause) > 0:
 		return nil, d.errorf(0, "FOR UPDATE", "locking clauses have no meaning in a view", "remove FOR UPDATE/SHARE")
 	case sel.IntoClause != nil:
@@ -185,9 +200,6 @@ func analyze(d *Definition) (*analysis, error) {
 	}
 	if len(sel.SortClause) > 0 && a.whole == "" {
 		a.notes = append(a.notes, "ORDER BY is ignored: a table has no order; sort when you read it")
-	}
-	if len(sel.FromClause) == 0 {
-		return nil, d.errorf(0, "FROM", "a view without FROM has nothing to maintain", "")
 	}
 	if len(sel.FromClause) > 1 {
 		return nil, d.errorf(location(sel.FromClause[1]), "join", "views over several tables (joins) are not supported yet", joinHint)
@@ -260,13 +272,12 @@ func analyze(d *Definition) (*analysis, error) {
 		a.kind = Grouped
 		return a, nil
 	}
-	if a.having != nil && len(a.groups) == 0 {
-		return nil, d.errorf(location(a.having), "HAVING", "HAVING without GROUP BY is not supported yet", "")
-	}
 	switch {
 	case len(a.groups) > 0:
 		a.kind = Grouped
-	case len(a.aggs) > 0 || a.otherAggs:
+	case len(a.aggs) > 0 || a.otherAggs || a.having != nil:
+		// HAVING without GROUP BY makes one group of all rows, as
+		// aggregates do: one row, or none when HAVING is false.
 		a.kind = Global
 	default:
 		a.kind = Projection
@@ -388,16 +399,20 @@ func (a *analysis) collectAggregates(n *pg_query.Node, fail func(error)) {
 				fail(d.errorf(fc.Location, "nested aggregate", "aggregate calls cannot be nested", ""))
 				return false
 			}
+			// Aggregates kept by recomputation: the query aggregates even
+			// when no aggregate is kept as a running total.
 			switch {
 			case fc.AggDistinct:
 				if a.recompute == "" {
 					a.recompute = name + "(DISTINCT ...) cannot be kept as a running total"
 				}
+				a.otherAggs = true
 				return false
 			case len(fc.AggOrder) > 0 || fc.AggWithinGroup:
 				if a.recompute == "" {
 					a.recompute = name + "() with ORDER BY is recomputed"
 				}
+				a.otherAggs = true
 				return false
 			case fn != aggCountStar && len(fc.Args) != 1:
 				fail(d.errorf(fc.Location, name, name+"() takes exactly one argument here", ""))
@@ -498,7 +513,7 @@ func notSingleTable(sel *pg_query.SelectStmt) string {
 // set operations. It is maintained by recomputing it whole from copies of
 // the tables it reads, so anything Postgres evaluates deterministically
 // goes; what remains to refuse is what changes without any row changing.
-func analyzeGeneral(d *Definition, why string) (*analysis, error) {
+func analyzeGeneral(d *Definition, why string, starsLater bool) (*analysis, error) {
 	sel := d.stmt
 	a := &analysis{def: d, kind: Whole, whole: why}
 	root := &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}
@@ -549,8 +564,8 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 			}
 		case *pg_query.Node_ColumnRef:
 			if isStar(v.ColumnRef) {
-				if !topStars[v.ColumnRef] {
-					fail(d.errorf(v.ColumnRef.Location, "*", "* inside a subquery of a view over several tables is not supported yet", "list the columns"))
+				if !topStars[v.ColumnRef] && !starsLater {
+					fail(d.errorf(v.ColumnRef.Location, "*", starUnspelled, "list the columns"))
 				}
 				a.stars = true
 			}
@@ -589,9 +604,11 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 		return nil, err
 	}
 	if len(a.tables) == 0 {
-		return nil, d.errorf(0, "FROM", "a view that reads no table has nothing to maintain", "")
+		// Reads no table: its result is a constant, computed once.
+		a.constant = true
+		return a, nil
 	}
-	if a.stars {
+	if a.stars && !starsLater {
 		// Spelling out * needs the FROM items to be tables (or joins of
 		// tables) whose columns are all kept: not USING, whose * merges
 		// columns, nor subqueries or CTEs.
@@ -609,7 +626,7 @@ func analyzeGeneral(d *Definition, why string) (*analysis, error) {
 				}
 			})
 			if bad != nil || sel.Op != pg_query.SetOperation_SETOP_NONE && sel.Op != pg_query.SetOperation_SET_OPERATION_UNDEFINED {
-				return nil, d.errorf(location(bad), "*", "* over joins with USING, subqueries, CTEs or set operations is not supported yet", "list the columns")
+				return nil, d.errorf(location(bad), "*", starUnspelled, "list the columns")
 			}
 		}
 	}

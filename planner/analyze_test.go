@@ -24,10 +24,7 @@ func TestRefusedWithoutDatabase(t *testing.T) {
 		{"current_timestamp", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t\nWHERE ts > CURRENT_TIMESTAMP;", "time or session function", 2, "CURRENT_TIMESTAMP"},
 		{"distinct with aggregates", "CREATE MATERIALIZED VIEW v AS SELECT DISTINCT g, count(*) FROM t GROUP BY g;", "DISTINCT", 1, "DISTINCT together with GROUP BY"},
 		{"aggregate in filter", "CREATE MATERIALIZED VIEW v AS SELECT count(*) FILTER (WHERE sum(a) > 1) FROM t;", "nested aggregate", 1, "nested"},
-		{"having without group by", "CREATE MATERIALIZED VIEW v AS SELECT count(*) FROM t\nHAVING count(*) > 1;", "HAVING", 2, "HAVING without GROUP BY"},
 		{"rollup", "CREATE MATERIALIZED VIEW v AS SELECT g, count(*) FROM t GROUP BY ROLLUP (g);", "GROUPING SETS", 1, "ROLLUP"},
-		{"star over a join with USING", "CREATE MATERIALIZED VIEW v AS\nSELECT * FROM a\nJOIN b USING (id);", "*", 2, "USING"},
-		{"star in a subquery", "CREATE MATERIALIZED VIEW v AS SELECT x FROM a WHERE x IN (SELECT * FROM b);", "*", 1, "inside a subquery"},
 		{"recursive", "CREATE MATERIALIZED VIEW v AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n FROM r, t;", "WITH RECURSIVE", 1, "recursive"},
 		{"function in a join", "CREATE MATERIALIZED VIEW v AS SELECT a.x FROM a, generate_series(1, 3) g;", "function in FROM", 1, "function in FROM"},
 		{"volatile in a subquery", "CREATE MATERIALIZED VIEW v AS SELECT x FROM a WHERE x IN (SELECT y FROM b WHERE random() > 0.5);", "volatile function", 1, "random()"},
@@ -36,7 +33,6 @@ func TestRefusedWithoutDatabase(t *testing.T) {
 		{"tablesample", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t\nTABLESAMPLE SYSTEM (10);", "TABLESAMPLE", 2, "at random"},
 		{"tablesample in a join", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t JOIN u TABLESAMPLE BERNOULLI (5) REPEATABLE (1) ON u.b = t.a;", "TABLESAMPLE", 1, "at random"},
 		{"natural join", "CREATE MATERIALIZED VIEW v AS SELECT x FROM a NATURAL JOIN b;", "NATURAL JOIN", 1, "NATURAL"},
-		{"no from", "CREATE MATERIALIZED VIEW v AS SELECT 1;", "FROM", 1, "without FROM"},
 		{"star with group by", "CREATE MATERIALIZED VIEW v AS SELECT * FROM t GROUP BY a;", "*", 1, "SELECT *"},
 		{"nested aggregate", "CREATE MATERIALIZED VIEW v AS SELECT sum(count(*)) FROM t;", "nested aggregate", 1, "nested"},
 		{"aggregate in where", "CREATE MATERIALIZED VIEW v AS SELECT a FROM t WHERE sum(a) > 1;", "aggregate in WHERE", 1, "WHERE"},
@@ -134,16 +130,28 @@ func TestDuplicateViewNames(t *testing.T) {
 
 func TestKinds(t *testing.T) {
 	cases := map[string]Kind{
-		"SELECT a, b FROM t WHERE a > 1":                         Projection,
-		"SELECT * FROM t":                                        Projection,
-		"SELECT g, sum(x) FROM t GROUP BY g":                     Grouped,
-		"SELECT count(*), avg(x) FROM t":                         Global,
-		"SELECT lower(g) AS k, count(*) FROM t GROUP BY 1":       Grouped,
-		"SELECT DISTINCT a, b FROM t":                            Grouped,
-		"SELECT g FROM t GROUP BY g HAVING sum(x) > 0":           Grouped,
-		"SELECT count(*) FILTER (WHERE x > 0) FROM t":            Global,
-		"SELECT min(x) FROM t":                                   Global,
-		"SELECT g, max(x), string_agg(y, ',') FROM t GROUP BY g": Grouped,
+		"SELECT a, b FROM t WHERE a > 1":                               Projection,
+		"SELECT * FROM t":                                              Projection,
+		"SELECT g, sum(x) FROM t GROUP BY g":                           Grouped,
+		"SELECT count(*), avg(x) FROM t":                               Global,
+		"SELECT lower(g) AS k, count(*) FROM t GROUP BY 1":             Grouped,
+		"SELECT DISTINCT a, b FROM t":                                  Grouped,
+		"SELECT g FROM t GROUP BY g HAVING sum(x) > 0":                 Grouped,
+		"SELECT count(*) FILTER (WHERE x > 0) FROM t":                  Global,
+		"SELECT min(x) FROM t":                                         Global,
+		"SELECT g, max(x), string_agg(y, ',') FROM t GROUP BY g":       Grouped,
+		"SELECT count(DISTINCT x) FROM t":                              Global,
+		"SELECT sum(DISTINCT x), string_agg(y, ',' ORDER BY y) FROM t": Global,
+		"SELECT count(*) FROM t HAVING count(*) > 1":                   Global,
+		"SELECT 'many' AS label FROM t HAVING count(*) > 1":            Global,
+		// Constants: no table to read.
+		"SELECT 1":                        Whole,
+		"VALUES (1, 'a'), (2, 'b')":       Whole,
+		"SELECT * FROM (VALUES (1)) v(a)": Whole,
+		// Stars the source spells out later.
+		"SELECT * FROM a JOIN b USING (id)":                Whole,
+		"SELECT x FROM a WHERE x IN (SELECT * FROM b)":     Whole,
+		"SELECT * FROM (SELECT x FROM a) s UNION SELECT 1": Whole,
 	}
 	for q, want := range cases {
 		defs, errs := ParseFile("v.sql", "CREATE MATERIALIZED VIEW v AS "+q+";")

@@ -29,6 +29,10 @@ type Definition struct {
 	// queryOffset the byte offset of Query in the file.
 	Statement string
 	Query     string
+	// ColumnNames are the names of a column list after the view's name
+	// (CREATE MATERIALIZED VIEW v (a, b) AS ...): they name the first
+	// output columns; the others keep the query's names.
+	ColumnNames []string
 	// History is set by WITH (history = on): every change of the view is
 	// kept in HistoryTable.
 	History bool
@@ -244,9 +248,8 @@ func parseStatement(file, text string, start, end int) (*Definition, error) {
 	if rel.Catalogname != "" {
 		return nil, d.errorf(0, "name", "a database-qualified view name is not supported", "name the view as schema.name or name")
 	}
-	if len(into.ColNames) > 0 {
-		return nil, d.errorf(0, "column list", "a column name list after the view name is not supported yet",
-			"name the output columns with AS aliases in the SELECT list")
+	for _, c := range into.ColNames {
+		d.ColumnNames = append(d.ColumnNames, c.GetString_().GetSval())
 	}
 	if into.SkipData {
 		return nil, d.errorf(0, "WITH NO DATA", "WITH NO DATA makes no sense for a maintained view", "remove WITH NO DATA")

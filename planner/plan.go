@@ -341,6 +341,12 @@ type Plan struct {
 	// onTargetQuery is the query of a view reading maintained views, as
 	// the target runs it (see views.go).
 	onTargetQuery string
+	// constant is set for a view that reads no table (see buildConstant).
+	constant bool
+	// hiddenKeys is set for a grouped view some of whose GROUP BY
+	// expressions are not output columns: its result has no key, and its
+	// rows are written as a multiset (see applyHidden).
+	hiddenKeys bool
 	// joinTerms are, per source, the signed delta of a select-project view
 	// over inner joins with that source's staged rows (see delta.go), or
 	// the signed joined rows of an aggregate counted over inner joins (see
@@ -353,7 +359,7 @@ type Plan struct {
 // Analyze checks a definition without a database: syntax and constructs.
 // It returns the kind of maintenance the view needs.
 func Analyze(d *Definition) (Kind, []string, error) {
-	a, err := analyze(d)
+	a, err := analyzeStars(d, true)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -409,6 +415,9 @@ func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 	if err != nil {
 		return p, err
 	}
+	if err := p.nameColumns(); err != nil {
+		return nil, err
+	}
 	if err := checkCollations(d, p); err != nil {
 		return nil, err
 	}
@@ -419,15 +428,27 @@ func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 	// Work on a copy of the parse tree: planning rewrites it.
 	stmtCopy := *d
 	stmtCopy.stmt = clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()
+	if err := spellOutAllStars(ctx, d, stmtCopy.stmt, cat, views); err != nil {
+		return nil, err
+	}
 	if err := expandViews(ctx, d, stmtCopy.stmt, cat, views); err != nil {
 		return nil, err
 	}
-	a, err := analyze(&stmtCopy)
+	// A query over maintained views is evaluated in the target as written:
+	// its stars need no spelling out.
+	readsViews := false
+	for _, rv := range tablesOf(stmtCopy.stmt) {
+		readsViews = readsViews || views.of(rv.Schemaname, rv.Relname) != nil
+	}
+	a, err := analyzeStars(&stmtCopy, readsViews)
 	if err != nil {
 		return nil, err
 	}
 	if p, err := buildOverViews(ctx, d, &stmtCopy, a, views, cat); p != nil || err != nil {
 		return p, err
+	}
+	if a.constant {
+		return buildConstant(ctx, d, a, stmtCopy.stmt, cat)
 	}
 	if len(a.tables) > 0 {
 		return buildGeneral(ctx, d, a, stmtCopy.stmt, cat, true)
@@ -552,6 +573,11 @@ func buildSingle(ctx context.Context, d *Definition, a *analysis, cat Catalog, l
 		}
 		if why != "" {
 			if err := p.planRecompute(a, why); err != nil {
+				return nil, err
+			}
+		}
+		if p.hiddenKeys {
+			if err := p.planHiddenKeys(ctx, cat); err != nil {
 				return nil, err
 			}
 		}
@@ -809,8 +835,10 @@ func (p *Plan) resolveGroups(a *analysis, tableCols map[string]Column) ([]string
 			}
 		}
 		if found < 0 {
-			return nil, d.errorf(location(a.groups[i]), "GROUP BY", fmt.Sprintf("GROUP BY expression %s is not in the select list", p.groups[i]),
-				"add it to the select list: it becomes the key of the result table")
+			// The result has no key: its rows are a multiset (see
+			// HiddenKeys).
+			p.hiddenKeys = true
+			continue
 		}
 		p.Keys = append(p.Keys, found)
 		nullable := true
@@ -823,10 +851,13 @@ func (p *Plan) resolveGroups(a *analysis, tableCols map[string]Column) ([]string
 	}
 	for i, k := range p.Keys {
 		for j := 0; j < i; j++ {
-			if p.Keys[j] == k {
+			if p.Keys[j] == k && !p.hiddenKeys {
 				return nil, d.errorf(0, "GROUP BY", fmt.Sprintf("GROUP BY lists %s twice", p.groups[i]), "remove the duplicate")
 			}
 		}
+	}
+	if p.hiddenKeys {
+		p.Keys, p.KeyNullable = nil, nil
 	}
 	return groupCanon, nil
 }
@@ -1047,6 +1078,9 @@ func (p *Plan) finalAggregate(i int) string {
 // Strategy describes, for `deltaview check`, how the view is maintained
 // and what state it keeps.
 func (p *Plan) Strategy() string {
+	if p.constant {
+		return "constant (it reads no table): computed once when the view is built; no change of the source touches it"
+	}
 	if p.Kind == Whole {
 		return fmt.Sprintf("full recomputation (%s): %s and recomputes the whole view from them whenever a batch changes them; the cost grows with the tables", p.Recompute, p.reads())
 	}

@@ -77,6 +77,9 @@ func (p *Plan) SnapshotQuery() string {
 	if p.Kind == Whole || p.NeedsKeys() || (p.NeedsDelta() && !p.countsJoin()) {
 		return p.View.Query
 	}
+	if p.keptRows() {
+		return p.recomputeKeyed(p.Source.Quoted(), "")
+	}
 	if p.Recompute != "" {
 		return p.recomputeQuery(p.Source.Quoted(), "")
 	}
@@ -134,7 +137,7 @@ func (p *Plan) SnapshotTarget(n Names) string {
 	if p.copy != nil && p.copy.rows == rowsByHash {
 		return p.copyLoad(n) + " (" + p.colList("") + ")"
 	}
-	if p.Kind == Projection || p.Recompute != "" {
+	if (p.Kind == Projection || p.Recompute != "") && !p.keptRows() {
 		return n.Target + " (" + p.colList("") + ")"
 	}
 	return n.State + " (" + list(len(p.State), func(i int) string { return QuoteIdent(p.State[i].Name) }) + ")"
@@ -146,7 +149,11 @@ func (p *Plan) CreateTarget(n Names) []string {
 	stmts := []string{"CREATE TABLE " + n.Target + " (" + list(len(p.Columns), func(i int) string {
 		return QuoteIdent(p.Columns[i].Name) + " " + p.Columns[i].Decl()
 	}) + ")"}
-	switch p.Kind {
+	kind := p.Kind
+	if p.hiddenKeys {
+		kind = Projection // a multiset without a key
+	}
+	switch kind {
 	case Grouped:
 		keys := list(len(p.Keys), func(i int) string { return QuoteIdent(p.Columns[p.Keys[i]].Name) })
 		nullable := false
@@ -185,6 +192,11 @@ func (p *Plan) CreateTarget(n Names) []string {
 
 // CreateState creates the state table (nil for Projection).
 func (p *Plan) CreateState(n Names) []string {
+	if p.keptRows() {
+		return []string{"CREATE TABLE " + n.State + " (" + list(len(p.State), func(i int) string {
+			return QuoteIdent(p.State[i].Name) + " " + p.State[i].Decl()
+		}) + ")", "CREATE INDEX ON " + n.State + " (" + p.stateKeys("") + ")"}
+	}
 	if p.Kind == Projection || p.Recompute != "" {
 		return nil
 	}
@@ -214,12 +226,19 @@ func (p *Plan) FinalizeAll(n Names) string {
 	if p.copy != nil && p.copy.rows == rowsByHash {
 		return p.fillHashed(n)
 	}
+	if p.keptRows() {
+		return "INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " +
+			list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) }) + " FROM " + n.State
+	}
 	if p.Kind == Projection || p.Recompute != "" {
 		return ""
 	}
 	s := "INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + strings.Join(p.finals, ", ") + " FROM " + n.State + " AS up"
-	if p.Kind == Grouped {
+	switch {
+	case p.Kind == Grouped:
 		s += " WHERE " + p.present()
+	case p.having != "":
+		s += " WHERE coalesce(" + p.having + ", false)"
 	}
 	return s
 }
@@ -390,6 +409,9 @@ func (p *Plan) finalsAs() string {
 // Apply applies the staged rows to the view. Its one result row holds the
 // number of result rows inserted, updated and deleted.
 func (p *Plan) Apply(n Names) string {
+	if p.constant {
+		return "" // no change touches it
+	}
 	if p.Kind == Whole {
 		return p.applyWhole(n, false)
 	}
@@ -401,6 +423,9 @@ func (p *Plan) Apply(n Names) string {
 	}
 	if p.NeedsKeys() {
 		return p.writeGroups(n, "SELECT * FROM "+n.Keys+" UNION "+p.joinTouched(n), p.joinRecompute)
+	}
+	if p.keptRows() {
+		return p.applyKept(n)
 	}
 	if p.Recompute != "" {
 		return p.applyRecompute(n)
@@ -417,11 +442,16 @@ func (p *Plan) Apply(n Names) string {
 		}
 		return p.applyProjection(n, d)
 	case Global:
-		return "WITH d AS (" + d + "), " +
+		up := "WITH d AS (" + d + "), " +
 			"up AS (UPDATE " + n.State + " AS s SET " + strings.Join(p.merges("s", "d"), ", ") +
-			" FROM d WHERE d.n IS NOT NULL AND NOT " + p.noop("d") + " RETURNING s.*), " +
-			p.updateGlobal(n) +
-			" SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
+			" FROM d WHERE d.n IS NOT NULL AND NOT " + p.noop("d") + " RETURNING s.*), "
+		if p.having != "" {
+			return up + p.setGlobal(n, "SELECT "+p.finalsAs()+" FROM up WHERE coalesce("+p.having+", false)", "EXISTS (SELECT 1 FROM up)")
+		}
+		return up + p.updateGlobal(n) + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
+	}
+	if p.hiddenKeys {
+		return p.applyHidden(n, d)
 	}
 	keyMatch := make([]string, len(p.Keys))
 	for i, k := range p.Keys {
@@ -542,8 +572,11 @@ func (p *Plan) applyPartitions(n Names) string {
 func (p *Plan) applyRecompute(n Names) string {
 	staged := "SELECT 1" + p.from(n.Stage) + p.whereSQL()
 	if p.Kind == Global {
-		return "WITH t AS (" + staged + " LIMIT 1), r AS (" + p.recomputeQuery(p.copyRel(n), "") + "), " +
-			p.updateGlobalFrom(n, "r", "EXISTS (SELECT 1 FROM t)") + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
+		r := "WITH t AS (" + staged + " LIMIT 1), r AS (" + p.recomputeQuery(p.copyRel(n), "") + "), "
+		if p.having != "" {
+			return r + p.setGlobal(n, "SELECT * FROM r", "EXISTS (SELECT 1 FROM t)")
+		}
+		return r + p.updateGlobalFrom(n, "r", "EXISTS (SELECT 1 FROM t)") + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 	}
 	touched := "SELECT DISTINCT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }) +
 		p.from(n.Stage) + p.whereSQL()
@@ -586,6 +619,17 @@ func nullSafeEqual(col, val string, nullable bool) string {
 	return "(" + col + " = " + val + " OR (" + col + " IS NULL AND " + val + " IS NULL))"
 }
 
+// setGlobal makes the result table of an aggregate without GROUP BY but
+// with HAVING hold the row of the query f (columns c1, c2, ...), or no row
+// when f has none, when cond holds. It ends the statement Apply returns.
+func (p *Plan) setGlobal(n Names, f, cond string) string {
+	return "f AS (" + f + "), " +
+		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t FROM " + n.Target + " AS u WHERE " + cond + "), " +
+		"del AS (DELETE FROM " + n.Target + " AS u USING cur WHERE u.ctid = cur.__dv_ctid AND NOT EXISTS (SELECT 1 FROM f WHERE ROW(f.*)::text = cur.__dv_t) RETURNING 1), " +
+		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT * FROM f WHERE " + cond + " AND NOT EXISTS (SELECT 1 FROM cur WHERE cur.__dv_t = ROW(f.*)::text) RETURNING 1) " +
+		"SELECT (SELECT pg_catalog.count(*) FROM ins), 0::int8, (SELECT pg_catalog.count(*) FROM del)"
+}
+
 // updateGlobal is the CTE "ch" that rewrites a global aggregate's single
 // result row from the state row(s) in "up", when they differ.
 func (p *Plan) updateGlobal(n Names) string {
@@ -607,6 +651,12 @@ func (p *Plan) updateGlobalFrom(n Names, from, cond string) string {
 }
 
 func (p *Plan) applyProjection(n Names, d string) string {
+	return p.applyProjectionAfter(n, "", d)
+}
+
+// applyProjectionAfter is applyProjection after the common table
+// expressions ctes ("" or ending in ", "), which d may read.
+func (p *Plan) applyProjectionAfter(n Names, ctes, d string) string {
 	m := len(p.Columns)
 	col := func(i int) string { return "w." + QuoteIdent(p.Columns[i].Name) }
 	dc := func(i int) string { return "d.c" + strconv.Itoa(i+1) }
@@ -628,7 +678,7 @@ func (p *Plan) applyProjection(n Names, d string) string {
 		" UNION ALL SELECT w.ctid FROM " + n.Target + " AS w WHERE " + col(ix) + " IS NULL AND " + dc(ix) + " IS NULL" + rest +
 		" LIMIT -d.n"
 	cs := list(m, dc)
-	return "WITH d AS (" + d + "), " +
+	return "WITH " + ctes + "d AS (" + d + "), " +
 		"del AS (DELETE FROM " + n.Target + " AS u WHERE u.ctid = ANY (ARRAY(SELECT v.ctid FROM d CROSS JOIN LATERAL (" + lookup +
 		") AS v WHERE d.n < 0)) RETURNING 1), " +
 		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + cs + " FROM d CROSS JOIN LATERAL pg_catalog.generate_series(1, d.n) WHERE d.n > 0 RETURNING 1) " +
@@ -665,6 +715,9 @@ func (p *Plan) Cleanup(n Names) string {
 // Reset empties the view after its source table was truncated; like Apply
 // it returns the counts of result rows inserted, updated and deleted.
 func (p *Plan) Reset(n Names) string {
+	if p.constant {
+		return ""
+	}
 	if p.Kind == Whole || (p.NeedsDelta() && !p.countsJoin()) {
 		return p.applyWhole(n, true)
 	}
@@ -675,8 +728,14 @@ func (p *Plan) Reset(n Names) string {
 		}) + " FROM " + n.Target
 		return p.writeGroups(n, current+" UNION SELECT * FROM ("+p.joinAllKeys+") AS x", p.joinRecompute)
 	}
+	if p.keptRows() {
+		return "WITH s AS (DELETE FROM " + n.State + "), del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
+	}
 	if p.Recompute != "" {
 		if p.Kind == Global {
+			if p.having != "" {
+				return "WITH r AS (" + p.recomputeQuery(p.copyRel(n), "") + "), " + p.setGlobal(n, "SELECT * FROM r", "true")
+			}
 			return "WITH r AS (" + p.recomputeQuery(p.copyRel(n), "") + "), " + p.updateGlobalFrom(n, "r", "") + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 		}
 		return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
@@ -696,14 +755,22 @@ func (p *Plan) Reset(n Names) string {
 			sets = append(sets, QuoteIdent(c.Name)+" = NULL")
 		}
 	}
-	return "WITH up AS (UPDATE " + n.State + " SET " + strings.Join(sets, ", ") + " RETURNING *), " + p.updateGlobal(n) +
-		" SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
+	up := "WITH up AS (UPDATE " + n.State + " SET " + strings.Join(sets, ", ") + " RETURNING *), "
+	if p.having != "" {
+		return up + p.setGlobal(n, "SELECT "+p.finalsAs()+" FROM up WHERE coalesce("+p.having+", false)", "true")
+	}
+	return up + p.updateGlobal(n) + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
 }
 
 // NeedsCopy tells whether the view reads the copy of its source table.
 // A view that reads maintained views only reads their tables instead.
 func (p *Plan) NeedsCopy() bool {
-	return (p.Recompute != "" || p.NeedsDelta()) && slices.ContainsFunc(p.Sources, func(s Source) bool { return s.View == "" })
+	return (p.Recompute != "" || p.NeedsDelta()) && !p.constant && slices.ContainsFunc(p.Sources, func(s Source) bool { return s.View == "" })
+}
+
+// NeedsState tells whether the view keeps a state table.
+func (p *Plan) NeedsState() bool {
+	return !p.constant && (p.keptRows() || p.Kind != Projection && !p.NeedsCopy() || p.KeepsState())
 }
 
 // CopyTable names a stream's copy of a source table in deltaview's schema:

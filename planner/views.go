@@ -202,6 +202,13 @@ func inline(sel *pg_query.SelectStmt, views Views, path []*Definition) error {
 		if alias == nil {
 			alias = &pg_query.Alias{Aliasname: rv.Relname}
 		}
+		if len(base.ColumnNames) > 0 && len(alias.Colnames) == 0 {
+			// The view's table has the columns its column list names.
+			alias = &pg_query.Alias{Aliasname: alias.Aliasname}
+			for _, n := range base.ColumnNames {
+				alias.Colnames = append(alias.Colnames, &pg_query.Node{Node: &pg_query.Node_String_{String_: &pg_query.String{Sval: n}}})
+			}
+		}
 		return &pg_query.Node{Node: &pg_query.Node_RangeSubselect{RangeSubselect: &pg_query.RangeSubselect{
 			Subquery: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sub}},
 			Alias:    alias,
@@ -306,5 +313,16 @@ func (p *Plan) ViewKeys(view string) []string {
 			}
 		}
 	}
+	return out
+}
+
+// tablesOf lists the relations a query names.
+func tablesOf(sel *pg_query.SelectStmt) []*pg_query.RangeVar {
+	var out []*pg_query.RangeVar
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(x *pg_query.Node) {
+		if rv := x.GetRangeVar(); rv != nil {
+			out = append(out, rv)
+		}
+	})
 	return out
 }

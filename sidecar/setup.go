@@ -91,6 +91,12 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 		name = d.Target
 	}
 	b.WriteString(name.Quoted() + " " + fp)
+	if len(d.ColumnNames) > 0 {
+		// The column list names the table's columns.
+		for _, c := range d.ColumnNames {
+			b.WriteString(" column " + planner.QuoteIdent(c))
+		}
+	}
 	if d.History {
 		b.WriteString(" WITH history")
 	}
@@ -377,7 +383,7 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 		ids[vp.def.Name] = id
 	}
 	for _, v := range st.views {
-		if (v.Plan.Kind != planner.Projection && !v.Plan.NeedsCopy()) || v.Plan.KeepsState() {
+		if v.Plan.NeedsState() {
 			v.Names.State = fmt.Sprintf("deltaview.%s", planner.QuoteIdent(fmt.Sprintf("state_%d", ids[v.Plan.View.Name])))
 		}
 	}

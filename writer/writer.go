@@ -999,7 +999,8 @@ func (w *Writer) blankable(st *stage, col string) bool {
 // runView runs one view's prepared statement (and an optional follow-up)
 // inside a savepoint: a view whose SQL fails is marked failed and the others go on.
 func (w *Writer) runView(ctx context.Context, v *View, sql, after string) error {
-	if !v.active() {
+	if !v.active() || sql == "" {
+		// A view that reads no table has no statements: nothing changes it.
 		return nil
 	}
 	b := &pgx.Batch{}
