@@ -91,6 +91,12 @@ func viewColumns(ctx context.Context, d, base *Definition, views Views, cat Cata
 		ve.Err = err
 		return nil, ve
 	}
+	// Its table's columns carry the names of its column list.
+	for i, n := range base.ColumnNames {
+		if i < len(cols) {
+			cols[i].Name = n
+		}
+	}
 	return cols, nil
 }
 
