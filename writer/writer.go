@@ -42,12 +42,18 @@ type Config struct {
 	// boundary, once it has been open this long.
 	BatchDelay time.Duration
 	// BatchLinger is how long a target transaction stays open, at least,
-	// for more source transactions to arrive when none is waiting. Each
-	// target transaction costs a few round trips and statements: committing
-	// whenever the writer happens to be ahead of the stream would spend most
-	// of the target's time on them, both while catching up and under steady
-	// load. It adds at most this much to the latency of a lone change.
+	// for more source transactions to arrive when none is waiting, unless
+	// it holds a lone one (BatchQuiet). Each target transaction costs a few
+	// round trips and statements: committing whenever the writer happens
+	// to be ahead of the stream would spend most of the target's time on
+	// them, both while catching up and under steady load.
 	BatchLinger time.Duration
+	// BatchQuiet is the quiet spell around a lone source transaction: one
+	// that arrives at least this long after the previous one ended, with
+	// none arriving in this long after it, is committed without lingering.
+	// Under load transactions follow each other more closely and batch as
+	// before; a change after a pause waits this long, not BatchLinger.
+	BatchQuiet time.Duration
 	// StageRows is how many rows per source table are buffered in memory
 	// before they are copied into the target.
 	StageRows int
@@ -73,14 +79,20 @@ func DefaultConfig() Config {
 		BatchChanges:     100_000,
 		BatchDelay:       250 * time.Millisecond,
 		BatchLinger:      20 * time.Millisecond,
+		BatchQuiet:       2 * time.Millisecond,
 		StageRows:        5_000,
 		ProgressInterval: 200 * time.Millisecond,
 	}
 }
 
-// lingerStep is the longest the writer sleeps, while a batch lingers or a
-// source transaction arrives, before it looks for queued events again.
+// lingerStep is the longest the writer sleeps, while a batch lingers,
+// before it looks for queued events again.
 const lingerStep = 5 * time.Millisecond
+
+// sourceStep is how long the writer sleeps when the rest of a lone source
+// transaction has not arrived yet: its commit is usually just behind its
+// rows.
+const sourceStep = time.Millisecond
 
 // ErrConfig is returned by Validate.
 var ErrConfig = errors.New("invalid writer configuration")
@@ -94,7 +106,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: slot is empty", ErrConfig)
 	case c.BatchChanges < 1 || c.StageRows < 1:
 		return fmt.Errorf("%w: batch sizes must be positive", ErrConfig)
-	case c.BatchDelay < 0 || c.BatchLinger < 0 || c.ProgressInterval < 0:
+	case c.BatchDelay < 0 || c.BatchLinger < 0 || c.BatchQuiet < 0 || c.ProgressInterval < 0:
 		return fmt.Errorf("%w: intervals must not be negative", ErrConfig)
 	}
 	return nil
@@ -174,11 +186,21 @@ type Writer struct {
 	skipping   bool // the open source transaction was applied before
 	touched    bool // the open source transaction staged or reset something
 	batchStart time.Time
-	batchRows  int
-	last       *change.Commit // last source transaction in the open batch
-	batchTxs   int            // source transactions in the open batch
-	idle       change.LSN     // delivered position not yet recorded
-	recorded   time.Time
+	// ended is when the last source transaction's commit arrived; lone is
+	// set while the open batch holds one source transaction that began a
+	// quiet spell (BatchQuiet) after the previous one ended.
+	ended     time.Time
+	lone      bool
+	batchRows int
+	last      *change.Commit // last source transaction in the open batch
+	batchTxs  int            // source transactions in the open batch
+	idle      change.LSN     // delivered position not yet recorded
+	recorded  time.Time
+	// prompt is set once a lone transaction is committed: the next idle
+	// position is recorded at once, not ProgressInterval later. A reader
+	// waiting for the position it read after its commit (wait_for_lsn) may
+	// be waiting for it, when other WAL was written in between.
+	prompt bool
 }
 
 // New returns a Writer for the views, which resumes after position start.
@@ -466,6 +488,7 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				}
 				return nil
 			}
+			w.arrived(ev)
 			if err := w.handle(ctx, ev); err != nil {
 				return err
 			}
@@ -480,8 +503,12 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 		switch {
 		case batchOpen:
 			// Make the batch visible once it has lingered, or sooner when
-			// it is due anyway.
+			// it is due anyway; a lone transaction once the quiet spell
+			// after it has passed.
 			wait := min(w.cfg.BatchLinger, w.cfg.BatchDelay) - age
+			if w.lone {
+				wait = min(wait, w.cfg.BatchQuiet-time.Since(w.ended))
+			}
 			if wait <= 0 {
 				if err := w.commit(ctx); err != nil {
 					return err
@@ -492,7 +519,11 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				return err
 			}
 		case w.inSource:
-			if err := sleep(lingerStep); err != nil {
+			step := lingerStep
+			if w.lone {
+				step = sourceStep
+			}
+			if err := sleep(step); err != nil {
 				return err
 			}
 		default:
@@ -515,11 +546,25 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				if !ok {
 					return nil
 				}
+				w.arrived(ev)
 				if err := w.handle(ctx, ev); err != nil {
 					return err
 				}
 			}
 		}
+	}
+}
+
+// arrived notes the arrival of an event before it is handled: when source
+// transactions end, and whether the one beginning is lone. Positions and
+// heartbeats (the target's own commits among them, when source and target
+// share a server) do not count.
+func (w *Writer) arrived(ev change.Event) {
+	switch ev.(type) {
+	case *change.Begin:
+		w.lone = !w.inTx && time.Since(w.ended) >= w.cfg.BatchQuiet
+	case *change.Commit:
+		w.ended = time.Now()
 	}
 }
 
@@ -1058,6 +1103,7 @@ func (w *Writer) commit(ctx context.Context) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	w.inTx = false
+	w.prompt, w.lone = w.lone, false
 	w.last = nil
 	if w.cfg.Committed != nil {
 		rows := map[string][3]int64{}
@@ -1092,7 +1138,7 @@ func (w *Writer) recordIdle(ctx context.Context, force bool) error {
 	if w.inTx || w.inSource || w.idle <= w.Applied() {
 		return nil
 	}
-	if !force && time.Since(w.recorded) < w.cfg.ProgressInterval {
+	if !force && !w.prompt && time.Since(w.recorded) < w.cfg.ProgressInterval {
 		return nil
 	}
 	if _, err := w.conn.Exec(ctx, recordPosition, w.idle.String(), w.cfg.Slot, w.cfg.Lease); err != nil {
@@ -1100,5 +1146,6 @@ func (w *Writer) recordIdle(ctx context.Context, force bool) error {
 	}
 	w.applied.Store(uint64(w.idle))
 	w.recorded = time.Now()
+	w.prompt = false
 	return nil
 }

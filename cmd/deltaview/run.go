@@ -34,7 +34,8 @@ func runFlags(fs *flag.FlagSet, c *sidecar.Config) {
 	fs.DurationVar(&c.VerifyEvery, "verify-every", 0, "compare every view's table with its query at a consistent point this often, and report drift (0: never)")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory for large source transactions streamed before they commit (default: the system's temporary directory)")
 	fs.Int64Var(&c.SlotWALWarning, "slot-wal-warning-mb", 1024, "log a warning while the replication slot retains more than this many MB of WAL on the source (0: never)")
-	fs.DurationVar(&c.BatchLinger, "batch-linger", writer.DefaultConfig().BatchLinger, "how long a target transaction waits for more source transactions before it commits (0: commit as soon as none is waiting)")
+	fs.DurationVar(&c.BatchLinger, "batch-linger", writer.DefaultConfig().BatchLinger, "longest a target transaction waits for more source transactions while they keep arriving (0: commit as soon as none is waiting)")
+	fs.DurationVar(&c.BatchQuiet, "batch-quiet", writer.DefaultConfig().BatchQuiet, "commit a waiting target transaction once no source transaction has arrived for this long (0: as soon as none is waiting)")
 }
 
 func runCommand(ctx context.Context, args []string) error {
