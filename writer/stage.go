@@ -55,10 +55,14 @@ type stage struct {
 	// blanked are the columns (by position) staged as NULL: the target
 	// rejected a value of theirs, and every view that reads them failed.
 	blanked map[int]bool
+	// tmp is the stage's table, emptied at commit (scratch).
+	tmp scratch
 }
 
 func newStage(i int, table planner.Table) *stage {
-	return &stage{table: table, index: i, readers: map[string][]*View{}, name: tempTable("dv_stage_%d", i)}
+	s := &stage{table: table, index: i, readers: map[string][]*View{}, name: tempTable("dv_stage_%d", i)}
+	s.tmp.name = s.name
+	return s
 }
 
 // tempTable is the quoted name of a table of the session's temporary
@@ -89,7 +93,7 @@ func (s *stage) createSQL() string {
 	for _, c := range s.cols {
 		b.WriteString(", " + planner.QuoteIdent(c.Name) + " " + c.Decl())
 	}
-	b.WriteString(") ON COMMIT DELETE ROWS")
+	b.WriteString(")")
 	return b.String()
 }
 

@@ -49,9 +49,10 @@ type Config struct {
 	// them, both while catching up and under steady load.
 	BatchLinger time.Duration
 	// BatchQuiet is the quiet spell around a lone source transaction: one
-	// that arrives at least this long after the previous one ended, with
-	// none arriving in this long after it, is committed without lingering.
-	// Under load transactions follow each other more closely and batch as
+	// that arrives while the writer waits idle, at least this long after
+	// the previous one ended, with none arriving in this long after it, is
+	// committed without lingering. Under load transactions follow each
+	// other more closely, or queue while the writer is busy, and batch as
 	// before; a change after a pause waits this long, not BatchLinger.
 	BatchQuiet time.Duration
 	// StageRows is how many rows per source table are buffered in memory
@@ -148,6 +149,9 @@ type View struct {
 	bases []*View
 	// inserted, updated, deleted rows of the result in the open batch.
 	counts [3]int64
+	// delta and keys are the view's temporary tables, if it has them;
+	// cleaned is the one its cleanup statement empties.
+	delta, keys, cleaned *scratch
 }
 
 // active tells whether the writer applies changes to the view.
@@ -319,6 +323,8 @@ func (w *Writer) Open(ctx context.Context) error {
 		if v.Plan.NeedsDelta() {
 			name := fmt.Sprintf("dv_delta_%d", i)
 			v.Names.Delta = "pg_temp." + planner.QuoteIdent(name)
+			v.delta = &scratch{name: v.Names.Delta}
+			v.cleaned = v.delta
 			if _, err := conn.Exec(ctx, v.Plan.CreateDelta(planner.QuoteIdent(name))); err != nil {
 				return fmt.Errorf("create delta table for %s: %w", v.Plan.View.Name, err)
 			}
@@ -326,6 +332,10 @@ func (w *Writer) Open(ctx context.Context) error {
 		if v.Plan.NeedsKeys() {
 			name := fmt.Sprintf("dv_keys_%d", i)
 			v.Names.Keys = "pg_temp." + planner.QuoteIdent(name)
+			v.keys = &scratch{name: v.Names.Keys}
+			if v.cleaned == nil {
+				v.cleaned = v.keys
+			}
 			if _, err := conn.Exec(ctx, v.Plan.CreateKeys(planner.QuoteIdent(name))); err != nil {
 				return fmt.Errorf("create key table for %s: %w", v.Plan.View.Name, err)
 			}
@@ -488,7 +498,7 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				}
 				return nil
 			}
-			w.arrived(ev)
+			w.arrived(ev, false)
 			if err := w.handle(ctx, ev); err != nil {
 				return err
 			}
@@ -546,7 +556,7 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				if !ok {
 					return nil
 				}
-				w.arrived(ev)
+				w.arrived(ev, true)
 				if err := w.handle(ctx, ev); err != nil {
 					return err
 				}
@@ -555,14 +565,17 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 	}
 }
 
-// arrived notes the arrival of an event before it is handled: when source
-// transactions end, and whether the one beginning is lone. Positions and
-// heartbeats (the target's own commits among them, when source and target
-// share a server) do not count.
-func (w *Writer) arrived(ev change.Event) {
+// arrived notes an event before it is handled: when source transactions
+// end, and whether the one beginning is lone. waited tells that the writer
+// had nothing to do and waited for it: an event that was already queued
+// never begins a lone transaction, however long the writer took to get to
+// it, or a writer that falls behind would commit every transaction alone
+// and fall further behind. Positions and heartbeats (the target's own
+// commits among them, when source and target share a server) do not count.
+func (w *Writer) arrived(ev change.Event, waited bool) {
 	switch ev.(type) {
 	case *change.Begin:
-		w.lone = !w.inTx && time.Since(w.ended) >= w.cfg.BatchQuiet
+		w.lone = waited && !w.inTx && time.Since(w.ended) >= w.cfg.BatchQuiet
 	case *change.Commit:
 		w.ended = time.Now()
 	}
@@ -862,6 +875,7 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 			if _, err := w.conn.Exec(ctx, "TRUNCATE "+st.name); err != nil {
 				return fmt.Errorf("empty stage %s: %w", st.table, err)
 			}
+			st.tmp.emptied()
 		}
 		st.staged = false
 	}
@@ -900,6 +914,8 @@ func (w *Writer) flush(ctx context.Context, st *stage) error {
 		if _, err := w.conn.Exec(ctx, "SAVEPOINT dv_stage"); err != nil {
 			return fmt.Errorf("stage %s: %w", st.table, err)
 		}
+		// An update of kept rows stages two rows.
+		st.tmp.mark(int64(2 * st.pending()))
 		err := st.flush(ctx, w.conn)
 		if err == nil {
 			_, err = w.conn.Exec(ctx, "RELEASE SAVEPOINT dv_stage")
@@ -979,6 +995,11 @@ func (w *Writer) runView(ctx context.Context, v *View, sql, after string) error 
 	if !v.active() {
 		return nil
 	}
+	for _, s := range []*scratch{v.delta, v.keys} {
+		if s != nil {
+			s.mark(0)
+		}
+	}
 	b := &pgx.Batch{}
 	b.Queue("SAVEPOINT dv_view")
 	b.Queue(sql)
@@ -992,8 +1013,9 @@ func (w *Writer) runView(ctx context.Context, v *View, sql, after string) error 
 	if err == nil {
 		err = res.QueryRow().Scan(&counts[0], &counts[1], &counts[2])
 	}
+	var cleaned pgconn.CommandTag
 	if err == nil && after != "" {
-		_, err = res.Exec()
+		cleaned, err = res.Exec()
 	}
 	if err == nil {
 		_, err = res.Exec()
@@ -1002,6 +1024,9 @@ func (w *Writer) runView(ctx context.Context, v *View, sql, after string) error 
 		err = cerr
 	}
 	if err == nil {
+		if after == v.cleanup && v.cleaned != nil {
+			v.cleaned.deleted(cleaned.RowsAffected())
+		}
 		for i := range counts {
 			v.counts[i] += counts[i]
 		}
@@ -1086,6 +1111,7 @@ func (w *Writer) commit(ctx context.Context) error {
 		lastCommit = w.last.CommitLSN
 	}
 	b := &pgx.Batch{}
+	emptied := w.queueEmptying(b)
 	if pos > w.Applied() {
 		b.Queue(recordPosition, pos.String(), w.cfg.Slot, w.cfg.Lease)
 	}
@@ -1099,7 +1125,16 @@ func (w *Writer) commit(ctx context.Context) error {
 		}
 	}
 	b.Queue("COMMIT")
-	if err := w.conn.SendBatch(ctx, b).Close(); err != nil {
+	res := w.conn.SendBatch(ctx, b)
+	for _, f := range emptied {
+		ct, err := res.Exec()
+		if err != nil {
+			res.Close()
+			return fmt.Errorf("commit: %w", err)
+		}
+		f(ct)
+	}
+	if err := res.Close(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	w.inTx = false
