@@ -310,8 +310,8 @@ func (p *Plan) joinTouched(n Names) string {
 // the copies change (see Before).
 func (p *Plan) NeedsKeys() bool { return p.joinRecompute != "" }
 
-// CreateKeys creates the temporary table of touched keys, which the
-// writer empties at the end of each batch that wrote it.
+// CreateKeys creates the temporary table of touched keys; the writer
+// chooses how it is emptied after a batch (its ON COMMIT clause).
 func (p *Plan) CreateKeys(name string) string {
 	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + list(len(p.Keys), func(i int) string {
 		return QuoteIdent("__dv_k"+strconv.Itoa(i+1)) + " " + p.Columns[p.Keys[i]].Decl()

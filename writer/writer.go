@@ -310,7 +310,12 @@ func (w *Writer) Open(ctx context.Context) error {
 		return err
 	}
 	for _, st := range w.order {
-		for _, s := range []string{st.createSQL(), st.kept.createSQL(), st.next.createSQL()} {
+		auto, err := createScratch(ctx, conn, st.createSQL(), st.name)
+		if err != nil {
+			return fmt.Errorf("create stage for %s: %w", st.table, err)
+		}
+		st.tmp.auto = auto
+		for _, s := range []string{st.kept.createSQL(), st.next.createSQL()} {
 			if s == "" {
 				continue
 			}
@@ -325,9 +330,11 @@ func (w *Writer) Open(ctx context.Context) error {
 			v.Names.Delta = "pg_temp." + planner.QuoteIdent(name)
 			v.delta = &scratch{name: v.Names.Delta}
 			v.cleaned = v.delta
-			if _, err := conn.Exec(ctx, v.Plan.CreateDelta(planner.QuoteIdent(name))); err != nil {
+			auto, err := createScratch(ctx, conn, v.Plan.CreateDelta(planner.QuoteIdent(name)), v.Names.Delta)
+			if err != nil {
 				return fmt.Errorf("create delta table for %s: %w", v.Plan.View.Name, err)
 			}
+			v.delta.auto = auto
 		}
 		if v.Plan.NeedsKeys() {
 			name := fmt.Sprintf("dv_keys_%d", i)
@@ -336,9 +343,11 @@ func (w *Writer) Open(ctx context.Context) error {
 			if v.cleaned == nil {
 				v.cleaned = v.keys
 			}
-			if _, err := conn.Exec(ctx, v.Plan.CreateKeys(planner.QuoteIdent(name))); err != nil {
+			auto, err := createScratch(ctx, conn, v.Plan.CreateKeys(planner.QuoteIdent(name)), v.Names.Keys)
+			if err != nil {
 				return fmt.Errorf("create key table for %s: %w", v.Plan.View.Name, err)
 			}
+			v.keys.auto = auto
 		}
 	}
 	for _, st := range w.order {
