@@ -50,10 +50,11 @@ type Config struct {
 	BatchLinger time.Duration
 	// BatchQuiet is the quiet spell around a lone source transaction: one
 	// that arrives while the writer waits idle, at least this long after
-	// the previous one ended, with none arriving in this long after it, is
-	// committed without lingering. Under load transactions follow each
-	// other more closely, or queue while the writer is busy, and batch as
-	// before; a change after a pause waits this long, not BatchLinger.
+	// the previous one ended (at least BatchLinger when the last batch held
+	// several), with none arriving in this long after it, is committed
+	// without lingering. Under load transactions follow each other more
+	// closely, or queue while the writer is busy, and batch as before; a
+	// change after a pause waits this long, not BatchLinger.
 	BatchQuiet time.Duration
 	// StageRows is how many rows per source table are buffered in memory
 	// before they are copied into the target.
@@ -193,8 +194,10 @@ type Writer struct {
 	// ended is when the last source transaction's commit arrived; lone is
 	// set while the open batch holds one source transaction that began a
 	// quiet spell (BatchQuiet) after the previous one ended.
-	ended     time.Time
-	lone      bool
+	ended time.Time
+	lone  bool
+	// single is set when the last batch held one source transaction.
+	single    bool
 	batchRows int
 	last      *change.Commit // last source transaction in the open batch
 	batchTxs  int            // source transactions in the open batch
@@ -584,7 +587,13 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 func (w *Writer) arrived(ev change.Event, waited bool) {
 	switch ev.(type) {
 	case *change.Begin:
-		w.lone = waited && !w.inTx && time.Since(w.ended) >= w.cfg.BatchQuiet
+		// After a batch of several transactions (the stream was busy),
+		// only a pause as long as the linger makes the next one lone.
+		quiet := w.cfg.BatchQuiet
+		if !w.single {
+			quiet = max(quiet, w.cfg.BatchLinger)
+		}
+		w.lone = waited && !w.inTx && time.Since(w.ended) >= quiet
 	case *change.Commit:
 		w.ended = time.Now()
 	}
@@ -1148,6 +1157,7 @@ func (w *Writer) commit(ctx context.Context) error {
 	}
 	w.inTx = false
 	w.prompt, w.lone = w.lone, false
+	w.single = w.batchTxs <= 1
 	w.last = nil
 	if w.cfg.Committed != nil {
 		rows := map[string][3]int64{}
