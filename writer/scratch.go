@@ -58,10 +58,14 @@ func (s *scratch) deleted(n int64) {
 // returns what to do with the statement's result (nil when nothing was
 // queued).
 func (s *scratch) empty(b *pgx.Batch) func(pgconn.CommandTag) {
-	if s == nil || !s.used || s.auto {
+	if s == nil || !s.used {
 		return nil
 	}
 	s.used = false
+	if s.auto {
+		s.rows = 0
+		return nil
+	}
 	if s.dead+s.rows >= scratchRows {
 		b.Queue("TRUNCATE " + s.name)
 		s.rows = 0
