@@ -88,14 +88,15 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 // NeedsDelta tells whether the view sums per-table terms in n.Delta.
 func (p *Plan) NeedsDelta() bool { return p.joinTerms != nil }
 
-// CreateDelta creates the temporary table of signed delta rows.
+// CreateDelta creates the temporary table of signed delta rows; the
+// writer chooses how it is emptied after a batch (its ON COMMIT clause).
 func (p *Plan) CreateDelta(name string) string {
 	if p.countsJoin() {
 		return p.createJoinDelta(name)
 	}
 	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + list(len(p.Columns), func(i int) string {
 		return "c" + strconv.Itoa(i+1) + " " + p.Columns[i].Decl()
-	}) + ", __dv_n int8) ON COMMIT DELETE ROWS"
+	}) + ", __dv_n int8)"
 }
 
 // Term adds source i's term to the delta; it runs after the copies of the

@@ -314,5 +314,5 @@ func (p *Plan) createJoinDelta(name string) string {
 		}
 	}
 	cols = append(cols, "__dv_n int8")
-	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + strings.Join(cols, ", ") + ") ON COMMIT DELETE ROWS"
+	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + strings.Join(cols, ", ") + ")"
 }

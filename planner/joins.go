@@ -293,11 +293,12 @@ func (p *Plan) joinTouched(n Names) string {
 // the copies change (see Before).
 func (p *Plan) NeedsKeys() bool { return p.joinRecompute != "" }
 
-// CreateKeys creates the temporary table of touched keys.
+// CreateKeys creates the temporary table of touched keys; the writer
+// chooses how it is emptied after a batch (its ON COMMIT clause).
 func (p *Plan) CreateKeys(name string) string {
 	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + list(len(p.Keys), func(i int) string {
 		return QuoteIdent("__dv_k"+strconv.Itoa(i+1)) + " " + p.Columns[p.Keys[i]].Decl()
-	}) + ") ON COMMIT DELETE ROWS"
+	}) + ")"
 }
 
 // Before runs before the copies take the batch: it records the keys of

@@ -149,9 +149,10 @@ func (k *Kept) RawColumns() string {
 }
 
 // CreateRaw creates the raw table name (unqualified) in the session's
-// temporary schema.
+// temporary schema. Each chunk empties it (Apply), so it holds no rows
+// between batches.
 func (k *Kept) CreateRaw(name string) string {
-	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + k.rawDefs() + ") ON COMMIT DELETE ROWS"
+	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + k.rawDefs() + ")"
 }
 
 // CopyRaw is the COPY statement filling the raw table, whose rows are

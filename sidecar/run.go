@@ -27,6 +27,7 @@ type Config struct {
 	BatchChanges          int
 	BatchDelay            time.Duration
 	BatchLinger           time.Duration
+	BatchQuiet            time.Duration
 	SchemaCheck           time.Duration
 	SlotWALWarning        int64 // MB
 	SpoolDir              string
@@ -58,7 +59,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 	}
 	wcfg := writer.DefaultConfig()
 	wcfg.TargetURL, wcfg.Slot, wcfg.NotifyChannel = c.Target, c.Slot, c.NotifyChannel
-	wcfg.BatchChanges, wcfg.BatchDelay, wcfg.BatchLinger = c.BatchChanges, c.BatchDelay, c.BatchLinger
+	wcfg.BatchChanges, wcfg.BatchDelay, wcfg.BatchLinger, wcfg.BatchQuiet = c.BatchChanges, c.BatchDelay, c.BatchLinger, c.BatchQuiet
 	if err := wcfg.Validate(); err != nil {
 		return err
 	}

@@ -365,8 +365,11 @@ func (w *Writer) replay(ctx context.Context, st *stage, views []*View) error {
 			}
 		}
 		_, err := w.conn.Exec(ctx, "TRUNCATE "+st.name)
+		st.tmp.emptied()
 		return err
 	}
+	// Emptied at commit even when a chunk fails the views half way.
+	st.tmp.mark(0)
 	if st.kept == nil || st.kept.collect == "" {
 		if _, err := w.conn.Exec(ctx, "INSERT INTO "+st.name+" SELECT * FROM "+st.collect); err != nil {
 			return fmt.Errorf("replay changes of %s: %w", st.table, err)

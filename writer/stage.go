@@ -59,10 +59,14 @@ type stage struct {
 	// its rows are not staged from the stream but captured in the target
 	// as the view's statements write them (see capture.go).
 	view string
+	// tmp is the stage's table, emptied at commit (scratch).
+	tmp scratch
 }
 
 func newStage(i int, table planner.Table) *stage {
-	return &stage{table: table, index: i, readers: map[string][]*View{}, name: tempTable("dv_stage_%d", i)}
+	s := &stage{table: table, index: i, readers: map[string][]*View{}, name: tempTable("dv_stage_%d", i)}
+	s.tmp.name = s.name
+	return s
 }
 
 // tempTable is the quoted name of a table of the session's temporary
@@ -93,7 +97,7 @@ func (s *stage) createSQL() string {
 	for _, c := range s.cols {
 		b.WriteString(", " + planner.QuoteIdent(c.Name) + " " + c.Decl())
 	}
-	b.WriteString(") ON COMMIT DELETE ROWS")
+	b.WriteString(")")
 	return b.String()
 }
 

@@ -42,12 +42,20 @@ type Config struct {
 	// boundary, once it has been open this long.
 	BatchDelay time.Duration
 	// BatchLinger is how long a target transaction stays open, at least,
-	// for more source transactions to arrive when none is waiting. Each
-	// target transaction costs a few round trips and statements: committing
-	// whenever the writer happens to be ahead of the stream would spend most
-	// of the target's time on them, both while catching up and under steady
-	// load. It adds at most this much to the latency of a lone change.
+	// for more source transactions to arrive when none is waiting, unless
+	// it holds a lone one (BatchQuiet). Each target transaction costs a few
+	// round trips and statements: committing whenever the writer happens
+	// to be ahead of the stream would spend most of the target's time on
+	// them, both while catching up and under steady load.
 	BatchLinger time.Duration
+	// BatchQuiet is the quiet spell around a lone source transaction: one
+	// that arrives while the writer waits idle, at least this long after
+	// the previous one ended (at least BatchLinger when the last batch held
+	// several), with none arriving in this long after it, is committed
+	// without lingering. Under load transactions follow each other more
+	// closely, or queue while the writer is busy, and batch as before; a
+	// change after a pause waits this long, not BatchLinger.
+	BatchQuiet time.Duration
 	// StageRows is how many rows per source table are buffered in memory
 	// before they are copied into the target.
 	StageRows int
@@ -73,14 +81,20 @@ func DefaultConfig() Config {
 		BatchChanges:     100_000,
 		BatchDelay:       250 * time.Millisecond,
 		BatchLinger:      20 * time.Millisecond,
+		BatchQuiet:       2 * time.Millisecond,
 		StageRows:        5_000,
 		ProgressInterval: 200 * time.Millisecond,
 	}
 }
 
-// lingerStep is the longest the writer sleeps, while a batch lingers or a
-// source transaction arrives, before it looks for queued events again.
+// lingerStep is the longest the writer sleeps, while a batch lingers,
+// before it looks for queued events again.
 const lingerStep = 5 * time.Millisecond
+
+// sourceStep is how long the writer sleeps when the rest of a lone source
+// transaction has not arrived yet: its commit is usually just behind its
+// rows.
+const sourceStep = time.Millisecond
 
 // ErrConfig is returned by Validate.
 var ErrConfig = errors.New("invalid writer configuration")
@@ -94,7 +108,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: slot is empty", ErrConfig)
 	case c.BatchChanges < 1 || c.StageRows < 1:
 		return fmt.Errorf("%w: batch sizes must be positive", ErrConfig)
-	case c.BatchDelay < 0 || c.BatchLinger < 0 || c.ProgressInterval < 0:
+	case c.BatchDelay < 0 || c.BatchLinger < 0 || c.BatchQuiet < 0 || c.ProgressInterval < 0:
 		return fmt.Errorf("%w: intervals must not be negative", ErrConfig)
 	}
 	return nil
@@ -139,6 +153,9 @@ type View struct {
 	capture *stage
 	// inserted, updated, deleted rows of the result in the open batch.
 	counts [3]int64
+	// delta and keys are the view's temporary tables, if it has them;
+	// cleaned is the one its cleanup statement empties.
+	delta, keys, cleaned *scratch
 }
 
 // active tells whether the writer applies changes to the view.
@@ -177,11 +194,23 @@ type Writer struct {
 	skipping   bool // the open source transaction was applied before
 	touched    bool // the open source transaction staged or reset something
 	batchStart time.Time
-	batchRows  int
-	last       *change.Commit // last source transaction in the open batch
-	batchTxs   int            // source transactions in the open batch
-	idle       change.LSN     // delivered position not yet recorded
-	recorded   time.Time
+	// ended is when the last source transaction's commit arrived; lone is
+	// set while the open batch holds one source transaction that began a
+	// quiet spell (BatchQuiet) after the previous one ended.
+	ended time.Time
+	lone  bool
+	// single is set when the last batch held one source transaction.
+	single    bool
+	batchRows int
+	last      *change.Commit // last source transaction in the open batch
+	batchTxs  int            // source transactions in the open batch
+	idle      change.LSN     // delivered position not yet recorded
+	recorded  time.Time
+	// prompt is set once a lone transaction is committed: the next idle
+	// position is recorded at once, not ProgressInterval later. A reader
+	// waiting for the position it read after its commit (wait_for_lsn) may
+	// be waiting for it, when other WAL was written in between.
+	prompt bool
 }
 
 // New returns a Writer for the views, which resumes after position start.
@@ -296,7 +325,22 @@ func (w *Writer) Open(ctx context.Context) error {
 		return err
 	}
 	for _, st := range w.order {
-		for _, s := range []string{st.createSQL(), st.kept.createSQL(), st.next.createSQL()} {
+		var auto bool
+		var err error
+		if st.view != "" {
+			// A maintained view's changes are captured by triggers as its
+			// statements write them: no batch marks the stage written, so
+			// Postgres empties it at every commit.
+			_, err = conn.Exec(ctx, st.createSQL()+" ON COMMIT DELETE ROWS")
+			auto = true
+		} else {
+			auto, err = createScratch(ctx, conn, st.createSQL(), st.name)
+		}
+		if err != nil {
+			return fmt.Errorf("create stage for %s: %w", st.table, err)
+		}
+		st.tmp.auto = auto
+		for _, s := range []string{st.kept.createSQL(), st.next.createSQL()} {
 			if s == "" {
 				continue
 			}
@@ -309,16 +353,26 @@ func (w *Writer) Open(ctx context.Context) error {
 		if v.Plan.NeedsDelta() {
 			name := fmt.Sprintf("dv_delta_%d", i)
 			v.Names.Delta = "pg_temp." + planner.QuoteIdent(name)
-			if _, err := conn.Exec(ctx, v.Plan.CreateDelta(planner.QuoteIdent(name))); err != nil {
+			v.delta = &scratch{name: v.Names.Delta}
+			v.cleaned = v.delta
+			auto, err := createScratch(ctx, conn, v.Plan.CreateDelta(planner.QuoteIdent(name)), v.Names.Delta)
+			if err != nil {
 				return fmt.Errorf("create delta table for %s: %w", v.Plan.View.Name, err)
 			}
+			v.delta.auto = auto
 		}
 		if v.Plan.NeedsKeys() {
 			name := fmt.Sprintf("dv_keys_%d", i)
 			v.Names.Keys = "pg_temp." + planner.QuoteIdent(name)
-			if _, err := conn.Exec(ctx, v.Plan.CreateKeys(planner.QuoteIdent(name))); err != nil {
+			v.keys = &scratch{name: v.Names.Keys}
+			if v.cleaned == nil {
+				v.cleaned = v.keys
+			}
+			auto, err := createScratch(ctx, conn, v.Plan.CreateKeys(planner.QuoteIdent(name)), v.Names.Keys)
+			if err != nil {
 				return fmt.Errorf("create key table for %s: %w", v.Plan.View.Name, err)
 			}
+			v.keys.auto = auto
 		}
 	}
 	for _, st := range w.order {
@@ -481,6 +535,7 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				}
 				return nil
 			}
+			w.arrived(ev, false)
 			if err := w.handle(ctx, ev); err != nil {
 				return err
 			}
@@ -495,8 +550,12 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 		switch {
 		case batchOpen:
 			// Make the batch visible once it has lingered, or sooner when
-			// it is due anyway.
+			// it is due anyway; a lone transaction once the quiet spell
+			// after it has passed.
 			wait := min(w.cfg.BatchLinger, w.cfg.BatchDelay) - age
+			if w.lone {
+				wait = min(wait, w.cfg.BatchQuiet-time.Since(w.ended))
+			}
 			if wait <= 0 {
 				if err := w.commit(ctx); err != nil {
 					return err
@@ -507,7 +566,11 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				return err
 			}
 		case w.inSource:
-			if err := sleep(lingerStep); err != nil {
+			step := lingerStep
+			if w.lone {
+				step = sourceStep
+			}
+			if err := sleep(step); err != nil {
 				return err
 			}
 		default:
@@ -530,11 +593,34 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				if !ok {
 					return nil
 				}
+				w.arrived(ev, true)
 				if err := w.handle(ctx, ev); err != nil {
 					return err
 				}
 			}
 		}
+	}
+}
+
+// arrived notes an event before it is handled: when source transactions
+// end, and whether the one beginning is lone. waited tells that the writer
+// had nothing to do and waited for it: an event that was already queued
+// never begins a lone transaction, however long the writer took to get to
+// it, or a writer that falls behind would commit every transaction alone
+// and fall further behind. Positions and heartbeats (the target's own
+// commits among them, when source and target share a server) do not count.
+func (w *Writer) arrived(ev change.Event, waited bool) {
+	switch ev.(type) {
+	case *change.Begin:
+		// After a batch of several transactions (the stream was busy),
+		// only a pause as long as the linger makes the next one lone.
+		quiet := w.cfg.BatchQuiet
+		if !w.single {
+			quiet = max(quiet, w.cfg.BatchLinger)
+		}
+		w.lone = waited && !w.inTx && time.Since(w.ended) >= quiet
+	case *change.Commit:
+		w.ended = time.Now()
 	}
 }
 
@@ -846,6 +932,7 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 			if _, err := w.conn.Exec(ctx, "TRUNCATE "+st.name); err != nil {
 				return fmt.Errorf("empty stage %s: %w", st.table, err)
 			}
+			st.tmp.emptied()
 		}
 		st.staged = false
 	}
@@ -923,6 +1010,8 @@ func (w *Writer) flush(ctx context.Context, st *stage) error {
 		if _, err := w.conn.Exec(ctx, "SAVEPOINT dv_stage"); err != nil {
 			return fmt.Errorf("stage %s: %w", st.table, err)
 		}
+		// An update of kept rows stages two rows.
+		st.tmp.mark(int64(2 * st.pending()))
 		err := st.flush(ctx, w.conn)
 		if err == nil {
 			_, err = w.conn.Exec(ctx, "RELEASE SAVEPOINT dv_stage")
@@ -1003,6 +1092,11 @@ func (w *Writer) runView(ctx context.Context, v *View, sql, after string) error 
 		// A view that reads no table has no statements: nothing changes it.
 		return nil
 	}
+	for _, s := range []*scratch{v.delta, v.keys} {
+		if s != nil {
+			s.mark(0)
+		}
+	}
 	b := &pgx.Batch{}
 	b.Queue("SAVEPOINT dv_view")
 	b.Queue(sql)
@@ -1016,8 +1110,9 @@ func (w *Writer) runView(ctx context.Context, v *View, sql, after string) error 
 	if err == nil {
 		err = res.QueryRow().Scan(&counts[0], &counts[1], &counts[2])
 	}
+	var cleaned pgconn.CommandTag
 	if err == nil && after != "" {
-		_, err = res.Exec()
+		cleaned, err = res.Exec()
 	}
 	if err == nil {
 		_, err = res.Exec()
@@ -1026,6 +1121,9 @@ func (w *Writer) runView(ctx context.Context, v *View, sql, after string) error 
 		err = cerr
 	}
 	if err == nil {
+		if after == v.cleanup && v.cleaned != nil {
+			v.cleaned.deleted(cleaned.RowsAffected())
+		}
 		for i := range counts {
 			v.counts[i] += counts[i]
 		}
@@ -1110,6 +1208,7 @@ func (w *Writer) commit(ctx context.Context) error {
 		lastCommit = w.last.CommitLSN
 	}
 	b := &pgx.Batch{}
+	emptied := w.queueEmptying(b)
 	if pos > w.Applied() {
 		b.Queue(recordPosition, pos.String(), w.cfg.Slot, w.cfg.Lease)
 	}
@@ -1123,10 +1222,21 @@ func (w *Writer) commit(ctx context.Context) error {
 		}
 	}
 	b.Queue("COMMIT")
-	if err := w.conn.SendBatch(ctx, b).Close(); err != nil {
+	res := w.conn.SendBatch(ctx, b)
+	for _, f := range emptied {
+		ct, err := res.Exec()
+		if err != nil {
+			res.Close()
+			return fmt.Errorf("commit: %w", err)
+		}
+		f(ct)
+	}
+	if err := res.Close(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	w.inTx = false
+	w.prompt, w.lone = w.lone, false
+	w.single = w.batchTxs <= 1
 	w.last = nil
 	if w.cfg.Committed != nil {
 		rows := map[string][3]int64{}
@@ -1161,7 +1271,7 @@ func (w *Writer) recordIdle(ctx context.Context, force bool) error {
 	if w.inTx || w.inSource || w.idle <= w.Applied() {
 		return nil
 	}
-	if !force && time.Since(w.recorded) < w.cfg.ProgressInterval {
+	if !force && !w.prompt && time.Since(w.recorded) < w.cfg.ProgressInterval {
 		return nil
 	}
 	if _, err := w.conn.Exec(ctx, recordPosition, w.idle.String(), w.cfg.Slot, w.cfg.Lease); err != nil {
@@ -1169,5 +1279,6 @@ func (w *Writer) recordIdle(ctx context.Context, force bool) error {
 	}
 	w.applied.Store(uint64(w.idle))
 	w.recorded = time.Now()
+	w.prompt = false
 	return nil
 }

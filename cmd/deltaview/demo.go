@@ -68,7 +68,7 @@ func demo(ctx context.Context, out io.Writer, pause time.Duration) error {
 	go func() {
 		defer close(done)
 		runErr = sidecar.Run(runCtx, sidecar.Config{Source: url, Target: url, Views: viewsFile, Slot: "deltaview", Publication: "deltaview",
-			NotifyChannel: "deltaview", Heartbeat: 200 * time.Millisecond, BatchChanges: 100_000, BatchDelay: 250 * time.Millisecond, BatchLinger: 20 * time.Millisecond}, zap.NewNop())
+			NotifyChannel: "deltaview", Heartbeat: 200 * time.Millisecond, BatchChanges: 100_000, BatchDelay: 250 * time.Millisecond, BatchLinger: 20 * time.Millisecond, BatchQuiet: 2 * time.Millisecond}, zap.NewNop())
 	}()
 	stopped := func() error {
 		if runErr == nil {
