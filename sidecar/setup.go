@@ -210,6 +210,9 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 	if err != nil {
 		return nil, err
 	}
+	// Top-N views over grouped queries are maintained as two: an internal
+	// view of the grouped rows, and the top-N over it.
+	defs = planner.Decompose(defs)
 	cat := &planner.SourceCatalog{Conn: src, Target: tgt}
 	var plans []*viewPlan
 	tableOK := map[planner.Table]error{}
@@ -293,6 +296,15 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 		defined[d.Name] = true
 	}
 	for name, r := range records {
+		if !defined[name] && strings.HasPrefix(r.Target, `"deltaview".`) {
+			// An internal view whose view is gone, or no longer split:
+			// its table is deltaview's alone.
+			log.Info("internal view removed: dropping its table", zap.String("view", name), zap.String("table", r.Target))
+			if err := writer.Forget(ctx, tgt, r, true); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if !defined[name] {
 			log.Info("view removed: dropping its state, keeping its table", zap.String("view", name), zap.String("table", r.Target))
 			if err := writer.Remove(ctx, tgt, r); err != nil {

@@ -1,0 +1,115 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A top-N or DISTINCT ON over a GROUP BY query is maintained as two views:
+// an internal one of the grouped rows in deltaview's schema, maintained
+// incrementally, and the top-N over its table, read through an index on
+// the ORDER BY columns. The result is the query's after every change:
+// rows entering and leaving the top region, the order column updated, top
+// rows deleted, fewer rows than the LIMIT, a restart in the middle. The
+// internal view goes with its view.
+func TestTopNOverGroups(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(`CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount int NOT NULL);
+		INSERT INTO orders SELECT i, i % 9, i * 17 % 50 FROM generate_series(1, 80) i;
+		CREATE TABLE customers (id int PRIMARY KEY, region text NOT NULL);
+		INSERT INTO customers SELECT i, CASE WHEN i % 3 = 0 THEN 'north' ELSE 'south' END FROM generate_series(0, 12) i;`)
+	top3 := plainView("top3", `SELECT o.customer, c.region, sum(o.amount) AS total, count(*) AS n
+		FROM orders o JOIN customers c ON c.id = o.customer
+		GROUP BY o.customer, c.region ORDER BY total DESC, o.customer LIMIT 3`)
+	paged := plainView("paged", `SELECT customer, max(amount) AS most FROM orders GROUP BY customer ORDER BY 2 DESC, customer OFFSET 1 LIMIT 4`)
+	best := plainView("best", `SELECT DISTINCT ON (c.region) c.region, o.customer, sum(o.amount) AS total
+		FROM orders o JOIN customers c ON c.id = o.customer
+		GROUP BY c.region, o.customer ORDER BY c.region, total DESC, o.customer`)
+	views := []view{top3, paged, best}
+	file := filepath.Join(t.TempDir(), "views.sql")
+	if err := os.WriteFile(file, []byte(viewsSQL(views)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.sidecar = startSidecar(t, e.runArgs(file)...)
+	e.check(views...)
+
+	for _, v := range views {
+		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, v.name); !strings.HasPrefix(st, "top-N over internal view "+v.name+"/groups") {
+			t.Errorf("%s: strategy %q", v.name, st)
+		}
+		st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, v.name+"/groups")
+		if !strings.HasPrefix(st, "internal view of "+v.name) || strings.Contains(st, "full recomputation") {
+			t.Errorf("%s/groups: strategy %q", v.name, st)
+		}
+		if got := queryString(t, e.tgt, `SELECT target FROM deltaview.views WHERE name = $1`, v.name+"/groups"); !strings.HasPrefix(got, `"deltaview".`) {
+			t.Errorf("%s/groups: table %s, want one in deltaview's schema", v.name, got)
+		}
+	}
+	// The top-N reads the grouped rows in its ORDER BY order.
+	if !poll(30*time.Second, func() bool {
+		return queryBool(t, e.tgt, `SELECT count(*) = 3 FROM pg_indexes WHERE schemaname = 'deltaview' AND indexname LIKE 'top\_%'`)
+	}) {
+		t.Errorf("no index for the top-N: %v", rowsText(t, e.tgt, `SELECT indexdef FROM pg_indexes WHERE schemaname = 'deltaview'`))
+	}
+	if def := queryString(t, e.tgt, `SELECT indexdef FROM pg_indexes i JOIN deltaview.views v ON to_regclass(v.target) = format('%I.%I', i.schemaname, i.tablename)::regclass
+			WHERE v.name = 'top3/groups' AND i.indexname LIKE 'top\_%'`); !strings.Contains(def, "(total DESC, customer)") {
+		t.Errorf("top3's index: %s", def)
+	}
+
+	steps := []string{
+		// A new customer enters the top region; another group grows.
+		`INSERT INTO orders VALUES (100, 11, 500), (101, 4, 30)`,
+		// The order column updated: the leader falls out of the top.
+		`UPDATE orders SET amount = 0 WHERE customer = 11`,
+		`UPDATE orders SET amount = amount + 40 WHERE customer = 2`,
+		// A change below the top region leaves the result as it is.
+		`UPDATE orders SET amount = amount + 1 WHERE id = 9`,
+		// Top rows deleted.
+		`DELETE FROM orders WHERE customer IN (2, 8)`,
+		// A join partner moves a group to another region.
+		`UPDATE customers SET region = 'east' WHERE id = 5`,
+		// Fewer groups than the LIMIT.
+		`DELETE FROM orders WHERE customer > 2`,
+		`DELETE FROM orders WHERE customer = 1`,
+		`TRUNCATE orders`,
+		`INSERT INTO orders SELECT i, i % 6, i * 7 % 40 FROM generate_series(1, 30) i`,
+	}
+	for i, sql := range steps {
+		if i == len(steps)/2 {
+			// Killed and started again: every change applied once.
+			e.sidecar.kill()
+			e.exec(sql)
+			e.sidecar.restart()
+		} else {
+			e.exec(sql)
+		}
+		e.caughtUp(views...)
+		for _, v := range views {
+			got, want := rowsText(t, e.tgt, "SELECT * FROM "+v.table), rowsText(t, e.src, v.query)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("after %s: %s differs from its query\n got: %v\nwant: %v", sql, v.name, got, want)
+			}
+		}
+	}
+
+	// A view removed from the files takes its internal view along, table
+	// and all; its own table stays, as any removed view's.
+	part := queryString(t, e.tgt, `SELECT target FROM deltaview.views WHERE name = 'paged/groups'`)
+	e.sidecar.stop()
+	if err := os.WriteFile(file, []byte(viewsSQL([]view{top3, best})), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.sidecar.restart()
+	e.exec(`INSERT INTO orders VALUES (200, 3, 999)`)
+	e.check(top3, best)
+	if queryBool(t, e.tgt, `SELECT to_regclass($1) IS NOT NULL OR EXISTS (SELECT FROM deltaview.views WHERE name LIKE 'paged%')`, part) {
+		t.Errorf("paged's internal view outlived it: %v", viewsState(e.tgt))
+	}
+	if !queryBool(t, e.tgt, `SELECT to_regclass('paged') IS NOT NULL`) {
+		t.Errorf("paged's own table was dropped")
+	}
+}
