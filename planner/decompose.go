@@ -1,6 +1,9 @@
 package planner
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
@@ -29,22 +32,57 @@ import (
 // grouped rows of a view: "name/groups".
 const Part = "/groups"
 
-// Decompose returns defs with each view that is a top-N or DISTINCT ON
-// over a GROUP BY query split into an internal view, which holds the
-// grouped query, followed by the view itself reading it. Views not split
-// are returned as they are. The definitions' targets and streams must be
-// final (after ResolveTargets): the internal table is named from them.
-func Decompose(defs []*Definition) []*Definition {
+// Decompose returns defs with each view that can be split into internal
+// views replaced by them, followed by the view itself reading them: its
+// subqueries in FROM and non-recursive CTEs that group or join (a CTE read
+// twice is one internal view), and a top-N or DISTINCT ON over a GROUP BY
+// query. A view is split only when the view as written and every part
+// plan against cat; otherwise it is returned as it is, and maintained (or
+// refused) whole. The definitions' targets and streams must be final
+// (after ResolveTargets): the internal tables are named from them.
+func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definition {
 	var out []*Definition
-	for _, d := range defs {
-		inner, outer := split(d)
-		if inner == nil {
+	for i, d := range defs {
+		parts := splitAll(d)
+		if len(parts) == 0 || !plans(ctx, d, parts, slices.Concat(defs[:i], defs[i+1:]), cat) {
 			out = append(out, d)
 			continue
 		}
-		out = append(out, inner, outer)
+		out = append(out, parts...)
 	}
 	return out
+}
+
+// splitAll divides d into its internal views and the view reading them,
+// last; nil when nothing in d is worth an internal view.
+func splitAll(d *Definition) []*Definition {
+	parts, outer := splitFrom(d)
+	if inner, top := split(outer, d); inner != nil {
+		parts, outer = append(parts, inner), top
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return append(parts, outer)
+}
+
+// plans tells whether d as written and each of its parts plan, among the
+// other views.
+func plans(ctx context.Context, d *Definition, parts, others []*Definition, cat Catalog) bool {
+	index := IndexViews(append(slices.Clip(others), d))
+	if _, err := BuildAmong(ctx, d, cat, index); err != nil {
+		return false
+	}
+	index = IndexViews(append(slices.Clip(others), parts...))
+	for _, p := range parts {
+		// Each part is judged on its own: the written view was, above.
+		q := *p
+		q.whole = nil
+		if _, err := BuildAmong(ctx, &q, cat, index); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Owner is, for an internal view, the name of the view it belongs to;
@@ -56,13 +94,203 @@ func (d *Definition) Owner() string {
 	return d.whole.Name
 }
 
-// Decomposed tells whether the definition is one part of a view split by
-// Decompose: the internal view or the view reading it.
-func (d *Definition) Decomposed() bool { return d.whole != nil }
+// newPart is the internal view of d (named with what) holding query q.
+func newPart(d *Definition, what string, q *pg_query.SelectStmt) *Definition {
+	text, err := deparseStmt(q)
+	if err != nil {
+		return nil
+	}
+	owner := qualified(d.Target)
+	t := internalTable(d.Stream, "part", Table{Schema: owner.Schema, Name: owner.Name + "/" + what})
+	return &Definition{
+		Name: d.Name + "/" + what, Target: t, Written: t, File: d.File, Line: d.Line,
+		Statement: "CREATE MATERIALIZED VIEW " + t.Quoted() + " AS " + text, Query: text,
+		Stream: d.Stream, Options: map[string]string{},
+		queryOffset: d.queryOffset, stmtOffset: d.stmtOffset, fileText: d.fileText,
+		stmt: q, whole: d,
+	}
+}
 
-// split divides d into an internal view holding its grouped query and the
-// top-N over that view's table; nil, nil when d is not such a query.
-func split(d *Definition) (inner, outer *Definition) {
+// tableRef is a reference to an internal view's table t in place of a
+// subquery or CTE reference named by alias.
+func tableRef(t Table, alias *pg_query.Alias) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{
+		Schemaname: t.Schema, Relname: t.Name, Inh: true, Relpersistence: "p", Alias: alias}}}
+}
+
+// worthPart tells whether a subquery in FROM or a CTE is worth an
+// internal view: it groups or joins, and is a plain SELECT (no LIMIT,
+// DISTINCT ON, window functions, nested WITH, set operation or *), so
+// that its rows are a view of their own.
+func worthPart(q *pg_query.SelectStmt) bool {
+	if q == nil || q.Op != pg_query.SetOperation_SETOP_NONE || q.LimitCount != nil || q.LimitOffset != nil ||
+		len(q.DistinctClause) > 0 && q.DistinctClause[0] != nil || len(q.WindowClause) > 0 || len(q.LockingClause) > 0 ||
+		q.WithClause != nil || len(q.FromClause) == 0 {
+		return false
+	}
+	bad := false
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: q}}, func(n *pg_query.Node) {
+		if fc := n.GetFuncCall(); fc != nil && fc.Over != nil {
+			bad = true
+		}
+		if cr := n.GetColumnRef(); cr != nil && isStar(cr) {
+			bad = true
+		}
+		if rs := n.GetRangeSubselect(); rs != nil && rs.Lateral {
+			bad = true
+		}
+	})
+	if bad {
+		return false
+	}
+	return len(q.GroupClause) > 0 || len(q.FromClause) > 1 || q.FromClause[0].GetJoinExpr() != nil
+}
+
+// nameColumns gives the first output columns of q the names of an alias's
+// column list (as "AS per (id, n)" or "WITH x (a, b)" do), so that the
+// internal view's table has them; false when q has fewer columns.
+func nameColumns(q *pg_query.SelectStmt, cols []*pg_query.Node) bool {
+	if len(cols) > len(q.TargetList) {
+		return false
+	}
+	for i, c := range cols {
+		q.TargetList[i].GetResTarget().Name = c.GetString_().Sval
+	}
+	return true
+}
+
+// names are the relation names without schema q reads, CTE names among
+// them.
+func names(n *pg_query.Node) map[string]bool {
+	out := map[string]bool{}
+	visit(n, func(x *pg_query.Node) {
+		if rv := x.GetRangeVar(); rv != nil && rv.Schemaname == "" {
+			out[rv.Relname] = true
+		}
+	})
+	return out
+}
+
+// splitFrom moves d's CTEs and subqueries in FROM that are worth it
+// (worthPart) into internal views: the parts, and d reading them (d
+// itself when there are none).
+func splitFrom(d *Definition) ([]*Definition, *Definition) {
+	if d.stmt == nil || d.stmt.Op != pg_query.SetOperation_SETOP_NONE {
+		return nil, d
+	}
+	sel := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()
+	var parts []*Definition
+	if w := sel.WithClause; w != nil && !w.Recursive {
+		ctes := map[string]int{}
+		visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(n *pg_query.Node) {
+			if c := n.GetCommonTableExpr(); c != nil {
+				ctes[c.Ctename]++
+			}
+		})
+		var keep []*pg_query.Node
+		for _, c := range w.Ctes {
+			cte := c.GetCommonTableExpr()
+			q := cte.Ctequery.GetSelectStmt()
+			reads := names(cte.Ctequery)
+			usesCTE := false
+			for name := range ctes {
+				usesCTE = usesCTE || reads[name]
+			}
+			// A CTE reading another, or whose name a nested WITH
+			// defines again, stays.
+			if !worthPart(q) || usesCTE || ctes[cte.Ctename] > 1 {
+				keep = append(keep, c)
+				continue
+			}
+			if !nameColumns(q, cte.Aliascolnames) {
+				keep = append(keep, c)
+				continue
+			}
+			part := newPart(d, "with "+cte.Ctename, q)
+			if part == nil {
+				keep = append(keep, c)
+				continue
+			}
+			parts = append(parts, part)
+			rewrite(sel.ProtoReflect(), func(x *pg_query.Node) *pg_query.Node {
+				rv := x.GetRangeVar()
+				if rv == nil || rv.Schemaname != "" || rv.Relname != cte.Ctename {
+					return nil
+				}
+				alias := rv.Alias
+				if alias == nil {
+					alias = &pg_query.Alias{Aliasname: rv.Relname}
+				}
+				return tableRef(part.Target, alias)
+			})
+		}
+		w.Ctes = keep
+		if len(keep) == 0 {
+			sel.WithClause = nil
+		}
+	}
+	// Subqueries in FROM, at the top of the query and in its joins; those
+	// reading a CTE that stays cannot leave it.
+	kept := map[string]bool{}
+	if sel.WithClause != nil {
+		for _, c := range sel.WithClause.Ctes {
+			kept[c.GetCommonTableExpr().Ctename] = true
+		}
+	}
+	var from func(x *pg_query.Node) *pg_query.Node
+	from = func(x *pg_query.Node) *pg_query.Node {
+		if j := x.GetJoinExpr(); j != nil {
+			if r := from(j.Larg); r != nil {
+				j.Larg = r
+			}
+			if r := from(j.Rarg); r != nil {
+				j.Rarg = r
+			}
+			return nil
+		}
+		rs := x.GetRangeSubselect()
+		if rs == nil || rs.Lateral || rs.Alias == nil || !worthPart(rs.Subquery.GetSelectStmt()) {
+			return nil
+		}
+		for name := range names(rs.Subquery) {
+			if kept[name] {
+				return nil
+			}
+		}
+		q := rs.Subquery.GetSelectStmt()
+		if !nameColumns(q, rs.Alias.Colnames) {
+			return nil
+		}
+		part := newPart(d, fmt.Sprintf("from %s", rs.Alias.Aliasname), q)
+		if part == nil {
+			return nil
+		}
+		for _, p := range parts {
+			if p.Name == part.Name {
+				return nil
+			}
+		}
+		parts = append(parts, part)
+		return tableRef(part.Target, &pg_query.Alias{Aliasname: rs.Alias.Aliasname})
+	}
+	for i, x := range sel.FromClause {
+		if r := from(x); r != nil {
+			sel.FromClause[i] = r
+		}
+	}
+	if len(parts) == 0 {
+		return nil, d
+	}
+	o := *d
+	o.stmt = sel
+	o.whole = d
+	return parts, &o
+}
+
+// split divides d (whole as written) into an internal view holding its
+// grouped query and the top-N over that view's table; nil, nil when d is
+// not such a query.
+func split(d, whole *Definition) (inner, outer *Definition) {
 	sel := d.stmt
 	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.GroupClause) == 0 ||
 		len(sel.WindowClause) > 0 || len(sel.LockingClause) > 0 || sel.IntoClause != nil || sel.WithClause != nil {
@@ -126,18 +354,11 @@ func split(d *Definition) (inner, outer *Definition) {
 	if distinctOn {
 		grouped.DistinctClause = nil
 	}
-	q, err := deparseStmt(grouped)
-	if err != nil {
+	inner = newPart(whole, strings.TrimPrefix(Part, "/"), grouped)
+	if inner == nil {
 		return nil, nil
 	}
-	t := internalTable(d.Stream, "part", qualified(d.Target))
-	inner = &Definition{
-		Name: d.Name + Part, Target: t, Written: t, File: d.File, Line: d.Line,
-		Statement: "CREATE MATERIALIZED VIEW " + t.Quoted() + " AS " + q, Query: q,
-		Stream: d.Stream, Options: map[string]string{},
-		queryOffset: d.queryOffset, stmtOffset: d.stmtOffset, fileText: d.fileText,
-		stmt: grouped, whole: d,
-	}
+	t := inner.Target
 
 	top := &pg_query.SelectStmt{
 		TargetList: []*pg_query.Node{{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
@@ -156,7 +377,7 @@ func split(d *Definition) (inner, outer *Definition) {
 	}
 	o := *d
 	o.stmt = top
-	o.whole = d
+	o.whole = whole
 	o.part = inner
 	return inner, &o
 }

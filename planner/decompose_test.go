@@ -41,7 +41,7 @@ func TestDecomposeTopN(t *testing.T) {
 			}
 			defs[0].Target = qualified(defs[0].Target)
 			defs[0].Stream = "s"
-			parts := Decompose(defs)
+			parts := Decompose(context.Background(), defs, cat)
 			if c.inner == "" {
 				if len(parts) != 1 || parts[0] != defs[0] {
 					t.Fatalf("split into %d views", len(parts))
@@ -90,8 +90,8 @@ func TestDecomposeTopN(t *testing.T) {
 	}
 }
 
-// The parts of a split view are refused as the view as written is: the
-// message names the view and its file.
+// A view refused as written is not split: it is refused whole, naming
+// the view and its file.
 func TestDecomposeRefusedAsWritten(t *testing.T) {
 	cat := planCatalog(t)
 	defs, errs := ParseFile("views.sql", "CREATE MATERIALIZED VIEW v AS SELECT customer, sum(qty) AS total FROM orders GROUP BY customer ORDER BY total DESC LIMIT 3;")
@@ -99,15 +99,96 @@ func TestDecomposeRefusedAsWritten(t *testing.T) {
 		t.Fatal(errs[0])
 	}
 	defs[0].Target = qualified(defs[0].Target)
-	parts := Decompose(defs)
-	if len(parts) != 2 {
-		t.Fatalf("split into %d views, want 2", len(parts))
+	parts := Decompose(context.Background(), defs, cat)
+	if len(parts) != 1 || parts[0] != defs[0] {
+		t.Fatalf("split into %d views, want the view whole", len(parts))
 	}
-	index := IndexViews(parts)
-	for _, d := range parts {
-		_, err := BuildAmong(context.Background(), d, cat, index)
-		if err == nil || !strings.Contains(err.Error(), "customer") || !strings.Contains(err.Error(), "views.sql:1") {
-			t.Errorf("%s: %v, want the tie refused, naming customer", d.Name, err)
-		}
+	_, err := BuildAmong(context.Background(), parts[0], cat, IndexViews(parts))
+	if err == nil || !strings.Contains(err.Error(), "customer") || !strings.Contains(err.Error(), "views.sql:1") {
+		t.Errorf("%v, want the tie refused, naming customer", err)
+	}
+}
+
+// Subqueries in FROM and CTEs that group or join become internal views
+// (a CTE read twice is one), each with the strategy it gets as a view of
+// its own, and the view reads their tables.
+func TestDecomposeFromAndWith(t *testing.T) {
+	cat := planCatalog(t)
+	cases := []struct {
+		name, query string
+		// parts are the internal views' name suffixes and strategies, in
+		// order; outer the view's strategy. No parts: not split.
+		parts [][2]string
+		outer string
+	}{
+		{"count of counts over a left join (Q13)",
+			`SELECT n, count(*) AS customers FROM (SELECT c.id, count(o.id) FROM customers c LEFT JOIN orders o ON o.customer = c.id GROUP BY c.id) AS per (id, n) GROUP BY n`,
+			[][2]string{{"from per", "scoped recomputation (joins"}}, "algebraic (counting)"},
+		{"a CTE read twice: the max and a join (Q15)",
+			`WITH revenue AS (SELECT customer, sum(qty) AS total FROM orders GROUP BY customer)
+			SELECT c.id, r.total FROM customers c JOIN revenue r ON r.customer = c.id WHERE r.total = (SELECT max(total) FROM revenue)`,
+			[][2]string{{"with revenue", "algebraic (counting)"}}, "full recomputation"},
+		{"a projection over joins grouped outside (Q7)",
+			`SELECT region, sum(qty) AS total FROM (SELECT c.region, o.qty FROM orders o JOIN customers c ON c.id = o.customer) AS shipping GROUP BY region`,
+			[][2]string{{"from shipping", "algebraic (delta rules"}}, "algebraic (counting)"},
+		{"an aggregate of an aggregate, then a top-N",
+			`SELECT region, max(total) AS most FROM (SELECT o.region, o.customer, sum(o.qty) AS total FROM orders o GROUP BY o.region, o.customer) AS t GROUP BY region ORDER BY most DESC, region LIMIT 2`,
+			[][2]string{{"from t", "algebraic (counting)"}, {"groups", "scoped recomputation"}}, "top-N over internal view v/groups"},
+		{"a subquery of one table without grouping stays",
+			`SELECT region, count(*) FROM (SELECT region FROM orders WHERE qty > 1) AS s GROUP BY region`, nil, ""},
+		{"a CTE reading another: a view over a view",
+			`WITH a AS (SELECT customer, sum(qty) AS total FROM orders GROUP BY customer), b AS (SELECT customer, total FROM a WHERE total > 3 GROUP BY customer, total)
+			SELECT count(*) FROM b`,
+			[][2]string{{"with a", "algebraic (counting)"}, {"with b", "algebraic (counting)"}}, "algebraic (counting)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			defs, errs := ParseFile("views.sql", "CREATE MATERIALIZED VIEW v AS "+c.query+";")
+			if len(errs) > 0 {
+				t.Fatal(errs[0])
+			}
+			defs[0].Target = qualified(defs[0].Target)
+			parts := Decompose(context.Background(), defs, cat)
+			if len(parts) != len(c.parts)+1 {
+				t.Fatalf("split into %d views, want %d", len(parts), len(c.parts)+1)
+			}
+			if len(c.parts) == 0 {
+				return
+			}
+			index := IndexViews(parts)
+			for i, want := range c.parts {
+				d := parts[i]
+				if d.Name != "v/"+want[0] || d.Owner() != "v" || d.Target.Schema != "deltaview" {
+					t.Fatalf("part %d: %s (owner %q, %s), want v/%s", i, d.Name, d.Owner(), d.Target, want[0])
+				}
+				p, err := BuildAmong(context.Background(), d, cat, index)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.HasPrefix(p.Strategy(), "internal view of v: "+want[1]) {
+					t.Errorf("%s: %s", d.Name, p.Strategy())
+				}
+			}
+			outer := parts[len(parts)-1]
+			p, err := BuildAmong(context.Background(), outer, cat, index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if outer.Name != "v" || outer.Owner() != "" || !strings.HasPrefix(p.Strategy(), c.outer) || len(p.DependsOn) == 0 {
+				t.Errorf("%s: %s (reads %v)", outer.Name, p.Strategy(), p.DependsOn)
+			}
+			whole, err := BuildAmong(context.Background(), defs[0], cat, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Columns) != len(whole.Columns) {
+				t.Fatalf("columns %v, want %v", p.Columns, whole.Columns)
+			}
+			for i := range p.Columns {
+				if p.Columns[i] != whole.Columns[i] {
+					t.Errorf("column %d: %+v, want %+v", i, p.Columns[i], whole.Columns[i])
+				}
+			}
+		})
 	}
 }

@@ -1060,8 +1060,8 @@ func (p *Plan) Strategy() string {
 	if d := p.View; d.part != nil && p.Kind == Whole {
 		return fmt.Sprintf("top-N over internal view %s (%s): recomputed from that table, through an index on its ORDER BY columns (about N rows read), whenever a batch changes it", d.part.Name, d.part.Target)
 	}
-	if d := p.View; d.whole != nil && d.part == nil {
-		return "internal view of " + d.whole.Name + ", holding its grouped rows: " + p.strategy()
+	if owner := p.View.Owner(); owner != "" {
+		return "internal view of " + owner + ": " + p.strategy()
 	}
 	return p.strategy()
 }

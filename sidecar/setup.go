@@ -210,10 +210,10 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 	if err != nil {
 		return nil, err
 	}
-	// Top-N views over grouped queries are maintained as two: an internal
-	// view of the grouped rows, and the top-N over it.
-	defs = planner.Decompose(defs)
 	cat := &planner.SourceCatalog{Conn: src, Target: tgt}
+	// Views with subqueries, CTEs or a top-N over groups worth keeping
+	// apart are maintained as internal views and the view reading them.
+	defs = planner.Decompose(ctx, defs, cat)
 	var plans []*viewPlan
 	tableOK := map[planner.Table]error{}
 	index := planner.IndexViews(defs)

@@ -73,7 +73,7 @@ func check(ctx context.Context, out io.Writer, views, source, target, publicatio
 		for _, d := range defs {
 			d.Stream = slot
 		}
-		defs = planner.Decompose(defs)
+		defs = planner.Decompose(ctx, defs, cat)
 	}
 	index := planner.IndexViews(defs)
 	ok := 0
