@@ -112,6 +112,17 @@ func TestTopNOverGroups(t *testing.T) {
 	if !queryBool(t, e.tgt, `SELECT to_regclass('paged') IS NOT NULL`) {
 		t.Errorf("paged's own table was dropped")
 	}
+
+	// Torn down without --drop-tables: the views' tables stay, the
+	// internal ones go with the stream.
+	e.sidecar.stop()
+	if out, code := deltaview(t, nil, "teardown", "--source", e.srcURL, "--target", e.tgtURL, "--slot", e.slot, "--publication", e.pub); code != 0 {
+		t.Fatalf("teardown: exit %d\n%s", code, out)
+	}
+	if queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM pg_tables WHERE schemaname = 'deltaview' AND tablename LIKE 'part\_%')`) ||
+		!queryBool(t, e.tgt, `SELECT to_regclass('top3') IS NOT NULL AND to_regclass('best') IS NOT NULL`) {
+		t.Errorf("after teardown: %v", rowsText(t, e.tgt, `SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`))
+	}
 }
 
 // Subqueries in FROM and CTEs that group or join are maintained as

@@ -11,22 +11,29 @@ import (
 
 // Internal views.
 //
-// A top-N (ORDER BY ... LIMIT/OFFSET) or DISTINCT ON over a GROUP BY query
-// is, written as one view, recomputed whole from the copies of the tables
-// it reads whenever they change: its cost grows with the tables. Split in
-// two, it is incremental where it counts: an internal view holds the
-// grouped query without ORDER BY, LIMIT and DISTINCT ON, maintained as any
-// GROUP BY view (counting, scoped recomputation), and the view itself is
-// the top-N over that view's table, recomputed there (from the rows an
-// index on its ORDER BY columns gives first, so about N of them) only when
-// the grouped rows changed. Both are maintained views of the same stream,
-// so the machinery of views over views (views.go) keeps them in one target
-// transaction, the internal one first.
+// Some views, written as one, are recomputed whole from the copies of the
+// tables they read whenever those change: their cost grows with the
+// tables. Split into internal views, they are incremental where it
+// counts:
 //
-// The internal view's table lives in deltaview's schema (internalTable,
-// kind "part"); it is no user-visible result. Both parts are planned only
-// when the view as written plans (its refusals are the written query's),
-// and they come and go with it.
+//   - a subquery in FROM or a non-recursive CTE that groups or joins
+//     becomes a view of its own (a CTE read twice is one), maintained with
+//     the strategy it would get as one (counting, delta rules, scoped
+//     recomputation), and the view reads its table: a count of counts is
+//     counted, a grouped projection over joins recomputes only the groups
+//     touched;
+//   - a top-N (ORDER BY ... LIMIT/OFFSET) or DISTINCT ON over a GROUP BY
+//     query becomes an internal view of the grouped query, and the top-N
+//     over its table, recomputed there (from the rows an index on its
+//     ORDER BY columns gives first, so about N of them) only when the
+//     grouped rows changed.
+//
+// All are maintained views of the same stream, so the machinery of views
+// over views (views.go) keeps them in one target transaction, each after
+// the views it reads. The internal views' tables live in deltaview's
+// schema (internalTable, kind "part"); they are no user-visible results.
+// A view is split only when the view as written and every part plan (its
+// refusals are the written query's), and the parts come and go with it.
 
 // Part is the suffix of the name of the internal view that holds the
 // grouped rows of a view: "name/groups".
@@ -96,6 +103,7 @@ func (d *Definition) Owner() string {
 
 // newPart is the internal view of d (named with what) holding query q.
 func newPart(d *Definition, what string, q *pg_query.SelectStmt) *Definition {
+	q = clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: q}}).GetSelectStmt()
 	text, err := deparseStmt(q)
 	if err != nil {
 		return nil
@@ -196,9 +204,18 @@ func splitFrom(d *Definition) ([]*Definition, *Definition) {
 			for name := range ctes {
 				usesCTE = usesCTE || reads[name]
 			}
+			// Before it (in its own query and the CTEs before it) its
+			// name is a table's.
+			earlier := reads[cte.Ctename]
+			for _, b := range w.Ctes {
+				if b == c {
+					break
+				}
+				earlier = earlier || names(b.GetCommonTableExpr().Ctequery)[cte.Ctename]
+			}
 			// A CTE reading another, or whose name a nested WITH
-			// defines again, stays.
-			if !worthPart(q) || usesCTE || ctes[cte.Ctename] > 1 {
+			// defines again or a table has before it, stays.
+			if !worthPart(q) || usesCTE || ctes[cte.Ctename] > 1 || earlier {
 				keep = append(keep, c)
 				continue
 			}

@@ -136,6 +136,8 @@ func TestDecomposeFromAndWith(t *testing.T) {
 			[][2]string{{"from t", "algebraic (counting)"}, {"groups", "scoped recomputation"}}, "top-N over internal view v/groups"},
 		{"a subquery of one table without grouping stays",
 			`SELECT region, count(*) FROM (SELECT region FROM orders WHERE qty > 1) AS s GROUP BY region`, nil, ""},
+		{"a CTE named as the table it reads stays",
+			`WITH orders AS (SELECT customer, sum(qty) AS total FROM orders GROUP BY customer) SELECT count(*) AS n FROM orders`, nil, ""},
 		{"a CTE reading another: a view over a view",
 			`WITH a AS (SELECT customer, sum(qty) AS total FROM orders GROUP BY customer), b AS (SELECT customer, total FROM a WHERE total > 3 GROUP BY customer, total)
 			SELECT count(*) FROM b`,
