@@ -60,6 +60,19 @@ func TestTopNOverGroups(t *testing.T) {
 		t.Errorf("top3's index: %s", def)
 	}
 
+	// The writer's capture triggers on the internal tables are
+	// deltaview's: another process opening the catalog meanwhile (another
+	// stream, a teardown) does not take them for code someone planted.
+	if !poll(30*time.Second, func() bool {
+		return queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
+			WHERE c.relnamespace = 'deltaview'::regnamespace AND c.relname LIKE 'part\_%' AND tg.tgname LIKE 'deltaview\_capture\_%')`)
+	}) {
+		t.Fatal("no capture trigger on the internal tables")
+	}
+	if out, _ := deltaview(t, nil, "teardown", "--source", e.srcURL, "--target", e.tgtURL, "--slot", "no_such_stream"); strings.Contains(out, "not created by deltaview") {
+		t.Errorf("the capture triggers taken for foreign code:\n%s", out)
+	}
+
 	steps := []string{
 		// A new customer enters the top region; another group grows.
 		`INSERT INTO orders VALUES (100, 11, 500), (101, 4, 30)`,
