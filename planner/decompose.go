@@ -35,9 +35,9 @@ import (
 // A view is split only when the view as written and every part plan (its
 // refusals are the written query's), and the parts come and go with it.
 
-// Part is the suffix of the name of the internal view that holds the
+// groupsPart is the suffix of the name of the internal view that holds the
 // grouped rows of a view: "name/groups".
-const Part = "/groups"
+const groupsPart = "/groups"
 
 // Decompose returns defs with each view that can be split into internal
 // views replaced by them, followed by the view itself reading them: its
@@ -371,7 +371,7 @@ func split(d, whole *Definition) (inner, outer *Definition) {
 	if distinctOn {
 		grouped.DistinctClause = nil
 	}
-	inner = newPart(whole, strings.TrimPrefix(Part, "/"), grouped)
+	inner = newPart(whole, strings.TrimPrefix(groupsPart, "/"), grouped)
 	if inner == nil {
 		return nil, nil
 	}
