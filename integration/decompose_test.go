@@ -34,6 +34,15 @@ func TestTopNOverGroups(t *testing.T) {
 	if err := os.WriteFile(file, []byte(viewsSQL(views)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// check shows the internal views, each with its strategy, and the
+	// view reading its table.
+	out, code := deltaview(t, nil, "check", "--views", file, "--source", e.srcURL, "--slot", e.slot)
+	for _, want := range []string{`view "top3/groups" (`, `-> table "deltaview"."part_`, "strategy: internal view of top3: algebraic (counting over inner joins)",
+		`view "top3" (`, "reads:    view top3/groups", "strategy: top-N over internal view top3/groups", `view "best/groups"`, "6 view(s) ok"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("check (exit %d) does not say %q:\n%s", code, want, out)
+		}
+	}
 	e.sidecar = startSidecar(t, e.runArgs(file)...)
 	e.check(views...)
 
