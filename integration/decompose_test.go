@@ -43,7 +43,7 @@ func TestTopNOverGroups(t *testing.T) {
 			t.Errorf("check (exit %d) does not say %q:\n%s", code, want, out)
 		}
 	}
-	e.sidecar = startSidecar(t, e.runArgs(file)...)
+	e.sidecar = startSidecar(t, e.runArgs(file, "--views-check-interval", "200ms")...)
 	e.check(views...)
 
 	for _, v := range views {
@@ -118,22 +118,38 @@ func TestTopNOverGroups(t *testing.T) {
 		}
 	}
 
-	// A view removed from the files takes its internal view along, table
-	// and all; its own table stays, as any removed view's.
+	// A view removed from the files while deltaview runs takes its
+	// internal view along, table and all; its own table stays, as any
+	// removed view's.
 	part := queryString(t, e.tgt, `SELECT target FROM deltaview.views WHERE name = 'paged/groups'`)
-	e.sidecar.stop()
-	if err := os.WriteFile(file, []byte(viewsSQL([]view{top3, best})), 0o644); err != nil {
-		t.Fatal(err)
+	write := func(views ...view) {
+		if err := os.WriteFile(file, []byte(viewsSQL(views)), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	e.sidecar.restart()
-	e.exec(`INSERT INTO orders VALUES (200, 3, 999)`)
-	e.check(top3, best)
-	if queryBool(t, e.tgt, `SELECT to_regclass($1) IS NOT NULL OR EXISTS (SELECT FROM deltaview.views WHERE name LIKE 'paged%')`, part) {
-		t.Errorf("paged's internal view outlived it: %v", viewsState(e.tgt))
+	write(top3, best)
+	if !poll(60*time.Second, func() bool {
+		e.sidecarAlive()
+		return queryBool(t, e.tgt, `SELECT to_regclass($1) IS NULL AND NOT EXISTS (SELECT FROM deltaview.views WHERE name LIKE 'paged%')`, part)
+	}) {
+		t.Fatalf("paged's internal view outlived it: %v", viewsState(e.tgt))
 	}
 	if !queryBool(t, e.tgt, `SELECT to_regclass('paged') IS NOT NULL`) {
 		t.Errorf("paged's own table was dropped")
 	}
+	e.exec(`INSERT INTO orders VALUES (200, 3, 999)`)
+	e.check(top3, best)
+	// Added again while deltaview runs: built beside the stream, with
+	// its internal view.
+	write(views...)
+	if !poll(60*time.Second, func() bool {
+		e.sidecarAlive()
+		return queryBool(t, e.tgt, `SELECT count(*) = 6 AND bool_and(status = 'running') FROM deltaview.views`)
+	}) {
+		t.Fatalf("paged was not built again: %s", viewsState(e.tgt))
+	}
+	e.exec(`UPDATE orders SET amount = amount + 30 WHERE customer = 4; INSERT INTO orders VALUES (201, 8, 77)`)
+	e.check(views...)
 
 	// Torn down without --drop-tables: the views' tables stay, the
 	// internal ones go with the stream.
