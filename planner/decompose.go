@@ -450,7 +450,12 @@ func (p *Plan) TopIndex() (name, columns string) {
 	if p.View.part == nil || len(p.topIndex) == 0 {
 		return "", ""
 	}
-	return internalTable(p.View.Stream, "top", qualified(p.View.whole.Target)).Name, strings.Join(p.topIndex, ", ")
+	// Named for its columns too: a view whose ORDER BY changed (and whose
+	// grouped rows did not) gets the index it needs.
+	cols := strings.Join(p.topIndex, ", ")
+	w := qualified(p.View.whole.Target)
+	name, _, _ = strings.Cut(internalTable(p.View.Stream, "top", Table{Schema: w.Schema, Name: w.Name + "\x00" + cols}).Name, "\x00")
+	return name, cols
 }
 
 // planTopIndex sets the top-N part's index columns from its ORDER BY, by
