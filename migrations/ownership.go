@@ -88,6 +88,13 @@ found(object, owner, kind) AS (
       -- (migration 0008), calling its own function.
       AND NOT (tg.tgname = 'deltaview_lease' AND c.relname = 'maintained'
                AND tg.tgfoid IS NOT DISTINCT FROM pg_catalog.to_regprocedure('deltaview.check_lease()'))
+      -- the capture triggers of a writer session on the table of an
+      -- internal view that other views read, calling the session's own
+      -- temporary function: they go with the session, which may still be
+      -- ending.
+      AND NOT (tg.tgname LIKE 'deltaview\_capture\_%' AND c.relname LIKE 'part\_%'
+               AND EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+                           WHERE p.oid = tg.tgfoid AND p.proname = 'deltaview_capture' AND pn.nspname LIKE 'pg\_temp\_%'))
   UNION ALL
     SELECT 'rule ' || pg_catalog.quote_ident(r.rulename) || ' on ' || c.oid::pg_catalog.regclass::text, c.relowner, 'trigger'
     FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class JOIN ns ON c.relnamespace = ns.oid
@@ -106,7 +113,8 @@ LIMIT 1`
 // CheckOwnership refuses a deltaview schema that exists but is not
 // entirely deltaview's role's own: the schema itself, every object in it,
 // and no trigger, rule or policy there (deltaview creates none but the lease
-// trigger on deltaview.maintained). A missing
+// trigger on deltaview.maintained, and a writer session's capture triggers
+// on the tables of internal views). A missing
 // schema is fine: deltaview creates it.
 func CheckOwnership(ctx context.Context, db *sql.DB) error {
 	var object, owner, kind, role string

@@ -45,6 +45,9 @@ type Definition struct {
 	stmtOffset  int
 	fileText    string
 	stmt        *pg_query.SelectStmt
+	// whole is, for the parts of a view split by Decompose, the view as
+	// written; part is, for the top-N part, the internal view it reads.
+	whole, part *Definition
 }
 
 // HistoryTable is the table that keeps the view's changes: its result

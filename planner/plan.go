@@ -338,6 +338,9 @@ type Plan struct {
 	joinKeys      []string
 	joinAllKeys   string
 	joinRecompute string
+	// topIndex are the index columns (with direction) of the internal
+	// table a top-N part reads, in its ORDER BY order (see TopIndex).
+	topIndex []string
 	// onTargetQuery is the query of a view reading maintained views, as
 	// the target runs it (see views.go).
 	onTargetQuery string
@@ -425,6 +428,13 @@ func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 }
 
 func buildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*Plan, error) {
+	// Each part of a split view is planned only when the view as written
+	// plans: its refusals are the written query's.
+	if d.whole != nil {
+		if _, err := buildAmong(ctx, d.whole, cat, views); err != nil {
+			return nil, err
+		}
+	}
 	// Work on a copy of the parse tree: planning rewrites it.
 	stmtCopy := *d
 	stmtCopy.stmt = clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()
@@ -1078,6 +1088,16 @@ func (p *Plan) finalAggregate(i int) string {
 // Strategy describes, for `deltaview check`, how the view is maintained
 // and what state it keeps.
 func (p *Plan) Strategy() string {
+	if d := p.View; d.part != nil && p.Kind == Whole {
+		return fmt.Sprintf("top-N over internal view %s (%s): recomputed from that table, through an index on its ORDER BY columns (about N rows read), whenever a batch changes it", d.part.Name, d.part.Target)
+	}
+	if owner := p.View.Owner(); owner != "" {
+		return "internal view of " + owner + ": " + p.strategy()
+	}
+	return p.strategy()
+}
+
+func (p *Plan) strategy() string {
 	if p.constant {
 		return "constant (it reads no table): computed once when the view is built; no change of the source touches it"
 	}

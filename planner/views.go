@@ -116,6 +116,7 @@ func buildOverView(ctx context.Context, d *Definition, a *analysis, base *Defini
 		return nil, err
 	}
 	p.DependsOn = []string{base.Name}
+	p.planTopIndex(d, cols)
 	return p, nil
 }
 

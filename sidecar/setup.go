@@ -217,6 +217,9 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 		return nil, err
 	}
 	cat := &planner.SourceCatalog{Conn: src, Target: tgt}
+	// Views with subqueries, CTEs or a top-N over groups worth keeping
+	// apart are maintained as internal views and the view reading them.
+	defs = planner.Decompose(ctx, defs, cat)
 	var plans []*viewPlan
 	tableOK := map[planner.Table]error{}
 	index := planner.IndexViews(defs)
@@ -299,6 +302,15 @@ func prepare(ctx context.Context, c Config, dcfg decoder.Config, lease int64, sh
 		defined[d.Name] = true
 	}
 	for name, r := range records {
+		if !defined[name] && strings.HasPrefix(r.Target, `"deltaview".`) {
+			// An internal view whose view is gone, or no longer split:
+			// its table is deltaview's alone.
+			log.Info("internal view removed: dropping its table", zap.String("view", name), zap.String("table", r.Target))
+			if err := writer.Forget(ctx, tgt, r, true); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if !defined[name] {
 			log.Info("view removed: dropping its state, keeping its table", zap.String("view", name), zap.String("table", r.Target))
 			if err := writer.Remove(ctx, tgt, r); err != nil {

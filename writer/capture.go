@@ -121,6 +121,14 @@ func (w *Writer) indexForReaders(ctx context.Context, v *View) error {
 			}
 		}
 	}
+	// A top-N over the view's table reads it in its ORDER BY order.
+	for _, r := range v.capture.views {
+		if name, cols := r.Plan.TopIndex(); cols != "" && !r.failed {
+			if _, err := w.conn.Exec(ctx, "CREATE INDEX IF NOT EXISTS "+planner.QuoteIdent(name)+" ON "+v.Names.Target+" ("+cols+")"); err != nil {
+				return fmt.Errorf("index %s for the views reading it: %w", v.Plan.View.Name, err)
+			}
+		}
+	}
 	for _, c := range cols {
 		var indexed bool
 		if err := w.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_index x JOIN pg_catalog.pg_attribute a

@@ -69,6 +69,12 @@ func check(ctx context.Context, out io.Writer, views, source, target, publicatio
 		}
 	}
 	checkedTables := map[planner.Table]error{}
+	if cat != nil {
+		for _, d := range defs {
+			d.Stream = slot
+		}
+		defs = planner.Decompose(ctx, defs, cat)
+	}
 	index := planner.IndexViews(defs)
 	ok := 0
 	for _, d := range defs {

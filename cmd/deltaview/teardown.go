@@ -179,7 +179,10 @@ func teardown(ctx context.Context, o teardownOptions, say func(string)) error {
 	sort.Strings(names)
 	for _, name := range names {
 		r := records[name]
-		if err := writer.Forget(ctx, tgt, r, o.dropTables); err != nil {
+		// An internal view's table (in deltaview's schema) is no result
+		// of anyone's: it goes with its stream.
+		internal := strings.HasPrefix(r.Target, `"deltaview".`)
+		if err := writer.Forget(ctx, tgt, r, o.dropTables || internal); err != nil {
 			var ie *writer.IdentityError
 			if errors.As(err, &ie) {
 				// Not the table deltaview created: it is left alone, and
@@ -193,7 +196,7 @@ func teardown(ctx context.Context, o teardownOptions, say func(string)) error {
 		if r.StateTable != "" {
 			report("state table "+r.StateTable+" of view "+name, tableGone(r.StateTable))
 		}
-		if o.dropTables && r.CreatedTarget && r.Target != "" {
+		if (o.dropTables || internal) && r.CreatedTarget && r.Target != "" {
 			report("table "+r.Target, tableGone(r.Target))
 			if r.History != "" {
 				report("table "+r.History, tableGone(r.History))
