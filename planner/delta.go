@@ -64,17 +64,7 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 		c.TargetList = append(c.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
 			Name: "__dv_n", Val: columnRef(rv.Alias.Aliasname, SignColumn)}}})
 		c.SortClause = nil
-		n := 0
-		visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: c}}, func(x *pg_query.Node) {
-			if r := x.GetRangeVar(); r != nil {
-				if n == i {
-					ph := stagePlaceholder(varSource[i])
-					r.Schemaname, r.Relname = "pg_temp", ph[len("pg_temp."):]
-				}
-				n++
-			}
-		})
-		term, err := deparseStmt(c)
+		term, err := stageTerm(c, i, varSource[i])
 		if err != nil {
 			return false, err
 		}
@@ -106,4 +96,21 @@ func (p *Plan) Term(n Names, i int) string {
 		return ""
 	}
 	return "WITH i AS (INSERT INTO " + n.Delta + " " + p.withStages(p.joinTerms[i], n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8"
+}
+
+// stageTerm is the text of query c with its i-th table reference (in
+// query order) reading the stage of source src instead: one term of the
+// delta rules.
+func stageTerm(c *pg_query.SelectStmt, i, src int) (string, error) {
+	n := 0
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: c}}, func(x *pg_query.Node) {
+		if r := x.GetRangeVar(); r != nil {
+			if n == i {
+				ph := stagePlaceholder(src)
+				r.Schemaname, r.Relname = "pg_temp", ph[len("pg_temp."):]
+			}
+			n++
+		}
+	})
+	return deparseStmt(c)
 }

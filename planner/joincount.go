@@ -243,17 +243,7 @@ func (p *Plan) planJoinCountingParts(ctx context.Context, ca *analysis, sel *pg_
 		}
 		add("__dv_n", columnRef(rv.Alias.Aliasname, SignColumn))
 		c.GroupClause, c.HavingClause, c.SortClause = nil, nil, nil
-		k := 0
-		visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: c}}, func(x *pg_query.Node) {
-			if r := x.GetRangeVar(); r != nil {
-				if k == i {
-					ph := stagePlaceholder(varSource[i])
-					r.Schemaname, r.Relname = "pg_temp", ph[len("pg_temp."):]
-				}
-				k++
-			}
-		})
-		term, err := deparseStmt(c)
+		term, err := stageTerm(c, i, varSource[i])
 		if err != nil {
 			return false, nil
 		}
