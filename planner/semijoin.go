@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
@@ -81,10 +82,129 @@ func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition,
 		return nil, d
 	}
 	sel.WhereClause = andNode(keep)
+	if rows, outer := semiRows(ctx, d, sel, cat); rows != nil {
+		parts, sel = append(parts, rows), outer
+	}
 	o := *d
 	o.stmt = sel
 	o.whole = d
 	return parts, &o
+}
+
+// semiRowsAlias is the name under which a grouped view reads its joined
+// rows (semiRows), and semiCol the i-th column of those.
+const semiRowsAlias = "semi rows"
+
+func semiCol(i int) string { return fmt.Sprintf("semi col %d", i) }
+
+// semiRows splits a GROUP BY query sel, which joins its semi-join parts,
+// into an internal view "name/where" of its joined rows, projected on the
+// columns its select list, GROUP BY, HAVING and ORDER BY read (a multiset,
+// kept by delta rules), and the grouped query over that view's table,
+// which is then counted as a view over one maintained view is: a batch
+// costs the rows it changed, not the groups it touched. nil, nil when sel
+// is no such query.
+func semiRows(ctx context.Context, d *Definition, sel *pg_query.SelectStmt, cat Catalog) (*Definition, *pg_query.SelectStmt) {
+	if len(sel.GroupClause) == 0 || len(sel.WindowClause) > 0 || len(sel.DistinctClause) > 0 || sel.WithClause != nil {
+		return nil, nil
+	}
+	// The output columns keep the names the source gives them (a column
+	// read from the joined rows would be named as those rows' column).
+	text, err := deparseStmt(d.stmt)
+	if err != nil {
+		return nil, nil
+	}
+	described, err := cat.Describe(ctx, text)
+	if err != nil || len(described) != len(sel.TargetList) {
+		return nil, nil
+	}
+	outputs := map[string]bool{}
+	for _, t := range sel.TargetList {
+		if n := t.GetResTarget().GetName(); n != "" {
+			outputs[n] = true
+		}
+	}
+	// A bare name in GROUP BY or ORDER BY may be an output column's:
+	// left alone, such a view keeps its joins.
+	for _, n := range append(slices.Clone(sel.GroupClause), sel.SortClause...) {
+		bad := false
+		visit(n, func(x *pg_query.Node) {
+			if cr := x.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && outputs[cr.Fields[0].GetString_().GetSval()] {
+				bad = true
+			}
+			if x.GetGroupingSet() != nil || x.GetSubLink() != nil {
+				bad = true
+			}
+		})
+		if bad {
+			return nil, nil
+		}
+	}
+	rows := &pg_query.SelectStmt{FromClause: sel.FromClause, WhereClause: sel.WhereClause, Op: pg_query.SetOperation_SETOP_NONE,
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT}
+	outer := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+	cols := map[string]string{}
+	ok := true
+	replace := func(x *pg_query.Node) *pg_query.Node {
+		if x.GetSubLink() != nil {
+			ok = false
+			return x
+		}
+		cr := x.GetColumnRef()
+		if cr == nil {
+			return nil
+		}
+		if isStar(cr) {
+			ok = false
+			return x
+		}
+		text, err := deparseExpr(x)
+		if err != nil {
+			ok = false
+			return x
+		}
+		name, seen := cols[text]
+		if !seen {
+			name = semiCol(len(cols) + 1)
+			cols[text] = name
+			rows.TargetList = append(rows.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: name, Val: clone(x)}}})
+		}
+		return &pg_query.Node{Node: &pg_query.Node_ColumnRef{ColumnRef: &pg_query.ColumnRef{
+			Fields: []*pg_query.Node{pg_query.MakeStrNode(semiRowsAlias), pg_query.MakeStrNode(name)}}}}
+	}
+	// rewrite replaces below a node: an expression that is a column
+	// itself (a GROUP BY item, HAVING) is replaced here.
+	top := func(n *pg_query.Node) *pg_query.Node {
+		if r := replace(n); r != nil {
+			return r
+		}
+		rewrite(n.ProtoReflect(), replace)
+		return n
+	}
+	for i, t := range outer.TargetList {
+		if rt := t.GetResTarget(); rt != nil && rt.Name == "" {
+			rt.Name = described[i].Name
+		}
+	}
+	for i, g := range outer.GroupClause {
+		outer.GroupClause[i] = top(g)
+	}
+	if outer.HavingClause != nil {
+		outer.HavingClause = top(outer.HavingClause)
+	}
+	for _, n := range slices.Concat(outer.TargetList, outer.SortClause) {
+		rewrite(n.ProtoReflect(), replace)
+	}
+	if !ok || len(rows.TargetList) == 0 {
+		return nil, nil
+	}
+	part := newPart(d, "where", rows)
+	if part == nil {
+		return nil, nil
+	}
+	outer.FromClause = []*pg_query.Node{tableRef(part.Target, &pg_query.Alias{Aliasname: semiRowsAlias})}
+	outer.WhereClause = nil
+	return part, outer
 }
 
 // andArgs splits an AND into its operands.
