@@ -42,8 +42,9 @@ const groupsPart = "/groups"
 // Decompose returns defs with each view that can be split into internal
 // views replaced by them, followed by the view itself reading them: its
 // subqueries in FROM and non-recursive CTEs that group or join (a CTE read
-// twice is one internal view), and a top-N or DISTINCT ON over a GROUP BY
-// query. A view is split only when the view as written and every part
+// twice is one internal view), a top-N or DISTINCT ON over a GROUP BY
+// query, and EXISTS and IN subqueries in WHERE that are semi-joins by
+// equalities (semijoin.go). A view is split only when the view as written and every part
 // plan against cat; otherwise it is returned as it is, and maintained (or
 // refused) whole. The definitions' targets and streams must be final
 // (after ResolveTargets): the internal tables are named from them.
