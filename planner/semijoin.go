@@ -350,8 +350,10 @@ func semiJoin(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[s
 		}
 	}
 	// keys are the pairs (the subquery's expression, the outer query's)
-	// that must be equal.
+	// that must be equal; innerLeft tells on which side of the equality
+	// the subquery's was, kept so that the same operator resolves.
 	var keys [][2]*pg_query.Node
+	var innerLeft []bool
 	switch sl.SubLinkType {
 	case pg_query.SubLinkType_EXISTS_SUBLINK:
 		// The select list does not matter, unless it aggregates (one row,
@@ -378,7 +380,7 @@ func semiJoin(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[s
 		if bad {
 			return nil, nil, false
 		}
-		keys = append(keys, [2]*pg_query.Node{v, sl.Testexpr})
+		keys, innerLeft = append(keys, [2]*pg_query.Node{v, sl.Testexpr}), append(innerLeft, false)
 	default:
 		return nil, nil, false
 	}
@@ -404,9 +406,9 @@ func semiJoin(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[s
 				ri, ro, _ := s.refs(e.Rexpr)
 				switch {
 				case lo == 0 && ri == 0:
-					keys = append(keys, [2]*pg_query.Node{e.Lexpr, e.Rexpr})
+					keys, innerLeft = append(keys, [2]*pg_query.Node{e.Lexpr, e.Rexpr}), append(innerLeft, true)
 				case ro == 0 && li == 0:
-					keys = append(keys, [2]*pg_query.Node{e.Rexpr, e.Lexpr})
+					keys, innerLeft = append(keys, [2]*pg_query.Node{e.Rexpr, e.Lexpr}), append(innerLeft, false)
 				default:
 					return nil, nil, false
 				}
@@ -425,7 +427,11 @@ func semiJoin(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[s
 		q.GroupClause = append(q.GroupClause, clone(k[0]))
 		col := &pg_query.Node{Node: &pg_query.Node_ColumnRef{ColumnRef: &pg_query.ColumnRef{
 			Fields: []*pg_query.Node{pg_query.MakeStrNode(alias), pg_query.MakeStrNode(name)}}}}
-		conds = append(conds, equals(col, clone(k[1])))
+		if innerLeft[i] {
+			conds = append(conds, equals(col, clone(k[1])))
+		} else {
+			conds = append(conds, equals(clone(k[1]), col))
+		}
 	}
 	return q, conds, true
 }
