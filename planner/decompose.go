@@ -42,15 +42,16 @@ const groupsPart = "/groups"
 // Decompose returns defs with each view that can be split into internal
 // views replaced by them, followed by the view itself reading them: its
 // subqueries in FROM and non-recursive CTEs that group or join (a CTE read
-// twice is one internal view), and a top-N or DISTINCT ON over a GROUP BY
-// query. A view is split only when the view as written and every part
+// twice is one internal view), a top-N or DISTINCT ON over a GROUP BY
+// query, and EXISTS and IN subqueries in WHERE that are semi-joins by
+// equalities (semijoin.go). A view is split only when the view as written and every part
 // plan against cat; otherwise it is returned as it is, and maintained (or
 // refused) whole. The definitions' targets and streams must be final
 // (after ResolveTargets): the internal tables are named from them.
 func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definition {
 	var out []*Definition
 	for i, d := range defs {
-		parts := splitAll(d)
+		parts := splitAll(ctx, d, cat)
 		if len(parts) == 0 || !plans(ctx, d, parts, slices.Concat(defs[:i], defs[i+1:]), cat) {
 			out = append(out, d)
 			continue
@@ -62,8 +63,10 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 
 // splitAll divides d into its internal views and the view reading them,
 // last; nil when nothing in d is worth an internal view.
-func splitAll(d *Definition) []*Definition {
-	parts, outer := splitFrom(d)
+func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
+	semi, outer := splitWhere(ctx, d, cat)
+	parts, outer := splitFrom(outer)
+	parts = append(semi, parts...)
 	if inner, top := split(outer, d); inner != nil {
 		parts, outer = append(parts, inner), top
 	}
@@ -223,7 +226,7 @@ func splitFrom(d *Definition) ([]*Definition, *Definition) {
 				keep = append(keep, c)
 				continue
 			}
-			part := newPart(d, "with "+cte.Ctename, q)
+			part := newPart(written(d), "with "+cte.Ctename, q)
 			if part == nil {
 				keep = append(keep, c)
 				continue
@@ -278,7 +281,7 @@ func splitFrom(d *Definition) ([]*Definition, *Definition) {
 		if !nameColumns(q, rs.Alias.Colnames) {
 			return nil
 		}
-		part := newPart(d, fmt.Sprintf("from %s", rs.Alias.Aliasname), q)
+		part := newPart(written(d), fmt.Sprintf("from %s", rs.Alias.Aliasname), q)
 		if part == nil {
 			return nil
 		}
@@ -300,8 +303,17 @@ func splitFrom(d *Definition) ([]*Definition, *Definition) {
 	}
 	o := *d
 	o.stmt = sel
-	o.whole = d
+	o.whole = written(d)
 	return parts, &o
+}
+
+// written is the view as the files define it, of which d may be a step of
+// the splitting.
+func written(d *Definition) *Definition {
+	if d.whole != nil {
+		return d.whole
+	}
+	return d
 }
 
 // split divides d (whole as written) into an internal view holding its

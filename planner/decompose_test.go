@@ -144,53 +144,96 @@ func TestDecomposeFromAndWith(t *testing.T) {
 			[][2]string{{"with a", "algebraic (counting)"}, {"with b", "algebraic (counting)"}}, "algebraic (counting)"},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			defs, errs := ParseFile("views.sql", "CREATE MATERIALIZED VIEW v AS "+c.query+";")
-			if len(errs) > 0 {
-				t.Fatal(errs[0])
-			}
-			defs[0].Target = qualified(defs[0].Target)
-			parts := Decompose(context.Background(), defs, cat)
-			if len(parts) != len(c.parts)+1 {
-				t.Fatalf("split into %d views, want %d", len(parts), len(c.parts)+1)
-			}
-			if len(c.parts) == 0 {
-				return
-			}
-			index := IndexViews(parts)
-			for i, want := range c.parts {
-				d := parts[i]
-				if d.Name != "v/"+want[0] || d.Owner() != "v" || d.Target.Schema != "deltaview" {
-					t.Fatalf("part %d: %s (owner %q, %s), want v/%s", i, d.Name, d.Owner(), d.Target, want[0])
-				}
-				p, err := BuildAmong(context.Background(), d, cat, index)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !strings.HasPrefix(p.Strategy(), "internal view of v: "+want[1]) {
-					t.Errorf("%s: %s", d.Name, p.Strategy())
-				}
-			}
-			outer := parts[len(parts)-1]
-			p, err := BuildAmong(context.Background(), outer, cat, index)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if outer.Name != "v" || outer.Owner() != "" || !strings.HasPrefix(p.Strategy(), c.outer) || len(p.DependsOn) == 0 {
-				t.Errorf("%s: %s (reads %v)", outer.Name, p.Strategy(), p.DependsOn)
-			}
-			whole, err := BuildAmong(context.Background(), defs[0], cat, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(p.Columns) != len(whole.Columns) {
-				t.Fatalf("columns %v, want %v", p.Columns, whole.Columns)
-			}
-			for i := range p.Columns {
-				if p.Columns[i] != whole.Columns[i] {
-					t.Errorf("column %d: %+v, want %+v", i, p.Columns[i], whole.Columns[i])
-				}
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
+	}
+}
+
+// checkDecomposed checks that the view v of query splits into parts (name
+// suffixes and strategies, in order; none: not split) and the view reading
+// them with strategy outer, with the columns of the view as written.
+func checkDecomposed(t *testing.T, cat Catalog, query string, want [][2]string, outer string) {
+	t.Helper()
+	c := struct {
+		parts [][2]string
+		outer string
+	}{want, outer}
+	defs, errs := ParseFile("views.sql", "CREATE MATERIALIZED VIEW v AS "+query+";")
+	if len(errs) > 0 {
+		t.Fatal(errs[0])
+	}
+	defs[0].Target = qualified(defs[0].Target)
+	parts := Decompose(context.Background(), defs, cat)
+	if len(parts) != len(c.parts)+1 {
+		t.Fatalf("split into %d views, want %d", len(parts), len(c.parts)+1)
+	}
+	if len(c.parts) == 0 {
+		return
+	}
+	index := IndexViews(parts)
+	for i, want := range c.parts {
+		d := parts[i]
+		if d.Name != "v/"+want[0] || d.Owner() != "v" || d.Target.Schema != "deltaview" {
+			t.Fatalf("part %d: %s (owner %q, %s), want v/%s", i, d.Name, d.Owner(), d.Target, want[0])
+		}
+		p, err := BuildAmong(context.Background(), d, cat, index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(p.Strategy(), "internal view of v: "+want[1]) {
+			t.Errorf("%s: %s", d.Name, p.Strategy())
+		}
+	}
+	view := parts[len(parts)-1]
+	p, err := BuildAmong(context.Background(), view, cat, index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if view.Name != "v" || view.Owner() != "" || !strings.HasPrefix(p.Strategy(), c.outer) || len(p.DependsOn) == 0 {
+		t.Errorf("%s: %s (reads %v)", view.Name, p.Strategy(), p.DependsOn)
+	}
+	whole, err := BuildAmong(context.Background(), defs[0], cat, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Columns) != len(whole.Columns) {
+		t.Fatalf("columns %v, want %v", p.Columns, whole.Columns)
+	}
+	for i := range p.Columns {
+		if p.Columns[i] != whole.Columns[i] {
+			t.Errorf("column %d: %+v, want %+v", i, p.Columns[i], whole.Columns[i])
+		}
+	}
+}
+
+// EXISTS and IN subqueries in WHERE correlated by equalities become
+// internal views of their keys, one row per key, and the view joins them:
+// no rescan of the subquery's table per outer row. Any other subquery
+// stays in the view as written.
+func TestDecomposeSemiJoins(t *testing.T) {
+	cat := planCatalog(t)
+	cases := []struct {
+		name, query string
+		parts       [][2]string
+		outer       string
+	}{
+		{"exists correlated by an equality (Q4)",
+			`SELECT region, count(*) AS n FROM customers c WHERE EXISTS (SELECT * FROM orders WHERE customer = c.id AND qty > 2) GROUP BY region`,
+			[][2]string{{"where 1", "algebraic (counting)"}, {"where", "algebraic (delta rules over inner joins)"}}, "algebraic (counting)"},
+		{"in, uncorrelated",
+			`SELECT id, region FROM customers WHERE id IN (SELECT customer FROM orders WHERE amount > 10)`,
+			[][2]string{{"where 1", "algebraic (counting)"}}, "algebraic (delta rules"},
+		{"two semi-joins, one over a join, a condition on the outer row moved out",
+			`SELECT c.id FROM customers c WHERE EXISTS (SELECT 1 FROM orders o JOIN customers d ON d.id = o.customer WHERE o.customer = c.id AND c.region IS NOT NULL)
+				AND c.region = ANY (SELECT region FROM orders)`,
+			[][2]string{{"where 1", "algebraic (counting over inner joins)"}, {"where 2", "algebraic (counting)"}}, "algebraic (delta rules"},
+		{"not exists stays", `SELECT id FROM customers c WHERE NOT EXISTS (SELECT FROM orders WHERE customer = c.id)`, nil, ""},
+		{"a correlation other than an equality stays", `SELECT id FROM customers c WHERE EXISTS (SELECT FROM orders WHERE customer < c.id)`, nil, ""},
+		{"an aggregate in EXISTS stays", `SELECT id FROM customers c WHERE EXISTS (SELECT count(*) FROM orders WHERE customer = c.id)`, nil, ""},
+		{"uncorrelated EXISTS stays", `SELECT id FROM customers c WHERE EXISTS (SELECT FROM orders WHERE qty > 3)`, nil, ""},
+		{"a star in the view stays", `SELECT * FROM customers c WHERE EXISTS (SELECT FROM orders WHERE customer = c.id)`, nil, ""},
+		{"a subquery under OR stays", `SELECT id FROM customers c WHERE c.id < 3 OR EXISTS (SELECT FROM orders WHERE customer = c.id)`, nil, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
 	}
 }

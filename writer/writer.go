@@ -951,11 +951,16 @@ func (w *Writer) propagate(ctx context.Context, run map[*View]bool, mid bool) er
 		if v.internal {
 			continue
 		}
-		if !run[v] && !slices.ContainsFunc(v.bases, func(b *View) bool { return b.dirty }) {
+		changed := run[v] || slices.ContainsFunc(v.bases, func(b *View) bool { return b.dirty })
+		// A view already written (reset after a TRUNCATE) has its change
+		// captured all the same: the views joining it take it below.
+		if !changed && !v.dirty {
 			continue
 		}
-		if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
-			return err
+		if changed {
+			if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
+				return err
+			}
 		}
 		if !v.dirty || v.capture == nil {
 			continue

@@ -1,0 +1,437 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+// Subqueries in WHERE as semi-joins.
+//
+// A view whose WHERE (at its top, ANDed with the rest) tests
+//
+//	EXISTS (SELECT ... FROM t WHERE t.k = outer.k AND p)
+//	x IN (SELECT t.c FROM t WHERE p)
+//
+// is recomputed whole as written: the subquery is answered per outer row.
+// Correlated by equalities only, the subquery is a set of keys: the
+// internal view "name/where N" holds `SELECT t.k FROM t WHERE p GROUP BY
+// t.k`, one row per key, and the view reads it as a table joined by the
+// equalities, `FROM outer, part WHERE part.k = outer.k`. One row per key
+// means no outer row is repeated; an equality is never true for NULL, on
+// either side, as in the subquery; a test that is false and one that is
+// NULL both drop the row in WHERE. The part is maintained by counting (a
+// key's row goes when its last match does), the view with the strategy
+// its joins get.
+//
+// Anything else in the subquery (grouping, LIMIT, a correlation other than
+// an equality, a nested subquery, NOT) leaves the view as written.
+
+// semiAlias is the name under which the view reads its n-th semi-join
+// part, and semiKey the part's i-th column: names no query spells by
+// chance, so that unqualified names of the view stay unambiguous.
+func semiAlias(n int) string { return fmt.Sprintf("semi %d", n) }
+func semiKey(i int) string   { return fmt.Sprintf("semi key %d", i) }
+
+// splitWhere moves d's EXISTS and IN subqueries in WHERE that are
+// semi-joins by equalities into internal views: the parts, and d reading
+// them (d itself when there are none).
+func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition, *Definition) {
+	if d.stmt == nil || d.stmt.Op != pg_query.SetOperation_SETOP_NONE || d.stmt.WhereClause == nil || cat == nil {
+		return nil, d
+	}
+	sel := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: d.stmt}}).GetSelectStmt()
+	// A star would show the parts' columns too.
+	for _, t := range sel.TargetList {
+		if cr := t.GetResTarget().GetVal().GetColumnRef(); cr != nil && isStar(cr) {
+			return nil, d
+		}
+	}
+	ctes := map[string]bool{}
+	if sel.WithClause != nil {
+		for _, c := range sel.WithClause.Ctes {
+			ctes[c.GetCommonTableExpr().Ctename] = true
+		}
+	}
+	var parts []*Definition
+	var keep []*pg_query.Node
+	for _, c := range andArgs(sel.WhereClause) {
+		sl := c.GetSubLink()
+		if sl == nil {
+			keep = append(keep, c)
+			continue
+		}
+		alias := semiAlias(len(parts) + 1)
+		q, conds, ok := semiJoin(ctx, sl, cat, ctes, alias)
+		if !ok {
+			keep = append(keep, c)
+			continue
+		}
+		part := newPart(d, fmt.Sprintf("where %d", len(parts)+1), q)
+		if part == nil {
+			keep = append(keep, c)
+			continue
+		}
+		parts = append(parts, part)
+		sel.FromClause = append(sel.FromClause, tableRef(part.Target, &pg_query.Alias{Aliasname: alias}))
+		keep = append(keep, conds...)
+	}
+	if len(parts) == 0 {
+		return nil, d
+	}
+	sel.WhereClause = andNode(keep)
+	if rows, outer := semiRows(ctx, d, sel, cat); rows != nil {
+		parts, sel = append(parts, rows), outer
+	}
+	o := *d
+	o.stmt = sel
+	o.whole = d
+	return parts, &o
+}
+
+// semiRowsAlias is the name under which a grouped view reads its joined
+// rows (semiRows), and semiCol the i-th column of those.
+const semiRowsAlias = "semi rows"
+
+func semiCol(i int) string { return fmt.Sprintf("semi col %d", i) }
+
+// semiRows splits a GROUP BY query sel, which joins its semi-join parts,
+// into an internal view "name/where" of its joined rows, projected on the
+// columns its select list, GROUP BY, HAVING and ORDER BY read (a multiset,
+// kept by delta rules), and the grouped query over that view's table,
+// which is then counted as a view over one maintained view is: a batch
+// costs the rows it changed, not the groups it touched. nil, nil when sel
+// is no such query.
+func semiRows(ctx context.Context, d *Definition, sel *pg_query.SelectStmt, cat Catalog) (*Definition, *pg_query.SelectStmt) {
+	if len(sel.GroupClause) == 0 || len(sel.WindowClause) > 0 || len(sel.DistinctClause) > 0 || sel.WithClause != nil {
+		return nil, nil
+	}
+	// The output columns keep the names the source gives them (a column
+	// read from the joined rows would be named as those rows' column).
+	text, err := deparseStmt(d.stmt)
+	if err != nil {
+		return nil, nil
+	}
+	described, err := cat.Describe(ctx, text)
+	if err != nil || len(described) != len(sel.TargetList) {
+		return nil, nil
+	}
+	outputs := map[string]bool{}
+	for _, t := range sel.TargetList {
+		if n := t.GetResTarget().GetName(); n != "" {
+			outputs[n] = true
+		}
+	}
+	// A bare name in GROUP BY or ORDER BY may be an output column's:
+	// left alone, such a view keeps its joins.
+	for _, n := range append(slices.Clone(sel.GroupClause), sel.SortClause...) {
+		bad := false
+		visit(n, func(x *pg_query.Node) {
+			if cr := x.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && outputs[cr.Fields[0].GetString_().GetSval()] {
+				bad = true
+			}
+			if x.GetGroupingSet() != nil || x.GetSubLink() != nil {
+				bad = true
+			}
+		})
+		if bad {
+			return nil, nil
+		}
+	}
+	rows := &pg_query.SelectStmt{FromClause: sel.FromClause, WhereClause: sel.WhereClause, Op: pg_query.SetOperation_SETOP_NONE,
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT}
+	outer := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+	cols := map[string]string{}
+	ok := true
+	replace := func(x *pg_query.Node) *pg_query.Node {
+		if x.GetSubLink() != nil {
+			ok = false
+			return x
+		}
+		cr := x.GetColumnRef()
+		if cr == nil {
+			return nil
+		}
+		if isStar(cr) {
+			ok = false
+			return x
+		}
+		text, err := deparseExpr(x)
+		if err != nil {
+			ok = false
+			return x
+		}
+		name, seen := cols[text]
+		if !seen {
+			name = semiCol(len(cols) + 1)
+			cols[text] = name
+			rows.TargetList = append(rows.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: name, Val: clone(x)}}})
+		}
+		return &pg_query.Node{Node: &pg_query.Node_ColumnRef{ColumnRef: &pg_query.ColumnRef{
+			Fields: []*pg_query.Node{pg_query.MakeStrNode(semiRowsAlias), pg_query.MakeStrNode(name)}}}}
+	}
+	// rewrite replaces below a node: an expression that is a column
+	// itself (a GROUP BY item, HAVING) is replaced here.
+	top := func(n *pg_query.Node) *pg_query.Node {
+		if r := replace(n); r != nil {
+			return r
+		}
+		rewrite(n.ProtoReflect(), replace)
+		return n
+	}
+	for i, t := range outer.TargetList {
+		if rt := t.GetResTarget(); rt != nil && rt.Name == "" {
+			rt.Name = described[i].Name
+		}
+	}
+	for i, g := range outer.GroupClause {
+		outer.GroupClause[i] = top(g)
+	}
+	if outer.HavingClause != nil {
+		outer.HavingClause = top(outer.HavingClause)
+	}
+	for _, n := range slices.Concat(outer.TargetList, outer.SortClause) {
+		rewrite(n.ProtoReflect(), replace)
+	}
+	if !ok || len(rows.TargetList) == 0 {
+		return nil, nil
+	}
+	part := newPart(d, "where", rows)
+	if part == nil {
+		return nil, nil
+	}
+	outer.FromClause = []*pg_query.Node{tableRef(part.Target, &pg_query.Alias{Aliasname: semiRowsAlias})}
+	outer.WhereClause = nil
+	return part, outer
+}
+
+// andArgs splits an AND into its operands.
+func andArgs(n *pg_query.Node) []*pg_query.Node {
+	if b := n.GetBoolExpr(); b != nil && b.Boolop == pg_query.BoolExprType_AND_EXPR {
+		var out []*pg_query.Node
+		for _, a := range b.Args {
+			out = append(out, andArgs(a)...)
+		}
+		return out
+	}
+	return []*pg_query.Node{n}
+}
+
+// andNode is the AND of ns; nil when there are none.
+func andNode(ns []*pg_query.Node) *pg_query.Node {
+	switch len(ns) {
+	case 0:
+		return nil
+	case 1:
+		return ns[0]
+	}
+	return &pg_query.Node{Node: &pg_query.Node_BoolExpr{BoolExpr: &pg_query.BoolExpr{Boolop: pg_query.BoolExprType_AND_EXPR, Args: ns}}}
+}
+
+func equals(l, r *pg_query.Node) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_AExpr{AExpr: &pg_query.A_Expr{
+		Kind: pg_query.A_Expr_Kind_AEXPR_OP, Name: []*pg_query.Node{pg_query.MakeStrNode("=")}, Lexpr: l, Rexpr: r}}}
+}
+
+// scope is what a subquery's FROM defines: the names its tables go by and
+// their columns, so that a column reference can be told to be the
+// subquery's own or the outer query's, as Postgres resolves it.
+type scope struct {
+	tables, columns map[string]bool
+}
+
+// systemColumns every table has besides those the catalog lists.
+var systemColumns = map[string]bool{"ctid": true, "xmin": true, "xmax": true, "cmin": true, "cmax": true, "tableoid": true, "oid": true}
+
+// add puts the tables of a FROM item into s; false for anything but
+// tables and joins of tables without outer references in their conditions
+// (checked later, with the whole scope known).
+func (s *scope) add(ctx context.Context, n *pg_query.Node, cat Catalog, ctes map[string]bool, quals *[]*pg_query.Node) bool {
+	if j := n.GetJoinExpr(); j != nil {
+		if j.Alias != nil || len(j.UsingClause) > 0 || j.IsNatural {
+			return false
+		}
+		if j.Quals != nil {
+			*quals = append(*quals, j.Quals)
+		}
+		return s.add(ctx, j.Larg, cat, ctes, quals) && s.add(ctx, j.Rarg, cat, ctes, quals)
+	}
+	rv := n.GetRangeVar()
+	if rv == nil || rv.Catalogname != "" || rv.Schemaname == "" && ctes[rv.Relname] {
+		return false
+	}
+	info, err := cat.Table(ctx, rv.Schemaname, rv.Relname)
+	if err != nil {
+		return false
+	}
+	name := rv.Relname
+	if rv.Alias != nil {
+		if len(rv.Alias.Colnames) > 0 {
+			return false
+		}
+		name = rv.Alias.Aliasname
+	}
+	s.tables[name] = true
+	for _, c := range info.Columns {
+		s.columns[c.Name] = true
+	}
+	return true
+}
+
+// refs counts the column references of e that are the subquery's own and
+// the outer query's; false when e holds what this cannot judge (a
+// subquery, a parameter, a star, a qualified name of three parts, a
+// system column).
+func (s *scope) refs(e *pg_query.Node) (inner, outer int, ok bool) {
+	ok = true
+	visit(e, func(n *pg_query.Node) {
+		switch {
+		case n.GetSubLink() != nil, n.GetParamRef() != nil:
+			ok = false
+		case n.GetColumnRef() != nil:
+			cr := n.GetColumnRef()
+			if isStar(cr) {
+				ok = false
+				return
+			}
+			var name string
+			switch len(cr.Fields) {
+			case 1:
+				name = cr.Fields[0].GetString_().GetSval()
+				if s.columns[name] {
+					inner++
+				} else {
+					outer++
+				}
+			case 2:
+				name = cr.Fields[1].GetString_().GetSval()
+				if s.tables[cr.Fields[0].GetString_().GetSval()] {
+					inner++
+				} else {
+					outer++
+				}
+			default:
+				ok = false
+			}
+			if systemColumns[name] {
+				ok = false
+			}
+		}
+	})
+	return inner, outer, ok
+}
+
+// semiJoin turns an EXISTS or IN subquery sl into the query of its part,
+// keyed by the subquery's side of its correlation equalities, and the
+// conditions that take its place in the view's WHERE, reading the part
+// as alias; false when sl is no semi-join by equalities.
+func semiJoin(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[string]bool, alias string) (*pg_query.SelectStmt, []*pg_query.Node, bool) {
+	sub := sl.Subselect.GetSelectStmt()
+	if sub == nil || sub.Op != pg_query.SetOperation_SETOP_NONE || sub.LimitCount != nil || sub.LimitOffset != nil ||
+		len(sub.DistinctClause) > 0 || len(sub.GroupClause) > 0 || sub.HavingClause != nil || len(sub.WindowClause) > 0 ||
+		len(sub.LockingClause) > 0 || sub.WithClause != nil || sub.IntoClause != nil || len(sub.ValuesLists) > 0 ||
+		len(sub.FromClause) == 0 || len(sub.SortClause) > 0 {
+		return nil, nil, false
+	}
+	s := &scope{tables: map[string]bool{}, columns: map[string]bool{}}
+	var quals []*pg_query.Node
+	for _, f := range sub.FromClause {
+		if !s.add(ctx, f, cat, ctes, &quals) {
+			return nil, nil, false
+		}
+	}
+	// Join conditions inside the subquery stay there: the subquery's own
+	// columns only.
+	for _, q := range quals {
+		if _, out, ok := s.refs(q); !ok || out > 0 {
+			return nil, nil, false
+		}
+	}
+	// keys are the pairs (the subquery's expression, the outer query's)
+	// that must be equal; innerLeft tells on which side of the equality
+	// the subquery's was, kept so that the same operator resolves.
+	var keys [][2]*pg_query.Node
+	var innerLeft []bool
+	switch sl.SubLinkType {
+	case pg_query.SubLinkType_EXISTS_SUBLINK:
+		// The select list does not matter, unless it aggregates (one row,
+		// always): only column names and constants, then.
+		for _, t := range sub.TargetList {
+			v := t.GetResTarget().GetVal()
+			if v.GetColumnRef() == nil && v.GetAConst() == nil {
+				return nil, nil, false
+			}
+		}
+	case pg_query.SubLinkType_ANY_SUBLINK:
+		if len(sl.OperName) > 1 || len(sl.OperName) == 1 && sl.OperName[0].GetString_().GetSval() != "=" ||
+			sl.Testexpr == nil || sl.Testexpr.GetRowExpr() != nil || len(sub.TargetList) != 1 {
+			return nil, nil, false
+		}
+		v := sub.TargetList[0].GetResTarget().GetVal()
+		if _, out, ok := s.refs(v); !ok || out > 0 {
+			return nil, nil, false
+		}
+		// The tested expression is the outer query's, whatever its
+		// names: it is not in the subquery's scope.
+		bad := false
+		visit(sl.Testexpr, func(n *pg_query.Node) { bad = bad || n.GetSubLink() != nil })
+		if bad {
+			return nil, nil, false
+		}
+		keys, innerLeft = append(keys, [2]*pg_query.Node{v, sl.Testexpr}), append(innerLeft, false)
+	default:
+		return nil, nil, false
+	}
+	var local, outerConds []*pg_query.Node
+	if sub.WhereClause != nil {
+		for _, c := range andArgs(sub.WhereClause) {
+			in, out, ok := s.refs(c)
+			switch {
+			case !ok:
+				return nil, nil, false
+			case out == 0:
+				local = append(local, c)
+			case in == 0:
+				// A condition on the outer row alone holds for all the
+				// subquery's rows or none: it is the view's.
+				outerConds = append(outerConds, c)
+			default:
+				e := c.GetAExpr()
+				if e == nil || e.Kind != pg_query.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 || e.Name[0].GetString_().GetSval() != "=" {
+					return nil, nil, false
+				}
+				li, lo, _ := s.refs(e.Lexpr)
+				ri, ro, _ := s.refs(e.Rexpr)
+				switch {
+				case lo == 0 && ri == 0:
+					keys, innerLeft = append(keys, [2]*pg_query.Node{e.Lexpr, e.Rexpr}), append(innerLeft, true)
+				case ro == 0 && li == 0:
+					keys, innerLeft = append(keys, [2]*pg_query.Node{e.Rexpr, e.Lexpr}), append(innerLeft, false)
+				default:
+					return nil, nil, false
+				}
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil, false
+	}
+	q := &pg_query.SelectStmt{FromClause: sub.FromClause, WhereClause: andNode(local), Op: pg_query.SetOperation_SETOP_NONE,
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT}
+	conds := outerConds
+	for i, k := range keys {
+		name := semiKey(i + 1)
+		q.TargetList = append(q.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: name, Val: clone(k[0])}}})
+		q.GroupClause = append(q.GroupClause, clone(k[0]))
+		col := &pg_query.Node{Node: &pg_query.Node_ColumnRef{ColumnRef: &pg_query.ColumnRef{
+			Fields: []*pg_query.Node{pg_query.MakeStrNode(alias), pg_query.MakeStrNode(name)}}}}
+		if innerLeft[i] {
+			conds = append(conds, equals(col, clone(k[1])))
+		} else {
+			conds = append(conds, equals(clone(k[1]), col))
+		}
+	}
+	return q, conds, true
+}
