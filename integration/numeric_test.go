@@ -88,7 +88,8 @@ func TestUnscaledNumericIsRecomputed(t *testing.T) {
 }
 
 // Sums and averages over a column of an internal view (a projection over a
-// join, summed outside: TPC-H Q7, Q8, Q9) or of a maintained view are
+// join, summed outside: TPC-H Q7, Q8, Q9) or of a maintained view (a
+// projection, or sums of a grouped view) are
 // counted when the view's expression gives the column known display
 // scales: its table holds the values Postgres computed, NULL and NaN
 // included, and the reading view prints what its query prints through
@@ -111,19 +112,25 @@ func TestSumsOverViewColumnsAreCounted(t *testing.T) {
 		price * discount AS off FROM lineitem`)
 	perFlagQuery := `SELECT flag, sum(promo) AS promo, avg(off) AS off, count(*) AS n FROM %s GROUP BY flag`
 	perFlag := plainView("per_flag", fmt.Sprintf(perFlagQuery, "vol"))
-	views := []view{volumes, share, vol, perFlag}
+	// A sum of sums: per_flag's sums have the scales of their arguments.
+	allFlagsQuery := `SELECT sum(promo) AS promo, count(*) AS flags FROM %s`
+	allFlags := plainView("all_flags", fmt.Sprintf(allFlagsQuery, "per_flag"))
+	views := []view{volumes, share, vol, perFlag, allFlags}
 	e.start(views)
 	e.caughtUp(views...)
 	for name, want := range map[string]string{
 		"volumes": "algebraic (counting)", "share": "rows counted per display scale 0, 4",
 		"vol": "signed rows", "per_flag": "rows counted per display scale 0, 4",
+		"all_flags": "rows counted per display scale 0, 4",
 	} {
 		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.Contains(st, want) {
 			t.Errorf("view %s: strategy %q, want %q", name, st, want)
 		}
 	}
 	// The oracle for per_flag is its query over vol's query, on the source.
-	oracle := []view{volumes, share, vol, plainView("per_flag", fmt.Sprintf(perFlagQuery, "("+vol.query+") AS vol"))}
+	perFlagInlined := fmt.Sprintf(perFlagQuery, "("+vol.query+") AS vol")
+	oracle := []view{volumes, share, vol, plainView("per_flag", perFlagInlined),
+		plainView("all_flags", fmt.Sprintf(allFlagsQuery, "("+perFlagInlined+") AS per_flag"))}
 	e.runSteps(oracle, []step{
 		{"snapshot", `SELECT 1`},
 		{"insert rows of every scale", `INSERT INTO lineitem VALUES (7, 'A', 'F', 1, 0.01, 0.00, 0.00, 99.9999, 'PROMO Z'),

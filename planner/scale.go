@@ -36,7 +36,8 @@ import (
 //     is judged as its query inlined, and its table holds the values that
 //     expression gave, with their display scales (written as Postgres
 //     computed them into columns without a declared scale), so a sum over
-//     a view's column is counted as one over the expression;
+//     a view's column is counted as one over the expression; there, SUM,
+//     MIN and MAX have their argument's scales;
 //   - anything else (division, functions, numeric without a declared
 //     scale, float): not known, and the aggregate is recomputed.
 //
@@ -199,6 +200,18 @@ func (s *scaler) scales(q, n *pgNode) ([]int, bool) {
 			}
 		case 2: // the cast to numeric(p,s) written at its location
 			return castScale(s.casts[int32(n.int("location", -1))])
+		}
+		return nil, false
+	case "AGGREF":
+		// In a view's query read as a subquery: a sum, least or greatest
+		// value has one of its argument's scales (sum() the largest among
+		// the rows present), however many rows it took.
+		args := n.nodes("args")
+		switch s.catalogFunc(n.oid("aggfnoid")) {
+		case "sum", "min", "max":
+			if n.oid("aggtype") == oidNumeric && n.int("agglevelsup", 0) == 0 && len(args) == 1 {
+				return s.scales(q, args[0].child("expr"))
+			}
 		}
 		return nil, false
 	case "CASEEXPR":

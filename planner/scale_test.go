@@ -184,7 +184,11 @@ func TestNumericScalesThroughSubqueries(t *testing.T) {
 		{"grouped: the group's value", "v", "(SELECT price * disc AS v FROM li GROUP BY 1) s", []int{4}},
 		{"division in the subquery", "v", "(SELECT price / 3 AS v FROM li) s", nil},
 		{"unscaled column in the subquery", "v", "(SELECT raw AS v FROM li) s", nil},
-		{"an aggregate in the subquery", "v", "(SELECT sum(price) AS v FROM li) s", nil},
+		{"a sum in the subquery", "v", "(SELECT ty, sum(price) AS v FROM li GROUP BY ty) s", []int{2}},
+		{"a sum of integers", "v * price", "(SELECT ty, sum(id) AS v, min(price) AS price FROM li GROUP BY ty) s", []int{2}},
+		{"the largest of a CASE", "v", "(SELECT max(CASE WHEN ty = 'a' THEN price * disc ELSE 0 END) AS v FROM li) s", []int{0, 4}},
+		{"an average in the subquery", "v", "(SELECT avg(price) AS v FROM li) s", nil},
+		{"a sum of an unscaled column", "v", "(SELECT sum(raw) AS v FROM li) s", nil},
 		{"a set operation takes every arm's values", "v", "(SELECT price * disc AS v FROM li UNION ALL SELECT raw FROM li) s", nil},
 	}
 	for _, c := range cases {
