@@ -31,6 +31,13 @@ import (
 //   - a + b and a - b: the larger of the two; a * b: their sum; -a and +a:
 //     a's;
 //   - CASE and COALESCE: any of their branches' (a NULL none);
+//   - a column of a subquery, followed by those of a join: the scales of
+//     the expression that defines it. A maintained or internal view read
+//     is judged as its query inlined, and its table holds the values that
+//     expression gave, with their display scales (written as Postgres
+//     computed them into columns without a declared scale), so a sum over
+//     a view's column is counted as one over the expression; there, SUM,
+//     MIN and MAX have their argument's scales;
 //   - anything else (division, functions, numeric without a declared
 //     scale, float): not known, and the aggregate is recomputed.
 //
@@ -80,7 +87,7 @@ func numericScales(ctx context.Context, cat Catalog, exprs []string, from string
 	}
 	for i, te := range res.Query.nodes("targetList") {
 		if i < len(scales) {
-			if set, ok := s.scales(te.child("expr")); ok && len(set) > 0 && len(set) <= maxScales {
+			if set, ok := s.scales(res.Query, te.child("expr")); ok && len(set) > 0 && len(set) <= maxScales {
 				scales[i] = set
 			}
 		}
@@ -115,7 +122,7 @@ func (s *scaler) catalogFunc(oid uint32) string {
 
 // scales returns the sorted display scales values of n can have (none
 // for a NULL), and false when they are not known.
-func (s *scaler) scales(n *pgNode) ([]int, bool) {
+func (s *scaler) scales(q, n *pgNode) ([]int, bool) {
 	if n == nil {
 		return nil, false
 	}
@@ -139,17 +146,18 @@ func (s *scaler) scales(n *pgNode) ([]int, bool) {
 		}
 		return literalScale(c.GetFval().Fval)
 	case "VAR":
-		if n.oid("vartype") == oidNumeric {
-			if tm := n.int("vartypmod", -1); tm >= 4 {
-				return []int{typmodScale(tm)}, true
-			}
+		if n.oid("vartype") != oidNumeric {
+			return nil, false
 		}
-		return nil, false
+		if tm := n.int("vartypmod", -1); tm >= 4 {
+			return []int{typmodScale(tm)}, true
+		}
+		return s.columnScales(q, n)
 	case "RELABELTYPE":
 		if n.oid("resulttype") != oidNumeric {
 			return nil, false
 		}
-		return s.scales(n.child("arg"))
+		return s.scales(q, n.child("arg"))
 	case "OPEXPR":
 		if n.oid("opresulttype") != oidNumeric {
 			return nil, false
@@ -157,13 +165,13 @@ func (s *scaler) scales(n *pgNode) ([]int, bool) {
 		args := n.nodes("args")
 		switch name := s.catalogFunc(n.oid("opfuncid")); {
 		case len(args) == 1 && (name == "numeric_uminus" || name == "numeric_uplus"):
-			return s.scales(args[0])
+			return s.scales(q, args[0])
 		case len(args) == 2 && (name == "numeric_add" || name == "numeric_sub" || name == "numeric_mul"):
-			a, ok := s.scales(args[0])
+			a, ok := s.scales(q, args[0])
 			if !ok {
 				return nil, false
 			}
-			b, ok := s.scales(args[1])
+			b, ok := s.scales(q, args[1])
 			if !ok {
 				return nil, false
 			}
@@ -194,6 +202,18 @@ func (s *scaler) scales(n *pgNode) ([]int, bool) {
 			return castScale(s.casts[int32(n.int("location", -1))])
 		}
 		return nil, false
+	case "AGGREF":
+		// In a view's query read as a subquery: a sum, least or greatest
+		// value has one of its argument's scales (sum() the largest among
+		// the rows present), however many rows it took.
+		args := n.nodes("args")
+		switch s.catalogFunc(n.oid("aggfnoid")) {
+		case "sum", "min", "max":
+			if n.oid("aggtype") == oidNumeric && n.int("agglevelsup", 0) == 0 && len(args) == 1 {
+				return s.scales(q, args[0].child("expr"))
+			}
+		}
+		return nil, false
 	case "CASEEXPR":
 		if n.oid("casetype") != oidNumeric {
 			return nil, false
@@ -202,20 +222,51 @@ func (s *scaler) scales(n *pgNode) ([]int, bool) {
 		for _, w := range n.nodes("args") {
 			branches = append(branches, w.child("result"))
 		}
-		return s.union(branches)
+		return s.union(q, branches)
 	case "COALESCEEXPR":
 		if n.oid("coalescetype") != oidNumeric {
 			return nil, false
 		}
-		return s.union(n.nodes("args"))
+		return s.union(q, n.nodes("args"))
 	}
 	return nil, false
 }
 
-func (s *scaler) union(nodes []*pgNode) ([]int, bool) {
+// columnScales derives the display scales of a numeric column without a
+// declared scale from the expression that defines it, when q reads it
+// from a subquery (a maintained or internal view read is inlined as one:
+// its table holds the values its query computes, with their display
+// scales) or from a join. Only the column of a plain SELECT is followed:
+// a set operation's column takes its values from every arm.
+func (s *scaler) columnScales(q, n *pgNode) ([]int, bool) {
+	attno := n.int("varattno", 0)
+	if n.int("varlevelsup", 0) != 0 || attno < 1 {
+		return nil, false
+	}
+	rte := rtEntry(q, n.int("varno", 0))
+	switch rte.int("rtekind", -1) {
+	case 1: // RTE_SUBQUERY
+		sub := rte.child("subquery")
+		if sub == nil || sub.child("setOperations") != nil {
+			return nil, false
+		}
+		for _, te := range sub.nodes("targetList") {
+			if te.int("resno", 0) == attno && !te.bool("resjunk") {
+				return s.scales(sub, te.child("expr"))
+			}
+		}
+	case 2: // RTE_JOIN: the column stands for one of its sides'
+		if vars := rte.field("joinaliasvars"); vars != nil && int(attno) <= len(vars.list) && vars.list[attno-1].node != nil {
+			return s.scales(q, vars.list[attno-1].node)
+		}
+	}
+	return nil, false
+}
+
+func (s *scaler) union(q *pgNode, nodes []*pgNode) ([]int, bool) {
 	var out []int
 	for _, b := range nodes {
-		set, ok := s.scales(b)
+		set, ok := s.scales(q, b)
 		if !ok {
 			return nil, false
 		}

@@ -163,3 +163,122 @@ func TestStateLayoutChanged(t *testing.T) {
 		})
 	}
 }
+
+// The display scales of a column read from a subquery or a join come
+// from the expression that defines it; a maintained or internal view read
+// is judged as such a subquery (its query inlined).
+func TestNumericScalesThroughSubqueries(t *testing.T) {
+	conn := testConn(t)
+	mustExec(t, conn, `CREATE TABLE li (id int, price numeric(15,2), disc numeric(15,2), raw numeric, ty text)`)
+	cat := &SourceCatalog{Conn: conn}
+	cases := []struct {
+		name, expr, from string
+		want             []int // nil: not derivable
+	}{
+		{"a product in a subquery", "v", "(SELECT price * (1 - disc) AS v FROM li) s", []int{4}},
+		{"an expression over it", "v * 2 + s.price", "(SELECT price, price * disc AS v FROM li) s", []int{4}},
+		{"two levels", "w", "(SELECT v * disc AS w FROM (SELECT price * disc AS v, disc FROM li) a) b", []int{6}},
+		{"renamed by a column list", "y", "(SELECT ty, price * disc FROM li) s (x, y)", []int{4}},
+		{"a CASE of two scales", "v", "(SELECT CASE WHEN ty = 'a' THEN price * disc ELSE 0 END AS v FROM li) s", []int{0, 4}},
+		{"through a join's merged column", "v", "(SELECT id, price * disc AS v FROM li) a JOIN (SELECT id FROM li) b USING (id)", []int{4}},
+		{"grouped: the group's value", "v", "(SELECT price * disc AS v FROM li GROUP BY 1) s", []int{4}},
+		{"division in the subquery", "v", "(SELECT price / 3 AS v FROM li) s", nil},
+		{"unscaled column in the subquery", "v", "(SELECT raw AS v FROM li) s", nil},
+		{"a sum in the subquery", "v", "(SELECT ty, sum(price) AS v FROM li GROUP BY ty) s", []int{2}},
+		{"a sum of integers", "v * price", "(SELECT ty, sum(id) AS v, min(price) AS price FROM li GROUP BY ty) s", []int{2}},
+		{"the largest of a CASE", "v", "(SELECT max(CASE WHEN ty = 'a' THEN price * disc ELSE 0 END) AS v FROM li) s", []int{0, 4}},
+		{"an average in the subquery", "v", "(SELECT avg(price) AS v FROM li) s", nil},
+		{"a sum of an unscaled column", "v", "(SELECT sum(raw) AS v FROM li) s", nil},
+		{"a set operation takes every arm's values", "v", "(SELECT price * disc AS v FROM li UNION ALL SELECT raw FROM li) s", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, why, err := numericScales(context.Background(), cat, []string{c.expr}, c.from)
+			if err != nil || why != "" {
+				t.Fatalf("numericScales: %v %s", err, why)
+			}
+			if fmt.Sprint(got[0]) != fmt.Sprint(c.want) {
+				t.Errorf("scales of %s over %s: got %v, want %v", c.expr, c.from, got[0], c.want)
+			}
+		})
+	}
+}
+
+// SUM and AVG over a column of a maintained or internal view are counted
+// when the view's query gives the column known display scales (TPC-H Q7,
+// Q8, Q9: volume over joins, summed outside); otherwise the reading view's
+// groups are recomputed.
+func TestNumericStrategyOverViews(t *testing.T) {
+	cat := planCatalog(t)
+	mustExec(t, cat.Conn, `CREATE TABLE lineitem (id int PRIMARY KEY, part int, flag char(1), price numeric(15,2), disc numeric(15,2), raw numeric, ty text);
+		CREATE TABLE part (id int PRIMARY KEY, name text)`)
+	cases := []struct {
+		name, views string
+		// view is the view whose strategy is checked, want a part of it.
+		view, want string
+	}{
+		{"Q7 shape: a projection over joins summed outside",
+			`CREATE MATERIALIZED VIEW v AS SELECT name, sum(volume) AS revenue, avg(volume) AS mean
+			 FROM (SELECT p.name, l.price * (1 - l.disc) AS volume FROM lineitem l JOIN part p ON p.id = l.part) AS shipping GROUP BY name;`,
+			"v", "algebraic (counting): per group a row count, sum and non-null count of volume (NaNs counted apart)"},
+		{"Q8 shape: a CASE of two scales over joins",
+			`CREATE MATERIALIZED VIEW v AS SELECT flag, sum(CASE WHEN name = 'x' THEN volume ELSE 0 END) / sum(volume) AS share
+			 FROM (SELECT l.flag, p.name, l.price * (1 - l.disc) AS volume FROM lineitem l JOIN part p ON p.id = l.part) AS all_nations GROUP BY flag;`,
+			"v", "rows counted per display scale 0, 4"},
+		{"Q9 shape: a difference of products",
+			`CREATE MATERIALIZED VIEW v AS SELECT name, sum(amount) AS profit
+			 FROM (SELECT p.name, l.price * (1 - l.disc) - l.price * 0.5 AS amount FROM lineitem l JOIN part p ON p.id = l.part) AS profit GROUP BY name;`,
+			"v", "algebraic (counting)"},
+		{"a counting view over a projection view",
+			`CREATE MATERIALIZED VIEW vol AS SELECT flag, price * (1 - disc) AS volume FROM lineitem;
+			 CREATE MATERIALIZED VIEW per_flag AS SELECT flag, sum(volume) AS total FROM vol GROUP BY flag;`,
+			"per_flag", "algebraic (counting): per group a row count, sum and non-null count of volume (NaNs counted apart)"},
+		{"over a CASE with two scales",
+			`CREATE MATERIALIZED VIEW promo (flag, v) AS SELECT flag, CASE WHEN ty LIKE 'P%' THEN price * (1 - disc) ELSE 0 END FROM lineitem;
+			 CREATE MATERIALIZED VIEW per_flag AS SELECT flag, sum(v) AS total FROM promo GROUP BY flag;`,
+			"per_flag", "rows counted per display scale 0, 4"},
+		{"through two views",
+			`CREATE MATERIALIZED VIEW vol AS SELECT flag, price * (1 - disc) AS volume FROM lineitem;
+			 CREATE MATERIALIZED VIEW big AS SELECT flag, volume * 2 AS twice FROM vol WHERE volume > 10;
+			 CREATE MATERIALIZED VIEW total AS SELECT sum(twice) AS s FROM big;`,
+			"total", "algebraic (counting): one state row"},
+		{"not derivable: division stays scoped",
+			`CREATE MATERIALIZED VIEW third AS SELECT flag, price / 3 AS v FROM lineitem;
+			 CREATE MATERIALIZED VIEW per_flag AS SELECT flag, sum(v) AS total FROM third GROUP BY flag;`,
+			"per_flag", "scoped recomputation (sum(v) is over numeric values whose display scale is not known in advance"},
+		{"not derivable: an unscaled column stays scoped",
+			`CREATE MATERIALIZED VIEW raws AS SELECT flag, raw FROM lineitem;
+			 CREATE MATERIALIZED VIEW per_flag AS SELECT flag, sum(raw) AS total FROM raws GROUP BY flag;`,
+			"per_flag", "scoped recomputation (sum(raw)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			defs, errs := ParseFile("views.sql", c.views)
+			if len(errs) > 0 {
+				t.Fatal(errs[0])
+			}
+			for _, d := range defs {
+				d.Target = qualified(d.Target)
+			}
+			defs = Decompose(context.Background(), defs, cat)
+			index := IndexViews(defs)
+			for _, d := range defs {
+				if d.Name != c.view {
+					continue
+				}
+				p, err := BuildAmong(context.Background(), d, cat, index)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(p.Strategy(), c.want) {
+					t.Errorf("strategy %q, want it to contain %q", p.Strategy(), c.want)
+				}
+				if len(p.DependsOn) == 0 {
+					t.Errorf("%s reads no maintained view: %s", d.Name, p.Strategy())
+				}
+				return
+			}
+			t.Fatalf("no view %s", c.view)
+		})
+	}
+}
