@@ -161,16 +161,6 @@ func (k *Kept) CopyRaw(raw string) string {
 	return "COPY " + raw + " FROM STDIN"
 }
 
-// keyMatch is the condition that a row of the copy (alias o) has the key
-// in the raw row's columns named by col.
-func (k *Kept) keyMatch(col func(i int) string) string {
-	parts := make([]string, len(k.Key))
-	for i, c := range k.Key {
-		parts[i] = "o." + QuoteIdent(c.Name) + " = " + col(i)
-	}
-	return strings.Join(parts, " AND ")
-}
-
 // KeptApply are the statements that apply a chunk of raw rows: Fill
 // takes unchanged values from the copy, Missing counts the rows whose
 // values the copy lacked (the copy is out of step with the table), and
@@ -183,33 +173,46 @@ type KeptApply struct {
 
 // Apply returns the statements that, after the raw table is filled, add
 // the chunk's signed rows to stage (columns stageCols, after the sign) and
-// bring the copy up to date. The semi-joins take each copied row once,
-// even should two raw keys that print differently be equal.
+// bring the copy up to date.
+//
+// Each copied row a chunk touches is found by its key on its own: a
+// lateral lookup, which the server cannot turn into a scan of the whole
+// copy joined with the chunk (the copy holds the table, the chunk what
+// changed; a server estimating key lookups dearer than a scan would scan
+// it). The old rows are the rows deleted from the copy, each once even
+// should two raw keys that print differently be equal.
 func (k *Kept) Apply(raw, stage string, stageCols []Column) KeptApply {
-	touched := fmt.Sprintf("EXISTS (SELECT 1 FROM %s AS r WHERE %s)", raw,
-		k.keyMatch(func(i int) string { return "r." + QuoteIdent(k.Key[i].Name) }))
+	// lookup finds the copy's row (alias w) under the key in the raw row's
+	// columns named by col.
+	lookup := func(what string, col func(i int) string) string {
+		parts := make([]string, len(k.Key))
+		for i, c := range k.Key {
+			parts[i] = "w." + QuoteIdent(c.Name) + " = " + col(i)
+		}
+		return fmt.Sprintf("CROSS JOIN LATERAL (SELECT %s FROM %s AS w WHERE %s LIMIT 1) AS o", what, k.Name(), strings.Join(parts, " AND "))
+	}
 	var fill []string
 	for i, c := range k.Cols {
 		q := QuoteIdent(c.Name)
 		fill = append(fill, fmt.Sprintf("%s = CASE WHEN r.%s[%d] THEN o.%s ELSE r.%s END", q, QuoteIdent(rawMask), i+1, q, q))
 	}
 	fill = append(fill, QuoteIdent(rawMask)+" = NULL")
+	rawRow := QuoteIdent(rawOrigin + "row")
 	stageList := QuoteIdent(SignColumn) + ", " + columnList(stageCols, "")
 	return KeptApply{
 		Fill: []string{
-			// Statistics first: the copy can be large, the chunk is not.
-			"ANALYZE " + raw,
-			fmt.Sprintf("UPDATE %s AS r SET %s FROM %s AS o WHERE r.%s IS NOT NULL AND %s",
-				raw, strings.Join(fill, ", "), k.Name(), QuoteIdent(rawMask),
-				k.keyMatch(func(i int) string { return "r." + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) })),
+			fmt.Sprintf("UPDATE %s AS r SET %s FROM (SELECT x.ctid AS %s, o.* FROM %s AS x %s WHERE x.%s IS NOT NULL) AS o WHERE r.ctid = o.%s",
+				raw, strings.Join(fill, ", "), rawRow, raw,
+				lookup(columnList(k.Cols, "w."), func(i int) string { return "x." + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) }),
+				QuoteIdent(rawMask), rawRow),
 		},
 		Missing: fmt.Sprintf("SELECT pg_catalog.count(*) FROM %s WHERE %s IS NOT NULL", raw, QuoteIdent(rawMask)),
 		Rest: []string{
-			fmt.Sprintf("INSERT INTO %s (%s) SELECT -1, %s FROM %s AS o WHERE %s",
-				stage, stageList, columnList(stageCols, "o."), k.Name(), touched),
+			fmt.Sprintf("WITH gone AS (DELETE FROM %s AS u WHERE u.ctid = ANY (ARRAY(SELECT o.ctid FROM %s AS r %s)) RETURNING %s) INSERT INTO %s (%s) SELECT -1, %s FROM gone",
+				k.Name(), raw, lookup("w.ctid", func(i int) string { return "r." + QuoteIdent(k.Key[i].Name) }),
+				columnList(stageCols, "u."), stage, stageList, columnList(stageCols, "")),
 			fmt.Sprintf("INSERT INTO %s (%s) SELECT 1, %s FROM %s AS r WHERE r.%s",
 				stage, stageList, columnList(stageCols, "r."), raw, QuoteIdent(rawPresent)),
-			fmt.Sprintf("DELETE FROM %s AS o WHERE %s", k.Name(), touched),
 			fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s AS r WHERE r.%s",
 				k.Name(), columnList(k.Cols, ""), columnList(k.Cols, "r."), raw, QuoteIdent(rawPresent)),
 			"TRUNCATE " + raw,

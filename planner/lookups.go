@@ -2,6 +2,8 @@ package planner
 
 import (
 	"slices"
+	"strconv"
+	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
@@ -9,10 +11,11 @@ import (
 // Lookups: the columns a view's queries over copies find rows by.
 //
 // A copy is shared by every view over its table, and each of their queries
-// finds rows of it by some columns: a join's keys (several at once when
-// the join compares several columns), the correlation keys of a subquery
-// (EXISTS, IN, a scalar subquery, correlated to the outer query by
-// equalities), the group keys of recomputed groups. Each such list is a
+// finds rows of it by some columns: a join's keys (one lookup per table
+// joined, of several columns when the join with that table compares
+// several), the correlation keys of a subquery (EXISTS, IN, a scalar
+// subquery, correlated to the outer query by equalities), the group keys
+// of recomputed groups. Each such list is a
 // lookup of the copy; the copy is indexed for every lookup of every view
 // that reads it (LookupIndexes), so that no view's query scans a copy that
 // another view's query alone had it indexed for.
@@ -78,6 +81,34 @@ func (p *Plan) refersTo(s *lookupScope, e *pg_query.Node, i int) (any, self bool
 		}
 	})
 	return any, self
+}
+
+// partner names the tables expression e reads: the copies of scope s or
+// of an outer scope it refers to, and the qualifiers (or names) of its
+// other column references.
+func (p *Plan) partner(s *lookupScope, e *pg_query.Node) string {
+	var names []string
+	visit(e, func(x *pg_query.Node) {
+		cr := x.GetColumnRef()
+		if cr == nil {
+			return
+		}
+		name := ""
+		if f := cr.Fields[0].GetString_(); f != nil {
+			name = "name " + f.GetSval()
+		}
+		for depth, sc := 0, s; sc != nil; depth, sc = depth+1, sc.parent {
+			if j, _ := p.resolve(sc, cr); j >= 0 {
+				name = "copy " + strconv.Itoa(depth) + "." + strconv.Itoa(j)
+				break
+			}
+		}
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	})
+	slices.Sort(names)
+	return strings.Join(names, "\x00")
 }
 
 // andParts splits a condition into its ANDed parts.
@@ -167,10 +198,19 @@ func (p *Plan) lookupsIn(sel *pg_query.SelectStmt, parent *lookupScope, extra []
 	// Subqueries in expressions see this query's FROM items.
 	exprs := append(append(append([]*pg_query.Node{}, sel.TargetList...), sel.HavingClause), conds...)
 	conds = append(conds, extra...)
-	// Per copy scanned here, the columns compared with = to expressions
-	// over other tables (of this query or an outer one): one lookup.
-	found := map[int][]string{}
-	var order []int
+	// Per copy scanned here and per partner (the tables, of this query or
+	// an outer one, that the other side of the equality reads), the
+	// columns compared with = to expressions over the partner: one lookup.
+	// A join by several columns with one table is one lookup; joins with
+	// different tables are different lookups (counting over joins finds
+	// the rows of a table joined with one changed table at a time, by the
+	// columns that join them).
+	type lookupOf struct {
+		copy    int
+		partner string
+	}
+	found := map[lookupOf][]string{}
+	var order []lookupOf
 	for _, c := range conds {
 		e := c.GetAExpr()
 		if e == nil || e.Kind != pg_query.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 || e.Name[0].GetString_().GetSval() != "=" {
@@ -188,16 +228,17 @@ func (p *Plan) lookupsIn(sel *pg_query.SelectStmt, parent *lookupScope, extra []
 			if refs, self := p.refersTo(s, pair[1], i); !refs || self {
 				continue
 			}
-			if _, seen := found[i]; !seen {
-				order = append(order, i)
+			l := lookupOf{i, p.partner(s, pair[1])}
+			if _, seen := found[l]; !seen {
+				order = append(order, l)
 			}
-			if !slices.Contains(found[i], col) {
-				found[i] = append(found[i], col)
+			if !slices.Contains(found[l], col) {
+				found[l] = append(found[l], col)
 			}
 		}
 	}
-	for _, i := range order {
-		p.addLookup(i, tableOrder(p.Sources[i].All, found[i]))
+	for _, l := range order {
+		p.addLookup(l.copy, tableOrder(p.Sources[l.copy].All, found[l]))
 	}
 	for _, e := range exprs {
 		visitShallow(e, func(x *pg_query.Node) bool {

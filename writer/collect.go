@@ -385,7 +385,8 @@ func (w *Writer) replay(ctx context.Context, st *stage, views []*View) error {
 		if _, err := w.conn.Exec(ctx, "INSERT INTO "+k.raw+" SELECT "+k.kept.RawColumns()+" FROM "+st.collect+" WHERE "+planner.QuoteIdent(chunkColumn)+" = $1", c); err != nil {
 			return fmt.Errorf("replay changes of %s: %w", st.table, err)
 		}
-		if err := k.apply(ctx, w.conn); err != nil {
+		// A collected chunk may leave values to the kept rows.
+		if err := k.apply(ctx, w.conn, true); err != nil {
 			return w.failStage(ctx, st, err)
 		}
 		if err := apply(); err != nil {

@@ -209,6 +209,7 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn) error {
 	}
 	var buf bytes.Buffer
 	nkey := len(b.keyIdx)
+	marked := false // some value is to be taken from the kept rows
 	for _, e := range b.entries {
 		if e.present {
 			buf.WriteString("t\t")
@@ -221,6 +222,7 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn) error {
 				buf.WriteString("\t\\N")
 			}
 		} else {
+			marked = true
 			buf.WriteByte('{')
 			for i, v := range e.vals {
 				if i > 0 {
@@ -274,7 +276,7 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn) error {
 		clear(b.entries)
 		return nil
 	}
-	if err := b.apply(ctx, conn); err != nil {
+	if err := b.apply(ctx, conn, marked); err != nil {
 		return err
 	}
 	clear(b.entries)
@@ -282,14 +284,18 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn) error {
 }
 
 // apply turns the raw table's chunk into signed rows in the stage and
-// brings the kept rows up to date.
-func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn) error {
+// brings the kept rows up to date. Unless marked says some raw row has
+// values to take from the kept rows (an UPDATE that left a TOASTed value
+// out), there is nothing to fill, nor to miss.
+func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn, marked bool) error {
 	batch := &pgx.Batch{}
-	for _, s := range b.sql.Fill {
-		batch.Queue(s)
-	}
 	var missing int64
-	batch.Queue(b.sql.Missing).QueryRow(func(row pgx.Row) error { return row.Scan(&missing) })
+	if marked {
+		for _, s := range b.sql.Fill {
+			batch.Queue(s)
+		}
+		batch.Queue(b.sql.Missing).QueryRow(func(row pgx.Row) error { return row.Scan(&missing) })
+	}
 	for _, s := range b.sql.Rest {
 		batch.Queue(s)
 	}
