@@ -158,3 +158,30 @@ func sortedCopy(d []time.Duration) []time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// timeOrderUpdates times changes single-row UPDATEs of the benchmark's
+// orders table (of orders rows), each waited for until applied, and
+// returns the mean time of one.
+func timeOrderUpdates(b *testing.B, s *benchSetup, changes, orders int) time.Duration {
+	b.StartTimer()
+	start := time.Now()
+	for i := range changes {
+		execSQL(b, s.src, fmt.Sprintf("UPDATE orders SET amount = amount + 1 WHERE id = %d", 1+(i*7919)%orders))
+		waitApplied(b, s.tgt, s.slot, currentLSN(b, s.src), time.Millisecond, time.Minute)
+	}
+	b.StopTimer()
+	return time.Since(start) / time.Duration(changes)
+}
+
+// reportGrowth reports the cost of a change at 10,000 and at 1,000,000
+// rows and their ratio, and fails over 2x: cost follows the change, not
+// the table. format takes the ratio.
+func reportGrowth(b *testing.B, costs map[int]time.Duration, format string) {
+	ratio := float64(costs[1_000_000]) / float64(costs[10_000])
+	b.ReportMetric(float64(costs[10_000].Microseconds())/1000, "ms/tx-10k")
+	b.ReportMetric(float64(costs[1_000_000].Microseconds())/1000, "ms/tx-1M")
+	b.ReportMetric(ratio, "ratio")
+	if ratio > 2 {
+		b.Errorf(format, ratio)
+	}
+}
