@@ -774,15 +774,12 @@ func (s *stage) joined() bool {
 	return false
 }
 
-// looksUp tells whether a view recomputes from the stage's rows the
-// groups they touch, or joins them with other tables.
+// looksUp tells whether a view joins the stage's rows with other tables
+// (joined), or recomputes from them the groups they touch.
 func (s *stage) looksUp() bool {
-	for _, v := range s.views {
-		if v.active() && (v.Plan.NeedsKeys() || v.Plan.NeedsDelta() || v.Plan.Recompute != "" && v.Plan.Kind != planner.Whole) {
-			return true
-		}
-	}
-	return false
+	return s.joined() || slices.ContainsFunc(s.views, func(v *View) bool {
+		return v.active() && v.Plan.Recompute != "" && v.Plan.Kind != planner.Whole
+	})
 }
 
 // inactive tells whether no view the writer applies changes to reads the
