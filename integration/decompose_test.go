@@ -109,13 +109,7 @@ func TestTopNOverGroups(t *testing.T) {
 		} else {
 			e.exec(sql)
 		}
-		e.caughtUp(views...)
-		for _, v := range views {
-			got, want := rowsText(t, e.tgt, "SELECT * FROM "+v.table), rowsText(t, e.src, v.query)
-			if strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Fatalf("after %s: %s differs from its query\n got: %v\nwant: %v", sql, v.name, got, want)
-			}
-		}
+		e.checkAfterStep(i, step{sql, sql}, views)
 	}
 
 	// A view removed from the files while deltaview runs takes its
@@ -222,13 +216,7 @@ func TestSubqueriesAndCTEsAsInternalViews(t *testing.T) {
 		} else {
 			e.exec(sql)
 		}
-		e.caughtUp(views...)
-		for _, v := range views {
-			got, want := rowsText(t, e.tgt, "SELECT * FROM "+v.table), rowsText(t, e.src, v.query)
-			if strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Fatalf("after %s: %s differs from its query\n got: %v\nwant: %v", sql, v.name, got, want)
-			}
-		}
+		e.checkAfterStep(i, step{sql, sql}, views)
 	}
 }
 
@@ -292,12 +280,6 @@ func TestSemiJoinsAsInternalViews(t *testing.T) {
 		} else {
 			e.exec(sql)
 		}
-		e.caughtUp(views...)
-		for _, v := range views {
-			got, want := rowsText(t, e.tgt, "SELECT * FROM "+v.table), rowsText(t, e.src, v.query)
-			if strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Fatalf("after %s: %s differs from its query\n got: %v\nwant: %v", sql, v.name, got, want)
-			}
-		}
+		e.checkAfterStep(i, step{sql, sql}, views)
 	}
 }
