@@ -91,11 +91,9 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 		name = d.Target
 	}
 	b.WriteString(name.Quoted() + " " + fp)
-	if len(d.ColumnNames) > 0 {
-		// The column list names the table's columns.
-		for _, c := range d.ColumnNames {
-			b.WriteString(" column " + planner.QuoteIdent(c))
-		}
+	// The column list names the table's columns.
+	for _, c := range d.ColumnNames {
+		b.WriteString(" column " + planner.QuoteIdent(c))
 	}
 	if d.History {
 		b.WriteString(" WITH history")
