@@ -59,6 +59,9 @@ type TableInfo struct {
 // Column is a column of a table or of a query's output.
 type Column struct {
 	Name string
+	// Num is the column's number (attnum) in its source table, 0 for a
+	// column of a view: a column renamed on the source keeps it.
+	Num int16
 	// Type is the type as format_type prints it on the source, usable in
 	// CREATE TABLE.
 	Type    string
@@ -165,7 +168,7 @@ func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableI
 		}
 	}
 	rows, err := c.Conn.Query(ctx, `
-		SELECT attname, format_type(atttypid, atttypmod), atttypid, atttypmod, attnotnull, attcollation
+		SELECT attname, attnum, format_type(atttypid, atttypmod), atttypid, atttypmod, attnotnull, attcollation
 		FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped
 		ORDER BY attnum`, t.OID)
 	if err != nil {
@@ -176,7 +179,7 @@ func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableI
 	for rows.Next() {
 		var col Column
 		var coll uint32
-		if err := rows.Scan(&col.Name, &col.Type, &col.TypeOID, &col.TypeMod, &col.NotNull, &coll); err != nil {
+		if err := rows.Scan(&col.Name, &col.Num, &col.Type, &col.TypeOID, &col.TypeMod, &col.NotNull, &coll); err != nil {
 			return nil, err
 		}
 		t.Columns = append(t.Columns, col)

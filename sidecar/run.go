@@ -58,7 +58,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 		return err
 	}
 	wcfg := writer.DefaultConfig()
-	wcfg.TargetURL, wcfg.Slot, wcfg.NotifyChannel = c.Target, c.Slot, c.NotifyChannel
+	wcfg.TargetURL, wcfg.SourceURL, wcfg.Slot, wcfg.NotifyChannel = c.Target, c.Source, c.Slot, c.NotifyChannel
 	wcfg.BatchChanges, wcfg.BatchDelay, wcfg.BatchLinger, wcfg.BatchQuiet = c.BatchChanges, c.BatchDelay, c.BatchLinger, c.BatchQuiet
 	if err := wcfg.Validate(); err != nil {
 		return err

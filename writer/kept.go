@@ -35,7 +35,9 @@ type keptBuf struct {
 
 	rel    *change.Relation // relation the mapping was built for
 	colIdx []int            // per kept column, its position in the relation's tuples
-	keyIdx []int            // per key column, its position among the kept columns
+	// byNum is the stage's (see stage.byNum).
+	byNum  map[string]int
+	keyIdx []int // per key column, its position among the kept columns
 }
 
 type keptEntry struct {
@@ -75,7 +77,7 @@ func (b *keptBuf) mapping(rel *change.Relation) error {
 	if rel == b.rel {
 		return nil
 	}
-	idx := columnPositions(b.kept.Cols, rel)
+	idx := columnPositions(b.kept.Cols, rel, b.byNum)
 	for _, k := range b.keyIdx {
 		if idx[k] < 0 {
 			return fmt.Errorf("key column %q of %s, which deltaview keeps its rows by, was dropped or changed type on the source", b.kept.Cols[k].Name, b.kept.Table)

@@ -13,10 +13,13 @@ import (
 
 // Schema changes on the source reach the writer two ways: a Relation
 // message describes a table anew before its first change after an ALTER
-// (columns dropped or retyped, the table renamed), and Watch polls the
-// source's catalog for what sends no change at all (a DROP TABLE, an ALTER
-// COLUMN TYPE that rewrites the rows). Either way only the views that read
-// what changed fail; the others go on.
+// (columns dropped, renamed or retyped, the table renamed), and Watch polls
+// the source's catalog for what sends no change at all (a DROP TABLE, an
+// ALTER COLUMN TYPE that rewrites the rows). Either way only the views that
+// read what changed fail; the others go on. A column renamed is no change
+// to the views, as for Postgres's own views, which name columns by number:
+// they go on reading it, and the log says their definitions need the new
+// name before deltaview plans them again.
 
 // stageOf returns the stage of a relation's table, nil when no view reads
 // it, after checking that the relation still has what the views read.
@@ -37,10 +40,21 @@ func (w *Writer) stageOf(ctx context.Context, rel *change.Relation) (*stage, err
 	if rel == st.checked {
 		return st, nil
 	}
+	prev := st.checked
 	st.checked = rel
+	st.byNum = w.byNumber(ctx, st, prev, rel)
+	for _, b := range []*keptBuf{st.kept, st.next} {
+		if b != nil {
+			b.byNum = st.byNum
+		}
+	}
 	for _, c := range st.cols {
-		j := rel.ColumnIndex(c.Name)
+		j := position(c.Name, rel, st.byNum)
 		switch {
+		case j < 0 && st.byNum != nil:
+			if err := w.columnChanged(ctx, st, c.Name, "was dropped"); err != nil {
+				return nil, err
+			}
 		case j < 0:
 			if err := w.columnChanged(ctx, st, c.Name, "was dropped or renamed"); err != nil {
 				return nil, err
@@ -49,12 +63,129 @@ func (w *Writer) stageOf(ctx context.Context, rel *change.Relation) (*stage, err
 			if err := w.columnChanged(ctx, st, c.Name, fmt.Sprintf("changed type from %s", c.Type)); err != nil {
 				return nil, err
 			}
+		case rel.Columns[j].Name != c.Name:
+			w.renamedColumn(st, c.Name, rel.Columns[j].Name)
 		}
 	}
 	if st.inactive() {
 		return nil, nil
 	}
 	return st, nil
+}
+
+// byNumber finds the stage's columns in rel by their numbers (attnum) in
+// the source's catalog, for the first relation of the table and whenever
+// its columns change: a column may have been renamed, or dropped and
+// another added under its name, since the views were planned. It returns
+// nil, for columns to go by name, when the catalog no longer describes rel
+// (it moved on since, or the source cannot be asked): the columns the
+// catalog lists, in order, must be rel's.
+func (w *Writer) byNumber(ctx context.Context, st *stage, prev, rel *change.Relation) map[string]int {
+	if prev != nil && sameRelation(prev, rel) {
+		return st.byNum
+	}
+	if st.oid == 0 || w.cfg.SourceURL == "" {
+		return nil
+	}
+	for _, c := range st.cols {
+		if c.Num == 0 {
+			return nil
+		}
+	}
+	cols, err := w.sourceColumns(ctx, st.oid)
+	if err != nil {
+		w.log.Warn("looking up the source's columns by number; going by name", zap.Stringer("table", st.table), zap.Error(err))
+		return nil
+	}
+	if len(cols) != len(rel.Columns) {
+		return nil
+	}
+	at := map[int16]int{}
+	for j, c := range cols {
+		if c.name != rel.Columns[j].Name || c.typ != rel.Columns[j].TypeOID {
+			return nil
+		}
+		at[c.num] = j
+	}
+	byNum := map[string]int{}
+	for _, c := range st.cols {
+		if j, ok := at[c.Num]; ok {
+			byNum[c.Name] = j
+		}
+	}
+	return byNum
+}
+
+// sameRelation tells whether two relations list the same columns.
+func sameRelation(a, b *change.Relation) bool {
+	if len(a.Columns) != len(b.Columns) {
+		return false
+	}
+	for i := range a.Columns {
+		if a.Columns[i].Name != b.Columns[i].Name || a.Columns[i].TypeOID != b.Columns[i].TypeOID {
+			return false
+		}
+	}
+	return true
+}
+
+// sourceColumn is a column of a source table as the catalog has it now.
+type sourceColumn struct {
+	num  int16
+	name string
+	typ  uint32
+}
+
+// sourceColumns reads a source table's published columns (not dropped,
+// not generated, as pgoutput sends them) in order, on a connection kept
+// for such lookups.
+func (w *Writer) sourceColumns(ctx context.Context, oid uint32) ([]sourceColumn, error) {
+	if w.source == nil {
+		c, err := pgx.Connect(ctx, w.cfg.SourceURL)
+		if err != nil {
+			return nil, fmt.Errorf("connect to the source: %w", err)
+		}
+		w.source = c
+	}
+	rows, err := w.source.Query(ctx, `
+		SELECT attnum, attname::text, atttypid FROM pg_catalog.pg_attribute
+		WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+		ORDER BY attnum`, oid)
+	if err != nil {
+		w.source.Close(context.WithoutCancel(ctx))
+		w.source = nil
+		return nil, err
+	}
+	var cols []sourceColumn
+	for rows.Next() {
+		var c sourceColumn
+		if err := rows.Scan(&c.num, &c.name, &c.typ); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		cols = append(cols, c)
+	}
+	return cols, rows.Err()
+}
+
+// renamedColumn says, once, that a column the views read was renamed on
+// the source: the views go on, but their definitions name the old column,
+// which the next start no longer finds.
+func (w *Writer) renamedColumn(st *stage, old, now string) {
+	key := st.table.String() + "\x00" + old + "\x00" + now
+	if w.renames[key] {
+		return
+	}
+	if w.renames == nil {
+		w.renames = map[string]bool{}
+	}
+	w.renames[key] = true
+	var views []string
+	for _, v := range st.readers[old] {
+		views = append(views, v.Plan.View.Name)
+	}
+	w.log.Warn("a column the views read was renamed on the source: they go on reading it, but their definitions name the old column; change them to the new name before deltaview starts again",
+		zap.Stringer("table", st.table), zap.String("column", old), zap.String("renamed_to", now), zap.Strings("views", views))
 }
 
 // columnChanged fails the views that read a column of a stage's table.
@@ -76,6 +207,8 @@ type schemaProblem struct {
 	table planner.Table
 	col   string
 	what  string
+	// renamed, for a column, is its new name: no problem, but said once.
+	renamed string
 }
 
 // Watch checks the source's catalog every interval, until ctx ends, for
@@ -137,7 +270,7 @@ func (w *Writer) inspect(ctx context.Context, conn *pgx.Conn) ([]schemaProblem, 
 		return nil, nil
 	}
 	rows, err := conn.Query(ctx, `
-		SELECT c.oid, n.nspname, c.relname, a.attname, a.atttypid, a.atttypmod
+		SELECT c.oid, n.nspname, c.relname, a.attname, a.attnum, a.atttypid, a.atttypmod
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 		WHERE c.oid = ANY($1)`, oids)
@@ -145,31 +278,35 @@ func (w *Writer) inspect(ctx context.Context, conn *pgx.Conn) ([]schemaProblem, 
 		return nil, err
 	}
 	type column struct {
-		oid uint32
-		mod int32
+		name string
+		oid  uint32
+		mod  int32
 	}
 	type table struct {
-		name planner.Table
-		cols map[string]column
+		name  planner.Table
+		cols  map[string]column
+		byNum map[int16]column
 	}
 	found := map[uint32]*table{}
 	for rows.Next() {
 		var oid uint32
 		var schema, name string
 		var col *string
+		var num *int16
 		var typ *uint32
 		var mod *int32
-		if err := rows.Scan(&oid, &schema, &name, &col, &typ, &mod); err != nil {
+		if err := rows.Scan(&oid, &schema, &name, &col, &num, &typ, &mod); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		t := found[oid]
 		if t == nil {
-			t = &table{name: planner.Table{Schema: schema, Name: name}, cols: map[string]column{}}
+			t = &table{name: planner.Table{Schema: schema, Name: name}, cols: map[string]column{}, byNum: map[int16]column{}}
 			found[oid] = t
 		}
 		if col != nil {
-			t.cols[*col] = column{*typ, *mod}
+			c := column{*col, *typ, *mod}
+			t.cols[*col], t.byNum[*num] = c, c
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -191,11 +328,19 @@ func (w *Writer) inspect(ctx context.Context, conn *pgx.Conn) ([]schemaProblem, 
 		}
 		for _, c := range st.cols {
 			got, ok := t.cols[c.Name]
+			gone := "was dropped or renamed"
+			if c.Num != 0 {
+				// By number, as Postgres's views name columns.
+				got, ok = t.byNum[c.Num]
+				gone = "was dropped"
+			}
 			switch {
 			case !ok:
-				problems = append(problems, schemaProblem{table: st.table, col: c.Name, what: "was dropped or renamed"})
+				problems = append(problems, schemaProblem{table: st.table, col: c.Name, what: gone})
 			case c.TypeOID != 0 && (got.oid != c.TypeOID || got.mod != c.TypeMod):
 				problems = append(problems, schemaProblem{table: st.table, col: c.Name, what: fmt.Sprintf("changed type from %s", c.Type)})
+			case got.name != c.Name:
+				problems = append(problems, schemaProblem{table: st.table, col: c.Name, renamed: got.name})
 			}
 		}
 	}
@@ -210,9 +355,12 @@ func (w *Writer) schemaChanged(ctx context.Context, problems []schemaProblem) er
 			continue
 		}
 		var err error
-		if p.col == "" {
+		switch {
+		case p.renamed != "":
+			w.renamedColumn(st, p.col, p.renamed)
+		case p.col == "":
 			err = w.failStage(ctx, st, fmt.Errorf("table %s %s", p.table, p.what))
-		} else {
+		default:
 			err = w.columnChanged(ctx, st, p.col, p.what)
 		}
 		if err != nil {

@@ -48,6 +48,10 @@ type stage struct {
 	readers map[string][]*View
 	// checked is the relation whose columns were last checked.
 	checked *change.Relation
+	// byNum, once the source renamed a column the views read, gives each
+	// planned column's position in checked, found by the column's number
+	// in the source's catalog (see renamed); nil: columns go by name.
+	byNum map[string]int
 	// collect is the table collecting the stage's rows for views being
 	// built; truncated is set when the source table was truncated since.
 	collect   string
@@ -118,21 +122,33 @@ func (s *stage) mapping(rel *change.Relation) []int {
 	if rel == s.rel {
 		return s.idx
 	}
-	s.rel, s.idx = rel, columnPositions(s.cols, rel)
+	s.rel, s.idx = rel, columnPositions(s.cols, rel, s.byNum)
 	return s.idx
 }
 
-// columnPositions finds columns in a relation's tuples, -1 where a column
-// is missing or has another type.
-func columnPositions(cols []planner.Column, rel *change.Relation) []int {
+// columnPositions finds columns in a relation's tuples, by name or, given
+// byNum, by the positions it holds; -1 where a column is missing or has
+// another type.
+func columnPositions(cols []planner.Column, rel *change.Relation, byNum map[string]int) []int {
 	idx := make([]int, len(cols))
 	for i, c := range cols {
-		idx[i] = rel.ColumnIndex(c.Name)
+		idx[i] = position(c.Name, rel, byNum)
 		if idx[i] >= 0 && !sameType(c, rel.Columns[idx[i]]) {
 			idx[i] = -1
 		}
 	}
 	return idx
+}
+
+// position is a column's position in a relation's tuples, -1 if none.
+func position(name string, rel *change.Relation, byNum map[string]int) int {
+	if byNum == nil {
+		return rel.ColumnIndex(name)
+	}
+	if j, ok := byNum[name]; ok {
+		return j
+	}
+	return -1
 }
 
 // sameType tells whether a column still has the type it was planned with.

@@ -25,6 +25,9 @@ type Config struct {
 	// TargetURL is the database holding the views' tables and deltaview's
 	// catalog.
 	TargetURL string
+	// SourceURL is the source, asked for its columns by number when a
+	// table's columns change (see byNumber); empty: columns go by name.
+	SourceURL string
 	// Slot names the stream whose position the writer records.
 	Slot string
 	// Lease is the fencing token of the stream's lease, as recorded in
@@ -183,6 +186,11 @@ type Writer struct {
 	barrier                *Barrier
 	barrierFrom, barrierAt change.LSN
 	side                   *pgx.Conn
+	// source is a connection to the source for catalog lookups (see
+	// sourceColumns), opened when first needed; renames are the renamed
+	// columns already reported.
+	source  *pgx.Conn
+	renames map[string]bool
 
 	// history is set when a view keeps its history; begun is the last
 	// source transaction begun (stamp).
@@ -470,6 +478,9 @@ func (w *Writer) takeBarrier() chan *Barrier {
 func (w *Writer) Close(ctx context.Context) error {
 	if w.side != nil {
 		w.side.Close(ctx)
+	}
+	if w.source != nil {
+		w.source.Close(ctx)
 	}
 	if w.conn == nil {
 		return nil
