@@ -107,6 +107,9 @@ type analysis struct {
 	// tables are the base tables a general query reads (Whole views over
 	// joins, subqueries, CTEs and set operations).
 	tables []*pg_query.RangeVar
+	// fromList is the FROM clause of a query over one table that also
+	// calls functions there (see srf.go), nil for a plain table.
+	fromList []*pg_query.Node
 	// qualified is set for queries over several tables: expressions are
 	// told apart with their table names (o.id is not c.id).
 	qualified bool
@@ -201,22 +204,25 @@ func analyzeStars(d *Definition, starsLater bool) (*analysis, error) {
 	if len(sel.SortClause) > 0 && a.whole == "" {
 		a.notes = append(a.notes, "ORDER BY is ignored: a table has no order; sort when you read it")
 	}
-	if len(sel.FromClause) > 1 {
+	if t := tableAndFunctions(sel.FromClause); t != nil && callsFunctions(sel.FromClause) {
+		a.from, a.fromList = t, sel.FromClause
+	} else if len(sel.FromClause) > 1 {
 		return nil, d.errorf(location(sel.FromClause[1]), "join", "views over several tables (joins) are not supported yet", joinHint)
-	}
-	switch f := sel.FromClause[0].Node.(type) {
-	case *pg_query.Node_RangeVar:
-		a.from = f.RangeVar
-	case *pg_query.Node_JoinExpr:
-		return nil, d.errorf(location(sel.FromClause[0]), "join", "joins are not supported yet", joinHint)
-	case *pg_query.Node_RangeSubselect:
-		return nil, d.errorf(0, "subquery in FROM", "subqueries in FROM are not supported yet", "")
-	case *pg_query.Node_RangeFunction:
-		return nil, d.errorf(0, "function in FROM", "a function in FROM is not supported", "read from a table")
-	case *pg_query.Node_RangeTableSample:
-		return nil, tableSampleError(d, f.RangeTableSample)
-	default:
-		return nil, d.errorf(location(sel.FromClause[0]), "FROM", "only a plain table is supported in FROM", "")
+	} else {
+		switch f := sel.FromClause[0].Node.(type) {
+		case *pg_query.Node_RangeVar:
+			a.from = f.RangeVar
+		case *pg_query.Node_JoinExpr:
+			return nil, d.errorf(location(sel.FromClause[0]), "join", "joins are not supported yet", joinHint)
+		case *pg_query.Node_RangeSubselect:
+			return nil, d.errorf(0, "subquery in FROM", "subqueries in FROM are not supported yet", "")
+		case *pg_query.Node_RangeFunction:
+			return nil, d.errorf(0, "function in FROM", "a function in FROM is not supported", "read from a table")
+		case *pg_query.Node_RangeTableSample:
+			return nil, tableSampleError(d, f.RangeTableSample)
+		default:
+			return nil, d.errorf(location(sel.FromClause[0]), "FROM", "only a plain table is supported in FROM", "")
+		}
 	}
 	if a.from.Catalogname != "" {
 		return nil, d.errorf(a.from.Location, "FROM", "a database-qualified table name is not supported", "")
@@ -490,9 +496,9 @@ func notSingleTable(sel *pg_query.SelectStmt) string {
 		return strings.ToUpper(strings.TrimPrefix(sel.Op.String(), "SETOP_"))
 	case sel.WithClause != nil:
 		return "WITH"
-	case len(sel.FromClause) > 1:
+	case len(sel.FromClause) > 1 && tableAndFunctions(sel.FromClause) == nil:
 		return "joins"
-	case len(sel.FromClause) == 1 && sel.FromClause[0].GetJoinExpr() != nil:
+	case len(sel.FromClause) == 1 && sel.FromClause[0].GetJoinExpr() != nil && tableAndFunctions(sel.FromClause) == nil:
 		return "joins"
 	case len(sel.FromClause) == 1 && sel.FromClause[0].GetRangeSubselect() != nil:
 		return "subqueries"

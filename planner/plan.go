@@ -292,6 +292,9 @@ type Plan struct {
 	Source Table
 	// Alias is the name the query uses for the source table.
 	Alias string
+	// fromSQL is, for a view over one table that calls functions in FROM,
+	// its FROM clause with the table left out (see fromTemplate).
+	fromSQL string
 	// Sources are all the tables the view reads.
 	Sources []Source
 	// DependsOn names the maintained views the view reads (see views.go).
@@ -502,6 +505,16 @@ func buildSingle(ctx context.Context, d *Definition, a *analysis, cat Catalog, l
 		}
 	}
 
+	if a.fromList != nil {
+		if a.stars {
+			return nil, d.errorf(0, "*", "SELECT * over a table and functions in FROM is not supported", "list the columns")
+		}
+		if p.fromSQL, err = fromTemplate(a.fromList); errors.Is(err, errNotReproducible) {
+			return nil, d.errorf(location(a.fromList[0]), "FROM", err.Error(), "write the FROM clause another way")
+		} else if err != nil {
+			return nil, err
+		}
+	}
 	out, unanalyzed, err := describeAt(ctx, d, a, cat, located)
 	if err != nil {
 		return nil, err
@@ -535,6 +548,7 @@ func buildSingle(ctx context.Context, d *Definition, a *analysis, cat Catalog, l
 		used = append(used, t.expr)
 	}
 	used = append(used, a.groups...)
+	used = append(used, a.fromList...)
 	p.Sources = []Source{{Table: p.Source, OID: ti.OID, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity, RowKey: ti.RowKey, Partitioned: ti.Kind == 'p', View: ti.View}}
 	if ti.View != "" {
 		// A maintained view's changes arrive whole (see views.go).
@@ -573,7 +587,7 @@ func buildSingle(ctx context.Context, d *Definition, a *analysis, cat Catalog, l
 		}
 		why := a.recompute
 		if why == "" {
-			err := p.planAggregates(ctx, a, cat, groupCanon, p.Source.Quoted()+" AS "+QuoteIdent(p.Alias))
+			err := p.planAggregates(ctx, a, cat, groupCanon, strings.TrimPrefix(p.from(p.Source.Quoted()), " FROM "))
 			var re *recomputeError
 			if errors.As(err, &re) {
 				why = re.why
@@ -612,10 +626,14 @@ func (p *Plan) planWhole(a *analysis) error {
 	}
 	sel.TargetList = targets
 	copyTable := p.copyOf(p.Source)
-	sel.FromClause = []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{
+	rv := &pg_query.RangeVar{
 		Schemaname: copyTable.Schema, Relname: copyTable.Name, Inh: true, Relpersistence: "p",
 		Alias: &pg_query.Alias{Aliasname: p.Alias},
-	}}}}
+	}
+	sel.FromClause = []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: rv}}}
+	if a.fromList != nil {
+		sel.FromClause = withTable(a.fromList, rv)
+	}
 	q, err := deparseStmt(sel)
 	if errors.Is(err, errNotReproducible) {
 		return d.errorf(0, "query", err.Error(), "write the query another way")

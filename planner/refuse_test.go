@@ -81,6 +81,8 @@ func TestRefusedAsAnalyzed(t *testing.T) {
 		{"limit in a subquery in FROM", "SELECT s.a FROM (SELECT a FROM k LIMIT 2) s", "LIMIT without a determining ORDER BY", 2, "without ORDER BY", "k.a"},
 		{"distinct on without order by", "SELECT DISTINCT ON (g) g, x FROM t", "DISTINCT ON without a determining ORDER BY", 2, "DISTINCT ON keeps the first row", "add t.id to ORDER BY"},
 		{"distinct on not determining", "SELECT DISTINCT ON (g) g, id FROM t ORDER BY g, x", "DISTINCT ON without a determining ORDER BY", 2, "tied", "t.id"},
+		{"volatile function in FROM", "SELECT id, s FROM t,\n  generate_series(1, (random() * 3)::int) AS s", "volatile function", 3, "random()", ""},
+		{"volatile function of a row in FROM", "SELECT t.id, c FROM t CROSS JOIN LATERAL coin_ok(t.x) AS c", "volatile function", 2, "coin_ok()", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

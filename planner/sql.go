@@ -58,6 +58,9 @@ func (p *Plan) whereSQL() string {
 }
 
 func (p *Plan) from(rel string) string {
+	if p.fromSQL != "" {
+		return " FROM " + strings.Replace(p.fromSQL, fromPlaceholder, rel+" AS "+QuoteIdent(p.Alias), 1)
+	}
 	return " FROM " + rel + " AS " + QuoteIdent(p.Alias)
 }
 
