@@ -213,3 +213,45 @@ CREATE MATERIALIZED VIEW good_rows AS SELECT g, x FROM t WHERE x > 0;`)
 		t.Errorf("check created a slot, publication or catalog")
 	}
 }
+
+// check says, per view, what a batch reads beyond the rows it changed,
+// sized from the source's statistics: nothing for counting, the rows a
+// lookup finds for joins and scoped recomputation, every row of the
+// tables for full recomputation.
+func TestCheckSaysWhatAChangeReads(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(`CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount int NOT NULL);
+		INSERT INTO orders SELECT i, i % 100, i % 7 FROM generate_series(1, 5000) i;
+		CREATE TABLE customers (id int PRIMARY KEY, region text NOT NULL);
+		INSERT INTO customers SELECT i, 'r' || i % 4 FROM generate_series(0, 99) i;
+		ANALYZE orders, customers`)
+	file := writeViews(t, `CREATE MATERIALIZED VIEW totals AS SELECT customer, sum(amount) AS s FROM orders GROUP BY customer;
+CREATE MATERIALIZED VIEW biggest AS SELECT customer, max(amount) AS m FROM orders GROUP BY customer;
+CREATE MATERIALIZED VIEW joined AS SELECT o.id, c.region FROM orders o JOIN customers c ON c.id = o.customer;
+CREATE MATERIALIZED VIEW everything AS SELECT o.id, c.region FROM orders o FULL JOIN customers c ON c.id = o.customer;`)
+	out, code := deltaview(t, nil, "check", "--views", file, "--source", e.srcURL)
+	if code != 0 {
+		t.Fatalf("check: exit status %d\n%s", code, out)
+	}
+	costs := map[string]string{}
+	var view string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "view ") {
+			view = strings.Trim(strings.Fields(l)[1], `"`)
+		}
+		if c, ok := strings.CutPrefix(l, "  cost:     "); ok {
+			costs[view] = c
+		}
+	}
+	for name, want := range map[string]string{
+		"totals":     "a change reads nothing beyond its own rows",
+		"biggest":    "each changed row or touched group looks up about 50 row(s) of public.orders by (customer)",
+		"joined":     "about 1 row(s) of public.customers by (id)",
+		"everything": "every batch that changes its tables reads all of public.orders (about 5,000 rows), public.customers (about 100 rows)",
+	} {
+		if !strings.Contains(costs[name], want) {
+			t.Errorf("view %s: cost %q, want it to say %q\n%s", name, costs[name], want, out)
+		}
+	}
+}

@@ -101,7 +101,7 @@ func check(ctx context.Context, out io.Writer, views, source, target, publicatio
 			errs = append(errs, err)
 			continue
 		}
-		describe(out, p)
+		describe(out, p, readCosts(ctx, conn, p))
 		ok++
 	}
 	for _, e := range errs {
@@ -148,7 +148,7 @@ func resolveTargets(ctx context.Context, target string, defs []*planner.Definiti
 	return ok, errs, nil
 }
 
-func describe(out io.Writer, p *planner.Plan) {
+func describe(out io.Writer, p *planner.Plan, cost string) {
 	d := p.View
 	fmt.Fprintf(out, "view %q (%s:%d) -> table %s\n", d.Name, d.File, d.Line, d.Target.Quoted())
 	for _, src := range p.Sources {
@@ -160,6 +160,9 @@ func describe(out io.Writer, p *planner.Plan) {
 	}
 	fmt.Fprintf(out, "  kind:     %s\n", p.Kind)
 	fmt.Fprintf(out, "  strategy: %s\n", p.Strategy())
+	if cost != "" {
+		fmt.Fprintf(out, "  cost:     %s\n", cost)
+	}
 	var cols []string
 	for i, c := range p.Columns {
 		s := planner.QuoteIdent(c.Name) + " " + c.Type
@@ -231,4 +234,105 @@ func columnNames(cols []planner.Column) string {
 		s = append(s, c.Name+" "+c.Type)
 	}
 	return strings.Join(s, ", ")
+}
+
+// readCosts says what a batch reads to maintain the view beyond the rows it
+// changed, with sizes from the source's statistics (pg_class.reltuples,
+// pg_stats.n_distinct; estimates, as the planner's, and absent until the
+// table has been analyzed).
+func readCosts(ctx context.Context, conn *pgx.Conn, p *planner.Plan) string {
+	readings := p.Readings()
+	if len(readings) == 0 {
+		if len(p.Sources) == 0 {
+			return "" // constant: no change touches it
+		}
+		return "a change reads nothing beyond its own rows"
+	}
+	var whole, top, by []string
+	for _, r := range readings {
+		name := r.Source.Table.String()
+		if r.Source.View != "" {
+			name = "view " + r.Source.View
+		}
+		rows, known := int64(0), false
+		if r.Source.View == "" {
+			rows, known = tableRows(ctx, conn, r.Source.OID)
+		}
+		switch {
+		case r.Whole:
+			if known {
+				whole = append(whole, fmt.Sprintf("%s (about %s rows)", name, count(rows)))
+			} else {
+				whole = append(whole, name)
+			}
+		case r.Top:
+			top = append(top, name)
+		default:
+			for _, cols := range r.By {
+				each := "its rows"
+				if known {
+					if n, ok := perValue(ctx, conn, r.Source.OID, cols[0], rows); ok {
+						each = "about " + count(n) + " row(s)"
+					}
+				}
+				by = append(by, fmt.Sprintf("%s of %s by (%s)", each, name, strings.Join(cols, ", ")))
+			}
+		}
+	}
+	var parts []string
+	if len(whole) > 0 {
+		parts = append(parts, "every batch that changes its tables reads all of "+strings.Join(whole, ", "))
+	}
+	if len(top) > 0 {
+		parts = append(parts, "a batch that changes "+strings.Join(top, ", ")+" reads about N rows of it")
+	}
+	if len(by) > 0 {
+		parts = append(parts, "each changed row or touched group looks up "+strings.Join(by, "; "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// tableRows is the source's estimate of a table's rows, false before the
+// table was first analyzed or vacuumed.
+func tableRows(ctx context.Context, conn *pgx.Conn, oid uint32) (int64, bool) {
+	if conn == nil || oid == 0 {
+		return 0, false
+	}
+	var n float64
+	if err := conn.QueryRow(ctx, `SELECT reltuples FROM pg_catalog.pg_class WHERE oid = $1`, oid).Scan(&n); err != nil || n < 0 {
+		return 0, false
+	}
+	return int64(n), true
+}
+
+// perValue estimates the rows a lookup by column finds: the table's rows
+// over the column's distinct values (n_distinct, a count or, negative, a
+// fraction of the rows).
+func perValue(ctx context.Context, conn *pgx.Conn, oid uint32, column string, rows int64) (int64, bool) {
+	var nd float64
+	err := conn.QueryRow(ctx, `
+		SELECT s.n_distinct FROM pg_catalog.pg_stats s
+		JOIN pg_catalog.pg_class c ON c.relname = s.tablename
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = s.schemaname
+		WHERE c.oid = $1 AND s.attname = $2 AND NOT s.inherited`, oid, column).Scan(&nd)
+	if err != nil || nd == 0 {
+		return 0, false
+	}
+	distinct := nd
+	if nd < 0 {
+		distinct = -nd * float64(rows)
+	}
+	if distinct < 1 {
+		distinct = 1
+	}
+	return max(1, int64(float64(rows)/distinct+0.5)), true
+}
+
+// count prints a row count with thousands separators.
+func count(n int64) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
