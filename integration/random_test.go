@@ -59,7 +59,7 @@ ALTER TABLE items REPLICA IDENTITY FULL`
 // aliases with NULL keys; COUNT, SUM and AVG over every type and over
 // scaled-numeric expressions (z is sometimes NaN); expressions
 // over aggregates; a global aggregate; a multiset projection; casts and
-// stable and immutable functions.
+// stable and immutable functions; functions of each row in FROM.
 var randomViews = []view{
 	plainView("by_g1", `SELECT g1, count(*) AS n, count(x) AS nx, sum(x) AS sx, avg(x) AS ax, sum(y) AS sy FROM items GROUP BY g1`),
 	plainView("by_g2_k", `SELECT g2, k, count(*) AS n, sum(z) AS sz, avg(z) AS az, count(t) AS nt FROM items GROUP BY g2, k`),
@@ -95,6 +95,9 @@ var randomViews = []view{
 	plainView("having", `SELECT g2, count(*) AS n, sum(x) AS sx FROM items GROUP BY g2 HAVING count(*) > 3 AND coalesce(sum(y), 0) > 10`),
 	plainView("rows_fn", `SELECT upper(g2) AS ug, length(t) AS len, x::text || ':' || coalesce(z::text, '-') AS xz, abs(y) % 3 AS m,
 		md5(coalesce(t, '')) AS h, concat(g1, '|', g2) AS c, z * 2 AS z2, k::numeric(30,2) AS kn FROM items WHERE g1 IS DISTINCT FROM 3`),
+	// Functions of each row in FROM.
+	plainView("words", `SELECT w, count(*) AS n, sum(x) AS sx, max(k) AS mk FROM items, regexp_split_to_table(t, ',') AS w GROUP BY w`),
+	plainView("series", `SELECT id, s, g2 FROM items LEFT JOIN LATERAL generate_series(1, abs(x) % 4) AS s ON true WHERE g1 IS DISTINCT FROM 1`),
 }
 
 // gen makes random rows and statements over items.
