@@ -57,32 +57,39 @@ func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition,
 	}
 	var parts []*Definition
 	var keep []*pg_query.Node
+	// Anti-joins (antijoin.go) are LEFT JOINed after the FROM list.
+	var antis []*pg_query.Node
+	var on [][]*pg_query.Node
 	for _, c := range andArgs(sel.WhereClause) {
-		sl := c.GetSubLink()
-		if sl == nil {
-			keep = append(keep, c)
-			continue
-		}
 		alias := semiAlias(len(parts) + 1)
-		q, conds, ok := semiJoin(ctx, sl, cat, ctes, alias)
+		j, ok := whereJoin(ctx, c, d.stmt.FromClause, cat, ctes, alias)
 		if !ok {
 			keep = append(keep, c)
 			continue
 		}
-		part := newPart(d, fmt.Sprintf("where %d", len(parts)+1), q)
+		part := newPart(d, fmt.Sprintf("where %d", len(parts)+1), j.q)
 		if part == nil {
 			keep = append(keep, c)
 			continue
 		}
 		parts = append(parts, part)
-		sel.FromClause = append(sel.FromClause, tableRef(part.Target, &pg_query.Alias{Aliasname: alias}))
-		keep = append(keep, conds...)
+		ref := tableRef(part.Target, &pg_query.Alias{Aliasname: alias})
+		if j.anti {
+			antis, on = append(antis, ref), append(on, j.conds)
+			keep = append(keep, antiTest(alias))
+			continue
+		}
+		sel.FromClause = append(sel.FromClause, ref)
+		keep = append(keep, j.conds...)
 	}
 	if len(parts) == 0 {
 		return nil, d
 	}
 	sel.WhereClause = andNode(keep)
-	if rows, outer := semiRows(ctx, d, sel, cat); rows != nil {
+	if len(antis) > 0 {
+		qualifyGroups(ctx, sel, d.stmt.FromClause, cat, ctes)
+		sel.FromClause = leftJoin(sel.FromClause, antis, on)
+	} else if rows, outer := semiRows(ctx, d, sel, cat); rows != nil {
 		parts, sel = append(parts, rows), outer
 	}
 	o := *d
