@@ -385,13 +385,14 @@ func qualifyGroups(ctx context.Context, sel *pg_query.SelectStmt, from []*pg_que
 }
 
 // preservedOnly is where without the conditions that read a table on a
-// nullable side (aliases in nullable) or a column it cannot place. Where
-// a staged row on a nullable side matches, a row NULL-extended in its
-// place comes or goes with the same group key, but not through the same
-// WHERE: an anti-join's `part.k IS NULL` holds for the NULL-extended row
-// only. Without such conditions the touched keys are a superset of the
-// groups that changed, which recomputing leaves right.
-func preservedOnly(where *pg_query.Node, nullable map[string]bool) *pg_query.Node {
+// nullable side: qualified by an alias in nullable, or a bare name in
+// columns (those tables' column names). Where a staged row on a nullable
+// side matches, a row NULL-extended in its place comes or goes with the
+// same group key, but not through the same WHERE: an anti-join's `part.k
+// IS NULL` holds for the NULL-extended row only. Without such conditions
+// the touched keys are a superset of the groups that changed, which
+// recomputing leaves right.
+func preservedOnly(where *pg_query.Node, nullable, columns map[string]bool) *pg_query.Node {
 	if where == nil {
 		return nil
 	}
@@ -402,8 +403,15 @@ func preservedOnly(where *pg_query.Node, nullable map[string]bool) *pg_query.Nod
 			if x.GetSubLink() != nil {
 				ok = false
 			}
-			if cr := x.GetColumnRef(); cr != nil && (len(cr.Fields) != 2 || nullable[cr.Fields[0].GetString_().GetSval()]) {
-				ok = false
+			if cr := x.GetColumnRef(); cr != nil {
+				switch len(cr.Fields) {
+				case 1:
+					ok = ok && !columns[cr.Fields[0].GetString_().GetSval()]
+				case 2:
+					ok = ok && !nullable[cr.Fields[0].GetString_().GetSval()]
+				default:
+					ok = false
+				}
 			}
 		})
 		if ok {
@@ -411,4 +419,54 @@ func preservedOnly(where *pg_query.Node, nullable map[string]bool) *pg_query.Nod
 		}
 	}
 	return andNode(keep)
+}
+
+// nullableColumns are the names of the columns of the tables (vars, read
+// from sources by varSource) whose aliases are in nullable.
+func nullableColumns(vars []*pg_query.RangeVar, varSource []int, nullable map[string]bool, sources []Source) map[string]bool {
+	out := map[string]bool{}
+	for i, rv := range vars {
+		if rv.Alias != nil && nullable[rv.Alias.Aliasname] {
+			for _, c := range sources[varSource[i]].All {
+				out[c.Name] = true
+			}
+		}
+	}
+	return out
+}
+
+// antiJoin tells whether j is the LEFT JOIN of one of d's anti-join parts.
+func (d *Definition) antiJoin(j *pg_query.JoinExpr) bool {
+	rv := j.Rarg.GetRangeVar()
+	return j.Jointype == pg_query.JoinType_JOIN_LEFT && rv != nil && rv.Alias != nil && d.anti[rv.Alias.Aliasname]
+}
+
+// antiTerm turns c, the view's query, into the delta rules' term of its
+// anti-join part read as alias, and returns the term's sign. An outer row
+// matches at most one row of the part (one per key, and the ON clause
+// equates every key), so its match changes exactly where a staged row of
+// the part matches it: it leaves the result where a row comes (+1) and
+// enters where one goes (-1). The term is the outer rows joined (inner)
+// with the stage on the ON clause, without the part's IS NULL, signed
+// against the stage.
+func antiTerm(c *pg_query.SelectStmt, alias string) *pg_query.Node {
+	for _, f := range c.FromClause {
+		visit(f, func(x *pg_query.Node) {
+			if j := x.GetJoinExpr(); j != nil {
+				if rv := j.Rarg.GetRangeVar(); rv != nil && rv.Alias != nil && rv.Alias.Aliasname == alias {
+					j.Jointype = pg_query.JoinType_JOIN_INNER
+				}
+			}
+		})
+	}
+	test, _ := deparseExpr(antiTest(alias))
+	var keep []*pg_query.Node
+	for _, w := range andArgs(c.WhereClause) {
+		if s, err := deparseExpr(w); err != nil || s != test {
+			keep = append(keep, w)
+		}
+	}
+	c.WhereClause = andNode(keep)
+	return &pg_query.Node{Node: &pg_query.Node_AExpr{AExpr: &pg_query.A_Expr{Kind: pg_query.A_Expr_Kind_AEXPR_OP,
+		Name: []*pg_query.Node{pg_query.MakeStrNode("-")}, Rexpr: columnRef(alias, SignColumn)}}}
 }

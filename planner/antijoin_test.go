@@ -19,25 +19,25 @@ func TestDecomposeAntiJoins(t *testing.T) {
 	}{
 		{"not exists correlated by an equality",
 			`SELECT id FROM customers c WHERE NOT EXISTS (SELECT FROM orders WHERE customer = c.id)`,
-			[][2]string{{"where 1", "algebraic (counting)"}}, "full recomputation (joins"},
+			[][2]string{{"where 1", "algebraic (counting)"}}, "algebraic (delta rules over inner joins and anti-joins)"},
 		{"not exists, grouped by the outer table",
 			`SELECT region, count(*) AS n FROM customers c WHERE NOT EXISTS (SELECT * FROM orders WHERE customer = c.id AND qty > 2) GROUP BY region`,
-			[][2]string{{"where 1", "algebraic (counting)"}}, "scoped recomputation (joins"},
+			[][2]string{{"where 1", "algebraic (counting)"}, {"where", "algebraic (delta rules over inner joins and anti-joins)"}}, "algebraic (counting)"},
 		{"not in, both sides NOT NULL (Q16)",
 			`SELECT o.region, count(DISTINCT o.customer) AS n FROM orders o, customers c WHERE c.id = o.customer AND o.customer NOT IN (SELECT id FROM customers WHERE region = 'x') GROUP BY o.region`,
-			[][2]string{{"where 1", "algebraic (counting)"}}, "scoped recomputation (joins"},
+			[][2]string{{"where 1", "algebraic (counting)"}, {"where", "algebraic (delta rules over inner joins and anti-joins)"}}, "scoped recomputation (count(DISTINCT"},
 		{"not in over a column filtered IS NOT NULL",
 			`SELECT region, count(*) FROM customers WHERE id NOT IN (SELECT qty FROM orders WHERE qty IS NOT NULL) GROUP BY region`,
-			[][2]string{{"where 1", "algebraic (counting)"}}, "scoped recomputation (joins"},
+			[][2]string{{"where 1", "algebraic (counting)"}, {"where", "algebraic (delta rules over inner joins and anti-joins)"}}, "algebraic (counting)"},
 		{"<> all, as not in",
-			`SELECT region, count(*) FROM customers WHERE id <> ALL (SELECT customer FROM orders) GROUP BY region`,
-			[][2]string{{"where 1", "algebraic (counting)"}}, "scoped recomputation (joins"},
+			`SELECT id FROM customers WHERE id <> ALL (SELECT customer FROM orders)`,
+			[][2]string{{"where 1", "algebraic (counting)"}}, "algebraic (delta rules over inner joins and anti-joins)"},
 		{"exists with <> next to an equality (Q21)",
 			`SELECT o.customer, count(*) AS n FROM orders o WHERE EXISTS (SELECT * FROM orders o2 WHERE o2.customer = o.customer AND o2.id <> o.id) GROUP BY o.customer`,
 			[][2]string{{"where 1", "scoped recomputation"}, {"where", "algebraic (delta rules"}}, "algebraic (counting)"},
 		{"not exists with <> next to an equality (Q21)",
 			`SELECT o.customer, count(*) AS n FROM orders o WHERE NOT EXISTS (SELECT * FROM orders o2 WHERE o2.customer = o.customer AND o.region <> o2.region AND o2.qty > 1) GROUP BY o.customer`,
-			[][2]string{{"where 1", "scoped recomputation"}}, "scoped recomputation (joins"},
+			[][2]string{{"where 1", "scoped recomputation"}, {"where", "algebraic (delta rules over inner joins and anti-joins)"}}, "algebraic (counting)"},
 		{"not in over a column that can be NULL stays", `SELECT id FROM customers WHERE id NOT IN (SELECT qty FROM orders)`, nil, ""},
 		{"not in of a value that can be NULL stays", `SELECT id FROM orders WHERE qty NOT IN (SELECT id FROM customers)`, nil, ""},
 		{"not in of a NOT NULL column on the nullable side of a left join stays",
@@ -62,9 +62,14 @@ func TestAntiJoinRewrite(t *testing.T) {
 		outer string
 	}{
 		{"not exists: every correlation in the ON clause",
-			`SELECT region, count(*) AS n FROM customers c WHERE NOT EXISTS (SELECT FROM orders WHERE customer = c.id AND c.region > 'm' AND qty > 2) GROUP BY region`,
+			`SELECT id, region FROM customers c WHERE NOT EXISTS (SELECT FROM orders WHERE customer = c.id AND c.region > 'm' AND qty > 2)`,
 			[]string{`SELECT customer AS "semi key 1" FROM orders WHERE qty > 2 GROUP BY customer`},
-			`SELECT c.region AS region, count(*) AS n FROM customers c LEFT JOIN deltaview."part_*" "semi 1" ON c.region > 'm' AND "semi 1"."semi key 1" = c.id WHERE "semi 1"."semi key 1" IS NULL GROUP BY c.region`},
+			`SELECT id, region FROM customers c LEFT JOIN deltaview."part_*" "semi 1" ON c.region > 'm' AND "semi 1"."semi key 1" = c.id WHERE "semi 1"."semi key 1" IS NULL`},
+		{"grouped: the joined rows with qualified group keys, then the groups",
+			`SELECT region, count(*) AS n FROM customers c WHERE NOT EXISTS (SELECT FROM orders WHERE customer = c.id) GROUP BY region ORDER BY n, region`,
+			[]string{`SELECT customer AS "semi key 1" FROM orders GROUP BY customer`,
+				`SELECT c.region AS "semi col 1" FROM customers c LEFT JOIN deltaview."part_*" "semi 1" ON "semi 1"."semi key 1" = c.id WHERE "semi 1"."semi key 1" IS NULL`},
+			`SELECT "semi rows"."semi col 1" AS region, count(*) AS n FROM deltaview."part_*" "semi rows" GROUP BY "semi rows"."semi col 1" ORDER BY n, region`},
 		{"not in after a semi-join, over two tables",
 			`SELECT o.region FROM orders o, customers c WHERE c.id = o.id AND EXISTS (SELECT FROM orders WHERE customer = c.id) AND o.customer NOT IN (SELECT id FROM customers)`,
 			[]string{`SELECT customer AS "semi key 1" FROM orders GROUP BY customer`, `SELECT id AS "semi key 1" FROM customers GROUP BY id`},
@@ -86,8 +91,8 @@ func TestAntiJoinRewrite(t *testing.T) {
 				t.Fatalf("%d parts, want %d", len(parts), len(c.parts))
 			}
 			for i, p := range parts {
-				if p.Query != c.parts[i] {
-					t.Errorf("part %d:\n got %s\nwant %s", i+1, p.Query, c.parts[i])
+				if got := partNames.ReplaceAllString(p.Query, `deltaview."part_*"`); got != c.parts[i] {
+					t.Errorf("part %d:\n got %s\nwant %s", i+1, got, c.parts[i])
 				}
 			}
 			got, err := deparseStmt(outer.stmt)

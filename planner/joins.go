@@ -166,7 +166,7 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 			}
 		})
 		if onNullable {
-			c.WhereClause = preservedOnly(c.WhereClause, nullable)
+			c.WhereClause = preservedOnly(c.WhereClause, nullable, nullableColumns(vars, varSource, nullable, p.Sources))
 		}
 		s, err := deparseStmt(c)
 		if err != nil {

@@ -60,6 +60,7 @@ func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition,
 	// Anti-joins (antijoin.go) are LEFT JOINed after the FROM list.
 	var antis []*pg_query.Node
 	var on [][]*pg_query.Node
+	anti := map[string]bool{}
 	for _, c := range andArgs(sel.WhereClause) {
 		alias := semiAlias(len(parts) + 1)
 		j, ok := whereJoin(ctx, c, d.stmt.FromClause, cat, ctes, alias)
@@ -76,6 +77,7 @@ func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition,
 		ref := tableRef(part.Target, &pg_query.Alias{Aliasname: alias})
 		if j.anti {
 			antis, on = append(antis, ref), append(on, j.conds)
+			anti[alias] = true
 			keep = append(keep, antiTest(alias))
 			continue
 		}
@@ -89,12 +91,15 @@ func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition,
 	if len(antis) > 0 {
 		qualifyGroups(ctx, sel, d.stmt.FromClause, cat, ctes)
 		sel.FromClause = leftJoin(sel.FromClause, antis, on)
-	} else if rows, outer := semiRows(ctx, d, sel, cat); rows != nil {
-		parts, sel = append(parts, rows), outer
+	}
+	if rows, outer := semiRows(ctx, d, sel, cat); rows != nil {
+		rows.anti = anti
+		parts, sel, anti = append(parts, rows), outer, nil
 	}
 	o := *d
 	o.stmt = sel
 	o.whole = d
+	o.anti = anti
 	return parts, &o
 }
 
@@ -131,12 +136,13 @@ func semiRows(ctx context.Context, d *Definition, sel *pg_query.SelectStmt, cat 
 			outputs[n] = true
 		}
 	}
-	// A bare name in GROUP BY or ORDER BY may be an output column's:
-	// left alone, such a view keeps its joins.
-	for _, n := range append(slices.Clone(sel.GroupClause), sel.SortClause...) {
+	// A bare name in GROUP BY may be an output column's: left alone, such
+	// a view keeps its joins. In ORDER BY it names the output column, and
+	// stays (below).
+	for _, n := range slices.Concat(sel.GroupClause, sel.SortClause) {
 		bad := false
 		visit(n, func(x *pg_query.Node) {
-			if cr := x.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && outputs[cr.Fields[0].GetString_().GetSval()] {
+			if cr := x.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && outputs[cr.Fields[0].GetString_().GetSval()] && !slices.Contains(sel.SortClause, n) {
 				bad = true
 			}
 			if x.GetGroupingSet() != nil || x.GetSubLink() != nil {
@@ -199,8 +205,16 @@ func semiRows(ctx context.Context, d *Definition, sel *pg_query.SelectStmt, cat 
 	if outer.HavingClause != nil {
 		outer.HavingClause = top(outer.HavingClause)
 	}
-	for _, n := range slices.Concat(outer.TargetList, outer.SortClause) {
+	for _, n := range outer.TargetList {
 		rewrite(n.ProtoReflect(), replace)
+	}
+	for _, n := range outer.SortClause {
+		rewrite(n.ProtoReflect(), func(x *pg_query.Node) *pg_query.Node {
+			if cr := x.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && outputs[cr.Fields[0].GetString_().GetSval()] {
+				return x
+			}
+			return replace(x)
+		})
 	}
 	if !ok || len(rows.TargetList) == 0 {
 		return nil, nil
