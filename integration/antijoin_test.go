@@ -48,6 +48,11 @@ func TestAntiJoinsAsInternalViews(t *testing.T) {
 			GROUP BY l1.supplier`),
 		plainView("alone", `SELECT l1.order_id, l1.supplier FROM lines l1
 			WHERE NOT EXISTS (SELECT FROM lines l2 WHERE l2.order_id = l1.order_id AND l2.supplier <> l1.supplier)`),
+		// In a subquery in FROM and in a CTE (TPC-H Q22).
+		plainView("idle_from", `SELECT priority, count(*) AS n, sum(placed) AS total
+			FROM (SELECT priority, placed FROM orders o WHERE NOT EXISTS (SELECT * FROM lines WHERE order_id = o.id)) AS idle GROUP BY priority`),
+		plainView("idle_with", `WITH idle AS (SELECT id, customer FROM orders WHERE id <> ALL (SELECT order_id FROM lines WHERE order_id IS NOT NULL))
+			SELECT customer, count(*) AS n FROM idle GROUP BY customer`),
 		// An anti-join written as a LEFT JOIN, grouped by the preserved
 		// side: a line that comes or goes touches its order's group.
 		plainView("lonely", `SELECT o.priority, count(*) AS n FROM orders o LEFT JOIN lines l ON l.order_id = o.id
@@ -66,7 +71,9 @@ func TestAntiJoinsAsInternalViews(t *testing.T) {
 		"waiting/where 1": "internal view of waiting: scoped recomputation", "waiting/where 2": "internal view of waiting: scoped recomputation",
 		"waiting/where": "internal view of waiting: " + anti, "waiting": counted,
 		"alone/where 1": "internal view of alone: scoped recomputation", "alone": anti,
-		"lonely": "scoped recomputation (joins",
+		"lonely":                      "scoped recomputation (joins",
+		"idle_from/from idle/where 1": "internal view of idle_from: " + counted, "idle_from/from idle": "internal view of idle_from: " + anti, "idle_from": counted,
+		"idle_with/with idle/where 1": "internal view of idle_with: " + counted, "idle_with/with idle": "internal view of idle_with: " + anti, "idle_with": counted,
 	} {
 		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, want) {
 			t.Errorf("%s: strategy %q, want %q", name, st, want)

@@ -470,3 +470,32 @@ func antiTerm(c *pg_query.SelectStmt, alias string) *pg_query.Node {
 	return &pg_query.Node{Node: &pg_query.Node_AExpr{AExpr: &pg_query.A_Expr{Kind: pg_query.A_Expr_Kind_AEXPR_OP,
 		Name: []*pg_query.Node{pg_query.MakeStrNode("-")}, Rexpr: columnRef(alias, SignColumn)}}}
 }
+
+// fromPart is the internal view of d (named with what) holding q, a
+// subquery in FROM or a CTE whose output columns cols names, after its
+// own WHERE is split (splitWhere), and the parts that split gives: a
+// subquery of one table with NOT EXISTS (TPC-H Q22's) joins its part, and
+// is worth an internal view then. nil when q is worth none (worthPart).
+func fromPart(ctx context.Context, d *Definition, what string, q *pg_query.SelectStmt, cols []*pg_query.Node, cat Catalog) ([]*Definition, *Definition) {
+	if q == nil {
+		return nil, nil
+	}
+	q = clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: q}}).GetSelectStmt()
+	if !nameColumns(q, cols) {
+		return nil, nil
+	}
+	part := newPart(d, what, q)
+	if part == nil {
+		return nil, nil
+	}
+	parts, part := splitWhere(ctx, part, cat)
+	if !worthPart(part.stmt) {
+		return nil, nil
+	}
+	// They all belong to the view as written.
+	for _, p := range parts {
+		p.whole = d
+	}
+	part.whole = d
+	return parts, part
+}
