@@ -488,10 +488,17 @@ func fromPart(ctx context.Context, d *Definition, what string, q *pg_query.Selec
 	if part == nil {
 		return nil, nil
 	}
-	parts, part := splitWhere(ctx, part, cat)
-	if !worthPart(part.stmt) {
+	// Its own parts are named after the view's table, as its own name is
+	// ("name/from alias/where 1"), not after its internal table.
+	named := *part
+	w := qualified(d.Target)
+	named.Target = Table{Schema: w.Schema, Name: w.Name + "/" + what}
+	parts, split := splitWhere(ctx, &named, cat)
+	if !worthPart(split.stmt) {
 		return nil, nil
 	}
+	split.Target, split.Written = part.Target, part.Written
+	part = split
 	// They all belong to the view as written.
 	for _, p := range parts {
 		p.whole = d
