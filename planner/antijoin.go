@@ -2,6 +2,7 @@ package planner
 
 import (
 	"context"
+	"fmt"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
@@ -28,10 +29,13 @@ import (
 //
 // NOT IN equals NOT EXISTS only when neither side can be NULL: a NULL in
 // the subquery makes NOT IN never true, and a NULL x makes it NULL when
-// the subquery has rows. So it is rewritten only when the catalog proves
+// the subquery has rows. So it is that anti-join when the catalog proves
 // both NOT NULL (columns declared NOT NULL or in a primary key, on no
 // nullable side of an outer join; or the subquery filtering `c IS NOT
-// NULL`); otherwise it stays as written.
+// NULL`). Otherwise, uncorrelated, the view also joins a part of one row
+// holding the subquery's count of rows and of NULLs, and tests `n = 0 OR
+// (x IS NOT NULL AND nulls = 0)` besides the anti-join; correlated, it
+// stays as written.
 //
 // A correlation `t.c <> outer.c` next to equalities (TPC-H Q21): among a
 // key's rows (after p) with c not NULL, one differs from outer.c exactly
@@ -42,19 +46,26 @@ import (
 // part's MIN and MAX are recomputed for the keys a batch touches, from the
 // copy of t, a few rows per key.
 
-// Columns of a part of a `<>` correlation: the least and greatest value.
+// Columns of a part of a `<>` correlation: the least and greatest value;
+// and of the counts of a NOT IN: the subquery's rows and NULLs.
 const (
-	semiMin = "semi min"
-	semiMax = "semi max"
+	semiMin      = "semi min"
+	semiMax      = "semi max"
+	semiRowCount = "semi n"
+	semiNulls    = "semi nulls"
 )
 
 // partJoin is how a view reads a part of a subquery in its WHERE: ANDed
 // with its conditions, or, for an anti-join, through a LEFT JOIN on them
-// where no row of the part may match.
+// where no row of the part may match. A NOT IN whose sides can be NULL
+// also reads counts, a part of one row (the subquery's rows and NULLs),
+// joined and tested with countsTest.
 type partJoin struct {
-	q     *pg_query.SelectStmt
-	conds []*pg_query.Node
-	anti  bool
+	q          *pg_query.SelectStmt
+	conds      []*pg_query.Node
+	anti       bool
+	counts     *pg_query.SelectStmt
+	countsTest func(alias string) (*pg_query.Node, error)
 }
 
 // whereJoin turns c, an operand of the view's top AND, into a part and the
@@ -113,11 +124,39 @@ func notIn(ctx context.Context, sl *pg_query.SubLink, from []*pg_query.Node, cat
 	if sub == nil || len(sub.TargetList) != 1 || sl.Testexpr == nil {
 		return partJoin{}, false
 	}
-	if !notNull(ctx, sl.Testexpr, from, nil, cat, ctes) || !notNull(ctx, sub.TargetList[0].GetResTarget().GetVal(), sub.FromClause, sub.WhereClause, cat, ctes) {
+	q, conds, ok := semiJoin(ctx, sl, cat, ctes, alias)
+	if !ok {
 		return partJoin{}, false
 	}
-	q, conds, ok := semiJoin(ctx, sl, cat, ctes, alias)
-	return partJoin{q: q, conds: conds, anti: true}, ok
+	if notNull(ctx, sl.Testexpr, from, nil, cat, ctes) && notNull(ctx, sub.TargetList[0].GetResTarget().GetVal(), sub.FromClause, sub.WhereClause, cat, ctes) {
+		return partJoin{q: q, conds: conds, anti: true}, true
+	}
+	// Either side can be NULL. Uncorrelated, the subquery's rows are one
+	// set for all outer rows: x NOT IN holds where x matches none of them
+	// and either there are none, or x is not NULL and none of them is.
+	if len(q.GroupClause) != 1 || len(conds) != 1 {
+		return partJoin{}, false
+	}
+	x, err := deparseExpr(sl.Testexpr)
+	if err != nil {
+		return partJoin{}, false
+	}
+	c := q.TargetList[0].GetResTarget().GetVal()
+	count := func(name string, filter *pg_query.Node) *pg_query.Node {
+		return &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: name,
+			Val: &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: &pg_query.FuncCall{
+				Funcname: []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("count")},
+				AggStar:  true, AggFilter: filter, Funcformat: pg_query.CoercionForm_COERCE_EXPLICIT_CALL}}}}}}
+	}
+	counts := &pg_query.SelectStmt{FromClause: q.FromClause, WhereClause: q.WhereClause, Op: pg_query.SetOperation_SETOP_NONE,
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT, TargetList: []*pg_query.Node{
+			count(semiRowCount, nil),
+			count(semiNulls, &pg_query.Node{Node: &pg_query.Node_NullTest{NullTest: &pg_query.NullTest{Arg: clone(c), Nulltesttype: pg_query.NullTestType_IS_NULL}}}),
+		}}
+	return partJoin{q: q, conds: conds, anti: true, counts: counts, countsTest: func(alias string) (*pg_query.Node, error) {
+		a := QuoteIdent(alias)
+		return parseExpr(fmt.Sprintf("(%s.%s = 0 OR ((%s) IS NOT NULL AND %s.%s = 0))", a, QuoteIdent(semiRowCount), x, a, QuoteIdent(semiNulls)))
+	}}, true
 }
 
 // differs turns an EXISTS subquery correlated by equalities and one `<>`

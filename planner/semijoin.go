@@ -69,7 +69,16 @@ func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition,
 			continue
 		}
 		part := newPart(d, fmt.Sprintf("where %d", len(parts)+1), j.q)
-		if part == nil {
+		var counts *Definition
+		var test *pg_query.Node
+		if j.counts != nil {
+			counts = newPart(d, fmt.Sprintf("where %d", len(parts)+2), j.counts)
+			var err error
+			if test, err = j.countsTest(semiAlias(len(parts) + 2)); err != nil {
+				counts = nil
+			}
+		}
+		if part == nil || j.counts != nil && counts == nil {
 			keep = append(keep, c)
 			continue
 		}
@@ -79,10 +88,15 @@ func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition,
 			antis, on = append(antis, ref), append(on, j.conds)
 			anti[alias] = true
 			keep = append(keep, antiTest(alias))
-			continue
+		} else {
+			sel.FromClause = append(sel.FromClause, ref)
+			keep = append(keep, j.conds...)
 		}
-		sel.FromClause = append(sel.FromClause, ref)
-		keep = append(keep, j.conds...)
+		if counts != nil {
+			parts = append(parts, counts)
+			sel.FromClause = append(sel.FromClause, tableRef(counts.Target, &pg_query.Alias{Aliasname: semiAlias(len(parts))}))
+			keep = append(keep, test)
+		}
 	}
 	if len(parts) == 0 {
 		return nil, d
