@@ -26,8 +26,10 @@ import (
 // key's row goes when its last match does), the view with the strategy
 // its joins get.
 //
-// Anything else in the subquery (grouping, LIMIT, a correlation other than
-// an equality, a nested subquery, NOT) leaves the view as written.
+// NOT EXISTS, NOT IN and a `<>` next to the equalities are anti-joins and
+// tests of the part (antijoin.go). Anything else in the subquery
+// (grouping, LIMIT, another correlation, a nested subquery) leaves the
+// view as written.
 
 // semiAlias is the name under which the view reads its n-th semi-join
 // part, and semiKey the part's i-th column: names no query spells by
