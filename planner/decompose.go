@@ -65,7 +65,7 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 // last; nil when nothing in d is worth an internal view.
 func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 	semi, outer := splitWhere(ctx, d, cat)
-	parts, outer := splitFrom(outer)
+	parts, outer := splitFrom(ctx, outer, cat)
 	parts = append(semi, parts...)
 	if inner, top := split(outer, d); inner != nil {
 		parts, outer = append(parts, inner), top
@@ -185,7 +185,7 @@ func names(n *pg_query.Node) map[string]bool {
 // splitFrom moves d's CTEs and subqueries in FROM that are worth it
 // (worthPart) into internal views: the parts, and d reading them (d
 // itself when there are none).
-func splitFrom(d *Definition) ([]*Definition, *Definition) {
+func splitFrom(ctx context.Context, d *Definition, cat Catalog) ([]*Definition, *Definition) {
 	if d.stmt == nil || d.stmt.Op != pg_query.SetOperation_SETOP_NONE {
 		return nil, d
 	}
@@ -218,20 +218,16 @@ func splitFrom(d *Definition) ([]*Definition, *Definition) {
 			}
 			// A CTE reading another, or whose name a nested WITH
 			// defines again or a table has before it, stays.
-			if !worthPart(q) || usesCTE || ctes[cte.Ctename] > 1 || earlier {
+			if usesCTE || ctes[cte.Ctename] > 1 || earlier {
 				keep = append(keep, c)
 				continue
 			}
-			if !nameColumns(q, cte.Aliascolnames) {
-				keep = append(keep, c)
-				continue
-			}
-			part := newPart(written(d), "with "+cte.Ctename, q)
+			more, part := fromPart(ctx, written(d), "with "+cte.Ctename, q, cte.Aliascolnames, cat)
 			if part == nil {
 				keep = append(keep, c)
 				continue
 			}
-			parts = append(parts, part)
+			parts = append(append(parts, more...), part)
 			rewrite(sel.ProtoReflect(), func(x *pg_query.Node) *pg_query.Node {
 				rv := x.GetRangeVar()
 				if rv == nil || rv.Schemaname != "" || rv.Relname != cte.Ctename {
@@ -269,7 +265,7 @@ func splitFrom(d *Definition) ([]*Definition, *Definition) {
 			return nil
 		}
 		rs := x.GetRangeSubselect()
-		if rs == nil || rs.Lateral || rs.Alias == nil || !worthPart(rs.Subquery.GetSelectStmt()) {
+		if rs == nil || rs.Lateral || rs.Alias == nil {
 			return nil
 		}
 		for name := range names(rs.Subquery) {
@@ -277,11 +273,7 @@ func splitFrom(d *Definition) ([]*Definition, *Definition) {
 				return nil
 			}
 		}
-		q := rs.Subquery.GetSelectStmt()
-		if !nameColumns(q, rs.Alias.Colnames) {
-			return nil
-		}
-		part := newPart(written(d), fmt.Sprintf("from %s", rs.Alias.Aliasname), q)
+		more, part := fromPart(ctx, written(d), fmt.Sprintf("from %s", rs.Alias.Aliasname), rs.Subquery.GetSelectStmt(), rs.Alias.Colnames, cat)
 		if part == nil {
 			return nil
 		}
@@ -290,7 +282,7 @@ func splitFrom(d *Definition) ([]*Definition, *Definition) {
 				return nil
 			}
 		}
-		parts = append(parts, part)
+		parts = append(append(parts, more...), part)
 		return tableRef(part.Target, &pg_query.Alias{Aliasname: rs.Alias.Aliasname})
 	}
 	for i, x := range sel.FromClause {

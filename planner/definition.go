@@ -48,6 +48,9 @@ type Definition struct {
 	// whole is, for the parts of a view split by Decompose, the view as
 	// written; part is, for the top-N part, the internal view it reads.
 	whole, part *Definition
+	// anti are the aliases under which the query reads anti-join parts
+	// (antijoin.go): at most one row matches an outer row.
+	anti map[string]bool
 }
 
 // HistoryTable is the table that keeps the view's changes: its result

@@ -38,7 +38,7 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 		case *pg_query.Node_SubLink, *pg_query.Node_RangeSubselect:
 			eligible = false
 		case *pg_query.Node_JoinExpr:
-			if v.JoinExpr.Jointype != pg_query.JoinType_JOIN_INNER {
+			if v.JoinExpr.Jointype != pg_query.JoinType_JOIN_INNER && !p.View.antiJoin(v.JoinExpr) {
 				eligible = false
 			}
 		case *pg_query.Node_FuncCall:
@@ -61,8 +61,12 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 		for k, t := range c.TargetList {
 			t.GetResTarget().Name = "c" + strconv.Itoa(k+1)
 		}
+		sign := columnRef(rv.Alias.Aliasname, SignColumn)
+		if p.View.anti[rv.Alias.Aliasname] {
+			sign = antiTerm(c, rv.Alias.Aliasname)
+		}
 		c.TargetList = append(c.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
-			Name: "__dv_n", Val: columnRef(rv.Alias.Aliasname, SignColumn)}}})
+			Name: "__dv_n", Val: sign}}})
 		c.SortClause = nil
 		term, err := stageTerm(c, i, varSource[i])
 		if err != nil {

@@ -14,11 +14,13 @@
 //     answer.
 //  3. Decompose (decompose.go) splits a view into internal views where that
 //     makes it incremental: a subquery in FROM or a CTE that groups or
-//     joins, the grouped query under a top-N or DISTINCT ON, and EXISTS
-//     and IN subqueries in WHERE that are semi-joins by equalities
-//     (semijoin.go) become views of their own ("name/from alias",
-//     "name/with cte", "name/groups", "name/where N"), kept in tables of
-//     deltaview's schema.
+//     joins, the grouped query under a top-N or DISTINCT ON, EXISTS and
+//     IN subqueries in WHERE that are semi-joins by equalities
+//     (semijoin.go), and NOT EXISTS, NOT IN and `<>` correlations next to
+//     such equalities (antijoin.go, read through a LEFT JOIN) become
+//     views of their own ("name/from alias", "name/with cte",
+//     "name/groups", "name/where N"), kept in tables of deltaview's
+//     schema.
 //  4. BuildAmong (plan.go) plans one view among the others, with the
 //     source's catalog (Catalog): stars are spelled out (stars.go),
 //     ordinary views of the source read through their definitions
@@ -49,7 +51,9 @@
 //   - Delta rules over inner joins (delta.go): per table i, its staged rows
 //     joined with the other tables' copies, old for the tables after it
 //     and new for those before (Term): Δ(R⋈S) = ΔR⋈S_old + R_new⋈ΔS, summed
-//     in a delta table and applied as signed rows.
+//     in a delta table and applied as signed rows. An anti-join's
+//     internal view has at most one row per outer row, so its term is the
+//     outer rows joined with its stage, signed against it (antiTerm).
 //   - Counting over inner joins (joincount.go): the same terms, projected
 //     on the group keys and aggregate arguments, feed the counting state.
 //   - Scoped recomputation: the groups (or partitions, or the one row) a

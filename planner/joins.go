@@ -153,6 +153,7 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 		})
 		// Staged rows on a nullable side only matter where they match:
 		// joined inner, the variant does not NULL-extend every other row.
+		onNullable := false
 		visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: c}}, func(x *pg_query.Node) {
 			j := x.GetJoinExpr()
 			if j == nil {
@@ -161,8 +162,12 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 			if (j.Jointype == pg_query.JoinType_JOIN_LEFT && holds(j.Rarg, staged)) ||
 				(j.Jointype == pg_query.JoinType_JOIN_RIGHT && holds(j.Larg, staged)) {
 				j.Jointype = pg_query.JoinType_JOIN_INNER
+				onNullable = true
 			}
 		})
+		if onNullable {
+			c.WhereClause = preservedOnly(c.WhereClause, nullable, nullableColumns(vars, varSource, nullable, p.Sources))
+		}
 		s, err := deparseStmt(c)
 		if err != nil {
 			return false, err

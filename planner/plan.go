@@ -1139,6 +1139,10 @@ func (p *Plan) strategy() string {
 	}
 	switch p.Kind {
 	case Projection:
+		if p.NeedsDelta() && len(p.View.anti) > 0 {
+			return "algebraic (delta rules over inner joins and anti-joins): " + p.reads() +
+				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted; a row that enters or leaves an anti-join's internal view removes or restores the rows it matches" + p.overView()
+		}
 		if p.NeedsDelta() {
 			return "algebraic (delta rules over inner joins): " + p.reads() +
 				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted" + p.overView()

@@ -26,8 +26,10 @@ import (
 // key's row goes when its last match does), the view with the strategy
 // its joins get.
 //
-// Anything else in the subquery (grouping, LIMIT, a correlation other than
-// an equality, a nested subquery, NOT) leaves the view as written.
+// NOT EXISTS, NOT IN and a `<>` next to the equalities are anti-joins and
+// tests of the part (antijoin.go). Anything else in the subquery
+// (grouping, LIMIT, another correlation, a nested subquery) leaves the
+// view as written.
 
 // semiAlias is the name under which the view reads its n-th semi-join
 // part, and semiKey the part's i-th column: names no query spells by
@@ -57,37 +59,63 @@ func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition,
 	}
 	var parts []*Definition
 	var keep []*pg_query.Node
+	// Anti-joins (antijoin.go) are LEFT JOINed after the FROM list.
+	var antis []*pg_query.Node
+	var on [][]*pg_query.Node
+	anti := map[string]bool{}
 	for _, c := range andArgs(sel.WhereClause) {
-		sl := c.GetSubLink()
-		if sl == nil {
-			keep = append(keep, c)
-			continue
-		}
 		alias := semiAlias(len(parts) + 1)
-		q, conds, ok := semiJoin(ctx, sl, cat, ctes, alias)
+		j, ok := whereJoin(ctx, c, d.stmt.FromClause, cat, ctes, alias)
 		if !ok {
 			keep = append(keep, c)
 			continue
 		}
-		part := newPart(d, fmt.Sprintf("where %d", len(parts)+1), q)
-		if part == nil {
+		part := newPart(d, fmt.Sprintf("where %d", len(parts)+1), j.q)
+		var counts *Definition
+		var test *pg_query.Node
+		if j.counts != nil {
+			counts = newPart(d, fmt.Sprintf("where %d", len(parts)+2), j.counts)
+			var err error
+			if test, err = j.countsTest(semiAlias(len(parts) + 2)); err != nil {
+				counts = nil
+			}
+		}
+		if part == nil || j.counts != nil && counts == nil {
 			keep = append(keep, c)
 			continue
 		}
 		parts = append(parts, part)
-		sel.FromClause = append(sel.FromClause, tableRef(part.Target, &pg_query.Alias{Aliasname: alias}))
-		keep = append(keep, conds...)
+		ref := tableRef(part.Target, &pg_query.Alias{Aliasname: alias})
+		if j.anti {
+			antis, on = append(antis, ref), append(on, j.conds)
+			anti[alias] = true
+			keep = append(keep, antiTest(alias))
+		} else {
+			sel.FromClause = append(sel.FromClause, ref)
+			keep = append(keep, j.conds...)
+		}
+		if counts != nil {
+			parts = append(parts, counts)
+			sel.FromClause = append(sel.FromClause, tableRef(counts.Target, &pg_query.Alias{Aliasname: semiAlias(len(parts))}))
+			keep = append(keep, test)
+		}
 	}
 	if len(parts) == 0 {
 		return nil, d
 	}
 	sel.WhereClause = andNode(keep)
+	if len(antis) > 0 {
+		qualifyGroups(ctx, sel, d.stmt.FromClause, cat, ctes)
+		sel.FromClause = leftJoin(sel.FromClause, antis, on)
+	}
 	if rows, outer := semiRows(ctx, d, sel, cat); rows != nil {
-		parts, sel = append(parts, rows), outer
+		rows.anti = anti
+		parts, sel, anti = append(parts, rows), outer, nil
 	}
 	o := *d
 	o.stmt = sel
 	o.whole = d
+	o.anti = anti
 	return parts, &o
 }
 
@@ -124,12 +152,13 @@ func semiRows(ctx context.Context, d *Definition, sel *pg_query.SelectStmt, cat 
 			outputs[n] = true
 		}
 	}
-	// A bare name in GROUP BY or ORDER BY may be an output column's:
-	// left alone, such a view keeps its joins.
-	for _, n := range append(slices.Clone(sel.GroupClause), sel.SortClause...) {
+	// A bare name in GROUP BY may be an output column's: left alone, such
+	// a view keeps its joins. In ORDER BY it names the output column, and
+	// stays (below).
+	for _, n := range slices.Concat(sel.GroupClause, sel.SortClause) {
 		bad := false
 		visit(n, func(x *pg_query.Node) {
-			if cr := x.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && outputs[cr.Fields[0].GetString_().GetSval()] {
+			if cr := x.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && outputs[cr.Fields[0].GetString_().GetSval()] && !slices.Contains(sel.SortClause, n) {
 				bad = true
 			}
 			if x.GetGroupingSet() != nil || x.GetSubLink() != nil {
@@ -192,8 +221,16 @@ func semiRows(ctx context.Context, d *Definition, sel *pg_query.SelectStmt, cat 
 	if outer.HavingClause != nil {
 		outer.HavingClause = top(outer.HavingClause)
 	}
-	for _, n := range slices.Concat(outer.TargetList, outer.SortClause) {
+	for _, n := range outer.TargetList {
 		rewrite(n.ProtoReflect(), replace)
+	}
+	for _, n := range outer.SortClause {
+		rewrite(n.ProtoReflect(), func(x *pg_query.Node) *pg_query.Node {
+			if cr := x.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && outputs[cr.Fields[0].GetString_().GetSval()] {
+				return x
+			}
+			return replace(x)
+		})
 	}
 	if !ok || len(rows.TargetList) == 0 {
 		return nil, nil
