@@ -36,7 +36,8 @@ func semiAlias(n int) string { return fmt.Sprintf("semi %d", n) }
 func semiKey(i int) string   { return fmt.Sprintf("semi key %d", i) }
 
 // splitWhere moves d's EXISTS and IN subqueries in WHERE that are
-// semi-joins by equalities into internal views: the parts, and d reading
+// semi-joins by equalities, and its comparisons with scalar subqueries
+// (scalar.go), into internal views: the parts, and d reading
 // them (d itself when there are none).
 func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition, *Definition) {
 	if d.stmt == nil || d.stmt.Op != pg_query.SetOperation_SETOP_NONE || d.stmt.WhereClause == nil || cat == nil {
@@ -58,13 +59,11 @@ func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition,
 	var parts []*Definition
 	var keep []*pg_query.Node
 	for _, c := range andArgs(sel.WhereClause) {
-		sl := c.GetSubLink()
-		if sl == nil {
-			keep = append(keep, c)
-			continue
-		}
 		alias := semiAlias(len(parts) + 1)
-		q, conds, ok := semiJoin(ctx, sl, cat, ctes, alias)
+		q, conds, ok := scalarJoin(ctx, c, cat, ctes, alias)
+		if sl := c.GetSubLink(); sl != nil && !ok {
+			q, conds, ok = semiJoin(ctx, sl, cat, ctes, alias)
+		}
 		if !ok {
 			keep = append(keep, c)
 			continue
@@ -97,15 +96,16 @@ const semiRowsAlias = "semi rows"
 
 func semiCol(i int) string { return fmt.Sprintf("semi col %d", i) }
 
-// semiRows splits a GROUP BY query sel, which joins its semi-join parts,
-// into an internal view "name/where" of its joined rows, projected on the
+// semiRows splits a GROUP BY query sel (or one aggregating all its rows),
+// which joins its semi-join parts, into an internal view "name/where" of
+// its joined rows, projected on the
 // columns its select list, GROUP BY, HAVING and ORDER BY read (a multiset,
 // kept by delta rules), and the grouped query over that view's table,
 // which is then counted as a view over one maintained view is: a batch
 // costs the rows it changed, not the groups it touched. nil, nil when sel
 // is no such query.
 func semiRows(ctx context.Context, d *Definition, sel *pg_query.SelectStmt, cat Catalog) (*Definition, *pg_query.SelectStmt) {
-	if len(sel.GroupClause) == 0 || len(sel.WindowClause) > 0 || len(sel.DistinctClause) > 0 || sel.WithClause != nil {
+	if len(sel.GroupClause) == 0 && !aggregates(ctx, sel, cat) || len(sel.WindowClause) > 0 || len(sel.DistinctClause) > 0 || sel.WithClause != nil {
 		return nil, nil
 	}
 	// The output columns keep the names the source gives them (a column

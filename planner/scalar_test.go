@@ -1,0 +1,44 @@
+package planner
+
+import "testing"
+
+// A comparison with an aggregating subquery, correlated by equalities and
+// NULL over no rows, becomes an internal view of the value per key, joined
+// by the equalities; uncorrelated, a one-row internal view cross-joined.
+// Any other stays in the view as written.
+func TestDecomposeScalarSubqueries(t *testing.T) {
+	cat := planCatalog(t)
+	cases := []struct {
+		name, query string
+		parts       [][2]string
+		outer       string
+	}{
+		{"correlated by an equality, an expression of avg (Q17)",
+			`SELECT sum(o.amount) AS total FROM orders o, customers c WHERE c.id = o.customer AND c.region = 'north'
+				AND o.qty < (SELECT 0.2 * avg(qty) FROM orders WHERE customer = c.id)`,
+			[][2]string{{"where 1", "algebraic (counting)"}, {"where", "algebraic (delta rules"}}, "algebraic (counting)"},
+		{"correlated by two equalities, the subquery on the left, a condition of its own and one on the outer row",
+			`SELECT o.id FROM orders o WHERE (SELECT sum(i.qty) FROM orders i WHERE i.customer = o.customer AND o.region = i.region AND i.price > 1 AND o.qty > 0) > o.qty`,
+			[][2]string{{"where 1", "algebraic (counting)"}}, "algebraic (delta rules"},
+		{"uncorrelated (Q22)",
+			`SELECT id, amount FROM orders WHERE amount > (SELECT avg(amount) FROM orders WHERE amount > 0) AND region IS NOT NULL`,
+			[][2]string{{"where 1", "algebraic (counting)"}}, "algebraic (delta rules"},
+		{"uncorrelated, not NULL over no rows: one row all the same",
+			`SELECT id FROM orders WHERE qty > (SELECT count(*) FROM customers)`,
+			[][2]string{{"where 1", "algebraic (counting)"}}, "algebraic (delta rules"},
+		{"uncorrelated max, beside a semi-join",
+			`SELECT id FROM orders WHERE price = (SELECT max(price) FROM orders) AND customer IN (SELECT id FROM customers WHERE region = 'x')`,
+			[][2]string{{"where 1", "scoped recomputation"}, {"where 2", "algebraic (counting)"}}, "algebraic (delta rules"},
+		{"correlated count(*) stays: not NULL over no rows", `SELECT id FROM customers c WHERE 2 < (SELECT count(*) FROM orders WHERE customer = c.id)`, nil, ""},
+		{"correlated coalesce stays", `SELECT id FROM customers c WHERE 2 < (SELECT coalesce(sum(qty), 0) FROM orders WHERE customer = c.id)`, nil, ""},
+		{"a value that does not aggregate stays", `SELECT id FROM customers c WHERE 2 < (SELECT qty FROM orders WHERE id = c.id)`, nil, ""},
+		{"a correlation other than an equality stays", `SELECT id FROM customers c WHERE 2 < (SELECT sum(qty) FROM orders WHERE customer < c.id)`, nil, ""},
+		{"an outer column in the value stays", `SELECT id FROM customers c WHERE 2 < (SELECT sum(qty * c.id) FROM orders WHERE customer = c.id)`, nil, ""},
+		{"IS DISTINCT FROM stays", `SELECT id FROM customers c WHERE 2 IS DISTINCT FROM (SELECT sum(qty) FROM orders WHERE customer = c.id)`, nil, ""},
+		{"under OR stays", `SELECT id FROM customers c WHERE c.id = 1 OR 2 < (SELECT sum(qty) FROM orders WHERE customer = c.id)`, nil, ""},
+		{"a window function stays", `SELECT id FROM customers c WHERE 2 < (SELECT sum(qty) OVER () FROM orders WHERE customer = c.id LIMIT 1)`, nil, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
+	}
+}
