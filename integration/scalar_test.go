@@ -7,7 +7,8 @@ import (
 
 // Comparisons with scalar subqueries in WHERE become internal views of the
 // subquery's value (per key when correlated by equalities, one row when
-// not), and every view still equals its query on the source through NULLs
+// not), at the top of a view's WHERE and inside its IN subqueries and
+// subqueries in FROM, and every view still equals its query on the source through NULLs
 // on every side, a key's last row leaving and its first arriving, a table
 // without a key, changes of several tables in one transaction and
 // TRUNCATE. A correlated count(*), which is not NULL over no rows, stays
@@ -38,7 +39,13 @@ func TestScalarSubqueriesAsInternalViews(t *testing.T) {
 	// A count over no rows is 0, not NULL: the join would drop parts
 	// without items.
 	counted := plainView("counted", `SELECT id FROM parts p WHERE 8 > (SELECT count(*) FROM items WHERE part = p.id)`)
-	views := []view{small, above, heaviest, stocked, counted}
+	// Q20's: inside an IN subquery, beside another.
+	promoted := plainView("promoted", `SELECT p.id, p.brand FROM parts p WHERE p.id IN (SELECT n.part FROM notes n
+		WHERE n.part IN (SELECT part FROM items WHERE price > 50) AND n.weight > (SELECT 0.1 * sum(qty) FROM items WHERE part = n.part))`)
+	// Q22's: inside a subquery in FROM.
+	classes := plainView("classes", `SELECT cls, count(*) AS n, sum(qty) AS total
+		FROM (SELECT id % 3 AS cls, qty FROM items WHERE qty > (SELECT avg(qty) FROM items WHERE price > 20)) AS big GROUP BY cls`)
+	views := []view{small, above, heaviest, stocked, counted, promoted, classes}
 	e.start(views)
 	e.check(views...)
 	for name, want := range map[string]string{
@@ -46,7 +53,11 @@ func TestScalarSubqueriesAsInternalViews(t *testing.T) {
 		"above/where 1": "internal view of above: algebraic (counting)", "above": "algebraic (delta rules",
 		"heaviest/where 1": "internal view of heaviest: scoped recomputation", "heaviest": "algebraic (delta rules",
 		"stocked/where 1": "internal view of stocked: algebraic (counting)", "stocked": "algebraic (counting)",
-		"counted": "full recomputation",
+		"counted":                  "full recomputation",
+		"promoted/where 1/where 2": "internal view of promoted: algebraic (counting)", "promoted/where 1": "internal view of promoted: algebraic (counting)",
+		"promoted":                 "algebraic (delta rules",
+		"classes/from big/where 1": "internal view of classes: algebraic (counting)", "classes/from big": "internal view of classes: algebraic (delta rules",
+		"classes": "algebraic (counting)",
 	} {
 		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, want) {
 			t.Errorf("%s: strategy %q, want %q", name, st, want)

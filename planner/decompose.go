@@ -65,7 +65,10 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 // last; nil when nothing in d is worth an internal view.
 func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 	semi, outer := splitWhere(ctx, d, cat)
-	parts, outer := splitFrom(outer)
+	parts, outer := splitFrom(outer, func(q *pg_query.SelectStmt) bool {
+		where, _ := splitWhere(ctx, &Definition{Name: d.Name, stmt: q}, cat)
+		return len(where) > 0
+	})
 	parts = append(semi, parts...)
 	if inner, top := split(outer, d); inner != nil {
 		parts, outer = append(parts, inner), top
@@ -73,7 +76,29 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 	if len(parts) == 0 {
 		return nil
 	}
-	return append(parts, outer)
+	var all []*Definition
+	for _, p := range parts {
+		all = append(all, splitNested(ctx, p, cat)...)
+	}
+	return append(all, outer)
+}
+
+// splitNested splits the subqueries in WHERE of part p (of a subquery in
+// FROM, or of a semi-join) into internal views of their own, as
+// splitWhere does a view's, all owned by the view as written: the parts
+// they read first, p reading them last; p alone when there are none.
+func splitNested(ctx context.Context, p *Definition, cat Catalog) []*Definition {
+	inner, outer := splitWhere(ctx, p, cat)
+	if len(inner) == 0 {
+		return []*Definition{p}
+	}
+	var out []*Definition
+	for _, q := range inner {
+		q.whole = written(p)
+		out = append(out, splitNested(ctx, q, cat)...)
+	}
+	outer.whole = written(p)
+	return append(out, outer)
 }
 
 // plans tells whether d as written and each of its parts plan, among the
@@ -130,17 +155,18 @@ func tableRef(t Table, alias *pg_query.Alias) *pg_query.Node {
 }
 
 // worthPart tells whether a subquery in FROM or a CTE is worth an
-// internal view: it groups or joins, and is a plain SELECT (no LIMIT,
-// DISTINCT ON, window functions, nested WITH, set operation or *), so
-// that its rows are a view of their own.
-func worthPart(q *pg_query.SelectStmt) bool {
+// internal view: it groups or joins, or its WHERE splits (where), and is a
+// plain SELECT (no LIMIT, DISTINCT ON, window functions, nested WITH, set
+// operation or *), so that its rows are a view of their own.
+func worthPart(q *pg_query.SelectStmt, where func(*pg_query.SelectStmt) bool) bool {
 	if q == nil || q.Op != pg_query.SetOperation_SETOP_NONE || q.LimitCount != nil || q.LimitOffset != nil ||
 		len(q.DistinctClause) > 0 && q.DistinctClause[0] != nil || len(q.WindowClause) > 0 || len(q.LockingClause) > 0 ||
 		q.WithClause != nil || len(q.FromClause) == 0 {
 		return false
 	}
 	bad := false
-	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: q}}, func(n *pg_query.Node) {
+	// A subquery in its WHERE (EXISTS (SELECT * ...)) is its own.
+	visitShallow(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: q}}, func(n *pg_query.Node) bool {
 		if fc := n.GetFuncCall(); fc != nil && fc.Over != nil {
 			bad = true
 		}
@@ -150,11 +176,12 @@ func worthPart(q *pg_query.SelectStmt) bool {
 		if rs := n.GetRangeSubselect(); rs != nil && rs.Lateral {
 			bad = true
 		}
+		return n.GetSubLink() == nil
 	})
 	if bad {
 		return false
 	}
-	return len(q.GroupClause) > 0 || len(q.FromClause) > 1 || q.FromClause[0].GetJoinExpr() != nil
+	return len(q.GroupClause) > 0 || len(q.FromClause) > 1 || q.FromClause[0].GetJoinExpr() != nil || where(q)
 }
 
 // nameColumns gives the first output columns of q the names of an alias's
@@ -185,7 +212,7 @@ func names(n *pg_query.Node) map[string]bool {
 // splitFrom moves d's CTEs and subqueries in FROM that are worth it
 // (worthPart) into internal views: the parts, and d reading them (d
 // itself when there are none).
-func splitFrom(d *Definition) ([]*Definition, *Definition) {
+func splitFrom(d *Definition, where func(*pg_query.SelectStmt) bool) ([]*Definition, *Definition) {
 	if d.stmt == nil || d.stmt.Op != pg_query.SetOperation_SETOP_NONE {
 		return nil, d
 	}
@@ -218,7 +245,7 @@ func splitFrom(d *Definition) ([]*Definition, *Definition) {
 			}
 			// A CTE reading another, or whose name a nested WITH
 			// defines again or a table has before it, stays.
-			if !worthPart(q) || usesCTE || ctes[cte.Ctename] > 1 || earlier {
+			if !worthPart(q, where) || usesCTE || ctes[cte.Ctename] > 1 || earlier {
 				keep = append(keep, c)
 				continue
 			}
@@ -269,7 +296,7 @@ func splitFrom(d *Definition) ([]*Definition, *Definition) {
 			return nil
 		}
 		rs := x.GetRangeSubselect()
-		if rs == nil || rs.Lateral || rs.Alias == nil || !worthPart(rs.Subquery.GetSelectStmt()) {
+		if rs == nil || rs.Lateral || rs.Alias == nil || !worthPart(rs.Subquery.GetSelectStmt(), where) {
 			return nil
 		}
 		for name := range names(rs.Subquery) {

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"context"
+	"maps"
 	"slices"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
@@ -234,4 +235,99 @@ func aggregates(ctx context.Context, sel *pg_query.SelectStmt, cat Catalog) bool
 	}
 	aggs, err := cat.Aggregates(ctx, calls)
 	return err == nil && len(aggs) > 0
+}
+
+// semiJoinNested is semiJoin for a subquery whose WHERE also holds
+// conditions with subqueries of their own (Q20's IN with a scalar
+// subquery inside) that read only the subquery's tables and their own:
+// those conditions stay in the part, whose WHERE is split in turn
+// (splitNested).
+func semiJoinNested(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[string]bool, alias string) (*pg_query.SelectStmt, []*pg_query.Node, bool) {
+	if q, conds, ok := semiJoin(ctx, sl, cat, ctes, alias); ok {
+		return q, conds, true
+	}
+	sub := sl.Subselect.GetSelectStmt()
+	if sub == nil || sub.WhereClause == nil {
+		return nil, nil, false
+	}
+	s := &scope{tables: map[string]bool{}, columns: map[string]bool{}}
+	var quals []*pg_query.Node
+	for _, f := range sub.FromClause {
+		if !s.add(ctx, f, cat, ctes, &quals) {
+			return nil, nil, false
+		}
+	}
+	var rest, inner []*pg_query.Node
+	for _, w := range andArgs(sub.WhereClause) {
+		if !hasSubLink(w) {
+			rest = append(rest, w)
+			continue
+		}
+		if !s.closed(ctx, w, cat, ctes) {
+			return nil, nil, false
+		}
+		inner = append(inner, w)
+	}
+	if len(inner) == 0 {
+		return nil, nil, false
+	}
+	stripped := clone(&pg_query.Node{Node: &pg_query.Node_SubLink{SubLink: sl}}).GetSubLink()
+	stripped.Subselect.GetSelectStmt().WhereClause = andNode(rest)
+	q, conds, ok := semiJoin(ctx, stripped, cat, ctes, alias)
+	if !ok {
+		return nil, nil, false
+	}
+	var where []*pg_query.Node
+	if q.WhereClause != nil {
+		where = andArgs(q.WhereClause)
+	}
+	q.WhereClause = andNode(append(where, inner...))
+	return q, conds, true
+}
+
+func hasSubLink(n *pg_query.Node) bool {
+	found := false
+	visit(n, func(x *pg_query.Node) { found = found || x.GetSubLink() != nil })
+	return found
+}
+
+// closed tells whether the condition w, holding subqueries, reads only
+// the tables of s and, inside its subqueries, theirs: subqueries of
+// tables without subqueries of their own.
+func (s *scope) closed(ctx context.Context, w *pg_query.Node, cat Catalog, ctes map[string]bool) bool {
+	ok := true
+	visitShallow(w, func(n *pg_query.Node) bool {
+		if !ok {
+			return false
+		}
+		sl := n.GetSubLink()
+		if sl == nil {
+			if cr := n.GetColumnRef(); cr != nil {
+				in, out, good := s.refs(n)
+				ok = good && in == 1 && out == 0
+			}
+			return true
+		}
+		sub := sl.Subselect.GetSelectStmt()
+		if sub == nil || sl.Testexpr != nil && !s.closed(ctx, sl.Testexpr, cat, ctes) {
+			ok = false
+			return false
+		}
+		own := &scope{tables: map[string]bool{}, columns: map[string]bool{}}
+		var quals []*pg_query.Node
+		for _, f := range sub.FromClause {
+			if !own.add(ctx, f, cat, ctes, &quals) {
+				ok = false
+				return false
+			}
+		}
+		// The subquery's names are its own first, then s's.
+		both := &scope{tables: maps.Clone(s.tables), columns: maps.Clone(s.columns)}
+		maps.Copy(both.tables, own.tables)
+		maps.Copy(both.columns, own.columns)
+		_, out, good := both.refs(sl.Subselect)
+		ok = good && out == 0
+		return false
+	})
+	return ok
 }

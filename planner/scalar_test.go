@@ -29,6 +29,17 @@ func TestDecomposeScalarSubqueries(t *testing.T) {
 		{"uncorrelated max, beside a semi-join",
 			`SELECT id FROM orders WHERE price = (SELECT max(price) FROM orders) AND customer IN (SELECT id FROM customers WHERE region = 'x')`,
 			[][2]string{{"where 1", "scoped recomputation"}, {"where 2", "algebraic (counting)"}}, "algebraic (delta rules"},
+		{"inside an IN subquery (Q20): the semi-join's part splits in turn",
+			`SELECT id, region FROM customers c WHERE id IN (SELECT customer FROM orders o WHERE o.region IN (SELECT region FROM customers WHERE id > 3)
+				AND o.qty > (SELECT 0.5 * sum(i.qty) FROM orders i WHERE i.customer = o.customer AND i.region = o.region AND i.price > 0))`,
+			[][2]string{{"where 1/where 1", "algebraic (counting)"}, {"where 1/where 2", "algebraic (counting)"},
+				{"where 1/where", "algebraic (delta rules"}, {"where 1", "algebraic (counting)"}}, "algebraic (delta rules"},
+		{"inside a subquery in FROM (Q22): the subquery becomes a part, and splits",
+			`SELECT region, count(*) AS n, sum(amount) AS total FROM (SELECT region, amount FROM orders
+				WHERE amount > (SELECT avg(amount) FROM orders WHERE amount > 0)) AS big GROUP BY region`,
+			[][2]string{{"from big/where 1", "algebraic (counting)"}, {"from big", "algebraic (delta rules"}}, "algebraic (counting)"},
+		{"a nested subquery reading the outer query stays",
+			`SELECT id FROM customers c WHERE id IN (SELECT customer FROM orders o WHERE o.qty > (SELECT sum(i.qty) FROM orders i WHERE i.customer = c.id))`, nil, ""},
 		{"correlated count(*) stays: not NULL over no rows", `SELECT id FROM customers c WHERE 2 < (SELECT count(*) FROM orders WHERE customer = c.id)`, nil, ""},
 		{"correlated coalesce stays", `SELECT id FROM customers c WHERE 2 < (SELECT coalesce(sum(qty), 0) FROM orders WHERE customer = c.id)`, nil, ""},
 		{"a value that does not aggregate stays", `SELECT id FROM customers c WHERE 2 < (SELECT qty FROM orders WHERE id = c.id)`, nil, ""},

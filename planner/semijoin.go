@@ -62,7 +62,7 @@ func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition,
 		alias := semiAlias(len(parts) + 1)
 		q, conds, ok := scalarJoin(ctx, c, cat, ctes, alias)
 		if sl := c.GetSubLink(); sl != nil && !ok {
-			q, conds, ok = semiJoin(ctx, sl, cat, ctes, alias)
+			q, conds, ok = semiJoinNested(ctx, sl, cat, ctes, alias)
 		}
 		if !ok {
 			keep = append(keep, c)
