@@ -7,8 +7,8 @@ import (
 
 // Comparisons with scalar subqueries in WHERE become internal views of the
 // subquery's value (per key when correlated by equalities, one row when
-// not), at the top of a view's WHERE and inside its IN subqueries and
-// subqueries in FROM, and every view still equals its query on the source through NULLs
+// not), at the top of a view's WHERE and HAVING, inside its IN subqueries
+// and subqueries in FROM, over its CTEs, and every view still equals its query on the source through NULLs
 // on every side, a key's last row leaving and its first arriving, a table
 // without a key, changes of several tables in one transaction and
 // TRUNCATE. A correlated count(*), which is not NULL over no rows, stays
@@ -45,7 +45,13 @@ func TestScalarSubqueriesAsInternalViews(t *testing.T) {
 	// Q22's: inside a subquery in FROM.
 	classes := plainView("classes", `SELECT cls, count(*) AS n, sum(qty) AS total
 		FROM (SELECT id % 3 AS cls, qty FROM items WHERE qty > (SELECT avg(qty) FROM items WHERE price > 20)) AS big GROUP BY cls`)
-	views := []view{small, above, heaviest, stocked, counted, promoted, classes}
+	// Q15's: over a CTE read twice.
+	top := plainView("top", `WITH totals (part, total) AS (SELECT part, sum(price) FROM items GROUP BY part)
+		SELECT p.id, p.brand, t.total FROM parts p, totals t WHERE p.id = t.part AND t.total = (SELECT max(total) FROM totals)`)
+	// Q11's: in HAVING.
+	large := plainView("large", `SELECT part, sum(price * qty) AS value FROM items GROUP BY part
+		HAVING sum(price * qty) > (SELECT sum(price * qty) * 0.05 FROM items) ORDER BY value DESC`)
+	views := []view{small, above, heaviest, stocked, counted, promoted, classes, top, large}
 	e.start(views)
 	e.check(views...)
 	for name, want := range map[string]string{
@@ -57,7 +63,11 @@ func TestScalarSubqueriesAsInternalViews(t *testing.T) {
 		"promoted/where 1/where 2": "internal view of promoted: algebraic (counting)", "promoted/where 1": "internal view of promoted: algebraic (counting)",
 		"promoted":                 "algebraic (delta rules",
 		"classes/from big/where 1": "internal view of classes: algebraic (counting)", "classes/from big": "internal view of classes: algebraic (delta rules",
-		"classes": "algebraic (counting)",
+		"classes":         "algebraic (counting)",
+		"top/with totals": "internal view of top: algebraic (counting)", "top/where 1": "internal view of top: scoped recomputation",
+		"top":          "algebraic (delta rules",
+		"large/groups": "internal view of large: algebraic (counting)", "large/having 1": "internal view of large: algebraic (counting)",
+		"large": "algebraic (delta rules",
 	} {
 		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, want) {
 			t.Errorf("%s: strategy %q, want %q", name, st, want)

@@ -64,12 +64,29 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 // splitAll divides d into its internal views and the view reading them,
 // last; nil when nothing in d is worth an internal view.
 func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
+	if parts, outer := splitHaving(ctx, d, cat); len(parts) > 0 {
+		var all []*Definition
+		for _, p := range parts {
+			all = append(all, splitNested(ctx, p, cat)...)
+		}
+		return append(all, outer)
+	}
 	semi, outer := splitWhere(ctx, d, cat)
 	parts, outer := splitFrom(outer, func(q *pg_query.SelectStmt) bool {
 		where, _ := splitWhere(ctx, &Definition{Name: d.Name, stmt: q}, cat)
 		return len(where) > 0
 	})
 	parts = append(semi, parts...)
+	if len(semi) == 0 && len(parts) > 0 {
+		// Subqueries in WHERE that read a CTE read its part now (Q15).
+		var after []*Definition
+		after, outer = splitWhere(ctx, outer, &partCatalog{Catalog: cat, parts: parts})
+		for _, p := range after {
+			p.whole = written(d)
+		}
+		outer.whole = written(d)
+		parts = append(parts, after...)
+	}
 	if inner, top := split(outer, d); inner != nil {
 		parts, outer = append(parts, inner), top
 	}

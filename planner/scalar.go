@@ -2,8 +2,10 @@ package planner
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
@@ -330,4 +332,152 @@ func (s *scope) closed(ctx context.Context, w *pg_query.Node, cat Catalog, ctes 
 		return false
 	})
 	return ok
+}
+
+// partCatalog is the source's catalog in which the tables of internal
+// views (parts) are tables too, with the columns the source gives their
+// queries: a subquery reading a CTE that became a part is judged as one
+// reading a table.
+type partCatalog struct {
+	Catalog
+	parts []*Definition
+}
+
+func (c *partCatalog) Table(ctx context.Context, schema, name string) (*TableInfo, error) {
+	for _, p := range c.parts {
+		if p.Target.Schema != schema || p.Target.Name != name {
+			continue
+		}
+		cols, err := c.Catalog.Describe(ctx, p.Query)
+		if err != nil {
+			return nil, err
+		}
+		return &TableInfo{Schema: schema, Name: name, Kind: 'r', ReplicaIdentity: 'f', Columns: cols, View: p.Name}, nil
+	}
+	return c.Catalog.Table(ctx, schema, name)
+}
+
+// Scalar subqueries in HAVING (Q11).
+//
+// A GROUP BY view whose HAVING (at its top, ANDed with the rest) compares
+// an expression of the group with an uncorrelated scalar subquery is
+// recomputed whole as written. Split, the internal view "name/groups"
+// holds the grouped query without those comparisons, with each compared
+// expression as a column of its own ("having N"); the subquery's value is
+// a one-row internal view "name/having N", as in WHERE; and the view reads
+// the groups cross-joined with the values, `SELECT columns FROM groups,
+// value WHERE groups."having 1" > value.v`. A change of a value changes
+// the condition of every group: that batch costs the groups.
+
+// havingRows is the name under which a view split on its HAVING reads its
+// grouped rows, and havingCol the i-th compared expression's column.
+const havingRows = "having rows"
+
+func havingCol(i int) string { return fmt.Sprintf("having %d", i) }
+
+// splitHaving splits d, a GROUP BY query comparing in HAVING with
+// uncorrelated scalar subqueries, into its grouped rows, the subqueries'
+// values and the view filtering the one by the others: the parts, and d
+// reading them (d itself when it is no such query).
+func splitHaving(ctx context.Context, d *Definition, cat Catalog) ([]*Definition, *Definition) {
+	sel := d.stmt
+	if cat == nil || sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE || sel.HavingClause == nil || len(sel.GroupClause) == 0 ||
+		sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.DistinctClause) > 0 || len(sel.WindowClause) > 0 ||
+		len(sel.LockingClause) > 0 || sel.IntoClause != nil || sel.WithClause != nil {
+		return nil, d
+	}
+	for _, t := range sel.TargetList {
+		if cr := t.GetResTarget().GetVal().GetColumnRef(); cr != nil && isStar(cr) {
+			return nil, d
+		}
+	}
+	for _, g := range sel.GroupClause {
+		if g.GetGroupingSet() != nil {
+			return nil, d
+		}
+	}
+	// The view's columns are the groups' by name: the names the source
+	// gives them, each once.
+	text, err := deparseStmt(sel)
+	if err != nil {
+		return nil, d
+	}
+	described, err := cat.Describe(ctx, text)
+	if err != nil || len(described) != len(sel.TargetList) {
+		return nil, d
+	}
+	seen := map[string]bool{}
+	for _, c := range described {
+		if seen[c.Name] || strings.HasPrefix(c.Name, "having ") {
+			return nil, d
+		}
+		seen[c.Name] = true
+	}
+	var sorts []*pg_query.Node
+	for _, s := range sel.SortClause {
+		sb := s.GetSortBy()
+		if sb == nil || sb.UseOp != nil {
+			return nil, d
+		}
+		i := outputIndex(sel.TargetList, sb.Node)
+		if i == 0 {
+			return nil, d
+		}
+		o := clone(s)
+		o.GetSortBy().Node = ordinal(i)
+		sorts = append(sorts, o)
+	}
+	grouped := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+	grouped.SortClause = nil
+	for i, t := range grouped.TargetList {
+		t.GetResTarget().Name = described[i].Name
+	}
+	var keep, conds []*pg_query.Node
+	var values []*pg_query.SelectStmt
+	for _, c := range andArgs(sel.HavingClause) {
+		alias := semiAlias(len(values) + 1)
+		q, cs, ok := scalarJoin(ctx, c, cat, nil, alias)
+		if !ok || len(q.GroupClause) > 0 || len(cs) != 1 {
+			keep = append(keep, c)
+			continue
+		}
+		// The compared expression, a column of the groups.
+		cmp := cs[0].GetAExpr()
+		side := &cmp.Lexpr
+		if cmp.Lexpr.GetColumnRef() != nil && len(cmp.Lexpr.GetColumnRef().Fields) == 2 &&
+			cmp.Lexpr.GetColumnRef().Fields[0].GetString_().GetSval() == alias {
+			side = &cmp.Rexpr
+		}
+		name := havingCol(len(values) + 1)
+		grouped.TargetList = append(grouped.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: name, Val: *side}}})
+		*side = columnRef(havingRows, name)
+		values = append(values, q)
+		conds = append(conds, cs[0])
+	}
+	if len(values) == 0 {
+		return nil, d
+	}
+	grouped.HavingClause = andNode(keep)
+	groups := newPart(d, strings.TrimPrefix(groupsPart, "/"), grouped)
+	if groups == nil {
+		return nil, d
+	}
+	parts := []*Definition{groups}
+	outer := &pg_query.SelectStmt{Op: pg_query.SetOperation_SETOP_NONE, LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT,
+		FromClause: []*pg_query.Node{tableRef(groups.Target, &pg_query.Alias{Aliasname: havingRows})}, WhereClause: andNode(conds), SortClause: sorts}
+	for _, c := range described {
+		outer.TargetList = append(outer.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: c.Name, Val: columnRef(havingRows, c.Name)}}})
+	}
+	for i, q := range values {
+		part := newPart(d, fmt.Sprintf("having %d", i+1), q)
+		if part == nil {
+			return nil, d
+		}
+		parts = append(parts, part)
+		outer.FromClause = append(outer.FromClause, tableRef(part.Target, &pg_query.Alias{Aliasname: semiAlias(i + 1)}))
+	}
+	o := *d
+	o.stmt = outer
+	o.whole = written(d)
+	return parts, &o
 }

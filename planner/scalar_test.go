@@ -4,8 +4,10 @@ import "testing"
 
 // A comparison with an aggregating subquery, correlated by equalities and
 // NULL over no rows, becomes an internal view of the value per key, joined
-// by the equalities; uncorrelated, a one-row internal view cross-joined.
-// Any other stays in the view as written.
+// by the equalities; uncorrelated, a one-row internal view cross-joined,
+// in WHERE and in HAVING (the groups then an internal view of their own).
+// Inside IN subqueries and subqueries in FROM too. Any other stays in the
+// view as written.
 func TestDecomposeScalarSubqueries(t *testing.T) {
 	cat := planCatalog(t)
 	cases := []struct {
@@ -38,6 +40,15 @@ func TestDecomposeScalarSubqueries(t *testing.T) {
 			`SELECT region, count(*) AS n, sum(amount) AS total FROM (SELECT region, amount FROM orders
 				WHERE amount > (SELECT avg(amount) FROM orders WHERE amount > 0)) AS big GROUP BY region`,
 			[][2]string{{"from big/where 1", "algebraic (counting)"}, {"from big", "algebraic (delta rules"}}, "algebraic (counting)"},
+		{"over a CTE read twice (Q15): the subquery reads the CTE's part",
+			`WITH totals AS (SELECT customer, sum(qty) AS total FROM orders GROUP BY customer)
+				SELECT c.id, t.total FROM customers c, totals t WHERE c.id = t.customer AND t.total = (SELECT max(total) FROM totals)`,
+			[][2]string{{"with totals", "algebraic (counting)"}, {"where 1", "scoped recomputation"}}, "algebraic (delta rules"},
+		{"in HAVING, uncorrelated (Q11): the groups, the value, and the view filtering the one by the other",
+			`SELECT customer, sum(amount) AS total FROM orders GROUP BY customer HAVING count(*) > 1 AND sum(amount) > (SELECT avg(amount) * 3 FROM orders) ORDER BY total DESC`,
+			[][2]string{{"groups", "algebraic (counting)"}, {"having 1", "algebraic (counting)"}}, "algebraic (delta rules"},
+		{"in HAVING, correlated with the group, stays",
+			`SELECT customer, sum(amount) AS total FROM orders o GROUP BY customer HAVING sum(amount) > (SELECT avg(amount) FROM orders WHERE customer = o.customer)`, nil, ""},
 		{"a nested subquery reading the outer query stays",
 			`SELECT id FROM customers c WHERE id IN (SELECT customer FROM orders o WHERE o.qty > (SELECT sum(i.qty) FROM orders i WHERE i.customer = c.id))`, nil, ""},
 		{"correlated count(*) stays: not NULL over no rows", `SELECT id FROM customers c WHERE 2 < (SELECT count(*) FROM orders WHERE customer = c.id)`, nil, ""},
