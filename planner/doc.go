@@ -14,11 +14,13 @@
 //     answer.
 //  3. Decompose (decompose.go) splits a view into internal views where that
 //     makes it incremental: a subquery in FROM or a CTE that groups or
-//     joins, the grouped query under a top-N or DISTINCT ON, and EXISTS
+//     joins, the grouped query under a top-N or DISTINCT ON, EXISTS
 //     and IN subqueries in WHERE that are semi-joins by equalities
-//     (semijoin.go) become views of their own ("name/from alias",
-//     "name/with cte", "name/groups", "name/where N"), kept in tables of
-//     deltaview's schema.
+//     (semijoin.go), and comparisons with scalar subqueries in WHERE and
+//     HAVING (scalar.go) become views of their own ("name/from alias",
+//     "name/with cte", "name/groups", "name/where N", "name/having N"),
+//     kept in tables of deltaview's schema; an internal view's WHERE is
+//     split in turn (splitNested).
 //  4. BuildAmong (plan.go) plans one view among the others, with the
 //     source's catalog (Catalog): stars are spelled out (stars.go),
 //     ordinary views of the source read through their definitions
