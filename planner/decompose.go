@@ -70,7 +70,9 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 		for _, p := range parts {
 			all = append(all, splitNested(ctx, p, cat)...)
 		}
-		return append(all, outer)
+		all = append(all, outer)
+		noteScalars(all)
+		return all
 	}
 	semi, outer := splitWhere(ctx, d, cat)
 	parts, outer := splitFrom(outer, func(q *pg_query.SelectStmt) bool {
@@ -98,7 +100,9 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 	for _, p := range parts {
 		all = append(all, splitNested(ctx, p, cat)...)
 	}
-	return append(all, outer)
+	all = append(all, outer)
+	noteScalars(all)
+	return all
 }
 
 // splitNested splits the subqueries in WHERE of part p (of a subquery in

@@ -48,6 +48,8 @@ type Definition struct {
 	// whole is, for the parts of a view split by Decompose, the view as
 	// written; part is, for the top-N part, the internal view it reads.
 	whole, part *Definition
+	// notes are what splitting adds to the plan's notes for `check`.
+	notes []string
 }
 
 // HistoryTable is the table that keeps the view's changes: its result

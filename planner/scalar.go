@@ -481,3 +481,22 @@ func splitHaving(ctx context.Context, d *Definition, cat Catalog) ([]*Definition
 	o.whole = written(d)
 	return parts, &o
 }
+
+// noteScalars notes, on each of defs reading the one-row part of an
+// uncorrelated scalar subquery, what a change of that value costs.
+func noteScalars(defs []*Definition) {
+	for _, p := range defs {
+		q := p.stmt
+		if q == nil || len(q.GroupClause) > 0 || len(q.TargetList) != 1 || q.TargetList[0].GetResTarget().GetName() != scalarValue {
+			continue
+		}
+		for _, d := range defs {
+			for _, rv := range tablesOf(d.stmt) {
+				if rv.Schemaname == p.Target.Schema && rv.Relname == p.Target.Name {
+					d.notes = append(d.notes, fmt.Sprintf("%s holds one value for all rows (an uncorrelated scalar subquery): "+
+						"a batch that changes it compares every row with the new value, and costs those rows", p.Name))
+				}
+			}
+		}
+	}
+}

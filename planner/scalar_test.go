@@ -1,6 +1,10 @@
 package planner
 
-import "testing"
+import (
+	"context"
+	"strings"
+	"testing"
+)
 
 // A comparison with an aggregating subquery, correlated by equalities and
 // NULL over no rows, becomes an internal view of the value per key, joined
@@ -62,5 +66,39 @@ func TestDecomposeScalarSubqueries(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
+	}
+}
+
+// check tells what a change of an uncorrelated value costs, on the view
+// reading it; a value per key is no such note.
+func TestScalarValueNote(t *testing.T) {
+	cat := planCatalog(t)
+	cases := []struct {
+		name, query, note string
+	}{
+		{"uncorrelated", `SELECT id, amount FROM orders WHERE amount > (SELECT avg(amount) FROM orders)`, "v/where 1 holds one value for all rows"},
+		{"in HAVING", `SELECT customer, sum(qty) AS n FROM orders GROUP BY customer HAVING sum(qty) > (SELECT avg(qty) FROM orders)`, "v/having 1 holds one value for all rows"},
+		{"correlated", `SELECT id FROM customers c WHERE 2 < (SELECT sum(qty) FROM orders WHERE customer = c.id)`, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			defs, errs := ParseFile("views.sql", "CREATE MATERIALIZED VIEW v AS "+c.query+";")
+			if len(errs) > 0 {
+				t.Fatal(errs[0])
+			}
+			defs[0].Target = qualified(defs[0].Target)
+			parts := Decompose(context.Background(), defs, cat)
+			if len(parts) < 2 {
+				t.Fatalf("split into %d views", len(parts))
+			}
+			p, err := BuildAmong(context.Background(), parts[len(parts)-1], cat, IndexViews(parts))
+			if err != nil {
+				t.Fatal(err)
+			}
+			notes := strings.Join(p.Notes, "\n")
+			if c.note == "" && strings.Contains(notes, "one value for all rows") || c.note != "" && !strings.Contains(notes, c.note) {
+				t.Errorf("notes %q, want %q", notes, c.note)
+			}
+		})
 	}
 }
