@@ -43,11 +43,11 @@ const groupsPart = "/groups"
 // views replaced by them, followed by the view itself reading them: its
 // subqueries in FROM and non-recursive CTEs that group or join (a CTE read
 // twice is one internal view), a top-N or DISTINCT ON over a GROUP BY
-// query, and EXISTS and IN subqueries in WHERE that are semi-joins by
-// equalities (semijoin.go), and comparisons with scalar subqueries (scalar.go).
-// A view is split only when the view as written and every part
-// plan against cat; otherwise it is returned as it is, and maintained (or
-// refused) whole. The definitions' targets and streams must be final
+// query, EXISTS and IN subqueries in WHERE that are semi-joins by
+// equalities (semijoin.go), and comparisons with scalar subqueries
+// (scalar.go). A view is split only when the view as written and every
+// part plan against cat; otherwise it is returned as it is, and maintained
+// (or refused) whole. The definitions' targets and streams must be final
 // (after ResolveTargets): the internal tables are named from them.
 func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definition {
 	var out []*Definition

@@ -27,7 +27,8 @@ import (
 // its joins get.
 //
 // Anything else in the subquery (grouping, LIMIT, a correlation other than
-// an equality, a nested subquery, NOT) leaves the view as written.
+// an equality, a nested subquery but those of semiJoinNested, NOT) leaves
+// the view as written.
 
 // semiAlias is the name under which the view reads its n-th semi-join
 // part, and semiKey the part's i-th column: names no query spells by
@@ -98,12 +99,11 @@ func semiCol(i int) string { return fmt.Sprintf("semi col %d", i) }
 
 // semiRows splits a GROUP BY query sel (or one aggregating all its rows),
 // which joins its semi-join parts, into an internal view "name/where" of
-// its joined rows, projected on the
-// columns its select list, GROUP BY, HAVING and ORDER BY read (a multiset,
-// kept by delta rules), and the grouped query over that view's table,
-// which is then counted as a view over one maintained view is: a batch
-// costs the rows it changed, not the groups it touched. nil, nil when sel
-// is no such query.
+// its joined rows, projected on the columns its select list, GROUP BY,
+// HAVING and ORDER BY read (a multiset, kept by delta rules), and the
+// grouped query over that view's table, which is then counted as a view
+// over one maintained view is: a batch costs the rows it changed, not the
+// groups it touched. nil, nil when sel is no such query.
 func semiRows(ctx context.Context, d *Definition, sel *pg_query.SelectStmt, cat Catalog) (*Definition, *pg_query.SelectStmt) {
 	if len(sel.GroupClause) == 0 && !aggregates(ctx, sel, cat) || len(sel.WindowClause) > 0 || len(sel.DistinctClause) > 0 || sel.WithClause != nil {
 		return nil, nil
