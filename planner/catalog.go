@@ -32,6 +32,10 @@ type Catalog interface {
 	Groupable(ctx context.Context, typ string) (bool, error)
 	// ViewDefinition returns the SELECT of an ordinary view.
 	ViewDefinition(ctx context.Context, oid uint32) (string, error)
+	// IsNull runs a query of one row and one column, changing nothing,
+	// and tells whether its value is NULL: what the planner must not
+	// guess, such as an aggregate expression's value over no rows.
+	IsNull(ctx context.Context, query string) (bool, error)
 }
 
 // TableInfo describes a source relation.
@@ -212,6 +216,34 @@ func (c *SourceCatalog) ViewDefinition(ctx context.Context, oid uint32) (string,
 		return "", fmt.Errorf("definition of view %d: %w", oid, err)
 	}
 	return def, nil
+}
+
+func (c *SourceCatalog) IsNull(ctx context.Context, query string) (null bool, err error) {
+	// In a read-only transaction of its own, or under a savepoint of the
+	// one the connection is in (the slot's snapshot): an error leaves it
+	// usable.
+	begin, end := "BEGIN READ ONLY", []string{"ROLLBACK"}
+	switch c.Conn.PgConn().TxStatus() {
+	case 'T':
+		begin = "SAVEPOINT deltaview_is_null"
+		end = []string{"ROLLBACK TO SAVEPOINT deltaview_is_null", "RELEASE SAVEPOINT deltaview_is_null"}
+	case 'E':
+		return false, errors.New("evaluate query: the source connection is in a failed transaction")
+	}
+	if _, err := c.Conn.Exec(ctx, begin); err != nil {
+		return false, fmt.Errorf("evaluate query: %w", err)
+	}
+	defer func() {
+		for _, stmt := range end {
+			if _, rerr := c.Conn.Exec(context.WithoutCancel(ctx), stmt); rerr != nil && err == nil {
+				err = fmt.Errorf("evaluate query: %w", rerr)
+			}
+		}
+	}()
+	if err := c.Conn.QueryRow(ctx, "SELECT ("+strings.TrimRight(strings.TrimSpace(query), ";")+") IS NULL").Scan(&null); err != nil {
+		return false, fmt.Errorf("evaluate query: %w", err)
+	}
+	return null, nil
 }
 
 // Groupable asks the server to plan a GROUP BY over the type: the server

@@ -43,10 +43,11 @@ const groupsPart = "/groups"
 // views replaced by them, followed by the view itself reading them: its
 // subqueries in FROM and non-recursive CTEs that group or join (a CTE read
 // twice is one internal view), a top-N or DISTINCT ON over a GROUP BY
-// query, and EXISTS and IN subqueries in WHERE that are semi-joins by
-// equalities (semijoin.go). A view is split only when the view as written and every part
-// plan against cat; otherwise it is returned as it is, and maintained (or
-// refused) whole. The definitions' targets and streams must be final
+// query, EXISTS and IN subqueries in WHERE that are semi-joins by
+// equalities (semijoin.go), and comparisons with scalar subqueries
+// (scalar.go). A view is split only when the view as written and every
+// part plan against cat; otherwise it is returned as it is, and maintained
+// (or refused) whole. The definitions' targets and streams must be final
 // (after ResolveTargets): the internal tables are named from them.
 func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definition {
 	var out []*Definition
@@ -64,16 +65,59 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 // splitAll divides d into its internal views and the view reading them,
 // last; nil when nothing in d is worth an internal view.
 func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
+	if parts, outer := splitHaving(ctx, d, cat); len(parts) > 0 {
+		var all []*Definition
+		for _, p := range parts {
+			all = append(all, splitNested(ctx, p, cat)...)
+		}
+		all = append(all, outer)
+		noteScalars(all)
+		return all
+	}
 	semi, outer := splitWhere(ctx, d, cat)
 	parts, outer := splitFrom(ctx, outer, cat)
 	parts = append(semi, parts...)
+	if len(semi) == 0 && len(parts) > 0 {
+		// Subqueries in WHERE that read a CTE read its part now (Q15).
+		var after []*Definition
+		after, outer = splitWhere(ctx, outer, &partCatalog{Catalog: cat, parts: parts})
+		for _, p := range after {
+			p.whole = written(d)
+		}
+		outer.whole = written(d)
+		parts = append(parts, after...)
+	}
 	if inner, top := split(outer, d); inner != nil {
 		parts, outer = append(parts, inner), top
 	}
 	if len(parts) == 0 {
 		return nil
 	}
-	return append(parts, outer)
+	var all []*Definition
+	for _, p := range parts {
+		all = append(all, splitNested(ctx, p, cat)...)
+	}
+	all = append(all, outer)
+	noteScalars(all)
+	return all
+}
+
+// splitNested splits the subqueries in WHERE of part p (of a subquery in
+// FROM, or of a semi-join) into internal views of their own, as
+// splitWhere does a view's, all owned by the view as written: the parts
+// they read first, p reading them last; p alone when there are none.
+func splitNested(ctx context.Context, p *Definition, cat Catalog) []*Definition {
+	inner, outer := splitWhere(ctx, p, cat)
+	if len(inner) == 0 {
+		return []*Definition{p}
+	}
+	var out []*Definition
+	for _, q := range inner {
+		q.whole = written(p)
+		out = append(out, splitNested(ctx, q, cat)...)
+	}
+	outer.whole = written(p)
+	return append(out, outer)
 }
 
 // plans tells whether d as written and each of its parts plan, among the
@@ -130,9 +174,9 @@ func tableRef(t Table, alias *pg_query.Alias) *pg_query.Node {
 }
 
 // worthPart tells whether a subquery in FROM or a CTE is worth an
-// internal view: it groups or joins, and is a plain SELECT (no LIMIT,
-// DISTINCT ON, window functions, nested WITH, set operation or *), so
-// that its rows are a view of their own.
+// internal view: it groups or joins (with the parts its WHERE split into,
+// see fromPart), and is a plain SELECT (no LIMIT, DISTINCT ON, window functions, nested WITH, set
+// operation or *), so that its rows are a view of their own.
 func worthPart(q *pg_query.SelectStmt) bool {
 	if q == nil || q.Op != pg_query.SetOperation_SETOP_NONE || q.LimitCount != nil || q.LimitOffset != nil ||
 		len(q.DistinctClause) > 0 && q.DistinctClause[0] != nil || len(q.WindowClause) > 0 || len(q.LockingClause) > 0 ||
@@ -140,7 +184,8 @@ func worthPart(q *pg_query.SelectStmt) bool {
 		return false
 	}
 	bad := false
-	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: q}}, func(n *pg_query.Node) {
+	// A subquery in its WHERE (EXISTS (SELECT * ...)) is its own.
+	visitShallow(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: q}}, func(n *pg_query.Node) bool {
 		if fc := n.GetFuncCall(); fc != nil && fc.Over != nil {
 			bad = true
 		}
@@ -150,6 +195,7 @@ func worthPart(q *pg_query.SelectStmt) bool {
 		if rs := n.GetRangeSubselect(); rs != nil && rs.Lateral {
 			bad = true
 		}
+		return n.GetSubLink() == nil
 	})
 	if bad {
 		return false

@@ -51,6 +51,8 @@ type Definition struct {
 	// anti are the aliases under which the query reads anti-join parts
 	// (antijoin.go): at most one row matches an outer row.
 	anti map[string]bool
+	// notes are what splitting adds to the plan's notes for `check`.
+	notes []string
 }
 
 // HistoryTable is the table that keeps the view's changes: its result

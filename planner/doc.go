@@ -16,11 +16,13 @@
 //     makes it incremental: a subquery in FROM or a CTE that groups or
 //     joins, the grouped query under a top-N or DISTINCT ON, EXISTS and
 //     IN subqueries in WHERE that are semi-joins by equalities
-//     (semijoin.go), and NOT EXISTS, NOT IN and `<>` correlations next to
-//     such equalities (antijoin.go, read through a LEFT JOIN) become
-//     views of their own ("name/from alias", "name/with cte",
-//     "name/groups", "name/where N"), kept in tables of deltaview's
-//     schema.
+//     (semijoin.go), NOT EXISTS, NOT IN and `<>` correlations next to such
+//     equalities (antijoin.go, read through a LEFT JOIN), and comparisons
+//     with scalar subqueries in WHERE and HAVING (scalar.go) become views
+//     of their own ("name/from alias", "name/with cte", "name/groups",
+//     "name/where N", "name/having N"), kept in tables of deltaview's
+//     schema; an internal view's WHERE is split in turn (fromPart,
+//     splitNested).
 //  4. BuildAmong (plan.go) plans one view among the others, with the
 //     source's catalog (Catalog): stars are spelled out (stars.go),
 //     ordinary views of the source read through their definitions

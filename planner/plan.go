@@ -427,6 +427,7 @@ func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*
 	if err := checkCollations(d, p); err != nil {
 		return nil, err
 	}
+	p.Notes = append(p.Notes, d.notes...)
 	return p, nil
 }
 

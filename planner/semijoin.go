@@ -27,9 +27,10 @@ import (
 // its joins get.
 //
 // NOT EXISTS, NOT IN and a `<>` next to the equalities are anti-joins and
-// tests of the part (antijoin.go). Anything else in the subquery
-// (grouping, LIMIT, another correlation, a nested subquery) leaves the
-// view as written.
+// tests of the part (antijoin.go); comparisons with scalar subqueries are
+// joins with a part of the values (scalar.go). Anything else in the
+// subquery (grouping, LIMIT, another correlation, a nested subquery but
+// those of semiJoinNested) leaves the view as written.
 
 // semiAlias is the name under which the view reads its n-th semi-join
 // part, and semiKey the part's i-th column: names no query spells by
@@ -38,7 +39,8 @@ func semiAlias(n int) string { return fmt.Sprintf("semi %d", n) }
 func semiKey(i int) string   { return fmt.Sprintf("semi key %d", i) }
 
 // splitWhere moves d's EXISTS and IN subqueries in WHERE that are
-// semi-joins by equalities into internal views: the parts, and d reading
+// semi-joins by equalities, and its comparisons with scalar subqueries
+// (scalar.go), into internal views: the parts, and d reading
 // them (d itself when there are none).
 func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition, *Definition) {
 	if d.stmt == nil || d.stmt.Op != pg_query.SetOperation_SETOP_NONE || d.stmt.WhereClause == nil || cat == nil {
@@ -66,6 +68,15 @@ func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition,
 	for _, c := range andArgs(sel.WhereClause) {
 		alias := semiAlias(len(parts) + 1)
 		j, ok := whereJoin(ctx, c, d.stmt.FromClause, cat, ctes, alias)
+		if !ok {
+			var q *pg_query.SelectStmt
+			var conds []*pg_query.Node
+			q, conds, ok = scalarJoin(ctx, c, cat, ctes, alias)
+			if sl := c.GetSubLink(); sl != nil && !ok {
+				q, conds, ok = semiJoinNested(ctx, sl, cat, ctes, alias)
+			}
+			j = partJoin{q: q, conds: conds}
+		}
 		if !ok {
 			keep = append(keep, c)
 			continue
@@ -125,15 +136,15 @@ const semiRowsAlias = "semi rows"
 
 func semiCol(i int) string { return fmt.Sprintf("semi col %d", i) }
 
-// semiRows splits a GROUP BY query sel, which joins its semi-join parts,
-// into an internal view "name/where" of its joined rows, projected on the
-// columns its select list, GROUP BY, HAVING and ORDER BY read (a multiset,
-// kept by delta rules), and the grouped query over that view's table,
-// which is then counted as a view over one maintained view is: a batch
-// costs the rows it changed, not the groups it touched. nil, nil when sel
-// is no such query.
+// semiRows splits a GROUP BY query sel (or one aggregating all its rows),
+// which joins its semi-join parts, into an internal view "name/where" of
+// its joined rows, projected on the columns its select list, GROUP BY,
+// HAVING and ORDER BY read (a multiset, kept by delta rules), and the
+// grouped query over that view's table, which is then counted as a view
+// over one maintained view is: a batch costs the rows it changed, not the
+// groups it touched. nil, nil when sel is no such query.
 func semiRows(ctx context.Context, d *Definition, sel *pg_query.SelectStmt, cat Catalog) (*Definition, *pg_query.SelectStmt) {
-	if len(sel.GroupClause) == 0 || len(sel.WindowClause) > 0 || len(sel.DistinctClause) > 0 || sel.WithClause != nil {
+	if len(sel.GroupClause) == 0 && !aggregates(ctx, sel, cat) || len(sel.WindowClause) > 0 || len(sel.DistinctClause) > 0 || sel.WithClause != nil {
 		return nil, nil
 	}
 	// The output columns keep the names the source gives them (a column

@@ -48,7 +48,12 @@ func spellOutAllStars(ctx context.Context, d *Definition, sel *pg_query.SelectSt
 	if err != nil {
 		return nil
 	}
-	got, err := cat.Describe(ctx, text)
+	// A query reading maintained views is described with their queries.
+	described := cat
+	if views != nil {
+		described = &viewCatalog{Catalog: cat, views: views, self: d}
+	}
+	got, err := described.Describe(ctx, text)
 	same := err == nil && len(got) == len(want)
 	for i := 0; same && i < len(got); i++ {
 		same = got[i].Name == want[i].Name && got[i].Type == want[i].Type

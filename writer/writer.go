@@ -853,15 +853,24 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 				if err := w.runView(ctx, v, v.reset, ""); err != nil {
 					return err
 				}
+				// The views over it take its change before the next view
+				// is reset: a view joining two views of the truncated
+				// tables takes Δ(A⋈B) = ΔA⋈B_old + A_new⋈ΔB, not both
+				// changes against both tables emptied.
+				if !internal {
+					if err := w.propagate(ctx, nil, true); err != nil {
+						return err
+					}
+				}
 			}
 		}
 	}
-	// The views over the truncated tables' views take those views'
+	// The views over the truncated tables' views took those views'
 	// changes. A view reading both a truncated table and a view of it was
 	// reset from that view's table as it was, and takes its change too:
 	// recomputed groups and whole recomputations come out the same again,
 	// and a delta term of the view's change joins the empty table.
-	return w.propagate(ctx, nil, true)
+	return nil
 }
 
 // applyStaged runs the delta SQL of every view with staged rows. mid is
