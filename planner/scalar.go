@@ -65,12 +65,7 @@ func scalarJoin(ctx context.Context, c *pg_query.Node, cat Catalog, ctes map[str
 	if sl == nil {
 		sl, other = cmp.Lexpr.GetSubLink(), cmp.Rexpr
 	}
-	if sl == nil || sl.SubLinkType != pg_query.SubLinkType_EXPR_SUBLINK || other == nil {
-		return nil, nil, false
-	}
-	nested := false
-	visit(other, func(n *pg_query.Node) { nested = nested || n.GetSubLink() != nil })
-	if nested {
+	if sl == nil || sl.SubLinkType != pg_query.SubLinkType_EXPR_SUBLINK || other == nil || hasSubLink(other) {
 		return nil, nil, false
 	}
 	sub := sl.Subselect.GetSelectStmt()
