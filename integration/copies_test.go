@@ -230,3 +230,40 @@ func TestCopyIndexMethodsFollowOperatorClasses(t *testing.T) {
 		{"wallets change", `UPDATE wallets SET owner = 2::money, area = box(point(0, 0), point(1, 1)) WHERE id % 10 = 0; DELETE FROM payments WHERE id % 17 = 0`},
 	})
 }
+
+// A view added while others run, split into internal views and computed
+// in the target from them and from copies, reads a copy that must be
+// built anew with more columns (orders.amount here): it reads the new
+// copy, built from the same source snapshot, not the current one.
+func TestViewAddedReadsTheCopyBuiltForIt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(`CREATE TABLE orders (id int PRIMARY KEY, region text, amount numeric(12,2));
+		CREATE TABLE lines (id int PRIMARY KEY, orderid int NOT NULL, price numeric(12,2));
+		INSERT INTO orders SELECT i, 'r' || (i % 5), (i % 97) FROM generate_series(1, 500) AS i;
+		INSERT INTO lines SELECT i, 1 + i % 500, (i % 89) FROM generate_series(1, 2000) AS i`)
+	first := plainView("top_per_region", `SELECT o.region, max(l.price) AS top FROM lines l JOIN orders o ON o.id = l.orderid GROUP BY o.region`)
+	second := plainView("priced_like_its_line", `SELECT o.id, o.region FROM orders o WHERE EXISTS (SELECT 1 FROM lines l WHERE l.price = o.amount AND l.orderid = o.id)`)
+	file := filepath.Join(t.TempDir(), "views.sql")
+	write := func(views ...view) {
+		if err := os.WriteFile(file, []byte(viewsSQL(views)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(first)
+	e.sidecar = startSidecar(t, e.runArgs(file, "--views-check-interval", "200ms")...)
+	e.check(first)
+	write(first, second)
+	if !poll(30*time.Second, func() bool {
+		e.sidecarAlive()
+		return queryBool(t, e.tgt, `SELECT count(*) = 3 AND bool_and(status = 'running') FROM deltaview.views`)
+	}) {
+		t.Fatalf("the second view was not built: %s", viewsState(e.tgt))
+	}
+	views := []view{first, second}
+	e.check(views...)
+	e.runSteps(views, []step{
+		{"amounts change", `UPDATE orders SET amount = amount + 1 WHERE id % 3 = 0; UPDATE lines SET price = price + 1 WHERE id % 4 = 0`},
+		{"lines move", `UPDATE lines SET orderid = orderid % 100 + 1 WHERE id % 11 = 0; DELETE FROM lines WHERE id % 13 = 0`},
+	})
+}

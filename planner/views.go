@@ -333,3 +333,35 @@ func tablesOf(sel *pg_query.SelectStmt) []*pg_query.RangeVar {
 	})
 	return out
 }
+
+// ReadingInstead returns q, a SELECT, reading instead of each table of m
+// (as qualified in q) the table m gives, under the name q used: a view
+// computed in the target reads the copy of a table built anew beside the
+// current one.
+func ReadingInstead(q string, m map[Table]Table) (string, error) {
+	if len(m) == 0 {
+		return q, nil
+	}
+	tree, err := pg_query.Parse(q)
+	if err != nil || len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetSelectStmt() == nil {
+		return "", fmt.Errorf("read %q from other tables: not one SELECT", q)
+	}
+	sel := tree.Stmts[0].Stmt.GetSelectStmt()
+	rewrite(sel.ProtoReflect(), func(x *pg_query.Node) *pg_query.Node {
+		rv := x.GetRangeVar()
+		if rv == nil {
+			return nil
+		}
+		to, ok := m[Table{Schema: rv.Schemaname, Name: rv.Relname}]
+		if !ok {
+			return nil
+		}
+		r := clone(x)
+		if r.GetRangeVar().Alias == nil {
+			r.GetRangeVar().Alias = &pg_query.Alias{Aliasname: rv.Relname}
+		}
+		r.GetRangeVar().Schemaname, r.GetRangeVar().Relname = to.Schema, to.Name
+		return r
+	})
+	return deparseStmt(sel)
+}

@@ -127,6 +127,10 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stage
 		}
 		return SetFailed(ctx, tx.Conn(), slot, v.Plan.View.Name, cause)
 	}
+	// Copies built anew in this load (successors, with more columns than
+	// the running views need) are what the views computed in the target
+	// read: the current copies lack the columns that called for them.
+	next := map[planner.Table]planner.Table{}
 	for _, v := range which {
 		cerr := keptFailed[v]
 		if cerr == nil {
@@ -148,7 +152,7 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stage
 		if _, err := src.Exec(ctx, "SAVEPOINT dv_load"); err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", v.Plan.View.Name, err)
 		}
-		rows, lerr := loadView(ctx, src, tx, slot, v, at, mark, log)
+		rows, lerr := loadView(ctx, src, tx, slot, v, at, mark, next, log)
 		if lerr != nil {
 			if Transient(lerr) {
 				return nil, lerr
@@ -175,6 +179,12 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stage
 			return nil, err
 		}
 		log.Info("view loaded", zap.String("view", v.Plan.View.Name), zap.Int64("rows", rows))
+		if v.internal && len(v.Plan.Sources) > 0 {
+			t := v.Plan.Sources[0].Table
+			if succ := planner.NextCopyTable(v.Plan.View.Stream, t); v.Names.Target == succ.Quoted() {
+				next[planner.CopyTable(v.Plan.View.Stream, t)] = succ
+			}
+		}
 	}
 	return failed, nil
 }
@@ -188,7 +198,7 @@ var DDLLockTimeout = 2 * time.Second
 // from the source.
 // The view is recorded running, or otherwise 'snapshotting' until the
 // writer activates it: a crash before then rebuilds it at the next start.
-func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *View, at change.LSN, running bool, log *zap.Logger) (int64, error) {
+func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *View, at change.LSN, running bool, next map[planner.Table]planner.Table, log *zap.Logger) (int64, error) {
 	p, n := v.Plan, v.Names
 	if v.internal {
 		// A copy lives in deltaview's schema: rebuilt from scratch.
@@ -258,7 +268,12 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *Vie
 	var rows int64
 	if p.OnTarget() {
 		// Computed in the target from the views it reads, loaded before it.
-		tag, ierr := tx.Exec(ctx, "INSERT INTO "+p.SnapshotTarget(into)+" SELECT * FROM ("+p.SnapshotQuery()+") AS q")
+		// From the copies built anew in this load, where there are.
+		q, err := planner.ReadingInstead(p.SnapshotQuery(), next)
+		if err != nil {
+			return 0, err
+		}
+		tag, ierr := tx.Exec(ctx, "INSERT INTO "+p.SnapshotTarget(into)+" SELECT * FROM ("+q+") AS q")
 		rows, err = tag.RowsAffected(), ierr
 	} else {
 		rows, err = copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(into), progressOf(log, p.View.Name))
