@@ -64,6 +64,9 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 // splitAll divides d into its internal views and the view reading them,
 // last; nil when nothing in d is worth an internal view.
 func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
+	if parts := splitSetOp(ctx, d, cat); parts != nil {
+		return parts
+	}
 	semi, outer := splitWhere(ctx, d, cat)
 	parts, outer := splitFrom(outer)
 	parts = append(semi, parts...)

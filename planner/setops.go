@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"context"
 	"strconv"
 	"strings"
 
@@ -122,4 +123,143 @@ func unionAllBranches(sel *pg_query.SelectStmt) []*pg_query.SelectStmt {
 		return append(l, r...)
 	}
 	return nil
+}
+
+// UNION, INTERSECT and EXCEPT, with or without ALL, compare rows NOT
+// DISTINCT, as GROUP BY does, and keep each row as many times as a
+// function of its multiplicities in the branches says. A view with such a
+// set operation (at any depth, branches select-project as above) is split
+// into internal views (decompose.go):
+//
+//   - "name/all": the branches, each tagged with its number i as
+//     __dv_b, as a UNION ALL of the same shape (so that Postgres resolves
+//     the same column types), kept by delta rules;
+//   - "name/counts": per distinct row, its multiplicity in each branch,
+//     `SELECT cols, count(*) FILTER (WHERE __dv_b = i) AS __dv_ni ... FROM
+//     "name/all" GROUP BY cols`, kept by counting;
+//   - the view itself: the rows of "name/counts" as many times as the set
+//     operation keeps them, the multiplicity M computed from the counts
+//     node by node (UNION ALL a + b, UNION least(a + b, 1), INTERSECT ALL
+//     least(a, b), INTERSECT least(a, b, 1), EXCEPT ALL greatest(a - b,
+//     0), EXCEPT: 0 when b > 0, else least(a, 1)): `WHERE M > 0` when M is
+//     0 or 1, else `FROM counts, generate_series(1, M)` (a function of the
+//     row in FROM, srf.go).
+//
+// A batch then costs the rows it changed in each branch and the distinct
+// rows they fall into, not the branches' sizes. Set operations with ORDER
+// BY and LIMIT, WITH, or branches of other shapes stay as written.
+
+// setBranch is the column of "name/all" holding a row's branch number.
+const setBranch = "__dv_b"
+
+// setCount is the column of "name/counts" holding the multiplicity of a
+// row in branch i (from 1).
+func setCount(i int) string { return "__dv_n" + strconv.Itoa(i) }
+
+// splitSetOp splits d, a view whose query is a set operation other than a
+// UNION ALL alone, into its internal views "name/all" and "name/counts"
+// and the view reading the latter; nil when d is no such view.
+func splitSetOp(ctx context.Context, d *Definition, cat Catalog) []*Definition {
+	sel := d.stmt
+	if sel == nil || cat == nil || sel.Op == pg_query.SetOperation_SETOP_NONE || sel.Op == pg_query.SetOperation_SET_OPERATION_UNDEFINED ||
+		sel.LimitCount != nil || sel.LimitOffset != nil || sel.WithClause != nil || len(sel.LockingClause) > 0 {
+		return nil
+	}
+	// ORDER BY on the whole is ignored (a table has no order).
+	all := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+	all.SortClause = nil
+	n := 0
+	mult, distinct, ok := tagBranches(all, &n)
+	if !ok || !strings.Contains(mult, "least") && !strings.Contains(mult, "greatest") {
+		return nil // a UNION ALL alone follows delta rules as it is
+	}
+	// The set operation's columns, named and typed as the server gives
+	// them: the first branch names them.
+	cols, err := cat.Describe(ctx, d.Query)
+	if err != nil || len(cols) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, c := range cols {
+		if seen[c.Name] || strings.HasPrefix(c.Name, "__dv_") {
+			return nil
+		}
+		seen[c.Name] = true
+		names = append(names, QuoteIdent(c.Name))
+	}
+	allPart := newPart(d, "all", all)
+	if allPart == nil {
+		return nil
+	}
+	var counts []string
+	for i := 1; i <= n; i++ {
+		counts = append(counts, "count(*) FILTER (WHERE "+setBranch+" = "+strconv.Itoa(i)+") AS "+setCount(i))
+	}
+	cs := strings.Join(names, ", ")
+	countsQuery, err := parseSelect("SELECT " + cs + ", " + strings.Join(counts, ", ") + " FROM " + allPart.Target.Quoted() + " GROUP BY " + cs)
+	if err != nil {
+		return nil
+	}
+	countsPart := newPart(d, "counts", countsQuery)
+	if countsPart == nil {
+		return nil
+	}
+	view := "SELECT " + cs + " FROM " + countsPart.Target.Quoted() + " WHERE " + mult + " > 0"
+	if !distinct {
+		view = "SELECT " + cs + " FROM " + countsPart.Target.Quoted() + ", generate_series(1, " + mult + ") AS " + QuoteIdent(setBranch)
+	}
+	top, err := parseSelect(view)
+	if err != nil {
+		return nil
+	}
+	o := *d
+	o.stmt = top
+	o.whole = d
+	return []*Definition{allPart, countsPart, &o}
+}
+
+// tagBranches rewrites sel, a tree of set operations, in place into the
+// UNION ALL of its branches, each tagged with its number (counted in n)
+// in setBranch; it returns the multiplicity of a row in sel over the
+// counts of "name/counts", and whether that is at most 1. False when some
+// node has ORDER BY, LIMIT or WITH, or some branch is not select-project.
+func tagBranches(sel *pg_query.SelectStmt, n *int) (mult string, distinct, ok bool) {
+	if sel == nil || sel.LimitCount != nil || sel.LimitOffset != nil || sel.WithClause != nil || len(sel.LockingClause) > 0 {
+		return "", false, false
+	}
+	if sel.Op == pg_query.SetOperation_SETOP_NONE {
+		if len(sel.ValuesLists) > 0 || len(sel.FromClause) == 0 || !selectProject(sel, nil) {
+			return "", false, false
+		}
+		*n++
+		sel.TargetList = append(sel.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
+			Name: setBranch, Val: mustExpr(strconv.Itoa(*n))}}})
+		return setCount(*n), false, true
+	}
+	if len(sel.SortClause) > 0 {
+		return "", false, false
+	}
+	a, _, okA := tagBranches(sel.Larg, n)
+	b, _, okB := tagBranches(sel.Rarg, n)
+	if !okA || !okB {
+		return "", false, false
+	}
+	op, all := sel.Op, sel.All
+	sel.Op, sel.All = pg_query.SetOperation_SETOP_UNION, true
+	switch {
+	case op == pg_query.SetOperation_SETOP_UNION && all:
+		return "(" + a + " + " + b + ")", false, true
+	case op == pg_query.SetOperation_SETOP_UNION:
+		return "least(" + a + " + " + b + ", 1)", true, true
+	case op == pg_query.SetOperation_SETOP_INTERSECT && all:
+		return "least(" + a + ", " + b + ")", false, true
+	case op == pg_query.SetOperation_SETOP_INTERSECT:
+		return "least(" + a + ", " + b + ", 1)", true, true
+	case op == pg_query.SetOperation_SETOP_EXCEPT && all:
+		return "greatest(" + a + " - " + b + ", 0)", false, true
+	case op == pg_query.SetOperation_SETOP_EXCEPT:
+		return "(CASE WHEN " + b + " > 0 THEN 0 ELSE least(" + a + ", 1) END)", true, true
+	}
+	return "", false, false
 }
