@@ -18,7 +18,9 @@
 //     and IN subqueries in WHERE that are semi-joins by equalities
 //     (semijoin.go) become views of their own ("name/from alias",
 //     "name/with cte", "name/groups", "name/where N"), kept in tables of
-//     deltaview's schema.
+//     deltaview's schema; so do UNION, INTERSECT and EXCEPT [ALL] of
+//     select-project branches (setops.go): the tagged branches
+//     ("name/all") and their counts per distinct row ("name/counts").
 //  4. BuildAmong (plan.go) plans one view among the others, with the
 //     source's catalog (Catalog): stars are spelled out (stars.go),
 //     ordinary views of the source read through their definitions
@@ -49,7 +51,8 @@
 //   - Delta rules over inner joins (delta.go): per table i, its staged rows
 //     joined with the other tables' copies, old for the tables after it
 //     and new for those before (Term): Δ(R⋈S) = ΔR⋈S_old + R_new⋈ΔS, summed
-//     in a delta table and applied as signed rows.
+//     in a delta table and applied as signed rows. A UNION ALL of such
+//     branches sums every branch's term of each table (setops.go).
 //   - Counting over inner joins (joincount.go): the same terms, projected
 //     on the group keys and aggregate arguments, feed the counting state.
 //   - Scoped recomputation: the groups (or partitions, or the one row) a
