@@ -45,7 +45,7 @@ var setOpsSteps = []string{
 // UNION ALL of select-project branches is kept by delta rules, branch by
 // branch: the same table in two branches, a keyless table, a join, and
 // branch types that Postgres resolves to another (integer and
-// numeric give numeric).
+// numeric give numeric). Grouped branches are internal views.
 func TestUnionAllByDeltaRules(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
@@ -54,13 +54,20 @@ func TestUnionAllByDeltaRules(t *testing.T) {
 		UNION ALL SELECT k, tag FROM loose
 		UNION ALL SELECT i.k, n.body FROM items i JOIN notes n ON n.item = i.id WHERE i.k IS DISTINCT FROM 2`)
 	twice := plainView("twice", `SELECT id, tag FROM items UNION ALL SELECT id, tag FROM items WHERE k < 3 ORDER BY 1`)
-	views := []view{all, twice}
+	// Grouped branches are counted in internal views of their own.
+	grouped := plainView("grouped", `SELECT tag, count(*) AS n FROM items GROUP BY tag
+		UNION ALL SELECT tag, count(*) FROM loose GROUP BY tag HAVING count(*) > 1
+		UNION ALL SELECT tag, id FROM items WHERE k = 1`)
+	views := []view{all, twice, grouped}
 	e.start(views)
 	e.check(views...)
-	for _, v := range views {
-		want := "algebraic (delta rules over UNION ALL"
-		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, v.name); !strings.HasPrefix(st, want) {
-			t.Errorf("%s: strategy %q, want %q", v.name, st, want)
+	for name, want := range map[string]string{
+		"all_tags": "algebraic (delta rules over UNION ALL", "twice": "algebraic (delta rules over UNION ALL",
+		"grouped": "algebraic (delta rules over UNION ALL", "grouped/branch 1": "internal view of grouped: algebraic (counting)",
+		"grouped/branch 2": "internal view of grouped: algebraic (counting)",
+	} {
+		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, want) {
+			t.Errorf("%s: strategy %q, want %q", name, st, want)
 		}
 	}
 	for i, sql := range setOpsSteps {
@@ -87,6 +94,7 @@ func TestSetOperationsByCounts(t *testing.T) {
 		plainView("mixed", `(SELECT k FROM items EXCEPT SELECT k FROM loose) UNION ALL SELECT n.item FROM notes n JOIN items i ON i.id = n.item`),
 		plainView("self", `SELECT k FROM items WHERE id < 20 INTERSECT ALL SELECT k FROM items WHERE tag = 't1'`),
 		plainView("star", `SELECT * FROM loose EXCEPT SELECT k, tag FROM items`),
+		plainView("grouped_except", `SELECT k FROM items GROUP BY k HAVING count(*) > 2 EXCEPT SELECT k FROM loose`),
 	}
 	// A column list names the set operation's columns; a view reading a
 	// set operation's table gets its changes as any maintained view's.

@@ -146,8 +146,14 @@ func unionAllBranches(sel *pg_query.SelectStmt) []*pg_query.SelectStmt {
 //     row in FROM, srf.go).
 //
 // A batch then costs the rows it changed in each branch and the distinct
-// rows they fall into, not the branches' sizes. Set operations with ORDER
-// BY and LIMIT, WITH, or branches of other shapes stay as written.
+// rows they fall into, not the branches' sizes.
+//
+// A branch with GROUP BY (of either kind of set operation, UNION ALL
+// alone included) becomes an internal view of its own, "name/branch i",
+// kept with its own strategy (counting, mostly), and the set operation
+// reads its table as a select-project branch. Set operations with LIMIT,
+// WITH, or branches of other shapes (DISTINCT, subqueries, VALUES) stay
+// as written.
 
 // setBranch is the column of "name/all" holding a row's branch number.
 const setBranch = "__dv_b"
@@ -168,10 +174,29 @@ func splitSetOp(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 	// ORDER BY on the whole is ignored (a table has no order).
 	all := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
 	all.SortClause = nil
+	var branches []*Definition
+	leaf := 0
+	all = groupedBranches(ctx, d, cat, all, &leaf, &branches)
+	if bs := unionAllBranches(all); bs != nil {
+		// A UNION ALL alone follows delta rules as it is, once its grouped
+		// branches read their internal views.
+		for _, b := range bs {
+			if !selectProject(b, nil) {
+				return nil
+			}
+		}
+		if len(branches) == 0 {
+			return nil
+		}
+		o := *d
+		o.stmt = all
+		o.whole = d
+		return append(branches, &o)
+	}
 	n := 0
 	mult, distinct, ok := tagBranches(all, &n)
-	if !ok || !strings.Contains(mult, "least") && !strings.Contains(mult, "greatest") {
-		return nil // a UNION ALL alone follows delta rules as it is
+	if !ok {
+		return nil
 	}
 	// The set operation's columns, named and typed as the server gives
 	// them: the first branch names them.
@@ -216,7 +241,51 @@ func splitSetOp(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 	o := *d
 	o.stmt = top
 	o.whole = d
-	return []*Definition{allPart, countsPart, &o}
+	return append(branches, allPart, countsPart, &o)
+}
+
+// groupedBranches replaces, in sel (a tree of set operations), each
+// branch with GROUP BY that is worth an internal view of its own
+// (worthPart) by a SELECT of its columns from that view, "name/branch i"
+// (i its place among the branches, counted in leaf), added to parts: the
+// grouped rows are counted there, and the set operation reads them as a
+// table. It returns the rewritten tree.
+func groupedBranches(ctx context.Context, d *Definition, cat Catalog, sel *pg_query.SelectStmt, leaf *int, parts *[]*Definition) *pg_query.SelectStmt {
+	if sel == nil {
+		return nil
+	}
+	if sel.Op != pg_query.SetOperation_SETOP_NONE {
+		sel.Larg = groupedBranches(ctx, d, cat, sel.Larg, leaf, parts)
+		sel.Rarg = groupedBranches(ctx, d, cat, sel.Rarg, leaf, parts)
+		return sel
+	}
+	*leaf++
+	if len(sel.GroupClause) == 0 || !worthPart(sel) {
+		return sel
+	}
+	q, err := deparseStmt(sel)
+	if err != nil {
+		return sel
+	}
+	cols, err := cat.Describe(ctx, q)
+	if err != nil || len(cols) != len(sel.TargetList) {
+		return sel
+	}
+	var names []string
+	for _, c := range cols {
+		names = append(names, QuoteIdent(c.Name))
+	}
+	what := "branch " + strconv.Itoa(*leaf)
+	part := newPart(d, what, sel)
+	if part == nil {
+		return sel
+	}
+	read, err := parseSelect("SELECT " + strings.Join(names, ", ") + " FROM " + part.Target.Quoted() + " AS " + QuoteIdent(what))
+	if err != nil {
+		return sel
+	}
+	*parts = append(*parts, part)
+	return read
 }
 
 // tagBranches rewrites sel, a tree of set operations, in place into the

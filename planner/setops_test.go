@@ -2,6 +2,7 @@ package planner
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -21,25 +22,29 @@ func TestDecomposeSetOperations(t *testing.T) {
 		keep string
 		// view is the prefix of the view's strategy once split.
 		view string
+		// grouped names the internal view of a grouped branch, if any.
+		grouped string
 	}{
 		{"union", `SELECT region FROM orders UNION SELECT region FROM customers`,
-			"WHERE LEAST(__dv_n1 + __dv_n2, 1) > 0", "algebraic (signed rows)"},
+			"WHERE LEAST(__dv_n1 + __dv_n2, 1) > 0", "algebraic (signed rows)", ""},
 		{"intersect", `SELECT id, region FROM orders INTERSECT SELECT id, region FROM customers`,
-			"WHERE LEAST(__dv_n1, __dv_n2, 1) > 0", "algebraic (signed rows)"},
+			"WHERE LEAST(__dv_n1, __dv_n2, 1) > 0", "algebraic (signed rows)", ""},
 		{"except", `SELECT customer FROM orders WHERE qty > 1 EXCEPT SELECT id FROM customers`,
-			"WHERE CASE WHEN __dv_n2 > 0 THEN 0 ELSE LEAST(__dv_n1, 1) END > 0", "algebraic (signed rows)"},
+			"WHERE CASE WHEN __dv_n2 > 0 THEN 0 ELSE LEAST(__dv_n1, 1) END > 0", "algebraic (signed rows)", ""},
 		{"intersect all over one table twice", `SELECT customer FROM orders INTERSECT ALL SELECT customer FROM orders WHERE qty > 2`,
-			"generate_series(1, LEAST(__dv_n1, __dv_n2))", "algebraic (signed rows)"},
+			"generate_series(1, LEAST(__dv_n1, __dv_n2))", "algebraic (signed rows)", ""},
 		{"except all with types resolved", `SELECT amount FROM orders EXCEPT ALL SELECT id FROM customers`,
-			"generate_series(1, GREATEST(__dv_n1 - __dv_n2, 0))", "algebraic (signed rows)"},
+			"generate_series(1, GREATEST(__dv_n1 - __dv_n2, 0))", "algebraic (signed rows)", ""},
 		{"nested and mixed", `(SELECT region FROM orders UNION SELECT region FROM customers) EXCEPT ALL SELECT c.region FROM orders o JOIN customers c ON c.id = o.customer UNION ALL SELECT region FROM customers`,
-			"generate_series(1, GREATEST(LEAST(__dv_n1 + __dv_n2, 1) - __dv_n3, 0) + __dv_n4)", "algebraic (signed rows)"},
+			"generate_series(1, GREATEST(LEAST(__dv_n1 + __dv_n2, 1) - __dv_n3, 0) + __dv_n4)", "algebraic (signed rows)", ""},
 		{"stars", `SELECT * FROM customers EXCEPT SELECT customer, region FROM orders`,
-			"WHERE CASE WHEN __dv_n2 > 0 THEN 0 ELSE LEAST(__dv_n1, 1) END > 0", "algebraic (signed rows)"},
-		{"union all alone", `SELECT region FROM orders UNION ALL SELECT region FROM customers`, "", ""},
-		{"limit", `SELECT region FROM orders UNION SELECT region FROM customers ORDER BY 1 LIMIT 2`, "", ""},
-		{"grouped branch", `SELECT region FROM orders GROUP BY region EXCEPT SELECT region FROM customers`, "", ""},
-		{"values branch", `SELECT region FROM orders EXCEPT VALUES ('x')`, "", ""},
+			"WHERE CASE WHEN __dv_n2 > 0 THEN 0 ELSE LEAST(__dv_n1, 1) END > 0", "algebraic (signed rows)", ""},
+		{"union all alone", `SELECT region FROM orders UNION ALL SELECT region FROM customers`, "", "", ""},
+		{"limit", `SELECT region FROM orders UNION SELECT region FROM customers ORDER BY 1 LIMIT 2`, "", "", ""},
+		{"grouped branch", `SELECT region, count(*)::int FROM orders GROUP BY region EXCEPT SELECT region, id FROM customers`,
+			"WHERE CASE WHEN __dv_n2 > 0 THEN 0 ELSE LEAST(__dv_n1, 1) END > 0", "algebraic (signed rows)", "v/branch 1"},
+		{"distinct branch", `SELECT DISTINCT region FROM orders EXCEPT SELECT region FROM customers`, "", "", ""},
+		{"values branch", `SELECT region FROM orders EXCEPT VALUES ('x')`, "", "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -56,11 +61,20 @@ func TestDecomposeSetOperations(t *testing.T) {
 				}
 				return
 			}
-			if len(parts) != 3 || parts[0].Name != "v/all" || parts[1].Name != "v/counts" || parts[2].Name != "v" {
-				t.Fatalf("split into %d views, want v/all, v/counts and v", len(parts))
+			names := []string{"v/all", "v/counts", "v"}
+			want := []string{"internal view of v: algebraic (delta rules over UNION ALL", "internal view of v: algebraic (counting)", c.view}
+			if c.grouped != "" {
+				names = append([]string{c.grouped}, names...)
+				want = append([]string{"internal view of v: algebraic (counting)"}, want...)
+			}
+			var got []string
+			for _, p := range parts {
+				got = append(got, p.Name)
+			}
+			if strings.Join(got, ", ") != strings.Join(names, ", ") {
+				t.Fatalf("split into %q, want %q", got, names)
 			}
 			index := IndexViews(parts)
-			want := []string{"internal view of v: algebraic (delta rules over UNION ALL", "internal view of v: algebraic (counting)", c.view}
 			var outer *Plan
 			for i, d := range parts {
 				p, err := BuildAmong(context.Background(), d, cat, index)
@@ -72,7 +86,7 @@ func TestDecomposeSetOperations(t *testing.T) {
 				}
 				outer = p
 			}
-			if q, err := deparseStmt(parts[2].stmt); err != nil || !strings.Contains(q, c.keep) {
+			if q, err := deparseStmt(parts[len(parts)-1].stmt); err != nil || !strings.Contains(q, c.keep) {
 				t.Errorf("view %s (%v), want it to keep rows by %s", q, err, c.keep)
 			}
 			whole, err := BuildAmong(context.Background(), defs[0], cat, nil)
@@ -88,5 +102,47 @@ func TestDecomposeSetOperations(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A UNION ALL whose branches group becomes an internal view per grouped
+// branch, counted there, and the UNION ALL of their tables and the other
+// branches, kept by delta rules.
+func TestDecomposeUnionAllOfGroups(t *testing.T) {
+	cat := planCatalog(t)
+	defs, errs := ParseFile("views.sql", `CREATE MATERIALIZED VIEW v AS
+		SELECT region, count(*) AS n FROM orders GROUP BY region
+		UNION ALL SELECT region, id FROM customers
+		UNION ALL SELECT c.region, sum(o.qty) FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region;`)
+	if len(errs) > 0 {
+		t.Fatal(errs[0])
+	}
+	defs[0].Target = qualified(defs[0].Target)
+	defs[0].Stream = "s"
+	parts := Decompose(context.Background(), defs, cat)
+	want := map[string]string{
+		"v/branch 1": "internal view of v: algebraic (counting)",
+		"v/branch 3": "internal view of v: algebraic (counting over inner joins)",
+		"v":          "algebraic (delta rules over UNION ALL of 3 branches)",
+	}
+	if len(parts) != len(want) {
+		t.Fatalf("split into %d views, want %d", len(parts), len(want))
+	}
+	index := IndexViews(parts)
+	whole, err := BuildAmong(context.Background(), defs[0], cat, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range parts {
+		p, err := BuildAmong(context.Background(), d, cat, index)
+		if err != nil {
+			t.Fatalf("%s: %v", d.Name, err)
+		}
+		if !strings.HasPrefix(p.Strategy(), want[d.Name]) || want[d.Name] == "" {
+			t.Errorf("%s: strategy %q, want %q", d.Name, p.Strategy(), want[d.Name])
+		}
+		if d.Name == "v" && fmt.Sprint(p.Columns) != fmt.Sprint(whole.Columns) {
+			t.Errorf("columns %v, want %v", p.Columns, whole.Columns)
+		}
 	}
 }
