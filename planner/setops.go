@@ -35,6 +35,20 @@ func (p *Plan) planUnionAll(sel *pg_query.SelectStmt, aggregates bool) (bool, er
 	if branches == nil {
 		return false, nil
 	}
+	// A view reading a maintained view and a table that view reads is
+	// reset, after a TRUNCATE of the table, from the view's table as the
+	// TRUNCATE left it, and then takes the view's change as well: over
+	// joins that change meets the empty table, but a branch of a UNION
+	// ALL would add it again. Such a mix is recomputed whole.
+	views := 0
+	for _, src := range p.Sources {
+		if src.View != "" {
+			views++
+		}
+	}
+	if views > 0 && views < len(p.Sources) {
+		return false, nil
+	}
 	source := func(rv *pg_query.RangeVar) int {
 		for j, src := range p.Sources {
 			if p.copyOf(src.Table) == (Table{rv.Schemaname, rv.Relname}) {
@@ -150,8 +164,9 @@ func unionAllBranches(sel *pg_query.SelectStmt) []*pg_query.SelectStmt {
 //
 // A branch with GROUP BY (of either kind of set operation, UNION ALL
 // alone included) becomes an internal view of its own, "name/branch i",
-// kept with its own strategy (counting, mostly), and the set operation
-// reads its table as a select-project branch. Set operations with LIMIT,
+// kept with its own strategy (counting, mostly), and so does every other
+// branch then; the set operation reads their tables as select-project
+// branches. Set operations with LIMIT,
 // WITH, or branches of other shapes (DISTINCT, subqueries, VALUES) stay
 // as written.
 
@@ -176,7 +191,9 @@ func splitSetOp(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 	all.SortClause = nil
 	var branches []*Definition
 	leaf := 0
-	all = groupedBranches(ctx, d, cat, all, &leaf, &branches)
+	if all = groupedBranches(ctx, d, cat, all, &leaf, &branches); all == nil {
+		return nil
+	}
 	if bs := unionAllBranches(all); bs != nil {
 		// A UNION ALL alone follows delta rules as it is, once its grouped
 		// branches read their internal views.
@@ -244,32 +261,59 @@ func splitSetOp(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 	return append(branches, allPart, countsPart, &o)
 }
 
-// groupedBranches replaces, in sel (a tree of set operations), each
+// groupedBranches replaces, in sel (a tree of set operations) with a
 // branch with GROUP BY that is worth an internal view of its own
-// (worthPart) by a SELECT of its columns from that view, "name/branch i"
-// (i its place among the branches, counted in leaf), added to parts: the
-// grouped rows are counted there, and the set operation reads them as a
-// table. It returns the rewritten tree.
+// (worthPart), every branch by a SELECT of its columns from an internal
+// view holding it, "name/branch i" (i its place among the branches,
+// counted in leaf), added to parts: the grouped rows are counted there,
+// the others kept by their own strategy, and the set operation reads
+// tables of maintained views only. (Reading a maintained view and a
+// table it reads would, after a TRUNCATE of the table, take the view's
+// change twice: see planUnionAll.) It returns the rewritten tree, sel
+// itself when no branch groups, nil when some branch cannot be a view.
 func groupedBranches(ctx context.Context, d *Definition, cat Catalog, sel *pg_query.SelectStmt, leaf *int, parts *[]*Definition) *pg_query.SelectStmt {
+	var grouped func(q *pg_query.SelectStmt) bool
+	grouped = func(q *pg_query.SelectStmt) bool {
+		if q == nil {
+			return false
+		}
+		if q.Op != pg_query.SetOperation_SETOP_NONE {
+			return grouped(q.Larg) || grouped(q.Rarg)
+		}
+		return len(q.GroupClause) > 0 && worthPart(q)
+	}
+	if !grouped(sel) {
+		return sel
+	}
+	return branchViews(ctx, d, cat, sel, leaf, parts)
+}
+
+// branchViews replaces each branch of sel by a SELECT from an internal
+// view of its own (see groupedBranches); nil when one cannot be.
+func branchViews(ctx context.Context, d *Definition, cat Catalog, sel *pg_query.SelectStmt, leaf *int, parts *[]*Definition) *pg_query.SelectStmt {
 	if sel == nil {
 		return nil
 	}
 	if sel.Op != pg_query.SetOperation_SETOP_NONE {
-		sel.Larg = groupedBranches(ctx, d, cat, sel.Larg, leaf, parts)
-		sel.Rarg = groupedBranches(ctx, d, cat, sel.Rarg, leaf, parts)
+		if sel.Larg = branchViews(ctx, d, cat, sel.Larg, leaf, parts); sel.Larg == nil {
+			return nil
+		}
+		if sel.Rarg = branchViews(ctx, d, cat, sel.Rarg, leaf, parts); sel.Rarg == nil {
+			return nil
+		}
 		return sel
 	}
 	*leaf++
-	if len(sel.GroupClause) == 0 || !worthPart(sel) {
-		return sel
+	if len(sel.FromClause) == 0 || len(sel.ValuesLists) > 0 || !(len(sel.GroupClause) > 0 && worthPart(sel) || selectProject(sel, nil)) {
+		return nil
 	}
 	q, err := deparseStmt(sel)
 	if err != nil {
-		return sel
+		return nil
 	}
 	cols, err := cat.Describe(ctx, q)
-	if err != nil || len(cols) != len(sel.TargetList) {
-		return sel
+	if err != nil || len(cols) == 0 {
+		return nil
 	}
 	var names []string
 	for _, c := range cols {
@@ -278,11 +322,11 @@ func groupedBranches(ctx context.Context, d *Definition, cat Catalog, sel *pg_qu
 	what := "branch " + strconv.Itoa(*leaf)
 	part := newPart(d, what, sel)
 	if part == nil {
-		return sel
+		return nil
 	}
 	read, err := parseSelect("SELECT " + strings.Join(names, ", ") + " FROM " + part.Target.Quoted() + " AS " + QuoteIdent(what))
 	if err != nil {
-		return sel
+		return nil
 	}
 	*parts = append(*parts, part)
 	return read
