@@ -20,7 +20,9 @@
 //     "name/with cte", "name/groups", "name/where N"), kept in tables of
 //     deltaview's schema; so do UNION, INTERSECT and EXCEPT [ALL] of
 //     select-project branches (setops.go): the tagged branches
-//     ("name/all") and their counts per distinct row ("name/counts").
+//     ("name/all") and their counts per distinct row ("name/counts"),
+//     and the branches of a set operation with a grouped one
+//     ("name/branch i").
 //  4. BuildAmong (plan.go) plans one view among the others, with the
 //     source's catalog (Catalog): stars are spelled out (stars.go),
 //     ordinary views of the source read through their definitions
