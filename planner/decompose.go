@@ -65,6 +65,9 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 // splitAll divides d into its internal views and the view reading them,
 // last; nil when nothing in d is worth an internal view.
 func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
+	if parts := splitSetOp(ctx, d, cat); parts != nil {
+		return parts
+	}
 	if parts, outer := splitHaving(ctx, d, cat); len(parts) > 0 {
 		var all []*Definition
 		for _, p := range parts {

@@ -21,33 +21,7 @@ import (
 // joins of distinct tables whose table references already read the copies;
 // false when the query is not of that shape.
 func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar, varSource []int, aggregates bool) (bool, error) {
-	if aggregates || len(sel.GroupClause) > 0 || sel.HavingClause != nil || len(sel.DistinctClause) > 0 ||
-		sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.WindowClause) > 0 || sel.WithClause != nil {
-		return false, nil
-	}
-	eligible := true
-	seen := map[int]bool{}
-	for _, j := range varSource {
-		if seen[j] {
-			eligible = false // a self-join needs a table old and new at once
-		}
-		seen[j] = true
-	}
-	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(x *pg_query.Node) {
-		switch v := x.Node.(type) {
-		case *pg_query.Node_SubLink, *pg_query.Node_RangeSubselect:
-			eligible = false
-		case *pg_query.Node_JoinExpr:
-			if v.JoinExpr.Jointype != pg_query.JoinType_JOIN_INNER && !p.View.antiJoin(v.JoinExpr) {
-				eligible = false
-			}
-		case *pg_query.Node_FuncCall:
-			if v.FuncCall.Over != nil || isAggregateName(funcName(v.FuncCall)) {
-				eligible = false
-			}
-		}
-	})
-	if !eligible {
+	if aggregates || !selectProject(sel, varSource, p.View) {
 		return false, nil
 	}
 	// The whole query over the copies rebuilds the view after a TRUNCATE.
@@ -77,6 +51,40 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 	p.wholeQuery = whole
 	p.Kind, p.Recompute = Projection, ""
 	return true, nil
+}
+
+// selectProject tells whether sel is a select-project query over inner
+// joins of distinct tables (varSource are its table references' sources):
+// no grouping, DISTINCT, LIMIT, window functions, WITH or subqueries.
+// Aggregates are judged by the caller, which knows the functions.
+func selectProject(sel *pg_query.SelectStmt, varSource []int, d *Definition) bool {
+	if len(sel.GroupClause) > 0 || sel.HavingClause != nil || len(sel.DistinctClause) > 0 ||
+		sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.WindowClause) > 0 || sel.WithClause != nil {
+		return false
+	}
+	eligible := true
+	seen := map[int]bool{}
+	for _, j := range varSource {
+		if seen[j] {
+			eligible = false // a self-join needs a table old and new at once
+		}
+		seen[j] = true
+	}
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(x *pg_query.Node) {
+		switch v := x.Node.(type) {
+		case *pg_query.Node_SubLink, *pg_query.Node_RangeSubselect:
+			eligible = false
+		case *pg_query.Node_JoinExpr:
+			if v.JoinExpr.Jointype != pg_query.JoinType_JOIN_INNER && (d == nil || !d.antiJoin(v.JoinExpr)) {
+				eligible = false
+			}
+		case *pg_query.Node_FuncCall:
+			if v.FuncCall.Over != nil || isAggregateName(funcName(v.FuncCall)) {
+				eligible = false
+			}
+		}
+	})
+	return eligible
 }
 
 // NeedsDelta tells whether the view sums per-table terms in n.Delta.

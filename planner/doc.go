@@ -22,7 +22,10 @@
 //     of their own ("name/from alias", "name/with cte", "name/groups",
 //     "name/where N", "name/having N"), kept in tables of deltaview's
 //     schema; an internal view's WHERE is split in turn (fromPart,
-//     splitNested).
+//     splitNested). So do UNION, INTERSECT and EXCEPT [ALL] of
+//     select-project branches (setops.go): the tagged branches
+//     ("name/all") and their counts per distinct row ("name/counts"), and
+//     the branches of a set operation with a grouped one ("name/branch i").
 //  4. BuildAmong (plan.go) plans one view among the others, with the
 //     source's catalog (Catalog): stars are spelled out (stars.go),
 //     ordinary views of the source read through their definitions
@@ -55,7 +58,9 @@
 //     and new for those before (Term): Δ(R⋈S) = ΔR⋈S_old + R_new⋈ΔS, summed
 //     in a delta table and applied as signed rows. An anti-join's
 //     internal view has at most one row per outer row, so its term is the
-//     outer rows joined with its stage, signed against it (antiTerm).
+//     outer rows joined with its stage, signed against it (antiTerm). A
+//     UNION ALL of such branches sums every branch's term of each table
+//     (setops.go).
 //   - Counting over inner joins (joincount.go): the same terms, projected
 //     on the group keys and aggregate arguments, feed the counting state.
 //   - Scoped recomputation: the groups (or partitions, or the one row) a

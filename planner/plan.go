@@ -126,6 +126,15 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		}
 		return -1
 	})
+	if sel.Op == pg_query.SetOperation_SETOP_UNION {
+		aggs, err := cat.Aggregates(ctx, a.funcs)
+		if err != nil {
+			return nil, err
+		}
+		if ok, err := p.planUnionAll(sel, len(aggs) > 0); err != nil || ok {
+			return p, err
+		}
+	}
 	if a.whole == "joins" {
 		varSource := make([]int, len(a.tables))
 		tableCols := map[string]Column{}
@@ -360,6 +369,9 @@ type Plan struct {
 	// without FROM) is joinFrom.
 	joinTerms []string
 	joinFrom  string
+	// branches is, for a UNION ALL kept by delta rules, its number of
+	// branches (see setops.go).
+	branches int
 }
 
 // Analyze checks a definition without a database: syntax and constructs.
@@ -1143,6 +1155,10 @@ func (p *Plan) strategy() string {
 		if p.NeedsDelta() && len(p.View.anti) > 0 {
 			return "algebraic (delta rules over inner joins and anti-joins): " + p.reads() +
 				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted; a row that enters or leaves an anti-join's internal view removes or restores the rows it matches" + p.overView()
+		}
+		if p.branches > 0 {
+			return fmt.Sprintf("algebraic (delta rules over UNION ALL of %d branches): ", p.branches) + p.reads() +
+				"; each table's changed rows are joined, in each branch that reads it, with the other tables' copies and the signed rows inserted or deleted" + p.overView()
 		}
 		if p.NeedsDelta() {
 			return "algebraic (delta rules over inner joins): " + p.reads() +
