@@ -177,7 +177,7 @@ func differs(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[st
 	var rest []*pg_query.Node
 	var inner, outer *pg_query.Node
 	innerLeft := false
-	for _, c := range andArgs(sub.WhereClause) {
+	for _, c := range andParts(sub.WhereClause) {
 		if e := c.GetAExpr(); e != nil && e.Kind == pg_query.A_Expr_Kind_AEXPR_OP && len(e.Name) == 1 && e.Name[0].GetString_().GetSval() == "<>" {
 			li, lo, lok := s.refs(e.Lexpr)
 			ri, ro, rok := s.refs(e.Rexpr)
@@ -348,7 +348,7 @@ func notNull(ctx context.Context, e *pg_query.Node, from []*pg_query.Node, where
 	}
 	if where != nil {
 		want, err := deparseExpr(e)
-		for _, c := range andArgs(where) {
+		for _, c := range andParts(where) {
 			nt := c.GetNullTest()
 			if err != nil || nt == nil || nt.Nulltesttype != pg_query.NullTestType_IS_NOT_NULL || nt.Argisrow {
 				continue
@@ -436,7 +436,7 @@ func preservedOnly(where *pg_query.Node, nullable, columns map[string]bool) *pg_
 		return nil
 	}
 	var keep []*pg_query.Node
-	for _, c := range andArgs(where) {
+	for _, c := range andParts(where) {
 		ok := true
 		visit(c, func(x *pg_query.Node) {
 			if x.GetSubLink() != nil {
@@ -500,7 +500,7 @@ func antiTerm(c *pg_query.SelectStmt, alias string) *pg_query.Node {
 	}
 	test, _ := deparseExpr(antiTest(alias))
 	var keep []*pg_query.Node
-	for _, w := range andArgs(c.WhereClause) {
+	for _, w := range andParts(c.WhereClause) {
 		if s, err := deparseExpr(w); err != nil || s != test {
 			keep = append(keep, w)
 		}

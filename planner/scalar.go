@@ -98,7 +98,7 @@ func scalarJoin(ctx context.Context, c *pg_query.Node, cat Catalog, ctes map[str
 	var keys [][2]*pg_query.Node
 	var innerLeft []bool
 	if sub.WhereClause != nil {
-		for _, w := range andArgs(sub.WhereClause) {
+		for _, w := range andParts(sub.WhereClause) {
 			in, out, ok := s.refs(w)
 			switch {
 			case !ok:
@@ -255,7 +255,7 @@ func semiJoinNested(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes
 		}
 	}
 	var rest, inner []*pg_query.Node
-	for _, w := range andArgs(sub.WhereClause) {
+	for _, w := range andParts(sub.WhereClause) {
 		if !hasSubLink(w) {
 			rest = append(rest, w)
 			continue
@@ -276,7 +276,7 @@ func semiJoinNested(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes
 	}
 	var where []*pg_query.Node
 	if q.WhereClause != nil {
-		where = andArgs(q.WhereClause)
+		where = andParts(q.WhereClause)
 	}
 	q.WhereClause = andNode(append(where, inner...))
 	return q, conds, true
@@ -429,7 +429,7 @@ func splitHaving(ctx context.Context, d *Definition, cat Catalog) ([]*Definition
 	}
 	var keep, conds []*pg_query.Node
 	var values []*pg_query.SelectStmt
-	for _, c := range andArgs(sel.HavingClause) {
+	for _, c := range andParts(sel.HavingClause) {
 		alias := semiAlias(len(values) + 1)
 		q, cs, ok := scalarJoin(ctx, c, cat, nil, alias)
 		if !ok || len(q.GroupClause) > 0 || len(cs) != 1 {

@@ -65,7 +65,7 @@ func splitWhere(ctx context.Context, d *Definition, cat Catalog) ([]*Definition,
 	var antis []*pg_query.Node
 	var on [][]*pg_query.Node
 	anti := map[string]bool{}
-	for _, c := range andArgs(sel.WhereClause) {
+	for _, c := range andParts(sel.WhereClause) {
 		alias := semiAlias(len(parts) + 1)
 		j, ok := whereJoin(ctx, c, d.stmt.FromClause, cat, ctes, alias)
 		if !ok {
@@ -255,18 +255,6 @@ func semiRows(ctx context.Context, d *Definition, sel *pg_query.SelectStmt, cat 
 	return part, outer
 }
 
-// andArgs splits an AND into its operands.
-func andArgs(n *pg_query.Node) []*pg_query.Node {
-	if b := n.GetBoolExpr(); b != nil && b.Boolop == pg_query.BoolExprType_AND_EXPR {
-		var out []*pg_query.Node
-		for _, a := range b.Args {
-			out = append(out, andArgs(a)...)
-		}
-		return out
-	}
-	return []*pg_query.Node{n}
-}
-
 // andNode is the AND of ns; nil when there are none.
 func andNode(ns []*pg_query.Node) *pg_query.Node {
 	switch len(ns) {
@@ -434,7 +422,7 @@ func semiJoin(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[s
 	}
 	var local, outerConds []*pg_query.Node
 	if sub.WhereClause != nil {
-		for _, c := range andArgs(sub.WhereClause) {
+		for _, c := range andParts(sub.WhereClause) {
 			in, out, ok := s.refs(c)
 			switch {
 			case !ok:
