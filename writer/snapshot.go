@@ -286,6 +286,16 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *Vie
 			return 0, fmt.Errorf("fill %s: %w", n.Target, err)
 		}
 	}
+	// Statistics, so that the first batches' statements (and the views
+	// reading this one's table) are planned for the rows there are, not
+	// for an empty table until autovacuum gets to it.
+	for _, t := range []string{into.Target, n.State} {
+		if t != "" {
+			if _, err := tx.Exec(ctx, "ANALYZE "+t); err != nil {
+				return 0, fmt.Errorf("analyze %s: %w", t, err)
+			}
+		}
+	}
 	if exists {
 		if err := swap(ctx, tx, p, besideTable, n.Target); err != nil {
 			return 0, err
