@@ -1237,6 +1237,11 @@ func (w *Writer) commit(ctx context.Context) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	w.inTx = false
+	// Where a batch's time goes: open (from its first change to its
+	// commit, the apply included) and apply (the views' statements and
+	// the commit).
+	w.log.Debug("batch committed", zap.Int("transactions", w.batchTxs), zap.Int("rows", w.batchRows),
+		zap.Duration("open", time.Since(w.batchStart)), zap.Duration("apply", time.Since(start)))
 	w.prompt, w.lone = w.lone, false
 	w.single = w.batchTxs <= 1
 	w.last = nil
