@@ -222,6 +222,9 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 		sc := s.sidecar(b, writeTPCHViews(b, accepted))
 		waitViewsBuilt(b, s.src, s.tgt, sc, s.slot, running)
 		progress("SF %v: %d views built in %s", cfg.SF, len(accepted), time.Since(start).Round(time.Millisecond))
+		if profile > 0 {
+			fmt.Print(strategies(b, s.tgt))
+		}
 		for i := range rounds {
 			d := round(sc, running, s.slot, func(q *tpchQuery, d time.Duration) { q.together = append(q.together, d) }, res.queries)
 			res.together = append(res.together, d)
@@ -320,6 +323,25 @@ func targetProfile(b *testing.B, tgt *pgx.Conn, n int) string {
 		b.Fatal(err)
 	}
 	return sb.String()
+}
+
+// strategies lists the strategy of every view the target maintains,
+// internal views included.
+func strategies(b *testing.B, tgt *pgx.Conn) string {
+	b.Helper()
+	rows, err := tgt.Query(context.Background(), "SELECT name, coalesce(strategy, '') FROM deltaview.maintained ORDER BY name")
+	if err != nil {
+		b.Fatal(err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var name, strategy string
+		err := r.Scan(&name, &strategy)
+		return name + ": " + strategy, err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.Join(list, "\n") + "\n"
 }
 
 // tpchTimeout bounds every wait: building the views at SF 0.1 recomputes
