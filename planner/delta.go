@@ -1,7 +1,9 @@
 package planner
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
@@ -26,12 +28,14 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 		return false, nil
 	}
 	eligible := true
-	seen := map[int]bool{}
-	for _, j := range varSource {
-		if seen[j] {
-			eligible = false // a self-join needs a table old and new at once
+	// occurrences lists, per source, its table references (in query
+	// order): a table joined with itself has several.
+	occurrences := map[int][]int{}
+	for i, j := range varSource {
+		occurrences[j] = append(occurrences[j], i)
+		if len(occurrences[j]) > maxSelfJoin {
+			eligible = false
 		}
-		seen[j] = true
 	}
 	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(x *pg_query.Node) {
 		switch v := x.Node.(type) {
@@ -56,19 +60,31 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 		return false, err
 	}
 	p.joinTerms = make([]string, len(p.Sources))
-	for i, rv := range vars {
-		c := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
-		for k, t := range c.TargetList {
-			t.GetResTarget().Name = "c" + strconv.Itoa(k+1)
+	for src, occ := range occurrences {
+		var parts []string
+		for _, staged := range stagedSubsets(occ) {
+			c := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+			for k, t := range c.TargetList {
+				t.GetResTarget().Name = "c" + strconv.Itoa(k+1)
+			}
+			signs := make([]string, len(staged))
+			for k, i := range staged {
+				signs[k] = QuoteIdent(vars[i].Alias.Aliasname) + "." + QuoteIdent(SignColumn)
+			}
+			sign, err := parseExpr(strings.Join(signs, " * "))
+			if err != nil {
+				return false, err
+			}
+			c.TargetList = append(c.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
+				Name: "__dv_n", Val: sign}}})
+			c.SortClause = nil
+			term, err := stageTerms(c, staged, src)
+			if err != nil {
+				return false, err
+			}
+			parts = append(parts, term)
 		}
-		c.TargetList = append(c.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
-			Name: "__dv_n", Val: columnRef(rv.Alias.Aliasname, SignColumn)}}})
-		c.SortClause = nil
-		term, err := stageTerm(c, i, varSource[i])
-		if err != nil {
-			return false, err
-		}
-		p.joinTerms[varSource[i]] = term
+		p.joinTerms[src] = strings.Join(parts, " UNION ALL ")
 	}
 	p.wholeQuery = whole
 	p.Kind, p.Recompute = Projection, ""
@@ -98,14 +114,44 @@ func (p *Plan) Term(n Names, i int) string {
 	return "WITH i AS (INSERT INTO " + n.Delta + " " + p.withStages(p.joinTerms[i], n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8"
 }
 
+// maxSelfJoin bounds how often one table may appear in a join that
+// follows delta rules: a table read k times has 2^k - 1 terms.
+const maxSelfJoin = 3
+
+// stagedSubsets are the ways a batch's change of a table read at the
+// table references occ reaches the join: each non-empty subset of them
+// reads the change, the others the table as it was. With R' = R + ΔR,
+// R'⋈R' = R⋈R + ΔR⋈R + R⋈ΔR + ΔR⋈ΔR, and a joined row's sign is the
+// product of its staged rows' signs. For a table read once, that is the
+// one term ΔR⋈...
+func stagedSubsets(occ []int) [][]int {
+	var out [][]int
+	for mask := 1; mask < 1<<len(occ); mask++ {
+		var s []int
+		for k, i := range occ {
+			if mask&(1<<k) != 0 {
+				s = append(s, i)
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
 // stageTerm is the text of query c with its i-th table reference (in
 // query order) reading the stage of source src instead: one term of the
 // delta rules.
 func stageTerm(c *pg_query.SelectStmt, i, src int) (string, error) {
+	return stageTerms(c, []int{i}, src)
+}
+
+// stageTerms is stageTerm with several table references of source src
+// reading its stage.
+func stageTerms(c *pg_query.SelectStmt, staged []int, src int) (string, error) {
 	n := 0
 	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: c}}, func(x *pg_query.Node) {
 		if r := x.GetRangeVar(); r != nil {
-			if n == i {
+			if slices.Contains(staged, n) {
 				ph := stagePlaceholder(src)
 				r.Schemaname, r.Relname = "pg_temp", ph[len("pg_temp."):]
 			}
