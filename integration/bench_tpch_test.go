@@ -224,6 +224,9 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 		progress("SF %v: %d views built in %s", cfg.SF, len(accepted), time.Since(start).Round(time.Millisecond))
 		if profile > 0 {
 			fmt.Print(strategies(b, s.tgt))
+			// The slot decodes all of the server's WAL, the target's
+			// writes of the build included when both share a server.
+			progress("SF %v: the slot's sender reached the end of the WAL %s after the views were built", cfg.SF, senderCaughtUp(b, s.src))
 		}
 		for i := range rounds {
 			d := round(sc, running, s.slot, func(q *tpchQuery, d time.Duration) { q.together = append(q.together, d) }, res.queries)
@@ -323,6 +326,25 @@ func targetProfile(b *testing.B, tgt *pgx.Conn, n int) string {
 		b.Fatal(err)
 	}
 	return sb.String()
+}
+
+// senderCaughtUp waits until every WAL sender has sent the WAL written
+// so far, and returns how long that took.
+func senderCaughtUp(b *testing.B, src *pgx.Conn) time.Duration {
+	b.Helper()
+	start := time.Now()
+	lsn := currentLSN(b, src)
+	for deadline := start.Add(tpchTimeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		var behind bool
+		if err := src.QueryRow(context.Background(), `SELECT coalesce(bool_or(sent_lsn < $1::pg_lsn), true) FROM pg_stat_replication`, lsn.String()).Scan(&behind); err != nil {
+			b.Fatal(err)
+		}
+		if !behind {
+			return time.Since(start).Round(time.Millisecond)
+		}
+	}
+	b.Fatalf("the WAL senders did not reach %s within %s", lsn, tpchTimeout)
+	return 0
 }
 
 // strategies lists the strategy of every view the target maintains,
