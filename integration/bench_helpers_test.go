@@ -34,15 +34,25 @@ const benchBinaryEnv = "DELTAVIEW_BENCH_BINARY"
 
 func newBenchSetup(b *testing.B) *benchSetup {
 	b.Helper()
+	return newBenchSetupWith(b, nil)
+}
+
+// newBenchSetupWith is newBenchSetup with extra server settings.
+func newBenchSetupWith(b *testing.B, extra map[string]string) *benchSetup {
+	b.Helper()
 	if p := os.Getenv(benchBinaryEnv); p != "" {
 		buildOnce.Do(func() { binary = p })
 	}
-	c := pgcluster.StartForTest(b, pgcluster.Options{Name: "bench", Settings: map[string]string{
+	settings := map[string]string{
 		// A backlog of a million transactions should not checkpoint all the
 		// time.
 		"max_wal_size":       "8GB",
 		"checkpoint_timeout": "30min",
-	}})
+	}
+	for k, v := range extra {
+		settings[k] = v
+	}
+	c := pgcluster.StartForTest(b, pgcluster.Options{Name: "bench", Settings: settings})
 	srcDB, tgtDB := c.NewDatabase(b), c.NewDatabase(b)
 	s := &benchSetup{cluster: c, srcURL: c.URL(srcDB), tgtURL: c.URL(tgtDB), slot: "bench"}
 	s.src, s.tgt = connect(b, s.srcURL), connect(b, s.tgtURL)

@@ -30,6 +30,9 @@ import (
 //	                       both (default together)
 //	DELTAVIEW_TPCH_VIEWS   a subset, e.g. q1,q6 (default all 22)
 //	DELTAVIEW_TPCH_SEED    the data's seed (default 1)
+//	DELTAVIEW_TPCH_PROFILE N: print after each round the N statements of
+//	                       the target that took most of its time in the
+//	                       round (pg_stat_statements)
 //
 // e.g. DELTAVIEW_TPCH_SF=0.01 go test -run XXX -bench TPCH -benchtime 1x -timeout 0 ./integration/
 func BenchmarkTPCH(b *testing.B) {
@@ -43,6 +46,10 @@ func BenchmarkTPCH(b *testing.B) {
 		b.Fatalf("DELTAVIEW_TPCH_MODE %q: want together, alone or both", mode)
 	}
 	seed := uint64(envInt(b, "DELTAVIEW_TPCH_SEED", 1))
+	profile := 0
+	if os.Getenv("DELTAVIEW_TPCH_PROFILE") != "" {
+		profile = envInt(b, "DELTAVIEW_TPCH_PROFILE", 0)
+	}
 	views := tpchViews(b)
 	if only := os.Getenv("DELTAVIEW_TPCH_VIEWS"); only != "" {
 		want := strings.Split(only, ",")
@@ -57,7 +64,7 @@ func BenchmarkTPCH(b *testing.B) {
 			if err != nil {
 				b.Fatalf("DELTAVIEW_TPCH_SF: %v", err)
 			}
-			results = append(results, runTPCH(b, tpch.Config{SF: f, Seed: seed}, views, rounds, mode))
+			results = append(results, runTPCH(b, tpch.Config{SF: f, Seed: seed}, views, rounds, mode, profile))
 		}
 	}
 	// On stdout: the testing package cuts a benchmark's log to 10 lines.
@@ -111,10 +118,16 @@ func mean(d []time.Duration) time.Duration {
 	return sum / time.Duration(len(d))
 }
 
-func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode string) *tpchResult {
+func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode string, profile int) *tpchResult {
 	b.Helper()
 	ctx := context.Background()
-	s := newBenchSetup(b)
+	var s *benchSetup
+	if profile > 0 {
+		s = newBenchSetupWith(b, map[string]string{"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.max": "10000", "pg_stat_statements.track_planning": "on"})
+		execSQL(b, s.tgt, "CREATE EXTENSION pg_stat_statements")
+	} else {
+		s = newBenchSetup(b)
+	}
 	res := &tpchResult{cfg: cfg, rows: map[string]int64{}}
 	start := time.Now()
 	loadTPCH(b, s.src, cfg)
@@ -159,13 +172,27 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 	// round runs one round, waits until the views are applied and records
 	// the time each took, checks them against their queries, and times
 	// the REFRESH of each of refreshed.
+	logged := 0 // of the process's log, what the profile has read
 	round := func(sc *sidecar, running []*tpchQuery, slot string, record func(q *tpchQuery, d time.Duration), refreshed []*tpchQuery) time.Duration {
+		if profile > 0 {
+			execSQL(b, s.tgt, "SELECT pg_stat_statements_reset()")
+		}
 		if err := w.Round(ctx, s.src); err != nil {
 			b.Fatal(err)
 		}
 		committed := time.Now()
 		lsn := currentLSN(b, s.src)
 		applied := waitViewsApplied(b, s.tgt, sc, slot, running, lsn, committed)
+		if profile > 0 {
+			fmt.Print(targetProfile(b, s.tgt, profile))
+			logs := sc.logs()
+			for _, line := range strings.Split(logs[logged:], "\n") {
+				if strings.Contains(line, "batch committed") {
+					fmt.Println(line)
+				}
+			}
+			logged = len(logs)
+		}
 		var all time.Duration
 		for _, q := range running {
 			if d, ok := applied[q.view.name]; ok {
@@ -195,6 +222,12 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 		sc := s.sidecar(b, writeTPCHViews(b, accepted))
 		waitViewsBuilt(b, s.src, s.tgt, sc, s.slot, running)
 		progress("SF %v: %d views built in %s", cfg.SF, len(accepted), time.Since(start).Round(time.Millisecond))
+		if profile > 0 {
+			fmt.Print(strategies(b, s.tgt))
+			// The slot decodes all of the server's WAL, the target's
+			// writes of the build included when both share a server.
+			progress("SF %v: the slot's sender reached the end of the WAL %s after the views were built", cfg.SF, senderCaughtUp(b, s.src))
+		}
 		for i := range rounds {
 			d := round(sc, running, s.slot, func(q *tpchQuery, d time.Duration) { q.together = append(q.together, d) }, res.queries)
 			res.together = append(res.together, d)
@@ -258,6 +291,79 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 		}
 	}
 	return res
+}
+
+// targetProfile lists the statements run in the target's database since
+// the last reset, the n that took most time first, with the totals of
+// all of them.
+func targetProfile(b *testing.B, tgt *pgx.Conn, n int) string {
+	b.Helper()
+	ctx := context.Background()
+	const stats = `FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+		WHERE d.datname = pg_catalog.current_database() AND s.query NOT LIKE '%pg_stat_statements%'`
+	var calls int64
+	var exec, plan float64
+	if err := tgt.QueryRow(ctx, "SELECT coalesce(sum(calls), 0)::int8, coalesce(sum(total_exec_time), 0), coalesce(sum(total_plan_time), 0) "+stats).Scan(&calls, &exec, &plan); err != nil {
+		b.Fatal(err)
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "target: %d statements, executed in %.1f ms, planned in %.1f ms\n", calls, exec, plan)
+	rows, err := tgt.Query(ctx, "SELECT calls, total_exec_time + total_plan_time, total_plan_time, rows, pg_catalog.regexp_replace(query, '\\s+', ' ', 'g') "+stats+" ORDER BY 2 DESC LIMIT $1", n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c, r int64
+		var t, p float64
+		var q string
+		if err := rows.Scan(&c, &t, &p, &r, &q); err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(&sb, "%8.1f ms (planning %6.1f) %5d calls %7d rows  %s\n", t, p, c, r, q[:min(len(q), 300)])
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return sb.String()
+}
+
+// senderCaughtUp waits until every WAL sender has sent the WAL written
+// so far, and returns how long that took.
+func senderCaughtUp(b *testing.B, src *pgx.Conn) time.Duration {
+	b.Helper()
+	start := time.Now()
+	lsn := currentLSN(b, src)
+	for deadline := start.Add(tpchTimeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		var behind bool
+		if err := src.QueryRow(context.Background(), `SELECT coalesce(bool_or(sent_lsn < $1::pg_lsn), true) FROM pg_stat_replication`, lsn.String()).Scan(&behind); err != nil {
+			b.Fatal(err)
+		}
+		if !behind {
+			return time.Since(start).Round(time.Millisecond)
+		}
+	}
+	b.Fatalf("the WAL senders did not reach %s within %s", lsn, tpchTimeout)
+	return 0
+}
+
+// strategies lists the strategy of every view the target maintains,
+// internal views included.
+func strategies(b *testing.B, tgt *pgx.Conn) string {
+	b.Helper()
+	rows, err := tgt.Query(context.Background(), "SELECT name, coalesce(strategy, '') FROM deltaview.maintained ORDER BY name")
+	if err != nil {
+		b.Fatal(err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var name, strategy string
+		err := r.Scan(&name, &strategy)
+		return name + ": " + strategy, err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.Join(list, "\n") + "\n"
 }
 
 // tpchTimeout bounds every wait: building the views at SF 0.1 recomputes

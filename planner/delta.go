@@ -1,7 +1,9 @@
 package planner
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
@@ -18,11 +20,21 @@ import (
 // one-table projection.
 
 // planJoinDelta plans delta rules for sel, a select-project query over inner
-// joins of distinct tables whose table references already read the copies;
-// false when the query is not of that shape.
+// joins (and anti-joins, antijoin.go) whose table references already read
+// the copies, a table read at most maxSelfJoin times; false when the query
+// is not of that shape.
 func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar, varSource []int, aggregates bool) (bool, error) {
-	if aggregates || !selectProject(sel, varSource, p.View) {
+	if aggregates || !selectProject(sel, p.View) {
 		return false, nil
+	}
+	// occurrences lists, per source, its table references (in query
+	// order): a table joined with itself has several.
+	occurrences := map[int][]int{}
+	for i, j := range varSource {
+		occurrences[j] = append(occurrences[j], i)
+		if len(occurrences[j]) > maxSelfJoin {
+			return false, nil
+		}
 	}
 	// The whole query over the copies rebuilds the view after a TRUNCATE.
 	whole, err := deparseStmt(sel)
@@ -30,23 +42,35 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 		return false, err
 	}
 	p.joinTerms = make([]string, len(p.Sources))
-	for i, rv := range vars {
-		c := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
-		for k, t := range c.TargetList {
-			t.GetResTarget().Name = "c" + strconv.Itoa(k+1)
+	for src, occ := range occurrences {
+		var parts []string
+		for _, staged := range stagedSubsets(occ) {
+			c := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+			for k, t := range c.TargetList {
+				t.GetResTarget().Name = "c" + strconv.Itoa(k+1)
+			}
+			var sign *pg_query.Node
+			if alias := vars[staged[0]].Alias.Aliasname; len(occ) == 1 && p.View.anti[alias] {
+				sign = antiTerm(c, alias)
+			} else {
+				signs := make([]string, len(staged))
+				for k, i := range staged {
+					signs[k] = QuoteIdent(vars[i].Alias.Aliasname) + "." + QuoteIdent(SignColumn)
+				}
+				if sign, err = parseExpr(strings.Join(signs, " * ")); err != nil {
+					return false, err
+				}
+			}
+			c.TargetList = append(c.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
+				Name: "__dv_n", Val: sign}}})
+			c.SortClause = nil
+			term, err := stageTerms(c, staged, src)
+			if err != nil {
+				return false, err
+			}
+			parts = append(parts, term)
 		}
-		sign := columnRef(rv.Alias.Aliasname, SignColumn)
-		if p.View.anti[rv.Alias.Aliasname] {
-			sign = antiTerm(c, rv.Alias.Aliasname)
-		}
-		c.TargetList = append(c.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
-			Name: "__dv_n", Val: sign}}})
-		c.SortClause = nil
-		term, err := stageTerm(c, i, varSource[i])
-		if err != nil {
-			return false, err
-		}
-		p.joinTerms[varSource[i]] = term
+		p.joinTerms[src] = strings.Join(parts, " UNION ALL ")
 	}
 	p.wholeQuery = whole
 	p.Kind, p.Recompute = Projection, ""
@@ -54,22 +78,15 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 }
 
 // selectProject tells whether sel is a select-project query over inner
-// joins of distinct tables (varSource are its table references' sources):
-// no grouping, DISTINCT, LIMIT, window functions, WITH or subqueries.
-// Aggregates are judged by the caller, which knows the functions.
-func selectProject(sel *pg_query.SelectStmt, varSource []int, d *Definition) bool {
+// joins (and d's anti-joins): no grouping, DISTINCT, LIMIT, window
+// functions, WITH or subqueries. Aggregates are judged by the caller,
+// which knows the functions, and so is how often a table is read.
+func selectProject(sel *pg_query.SelectStmt, d *Definition) bool {
 	if len(sel.GroupClause) > 0 || sel.HavingClause != nil || len(sel.DistinctClause) > 0 ||
 		sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.WindowClause) > 0 || sel.WithClause != nil {
 		return false
 	}
 	eligible := true
-	seen := map[int]bool{}
-	for _, j := range varSource {
-		if seen[j] {
-			eligible = false // a self-join needs a table old and new at once
-		}
-		seen[j] = true
-	}
 	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(x *pg_query.Node) {
 		switch v := x.Node.(type) {
 		case *pg_query.Node_SubLink, *pg_query.Node_RangeSubselect:
@@ -85,6 +102,18 @@ func selectProject(sel *pg_query.SelectStmt, varSource []int, d *Definition) boo
 		}
 	})
 	return eligible
+}
+
+// distinctSources tells whether no table is read twice.
+func distinctSources(varSource []int) bool {
+	seen := map[int]bool{}
+	for _, j := range varSource {
+		if seen[j] {
+			return false
+		}
+		seen[j] = true
+	}
+	return true
 }
 
 // NeedsDelta tells whether the view sums per-table terms in n.Delta.
@@ -107,17 +136,84 @@ func (p *Plan) Term(n Names, i int) string {
 	if !p.NeedsDelta() {
 		return ""
 	}
-	return "WITH i AS (INSERT INTO " + n.Delta + " " + p.withStages(p.joinTerms[i], n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8"
+	term := p.joinTerms[i]
+	if net := p.netStage(n, i); net != "" {
+		term = strings.ReplaceAll(term, stagePlaceholder(i), net)
+	}
+	return "WITH i AS (INSERT INTO " + n.Delta + " " + p.withStages(term, n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8"
+}
+
+// netStage is the stage of source i as a term reads it: the staged rows
+// without those that cancel over the columns the view reads. An UPDATE of
+// columns the view does not read stages its row twice, old and new, equal
+// in the view's columns: the term would join both versions with the other
+// tables only for them to cancel in the sum (a TPC-H round's update of
+// 750 orders' priorities and totals cost Q9's term of orders 1,500 rows
+// joined with their lineitems, parts and partsupps). A term is linear in
+// the stage, so its sum is the same without them. Of a row staged p times
+// +1 and m times -1, the +1 copies after the first m and the -1 copies
+// after the first p remain: rows stay signed +1 or -1, as the terms' sums
+// need, and the server's estimate of them stays that of the stage. Rows
+// cancel only when equal and printed the same; "" (the stage as it is)
+// when a column has no equality to compare by.
+func (p *Plan) netStage(n Names, i int) string {
+	if i >= len(n.Stages) || i >= len(p.Sources) || len(p.Sources[i].Columns) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, c := range p.Sources[i].Columns {
+		if c.NoEquality || !c.Btree && !c.Hash {
+			return ""
+		}
+		q := QuoteIdent(c.Name)
+		parts = append(parts, q, "("+q+")::text")
+	}
+	row := "PARTITION BY " + strings.Join(parts, ", ")
+	sign := QuoteIdent(SignColumn)
+	return "(SELECT * FROM (SELECT s.*, pg_catalog.row_number() OVER (" + row + ", " + sign + ") AS __dv_rn, " +
+		"pg_catalog.count(*) FILTER (WHERE " + sign + " > 0) OVER (" + row + ") AS __dv_pos, " +
+		"pg_catalog.count(*) FILTER (WHERE " + sign + " < 0) OVER (" + row + ") AS __dv_neg FROM " + n.Stages[i] + " AS s) AS s" +
+		" WHERE " + sign + " > 0 AND __dv_rn > __dv_neg OR " + sign + " < 0 AND __dv_rn > __dv_pos)"
+}
+
+// maxSelfJoin bounds how often one table may appear in a join that
+// follows delta rules: a table read k times has 2^k - 1 terms.
+const maxSelfJoin = 3
+
+// stagedSubsets are the ways a batch's change of a table read at the
+// table references occ reaches the join: each non-empty subset of them
+// reads the change, the others the table as it was. With R' = R + ΔR,
+// R'⋈R' = R⋈R + ΔR⋈R + R⋈ΔR + ΔR⋈ΔR, and a joined row's sign is the
+// product of its staged rows' signs. For a table read once, that is the
+// one term ΔR⋈...
+func stagedSubsets(occ []int) [][]int {
+	var out [][]int
+	for mask := 1; mask < 1<<len(occ); mask++ {
+		var s []int
+		for k, i := range occ {
+			if mask&(1<<k) != 0 {
+				s = append(s, i)
+			}
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // stageTerm is the text of query c with its i-th table reference (in
 // query order) reading the stage of source src instead: one term of the
 // delta rules.
 func stageTerm(c *pg_query.SelectStmt, i, src int) (string, error) {
+	return stageTerms(c, []int{i}, src)
+}
+
+// stageTerms is stageTerm with several table references of source src
+// reading its stage.
+func stageTerms(c *pg_query.SelectStmt, staged []int, src int) (string, error) {
 	n := 0
 	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: c}}, func(x *pg_query.Node) {
 		if r := x.GetRangeVar(); r != nil {
-			if n == i {
+			if slices.Contains(staged, n) {
 				ph := stagePlaceholder(src)
 				r.Schemaname, r.Relname = "pg_temp", ph[len("pg_temp."):]
 			}

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -93,6 +94,29 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	for i, rv := range vars {
 		aliasSource[rv.Alias.Aliasname] = varSource[i]
 	}
+	// owner is the alias of the table a column reference reads and the
+	// column's name, or "" when that is not known: an unqualified name
+	// belongs to the one table that has such a column (the server refuses
+	// an ambiguous one).
+	owner := func(cr *pg_query.ColumnRef) (alias, col string) {
+		switch len(cr.Fields) {
+		case 2:
+			return cr.Fields[0].GetString_().GetSval(), cr.Fields[1].GetString_().GetSval()
+		case 1:
+			name := cr.Fields[0].GetString_().GetSval()
+			for _, rv := range vars {
+				j := aliasSource[rv.Alias.Aliasname]
+				if slices.ContainsFunc(p.Sources[j].All, func(c Column) bool { return c.Name == name }) {
+					if alias != "" {
+						return "", ""
+					}
+					alias = rv.Alias.Aliasname
+				}
+			}
+			return alias, name
+		}
+		return "", ""
+	}
 	// Outer joins: the group keys must come from tables on no nullable
 	// side. A row that gains or loses its NULL-extension then keeps its key,
 	// which the row that replaces it carries too.
@@ -101,7 +125,7 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 		ok := true
 		visit(g, func(x *pg_query.Node) {
 			if cr := x.GetColumnRef(); cr != nil {
-				if len(cr.Fields) != 2 || nullable[cr.Fields[0].GetString_().GetSval()] {
+				if alias, _ := owner(cr); alias == "" || nullable[alias] {
 					ok = false
 				}
 			}
@@ -114,10 +138,11 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	// A group key that is a NOT NULL column of a table of an inner join is
 	// never NULL: compared with plain =, which any index answers.
 	for i, g := range groups {
-		if cr := g.GetColumnRef(); cr != nil && len(cr.Fields) == 2 {
-			if j, ok := aliasSource[cr.Fields[0].GetString_().GetSval()]; ok {
+		if cr := g.GetColumnRef(); cr != nil {
+			alias, col := owner(cr)
+			if j, ok := aliasSource[alias]; ok && alias != "" && !nullable[alias] {
 				for _, c := range p.Sources[j].All {
-					if c.Name == cr.Fields[1].GetString_().GetSval() && c.NotNull {
+					if c.Name == col && c.NotNull {
 						p.KeyNullable[i] = false
 					}
 				}
@@ -219,9 +244,11 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	// derived with the others', see deriveLookups).
 	groupCols := map[int][]string{}
 	for _, g := range groups {
-		if cr := g.GetColumnRef(); cr != nil && len(cr.Fields) == 2 {
-			if j, ok := aliasSource[cr.Fields[0].GetString_().GetSval()]; ok {
-				groupCols[j] = appendNew(groupCols[j], cr.Fields[1].GetString_().GetSval())
+		if cr := g.GetColumnRef(); cr != nil {
+			if alias, col := owner(cr); alias != "" {
+				if j, ok := aliasSource[alias]; ok {
+					groupCols[j] = appendNew(groupCols[j], col)
+				}
 			}
 		}
 	}

@@ -77,7 +77,7 @@ func (p *Plan) planUnionAll(sel *pg_query.SelectStmt, aggregates bool) (bool, er
 				return false, nil
 			}
 		}
-		if len(vars) == 0 || len(b.TargetList) != len(p.Columns) || !selectProject(b, varSource, nil) {
+		if len(vars) == 0 || len(b.TargetList) != len(p.Columns) || !selectProject(b, nil) || !distinctSources(varSource) {
 			return false, nil
 		}
 		for i, rv := range vars {
@@ -198,7 +198,7 @@ func splitSetOp(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 		// A UNION ALL alone follows delta rules as it is, once its grouped
 		// branches read their internal views.
 		for _, b := range bs {
-			if !selectProject(b, nil, nil) {
+			if !selectProject(b, nil) {
 				return nil
 			}
 		}
@@ -304,7 +304,7 @@ func branchViews(ctx context.Context, d *Definition, cat Catalog, sel *pg_query.
 		return sel
 	}
 	*leaf++
-	if len(sel.FromClause) == 0 || len(sel.ValuesLists) > 0 || !(len(sel.GroupClause) > 0 && worthPart(sel) || selectProject(sel, nil, nil)) {
+	if len(sel.FromClause) == 0 || len(sel.ValuesLists) > 0 || !(len(sel.GroupClause) > 0 && worthPart(sel) || selectProject(sel, nil)) {
 		return nil
 	}
 	q, err := deparseStmt(sel)
@@ -342,7 +342,7 @@ func tagBranches(sel *pg_query.SelectStmt, n *int) (mult string, distinct, ok bo
 		return "", false, false
 	}
 	if sel.Op == pg_query.SetOperation_SETOP_NONE {
-		if len(sel.ValuesLists) > 0 || len(sel.FromClause) == 0 || !selectProject(sel, nil, nil) {
+		if len(sel.ValuesLists) > 0 || len(sel.FromClause) == 0 || !selectProject(sel, nil) {
 			return "", false, false
 		}
 		*n++
