@@ -289,7 +289,11 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *Vie
 	// Statistics, so that the first batches' statements (and the views
 	// reading this one's table) are planned for the rows there are, not
 	// for an empty table until autovacuum gets to it.
-	for _, t := range []string{into.Target, n.State} {
+	analyze := []string{into.Target}
+	if len(p.CreateState(n)) > 0 {
+		analyze = append(analyze, n.State)
+	}
+	for _, t := range analyze {
 		if t != "" {
 			if _, err := tx.Exec(ctx, "ANALYZE "+t); err != nil {
 				return 0, fmt.Errorf("analyze %s: %w", t, err)
