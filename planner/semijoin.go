@@ -366,9 +366,15 @@ func (s *scope) refs(e *pg_query.Node) (inner, outer int, ok bool) {
 func semiJoin(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[string]bool, alias string) (*pg_query.SelectStmt, []*pg_query.Node, bool) {
 	sub := sl.Subselect.GetSelectStmt()
 	if sub == nil || sub.Op != pg_query.SetOperation_SETOP_NONE || sub.LimitCount != nil || sub.LimitOffset != nil ||
-		len(sub.DistinctClause) > 0 || len(sub.GroupClause) > 0 || sub.HavingClause != nil || len(sub.WindowClause) > 0 ||
+		len(sub.DistinctClause) > 0 || len(sub.WindowClause) > 0 ||
 		len(sub.LockingClause) > 0 || sub.WithClause != nil || sub.IntoClause != nil || len(sub.ValuesLists) > 0 ||
 		len(sub.FromClause) == 0 || len(sub.SortClause) > 0 {
+		return nil, nil, false
+	}
+	// A grouped subquery is one only as `x IN (SELECT k ... GROUP BY k
+	// [HAVING ...])`, uncorrelated (below): one row per key already.
+	grouped := len(sub.GroupClause) > 0 || sub.HavingClause != nil
+	if grouped && (sl.SubLinkType != pg_query.SubLinkType_ANY_SUBLINK || len(sub.GroupClause) != 1) {
 		return nil, nil, false
 	}
 	s := &scope{tables: map[string]bool{}, columns: map[string]bool{}}
@@ -454,6 +460,9 @@ func semiJoin(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[s
 	if len(keys) == 0 {
 		return nil, nil, false
 	}
+	if grouped {
+		return semiJoinGrouped(sub, s, keys, outerConds, alias)
+	}
 	q := &pg_query.SelectStmt{FromClause: sub.FromClause, WhereClause: andNode(local), Op: pg_query.SetOperation_SETOP_NONE,
 		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT}
 	conds := outerConds
@@ -470,4 +479,40 @@ func semiJoin(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[s
 		}
 	}
 	return q, conds, true
+}
+
+// semiJoinGrouped is semiJoin's part for `x IN (SELECT k FROM t WHERE p
+// GROUP BY k HAVING h)` (TPC-H Q18): the subquery itself, one row per key
+// (its select list names the one GROUP BY expression, by itself or its
+// ordinal), kept with the strategy its grouping gets (HAVING counted), and
+// joined by the equality. keys holds the IN's pair only: a correlation
+// (a key from WHERE, or the outer query in HAVING) would change the
+// groups per outer row.
+func semiJoinGrouped(sub *pg_query.SelectStmt, s *scope, keys [][2]*pg_query.Node, outerConds []*pg_query.Node, alias string) (*pg_query.SelectStmt, []*pg_query.Node, bool) {
+	if len(keys) != 1 || len(outerConds) > 0 {
+		return nil, nil, false
+	}
+	if sub.HavingClause != nil {
+		if _, out, ok := s.refs(sub.HavingClause); !ok || out > 0 {
+			return nil, nil, false
+		}
+	}
+	k := keys[0][0]
+	g := sub.GroupClause[0]
+	if c := g.GetAConst(); c != nil {
+		if iv := c.GetIval(); iv == nil || iv.Ival != 1 {
+			return nil, nil, false
+		}
+	} else {
+		ks, err1 := deparseExpr(k)
+		gs, err2 := deparseExpr(g)
+		if err1 != nil || err2 != nil || ks != gs {
+			return nil, nil, false
+		}
+	}
+	q := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sub}}).GetSelectStmt()
+	q.TargetList[0].GetResTarget().Name = semiKey(1)
+	col := &pg_query.Node{Node: &pg_query.Node_ColumnRef{ColumnRef: &pg_query.ColumnRef{
+		Fields: []*pg_query.Node{pg_query.MakeStrNode(alias), pg_query.MakeStrNode(semiKey(1))}}}}
+	return q, []*pg_query.Node{equals(clone(keys[0][1]), col)}, true
 }
