@@ -26,6 +26,10 @@ import (
 func (w *Writer) stageOf(ctx context.Context, rel *change.Relation) (*stage, error) {
 	st := w.stages[planner.Table{Schema: rel.Schema, Name: rel.Name}]
 	if st == nil {
+		if w.childStages[rel.OID] != nil {
+			// An inheritance child: see childChecked.
+			return nil, nil
+		}
 		for _, s := range w.order {
 			if s.oid != 0 && s.oid == rel.OID && !s.inactive() {
 				err := fmt.Errorf("table %s was renamed to %s on the source: change the views that read it to the new name", s.table, rel.QualifiedName())
@@ -71,6 +75,29 @@ func (w *Writer) stageOf(ctx context.Context, rel *change.Relation) (*stage, err
 		return nil, nil
 	}
 	return st, nil
+}
+
+// childChecked tells whether the views of a stage take the changes of
+// rel, an inheritance child of its table, after checking, once per
+// relation, that rel has the columns they read. Postgres keeps a child's
+// inherited columns like its parent's (they cannot be dropped or retyped
+// alone), so a column missing is one the parent lost too.
+func (w *Writer) childChecked(ctx context.Context, st *stage, rel *change.Relation) (bool, error) {
+	if st.inactive() {
+		return false, nil
+	}
+	if m := st.childMaps[rel.OID]; m != nil && m.rel == rel {
+		return true, nil
+	}
+	for i, j := range st.mapping(rel) {
+		if j < 0 {
+			what := fmt.Sprintf("is missing or has another type in its inheritance child %s", rel.QualifiedName())
+			if err := w.columnChanged(ctx, st, st.cols[i].Name, what); err != nil {
+				return false, err
+			}
+		}
+	}
+	return !st.inactive(), nil
 }
 
 // byNumber finds the stage's columns in rel by their numbers (attnum) in
@@ -213,7 +240,7 @@ type schemaProblem struct {
 
 // Watch checks the source's catalog every interval, until ctx ends, for
 // changes no change event announces: a dropped or renamed table, a column
-// dropped or given another type. The views that read what changed fail
+// dropped or given another type, an inheritance child come or gone. The views that read what changed fail
 // at the writer's next transaction boundary.
 func (w *Writer) Watch(ctx context.Context, sourceURL string, interval time.Duration) error {
 	if interval <= 0 {
@@ -341,6 +368,70 @@ func (w *Writer) inspect(ctx context.Context, conn *pgx.Conn) ([]schemaProblem, 
 				problems = append(problems, schemaProblem{table: st.table, col: c.Name, what: fmt.Sprintf("changed type from %s", c.Type)})
 			case got.name != c.Name:
 				problems = append(problems, schemaProblem{table: st.table, col: c.Name, renamed: got.name})
+			}
+		}
+	}
+	more, err := w.inspectChildren(ctx, conn)
+	return append(problems, more...), err
+}
+
+// inspectChildren compares the inheritance children of the source's tables
+// with those the views were planned with. A child created, attached,
+// detached or dropped adds or takes rows without a change in the stream
+// (and a new child is not yet published): the views that read its parent
+// fail, to be rebuilt from a snapshot that has it, planned anew.
+func (w *Writer) inspectChildren(ctx context.Context, conn *pgx.Conn) ([]schemaProblem, error) {
+	var oids []uint32
+	for _, st := range w.order {
+		// A partitioned table's partitions are published as the table.
+		if st.oid != 0 && !st.partitioned && st.view == "" {
+			oids = append(oids, st.oid)
+		}
+	}
+	if len(oids) == 0 {
+		return nil, nil
+	}
+	rows, err := conn.Query(ctx, `
+		WITH RECURSIVE d(root, oid) AS (
+			SELECT inhparent, inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = ANY($1)
+			UNION SELECT d.root, i.inhrelid FROM pg_catalog.pg_inherits i JOIN d ON i.inhparent = d.oid)
+		SELECT d.root, d.oid, n.nspname, c.relname
+		FROM d JOIN pg_catalog.pg_class c ON c.oid = d.oid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		ORDER BY 3, 4`, oids)
+	if err != nil {
+		return nil, err
+	}
+	now := map[uint32]map[uint32]planner.Table{}
+	for rows.Next() {
+		var root, oid uint32
+		var t planner.Table
+		if err := rows.Scan(&root, &oid, &t.Schema, &t.Name); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if now[root] == nil {
+			now[root] = map[uint32]planner.Table{}
+		}
+		now[root][oid] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var problems []schemaProblem
+	for _, st := range w.order {
+		if st.oid == 0 || st.partitioned || st.view != "" {
+			continue
+		}
+		for oid, t := range now[st.oid] {
+			if !st.children[oid] {
+				problems = append(problems, schemaProblem{table: st.table, what: fmt.Sprintf(
+					"gained inheritance child %s, whose rows it reads: the views that read it are rebuilt with them (--retry-failed-interval)", t)})
+			}
+		}
+		for oid := range st.children {
+			if _, ok := now[st.oid][oid]; !ok {
+				problems = append(problems, schemaProblem{table: st.table, what: fmt.Sprintf(
+					"lost an inheritance child (OID %d, detached or dropped), whose rows it read: the views that read it are rebuilt without them (--retry-failed-interval)", oid)})
 			}
 		}
 	}
