@@ -27,13 +27,15 @@ INSERT INTO items_b SELECT i, i * 0.5, i % 6, i, 1 + i % 3 FROM generate_series(
 
 // inheritViews read the parent of inheritSchema by every strategy: counting,
 // projection, scoped recomputation and a join whose groups are
-// recomputed from copies.
+// recomputed from copies; and one child alone, whose changes count for
+// both.
 var inheritViews = []view{
 	plainView("inh_per_shop", `SELECT shop, count(*) AS n, sum(qty) AS q, sum(price) AS total FROM items GROUP BY shop`),
 	plainView("inh_big", `SELECT id, shop, qty FROM items WHERE qty > 2`),
 	plainView("inh_top", `SELECT shop, max(price) AS top, min(qty) AS low FROM items GROUP BY shop`),
 	plainView("inh_named", `SELECT s.name, count(*) AS n, max(i.price) AS top FROM items i JOIN shops s ON s.id = i.shop GROUP BY s.name`),
 	plainView("inh_count", `SELECT count(*) AS n FROM items`),
+	plainView("inh_child", `SELECT id, qty, note FROM items_a WHERE qty > 1`),
 }
 
 // A table's inheritance children are part of it, as in Postgres: a view
@@ -145,5 +147,71 @@ func (e *env) rebuiltSteps(views []view, steps []step) {
 		}) {
 			e.t.Fatalf("after step %d (%s): %s", i+1, s.what, differ)
 		}
+	}
+}
+
+// A table with inheritance children is followed only when the table and
+// every child have REPLICA IDENTITY FULL, and only with its children:
+// check names the member to fix and the statement that fixes it.
+func TestInheritanceRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(`CREATE TABLE keyed (id int PRIMARY KEY, v int);
+		CREATE TABLE keyed_kid () INHERITS (keyed);
+		ALTER TABLE keyed_kid REPLICA IDENTITY FULL;
+		CREATE TABLE full_parent (id int, v int);
+		ALTER TABLE full_parent REPLICA IDENTITY FULL;
+		CREATE TABLE full_kid () INHERITS (full_parent);
+		ALTER TABLE full_kid REPLICA IDENTITY FULL;
+		CREATE TABLE default_kid (id int PRIMARY KEY) INHERITS (full_parent);
+		CREATE TABLE other (id int, v int);
+		ALTER TABLE other REPLICA IDENTITY FULL;
+		CREATE TABLE other_kid () INHERITS (other);
+		ALTER TABLE other_kid REPLICA IDENTITY FULL`)
+	tests := []struct {
+		name, query string
+		// want are parts of the refusal, none for a view accepted.
+		want []string
+	}{
+		{"parent_by_key", `SELECT id, v FROM keyed`, []string{`table public.keyed has inheritance children (public.keyed_kid)`, `REPLICA IDENTITY DEFAULT`,
+			`hint: run ALTER TABLE public.keyed REPLICA IDENTITY FULL;`}},
+		{"child_by_key", `SELECT v, count(*) AS n FROM full_parent GROUP BY v`, []string{`inheritance child public.default_kid of table public.full_parent has REPLICA IDENTITY DEFAULT`,
+			`hint: run ALTER TABLE public.default_kid REPLICA IDENTITY FULL;`}},
+		{"only_parent", `SELECT id FROM ONLY other`, []string{`construct: FROM ONLY`, `table public.other has inheritance children`}},
+		{"only_in_a_join", `SELECT o.id FROM other o JOIN ONLY other p ON p.id = o.id`, []string{`construct: FROM ONLY`}},
+		{"whole_hierarchy", `SELECT v, count(*) AS n FROM other GROUP BY v`, nil},
+		{"the_child_alone", `SELECT id FROM other_kid`, nil},
+	}
+	var views []view
+	for _, tt := range tests {
+		views = append(views, plainView(tt.name, tt.query))
+	}
+	file := writeViews(t, viewsSQL(views))
+	out, _ := deltaview(t, nil, "check", "--views", file, "--source", e.srcURL)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var text string
+			for _, l := range strings.Split(out, "\n") {
+				if strings.Contains(l, `view "`+tt.name+`" (`) || (text != "" && strings.HasPrefix(l, " ")) {
+					text += l + "\n"
+				} else if text != "" {
+					break
+				}
+			}
+			refused := strings.Contains(text, "error: ")
+			switch {
+			case text == "":
+				t.Fatalf("not mentioned in\n%s", out)
+			case tt.want == nil && refused:
+				t.Errorf("refused:\n%s", text)
+			case tt.want != nil && !refused:
+				t.Errorf("accepted:\n%s", text)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(text, w) {
+					t.Errorf("%q not in\n%s", w, text)
+				}
+			}
+		})
 	}
 }
