@@ -215,3 +215,25 @@ func TestInheritanceRefusals(t *testing.T) {
 		})
 	}
 }
+
+// A column renamed on the parent is renamed in its children, where it has
+// another number: the views go on reading it from the children too, as
+// from the parent (see TestSourceColumnRenamed).
+func TestInheritanceColumnRenamed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(inheritSchema)
+	perShop := plainView("inh_per_shop", `SELECT shop, count(*) AS n, sum(qty) AS q FROM items GROUP BY shop`)
+	big := plainView("inh_big", `SELECT id, shop, qty FROM items WHERE qty > 2`)
+	e.start([]view{perShop, big})
+	e.check(perShop, big)
+	renamed := func(v view, query string) view { v.query = query; return v }
+	perShop2 := renamed(perShop, `SELECT shop, count(*) AS n, sum(amount) AS q FROM items GROUP BY shop`)
+	big2 := renamed(big, `SELECT id, shop, amount AS qty FROM items WHERE amount > 2`)
+	e.runSteps([]view{perShop2, big2}, []step{
+		{"rename a column of the parent, then change the children", `ALTER TABLE items RENAME qty TO amount;
+			INSERT INTO items_a (id, shop, amount, price) VALUES (500, 1, 5, 5); UPDATE items_b SET amount = amount + 1 WHERE id < 12;
+			DELETE FROM items_a WHERE id = 3`},
+		{"then the parent", `INSERT INTO items VALUES (501, 2, 7, 1); UPDATE items SET amount = 9 WHERE id = 13`},
+	})
+}

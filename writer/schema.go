@@ -3,6 +3,7 @@ package writer
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/deltaview/deltaview/change"
@@ -89,7 +90,12 @@ func (w *Writer) childChecked(ctx context.Context, st *stage, rel *change.Relati
 	if m := st.childMaps[rel.OID]; m != nil && m.rel == rel {
 		return true, nil
 	}
-	for i, j := range st.mapping(rel) {
+	idx := st.mapping(rel)
+	if slices.Contains(idx, -1) && w.renamedInParent(ctx, st) {
+		delete(st.childMaps, rel.OID)
+		idx = st.mapping(rel)
+	}
+	for i, j := range idx {
 		if j < 0 {
 			what := fmt.Sprintf("is missing or has another type in its inheritance child %s", rel.QualifiedName())
 			if err := w.columnChanged(ctx, st, st.cols[i].Name, what); err != nil {
@@ -98,6 +104,34 @@ func (w *Writer) childChecked(ctx context.Context, st *stage, rel *change.Relati
 		}
 	}
 	return !st.inactive(), nil
+}
+
+// renamedInParent looks the stage's planned columns up by number in its
+// table's catalog, for a child whose columns are not all found by their
+// planned names: a column renamed on the parent is renamed in its
+// children (whose numbers for it differ). It tells whether it found
+// names that differ from the planned ones.
+func (w *Writer) renamedInParent(ctx context.Context, st *stage) bool {
+	if st.oid == 0 || w.cfg.SourceURL == "" {
+		return false
+	}
+	cols, err := w.sourceColumns(ctx, st.oid)
+	if err != nil {
+		w.log.Warn("looking up the source's columns by number; going by name", zap.Stringer("table", st.table), zap.Error(err))
+		return false
+	}
+	found := false
+	for _, c := range st.cols {
+		for _, sc := range cols {
+			if c.Num != 0 && sc.num == c.Num && sc.name != c.Name {
+				if st.childNames == nil {
+					st.childNames = map[string]string{}
+				}
+				st.childNames[c.Name], found = sc.name, true
+			}
+		}
+	}
+	return found
 }
 
 // byNumber finds the stage's columns in rel by their numbers (attnum) in

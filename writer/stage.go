@@ -50,6 +50,9 @@ type stage struct {
 	// alternating between the table and its children each find theirs.
 	children  map[uint32]bool
 	childMaps map[uint32]*childMap
+	// childNames are, for planned columns renamed on the source, their
+	// names now, found by number in the table's catalog.
+	childNames map[string]string
 	// readers are, per column, the views that read it.
 	readers map[string][]*View
 	// checked is the relation whose columns were last checked.
@@ -153,14 +156,14 @@ type childMap struct {
 // childPositions finds the stage's columns in the tuples of a child of
 // its table, by name: a child has its parent's columns under the same
 // names (a rename on the parent renames them in the children too), in its
-// own order, maybe with more. Once the parent's columns are found by
-// number (byNum), a planned column goes by its name in the parent now.
+// own order, maybe with more. A planned column renamed since goes by its
+// name now (childNames).
 func (s *stage) childPositions(rel *change.Relation) []int {
 	idx := make([]int, len(s.cols))
 	for i, c := range s.cols {
 		name := c.Name
-		if j, ok := s.byNum[c.Name]; ok && s.checked != nil && j < len(s.checked.Columns) {
-			name = s.checked.Columns[j].Name
+		if now, ok := s.childNames[c.Name]; ok {
+			name = now
 		}
 		idx[i] = rel.ColumnIndex(name)
 		if idx[i] >= 0 && !sameType(c, rel.Columns[idx[i]]) {
