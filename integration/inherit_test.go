@@ -113,6 +113,16 @@ func TestInheritanceChildrenComeAndGo(t *testing.T) {
 	if !strings.Contains(e.sidecar.logs(), "gained inheritance child public.items_c") {
 		t.Errorf("the log does not name the new child items_c:\n%s", e.sidecar.logs())
 	}
+
+	// A child that comes with rows while deltaview is stopped is found
+	// at start.
+	e.sidecar.stop()
+	e.exec(`CREATE TABLE items_d () INHERITS (items); ALTER TABLE items_d REPLICA IDENTITY FULL; INSERT INTO items_d VALUES (1, 3, 3, 3), (7, 1, 8, 8)`)
+	e.start(inheritViews, "--retry-failed-interval", "200ms", "--schema-check-interval", "100ms")
+	e.rebuiltSteps(inheritViews, []step{{"restarted with a new child", `SELECT 1`}})
+	e.runSteps(inheritViews, []step{
+		{"its changes count", `UPDATE items_d SET qty = 0; INSERT INTO items_d VALUES (8, 2, 2, 2)`},
+	})
 }
 
 // rebuiltSteps runs steps after which the views may be rebuilt: each
