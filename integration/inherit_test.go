@@ -105,6 +105,7 @@ func TestInheritanceChildrenComeAndGo(t *testing.T) {
 	e.rebuiltSteps(inheritViews, []step{
 		{"a child removed", `ALTER TABLE items_b NO INHERIT items`},
 		{"a table with rows attached", `ALTER TABLE loose INHERIT items`},
+		{"a child dropped", `DROP TABLE items_c`},
 	})
 	e.runSteps(inheritViews, []step{
 		{"the removed child's changes no longer count", `INSERT INTO items_b VALUES (0, 1, 1, 999, 1); DELETE FROM items_b WHERE id < 10`},
