@@ -107,6 +107,13 @@ func TestInheritanceChildrenComeAndGo(t *testing.T) {
 		{"a table with rows attached", `ALTER TABLE loose INHERIT items`},
 		{"a child dropped", `DROP TABLE items_c`},
 	})
+	// A new child without FULL keeps the views failed, saying what to
+	// run, until it has it.
+	e.exec(`CREATE TABLE items_e () INHERITS (items); INSERT INTO items_e VALUES (1, 1, 1, 1)`)
+	e.failed(inheritViews[0], `run ALTER TABLE public.items_e REPLICA IDENTITY FULL;`)
+	e.rebuiltSteps(inheritViews, []step{
+		{"the new child given FULL", `ALTER TABLE items_e REPLICA IDENTITY FULL; INSERT INTO items_e VALUES (2, 2, 2, 2)`},
+	})
 	e.runSteps(inheritViews, []step{
 		{"the removed child's changes no longer count", `INSERT INTO items_b VALUES (0, 1, 1, 999, 1); DELETE FROM items_b WHERE id < 10`},
 		{"the attached table's changes count", `INSERT INTO loose VALUES (902, 3, 1, 1); UPDATE loose SET qty = 0 WHERE id = 900`},
