@@ -87,8 +87,12 @@ func (t *TableInfo) InheritanceProblem() (problem, fix string) {
 	}
 	self := Table{t.Schema, t.Name}
 	if t.ReplicaIdentity != 'f' {
+		children := t.Children[0].Table.String()
+		if len(t.Children) > 1 {
+			children += fmt.Sprintf(" and %d more", len(t.Children)-1)
+		}
 		return fmt.Sprintf("table %s has inheritance children (%s), whose rows it reads, and REPLICA IDENTITY %s: the rows of a table and its children are told apart only by their values",
-				self, t.Children[0].Table, identityName(t.ReplicaIdentity)),
+				self, children, identityName(t.ReplicaIdentity)),
 			fmt.Sprintf("run ALTER TABLE %s REPLICA IDENTITY FULL; (and the same on each child)", self)
 	}
 	for _, c := range t.Children {

@@ -274,8 +274,9 @@ type schemaProblem struct {
 
 // Watch checks the source's catalog every interval, until ctx ends, for
 // changes no change event announces: a dropped or renamed table, a column
-// dropped or given another type, an inheritance child come or gone. The views that read what changed fail
-// at the writer's next transaction boundary.
+// dropped or given another type, an inheritance child come or gone. The
+// views that read what changed fail at the writer's next transaction
+// boundary.
 func (w *Writer) Watch(ctx context.Context, sourceURL string, interval time.Duration) error {
 	if interval <= 0 {
 		return nil

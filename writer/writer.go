@@ -937,7 +937,7 @@ func (w *Writer) truncatedHierarchies(ctx context.Context, hit []*stage, emptied
 		case !some || all:
 			continue
 		case self:
-			err := fmt.Errorf("TRUNCATE ONLY %s emptied it without its inheritance children: the views that read it are rebuilt (--retry-failed-interval), as the stream does not list the rows removed", st.table)
+			err := fmt.Errorf("TRUNCATE emptied %s without all of its inheritance children (TRUNCATE ONLY): the views that read it are rebuilt (--retry-failed-interval), as the stream does not list the rows removed", st.table)
 			if err := w.failStage(ctx, st, err); err != nil {
 				return nil, err
 			}
