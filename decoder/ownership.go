@@ -320,6 +320,20 @@ func CheckProvided(ctx context.Context, conn *pgx.Conn, p *Publication, tables [
 			problems = append(problems, pr)
 		}
 	}
+	// A table's inheritance children must be published too: their
+	// changes are the table's.
+	children, err := InheritanceChildren(ctx, conn, tables)
+	if err != nil {
+		return err
+	}
+	for _, t := range children {
+		if slices.Contains(tables, t) {
+			continue
+		}
+		if pr := p.tableProblem(t, t.Quoted(), false); pr != "" {
+			problems = append(problems, pr)
+		}
+	}
 	if len(problems) > 0 {
 		return &PreflightError{Problems: problems}
 	}

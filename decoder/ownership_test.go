@@ -24,7 +24,13 @@ func TestPreflightWithPublication(t *testing.T) {
 		CREATE TABLE b (id int PRIMARY KEY, v int);
 		CREATE TABLE parts (id int PRIMARY KEY) PARTITION BY RANGE (id);
 		CREATE TABLE parts_1 PARTITION OF parts FOR VALUES FROM (0) TO (10);
-		GRANT SELECT ON a, b, parts TO $reader;
+		CREATE TABLE h (id int);
+		CREATE TABLE h1 () INHERITS (h);
+		ALTER TABLE h REPLICA IDENTITY FULL;
+		ALTER TABLE h1 REPLICA IDENTITY FULL;
+		GRANT SELECT ON a, b, parts, h TO $reader;
+		CREATE PUBLICATION h_only FOR TABLE ONLY h;
+		CREATE PUBLICATION h_all FOR TABLE h;
 		CREATE PUBLICATION covers FOR TABLE a, b, parts WITH (publish_via_partition_root = true);
 		CREATE PUBLICATION only_a FOR TABLE a;
 		CREATE PUBLICATION filtered FOR TABLE a, b WHERE (v > 0);
@@ -57,6 +63,10 @@ func TestPreflightWithPublication(t *testing.T) {
 		{"provided, publishing partitions as themselves", "leaves", false, []TableName{{"public", "parts"}}, []string{
 			`publication "leaves" (owner "postgres", not created by deltaview for this stream) does not publish partitioned table "public"."parts" as itself: have its owner run ALTER PUBLICATION "leaves" SET (publish_via_partition_root = true); (and ALTER PUBLICATION "leaves" ADD TABLE "public"."parts"; if it is not in it)`,
 		}},
+		{"provided, lacking an inheritance child", "h_only", false, []TableName{{"public", "h"}}, []string{
+			`publication "h_only" (owner "postgres", not created by deltaview for this stream) does not publish table "public"."h1": have its owner run ALTER PUBLICATION "h_only" ADD TABLE "public"."h1"; (deltaview never changes a publication it did not create)`,
+		}},
+		{"provided, with the inheritance children", "h_all", false, []TableName{{"public", "h"}}, nil},
 		{"provided, without deletes", "no_deletes", false, nil, []string{
 			`publication "no_deletes" (owner "postgres", not created by deltaview for this stream) does not publish delete, truncate: have its owner run ALTER PUBLICATION "no_deletes" SET (publish = 'insert, update, delete, truncate');`,
 		}},

@@ -140,6 +140,16 @@ func checkTable(ctx context.Context, conn *pgx.Conn, t TableName, qrole string, 
 		if p := pub.tableProblem(t, q, kind == 'p'); p != "" {
 			problems = append(problems, p)
 		}
+		// Its inheritance children's changes are its own.
+		children, err := InheritanceChildren(ctx, conn, []TableName{t})
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range children {
+			if p := pub.tableProblem(c, c.Quoted(), false); p != "" {
+				problems = append(problems, p)
+			}
+		}
 	case pub != nil && pub.Publishes(t):
 		// Already published: nothing to add, no ownership needed.
 	case !owns:
@@ -274,10 +284,19 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables 
 		list[i] = t.Quoted()
 	}
 	tableList := strings.Join(list, ", ")
+	// A table listed without ONLY brings its inheritance children of
+	// the moment: they are part of what it publishes.
+	children, err := InheritanceChildren(ctx, conn, want)
+	if err != nil {
+		return fmt.Errorf("publication %s: %w", name, err)
+	}
+	want = append(want, children...)
+	slices.SortFunc(want, compareTables)
+	want = slices.Compact(want)
 
 	var oid uint32
 	var allTables, ins, upd, del, trunc, hasSchemas, viaRoot bool
-	err := conn.QueryRow(ctx, `
+	err = conn.QueryRow(ctx, `
 		SELECT p.oid, p.puballtables, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate,
 		       EXISTS (SELECT FROM pg_publication_namespace pn WHERE pn.pnpubid = p.oid), p.pubviaroot
 		FROM pg_publication p WHERE p.pubname = $1`, name,
@@ -333,6 +352,35 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables 
 		}
 	}
 	return nil
+}
+
+// InheritanceChildren returns the inheritance descendants of tables (not
+// partitions, which a partitioned table publishes as itself), by name:
+// changes of a table's children are changes of the table to the views.
+func InheritanceChildren(ctx context.Context, conn *pgx.Conn, tables []TableName) ([]TableName, error) {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.Quoted()
+	}
+	rows, err := conn.Query(ctx, `
+		WITH RECURSIVE d(oid) AS (
+			SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+			WHERE p.relkind = 'r' AND i.inhparent = ANY (SELECT pg_catalog.to_regclass(x) FROM pg_catalog.unnest($1::text[]) AS x)
+			UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN d ON i.inhparent = d.oid)
+		SELECT n.nspname, c.relname FROM d JOIN pg_catalog.pg_class c ON c.oid = d.oid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ORDER BY 1, 2`, names)
+	if err != nil {
+		return nil, fmt.Errorf("inheritance children: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TableName, error) {
+		var t TableName
+		err := r.Scan(&t.Schema, &t.Name)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inheritance children: %w", err)
+	}
+	return out, nil
 }
 
 func compareTables(a, b TableName) int {

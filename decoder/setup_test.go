@@ -223,6 +223,15 @@ func TestEnsurePublication(t *testing.T) {
 		{name: "restores what another change to the publication took away",
 			before: `ALTER PUBLICATION "Pub ""1""" SET (publish = 'insert'); ALTER PUBLICATION "Pub ""1""" ADD TABLE a WHERE (id > 0)`,
 			tables: []TableName{c, a}, want: "S 2.C public.a"},
+		{name: "a table with inheritance children publishes them",
+			before: `CREATE TABLE p (id int); CREATE TABLE p1 () INHERITS (p)`,
+			tables: []TableName{{"public", "p"}}, want: "public.p public.p1"},
+		{name: "a child created since joins, at any depth",
+			before: `CREATE TABLE p2 () INHERITS (p1)`,
+			tables: []TableName{{"public", "p"}}, want: "public.p public.p1 public.p2"},
+		{name: "a detached child leaves, with its own children",
+			before: `ALTER TABLE p1 NO INHERIT p`,
+			tables: []TableName{{"public", "p"}}, want: "public.p"},
 		{name: "no tables", tables: nil, want: `error: publication Pub "1": no tables to publish`},
 	}
 	for _, s := range steps {
@@ -240,6 +249,17 @@ func TestEnsurePublication(t *testing.T) {
 		}
 	}
 
+	// A publication that publishes the tables and their children as they
+	// are is left alone.
+	src.exec(t, `CREATE TABLE q (id int); CREATE TABLE q1 () INHERITS (q); CREATE PUBLICATION same FOR TABLE q`)
+	before := relsXmin(t, src, "same")
+	if err := EnsurePublication(ctx, src.conn, "same", []TableName{{"public", "q"}}); err != nil {
+		t.Fatal(err)
+	}
+	if after := relsXmin(t, src, "same"); after != before {
+		t.Errorf("a publication of a table and its children was altered: its tables' rows went from %s to %s", before, after)
+	}
+
 	err := EnsurePublication(ctx, src.conn, "everything", []TableName{a})
 	if err == nil || !strings.Contains(err.Error(), "publishes ALL TABLES") || !strings.Contains(err.Error(), `DROP PUBLICATION "everything";`) {
 		t.Errorf("a publication FOR ALL TABLES: %v", err)
@@ -253,6 +273,17 @@ func TestEnsurePublication(t *testing.T) {
 	if got := published(t, src, pub); got != "" {
 		t.Errorf("dropped publication still publishes %s", got)
 	}
+}
+
+// relsXmin shows the transactions that wrote publication pub's table list.
+func relsXmin(t *testing.T, src *source, pub string) string {
+	t.Helper()
+	var s string
+	if err := src.conn.QueryRow(t.Context(), `SELECT coalesce(string_agg(pr.xmin::text, ' ' ORDER BY pr.prrelid), '')
+		FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $1`, pub).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // published lists the tables publication pub publishes, with a row filter

@@ -58,6 +58,71 @@ type TableInfo struct {
 	// View, when set, is the maintained view whose result table this is
 	// (the planner's own, see views.go).
 	View string
+	// Children are the table's inheritance descendants (not partitions):
+	// reading the table reads their rows too, and their changes are its
+	// changes. Each logs its changes with its own replica identity.
+	Children []Child
+}
+
+func (t *TableInfo) childOIDs() []uint32 {
+	var oids []uint32
+	for _, c := range t.Children {
+		oids = append(oids, c.OID)
+	}
+	return oids
+}
+
+// Child is an inheritance descendant of a table.
+type Child struct {
+	Table Table
+	OID   uint32
+	// Kind and ReplicaIdentity are its pg_class relkind and relreplident.
+	Kind, ReplicaIdentity byte
+}
+
+// InheritanceProblem says why a table's inheritance children keep its
+// changes from being followed exactly, "" when nothing does: every member
+// must be an ordinary table with REPLICA IDENTITY FULL, since neither the
+// parent's primary key (not inherited) nor any child's tells the rows of
+// the whole hierarchy apart; fix is the statement that would mend it.
+func (t *TableInfo) InheritanceProblem() (problem, fix string) {
+	if len(t.Children) == 0 {
+		return "", ""
+	}
+	self := Table{t.Schema, t.Name}
+	if t.ReplicaIdentity != 'f' {
+		children := t.Children[0].Table.String()
+		if len(t.Children) > 1 {
+			children += fmt.Sprintf(" and %d more", len(t.Children)-1)
+		}
+		return fmt.Sprintf("table %s has inheritance children (%s), whose rows it reads, and REPLICA IDENTITY %s: the rows of a table and its children are told apart only by their values",
+				self, children, identityName(t.ReplicaIdentity)),
+			fmt.Sprintf("run ALTER TABLE %s REPLICA IDENTITY FULL; (and the same on each child)", self)
+	}
+	for _, c := range t.Children {
+		if c.Kind != 'r' {
+			return fmt.Sprintf("inheritance child %s of table %s is not an ordinary table: its changes are not streamed", c.Table, self),
+				fmt.Sprintf("detach it: ALTER TABLE %s NO INHERIT %s;", c.Table, self)
+		}
+		if c.ReplicaIdentity != 'f' {
+			return fmt.Sprintf("inheritance child %s of table %s has REPLICA IDENTITY %s: the rows of a table and its children are told apart only by their values, which its UPDATEs and DELETEs do not carry in full",
+					c.Table, self, identityName(c.ReplicaIdentity)),
+				fmt.Sprintf("run ALTER TABLE %s REPLICA IDENTITY FULL;", c.Table)
+		}
+	}
+	return "", ""
+}
+
+func identityName(i byte) string {
+	switch i {
+	case 'd':
+		return "DEFAULT"
+	case 'n':
+		return "NOTHING"
+	case 'i':
+		return "USING INDEX"
+	}
+	return "FULL"
 }
 
 // Column is a column of a table or of a query's output.
@@ -158,8 +223,20 @@ func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableI
 			return nil, fmt.Errorf("replica identity of %s: %w", qualified, err)
 		}
 	}
+	if t.Kind == 'r' {
+		children, err := c.children(ctx, t.OID)
+		if err != nil {
+			return nil, fmt.Errorf("inheritance children of %s: %w", qualified, err)
+		}
+		t.Children = children
+	}
 	t.RowKey = t.Identity
-	if len(t.RowKey) == 0 {
+	if len(t.Children) > 0 {
+		// No key of the parent's is unique across its children: rows
+		// are told apart by their values (InheritanceProblem requires
+		// FULL everywhere).
+		t.Identity, t.RowKey = nil, nil
+	} else if len(t.RowKey) == 0 {
 		if err := c.Conn.QueryRow(ctx, `
 			SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}')
 			FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
@@ -208,6 +285,32 @@ func (c *SourceCatalog) Table(ctx context.Context, schema, name string) (*TableI
 		}
 	}
 	return t, nil
+}
+
+// children returns a table's inheritance descendants, by name.
+func (c *SourceCatalog) children(ctx context.Context, oid uint32) ([]Child, error) {
+	rows, err := c.Conn.Query(ctx, `
+		WITH RECURSIVE d(oid) AS (
+			SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1
+			UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN d ON i.inhparent = d.oid)
+		SELECT n.nspname, c.relname, c.oid, c.relkind::text, c.relreplident::text
+		FROM d JOIN pg_catalog.pg_class c ON c.oid = d.oid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		ORDER BY 1, 2`, oid)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Child
+	for rows.Next() {
+		var ch Child
+		var kind, ident string
+		if err := rows.Scan(&ch.Table.Schema, &ch.Table.Name, &ch.OID, &kind, &ident); err != nil {
+			return nil, err
+		}
+		ch.Kind, ch.ReplicaIdentity = kind[0], ident[0]
+		out = append(out, ch)
+	}
+	return out, rows.Err()
 }
 
 func (c *SourceCatalog) ViewDefinition(ctx context.Context, oid uint32) (string, error) {

@@ -38,6 +38,10 @@ type Source struct {
 	// arrive as its own, flagged with its replica identity rather than
 	// theirs.
 	Partitioned bool
+	// Children are the OIDs of the table's inheritance descendants when
+	// the view was planned: their changes are the table's (see
+	// TableInfo.Children).
+	Children []uint32
 	// View, when set, is the maintained view whose table this is (in the
 	// target): its changes are the rows the view's statements write, and
 	// its "copy" is the table itself (see views.go).
@@ -79,7 +83,7 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		t := Table{ti.Schema, ti.Name}
 		if infos[t] == nil {
 			infos[t] = ti
-			p.Sources = append(p.Sources, Source{Table: t, OID: ti.OID, All: ti.Columns, Key: ti.Identity, RowKey: ti.RowKey, Partitioned: ti.Kind == 'p', View: ti.View})
+			p.Sources = append(p.Sources, Source{Table: t, OID: ti.OID, All: ti.Columns, Key: ti.Identity, RowKey: ti.RowKey, Partitioned: ti.Kind == 'p', Children: ti.childOIDs(), View: ti.View})
 		}
 		// Read the copy under the name the query uses for the table.
 		if rv.Alias == nil {
@@ -271,6 +275,13 @@ func describeAt(ctx context.Context, d *Definition, a *analysis, cat Catalog, lo
 }
 
 func checkRelKind(d *Definition, rv *pg_query.RangeVar, ti *TableInfo) error {
+	if len(ti.Children) > 0 && !rv.Inh {
+		return d.errorf(rv.Location, "FROM ONLY", fmt.Sprintf("table %s.%s has inheritance children, whose changes arrive with its own; ONLY is not supported over such a table", ti.Schema, ti.Name),
+			"read the table with its children (without ONLY), or keep the parent's own rows in a table without children")
+	}
+	if problem, fix := ti.InheritanceProblem(); problem != "" {
+		return d.errorf(rv.Location, "inheritance children", problem, fix)
+	}
 	switch ti.Kind {
 	case 'r', 'p':
 		return nil
@@ -562,7 +573,7 @@ func buildSingle(ctx context.Context, d *Definition, a *analysis, cat Catalog, l
 	}
 	used = append(used, a.groups...)
 	used = append(used, a.fromList...)
-	p.Sources = []Source{{Table: p.Source, OID: ti.OID, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity, RowKey: ti.RowKey, Partitioned: ti.Kind == 'p', View: ti.View}}
+	p.Sources = []Source{{Table: p.Source, OID: ti.OID, Columns: readColumns(ti, columnNames(used...)), All: ti.Columns, Key: ti.Identity, RowKey: ti.RowKey, Partitioned: ti.Kind == 'p', Children: ti.childOIDs(), View: ti.View}}
 	if ti.View != "" {
 		// A maintained view's changes arrive whole (see views.go).
 		p.Sources[0].Columns = ti.Columns

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,7 +70,8 @@ type viewPlan struct {
 }
 
 // fingerprint identifies what a view's tables were built from: its query,
-// its result table, and the source tables and column types it reads. A
+// its result table, and the source tables (with their inheritance
+// children) and column types it reads. A
 // source table recreated or a column retyped while deltaview was stopped
 // changes it, and the view is rebuilt. So does a column's collation in the
 // target (named when it is not the target's default, which tables built
@@ -101,6 +103,11 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 	if p != nil {
 		for _, src := range p.Sources {
 			fmt.Fprintf(&b, " %s#%d", src.Table.Quoted(), src.OID)
+			// Inheritance children come and go without a change in the
+			// stream: a view built with others is rebuilt.
+			for _, oid := range slices.Sorted(slices.Values(src.Children)) {
+				fmt.Fprintf(&b, "+%d", oid)
+			}
 			for _, c := range src.Columns {
 				fmt.Fprintf(&b, ",%s:%d:%d", planner.QuoteIdent(c.Name), c.TypeOID, c.TypeMod)
 				if c.Collation != "" && c.Collation != `pg_catalog."default"` {

@@ -3,6 +3,7 @@ package writer
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/deltaview/deltaview/change"
@@ -26,6 +27,10 @@ import (
 func (w *Writer) stageOf(ctx context.Context, rel *change.Relation) (*stage, error) {
 	st := w.stages[planner.Table{Schema: rel.Schema, Name: rel.Name}]
 	if st == nil {
+		if w.childStages[rel.OID] != nil {
+			// An inheritance child: see childChecked.
+			return nil, nil
+		}
 		for _, s := range w.order {
 			if s.oid != 0 && s.oid == rel.OID && !s.inactive() {
 				err := fmt.Errorf("table %s was renamed to %s on the source: change the views that read it to the new name", s.table, rel.QualifiedName())
@@ -71,6 +76,62 @@ func (w *Writer) stageOf(ctx context.Context, rel *change.Relation) (*stage, err
 		return nil, nil
 	}
 	return st, nil
+}
+
+// childChecked tells whether the views of a stage take the changes of
+// rel, an inheritance child of its table, after checking, once per
+// relation, that rel has the columns they read. Postgres keeps a child's
+// inherited columns like its parent's (they cannot be dropped or retyped
+// alone), so a column missing is one the parent lost too.
+func (w *Writer) childChecked(ctx context.Context, st *stage, rel *change.Relation) (bool, error) {
+	if st.inactive() {
+		return false, nil
+	}
+	if m := st.childMaps[rel.OID]; m != nil && m.rel == rel {
+		return true, nil
+	}
+	idx := st.mapping(rel)
+	if slices.Contains(idx, -1) && w.renamedInParent(ctx, st) {
+		delete(st.childMaps, rel.OID)
+		idx = st.mapping(rel)
+	}
+	for i, j := range idx {
+		if j < 0 {
+			what := fmt.Sprintf("is missing or has another type in its inheritance child %s", rel.QualifiedName())
+			if err := w.columnChanged(ctx, st, st.cols[i].Name, what); err != nil {
+				return false, err
+			}
+		}
+	}
+	return !st.inactive(), nil
+}
+
+// renamedInParent looks the stage's planned columns up by number in its
+// table's catalog, for a child whose columns are not all found by their
+// planned names: a column renamed on the parent is renamed in its
+// children (whose numbers for it differ). It tells whether it found
+// names that differ from the planned ones.
+func (w *Writer) renamedInParent(ctx context.Context, st *stage) bool {
+	if st.oid == 0 || w.cfg.SourceURL == "" {
+		return false
+	}
+	cols, err := w.sourceColumns(ctx, st.oid)
+	if err != nil {
+		w.log.Warn("looking up the source's columns by number; going by name", zap.Stringer("table", st.table), zap.Error(err))
+		return false
+	}
+	found := false
+	for _, c := range st.cols {
+		for _, sc := range cols {
+			if c.Num != 0 && sc.num == c.Num && sc.name != c.Name {
+				if st.childNames == nil {
+					st.childNames = map[string]string{}
+				}
+				st.childNames[c.Name], found = sc.name, true
+			}
+		}
+	}
+	return found
 }
 
 // byNumber finds the stage's columns in rel by their numbers (attnum) in
@@ -213,8 +274,9 @@ type schemaProblem struct {
 
 // Watch checks the source's catalog every interval, until ctx ends, for
 // changes no change event announces: a dropped or renamed table, a column
-// dropped or given another type. The views that read what changed fail
-// at the writer's next transaction boundary.
+// dropped or given another type, an inheritance child come or gone. The
+// views that read what changed fail at the writer's next transaction
+// boundary.
 func (w *Writer) Watch(ctx context.Context, sourceURL string, interval time.Duration) error {
 	if interval <= 0 {
 		return nil
@@ -341,6 +403,70 @@ func (w *Writer) inspect(ctx context.Context, conn *pgx.Conn) ([]schemaProblem, 
 				problems = append(problems, schemaProblem{table: st.table, col: c.Name, what: fmt.Sprintf("changed type from %s", c.Type)})
 			case got.name != c.Name:
 				problems = append(problems, schemaProblem{table: st.table, col: c.Name, renamed: got.name})
+			}
+		}
+	}
+	more, err := w.inspectChildren(ctx, conn)
+	return append(problems, more...), err
+}
+
+// inspectChildren compares the inheritance children of the source's tables
+// with those the views were planned with. A child created, attached,
+// detached or dropped adds or takes rows without a change in the stream
+// (and a new child is not yet published): the views that read its parent
+// fail, to be rebuilt from a snapshot that has it, planned anew.
+func (w *Writer) inspectChildren(ctx context.Context, conn *pgx.Conn) ([]schemaProblem, error) {
+	var oids []uint32
+	for _, st := range w.order {
+		// A partitioned table's partitions are published as the table.
+		if st.oid != 0 && !st.partitioned && st.view == "" {
+			oids = append(oids, st.oid)
+		}
+	}
+	if len(oids) == 0 {
+		return nil, nil
+	}
+	rows, err := conn.Query(ctx, `
+		WITH RECURSIVE d(root, oid) AS (
+			SELECT inhparent, inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = ANY($1)
+			UNION SELECT d.root, i.inhrelid FROM pg_catalog.pg_inherits i JOIN d ON i.inhparent = d.oid)
+		SELECT d.root, d.oid, n.nspname, c.relname
+		FROM d JOIN pg_catalog.pg_class c ON c.oid = d.oid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		ORDER BY 3, 4`, oids)
+	if err != nil {
+		return nil, err
+	}
+	now := map[uint32]map[uint32]planner.Table{}
+	for rows.Next() {
+		var root, oid uint32
+		var t planner.Table
+		if err := rows.Scan(&root, &oid, &t.Schema, &t.Name); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if now[root] == nil {
+			now[root] = map[uint32]planner.Table{}
+		}
+		now[root][oid] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var problems []schemaProblem
+	for _, st := range w.order {
+		if st.oid == 0 || st.partitioned || st.view != "" {
+			continue
+		}
+		for oid, t := range now[st.oid] {
+			if !st.children[oid] {
+				problems = append(problems, schemaProblem{table: st.table, what: fmt.Sprintf(
+					"gained inheritance child %s, whose rows it reads: the views that read it are rebuilt with them (--retry-failed-interval)", t)})
+			}
+		}
+		for oid := range st.children {
+			if _, ok := now[st.oid][oid]; !ok {
+				problems = append(problems, schemaProblem{table: st.table, what: fmt.Sprintf(
+					"lost an inheritance child (OID %d, detached or dropped), whose rows it read: the views that read it are rebuilt without them (--retry-failed-interval)", oid)})
 			}
 		}
 	}

@@ -44,6 +44,15 @@ type stage struct {
 	partitioned bool
 	// oid is the table's OID on the source, which a rename keeps.
 	oid uint32
+	// children are the OIDs of the table's inheritance descendants when
+	// the views were planned: their changes are the table's. childMaps
+	// are, per child, where the stage's columns are in its tuples: rows
+	// alternating between the table and its children each find theirs.
+	children  map[uint32]bool
+	childMaps map[uint32]*childMap
+	// childNames are, for planned columns renamed on the source, their
+	// names now, found by number in the table's catalog.
+	childNames map[string]string
 	// readers are, per column, the views that read it.
 	readers map[string][]*View
 	// checked is the relation whose columns were last checked.
@@ -122,8 +131,46 @@ func (s *stage) mapping(rel *change.Relation) []int {
 	if rel == s.rel {
 		return s.idx
 	}
+	if s.children[rel.OID] {
+		m := s.childMaps[rel.OID]
+		if m == nil || m.rel != rel {
+			if s.childMaps == nil {
+				s.childMaps = map[uint32]*childMap{}
+			}
+			m = &childMap{rel: rel, idx: s.childPositions(rel)}
+			s.childMaps[rel.OID] = m
+		}
+		return m.idx
+	}
 	s.rel, s.idx = rel, columnPositions(s.cols, rel, s.byNum)
 	return s.idx
+}
+
+// childMap is where a stage's columns are in the tuples of a child of its
+// table.
+type childMap struct {
+	rel *change.Relation
+	idx []int
+}
+
+// childPositions finds the stage's columns in the tuples of a child of
+// its table, by name: a child has its parent's columns under the same
+// names (a rename on the parent renames them in the children too), in its
+// own order, maybe with more. A planned column renamed since goes by its
+// name now (childNames).
+func (s *stage) childPositions(rel *change.Relation) []int {
+	idx := make([]int, len(s.cols))
+	for i, c := range s.cols {
+		name := c.Name
+		if now, ok := s.childNames[c.Name]; ok {
+			name = now
+		}
+		idx[i] = rel.ColumnIndex(name)
+		if idx[i] >= 0 && !sameType(c, rel.Columns[idx[i]]) {
+			idx[i] = -1
+		}
+	}
+	return idx
 }
 
 // columnPositions finds columns in a relation's tuples, by name or, given

@@ -123,3 +123,43 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("defaults with a target and slot must be valid: %v", err)
 	}
 }
+
+// A child of the stage's table has the parent's columns by name, in its
+// own order and with more; rows alternating between the table and its
+// children each keep the mapping found for their relation.
+func TestChildRowsMapByNameAndKeepTheirMapping(t *testing.T) {
+	st := newStage(0, planner.Table{Schema: "s", Name: "t"})
+	st.oid, st.children = 10, map[uint32]bool{11: true, 12: true}
+	st.addColumns([]planner.Column{{Name: "a", TypeOID: 23}, {Name: "b", TypeOID: 25}})
+	parent := &change.Relation{OID: 10, Schema: "s", Name: "t", Columns: []change.Column{{Name: "a", TypeOID: 23}, {Name: "b", TypeOID: 25}}}
+	child := &change.Relation{OID: 11, Schema: "s", Name: "t_1", Columns: []change.Column{{Name: "a", TypeOID: 23}, {Name: "b", TypeOID: 25}, {Name: "extra", TypeOID: 25}}}
+	other := &change.Relation{OID: 12, Schema: "s", Name: "t_2", Columns: []change.Column{{Name: "extra", TypeOID: 25}, {Name: "b", TypeOID: 25}, {Name: "a", TypeOID: 23}}}
+	cases := []struct {
+		name string
+		rel  *change.Relation
+		want []int
+	}{
+		{"the table", parent, []int{0, 1}},
+		{"a child with one more column", child, []int{0, 1}},
+		{"a child in another order", other, []int{2, 1}},
+		{"the table again", parent, []int{0, 1}},
+		{"the other child again", other, []int{2, 1}},
+	}
+	first := map[*change.Relation][]int{}
+	for _, c := range cases {
+		idx := st.mapping(c.rel)
+		if !slices.Equal(idx, c.want) {
+			t.Errorf("%s: mapping = %v, want %v", c.name, idx, c.want)
+		}
+		if f, ok := first[c.rel]; ok && &f[0] != &idx[0] {
+			t.Errorf("%s: the mapping was found again", c.name)
+		}
+		first[c.rel] = idx
+	}
+	// Renamed on the parent, a planned column goes by its name now.
+	st.childNames = map[string]string{"a": "a_now"}
+	renamed := &change.Relation{OID: 11, Schema: "s", Name: "t_1", Columns: []change.Column{{Name: "a_now", TypeOID: 23}, {Name: "b", TypeOID: 25}}}
+	if idx := st.mapping(renamed); !slices.Equal(idx, []int{0, 1}) {
+		t.Errorf("renamed column: mapping = %v, want [0 1]", idx)
+	}
+}

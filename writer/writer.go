@@ -172,6 +172,10 @@ type Writer struct {
 	views  []*View
 	stages map[planner.Table]*stage
 	order  []*stage
+	// childStages are, per OID of an inheritance child of a table the
+	// views read, the stages of its ancestors: the child's changes are
+	// theirs too.
+	childStages map[uint32][]*stage
 	// dependents are the views that read other views, in load order.
 	dependents []*View
 
@@ -228,6 +232,14 @@ func New(cfg Config, log *zap.Logger, views []*View, start change.LSN) *Writer {
 	}
 	w := &Writer{cfg: cfg, log: log, views: views, schema: make(chan []schemaProblem, 1), barriers: make(chan *Barrier), activations: make(chan *activation)}
 	w.stages, w.order = buildStages(views, true)
+	for _, st := range w.order {
+		for oid := range st.children {
+			if w.childStages == nil {
+				w.childStages = map[uint32][]*stage{}
+			}
+			w.childStages[oid] = append(w.childStages[oid], st)
+		}
+	}
 	for _, v := range views {
 		w.history = w.history || v.Plan.View.History
 	}
@@ -279,6 +291,12 @@ func buildStages(views []*View, assign bool) (map[planner.Table]*stage, []*stage
 			st.views = append(st.views, v)
 			if src.OID != 0 {
 				st.oid = src.OID
+			}
+			for _, oid := range src.Children {
+				if st.children == nil {
+					st.children = map[uint32]bool{}
+				}
+				st.children[oid] = true
 			}
 			if src.View != "" {
 				st.view = src.View
@@ -720,9 +738,32 @@ func (w *Writer) begin(ctx context.Context) error {
 
 func (w *Writer) row(ctx context.Context, r *change.Row) error {
 	st, err := w.stageOf(ctx, r.Rel)
-	if st == nil || err != nil {
+	if err != nil {
 		return err
 	}
+	if st != nil {
+		if err := w.rowTo(ctx, st, r); err != nil {
+			return err
+		}
+	}
+	// A row of an inheritance child is a row of each ancestor too.
+	for _, p := range w.childStages[r.Rel.OID] {
+		ok, err := w.childChecked(ctx, p, r.Rel)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if err := w.rowTo(ctx, p, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// rowTo stages a row's change for the views of one stage.
+func (w *Writer) rowTo(ctx context.Context, st *stage, r *change.Row) error {
+	var err error
 	if st.kept != nil {
 		if err := w.begin(ctx); err != nil {
 			return err
@@ -808,6 +849,7 @@ func (s *stage) inactive() bool {
 // truncated tables.
 func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 	var hit []*stage
+	emptied := map[uint32]string{}
 	for _, rel := range t.Rels {
 		st, err := w.stageOf(ctx, rel)
 		if err != nil {
@@ -816,9 +858,11 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 		if st != nil {
 			hit = append(hit, st)
 		}
+		emptied[rel.OID] = rel.QualifiedName()
 	}
-	if len(hit) == 0 {
-		return nil
+	hit, err := w.truncatedHierarchies(ctx, hit, emptied)
+	if err != nil || len(hit) == 0 {
+		return err
 	}
 	if err := w.begin(ctx); err != nil {
 		return err
@@ -871,6 +915,54 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 	// recomputed groups and whole recomputations come out the same again,
 	// and a delta term of the view's change joins the empty table.
 	return nil
+}
+
+// truncatedHierarchies sorts out a TRUNCATE's stages of tables with
+// inheritance children (emptied holds the OIDs it lists): one that empties
+// the table and all its children empties the views, as any TRUNCATE; one
+// that empties some of them only (a child alone, the table ONLY) removes
+// rows the stream does not list, so the views that read the table fail,
+// to be rebuilt. It returns the stages to empty.
+func (w *Writer) truncatedHierarchies(ctx context.Context, hit []*stage, emptied map[uint32]string) ([]*stage, error) {
+	if len(w.childStages) == 0 {
+		return hit, nil
+	}
+	var out []*stage
+	for _, st := range w.order {
+		if len(st.children) == 0 || st.inactive() {
+			continue
+		}
+		_, self := emptied[st.oid]
+		some, all := self, self
+		var child string
+		for oid := range st.children {
+			if name, ok := emptied[oid]; ok {
+				some, child = true, name
+			} else {
+				all = false
+			}
+		}
+		switch {
+		case !some || all:
+			continue
+		case self:
+			err := fmt.Errorf("TRUNCATE emptied %s without all of its inheritance children (TRUNCATE ONLY): the views that read it are rebuilt (--retry-failed-interval), as the stream does not list the rows removed", st.table)
+			if err := w.failStage(ctx, st, err); err != nil {
+				return nil, err
+			}
+		default:
+			err := fmt.Errorf("TRUNCATE of %s, an inheritance child of %s, emptied it alone: the views that read %s are rebuilt (--retry-failed-interval), as the stream does not list the rows removed", child, st.table, st.table)
+			if err := w.failStage(ctx, st, err); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, st := range hit {
+		if !st.inactive() && !slices.Contains(out, st) {
+			out = append(out, st)
+		}
+	}
+	return out, nil
 }
 
 // applyStaged runs the delta SQL of every view with staged rows. mid is
