@@ -294,11 +294,37 @@ func CaptureStage(stream string, t Table) string {
 // table, in the target: its state and result emptied, then loaded as its
 // snapshot is.
 func (p *Plan) Rebuild(n Names) []string {
+	return p.rebuildFrom(n, p.SnapshotQuery())
+}
+
+// RecountFromCopies recomputes a view counted over joins of source tables
+// from their copies, in the target: its state and result emptied, then
+// loaded from its snapshot query reading the copies. A view built beside
+// the stream is brought up to date so once the copies caught up (Reset,
+// which recomputes the other views over several tables from the copies,
+// empties a counted one, as a TRUNCATE of a table it joins does). Nil for
+// other views.
+func (p *Plan) RecountFromCopies(n Names) ([]string, error) {
+	if !p.countsJoin() || p.OnTarget() {
+		return nil, nil
+	}
+	copies := map[Table]Table{}
+	for _, s := range p.Sources {
+		copies[s.Table] = p.copyOf(s.Table)
+	}
+	q, err := ReadingInstead(p.SnapshotQuery(), copies)
+	if err != nil {
+		return nil, fmt.Errorf("recount %s from the copies: %w", p.View.Name, err)
+	}
+	return p.rebuildFrom(n, q), nil
+}
+
+func (p *Plan) rebuildFrom(n Names, query string) []string {
 	stmts := []string{"DELETE FROM " + n.Target}
 	if n.State != "" && p.Kind != Projection && p.Recompute == "" {
 		stmts = append(stmts, "DELETE FROM "+n.State)
 	}
-	stmts = append(stmts, "INSERT INTO "+p.SnapshotTarget(n)+" SELECT * FROM ("+p.SnapshotQuery()+") AS q")
+	stmts = append(stmts, "INSERT INTO "+p.SnapshotTarget(n)+" SELECT * FROM ("+query+") AS q")
 	if f := p.FinalizeAll(n); f != "" {
 		stmts = append(stmts, f)
 	}

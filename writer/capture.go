@@ -150,12 +150,18 @@ func (w *Writer) indexForReaders(ctx context.Context, v *View) error {
 // view's table, inside a savepoint: a view whose SQL fails is marked
 // failed and the others go on.
 func (w *Writer) rebuildView(ctx context.Context, v *View) error {
+	return w.rebuildWith(ctx, v, v.Plan.Rebuild(v.Names))
+}
+
+// rebuildWith runs a view's statements that compute it anew, in a
+// savepoint: a failure fails the view alone.
+func (w *Writer) rebuildWith(ctx context.Context, v *View, stmts []string) error {
 	if !v.active() {
 		return nil
 	}
 	b := &pgx.Batch{}
 	b.Queue("SAVEPOINT dv_view")
-	for _, s := range v.Plan.Rebuild(v.Names) {
+	for _, s := range stmts {
 		b.Queue(s)
 	}
 	b.Queue("RELEASE SAVEPOINT dv_view")

@@ -322,7 +322,12 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 		case v.Plan.OnTarget():
 			err = w.rebuildView(ctx, v)
 		default:
-			err = w.runView(ctx, v, v.reset, "")
+			var recount []string
+			if recount, err = v.Plan.RecountFromCopies(v.Names); err == nil && recount != nil {
+				err = w.rebuildWith(ctx, v, recount)
+			} else if err == nil {
+				err = w.runView(ctx, v, v.reset, "")
+			}
 		}
 		if err != nil {
 			return err
