@@ -32,7 +32,9 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 	occurrences := map[int][]int{}
 	for i, j := range varSource {
 		occurrences[j] = append(occurrences[j], i)
-		if len(occurrences[j]) > maxSelfJoin {
+		// A maintained view's table has taken the batch already when
+		// its readers run, where a self-join's terms need it as it was.
+		if len(occurrences[j]) > maxSelfJoin || len(occurrences[j]) > 1 && p.Sources[j].View != "" {
 			return false, nil
 		}
 	}

@@ -148,7 +148,15 @@ func (w *Writer) byNumber(ctx context.Context, st *stage, prev, rel *change.Rela
 	if st.oid == 0 || w.cfg.SourceURL == "" {
 		return nil
 	}
-	for _, c := range st.cols {
+	// The columns staged, and those of the rows kept (their key among
+	// them, which the views need not read).
+	planned := slices.Clone(st.cols)
+	for _, b := range []*keptBuf{st.kept, st.next} {
+		if b != nil {
+			planned = append(planned, b.kept.Cols...)
+		}
+	}
+	for _, c := range planned {
 		if c.Num == 0 {
 			return nil
 		}
@@ -169,7 +177,7 @@ func (w *Writer) byNumber(ctx context.Context, st *stage, prev, rel *change.Rela
 		at[c.num] = j
 	}
 	byNum := map[string]int{}
-	for _, c := range st.cols {
+	for _, c := range planned {
 		if j, ok := at[c.Num]; ok {
 			byNum[c.Name] = j
 		}
