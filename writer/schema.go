@@ -166,15 +166,17 @@ func (w *Writer) byNumber(ctx context.Context, st *stage, prev, rel *change.Rela
 		w.log.Warn("looking up the source's columns by number; going by name", zap.Stringer("table", st.table), zap.Error(err))
 		return nil
 	}
-	if len(cols) != len(rel.Columns) {
-		return nil
-	}
+	differs := len(cols) != len(rel.Columns)
 	at := map[int16]int{}
 	for j, c := range cols {
-		if c.name != rel.Columns[j].Name || c.typ != rel.Columns[j].TypeOID {
-			return nil
+		if differs = differs || c.name != rel.Columns[j].Name || c.typ != rel.Columns[j].TypeOID; differs {
+			break
 		}
 		at[c.num] = j
+	}
+	if differs {
+		w.log.Debug("the source's catalog no longer lists the columns of the table's changes; going by name", zap.Stringer("table", st.table))
+		return nil
 	}
 	byNum := map[string]int{}
 	for _, c := range planned {
