@@ -2,11 +2,8 @@ package integration
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/deltaview/deltaview/planner"
 	"github.com/jackc/pgx/v5"
@@ -125,26 +122,14 @@ func TestSharedCopyIndexedForEachView(t *testing.T) {
 		INSERT INTO lines SELECT i, 1 + i % 2000, (i % 89) FROM generate_series(1, 10000) AS i`)
 	first := plainView("top_per_region", `SELECT o.region, max(l.price) AS top FROM lines l JOIN orders o ON o.id = l.orderid GROUP BY o.region`)
 	second := plainView("priced_like_a_line", `SELECT o.id, o.region FROM orders o WHERE EXISTS (SELECT 1 FROM lines l WHERE l.price = o.amount AND l.orderid < o.id)`)
-	file := filepath.Join(t.TempDir(), "views.sql")
-	write := func(views ...view) {
-		if err := os.WriteFile(file, []byte(viewsSQL(views)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(first)
-	e.sidecar = startSidecar(t, e.runArgs(file, "--views-check-interval", "200ms")...)
+	write := e.startWatching(first)
 	e.check(first)
 	copyTable := copyOf(t, e.tgt, "lines")
 	if got := copyIndexes(t, e.tgt, copyTable); got != "btree (id); btree (orderid)" {
 		t.Fatalf("indexes of the copy for the first view: %q", got)
 	}
 	write(first, second)
-	if !poll(30*time.Second, func() bool {
-		e.sidecarAlive()
-		return queryBool(t, e.tgt, `SELECT count(*) = 2 AND bool_and(status = 'running') FROM deltaview.views`)
-	}) {
-		t.Fatalf("the second view was not built: %s", viewsState(e.tgt))
-	}
+	e.allRunning(2, "the second view was not built")
 	if got := copyIndexes(t, e.tgt, copyTable); got != "btree (id); btree (orderid); btree (price)" {
 		t.Errorf("indexes of the copy with both views: %q, want the correlation key price too", got)
 	}
@@ -244,22 +229,10 @@ func TestViewAddedReadsTheCopyBuiltForIt(t *testing.T) {
 		INSERT INTO lines SELECT i, 1 + i % 500, (i % 89) FROM generate_series(1, 2000) AS i`)
 	first := plainView("top_per_region", `SELECT o.region, max(l.price) AS top FROM lines l JOIN orders o ON o.id = l.orderid GROUP BY o.region`)
 	second := plainView("priced_like_its_line", `SELECT o.id, o.region FROM orders o WHERE EXISTS (SELECT 1 FROM lines l WHERE l.price = o.amount AND l.orderid = o.id)`)
-	file := filepath.Join(t.TempDir(), "views.sql")
-	write := func(views ...view) {
-		if err := os.WriteFile(file, []byte(viewsSQL(views)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(first)
-	e.sidecar = startSidecar(t, e.runArgs(file, "--views-check-interval", "200ms")...)
+	write := e.startWatching(first)
 	e.check(first)
 	write(first, second)
-	if !poll(30*time.Second, func() bool {
-		e.sidecarAlive()
-		return queryBool(t, e.tgt, `SELECT count(*) = 3 AND bool_and(status = 'running') FROM deltaview.views`)
-	}) {
-		t.Fatalf("the second view was not built: %s", viewsState(e.tgt))
-	}
+	e.allRunning(3, "the second view was not built")
 	views := []view{first, second}
 	e.check(views...)
 	e.runSteps(views, []step{

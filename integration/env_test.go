@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -266,4 +267,33 @@ func deltaview(t testing.TB, env []string, args ...string) (string, int) {
 		t.Fatalf("deltaview %v: %v", args, err)
 	}
 	return string(out), 0
+}
+
+// startWatching starts deltaview over a views file it reads again every
+// 200ms, holding the views given, and returns what rewrites the file with
+// others: views added, changed and removed while the stream runs.
+func (e *env) startWatching(views ...view) (rewrite func(...view)) {
+	e.t.Helper()
+	file := filepath.Join(e.t.TempDir(), "views.sql")
+	rewrite = func(views ...view) {
+		e.t.Helper()
+		if err := os.WriteFile(file, []byte(viewsSQL(views)), 0o644); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	rewrite(views...)
+	e.sidecar = startSidecar(e.t, e.runArgs(file, "--views-check-interval", "200ms")...)
+	return rewrite
+}
+
+// allRunning waits until deltaview.views lists n views, internal ones
+// included, all running.
+func (e *env) allRunning(n int, what string) {
+	e.t.Helper()
+	if !poll(30*time.Second, func() bool {
+		e.sidecarAlive()
+		return queryBool(e.t, e.tgt, `SELECT count(*) = $1 AND bool_and(status = 'running') FROM deltaview.views`, n)
+	}) {
+		e.t.Fatalf("%s: %s", what, viewsState(e.tgt))
+	}
 }

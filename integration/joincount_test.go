@@ -3,11 +3,8 @@ package integration
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // tpchSchema is a small TPC-H-like schema: nullable join keys, a nation
@@ -166,22 +163,10 @@ func TestCountingOverJoinsBuiltWhileRunning(t *testing.T) {
 	first := plainView("order_count", `SELECT count(*) AS n FROM orders`)
 	per := plainView("per_region", `SELECT c.region, count(*) AS n, sum(o.amount) AS total FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region`)
 	all := plainView("all_regions", `SELECT count(*) AS n, sum(o.amount) AS total FROM orders o JOIN customers c ON c.id = o.customer WHERE c.region <> 'r0'`)
-	file := filepath.Join(t.TempDir(), "views.sql")
-	write := func(views ...view) {
-		if err := os.WriteFile(file, []byte(viewsSQL(views)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(first)
-	e.sidecar = startSidecar(t, e.runArgs(file, "--views-check-interval", "200ms")...)
+	write := e.startWatching(first)
 	e.check(first)
 	write(first, per, all)
-	if !poll(30*time.Second, func() bool {
-		e.sidecarAlive()
-		return queryBool(t, e.tgt, `SELECT count(*) = 3 AND bool_and(status = 'running') FROM deltaview.views`)
-	}) {
-		t.Fatalf("the views were not built: %s", viewsState(e.tgt))
-	}
+	e.allRunning(3, "the views were not built")
 	views := []view{first, per, all}
 	e.check(views...)
 	if n := queryString(t, e.tgt, `SELECT count(*)::text FROM per_region`); n != "4" {

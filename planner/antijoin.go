@@ -167,12 +167,9 @@ func differs(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[st
 	if sl.SubLinkType != pg_query.SubLinkType_EXISTS_SUBLINK || sub == nil || sub.WhereClause == nil {
 		return partJoin{}, false
 	}
-	s := &scope{tables: map[string]bool{}, columns: map[string]bool{}}
-	var quals []*pg_query.Node
-	for _, f := range sub.FromClause {
-		if !s.add(ctx, f, cat, ctes, &quals) {
-			return partJoin{}, false
-		}
+	s, _, ok := subqueryScope(ctx, sub.FromClause, cat, ctes)
+	if !ok {
+		return partJoin{}, false
 	}
 	var rest []*pg_query.Node
 	var inner, outer *pg_query.Node

@@ -75,12 +75,9 @@ func scalarJoin(ctx context.Context, c *pg_query.Node, cat Catalog, ctes map[str
 		len(sub.FromClause) == 0 || len(sub.SortClause) > 0 || len(sub.TargetList) != 1 {
 		return nil, nil, false
 	}
-	s := &scope{tables: map[string]bool{}, columns: map[string]bool{}}
-	var quals []*pg_query.Node
-	for _, f := range sub.FromClause {
-		if !s.add(ctx, f, cat, ctes, &quals) {
-			return nil, nil, false
-		}
+	s, quals, ok := subqueryScope(ctx, sub.FromClause, cat, ctes)
+	if !ok {
+		return nil, nil, false
 	}
 	for _, q := range quals {
 		if _, out, ok := s.refs(q); !ok || out > 0 {
@@ -92,40 +89,12 @@ func scalarJoin(ctx context.Context, c *pg_query.Node, cat Catalog, ctes map[str
 		return nil, nil, false
 	}
 	// The subquery's WHERE: its own conditions, the equalities that
-	// correlate it (keys: the subquery's side, the outer query's), and
-	// conditions on the outer row alone.
-	var local, outerConds []*pg_query.Node
-	var keys [][2]*pg_query.Node
-	var innerLeft []bool
-	if sub.WhereClause != nil {
-		for _, w := range andParts(sub.WhereClause) {
-			in, out, ok := s.refs(w)
-			switch {
-			case !ok:
-				return nil, nil, false
-			case out == 0:
-				local = append(local, w)
-			case in == 0:
-				// Holds for all the subquery's rows or none: with none,
-				// the value is that over no rows, NULL (checked below).
-				outerConds = append(outerConds, w)
-			default:
-				e := w.GetAExpr()
-				if e == nil || e.Kind != pg_query.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 || e.Name[0].GetString_().GetSval() != "=" {
-					return nil, nil, false
-				}
-				li, lo, _ := s.refs(e.Lexpr)
-				ri, ro, _ := s.refs(e.Rexpr)
-				switch {
-				case lo == 0 && ri == 0:
-					keys, innerLeft = append(keys, [2]*pg_query.Node{e.Lexpr, e.Rexpr}), append(innerLeft, true)
-				case ro == 0 && li == 0:
-					keys, innerLeft = append(keys, [2]*pg_query.Node{e.Rexpr, e.Lexpr}), append(innerLeft, false)
-				default:
-					return nil, nil, false
-				}
-			}
-		}
+	// correlate it, and conditions on the outer row alone. With none of
+	// the subquery's rows, the value is that over no rows, NULL (checked
+	// below), whatever the conditions on the outer row.
+	local, outerConds, keys, innerLeft, ok := s.correlation(sub.WhereClause)
+	if !ok {
+		return nil, nil, false
 	}
 	if len(keys) > 0 || len(outerConds) > 0 {
 		if null, err := nullOverNoRows(ctx, value, sub.FromClause, cat); err != nil || !null {
@@ -247,12 +216,9 @@ func semiJoinNested(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes
 	if sub == nil || sub.WhereClause == nil {
 		return nil, nil, false
 	}
-	s := &scope{tables: map[string]bool{}, columns: map[string]bool{}}
-	var quals []*pg_query.Node
-	for _, f := range sub.FromClause {
-		if !s.add(ctx, f, cat, ctes, &quals) {
-			return nil, nil, false
-		}
+	s, _, ok := subqueryScope(ctx, sub.FromClause, cat, ctes)
+	if !ok {
+		return nil, nil, false
 	}
 	var rest, inner []*pg_query.Node
 	for _, w := range andParts(sub.WhereClause) {

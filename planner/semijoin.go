@@ -377,12 +377,9 @@ func semiJoin(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[s
 	if grouped && (sl.SubLinkType != pg_query.SubLinkType_ANY_SUBLINK || len(sub.GroupClause) != 1) {
 		return nil, nil, false
 	}
-	s := &scope{tables: map[string]bool{}, columns: map[string]bool{}}
-	var quals []*pg_query.Node
-	for _, f := range sub.FromClause {
-		if !s.add(ctx, f, cat, ctes, &quals) {
-			return nil, nil, false
-		}
+	s, quals, ok := subqueryScope(ctx, sub.FromClause, cat, ctes)
+	if !ok {
+		return nil, nil, false
 	}
 	// Join conditions inside the subquery stay there: the subquery's own
 	// columns only.
@@ -426,37 +423,11 @@ func semiJoin(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[s
 	default:
 		return nil, nil, false
 	}
-	var local, outerConds []*pg_query.Node
-	if sub.WhereClause != nil {
-		for _, c := range andParts(sub.WhereClause) {
-			in, out, ok := s.refs(c)
-			switch {
-			case !ok:
-				return nil, nil, false
-			case out == 0:
-				local = append(local, c)
-			case in == 0:
-				// A condition on the outer row alone holds for all the
-				// subquery's rows or none: it is the view's.
-				outerConds = append(outerConds, c)
-			default:
-				e := c.GetAExpr()
-				if e == nil || e.Kind != pg_query.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 || e.Name[0].GetString_().GetSval() != "=" {
-					return nil, nil, false
-				}
-				li, lo, _ := s.refs(e.Lexpr)
-				ri, ro, _ := s.refs(e.Rexpr)
-				switch {
-				case lo == 0 && ri == 0:
-					keys, innerLeft = append(keys, [2]*pg_query.Node{e.Lexpr, e.Rexpr}), append(innerLeft, true)
-				case ro == 0 && li == 0:
-					keys, innerLeft = append(keys, [2]*pg_query.Node{e.Rexpr, e.Lexpr}), append(innerLeft, false)
-				default:
-					return nil, nil, false
-				}
-			}
-		}
+	local, outerConds, more, moreLeft, ok := s.correlation(sub.WhereClause)
+	if !ok {
+		return nil, nil, false
 	}
+	keys, innerLeft = append(keys, more...), append(innerLeft, moreLeft...)
 	if len(keys) == 0 {
 		return nil, nil, false
 	}
@@ -515,4 +486,53 @@ func semiJoinGrouped(sub *pg_query.SelectStmt, s *scope, keys [][2]*pg_query.Nod
 	col := &pg_query.Node{Node: &pg_query.Node_ColumnRef{ColumnRef: &pg_query.ColumnRef{
 		Fields: []*pg_query.Node{pg_query.MakeStrNode(alias), pg_query.MakeStrNode(semiKey(1))}}}}
 	return q, []*pg_query.Node{equals(clone(keys[0][1]), col)}, true
+}
+
+// correlation splits a subquery's WHERE, in its scope s, into conditions
+// on its own rows (local), conditions on the outer row alone (outer: they
+// hold for all the subquery's rows or none), and the equalities that
+// correlate the two (keys: the subquery's side, the outer query's;
+// innerLeft tells on which side of the equality the subquery's was, kept
+// so that the same operator resolves). False for any other correlation.
+func (s *scope) correlation(where *pg_query.Node) (local, outer []*pg_query.Node, keys [][2]*pg_query.Node, innerLeft []bool, ok bool) {
+	for _, c := range andParts(where) {
+		in, out, ok := s.refs(c)
+		switch {
+		case !ok:
+			return nil, nil, nil, nil, false
+		case out == 0:
+			local = append(local, c)
+		case in == 0:
+			outer = append(outer, c)
+		default:
+			e := c.GetAExpr()
+			if e == nil || e.Kind != pg_query.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 || e.Name[0].GetString_().GetSval() != "=" {
+				return nil, nil, nil, nil, false
+			}
+			li, lo, _ := s.refs(e.Lexpr)
+			ri, ro, _ := s.refs(e.Rexpr)
+			switch {
+			case lo == 0 && ri == 0:
+				keys, innerLeft = append(keys, [2]*pg_query.Node{e.Lexpr, e.Rexpr}), append(innerLeft, true)
+			case ro == 0 && li == 0:
+				keys, innerLeft = append(keys, [2]*pg_query.Node{e.Rexpr, e.Lexpr}), append(innerLeft, false)
+			default:
+				return nil, nil, nil, nil, false
+			}
+		}
+	}
+	return local, outer, keys, innerLeft, true
+}
+
+// subqueryScope is the scope of a subquery's FROM items, and the join
+// conditions among them; false for a FROM item scope cannot follow.
+func subqueryScope(ctx context.Context, from []*pg_query.Node, cat Catalog, ctes map[string]bool) (*scope, []*pg_query.Node, bool) {
+	s := &scope{tables: map[string]bool{}, columns: map[string]bool{}}
+	var quals []*pg_query.Node
+	for _, f := range from {
+		if !s.add(ctx, f, cat, ctes, &quals) {
+			return nil, nil, false
+		}
+	}
+	return s, quals, true
 }
