@@ -161,6 +161,16 @@ func (w *Writer) byNumber(ctx context.Context, st *stage, prev, rel *change.Rela
 			return nil
 		}
 	}
+	// After the first relation, each column goes by the name the source
+	// gave it last: a column added under a renamed one's old name is
+	// another. The catalog is asked again only when such a name is gone,
+	// since it may be ahead of the changes, or behind them (a transaction
+	// streamed before its commit).
+	if prev != nil && st.srcNames != nil {
+		if m := byNames(planned, rel, st.srcNames); m != nil {
+			return m
+		}
+	}
 	cols, err := w.sourceColumns(ctx, st.oid)
 	if err != nil {
 		w.log.Warn("looking up the source's columns by number; going by name", zap.Stringer("table", st.table), zap.Error(err))
@@ -175,16 +185,45 @@ func (w *Writer) byNumber(ctx context.Context, st *stage, prev, rel *change.Rela
 		at[c.num] = j
 	}
 	if differs {
-		w.log.Debug("the source's catalog no longer lists the columns of the table's changes; going by name", zap.Stringer("table", st.table))
+		names := func(n int, f func(int) string) []string {
+			out := make([]string, n)
+			for i := range out {
+				out[i] = f(i)
+			}
+			return out
+		}
+		w.log.Debug("the source's catalog no longer lists the columns of the table's changes; going by name", zap.Stringer("table", st.table),
+			zap.Strings("catalog", names(len(cols), func(i int) string { return cols[i].name })),
+			zap.Strings("changes", names(len(rel.Columns), func(i int) string { return rel.Columns[i].Name })))
 		return nil
 	}
 	byNum := map[string]int{}
+	st.srcNames = map[string]string{}
 	for _, c := range planned {
 		if j, ok := at[c.Num]; ok {
 			byNum[c.Name] = j
+			st.srcNames[c.Name] = rel.Columns[j].Name
 		}
 	}
 	return byNum
+}
+
+// byNames finds the planned columns in rel by the source's names for them
+// (srcNames, the planned name where it has none); nil when one is missing.
+func byNames(planned []planner.Column, rel *change.Relation, srcNames map[string]string) map[string]int {
+	m := map[string]int{}
+	for _, c := range planned {
+		name, ok := srcNames[c.Name]
+		if !ok {
+			name = c.Name
+		}
+		j := rel.ColumnIndex(name)
+		if j < 0 {
+			return nil
+		}
+		m[c.Name] = j
+	}
+	return m
 }
 
 // sameRelation tells whether two relations list the same columns.

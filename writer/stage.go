@@ -61,6 +61,9 @@ type stage struct {
 	// planned column's position in checked, found by the column's number
 	// in the source's catalog (see renamed); nil: columns go by name.
 	byNum map[string]int
+	// srcNames are, per planned column, the source's name for it when
+	// byNum was last found from the catalog.
+	srcNames map[string]string
 	// collect is the table collecting the stage's rows for views being
 	// built; truncated is set when the source table was truncated since.
 	collect   string
