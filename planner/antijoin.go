@@ -80,6 +80,9 @@ func whereJoin(ctx context.Context, c *pg_query.Node, from []*pg_query.Node, cat
 		if q, conds, ok := semiJoin(ctx, sl, cat, ctes, alias); ok {
 			return partJoin{q: q, conds: conds}, true
 		}
+		if j, ok := existsAtAll(ctx, sl, cat, ctes, alias, false); ok {
+			return j, true
+		}
 		return differs(ctx, sl, cat, ctes, alias, false)
 	}
 	b := c.GetBoolExpr()
@@ -91,6 +94,9 @@ func whereJoin(ctx context.Context, c *pg_query.Node, from []*pg_query.Node, cat
 	case pg_query.SubLinkType_EXISTS_SUBLINK:
 		if q, conds, ok := semiJoin(ctx, sl, cat, ctes, alias); ok {
 			return partJoin{q: q, conds: conds, anti: true}, true
+		}
+		if j, ok := existsAtAll(ctx, sl, cat, ctes, alias, true); ok {
+			return j, true
 		}
 		return differs(ctx, sl, cat, ctes, alias, true)
 	case pg_query.SubLinkType_ANY_SUBLINK:
@@ -541,4 +547,56 @@ func fromPart(ctx context.Context, d *Definition, what string, q *pg_query.Selec
 	}
 	part.whole = d
 	return parts, part
+}
+
+// existsAtAll turns an uncorrelated `EXISTS (SELECT ... FROM t WHERE p)`
+// (or, with negate, `NOT EXISTS`) into a part of one row, the count of the
+// subquery's rows (`SELECT count(*) FROM t WHERE p`, counted, a row even
+// over no rows), which the view reads cross-joined and tests: `n > 0`, or
+// `n = 0`. A change of whether any row exists changes every outer row's
+// condition; others change only the count. Conditions of the subquery on
+// the outer row alone move to the view for EXISTS (it holds for all the
+// subquery's rows or none); NOT EXISTS with such conditions stays.
+func existsAtAll(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[string]bool, alias string, negate bool) (partJoin, bool) {
+	sub := sl.Subselect.GetSelectStmt()
+	if sl.SubLinkType != pg_query.SubLinkType_EXISTS_SUBLINK || sub == nil || sub.Op != pg_query.SetOperation_SETOP_NONE ||
+		sub.LimitCount != nil || sub.LimitOffset != nil || len(sub.DistinctClause) > 0 || len(sub.GroupClause) > 0 ||
+		sub.HavingClause != nil || len(sub.WindowClause) > 0 || len(sub.LockingClause) > 0 || sub.WithClause != nil ||
+		sub.IntoClause != nil || len(sub.ValuesLists) > 0 || len(sub.FromClause) == 0 || len(sub.SortClause) > 0 {
+		return partJoin{}, false
+	}
+	// The select list does not matter, unless it aggregates (one row,
+	// always): column names, stars and constants only.
+	for _, t := range sub.TargetList {
+		v := t.GetResTarget().GetVal()
+		if v.GetColumnRef() == nil && v.GetAConst() == nil {
+			return partJoin{}, false
+		}
+	}
+	s, quals, ok := subqueryScope(ctx, sub.FromClause, cat, ctes)
+	if !ok {
+		return partJoin{}, false
+	}
+	for _, q := range quals {
+		if _, out, ok := s.refs(q); !ok || out > 0 {
+			return partJoin{}, false
+		}
+	}
+	local, outer, keys, _, ok := s.correlation(sub.WhereClause)
+	if !ok || len(keys) > 0 || negate && len(outer) > 0 {
+		return partJoin{}, false
+	}
+	q := &pg_query.SelectStmt{FromClause: sub.FromClause, WhereClause: andNode(local), Op: pg_query.SetOperation_SETOP_NONE,
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT,
+		TargetList: []*pg_query.Node{{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
+			Name: semiKey(1), Val: mustExpr("pg_catalog.count(*)")}}}}}
+	test := " > 0"
+	if negate {
+		test = " = 0"
+	}
+	cond, err := parseExpr(QuoteIdent(alias) + "." + QuoteIdent(semiKey(1)) + test)
+	if err != nil {
+		return partJoin{}, false
+	}
+	return partJoin{q: q, conds: append(outer, cond)}, true
 }

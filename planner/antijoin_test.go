@@ -57,7 +57,10 @@ func TestDecomposeAntiJoins(t *testing.T) {
 			`SELECT id FROM orders o WHERE qty NOT IN (SELECT id FROM customers WHERE region = o.region)`, nil, ""},
 		{"two <> correlations stay",
 			`SELECT id FROM orders o WHERE NOT EXISTS (SELECT FROM orders o2 WHERE o2.customer = o.customer AND o2.id <> o.id AND o2.qty <> o.qty)`, nil, ""},
-		{"uncorrelated not exists stays", `SELECT id FROM customers WHERE NOT EXISTS (SELECT FROM orders WHERE qty > 3)`, nil, ""},
+		{"uncorrelated not exists: a count of one row",
+			`SELECT id FROM customers WHERE NOT EXISTS (SELECT FROM orders WHERE qty > 3)`,
+			[][2]string{{"where 1", "algebraic (counting)"}}, "algebraic (delta rules"},
+		{"uncorrelated not exists with a condition on the outer row stays", `SELECT id FROM customers c WHERE NOT EXISTS (SELECT FROM orders WHERE qty > 3 AND c.id > 2)`, nil, ""},
 		{"not exists under OR stays", `SELECT id FROM customers c WHERE c.id < 3 OR NOT EXISTS (SELECT FROM orders WHERE customer = c.id)`, nil, ""},
 	}
 	for _, c := range cases {

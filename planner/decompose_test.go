@@ -237,7 +237,10 @@ func TestDecomposeSemiJoins(t *testing.T) {
 		{"a grouped subquery correlated in HAVING stays", `SELECT id FROM customers c WHERE id IN (SELECT customer FROM orders GROUP BY customer HAVING sum(qty) > c.id)`, nil, ""},
 		{"a correlation other than an equality stays", `SELECT id FROM customers c WHERE EXISTS (SELECT FROM orders WHERE customer < c.id)`, nil, ""},
 		{"an aggregate in EXISTS stays", `SELECT id FROM customers c WHERE EXISTS (SELECT count(*) FROM orders WHERE customer = c.id)`, nil, ""},
-		{"uncorrelated EXISTS stays", `SELECT id FROM customers c WHERE EXISTS (SELECT FROM orders WHERE qty > 3)`, nil, ""},
+		{"uncorrelated EXISTS: a count of one row, a condition on the outer row moved out",
+			`SELECT id FROM customers c WHERE EXISTS (SELECT * FROM orders WHERE qty > 3 AND c.region IS NOT NULL)`,
+			[][2]string{{"where 1", "algebraic (counting)"}}, "algebraic (delta rules"},
+		{"uncorrelated EXISTS of an aggregate stays", `SELECT id FROM customers c WHERE EXISTS (SELECT count(*) FROM orders WHERE qty > 3)`, nil, ""},
 		{"a star in the view stays", `SELECT * FROM customers c WHERE EXISTS (SELECT FROM orders WHERE customer = c.id)`, nil, ""},
 		{"a subquery under OR stays", `SELECT id FROM customers c WHERE c.id < 3 OR EXISTS (SELECT FROM orders WHERE customer = c.id)`, nil, ""},
 	}
