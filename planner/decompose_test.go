@@ -74,18 +74,7 @@ func TestDecomposeTopN(t *testing.T) {
 				t.Errorf("index %s (%s), want (%s)", name, cols, c.order)
 			}
 			// The result has the view's own columns.
-			whole, err := BuildAmong(context.Background(), defs[0], cat, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(po.Columns) != len(whole.Columns) {
-				t.Fatalf("columns %v, want %v", po.Columns, whole.Columns)
-			}
-			for i := range po.Columns {
-				if po.Columns[i] != whole.Columns[i] {
-					t.Errorf("column %d: %+v, want %+v", i, po.Columns[i], whole.Columns[i])
-				}
-			}
+			columnsAsWritten(t, cat, defs[0], po)
 		})
 	}
 }
@@ -191,18 +180,7 @@ func checkDecomposed(t *testing.T, cat Catalog, query string, want [][2]string, 
 	if view.Name != "v" || view.Owner() != "" || !strings.HasPrefix(p.Strategy(), c.outer) || len(p.DependsOn) == 0 {
 		t.Errorf("%s: %s (reads %v)", view.Name, p.Strategy(), p.DependsOn)
 	}
-	whole, err := BuildAmong(context.Background(), defs[0], cat, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(p.Columns) != len(whole.Columns) {
-		t.Fatalf("columns %v, want %v", p.Columns, whole.Columns)
-	}
-	for i := range p.Columns {
-		if p.Columns[i] != whole.Columns[i] {
-			t.Errorf("column %d: %+v, want %+v", i, p.Columns[i], whole.Columns[i])
-		}
-	}
+	columnsAsWritten(t, cat, defs[0], p)
 }
 
 // EXISTS and IN subqueries in WHERE correlated by equalities become
@@ -246,5 +224,23 @@ func TestDecomposeSemiJoins(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
+	}
+}
+
+// columnsAsWritten checks that p, the view reading its internal views, has
+// the columns of d, the view as written.
+func columnsAsWritten(t *testing.T, cat Catalog, d *Definition, p *Plan) {
+	t.Helper()
+	whole, err := BuildAmong(context.Background(), d, cat, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Columns) != len(whole.Columns) {
+		t.Fatalf("columns %v, want %v", p.Columns, whole.Columns)
+	}
+	for i := range p.Columns {
+		if p.Columns[i] != whole.Columns[i] {
+			t.Errorf("column %d: %+v, want %+v", i, p.Columns[i], whole.Columns[i])
+		}
 	}
 }
