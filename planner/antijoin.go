@@ -574,13 +574,8 @@ func existsAtAll(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes ma
 		}
 	}
 	s, quals, ok := subqueryScope(ctx, sub.FromClause, cat, ctes)
-	if !ok {
+	if !ok || !s.own(quals) {
 		return partJoin{}, false
-	}
-	for _, q := range quals {
-		if _, out, ok := s.refs(q); !ok || out > 0 {
-			return partJoin{}, false
-		}
 	}
 	local, outer, keys, _, ok := s.correlation(sub.WhereClause)
 	if !ok || len(keys) > 0 || negate && len(outer) > 0 {

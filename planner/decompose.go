@@ -69,13 +69,7 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 		return parts
 	}
 	if parts, outer := splitHaving(ctx, d, cat); len(parts) > 0 {
-		var all []*Definition
-		for _, p := range parts {
-			all = append(all, splitNested(ctx, p, cat)...)
-		}
-		all = append(all, outer)
-		noteScalars(all)
-		return all
+		return nested(ctx, parts, outer, cat)
 	}
 	semi, outer := splitWhere(ctx, d, cat)
 	parts, outer := splitFrom(ctx, outer, cat)
@@ -96,6 +90,12 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 	if len(parts) == 0 {
 		return nil
 	}
+	return nested(ctx, parts, outer, cat)
+}
+
+// nested is the parts, each after the parts its own WHERE splits into
+// (splitNested), then outer, the view reading them.
+func nested(ctx context.Context, parts []*Definition, outer *Definition, cat Catalog) []*Definition {
 	var all []*Definition
 	for _, p := range parts {
 		all = append(all, splitNested(ctx, p, cat)...)

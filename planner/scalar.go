@@ -76,13 +76,8 @@ func scalarJoin(ctx context.Context, c *pg_query.Node, cat Catalog, ctes map[str
 		return nil, nil, false
 	}
 	s, quals, ok := subqueryScope(ctx, sub.FromClause, cat, ctes)
-	if !ok {
+	if !ok || !s.own(quals) {
 		return nil, nil, false
-	}
-	for _, q := range quals {
-		if _, out, ok := s.refs(q); !ok || out > 0 {
-			return nil, nil, false
-		}
 	}
 	value := sub.TargetList[0].GetResTarget().GetVal()
 	if _, out, ok := s.refs(value); !ok || out > 0 || !aggregated(ctx, value, cat) {
@@ -276,13 +271,10 @@ func (s *scope) closed(ctx context.Context, w *pg_query.Node, cat Catalog, ctes 
 			ok = false
 			return false
 		}
-		own := &scope{tables: map[string]bool{}, columns: map[string]bool{}}
-		var quals []*pg_query.Node
-		for _, f := range sub.FromClause {
-			if !own.add(ctx, f, cat, ctes, &quals) {
-				ok = false
-				return false
-			}
+		own, _, good := subqueryScope(ctx, sub.FromClause, cat, ctes)
+		if !good {
+			ok = false
+			return false
 		}
 		// The subquery's names are its own first, then s's.
 		both := &scope{tables: maps.Clone(s.tables), columns: maps.Clone(s.columns)}

@@ -281,41 +281,6 @@ type scope struct {
 // systemColumns every table has besides those the catalog lists.
 var systemColumns = map[string]bool{"ctid": true, "xmin": true, "xmax": true, "cmin": true, "cmax": true, "tableoid": true, "oid": true}
 
-// add puts the tables of a FROM item into s; false for anything but
-// tables and joins of tables without outer references in their conditions
-// (checked later, with the whole scope known).
-func (s *scope) add(ctx context.Context, n *pg_query.Node, cat Catalog, ctes map[string]bool, quals *[]*pg_query.Node) bool {
-	if j := n.GetJoinExpr(); j != nil {
-		if j.Alias != nil || len(j.UsingClause) > 0 || j.IsNatural {
-			return false
-		}
-		if j.Quals != nil {
-			*quals = append(*quals, j.Quals)
-		}
-		return s.add(ctx, j.Larg, cat, ctes, quals) && s.add(ctx, j.Rarg, cat, ctes, quals)
-	}
-	rv := n.GetRangeVar()
-	if rv == nil || rv.Catalogname != "" || rv.Schemaname == "" && ctes[rv.Relname] {
-		return false
-	}
-	info, err := cat.Table(ctx, rv.Schemaname, rv.Relname)
-	if err != nil {
-		return false
-	}
-	name := rv.Relname
-	if rv.Alias != nil {
-		if len(rv.Alias.Colnames) > 0 {
-			return false
-		}
-		name = rv.Alias.Aliasname
-	}
-	s.tables[name] = true
-	for _, c := range info.Columns {
-		s.columns[c.Name] = true
-	}
-	return true
-}
-
 // refs counts the column references of e that are the subquery's own and
 // the outer query's; false when e holds what this cannot judge (a
 // subquery, a parameter, a star, a qualified name of three parts, a
@@ -378,15 +343,8 @@ func semiJoin(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[s
 		return nil, nil, false
 	}
 	s, quals, ok := subqueryScope(ctx, sub.FromClause, cat, ctes)
-	if !ok {
+	if !ok || !s.own(quals) {
 		return nil, nil, false
-	}
-	// Join conditions inside the subquery stay there: the subquery's own
-	// columns only.
-	for _, q := range quals {
-		if _, out, ok := s.refs(q); !ok || out > 0 {
-			return nil, nil, false
-		}
 	}
 	// keys are the pairs (the subquery's expression, the outer query's)
 	// that must be equal; innerLeft tells on which side of the equality
@@ -524,15 +482,45 @@ func (s *scope) correlation(where *pg_query.Node) (local, outer []*pg_query.Node
 	return local, outer, keys, innerLeft, true
 }
 
-// subqueryScope is the scope of a subquery's FROM items, and the join
-// conditions among them; false for a FROM item scope cannot follow.
+// subqueryScope is the scope of a subquery's FROM items (tables and
+// joins of tables, fromTables), and the join conditions among them;
+// false for anything else.
 func subqueryScope(ctx context.Context, from []*pg_query.Node, cat Catalog, ctes map[string]bool) (*scope, []*pg_query.Node, bool) {
+	tables, ok := fromTables(ctx, from, cat, ctes)
+	if !ok {
+		return nil, nil, false
+	}
 	s := &scope{tables: map[string]bool{}, columns: map[string]bool{}}
-	var quals []*pg_query.Node
-	for _, f := range from {
-		if !s.add(ctx, f, cat, ctes, &quals) {
-			return nil, nil, false
+	for _, t := range tables {
+		s.tables[t.name] = true
+		for _, c := range t.info.Columns {
+			s.columns[c.Name] = true
 		}
 	}
+	var quals []*pg_query.Node
+	var joins func(n *pg_query.Node)
+	joins = func(n *pg_query.Node) {
+		if j := n.GetJoinExpr(); j != nil {
+			if j.Quals != nil {
+				quals = append(quals, j.Quals)
+			}
+			joins(j.Larg)
+			joins(j.Rarg)
+		}
+	}
+	for _, f := range from {
+		joins(f)
+	}
 	return s, quals, true
+}
+
+// own tells whether conditions read only the subquery's own columns (its
+// join conditions stay inside it).
+func (s *scope) own(conds []*pg_query.Node) bool {
+	for _, c := range conds {
+		if _, out, ok := s.refs(c); !ok || out > 0 {
+			return false
+		}
+	}
+	return true
 }
