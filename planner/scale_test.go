@@ -70,9 +70,7 @@ func TestNumericScales(t *testing.T) {
 func TestNumericStrategy(t *testing.T) {
 	cat := planCatalog(t)
 	mustExec(t, cat.Conn, `CREATE TABLE lineitem (flag char(1), price numeric(15,2), disc numeric(15,2), tax numeric(15,2), ty text)`)
-	cases := []struct {
-		name, query, want string
-	}{
+	cases := []strategyCase{
 		{"Q1", "SELECT flag, sum(price * (1 - disc)) AS disc_price, sum(price * (1 - disc) * (1 + tax)) AS charge, avg(disc) AS d FROM lineitem GROUP BY flag",
 			"algebraic (counting): per group a row count, sum and non-null count of price * (1 - disc) (NaNs counted apart)"},
 		{"Q14 shape", "SELECT 100.00 * sum(CASE WHEN ty LIKE 'PROMO%' THEN price * (1 - disc) ELSE 0 END) / sum(price * (1 - disc)) AS promo FROM lineitem",
@@ -82,26 +80,14 @@ func TestNumericStrategy(t *testing.T) {
 		{"integers need no NaN count", "SELECT flag, sum(length(ty) * 2) AS s FROM lineitem GROUP BY flag",
 			"sum and non-null count of length(ty) * 2 in"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			p, err := build(t, cat, "CREATE MATERIALIZED VIEW v AS "+c.query+";")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(p.Strategy(), c.want) {
-				t.Errorf("strategy %q, want it to contain %q", p.Strategy(), c.want)
-			}
-		})
-	}
+	checkStrategies(t, cat, cases)
 }
 
 // Aggregates over inner joins of distinct tables are counted when counting
 // keeps their aggregates exactly; the others fall back to recomputation.
 func TestJoinCountingStrategy(t *testing.T) {
 	cat := planCatalog(t)
-	cases := []struct {
-		name, query, want string
-	}{
+	cases := []strategyCase{
 		{"grouped", "SELECT c.region, count(*) AS n, avg(o.qty) AS q FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region",
 			"algebraic (counting over inner joins): per group"},
 		{"global", "SELECT sum(o.amount * o.qty) AS s FROM orders o, customers c WHERE c.id = o.customer",
@@ -123,17 +109,7 @@ func TestJoinCountingStrategy(t *testing.T) {
 		{"global max", "SELECT max(o.qty) AS q FROM orders o JOIN customers c ON c.id = o.customer",
 			"full recomputation"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			p, err := build(t, cat, "CREATE MATERIALIZED VIEW v AS "+c.query+";")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(p.Strategy(), c.want) {
-				t.Errorf("strategy %q, want it to contain %q", p.Strategy(), c.want)
-			}
-		})
-	}
+	checkStrategies(t, cat, cases)
 }
 
 // A state of a layout earlier versions did not keep changes the view's
@@ -279,6 +255,28 @@ func TestNumericStrategyOverViews(t *testing.T) {
 				return
 			}
 			t.Fatalf("no view %s", c.view)
+		})
+	}
+}
+
+// strategyCase is a view's query and what its strategy must say.
+type strategyCase struct {
+	name, query, want string
+}
+
+// checkStrategies plans each case's query as a view and checks that its
+// strategy contains what the case wants.
+func checkStrategies(t *testing.T, cat Catalog, cases []strategyCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := build(t, cat, "CREATE MATERIALIZED VIEW v AS "+c.query+";")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(p.Strategy(), c.want) {
+				t.Errorf("strategy %q, want it to contain %q", p.Strategy(), c.want)
+			}
 		})
 	}
 }
