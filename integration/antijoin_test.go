@@ -112,16 +112,7 @@ func TestAntiJoinsAsInternalViews(t *testing.T) {
 		`TRUNCATE orders`,
 		`INSERT INTO orders SELECT i, 'p' || i % 3, i % 20, NULLIF(i % 6, 0) FROM generate_series(1, 45) i`,
 	}
-	for i, sql := range steps {
-		if i == len(steps)/2 {
-			e.sidecar.kill()
-			e.exec(sql)
-			e.sidecar.restart()
-		} else {
-			e.exec(sql)
-		}
-		e.checkAfterStep(i, step{sql, sql}, views)
-	}
+	e.runStepsKilledHalfway(views, steps)
 }
 
 // Random changes to both sides of NOT EXISTS, NOT IN and `<>` views, with

@@ -100,17 +100,7 @@ func TestTopNOverGroups(t *testing.T) {
 		`TRUNCATE orders`,
 		`INSERT INTO orders SELECT i, i % 6, i * 7 % 40 FROM generate_series(1, 30) i`,
 	}
-	for i, sql := range steps {
-		if i == len(steps)/2 {
-			// Killed and started again: every change applied once.
-			e.sidecar.kill()
-			e.exec(sql)
-			e.sidecar.restart()
-		} else {
-			e.exec(sql)
-		}
-		e.checkAfterStep(i, step{sql, sql}, views)
-	}
+	e.runStepsKilledHalfway(views, steps)
 
 	// A view removed from the files while deltaview runs takes its
 	// internal view along, table and all; its own table stays, as any
@@ -209,16 +199,7 @@ func TestSubqueriesAndCTEsAsInternalViews(t *testing.T) {
 		`TRUNCATE orders`,
 		`INSERT INTO orders SELECT i, i % 6, i * 7 % 40, 'plain' FROM generate_series(1, 30) i`,
 	}
-	for i, sql := range steps {
-		if i == len(steps)/2 {
-			e.sidecar.kill()
-			e.exec(sql)
-			e.sidecar.restart()
-		} else {
-			e.exec(sql)
-		}
-		e.checkAfterStep(i, step{sql, sql}, views)
-	}
+	e.runStepsKilledHalfway(views, steps)
 }
 
 // EXISTS and IN subqueries in WHERE correlated by equalities are
@@ -273,14 +254,5 @@ func TestSemiJoinsAsInternalViews(t *testing.T) {
 		`TRUNCATE lines`,
 		`INSERT INTO lines SELECT i % 40, i, i % 2 = 0, i % 6 FROM generate_series(1, 80) i`,
 	}
-	for i, sql := range steps {
-		if i == len(steps)/2 {
-			e.sidecar.kill()
-			e.exec(sql)
-			e.sidecar.restart()
-		} else {
-			e.exec(sql)
-		}
-		e.checkAfterStep(i, step{sql, sql}, views)
-	}
+	e.runStepsKilledHalfway(views, steps)
 }

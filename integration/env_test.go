@@ -297,3 +297,20 @@ func (e *env) allRunning(n int, what string) {
 		e.t.Fatalf("%s: %s", what, viewsState(e.tgt))
 	}
 }
+
+// runStepsKilledHalfway runs the statements in order, checking every view
+// after each; deltaview is SIGKILLed before the middle one and started
+// again after it, so every change must still be applied once.
+func (e *env) runStepsKilledHalfway(views []view, steps []string) {
+	e.t.Helper()
+	for i, sql := range steps {
+		if i == len(steps)/2 {
+			e.sidecar.kill()
+			e.exec(sql)
+			e.sidecar.restart()
+		} else {
+			e.exec(sql)
+		}
+		e.checkAfterStep(i, step{sql, sql}, views)
+	}
+}

@@ -94,16 +94,7 @@ func TestScalarSubqueriesAsInternalViews(t *testing.T) {
 		`INSERT INTO items SELECT i, i % 12 + 1, i % 6, i FROM generate_series(1, 90) i`,
 		`TRUNCATE notes; INSERT INTO notes VALUES (1, 1), (1, 2), (NULL, 3)`,
 	}
-	for i, sql := range steps {
-		if i == len(steps)/2 {
-			e.sidecar.kill()
-			e.exec(sql)
-			e.sidecar.restart()
-		} else {
-			e.exec(sql)
-		}
-		e.checkAfterStep(i, step{sql, sql}, views)
-	}
+	e.runStepsKilledHalfway(views, steps)
 }
 
 // scalarRandomViews compare with scalar subqueries over the random
