@@ -18,7 +18,7 @@ func rewrite(m protoreflect.Message, f func(*pg_query.Node) *pg_query.Node) {
 		val *pg_query.Node
 	}
 	var sets []set
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+	inOrder(m, func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		if fd.Message() == nil || fd.IsMap() {
 			return true
 		}
@@ -48,6 +48,23 @@ func rewrite(m protoreflect.Message, f func(*pg_query.Node) *pg_query.Node) {
 	})
 	for _, s := range sets {
 		m.Set(s.fd, protoreflect.ValueOfMessage(s.val.ProtoReflect()))
+	}
+}
+
+// inOrder calls f on m's populated fields in the order the message
+// declares them. Message.Range has no fixed order (the protobuf runtime
+// varies it from one build to the next), and the order of a walk decides
+// the order of a plan's sources and of the SQL generated for them.
+func inOrder(m protoreflect.Message, f func(protoreflect.FieldDescriptor, protoreflect.Value) bool) {
+	fds := m.Descriptor().Fields()
+	for i := 0; i < fds.Len(); i++ {
+		fd := fds.Get(i)
+		if !m.Has(fd) {
+			continue
+		}
+		if !f(fd, m.Get(fd)) {
+			return
+		}
 	}
 }
 
@@ -176,7 +193,7 @@ func clearLocations(m protoreflect.Message) {
 // eachMessage calls f on m and on every message below it, parents first.
 func eachMessage(m protoreflect.Message, f func(protoreflect.Message)) {
 	f(m)
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+	inOrder(m, func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		if fd.Message() == nil || fd.IsMap() {
 			return true
 		}
