@@ -229,7 +229,7 @@ func TestCheckSaysWhatAChangeReads(t *testing.T) {
 	file := writeViews(t, `CREATE MATERIALIZED VIEW totals AS SELECT customer, sum(amount) AS s FROM orders GROUP BY customer;
 CREATE MATERIALIZED VIEW biggest AS SELECT customer, max(amount) AS m FROM orders GROUP BY customer;
 CREATE MATERIALIZED VIEW joined AS SELECT o.id, c.region FROM orders o JOIN customers c ON c.id = o.customer;
-CREATE MATERIALIZED VIEW everything AS SELECT o.id, c.region FROM orders o FULL JOIN customers c ON c.id = o.customer;`)
+CREATE MATERIALIZED VIEW everything AS SELECT o.id, c.region, rank() OVER (ORDER BY o.amount, o.id) AS r FROM orders o JOIN customers c ON c.id = o.customer;`)
 	out, code := deltaview(t, nil, "check", "--views", file, "--source", e.srcURL)
 	if code != 0 {
 		t.Fatalf("check: exit status %d\n%s", code, out)

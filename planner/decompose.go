@@ -51,8 +51,9 @@ const groupsPart = "/groups"
 // (after ResolveTargets): the internal tables are named from them.
 func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definition {
 	var out []*Definition
+	views := IndexViews(defs)
 	for i, d := range defs {
-		parts := splitAll(ctx, d, cat)
+		parts := splitAll(ctx, d, cat, views)
 		if len(parts) == 0 || !plans(ctx, d, parts, slices.Concat(defs[:i], defs[i+1:]), cat) {
 			out = append(out, d)
 			continue
@@ -64,7 +65,10 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 
 // splitAll divides d into its internal views and the view reading them,
 // last; nil when nothing in d is worth an internal view.
-func splitAll(ctx context.Context, d *Definition, cat Catalog) []*Definition {
+func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*Definition {
+	if parts := splitOuterJoin(ctx, d, cat, views); parts != nil {
+		return parts
+	}
 	if parts := splitSetOp(ctx, d, cat); parts != nil {
 		return parts
 	}

@@ -1,0 +1,195 @@
+package planner
+
+import (
+	"context"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+// Outer joins.
+//
+// The rows of L LEFT JOIN R ON c are those of the inner join, and each row
+// of L that no row of R matches, with NULL for R's columns:
+//
+//	SELECT e FROM L LEFT JOIN R ON c WHERE w
+//	  = SELECT e FROM L JOIN R ON c WHERE w
+//	    UNION ALL
+//	    SELECT e[R := NULL] FROM L WHERE NOT EXISTS (SELECT 1 FROM R WHERE c) AND w[R := NULL]
+//
+// A RIGHT JOIN is the mirror; a FULL JOIN has both unmatched parts. A
+// select-project view over one outer join of two tables is split so: the
+// matched rows are an internal view ("name/matched", delta rules over the
+// inner join), the unmatched rows of each preserved side another
+// ("name/unmatched", an anti-join: antijoin.go), and the view is their
+// UNION ALL, kept by delta rules branch by branch (setops.go). A row that
+// gains its first match leaves the unmatched part as its joined rows enter
+// the matched one, so each change costs the rows it reaches.
+
+// splitOuterJoin divides d, a select-project view over one LEFT, RIGHT or
+// FULL join of two tables, into its matched and unmatched parts and the
+// view reading them, last; nil when d is not of that shape or reads a
+// view of views.
+func splitOuterJoin(ctx context.Context, d *Definition, cat Catalog, views Views) []*Definition {
+	sel := d.stmt
+	if sel == nil || cat == nil || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.FromClause) != 1 {
+		return nil
+	}
+	j := sel.FromClause[0].GetJoinExpr()
+	if j == nil || j.Quals == nil || j.Larg.GetRangeVar() == nil || j.Rarg.GetRangeVar() == nil {
+		return nil
+	}
+	var preserved []int // the sides (0 left, 1 right) kept when unmatched
+	switch j.Jointype {
+	case pg_query.JoinType_JOIN_LEFT:
+		preserved = []int{0}
+	case pg_query.JoinType_JOIN_RIGHT:
+		preserved = []int{1}
+	case pg_query.JoinType_JOIN_FULL:
+		preserved = []int{0, 1}
+	default:
+		return nil
+	}
+	matched := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+	matched.SortClause = nil
+	matched.FromClause[0].GetJoinExpr().Jointype = pg_query.JoinType_JOIN_INNER
+	if !selectProject(matched, nil) {
+		return nil
+	}
+	for _, t := range sel.TargetList {
+		if cr := t.GetResTarget().GetVal().GetColumnRef(); cr != nil && isStar(cr) {
+			return nil
+		}
+	}
+	// A maintained view's table exists only once that view is built: a
+	// split decided on it would change the plan between the first start
+	// and the next. Outer joins of maintained views stay whole.
+	for _, n := range []*pg_query.Node{j.Larg, j.Rarg} {
+		if rv := n.GetRangeVar(); views.of(rv.Schemaname, rv.Relname) != nil {
+			return nil
+		}
+	}
+	tables, ok := fromTables(ctx, sel.FromClause, cat, nil)
+	if !ok || len(tables) != 2 || tables[0].name == tables[1].name {
+		return nil
+	}
+	// Every column reference must name a column of one of the two tables.
+	resolved := true
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(n *pg_query.Node) {
+		if cr := n.GetColumnRef(); cr != nil {
+			if _, _, ok := column(cr, tables); !ok {
+				resolved = false
+			}
+		}
+	})
+	if !resolved {
+		return nil
+	}
+	// Each part names its columns as the view does.
+	cols, err := cat.Describe(ctx, d.Query)
+	if err != nil || len(cols) != len(sel.TargetList) {
+		return nil
+	}
+	seen := map[string]bool{}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		if seen[c.Name] || strings.HasPrefix(c.Name, "__dv_") {
+			return nil
+		}
+		seen[c.Name] = true
+		names[i] = QuoteIdent(c.Name)
+		matched.TargetList[i].GetResTarget().Name = c.Name
+	}
+	parts := []*Definition{newPart(d, "matched", matched)}
+	for _, side := range preserved {
+		what := "unmatched"
+		if len(preserved) > 1 {
+			what += map[int]string{0: " left", 1: " right"}[side]
+		}
+		q := unmatchedRows(sel, j, side, tables[1-side])
+		if q == nil {
+			return nil
+		}
+		for i, c := range cols {
+			q.TargetList[i].GetResTarget().Name = c.Name
+		}
+		parts = append(parts, newPart(d, what, q))
+	}
+	var branches []string
+	for _, p := range parts {
+		if p == nil {
+			return nil
+		}
+		branches = append(branches, "SELECT "+strings.Join(names, ", ")+" FROM "+p.Target.Quoted())
+	}
+	top, err := parseSelect(strings.Join(branches, " UNION ALL "))
+	if err != nil {
+		return nil
+	}
+	o := *d
+	o.stmt = top
+	o.whole = d
+	return nested(ctx, parts, &o, cat)
+}
+
+// unmatchedRows is the query of the rows of sel's preserved side (0 left,
+// 1 right of join j) that no row of the other side, null, matches: the
+// other side's columns read as NULL of their types.
+func unmatchedRows(sel *pg_query.SelectStmt, j *pg_query.JoinExpr, side int, null fromTable) *pg_query.SelectStmt {
+	keep, other := j.Larg, j.Rarg
+	if side == 1 {
+		keep, other = j.Rarg, j.Larg
+	}
+	q := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+	q.SortClause = nil
+	q.FromClause = []*pg_query.Node{clone(keep)}
+	sub, err := parseSelect("SELECT 1")
+	if err != nil {
+		return nil
+	}
+	sub.FromClause = []*pg_query.Node{clone(other)}
+	sub.WhereClause = clone(j.Quals)
+	notExists := &pg_query.Node{Node: &pg_query.Node_BoolExpr{BoolExpr: &pg_query.BoolExpr{Boolop: pg_query.BoolExprType_NOT_EXPR, Args: []*pg_query.Node{
+		{Node: &pg_query.Node_SubLink{SubLink: &pg_query.SubLink{SubLinkType: pg_query.SubLinkType_EXISTS_SUBLINK,
+			Subselect: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sub}}, Location: -1}}}}, Location: -1}}}
+	nulled := true
+	toNull := func(n *pg_query.Node) *pg_query.Node {
+		cr := n.GetColumnRef()
+		if cr == nil {
+			return nil
+		}
+		t, c, ok := column(cr, []fromTable{null})
+		if !ok || t.name != null.name {
+			return nil
+		}
+		e, err := parseExpr("CAST(NULL AS " + c.Type + ")")
+		if err != nil {
+			nulled = false
+			return nil
+		}
+		return e
+	}
+	for _, t := range q.TargetList {
+		rt := t.GetResTarget()
+		if r := toNull(rt.Val); r != nil {
+			rt.Val = r
+		} else {
+			rewrite(rt.ProtoReflect(), toNull)
+		}
+	}
+	if q.WhereClause != nil {
+		if r := toNull(q.WhereClause); r != nil {
+			q.WhereClause = r
+		} else {
+			rewrite(q.WhereClause.ProtoReflect(), toNull)
+		}
+		q.WhereClause = &pg_query.Node{Node: &pg_query.Node_BoolExpr{BoolExpr: &pg_query.BoolExpr{Boolop: pg_query.BoolExprType_AND_EXPR,
+			Args: []*pg_query.Node{notExists, q.WhereClause}, Location: -1}}}
+	} else {
+		q.WhereClause = notExists
+	}
+	if !nulled {
+		return nil
+	}
+	return q
+}
