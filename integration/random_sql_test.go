@@ -194,7 +194,6 @@ func randomSQLDifferential(t *testing.T, target *pgcluster.Cluster, seed uint64)
 		t.Errorf("views recomputed whole:\n%s", whole)
 	}
 
-
 	ctx := context.Background()
 	var log []string
 	for burst := range 12 {
