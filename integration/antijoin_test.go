@@ -61,7 +61,8 @@ func TestAntiJoinsAsInternalViews(t *testing.T) {
 		plainView("idle_with", `WITH idle AS (SELECT id, customer FROM orders WHERE id <> ALL (SELECT order_id FROM lines WHERE order_id IS NOT NULL))
 			SELECT customer, count(*) AS n FROM idle GROUP BY customer`),
 		// An anti-join written as a LEFT JOIN, grouped by the preserved
-		// side: a line that comes or goes touches its order's group.
+		// side: counted over the joined rows, whose unmatched part a line
+		// that comes or goes leaves or enters.
 		plainView("lonely", `SELECT o.priority, count(*) AS n FROM orders o LEFT JOIN lines l ON l.order_id = o.id
 			WHERE order_id IS NULL AND o.placed > 1 GROUP BY o.priority`),
 	}
@@ -79,7 +80,7 @@ func TestAntiJoinsAsInternalViews(t *testing.T) {
 		"waiting/where 1": "internal view of waiting: scoped recomputation", "waiting/where 2": "internal view of waiting: scoped recomputation",
 		"waiting/where": "internal view of waiting: " + anti, "waiting": counted,
 		"alone/where 1": "internal view of alone: scoped recomputation", "alone": anti,
-		"lonely":                      "scoped recomputation (joins",
+		"lonely": counted, "lonely/joined/unmatched": "internal view of lonely: " + anti,
 		"idle_from/from idle/where 1": "internal view of idle_from: " + counted, "idle_from/from idle": "internal view of idle_from: " + anti, "idle_from": counted,
 		"idle_with/with idle/where 1": "internal view of idle_with: " + counted, "idle_with/with idle": "internal view of idle_with: " + anti, "idle_with": counted,
 	} {

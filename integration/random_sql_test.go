@@ -35,6 +35,10 @@ var randomSQLViews = []view{
 	plainView("rs_full", `SELECT c.id AS cid, c.region, o.id AS oid, coalesce(o.note, '-') AS note
 		FROM r_cust c FULL JOIN r_ord o ON o.cust = c.id WHERE c.seg IS DISTINCT FROM 'z'`),
 	plainView("rs_right", `SELECT o.id AS oid, l.qty FROM r_line l RIGHT JOIN r_ord o ON l.ord = o.id AND l.qty > 2`),
+	plainView("rs_cust_orders", `SELECT c.id, count(o.id) AS n, sum(o.total) AS total FROM r_cust c LEFT JOIN r_ord o ON o.cust = c.id AND o.status <> 'B' GROUP BY c.id`),
+	plainView("rs_by_status", `SELECT o.status, count(*) AS n, count(c.id) AS known, max(c.region) AS region FROM r_cust c RIGHT JOIN r_ord o ON o.cust = c.id
+		WHERE o.total IS NOT NULL GROUP BY o.status`),
+	plainView("rs_by_nullable_side", `SELECT c.seg, count(*) AS n, sum(c.bal) AS bal FROM r_ord o LEFT JOIN r_cust c ON c.id = o.cust GROUP BY c.seg HAVING count(*) > 1`),
 	plainView("rs_busy_orders", `SELECT o.id, o.total FROM r_ord o WHERE EXISTS (SELECT * FROM r_line l WHERE l.ord = o.id AND l.qty > 3)`),
 	plainView("rs_idle_cust", `SELECT c.id, c.region FROM r_cust c WHERE NOT EXISTS (SELECT 1 FROM r_ord o WHERE o.cust = c.id)`),
 	plainView("rs_not_in", `SELECT id, seg FROM r_cust WHERE id NOT IN (SELECT cust FROM r_ord WHERE status = 'A')`),

@@ -53,7 +53,12 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 	var out []*Definition
 	views := IndexViews(defs)
 	for i, d := range defs {
+		d.views = views
 		parts := splitAll(ctx, d, cat, views)
+		d.views = nil
+		for _, p := range parts {
+			p.views = nil
+		}
 		if len(parts) == 0 || !plans(ctx, d, parts, slices.Concat(defs[:i], defs[i+1:]), cat) {
 			out = append(out, d)
 			continue
@@ -67,6 +72,9 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 // last; nil when nothing in d is worth an internal view.
 func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*Definition {
 	if parts := splitOuterJoin(ctx, d, cat, views); parts != nil {
+		return parts
+	}
+	if parts := splitOuterGroups(ctx, d, cat, views); parts != nil {
 		return parts
 	}
 	if parts := splitSetOp(ctx, d, cat); parts != nil {
@@ -114,6 +122,9 @@ func nested(ctx context.Context, parts []*Definition, outer *Definition, cat Cat
 // splitWhere does a view's, all owned by the view as written: the parts
 // they read first, p reading them last; p alone when there are none.
 func splitNested(ctx context.Context, p *Definition, cat Catalog) []*Definition {
+	if parts := splitOuterGroups(ctx, p, cat, p.views); parts != nil {
+		return parts
+	}
 	inner, outer := splitWhere(ctx, p, cat)
 	if len(inner) == 0 {
 		return []*Definition{p}
@@ -169,7 +180,7 @@ func newPart(d *Definition, what string, q *pg_query.SelectStmt) *Definition {
 		Statement: "CREATE MATERIALIZED VIEW " + t.Quoted() + " AS " + text, Query: text,
 		Stream: d.Stream, Options: map[string]string{},
 		queryOffset: d.queryOffset, stmtOffset: d.stmtOffset, fileText: d.fileText,
-		stmt: q, whole: d,
+		stmt: q, whole: d, views: d.views,
 	}
 }
 

@@ -53,6 +53,9 @@ type Definition struct {
 	anti map[string]bool
 	// notes are what splitting adds to the plan's notes for `check`.
 	notes []string
+	// views are, while Decompose splits it, the views of the files: a
+	// part must not be split over one of their tables (outerjoin.go).
+	views Views
 }
 
 // HistoryTable is the table that keeps the view's changes: its result

@@ -128,8 +128,146 @@ func splitOuterJoin(ctx context.Context, d *Definition, cat Catalog, views Views
 	}
 	o := *d
 	o.stmt = top
-	o.whole = d
+	o.whole = written(d)
+	for _, p := range parts {
+		p.whole = written(d)
+	}
 	return nested(ctx, parts, &o, cat)
+}
+
+// joinedRows is the alias under which a grouped view over an outer join
+// reads its joined rows' internal view.
+const joinedRows = "joined rows"
+
+// splitOuterGroups divides d, a GROUP BY (or aggregate) view over one
+// LEFT, RIGHT or FULL join of two tables, into the internal view of its
+// joined rows ("name/joined": the columns its select list, GROUP BY,
+// HAVING and ORDER BY read, named "alias.column", after WHERE), itself
+// split by splitOuterJoin, and the view grouping that view's rows, which
+// counts over them where its aggregates allow (TPC-H Q13's count of
+// orders per customer); nil when d is not of that shape.
+func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Views) []*Definition {
+	sel := d.stmt
+	if sel == nil || cat == nil || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.FromClause) != 1 ||
+		sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.DistinctClause) > 0 || len(sel.WindowClause) > 0 ||
+		sel.WithClause != nil || len(sel.LockingClause) > 0 || hasSubLink(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}) {
+		return nil
+	}
+	j := sel.FromClause[0].GetJoinExpr()
+	if j == nil || j.Quals == nil || j.Alias != nil || j.Larg.GetRangeVar() == nil || j.Rarg.GetRangeVar() == nil ||
+		j.Jointype == pg_query.JoinType_JOIN_INNER {
+		return nil
+	}
+	grouped := len(sel.GroupClause) > 0 || sel.HavingClause != nil
+	windowed := false
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(n *pg_query.Node) {
+		if f := n.GetFuncCall(); f != nil {
+			grouped = grouped || isAggregateName(funcName(f))
+			windowed = windowed || f.Over != nil
+		}
+	})
+	if !grouped || windowed {
+		return nil
+	}
+	for _, n := range []*pg_query.Node{j.Larg, j.Rarg} {
+		if rv := n.GetRangeVar(); views.of(rv.Schemaname, rv.Relname) != nil {
+			return nil
+		}
+	}
+	tables, ok := fromTables(ctx, sel.FromClause, cat, nil)
+	if !ok || len(tables) != 2 || tables[0].name == tables[1].name {
+		return nil
+	}
+	cols, err := cat.Describe(ctx, d.Query)
+	if err != nil || len(cols) != len(sel.TargetList) {
+		return nil
+	}
+	outputs := map[string]bool{}
+	for _, c := range cols {
+		outputs[c.Name] = true
+	}
+	// The joined rows' columns, in the order the query first reads them.
+	inner := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+	inner.TargetList, inner.GroupClause, inner.HavingClause, inner.SortClause = nil, nil, nil, nil
+	named := map[string]bool{}
+	ok = true
+	toJoined := func(sorting bool) func(n *pg_query.Node) *pg_query.Node {
+		return func(n *pg_query.Node) *pg_query.Node {
+			cr := n.GetColumnRef()
+			if cr == nil {
+				return nil
+			}
+			t, c, found := column(cr, tables)
+			if !found {
+				// ORDER BY may name an output column.
+				if !sorting || len(cr.Fields) != 1 || !outputs[cr.Fields[0].GetString_().GetSval()] {
+					ok = false
+				}
+				return nil
+			}
+			name := t.name + "." + c.Name
+			if !named[name] {
+				named[name] = true
+				inner.TargetList = append(inner.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
+					Name: name, Val: columnRef(t.name, c.Name), Location: -1}}})
+			}
+			return columnRef(joinedRows, name)
+		}
+	}
+	outer := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+	for i, t := range outer.TargetList {
+		rt := t.GetResTarget()
+		if r := toJoined(false)(rt.Val); r != nil {
+			rt.Val = r
+		} else {
+			rewrite(rt.ProtoReflect(), toJoined(false))
+		}
+		rt.Name = cols[i].Name
+	}
+	for _, g := range outer.GroupClause {
+		rewrite(g.ProtoReflect(), toJoined(false))
+	}
+	for i, g := range outer.GroupClause {
+		if r := toJoined(false)(g); r != nil {
+			outer.GroupClause[i] = r
+		}
+	}
+	if outer.HavingClause != nil {
+		if r := toJoined(false)(outer.HavingClause); r != nil {
+			outer.HavingClause = r
+		} else {
+			rewrite(outer.HavingClause.ProtoReflect(), toJoined(false))
+		}
+	}
+	for _, s := range outer.SortClause {
+		rewrite(s.ProtoReflect(), toJoined(true))
+	}
+	if !ok {
+		return nil
+	}
+	if len(inner.TargetList) == 0 {
+		// count(*) alone: the rows are counted, whatever they hold.
+		c := tables[0].info.Columns[0]
+		inner.TargetList = []*pg_query.Node{{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
+			Name: tables[0].name + "." + c.Name, Val: columnRef(tables[0].name, c.Name), Location: -1}}}}
+	}
+	part := newPart(d, "joined", inner)
+	if part == nil {
+		return nil
+	}
+	parts := splitOuterJoin(ctx, part, cat, views)
+	if parts == nil {
+		return nil
+	}
+	outer.FromClause = []*pg_query.Node{tableRef(part.Target, &pg_query.Alias{Aliasname: joinedRows})}
+	outer.WhereClause = nil
+	o := *d
+	o.stmt = outer
+	o.whole = written(d)
+	for _, p := range parts {
+		p.whole = written(d)
+	}
+	return append(parts, &o)
 }
 
 // unmatchedRows is the query of the rows of sel's preserved side (0 left,
