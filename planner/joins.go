@@ -333,11 +333,8 @@ func (p *Plan) CreateKeys(name string) string {
 	}) + ")"
 }
 
-// Before runs before the copies take the batch: it records the keys of
-// groups whose rows are about to disappear ("" when the view needs none).
-func (p *Plan) Before(n Names) string {
-	if !p.NeedsKeys() {
-		return ""
-	}
+// beforeJoined records, before the copies take the batch, the keys of
+// groups whose rows are about to disappear.
+func (p *Plan) beforeJoined(n Names) string {
 	return "WITH i AS (INSERT INTO " + n.Keys + " " + p.joinTouched(n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8"
 }

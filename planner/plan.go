@@ -1130,57 +1130,27 @@ func (p *Plan) finalAggregate(i int) string {
 // Strategy describes, for `deltaview check`, how the view is maintained
 // and what state it keeps.
 func (p *Plan) Strategy() string {
-	if d := p.View; d.part != nil && p.Kind == Whole {
-		return fmt.Sprintf("top-N over internal view %s (%s): recomputed from that table, through an index on its ORDER BY columns (about N rows read), whenever a batch changes it", d.part.Name, d.part.Target)
-	}
+	m := p.method()
 	if owner := p.View.Owner(); owner != "" {
-		return "internal view of " + owner + ": " + p.strategy()
+		if _, top := m.(topNMethod); !top {
+			return "internal view of " + owner + ": " + m.strategy(p)
+		}
 	}
-	return p.strategy()
+	return m.strategy(p)
 }
 
-func (p *Plan) strategy() string {
-	if p.constant {
-		return "constant (it reads no table): computed once when the view is built; no change of the source touches it"
+// scopedStrategy describes scoped recomputation from copies.
+func (p *Plan) scopedStrategy() string {
+	scope := "the groups each batch touches"
+	if p.Kind == Global {
+		scope = "its one row whenever a batch touches it"
 	}
-	if p.Kind == Whole {
-		return fmt.Sprintf("full recomputation (%s): %s and recomputes the whole view from them whenever a batch changes them; the cost grows with the tables", p.Recompute, p.reads())
-	}
-	if p.Recompute != "" {
-		scope := "the groups each batch touches"
-		if p.Kind == Global {
-			scope = "its one row whenever a batch touches it"
-		}
-		return fmt.Sprintf("scoped recomputation (%s): %s and recomputes %s", p.Recompute, p.reads(), scope) + p.overView()
-	}
-	if p.countsJoin() {
-		scope := "per group a row count"
-		if p.Kind == Global {
-			scope = "one state row with the row count"
-		}
-		return fmt.Sprintf("algebraic (counting over inner joins): %s%s in deltaview's state table; %s; each table's changed rows are joined with the other tables' copies and the signed joined rows counted",
-			scope, p.stateSummary(), p.reads()) + p.overView()
-	}
-	switch p.Kind {
-	case Projection:
-		if p.NeedsDelta() && len(p.View.anti) > 0 {
-			return "algebraic (delta rules over inner joins and anti-joins): " + p.reads() +
-				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted; a row that enters or leaves an anti-join's internal view removes or restores the rows it matches" + p.overView()
-		}
-		if p.branches > 0 {
-			return fmt.Sprintf("algebraic (delta rules over UNION ALL of %d branches): ", p.branches) + p.reads() +
-				"; each table's changed rows are joined, in each branch that reads it, with the other tables' copies and the signed rows inserted or deleted" + p.overView()
-		}
-		if p.NeedsDelta() {
-			return "algebraic (delta rules over inner joins): " + p.reads() +
-				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted" + p.overView()
-		}
-		return "algebraic (signed rows): each change inserts or deletes copies of its projected row; no state beyond the result table" + p.overView()
-	case Grouped:
-		return fmt.Sprintf("algebraic (counting): per group a row count%s in deltaview's state table; no copy of %s", p.stateSummary(), p.Source) + p.overView()
-	default:
-		return fmt.Sprintf("algebraic (counting): one state row with the row count%s; no copy of %s", p.stateSummary(), p.Source) + p.overView()
-	}
+	return fmt.Sprintf("scoped recomputation (%s): %s and recomputes %s", p.Recompute, p.reads(), scope) + p.overView()
+}
+
+// signedRowsStrategy describes a Projection kept by signed rows.
+func (p *Plan) signedRowsStrategy() string {
+	return "algebraic (signed rows): each change inserts or deletes copies of its projected row; no state beyond the result table" + p.overView()
 }
 
 // reads says, for Strategy, what a recomputed view reads: copies of source

@@ -39,30 +39,12 @@ type Statements struct {
 }
 
 // Statements are the view's statements for the relation names n.
-func (p *Plan) Statements(n Names) Statements {
-	s := Statements{
-		CreateTarget: p.CreateTarget(n),
-		CreateState:  p.CreateState(n),
-		Snapshot:     p.SnapshotQuery(),
-		SnapshotInto: p.SnapshotTarget(n),
-		Finalize:     p.FinalizeAll(n),
-		Before:       p.Before(n),
-		Apply:        p.Apply(n),
-		Cleanup:      p.Cleanup(n),
-		Reset:        p.Reset(n),
-	}
-	if p.NeedsDelta() {
-		for i := range p.Sources {
-			s.Terms = append(s.Terms, p.Term(n, i))
-		}
-	}
-	return s
-}
+func (p *Plan) Statements(n Names) Statements { return p.method().statements(p, n) }
 
 // LooksUpStaged tells whether the view's statements look its staged rows
 // up in other tables: joined with copies, or as the groups to recompute.
 // The stage is then worth statistics, so that the server finds the few
 // staged keys by index rather than scanning.
 func (p *Plan) LooksUpStaged() bool {
-	return p.NeedsKeys() || p.NeedsDelta() || p.Recompute != "" && p.Kind != Whole
+	return p.method().keeps(p).lookups
 }

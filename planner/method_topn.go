@@ -1,0 +1,14 @@
+package planner
+
+import "fmt"
+
+// topNMethod keeps a top-N (ORDER BY ... LIMIT) over an internal view
+// (decompose.go): recomputed like wholeMethod, from that view's table,
+// which an index on the ORDER BY columns (TopIndex) lets it read about N
+// rows of.
+type topNMethod struct{ wholeMethod }
+
+func (topNMethod) strategy(p *Plan) string {
+	d := p.View
+	return fmt.Sprintf("top-N over internal view %s (%s): recomputed from that table, through an index on its ORDER BY columns (about N rows read), whenever a batch changes it", d.part.Name, d.part.Target)
+}
