@@ -74,7 +74,7 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 		}
 		p.joinTerms[src] = strings.Join(parts, " UNION ALL ")
 	}
-	p.wholeQuery = whole
+	p.wholeQuery, p.how = whole, deltaRulesMethod{}
 	p.Kind, p.Recompute = Projection, ""
 	return true, nil
 }

@@ -60,7 +60,7 @@
 //     (SELECT DISTINCT <partition> FROM stage), r AS (<query over the copy
 //     JOIN __dv_k>), cur AS (<the table's rows of those partitions>), del
 //     AS (DELETE ... NOT IN r), ins AS (INSERT ... NOT IN cur)`, rows
-//     matched by text and rank among equal rows (applyPartitions).
+//     matched by text and rank among equal rows (partitionsMethod.apply).
 //   - whole (method_whole.go): what only the whole result answers
 //     (LIMIT, window functions over all rows, shapes the other methods fall
 //     back from): the same multiset difference over the whole query on the

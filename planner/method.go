@@ -49,24 +49,21 @@ var (
 )
 
 // method is the view's maintenance method, as planning left the plan:
-// the one place that tells the methods apart. The derivation code
-// (buildSingle, buildGeneral, joins.go, joincount.go, delta.go,
-// setops.go, copies.go, constant.go, ...) fills the fields its method
-// reads; the first method whose fields are filled is the view's.
+// the one place that tells the methods apart. The derivation code that
+// chooses a method with fields of its own sets it (Plan.how: constant.go,
+// planPartitions, joins.go, delta.go, setops.go); the others follow from
+// the plan's shape, the first that fits.
 func (p *Plan) method() Method {
+	if _, constant := p.how.(constantMethod); constant {
+		return p.how
+	}
 	switch {
-	case p.constant:
-		return constantMethod{}
 	case p.Kind == Whole && p.View != nil && p.View.part != nil:
 		return topNMethod{}
-	case p.Kind == Whole && p.partQuery != "":
-		return partitionsMethod{}
+	case p.how != nil:
+		return p.how
 	case p.Kind == Whole:
 		return wholeMethod{}
-	case p.NeedsDelta() && !p.countsJoin():
-		return deltaRulesMethod{}
-	case p.NeedsKeys():
-		return joinRecomputeMethod{}
 	case p.keptRows():
 		return keptMethod{}
 	case p.Recompute != "":

@@ -351,24 +351,12 @@ type Plan struct {
 	copy *copyShape
 	// wholeQuery is a Whole view's query over the copy.
 	wholeQuery string
-	// partKeys are the output columns holding a windowed view's partition
-	// expressions (p.groups), and partQuery its query over the copy
-	// restricted to the touched partitions __dv_k.
-	partKeys  []int
-	partQuery string
-	// joinKeys, joinAllKeys and joinRecompute are the SQL of scoped
-	// recomputation over inner joins (see joins.go).
-	joinKeys      []string
-	joinAllKeys   string
-	joinRecompute string
 	// topIndex are the index columns (with direction) of the internal
 	// table a top-N part reads, in its ORDER BY order (see TopIndex).
 	topIndex []string
 	// onTargetQuery is the query of a view reading maintained views, as
 	// the target runs it (see views.go).
 	onTargetQuery string
-	// constant is set for a view that reads no table (see buildConstant).
-	constant bool
 	// hiddenKeys is set for a grouped view some of whose GROUP BY
 	// expressions are not output columns: its result has no key, and its
 	// rows are written as a multiset (see applyHidden).
@@ -380,9 +368,10 @@ type Plan struct {
 	// without FROM) is joinFrom.
 	joinTerms []string
 	joinFrom  string
-	// branches is, for a UNION ALL kept by delta rules, its number of
-	// branches (see setops.go).
-	branches int
+	// how is the maintenance method the derivation code chose, for the
+	// methods with fields of their own (see Plan.method); nil when the
+	// plan's shape tells it.
+	how Method
 }
 
 // Analyze checks a definition without a database: syntax and constructs.
@@ -756,7 +745,8 @@ func (p *Plan) planPartitions(a *analysis, sel *pg_query.SelectStmt) error {
 	if err != nil {
 		return nil // not reproducible: recompute whole
 	}
-	p.partKeys, p.groups, p.partQuery = keys, groups, q
+	p.groups = groups
+	p.how = partitionsMethod{keys: keys, query: q}
 	p.Recompute = "window functions: the partitions a batch touches are recomputed"
 	return nil
 }

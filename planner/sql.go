@@ -503,9 +503,6 @@ func (p *Plan) recomputeQuery(rel, join string) string {
 // rows that are no longer there and inserting the new ones, rows matched by
 // their text and their rank among equal rows (a multiset difference).
 func (p *Plan) applyWhole(n Names, always bool) string {
-	if p.partQuery != "" && !always {
-		return p.applyPartitions(n)
-	}
 	touched, when := "", ""
 	if !always {
 		if len(p.Sources) > 1 || p.Alias == "" {
@@ -532,24 +529,6 @@ func (p *Plan) applyWhole(n Names, always bool) string {
 // rows (a multiset match).
 func sameRow(a, b string) string {
 	return "(SELECT 1 FROM " + a + " WHERE " + a + ".__dv_t = " + b + ".__dv_t AND " + a + ".__dv_n = " + b + ".__dv_n)"
-}
-
-// applyPartitions recomputes the window partitions the staged rows touch
-// and writes the difference from the table's rows of those partitions.
-func (p *Plan) applyPartitions(n Names) string {
-	touched := "SELECT DISTINCT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }) +
-		p.from(n.Stage) + p.whereSQL()
-	inK := make([]string, len(p.partKeys))
-	for i, k := range p.partKeys {
-		inK[i] = nullSafeEqual("u."+QuoteIdent(p.Columns[k].Name), keyRef(i), true)
-	}
-	return "WITH __dv_k AS (" + touched + "), " +
-		"r AS (SELECT q.*, ROW(q.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(q.*)::text) AS __dv_n FROM (" + p.partQuery + ") AS q), " +
-		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(u.*)::text) AS __dv_n FROM " + n.Target +
-		" AS u WHERE EXISTS (SELECT 1 FROM __dv_k WHERE " + strings.Join(inK, " AND ") + ")), " +
-		"del AS (DELETE FROM " + n.Target + " AS u USING cur WHERE u.ctid = cur.__dv_ctid AND NOT EXISTS " + sameRow("r", "cur") + " RETURNING 1), " +
-		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + p.colList("r.") + " FROM r WHERE NOT EXISTS " + sameRow("cur", "r") + " RETURNING 1) " +
-		"SELECT (SELECT pg_catalog.count(*) FROM ins), 0::int8, (SELECT pg_catalog.count(*) FROM del)"
 }
 
 // applyRecompute recomputes the groups the staged rows touch from the copy
