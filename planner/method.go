@@ -68,10 +68,6 @@ func (p *Plan) method() Method {
 		return keptMethod{}
 	case p.Recompute != "":
 		return recomputeMethod{}
-	case p.countsJoin():
-		return joinCountingMethod{}
-	case p.Kind == Projection && p.copy != nil:
-		return copyMethod{}
 	case p.Kind == Projection:
 		return projectionMethod{}
 	}

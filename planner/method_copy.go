@@ -4,9 +4,9 @@ package planner
 // (copies.go, CopyPlan): a projection of the columns they read, its rows
 // keyed by the table's row identity, by a hash of the row for a keyless
 // table with duplicates, or as signed rows.
-type copyMethod struct{}
+type copyMethod struct{ shape *copyShape }
 
-func (copyMethod) statements(p *Plan, n Names) Statements {
+func (m copyMethod) statements(p *Plan, n Names) Statements {
 	s := Statements{
 		CreateTarget: append([]string{p.createTable(n)}, p.createCopy(n)...),
 		Snapshot:     p.projectionSnapshot(),
@@ -14,12 +14,12 @@ func (copyMethod) statements(p *Plan, n Names) Statements {
 		Reset:        emptied(n, ""),
 	}
 	d := p.projectionDelta(p.stageInput(n.Stage))
-	if p.copy.rows == rowsByValue {
+	if m.shape.rows == rowsByValue {
 		s.Apply = p.applyProjection(n, d)
 	} else {
 		s.Apply = p.applyCopy(n, d)
 	}
-	if p.copy.rows == rowsByHash {
+	if m.shape.rows == rowsByHash {
 		s.SnapshotInto = p.copyLoad(n) + " (" + p.colList("") + ")"
 		s.Finalize = p.fillHashed(n)
 	}

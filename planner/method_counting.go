@@ -16,7 +16,7 @@ func (countingMethod) statements(p *Plan, n Names) Statements {
 	return Statements{
 		CreateTarget: p.createCounted(n),
 		CreateState:  p.createCounters(n),
-		Snapshot:     p.countingSnapshot(),
+		Snapshot:     countingMethod{}.snapshot(p),
 		SnapshotInto: p.intoState(n),
 		Finalize:     p.finalizeCounted(n),
 		Apply:        p.applyCounted(n, p.deltaSQL(p.stageInput(n.Stage))),
@@ -25,7 +25,9 @@ func (countingMethod) statements(p *Plan, n Names) Statements {
 	}
 }
 
-func (countingMethod) snapshot(p *Plan) string { return p.countingSnapshot() }
+func (countingMethod) snapshot(p *Plan) string {
+	return p.countingSnapshot(p.from(p.Source.Quoted()) + p.whereSQL())
+}
 
 func (countingMethod) strategy(p *Plan) string {
 	if p.Kind == Grouped {

@@ -7,9 +7,13 @@ import "fmt"
 // countingMethod keeps one over a single table, with the join's signed
 // rows, found by delta rules into the delta table, in place of the
 // table's staged rows.
-type joinCountingMethod struct{}
+type joinCountingMethod struct {
+	// from is the join over the source tables (FROM and WHERE, without
+	// FROM), whose rows are counted on the source at load.
+	from string
+}
 
-func (joinCountingMethod) statements(p *Plan, n Names) Statements {
+func (m joinCountingMethod) statements(p *Plan, n Names) Statements {
 	cleanup := "DELETE FROM " + n.Delta
 	if p.Kind == Grouped {
 		cleanup = "WITH d AS (DELETE FROM " + n.Delta + ") DELETE FROM " + n.State + " WHERE n <= 0"
@@ -17,7 +21,7 @@ func (joinCountingMethod) statements(p *Plan, n Names) Statements {
 	s := Statements{
 		CreateTarget: p.createCounted(n),
 		CreateState:  p.createCounters(n),
-		Snapshot:     joinCountingMethod{}.snapshot(p),
+		Snapshot:     m.snapshot(p),
 		SnapshotInto: p.intoState(n),
 		Finalize:     p.finalizeCounted(n),
 		Apply:        p.applyCounted(n, p.deltaSQL(p.joinInput(n))),
@@ -34,11 +38,11 @@ func (joinCountingMethod) statements(p *Plan, n Names) Statements {
 // the view's query in the target (its state is then built from the
 // result: see RecountFromCopies). While the join is planned, before its
 // terms, it is the counted join, for the server to type the state.
-func (joinCountingMethod) snapshot(p *Plan) string {
+func (m joinCountingMethod) snapshot(p *Plan) string {
 	if p.OnTarget() && p.NeedsDelta() {
 		return p.onTargetSnapshot()
 	}
-	return p.countingSnapshot()
+	return p.countingSnapshot(" FROM " + m.from)
 }
 
 func (joinCountingMethod) strategy(p *Plan) string {

@@ -347,8 +347,6 @@ type Plan struct {
 	aggSQL  []string // deparsed aggregate arguments, "" for count(*)
 	aggFilt []string // deparsed FILTER conditions, "" for none
 	having  string   // HAVING (over the state row "up" when counting), "" for none
-	// copy is set for the copy of a source table (CopyPlan).
-	copy *copyShape
 	// wholeQuery is a Whole view's query over the copy.
 	wholeQuery string
 	// topIndex are the index columns (with direction) of the internal
@@ -364,10 +362,8 @@ type Plan struct {
 	// joinTerms are, per source, the signed delta of a select-project view
 	// over inner joins with that source's staged rows (see delta.go), or
 	// the signed joined rows of an aggregate counted over inner joins (see
-	// joincount.go), whose join over the source tables (FROM and WHERE,
-	// without FROM) is joinFrom.
+	// joincount.go).
 	joinTerms []string
-	joinFrom  string
 	// how is the maintenance method the derivation code chose, for the
 	// methods with fields of their own (see Plan.method); nil when the
 	// plan's shape tells it.

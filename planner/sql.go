@@ -87,9 +87,9 @@ func (p *Plan) querySnapshot() string {
 }
 
 // countingSnapshot is the state of a counted view (see deltaSQL) computed
-// from its table, or from the join it counts over: per group, the row
+// from the rows of from (" FROM ..." with its WHERE): per group, the row
 // count and the aggregates' counters and sums.
-func (p *Plan) countingSnapshot() string {
+func (p *Plan) countingSnapshot(from string) string {
 	var cols []string
 	for i, g := range p.groups {
 		cols = append(cols, g+" AS k"+strconv.Itoa(i+1))
@@ -119,12 +119,7 @@ func (p *Plan) countingSnapshot() string {
 			cols = append(cols, "pg_catalog.count(*) FILTER (WHERE "+cond+") AS "+c.name)
 		}
 	}
-	s := "SELECT " + strings.Join(cols, ", ")
-	if p.countsJoin() {
-		s += " FROM " + p.joinFrom
-	} else {
-		s += p.from(p.Source.Quoted()) + p.whereSQL()
-	}
+	s := "SELECT " + strings.Join(cols, ", ") + from
 	if len(p.groups) > 0 {
 		s += " GROUP BY " + ordinals(len(p.groups))
 	}
