@@ -50,15 +50,19 @@ var (
 
 // method is the view's maintenance method, as planning left the plan:
 // the one place that tells the methods apart. The derivation code that
-// chooses a method with fields of its own sets it (Plan.how: constant.go,
-// planPartitions, joins.go, delta.go, setops.go); the others follow from
-// the plan's shape, the first that fits.
+// chooses a method with fields of its own sets it (Plan.how:
+// buildConstant, planTopIndex, planPartitions, planJoinGroups,
+// planJoinDelta, planUnionAll, planJoinCounting, CopyPlan); the others
+// follow from the plan's shape, the first that fits.
 func (p *Plan) method() Method {
 	if _, constant := p.how.(constantMethod); constant {
 		return p.how
 	}
 	switch {
 	case p.Kind == Whole && p.View != nil && p.View.part != nil:
+		if m, ok := p.how.(topNMethod); ok {
+			return m
+		}
 		return topNMethod{}
 	case p.how != nil:
 		return p.how

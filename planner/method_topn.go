@@ -2,21 +2,15 @@ package planner
 
 import "fmt"
 
-// topNMethod keeps a top-N (ORDER BY ... LIMIT) over an internal view
-// (decompose.go): recomputed like wholeMethod, from that view's table,
-// which an index on the ORDER BY columns (TopIndex) lets it read about N
-// rows of.
-type topNMethod struct{ wholeMethod }
-
-func (topNMethod) statements(p *Plan, n Names) Statements {
-	s := wholeMethod{}.statements(p, n)
-	if m, ok := p.how.(partitionsMethod); ok {
-		// A top-N's LIMIT keeps its window functions from being
-		// partitioned; were they, only the touched partitions would be
-		// recomputed, as for any view.
-		s.Apply = m.apply(p, n)
-	}
-	return s
+// topNMethod keeps a top-N (ORDER BY ... LIMIT) or DISTINCT ON over an
+// internal view (decompose.go): recomputed like wholeMethod, from that
+// view's table, which an index on the ORDER BY columns (TopIndex) lets it
+// read about N rows of.
+type topNMethod struct {
+	wholeMethod
+	// index are the index columns (with direction) of the internal table,
+	// in the ORDER BY's order (see planTopIndex).
+	index []string
 }
 
 func (topNMethod) strategy(p *Plan) string {

@@ -349,9 +349,6 @@ type Plan struct {
 	having  string   // HAVING (over the state row "up" when counting), "" for none
 	// wholeQuery is a Whole view's query over the copy.
 	wholeQuery string
-	// topIndex are the index columns (with direction) of the internal
-	// table a top-N part reads, in its ORDER BY order (see TopIndex).
-	topIndex []string
 	// onTargetQuery is the query of a view reading maintained views, as
 	// the target runs it (see views.go).
 	onTargetQuery string
