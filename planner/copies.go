@@ -272,7 +272,7 @@ func (p *Plan) CopyIndexSQL(n Names) []string {
 }
 
 // createCopy creates the copy's key or row-hash index and its lookup
-// indexes (the table is created by CreateTarget).
+// indexes (the table is created with them: Statements.CreateTarget).
 func (p *Plan) createCopy(n Names) []string {
 	var stmts []string
 	switch p.copyShape().rows {

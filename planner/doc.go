@@ -40,21 +40,24 @@
 // # Maintenance methods and the SQL they generate
 //
 // Planning ends with one maintenance method per view (Method, method.go):
-// Plan.method is the one place that tells them apart, from what the
-// derivation code above filled in. A method produces every statement of
-// its view for given relation names (Plan.Statements), its strategy for
-// `deltaview check` (Plan.Strategy) and the tables it keeps beside the
-// result (NeedsCopy, NeedsState); the writer runs the statements without
-// knowing the method. A batch's changes of a source table arrive in a
-// stage, a temporary table of signed rows (SignColumn: +1 inserted, -1
-// deleted; an UPDATE is both). In the order Plan.method tries them:
+// the derivation code above sets the method it chose, with the fields
+// only that method reads, or leaves the plan's shape to tell it;
+// Plan.method is the one place that tells them apart. A method produces
+// every statement of its view for given relation names (Plan.Statements),
+// its strategy for `deltaview check` (Plan.Strategy) and the tables it
+// keeps beside the result (NeedsCopy, NeedsState); the writer runs the
+// statements without knowing the method. A batch's changes of a source
+// table arrive in a stage, a temporary table of signed rows (SignColumn:
+// +1 inserted, -1 deleted; an UPDATE is both). The methods, each with its
+// file, when the planner chooses it and the SQL it generates:
 //
 //   - constant (method_constant.go): a view that reads no table (SELECT
 //     1, VALUES; buildConstant). Its query runs once, at load; it has no
 //     Apply.
-//   - top-N (method_topn.go): ORDER BY ... LIMIT over an internal view
-//     (decompose.go), recomputed as whole does, from that view's table
-//     read through an index on the ORDER BY columns (TopIndex).
+//   - top-N (method_topn.go): ORDER BY ... LIMIT, or DISTINCT ON, over
+//     the internal view of its grouped query (decompose.go, planTopIndex),
+//     recomputed as whole does, from that view's table read through an
+//     index on the ORDER BY columns (TopIndex).
 //   - partitions (method_partitions.go): window functions sharing one
 //     PARTITION BY of output columns (planPartitions): `WITH __dv_k AS
 //     (SELECT DISTINCT <partition> FROM stage), r AS (<query over the copy

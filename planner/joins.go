@@ -318,7 +318,7 @@ func (p *Plan) withStages(sql string, n Names) string {
 }
 
 // NeedsKeys tells whether the view collects touched keys in n.Keys before
-// the copies change (see Before).
+// the copies change (see Statements.Before).
 func (p *Plan) NeedsKeys() bool {
 	_, ok := p.how.(joinRecomputeMethod)
 	return ok

@@ -871,7 +871,7 @@ func (p *Plan) resolveGroups(a *analysis, tableCols map[string]Column) ([]string
 		}
 		if found < 0 {
 			// The result has no key: its rows are a multiset (see
-			// HiddenKeys).
+			// hidden.go).
 			p.hiddenKeys = true
 			continue
 		}

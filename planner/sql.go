@@ -28,9 +28,9 @@ type Names struct {
 	Copy string
 	// Stages are the stage tables of all the view's Sources, in order.
 	Stages []string
-	// Keys is a temporary table for touched keys (see Plan.Before).
+	// Keys is a temporary table for touched keys (see Statements.Before).
 	Keys string
-	// Delta is a temporary table for signed delta rows (see Plan.Term).
+	// Delta is a temporary table for signed delta rows (see Statements.Terms).
 	Delta string
 }
 
@@ -580,7 +580,7 @@ func nullSafeEqual(col, val string, nullable bool) string {
 
 // setGlobal makes the result table of an aggregate without GROUP BY but
 // with HAVING hold the row of the query f (columns c1, c2, ...), or no row
-// when f has none, when cond holds. It ends the statement Apply returns.
+// when f has none, when cond holds. It ends an Apply statement.
 func (p *Plan) setGlobal(n Names, f, cond string) string {
 	return "f AS (" + f + "), " +
 		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t FROM " + n.Target + " AS u WHERE " + cond + "), " +
@@ -684,7 +684,7 @@ func (p *Plan) cleanupCounted(n Names) string {
 }
 
 // emptied empties the result table, and the state table when there is
-// one ("" for none), after a TRUNCATE: the counts of Apply.
+// one ("" for none), after a TRUNCATE, with the counts Apply returns.
 func emptied(n Names, state string) string {
 	if state != "" {
 		return "WITH s AS (DELETE FROM " + state + "), del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
