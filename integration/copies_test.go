@@ -70,7 +70,7 @@ func explainCopyBatch(t *testing.T, src, tgt *pgx.Conn, table, changed string) s
 			t.Fatalf("%s: %v", s, err)
 		}
 	}
-	rows, err := tx.Query(ctx, "EXPLAIN "+p.Apply(n))
+	rows, err := tx.Query(ctx, "EXPLAIN "+p.Statements(n).Apply)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func TestColumnsTakeTheSourceCollation(t *testing.T) {
 			if strings.Join(got, "; ") != strings.Join(c.want, "; ") {
 				t.Fatalf("got %q, want %q", got, c.want)
 			}
-			stmts := strings.Join(p.CreateTarget(Names{Target: "v"}), "; ")
+			stmts := strings.Join(p.Statements(Names{Target: "v"}).CreateTarget, "; ")
 			if _, err := tgt.Exec(context.Background(), "BEGIN; "+stmts+"; ROLLBACK"); err != nil {
 				t.Fatalf("%s on the target: %v", stmts, err)
 			}

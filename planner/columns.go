@@ -34,6 +34,10 @@ func (p *Plan) nameColumns() error {
 		}
 		return "SELECT * FROM (" + q + ") AS __dv_named(" + aliases + ")"
 	}
-	p.wholeQuery, p.partQuery = named(p.wholeQuery), named(p.partQuery)
+	p.wholeQuery = named(p.wholeQuery)
+	if m, ok := p.how.(partitionsMethod); ok {
+		m.query = named(m.query)
+		p.how = m
+	}
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 // VALUES): its result is computed once, when the view is built, and no
 // change ever touches it.
 func buildConstant(ctx context.Context, d *Definition, a *analysis, sel *pg_query.SelectStmt, cat Catalog) (*Plan, error) {
-	p := &Plan{View: d, Kind: Whole, Recompute: "it reads no table", Notes: a.notes, constant: true}
+	p := &Plan{View: d, Kind: Whole, Recompute: "it reads no table", Notes: a.notes, how: constantMethod{}}
 	out, unanalyzed, err := describe(ctx, d, a, cat)
 	if err != nil {
 		return nil, err

@@ -57,17 +57,18 @@ type copyShape struct {
 // lookups, the column lists the views' queries find its rows by.
 func CopyPlan(stream string, src Table, cols []Column, key []string, lookups [][]string) *Plan {
 	p := copyPlan(stream, src, cols, lookups)
-	p.copy.rows = rowsByHash
+	shape := p.copyShape()
+	shape.rows = rowsByHash
 	for _, k := range key {
 		i := slices.IndexFunc(cols, func(c Column) bool { return c.Name == k })
 		if i < 0 {
-			p.copy.key = nil
+			shape.key = nil
 			break
 		}
-		p.copy.key = append(p.copy.key, i)
+		shape.key = append(shape.key, i)
 	}
-	if len(p.copy.key) > 0 {
-		p.copy.rows = rowsByKey
+	if len(shape.key) > 0 {
+		shape.rows = rowsByKey
 	}
 	return p
 }
@@ -77,12 +78,12 @@ func CopyPlan(stream string, src Table, cols []Column, key []string, lookups [][
 // replaces it.
 func ValueCopyPlan(stream string, src Table, cols []Column) *Plan {
 	p := copyPlan(stream, src, cols, nil)
-	p.copy.rows = rowsByValue
+	p.copyShape().rows = rowsByValue
 	return p
 }
 
 func copyPlan(stream string, src Table, cols []Column, lookups [][]string) *Plan {
-	p := &Plan{Kind: Projection, Source: src, Alias: src.Name, Columns: cols, copy: &copyShape{lookups: lookups},
+	p := &Plan{Kind: Projection, Source: src, Alias: src.Name, Columns: cols, how: copyMethod{shape: &copyShape{lookups: lookups}},
 		Sources: []Source{{Table: src, Columns: cols, All: cols}},
 		View:    &Definition{Name: "copy of " + src.String(), Stream: stream}}
 	for _, c := range cols {
@@ -92,11 +93,19 @@ func copyPlan(stream string, src Table, cols []Column, lookups [][]string) *Plan
 	return p
 }
 
+// copyShape is how a copy plan keeps its rows; nil for a view.
+func (p *Plan) copyShape() *copyShape {
+	if m, ok := p.how.(copyMethod); ok {
+		return m.shape
+	}
+	return nil
+}
+
 // CopyKeyed tells whether a copy plan keys its rows by the table's row key.
-func (p *Plan) CopyKeyed() bool { return p.copy != nil && p.copy.rows == rowsByKey }
+func (p *Plan) CopyKeyed() bool { return p.copyShape() != nil && p.copyShape().rows == rowsByKey }
 
 // CopyHashed tells whether a copy plan finds its rows by their hashes.
-func (p *Plan) CopyHashed() bool { return p.copy != nil && p.copy.rows == rowsByHash }
+func (p *Plan) CopyHashed() bool { return p.copyShape() != nil && p.copyShape().rows == rowsByHash }
 
 // Index is an index deltaview creates on a copy for a lookup.
 type Index struct {
@@ -201,16 +210,16 @@ func shortValues(c Column) bool {
 
 // CopyIndexes are the lookup indexes of a copy plan.
 func (p *Plan) CopyIndexes() []Index {
-	if p.copy == nil {
+	if p.copyShape() == nil {
 		return nil
 	}
-	return LookupIndexes(p.Columns, p.copyKeyNames(), p.copy.lookups)
+	return LookupIndexes(p.Columns, p.copyKeyNames(), p.copyShape().lookups)
 }
 
 // CopyKey are the columns a copy plan keys its rows by (none for a
 // multiset).
 func (p *Plan) CopyKey() []string {
-	if p.copy == nil {
+	if p.copyShape() == nil {
 		return nil
 	}
 	return p.copyKeyNames()
@@ -218,7 +227,7 @@ func (p *Plan) CopyKey() []string {
 
 func (p *Plan) copyKeyNames() []string {
 	var out []string
-	for _, i := range p.copy.key {
+	for _, i := range p.copyShape().key {
 		out = append(out, p.Columns[i].Name)
 	}
 	return out
@@ -263,10 +272,10 @@ func (p *Plan) CopyIndexSQL(n Names) []string {
 }
 
 // createCopy creates the copy's key or row-hash index and its lookup
-// indexes (the table is created by CreateTarget).
+// indexes (the table is created with them: Statements.CreateTarget).
 func (p *Plan) createCopy(n Names) []string {
 	var stmts []string
-	switch p.copy.rows {
+	switch p.copyShape().rows {
 	case rowsByKey:
 		stmts = append(stmts, "ALTER TABLE "+n.Target+" ADD PRIMARY KEY ("+columnList(p.keyColumns(), "")+")")
 	case rowsByHash:
@@ -282,7 +291,7 @@ func (p *Plan) createCopy(n Names) []string {
 
 func (p *Plan) keyColumns() []Column {
 	var out []Column
-	for _, i := range p.copy.key {
+	for _, i := range p.copyShape().key {
 		out = append(out, p.Columns[i])
 	}
 	return out
@@ -323,9 +332,9 @@ func (p *Plan) applyCopy(n Names, d string) string {
 	dc := func(i int) string { return "d.c" + strconv.Itoa(i+1) }
 	cs := list(len(p.Columns), dc)
 	counts := " SELECT (SELECT pg_catalog.count(*) FROM ins), 0::int8, (SELECT pg_catalog.count(*) FROM del)"
-	if p.copy.rows == rowsByKey {
-		match := make([]string, len(p.copy.key))
-		for j, i := range p.copy.key {
+	if p.copyShape().rows == rowsByKey {
+		match := make([]string, len(p.copyShape().key))
+		for j, i := range p.copyShape().key {
 			match[j] = "w." + QuoteIdent(p.Columns[i].Name) + " = " + dc(i)
 		}
 		// Each removed row is looked up by its key on its own (a lateral

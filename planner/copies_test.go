@@ -198,11 +198,12 @@ func TestCopyChangesUseIndexes(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer tx.Rollback(ctx)
-			for _, s := range p.CreateTarget(n) {
+			st := p.Statements(n)
+			for _, s := range st.CreateTarget {
 				exec(t, tx, s)
 			}
-			exec(t, tx, "INSERT INTO "+p.SnapshotTarget(n)+" "+p.SnapshotQuery())
-			if f := p.FinalizeAll(n); f != "" {
+			exec(t, tx, "INSERT INTO "+st.SnapshotInto+" "+st.Snapshot)
+			if f := st.Finalize; f != "" {
 				exec(t, tx, f)
 			}
 			exec(t, tx, "ANALYZE "+n.Target)
@@ -215,7 +216,7 @@ func TestCopyChangesUseIndexes(t *testing.T) {
 			if err := tx.QueryRow(ctx, "SELECT count(*) FROM stage_"+c.table).Scan(&staged); err != nil || staged < 1500 {
 				t.Fatalf("staged %d rows (%v), want 2 per changed row", staged, err)
 			}
-			plan := explain(t, tx, p.Apply(n))
+			plan := explain(t, tx, st.Apply)
 			copyName := CopyTable("", Table{ti.Schema, ti.Name}).Name
 			if strings.Contains(plan, "Seq Scan on "+copyName) {
 				t.Errorf("the batch scans the copy:\n%s", plan)
@@ -223,7 +224,7 @@ func TestCopyChangesUseIndexes(t *testing.T) {
 			if !strings.Contains(plan, "Index Scan using "+copyName) || !strings.Contains(plan, c.index) {
 				t.Errorf("the batch does not find rows through the index on %s:\n%s", c.index, plan)
 			}
-			exec(t, tx, p.Apply(n))
+			exec(t, tx, st.Apply)
 			got := rowsTextTx(t, tx, "SELECT "+p.colList("")+" FROM "+n.Target)
 			want := rowsTextTx(t, tx, "SELECT "+p.colList("")+" FROM "+c.table)
 			if got != want {
@@ -320,7 +321,7 @@ func TestProjectionLookupIndexMethod(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stmts := strings.Join(p.CreateTarget(Names{Target: "v"}), ";\n")
+			stmts := strings.Join(p.Statements(Names{Target: "v"}).CreateTarget, ";\n")
 			if !strings.Contains(stmts, c.index) {
 				t.Fatalf("want an index %s:\n%s", c.index, stmts)
 			}

@@ -20,7 +20,7 @@ type Reading struct {
 // read beyond the changed rows; none for a view a batch reads nothing
 // else for (counting, signed rows) or that no batch touches (constant).
 func (p *Plan) Readings() []Reading {
-	if p.constant {
+	if _, constant := p.how.(constantMethod); constant {
 		return nil
 	}
 	var out []Reading
@@ -28,7 +28,7 @@ func (p *Plan) Readings() []Reading {
 		switch {
 		case p.Kind == Whole && p.View.part != nil:
 			out = append(out, Reading{Source: src, Top: true})
-		case p.Kind == Whole && p.partQuery == "":
+		case p.Kind == Whole && !p.partitioned():
 			out = append(out, Reading{Source: src, Whole: true})
 		case len(src.Lookups) > 0:
 			out = append(out, Reading{Source: src, By: src.Lookups})

@@ -67,8 +67,8 @@ func TestConstantViews(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(p.Sources) != 0 || p.NeedsCopy() || p.Apply(Names{}) != "" || !strings.HasPrefix(p.Strategy(), "constant") {
-				t.Errorf("sources %v, copy %v, apply %q, strategy %q: want a constant read from no table", p.Sources, p.NeedsCopy(), p.Apply(Names{}), p.Strategy())
+			if apply := p.Statements(Names{}).Apply; len(p.Sources) != 0 || p.NeedsCopy() || apply != "" || !strings.HasPrefix(p.Strategy(), "constant") {
+				t.Errorf("sources %v, copy %v, apply %q, strategy %q: want a constant read from no table", p.Sources, p.NeedsCopy(), apply, p.Strategy())
 			}
 		})
 	}

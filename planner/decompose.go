@@ -515,12 +515,13 @@ func ordinal(i int) *pg_query.Node {
 // (so that recomputing the top reads about N rows): its name and its
 // columns, as CREATE INDEX takes them. Empty otherwise.
 func (p *Plan) TopIndex() (name, columns string) {
-	if p.View.part == nil || len(p.topIndex) == 0 {
+	m, ok := p.how.(topNMethod)
+	if p.View.part == nil || !ok || len(m.index) == 0 {
 		return "", ""
 	}
 	// Named for its columns too: a view whose ORDER BY changed (and whose
 	// grouped rows did not) gets the index it needs.
-	cols := strings.Join(p.topIndex, ", ")
+	cols := strings.Join(m.index, ", ")
 	w := qualified(p.View.whole.Target)
 	name, _, _ = strings.Cut(internalTable(p.View.Stream, "top", Table{Schema: w.Schema, Name: w.Name + "\x00" + cols}).Name, "\x00")
 	return name, cols
@@ -532,11 +533,15 @@ func (p *Plan) planTopIndex(d *Definition, cols []Column) {
 	if d.part == nil {
 		return
 	}
+	// A top-N or DISTINCT ON is recomputed whole (planPartitions refuses
+	// them): its method is top-N's.
+	var index []string
+	defer func() { p.how = topNMethod{index: index} }()
 	for _, s := range d.stmt.SortClause {
 		sb := s.GetSortBy()
 		i := int(sb.Node.GetAConst().GetIval().GetIval())
 		if i < 1 || i > len(cols) {
-			p.topIndex = nil
+			index = nil
 			return
 		}
 		c := QuoteIdent(cols[i-1].Name)
@@ -550,6 +555,6 @@ func (p *Plan) planTopIndex(d *Definition, cols []Column) {
 		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
 			c += " NULLS LAST"
 		}
-		p.topIndex = append(p.topIndex, c)
+		index = append(index, c)
 	}
 }

@@ -74,7 +74,7 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 		}
 		p.joinTerms[src] = strings.Join(parts, " UNION ALL ")
 	}
-	p.wholeQuery = whole
+	p.wholeQuery, p.how = whole, deltaRulesMethod{}
 	p.Kind, p.Recompute = Projection, ""
 	return true, nil
 }
@@ -132,17 +132,19 @@ func (p *Plan) CreateDelta(name string) string {
 	}) + ", __dv_n int8)"
 }
 
-// Term adds source i's term to the delta; it runs after the copies of the
-// sources before i took the batch and before source i's copy does.
-func (p *Plan) Term(n Names, i int) string {
-	if !p.NeedsDelta() {
-		return ""
+// terms are, per source, the statement adding its term to the delta; each
+// runs after the copies of the sources before it took the batch and before
+// its own copy does.
+func (p *Plan) terms(n Names) []string {
+	out := make([]string, len(p.Sources))
+	for i := range p.Sources {
+		term := p.joinTerms[i]
+		if net := p.netStage(n, i); net != "" {
+			term = strings.ReplaceAll(term, stagePlaceholder(i), net)
+		}
+		out[i] = "WITH i AS (INSERT INTO " + n.Delta + " " + p.withStages(term, n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8"
 	}
-	term := p.joinTerms[i]
-	if net := p.netStage(n, i); net != "" {
-		term = strings.ReplaceAll(term, stagePlaceholder(i), net)
-	}
-	return "WITH i AS (INSERT INTO " + n.Delta + " " + p.withStages(term, n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8"
+	return out
 }
 
 // netStage is the stage of source i as a term reads it: the staged rows

@@ -1,7 +1,8 @@
 // Package planner turns the views of .sql files into the SQL that keeps
 // each one's table equal to its query: every decision about what can be
 // maintained, how, and with which message it is refused lives here. The
-// writer runs the statements a Plan gives it; it does not know SQL.
+// writer runs the statements a Plan gives it (Plan.Statements); it knows
+// neither SQL nor how a view is maintained.
 //
 // # The pipeline
 //
@@ -36,52 +37,96 @@
 //     table (buildSingle), several tables, subqueries or set operations
 //     (buildGeneral).
 //
-// # Strategies and the SQL they generate
+// # Maintenance methods and the SQL they generate
 //
-// Each plan has one strategy, which Strategy describes for `deltaview
-// check`. A batch's changes of a source table arrive in a stage, a
-// temporary table of signed rows (SignColumn: +1 inserted, -1 deleted; an
-// UPDATE is both).
+// Planning ends with one maintenance method per view (Method, method.go):
+// the derivation code above sets the method it chose, with the fields
+// only that method reads, or leaves the plan's shape to tell it;
+// Plan.method is the one place that tells them apart. A method produces
+// every statement of its view for given relation names (Plan.Statements),
+// its strategy for `deltaview check` (Plan.Strategy) and the tables it
+// keeps beside the result (NeedsCopy, NeedsState); the writer runs the
+// statements without knowing the method. A batch's changes of a source
+// table arrive in a stage, a temporary table of signed rows (SignColumn:
+// +1 inserted, -1 deleted; an UPDATE is both). The methods, each with its
+// file, when the planner chooses it and the SQL it generates:
 //
-//   - Signed rows (Projection): the stage grouped by the output row into a
-//     signed count; rows with a positive count inserted that many times,
-//     with a negative one deleted (Apply, applyProjection).
-//   - Counting (Grouped, Global): per group, the stage aggregated into a
-//     delta of the row count, the non-null counts and the sums (deltaSQL),
-//     added to a state table keyed by the group (n, aN_nn, aN_s, and
-//     counters of NaNs and of display scales: scale.go), and the changed
-//     groups' rows upserted into the result or deleted when empty (Apply,
-//     FinalizeAll for the first load). GROUP BY keys the select list does
-//     not show keep the result a multiset (hidden.go).
-//   - Delta rules over inner joins (delta.go): per table i, its staged rows
-//     joined with the other tables' copies, old for the tables after it
-//     and new for those before (Term): Δ(R⋈S) = ΔR⋈S_old + R_new⋈ΔS, summed
-//     in a delta table and applied as signed rows. An anti-join's
-//     internal view has at most one row per outer row, so its term is the
-//     outer rows joined with its stage, signed against it (antiTerm). A
-//     UNION ALL of such branches sums every branch's term of each table
-//     (setops.go).
-//   - Counting over inner joins (joincount.go): the same terms, projected
-//     on the group keys and aggregate arguments, feed the counting state.
-//   - Scoped recomputation: the groups (or partitions, or the one row) a
-//     batch touched are found from the stage, and over joins from each
-//     table's changed rows joined with the copies before (Before) and
-//     after the batch (joins.go); only they are recomputed with the view's
-//     own query over the copies (applyRecompute, writeGroups).
-//   - Full recomputation: the view's query over the copies, written as a
-//     difference (applyWhole). Its cost grows with the tables; `check`
-//     says so. It remains for what has no better rule yet.
-//   - Views over maintained views (views.go): a maintained view's table is,
-//     to the views reading it, a source table whose stage is filled in the
-//     target as its statements write it (CaptureStage), so they get the
-//     strategies above; a top-N over an internal view reads about N rows
-//     of it through an index on its ORDER BY columns.
+//   - constant (method_constant.go): a view that reads no table (SELECT
+//     1, VALUES; buildConstant). Its query runs once, at load; it has no
+//     Apply.
+//   - top-N (method_topn.go): ORDER BY ... LIMIT, or DISTINCT ON, over
+//     the internal view of its grouped query (decompose.go, planTopIndex),
+//     recomputed as whole does, from that view's table read through an
+//     index on the ORDER BY columns (TopIndex).
+//   - partitions (method_partitions.go): window functions sharing one
+//     PARTITION BY of output columns (planPartitions): `WITH __dv_k AS
+//     (SELECT DISTINCT <partition> FROM stage), r AS (<query over the copy
+//     JOIN __dv_k>), cur AS (<the table's rows of those partitions>), del
+//     AS (DELETE ... NOT IN r), ins AS (INSERT ... NOT IN cur)`, rows
+//     matched by text and rank among equal rows (partitionsMethod.apply).
+//   - whole (method_whole.go): what only the whole result answers
+//     (LIMIT, window functions over all rows, shapes the other methods fall
+//     back from): the same multiset difference over the whole query on the
+//     copies, when a stage holds rows (applyWhole). Its cost grows with the
+//     tables; `check` says so.
+//   - delta rules (method_deltarules.go; delta.go, antijoin.go,
+//     setops.go): select-project over inner joins, anti-joins' internal
+//     views, UNION ALL of such branches. Per table i a Term, its staged
+//     rows joined with the other tables' copies, old for the tables after
+//     it and new for those before: Δ(R⋈S) = ΔR⋈S_old + R_new⋈ΔS, `INSERT
+//     INTO delta SELECT <outputs>, r.__dv_sign AS __dv_n FROM <stage of R>
+//     AS r JOIN <copy of S> AS s ON ...`; Apply sums the delta table per
+//     row and inserts or deletes that many copies (applyProjection).
+//   - join recomputation (method_joinrecompute.go; joins.go): grouped
+//     views over inner joins that cannot be counted. Before records the
+//     keys of the groups each table's changed rows join into, while the
+//     copies still hold the old rows; Apply adds those of the new rows and
+//     recomputes only those groups over the copies: `WITH __dv_k AS (keys),
+//     r AS (<query over the copies JOIN __dv_k>), ins AS (INSERT ... ON
+//     CONFLICT (keys) DO UPDATE ...), del AS (DELETE groups not in r)`
+//     (writeGroups).
+//   - kept rows (method_kept.go; hidden.go): recomputed groups whose GROUP
+//     BY keys the select list does not show: the touched groups are
+//     recomputed from the copy, their result rows kept by key in the state
+//     table, and the old and new rows written as signed rows (applyKept).
+//   - scoped recomputation (method_recompute.go): aggregates over one
+//     table that running totals cannot keep exactly (float sums, min/max,
+//     user-defined aggregates; notSummable): the groups the stage touches,
+//     or the one row, recomputed over the copy, as writeGroups above
+//     (applyRecompute).
+//   - counting over joins (method_joincount.go; joincount.go): COUNT,
+//     SUM, AVG over inner joins of distinct tables: the delta rules' terms,
+//     projected on group keys and aggregate arguments, fill the delta
+//     table, which feeds counting as a stage would.
+//   - copy (method_copy.go; copies.go): the copy of a source table that
+//     the recomputing methods read: a projection of the columns they read,
+//     keyed by the table's row identity (a removed row deleted by its key,
+//     then the added ones inserted), by a hash of the row, or as signed
+//     rows (applyCopy).
+//   - signed rows (method_projection.go): select-project over one table:
+//     `SELECT <outputs>, sum(__dv_sign) AS n FROM stage GROUP BY <outputs>,
+//     <outputs>::text`, rows with a positive n inserted n times, with a
+//     negative one deleted (applyProjection).
+//   - counting (method_counting.go): COUNT, SUM, AVG over one table: per
+//     group `SELECT <keys>, sum(__dv_sign) AS n, <non-null counts, sums,
+//     counters of NaNs and display scales (scale.go)> FROM stage GROUP BY
+//     <keys>` (deltaSQL), merged into the state table by `INSERT ... ON
+//     CONFLICT (k1, ...) DO UPDATE SET n = s.n + excluded.n, ...`, the
+//     changed groups' rows upserted into the result or deleted when empty
+//     (applyCounted); Finalize fills the result at load, Cleanup drops
+//     empty groups. GROUP BY keys the select list does not show keep the
+//     result a multiset (hidden.go).
+//
+// Views over maintained views (views.go) get the methods above: a
+// maintained view's table is, to the views reading it, a source table
+// whose stage is filled in the target as its statements write it
+// (CaptureStage).
 //
 // Per batch the writer runs, per view, Before (before the copies change),
-// the copies' own Apply, then Term for each changed table, Apply and
-// Cleanup; Reset after a TRUNCATE. A new view is loaded with SnapshotQuery
-// (on the source under the slot's snapshot, or in the target for views
-// over views) into SnapshotTarget, then FinalizeAll.
+// the copies' own Apply, then the Terms of the changed tables, Apply and
+// Cleanup; Reset after a TRUNCATE. A new view is loaded with Snapshot (on
+// the source under the slot's snapshot, or in the target for views over
+// views) into SnapshotInto, then Finalize.
 //
 // # State
 //

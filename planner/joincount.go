@@ -31,7 +31,10 @@ import (
 // full recomputation.
 
 // countsJoin tells whether the view counts over inner joins.
-func (p *Plan) countsJoin() bool { return p.joinFrom != "" }
+func (p *Plan) countsJoin() bool {
+	_, ok := p.how.(joinCountingMethod)
+	return ok
+}
 
 // StateLayoutChanged tells whether the view's state is not one that
 // versions before counting over joins and numeric counters kept: a state
@@ -208,16 +211,18 @@ func (p *Plan) planJoinCountingParts(ctx context.Context, ca *analysis, sel *pg_
 			n++
 		}
 	})
-	if p.joinFrom, err = fromText(src); err != nil {
+	from, err := fromText(src)
+	if err != nil {
 		return false, nil
 	}
+	p.how = joinCountingMethod{from: from}
 
 	p.Kind = Global
 	if len(sel.GroupClause) > 0 {
 		p.Kind = Grouped
 	}
 	p.aggs, p.where, p.Recompute = ca.aggs, "", ""
-	if err := p.planAggregates(ctx, ca, cat, groupCanon, p.joinFrom); err != nil {
+	if err := p.planAggregates(ctx, ca, cat, groupCanon, from); err != nil {
 		return false, err
 	}
 

@@ -160,7 +160,7 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 		s.DistinctClause = []*pg_query.Node{{}}
 	}
 	// One variant per table occurrence: that occurrence reads the stage.
-	p.joinKeys = nil
+	var touched []string
 	for i := range vars {
 		c := clone(root).GetSelectStmt()
 		keysOf(c)
@@ -197,7 +197,7 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 		if err != nil {
 			return false, err
 		}
-		p.joinKeys = append(p.joinKeys, s)
+		touched = append(touched, s)
 	}
 	all := clone(root).GetSelectStmt()
 	keysOf(all)
@@ -205,7 +205,6 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	if err != nil {
 		return false, err
 	}
-	p.joinAllKeys = allKeys
 	// The recomputation: the view's query over the copies, restricted to
 	// the touched keys, with internal column names.
 	r := clone(root).GetSelectStmt()
@@ -236,7 +235,8 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	if r.WhereClause, err = parseExpr(where); err != nil {
 		return false, err
 	}
-	if p.joinRecompute, err = deparseStmt(r); err != nil {
+	recompute, err := deparseStmt(r)
+	if err != nil {
 		return false, err
 	}
 	// Recomputing a group finds the rows of each table by the group
@@ -257,6 +257,7 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	}
 	p.Kind = Grouped
 	p.Recompute = "joins: the groups a batch touches are recomputed"
+	p.how = joinRecomputeMethod{touched: touched, all: allKeys, recompute: recompute}
 	return true, nil
 }
 
@@ -316,14 +317,12 @@ func (p *Plan) withStages(sql string, n Names) string {
 	return sql
 }
 
-// joinTouched is the union of the touched-key queries.
-func (p *Plan) joinTouched(n Names) string {
-	return p.withStages("SELECT * FROM ("+strings.Join(p.joinKeys, " UNION ")+") AS x", n)
-}
-
 // NeedsKeys tells whether the view collects touched keys in n.Keys before
-// the copies change (see Before).
-func (p *Plan) NeedsKeys() bool { return p.joinRecompute != "" }
+// the copies change (see Statements.Before).
+func (p *Plan) NeedsKeys() bool {
+	_, ok := p.how.(joinRecomputeMethod)
+	return ok
+}
 
 // CreateKeys creates the temporary table of touched keys; the writer
 // chooses how it is emptied after a batch (its ON COMMIT clause).
@@ -331,13 +330,4 @@ func (p *Plan) CreateKeys(name string) string {
 	return "CREATE TEMP TABLE IF NOT EXISTS " + name + " (" + list(len(p.Keys), func(i int) string {
 		return QuoteIdent("__dv_k"+strconv.Itoa(i+1)) + " " + p.Columns[p.Keys[i]].Decl()
 	}) + ")"
-}
-
-// Before runs before the copies take the batch: it records the keys of
-// groups whose rows are about to disappear ("" when the view needs none).
-func (p *Plan) Before(n Names) string {
-	if !p.NeedsKeys() {
-		return ""
-	}
-	return "WITH i AS (INSERT INTO " + n.Keys + " " + p.joinTouched(n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8"
 }

@@ -347,28 +347,11 @@ type Plan struct {
 	aggSQL  []string // deparsed aggregate arguments, "" for count(*)
 	aggFilt []string // deparsed FILTER conditions, "" for none
 	having  string   // HAVING (over the state row "up" when counting), "" for none
-	// copy is set for the copy of a source table (CopyPlan).
-	copy *copyShape
 	// wholeQuery is a Whole view's query over the copy.
 	wholeQuery string
-	// partKeys are the output columns holding a windowed view's partition
-	// expressions (p.groups), and partQuery its query over the copy
-	// restricted to the touched partitions __dv_k.
-	partKeys  []int
-	partQuery string
-	// joinKeys, joinAllKeys and joinRecompute are the SQL of scoped
-	// recomputation over inner joins (see joins.go).
-	joinKeys      []string
-	joinAllKeys   string
-	joinRecompute string
-	// topIndex are the index columns (with direction) of the internal
-	// table a top-N part reads, in its ORDER BY order (see TopIndex).
-	topIndex []string
 	// onTargetQuery is the query of a view reading maintained views, as
 	// the target runs it (see views.go).
 	onTargetQuery string
-	// constant is set for a view that reads no table (see buildConstant).
-	constant bool
 	// hiddenKeys is set for a grouped view some of whose GROUP BY
 	// expressions are not output columns: its result has no key, and its
 	// rows are written as a multiset (see applyHidden).
@@ -376,13 +359,12 @@ type Plan struct {
 	// joinTerms are, per source, the signed delta of a select-project view
 	// over inner joins with that source's staged rows (see delta.go), or
 	// the signed joined rows of an aggregate counted over inner joins (see
-	// joincount.go), whose join over the source tables (FROM and WHERE,
-	// without FROM) is joinFrom.
+	// joincount.go).
 	joinTerms []string
-	joinFrom  string
-	// branches is, for a UNION ALL kept by delta rules, its number of
-	// branches (see setops.go).
-	branches int
+	// how is the maintenance method the derivation code chose, for the
+	// methods with fields of their own (see Plan.method); nil when the
+	// plan's shape tells it.
+	how Method
 }
 
 // Analyze checks a definition without a database: syntax and constructs.
@@ -756,7 +738,8 @@ func (p *Plan) planPartitions(a *analysis, sel *pg_query.SelectStmt) error {
 	if err != nil {
 		return nil // not reproducible: recompute whole
 	}
-	p.partKeys, p.groups, p.partQuery = keys, groups, q
+	p.groups = groups
+	p.how = partitionsMethod{keys: keys, query: q}
 	p.Recompute = "window functions: the partitions a batch touches are recomputed"
 	return nil
 }
@@ -888,7 +871,7 @@ func (p *Plan) resolveGroups(a *analysis, tableCols map[string]Column) ([]string
 		}
 		if found < 0 {
 			// The result has no key: its rows are a multiset (see
-			// HiddenKeys).
+			// hidden.go).
 			p.hiddenKeys = true
 			continue
 		}
@@ -1130,57 +1113,27 @@ func (p *Plan) finalAggregate(i int) string {
 // Strategy describes, for `deltaview check`, how the view is maintained
 // and what state it keeps.
 func (p *Plan) Strategy() string {
-	if d := p.View; d.part != nil && p.Kind == Whole {
-		return fmt.Sprintf("top-N over internal view %s (%s): recomputed from that table, through an index on its ORDER BY columns (about N rows read), whenever a batch changes it", d.part.Name, d.part.Target)
-	}
+	m := p.method()
 	if owner := p.View.Owner(); owner != "" {
-		return "internal view of " + owner + ": " + p.strategy()
+		if _, top := m.(topNMethod); !top {
+			return "internal view of " + owner + ": " + m.strategy(p)
+		}
 	}
-	return p.strategy()
+	return m.strategy(p)
 }
 
-func (p *Plan) strategy() string {
-	if p.constant {
-		return "constant (it reads no table): computed once when the view is built; no change of the source touches it"
+// scopedStrategy describes scoped recomputation from copies.
+func (p *Plan) scopedStrategy() string {
+	scope := "the groups each batch touches"
+	if p.Kind == Global {
+		scope = "its one row whenever a batch touches it"
 	}
-	if p.Kind == Whole {
-		return fmt.Sprintf("full recomputation (%s): %s and recomputes the whole view from them whenever a batch changes them; the cost grows with the tables", p.Recompute, p.reads())
-	}
-	if p.Recompute != "" {
-		scope := "the groups each batch touches"
-		if p.Kind == Global {
-			scope = "its one row whenever a batch touches it"
-		}
-		return fmt.Sprintf("scoped recomputation (%s): %s and recomputes %s", p.Recompute, p.reads(), scope) + p.overView()
-	}
-	if p.countsJoin() {
-		scope := "per group a row count"
-		if p.Kind == Global {
-			scope = "one state row with the row count"
-		}
-		return fmt.Sprintf("algebraic (counting over inner joins): %s%s in deltaview's state table; %s; each table's changed rows are joined with the other tables' copies and the signed joined rows counted",
-			scope, p.stateSummary(), p.reads()) + p.overView()
-	}
-	switch p.Kind {
-	case Projection:
-		if p.NeedsDelta() && len(p.View.anti) > 0 {
-			return "algebraic (delta rules over inner joins and anti-joins): " + p.reads() +
-				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted; a row that enters or leaves an anti-join's internal view removes or restores the rows it matches" + p.overView()
-		}
-		if p.branches > 0 {
-			return fmt.Sprintf("algebraic (delta rules over UNION ALL of %d branches): ", p.branches) + p.reads() +
-				"; each table's changed rows are joined, in each branch that reads it, with the other tables' copies and the signed rows inserted or deleted" + p.overView()
-		}
-		if p.NeedsDelta() {
-			return "algebraic (delta rules over inner joins): " + p.reads() +
-				"; each table's changed rows are joined with the other tables' copies and the signed rows inserted or deleted" + p.overView()
-		}
-		return "algebraic (signed rows): each change inserts or deletes copies of its projected row; no state beyond the result table" + p.overView()
-	case Grouped:
-		return fmt.Sprintf("algebraic (counting): per group a row count%s in deltaview's state table; no copy of %s", p.stateSummary(), p.Source) + p.overView()
-	default:
-		return fmt.Sprintf("algebraic (counting): one state row with the row count%s; no copy of %s", p.stateSummary(), p.Source) + p.overView()
-	}
+	return fmt.Sprintf("scoped recomputation (%s): %s and recomputes %s", p.Recompute, p.reads(), scope) + p.overView()
+}
+
+// signedRowsStrategy describes a Projection kept by signed rows.
+func (p *Plan) signedRowsStrategy() string {
+	return "algebraic (signed rows): each change inserts or deletes copies of its projected row; no state beyond the result table" + p.overView()
 }
 
 // reads says, for Strategy, what a recomputed view reads: copies of source

@@ -122,18 +122,26 @@ func TestGoldenPlans(t *testing.T) {
 				b.WriteString("\n")
 			}
 			b.WriteString("-- kind: " + p.Kind.String() + "\n-- strategy: " + p.Strategy() + "\n\n")
-			section("create target", p.CreateTarget(n)...)
-			section("create state", p.CreateState(n)...)
-			section("snapshot (on the source)", p.SnapshotQuery())
-			section("snapshot into", p.SnapshotTarget(n))
-			section("finalize", p.FinalizeAll(n))
-			section("before the copies change", p.Before(n))
+			st := p.Statements(n)
+			section("create target", st.CreateTarget...)
+			section("create state", st.CreateState...)
+			section("snapshot (on the source)", st.Snapshot)
+			section("snapshot into", st.SnapshotInto)
+			section("finalize", st.Finalize)
+			section("before the copies change", st.Before)
 			for i := range p.Sources {
-				section("term of "+p.Sources[i].Table.String(), p.Term(n, i))
+				if st.Terms != nil && len(st.Terms) != len(p.Sources) {
+					t.Fatalf("%d terms for %d sources", len(st.Terms), len(p.Sources))
+				}
+				term := ""
+				if st.Terms != nil {
+					term = st.Terms[i]
+				}
+				section("term of "+p.Sources[i].Table.String(), term)
 			}
-			section("apply", p.Apply(n))
-			section("cleanup", p.Cleanup(n))
-			section("reset", p.Reset(n))
+			section("apply", st.Apply)
+			section("cleanup", st.Cleanup)
+			section("reset", st.Reset)
 			golden := filepath.Join(dir, "plan.golden")
 			if *update {
 				if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {

@@ -113,7 +113,7 @@ func (p *Plan) planUnionAll(sel *pg_query.SelectStmt, aggregates bool) (bool, er
 	for j, ts := range terms {
 		p.joinTerms[j] = strings.Join(ts, " UNION ALL ")
 	}
-	p.wholeQuery, p.branches = whole, len(branches)
+	p.wholeQuery, p.how = whole, deltaRulesMethod{branches: len(branches)}
 	p.Kind, p.Recompute = Projection, ""
 	return true, nil
 }

@@ -28,9 +28,9 @@ type Names struct {
 	Copy string
 	// Stages are the stage tables of all the view's Sources, in order.
 	Stages []string
-	// Keys is a temporary table for touched keys (see Plan.Before).
+	// Keys is a temporary table for touched keys (see Statements.Before).
 	Keys string
-	// Delta is a temporary table for signed delta rows (see Plan.Term).
+	// Delta is a temporary table for signed delta rows (see Statements.Terms).
 	Delta string
 }
 
@@ -65,34 +65,31 @@ func (p *Plan) from(rel string) string {
 }
 
 // SnapshotQuery runs on the source, under the slot's snapshot, and yields
-// the initial rows of the state table (aggregates) or of the result table
-// (Projection), in SnapshotColumns order. A view that reads other views
-// (OnTarget) is computed on the target, from their tables, named
-// schema-qualified.
-func (p *Plan) SnapshotQuery() string {
-	if p.OnTarget() && (p.Kind == Whole || p.NeedsKeys() || p.NeedsDelta()) {
-		// Over the copies and the views' tables, in the target.
-		if p.onTargetQuery != "" && len(p.Sources) > 1 {
-			return p.onTargetQuery
-		}
-		return p.wholeQuery
+// the view's first rows (see Statements.Snapshot).
+func (p *Plan) SnapshotQuery() string { return p.method().snapshot(p) }
+
+// onTargetSnapshot is the query of a view that reads maintained views,
+// over the copies and the views' tables, as the target runs it.
+func (p *Plan) onTargetSnapshot() string {
+	if p.onTargetQuery != "" && len(p.Sources) > 1 {
+		return p.onTargetQuery
 	}
-	if p.Kind == Whole || p.NeedsKeys() || (p.NeedsDelta() && !p.countsJoin()) {
-		return p.View.Query
+	return p.wholeQuery
+}
+
+// querySnapshot is the snapshot of a view whose first rows are its own
+// query: on the source, or in the target over views (onTargetSnapshot).
+func (p *Plan) querySnapshot() string {
+	if p.OnTarget() {
+		return p.onTargetSnapshot()
 	}
-	if p.keptRows() {
-		return p.recomputeKeyed(p.Source.Quoted(), "")
-	}
-	if p.Recompute != "" {
-		return p.recomputeQuery(p.Source.Quoted(), "")
-	}
-	var b strings.Builder
-	b.WriteString("SELECT ")
-	if p.Kind == Projection {
-		b.WriteString(list(len(p.outputs), func(i int) string { return p.outputs[i] }))
-		b.WriteString(p.from(p.Source.Quoted()) + p.whereSQL())
-		return b.String()
-	}
+	return p.View.Query
+}
+
+// countingSnapshot is the state of a counted view (see deltaSQL) computed
+// from the rows of from (" FROM ..." with its WHERE): per group, the row
+// count and the aggregates' counters and sums.
+func (p *Plan) countingSnapshot(from string) string {
 	var cols []string
 	for i, g := range p.groups {
 		cols = append(cols, g+" AS k"+strconv.Itoa(i+1))
@@ -122,76 +119,79 @@ func (p *Plan) SnapshotQuery() string {
 			cols = append(cols, "pg_catalog.count(*) FILTER (WHERE "+cond+") AS "+c.name)
 		}
 	}
-	b.WriteString(strings.Join(cols, ", "))
-	if p.countsJoin() {
-		b.WriteString(" FROM " + p.joinFrom)
-	} else {
-		b.WriteString(p.from(p.Source.Quoted()) + p.whereSQL())
-	}
+	s := "SELECT " + strings.Join(cols, ", ") + from
 	if len(p.groups) > 0 {
-		b.WriteString(" GROUP BY " + ordinals(len(p.groups)))
+		s += " GROUP BY " + ordinals(len(p.groups))
 	}
-	return b.String()
+	return s
 }
 
-// SnapshotTarget is the relation and column list the snapshot's rows are
-// copied into.
-func (p *Plan) SnapshotTarget(n Names) string {
-	if p.copy != nil && p.copy.rows == rowsByHash {
-		return p.copyLoad(n) + " (" + p.colList("") + ")"
-	}
-	if (p.Kind == Projection || p.Recompute != "") && !p.keptRows() {
-		return n.Target + " (" + p.colList("") + ")"
-	}
+// intoTarget is the result table with its column list: where the
+// snapshot's rows go when they are the result's.
+func (p *Plan) intoTarget(n Names) string { return n.Target + " (" + p.colList("") + ")" }
+
+// intoState is the state table with its column list.
+func (p *Plan) intoState(n Names) string {
 	return n.State + " (" + list(len(p.State), func(i int) string { return QuoteIdent(p.State[i].Name) }) + ")"
 }
 
-// CreateTarget creates the result table: exactly the view's columns, with a
-// key on the GROUP BY columns.
-func (p *Plan) CreateTarget(n Names) []string {
-	stmts := []string{"CREATE TABLE " + n.Target + " (" + list(len(p.Columns), func(i int) string {
+// createTable creates the result table: exactly the view's columns.
+func (p *Plan) createTable(n Names) string {
+	return "CREATE TABLE " + n.Target + " (" + list(len(p.Columns), func(i int) string {
 		return QuoteIdent(p.Columns[i].Name) + " " + p.Columns[i].Decl()
-	}) + ")"}
-	kind := p.Kind
-	if p.hiddenKeys {
-		kind = Projection // a multiset without a key
+	}) + ")"
+}
+
+// createKeyed creates the result table of an aggregate, with a key on the
+// GROUP BY columns when it has them.
+func (p *Plan) createKeyed(n Names) []string {
+	stmts := []string{p.createTable(n)}
+	if p.Kind != Grouped {
+		return stmts
 	}
-	switch kind {
-	case Grouped:
-		keys := list(len(p.Keys), func(i int) string { return QuoteIdent(p.Columns[p.Keys[i]].Name) })
-		nullable := false
-		for _, x := range p.KeyNullable {
-			nullable = nullable || x
-		}
-		if nullable {
-			stmts = append(stmts, "CREATE UNIQUE INDEX ON "+n.Target+" ("+keys+") NULLS NOT DISTINCT")
-		} else {
-			stmts = append(stmts, "ALTER TABLE "+n.Target+" ADD PRIMARY KEY ("+keys+")")
-		}
-	case Projection:
-		if p.copy != nil {
-			return append(stmts, p.createCopy(n)...)
-		}
-		// Deleting one copy of a row looks it up by one column: a hash
-		// index (a btree one cannot hold long values), else a btree one
-		// when the type has only a btree operator class, else a hash
-		// index on the value's text (which the lookup compares too), and
-		// a partial index of the NULLs.
-		ix := p.lookupColumn()
-		first := QuoteIdent(p.Columns[ix].Name)
-		method, expr := "hash", first
-		switch c := p.Columns[ix]; {
-		case p.noEquality(ix) || !c.Hash && !c.Btree:
-			expr = "(" + first + "::text)"
-		case !c.Hash:
-			method = "btree"
-		}
-		stmts = append(stmts,
-			"CREATE INDEX ON "+n.Target+" USING "+method+" ("+expr+")",
-			"CREATE INDEX ON "+n.Target+" (("+first+" IS NULL)) WHERE "+first+" IS NULL")
-		if rows := p.rowLookupColumns(); rows != nil {
-			stmts = append(stmts, "CREATE INDEX ON "+n.Target+" ("+list(len(rows), func(i int) string { return QuoteIdent(p.Columns[rows[i]].Name) })+")")
-		}
+	keys := list(len(p.Keys), func(i int) string { return QuoteIdent(p.Columns[p.Keys[i]].Name) })
+	nullable := false
+	for _, x := range p.KeyNullable {
+		nullable = nullable || x
+	}
+	if nullable {
+		return append(stmts, "CREATE UNIQUE INDEX ON "+n.Target+" ("+keys+") NULLS NOT DISTINCT")
+	}
+	return append(stmts, "ALTER TABLE "+n.Target+" ADD PRIMARY KEY ("+keys+")")
+}
+
+// createCounted creates the result table of a counted aggregate: keyed,
+// or a multiset when GROUP BY keys are not output columns (hidden.go).
+func (p *Plan) createCounted(n Names) []string {
+	if p.hiddenKeys {
+		return p.createMultiset(n)
+	}
+	return p.createKeyed(n)
+}
+
+// createMultiset creates a result table whose rows are a multiset, without
+// a key, indexed for deleting one copy of a row.
+func (p *Plan) createMultiset(n Names) []string {
+	stmts := []string{p.createTable(n)}
+	// Deleting one copy of a row looks it up by one column: a hash
+	// index (a btree one cannot hold long values), else a btree one
+	// when the type has only a btree operator class, else a hash
+	// index on the value's text (which the lookup compares too), and
+	// a partial index of the NULLs.
+	ix := p.lookupColumn()
+	first := QuoteIdent(p.Columns[ix].Name)
+	method, expr := "hash", first
+	switch c := p.Columns[ix]; {
+	case p.noEquality(ix) || !c.Hash && !c.Btree:
+		expr = "(" + first + "::text)"
+	case !c.Hash:
+		method = "btree"
+	}
+	stmts = append(stmts,
+		"CREATE INDEX ON "+n.Target+" USING "+method+" ("+expr+")",
+		"CREATE INDEX ON "+n.Target+" (("+first+" IS NULL)) WHERE "+first+" IS NULL")
+	if rows := p.rowLookupColumns(); rows != nil {
+		stmts = append(stmts, "CREATE INDEX ON "+n.Target+" ("+list(len(rows), func(i int) string { return QuoteIdent(p.Columns[rows[i]].Name) })+")")
 	}
 	return stmts
 }
@@ -215,16 +215,10 @@ func (p *Plan) rowLookupColumns() []int {
 	return out
 }
 
-// CreateState creates the state table (nil for Projection).
-func (p *Plan) CreateState(n Names) []string {
-	if p.keptRows() {
-		return []string{"CREATE TABLE " + n.State + " (" + list(len(p.State), func(i int) string {
-			return QuoteIdent(p.State[i].Name) + " " + p.State[i].Decl()
-		}) + ")", "CREATE INDEX ON " + n.State + " (" + p.stateKeys("") + ")"}
-	}
-	if p.Kind == Projection || p.Recompute != "" {
-		return nil
-	}
+// createCounters creates the state table of a counted view: its counters
+// are never NULL, and a grouped one's rows are unique by group, with the
+// empty groups indexed for Cleanup.
+func (p *Plan) createCounters(n Names) []string {
 	stmts := []string{"CREATE TABLE " + n.State + " (" + list(len(p.State), func(i int) string {
 		c := p.State[i]
 		s := QuoteIdent(c.Name) + " " + c.Decl()
@@ -245,19 +239,9 @@ func (p *Plan) stateKeys(prefix string) string {
 	return list(len(p.groups), func(i int) string { return prefix + "k" + strconv.Itoa(i+1) })
 }
 
-// FinalizeAll fills the result table from a freshly loaded state table
-// ("" for Projection, whose snapshot goes to the result table directly).
-func (p *Plan) FinalizeAll(n Names) string {
-	if p.copy != nil && p.copy.rows == rowsByHash {
-		return p.fillHashed(n)
-	}
-	if p.keptRows() {
-		return "INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " +
-			list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) }) + " FROM " + n.State
-	}
-	if p.Kind == Projection || p.Recompute != "" {
-		return ""
-	}
+// finalizeCounted fills the result table of a counted view from its freshly
+// loaded state table.
+func (p *Plan) finalizeCounted(n Names) string {
 	s := "INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + strings.Join(p.finals, ", ") + " FROM " + n.State + " AS up"
 	switch {
 	case p.Kind == Grouped:
@@ -281,13 +265,9 @@ func (p *Plan) stageInput(stage string) deltaInput {
 	return deltaInput{from: p.from(stage), where: p.whereSQL(), sign: QuoteIdent(SignColumn), groups: p.groups, args: p.aggSQL, filters: p.aggFilt}
 }
 
-// deltaSQL aggregates signed rows into per-group (or per-row) deltas.
+// deltaSQL aggregates signed rows into per-group deltas of a counted view.
 func (p *Plan) deltaSQL(in deltaInput) string {
 	sign := in.sign
-	if p.Kind == Projection {
-		return "SELECT * FROM (SELECT " + p.projectionOutputs() + ", pg_catalog.sum(" + sign + ")::int8 AS n" + in.from + in.where +
-			" GROUP BY " + p.projectionGroups() + ") AS x WHERE n <> 0"
-	}
 	var cols []string
 	for i, g := range in.groups {
 		cols = append(cols, g+" AS k"+strconv.Itoa(i+1))
@@ -325,6 +305,12 @@ func (p *Plan) deltaSQL(in deltaInput) string {
 		s += " GROUP BY " + ordinals(len(in.groups))
 	}
 	return s
+}
+
+// projectionDelta groups a Projection's signed rows into per-row deltas.
+func (p *Plan) projectionDelta(in deltaInput) string {
+	return "SELECT * FROM (SELECT " + p.projectionOutputs() + ", pg_catalog.sum(" + in.sign + ")::int8 AS n" + in.from + in.where +
+		" GROUP BY " + p.projectionGroups() + ") AS x WHERE n <> 0"
 }
 
 // deltaCheckSQL is the Projection delta over the source table itself: the
@@ -431,42 +417,11 @@ func (p *Plan) finalsAs() string {
 	return list(len(p.finals), func(i int) string { return p.finals[i] + " AS c" + strconv.Itoa(i+1) })
 }
 
-// Apply applies the staged rows to the view. Its one result row holds the
-// number of result rows inserted, updated and deleted.
-func (p *Plan) Apply(n Names) string {
-	if p.constant {
-		return "" // no change touches it
-	}
-	if p.Kind == Whole {
-		return p.applyWhole(n, false)
-	}
-	if p.NeedsDelta() && !p.countsJoin() {
-		cs := list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })
-		return p.applyProjection(n, "SELECT "+cs+", pg_catalog.sum(__dv_n)::int8 AS n FROM "+n.Delta+" GROUP BY "+
-			list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })+", "+
-			list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) + "::text" })+" HAVING pg_catalog.sum(__dv_n) <> 0")
-	}
-	if p.NeedsKeys() {
-		return p.writeGroups(n, "SELECT * FROM "+n.Keys+" UNION "+p.joinTouched(n), p.joinRecompute)
-	}
-	if p.keptRows() {
-		return p.applyKept(n)
-	}
-	if p.Recompute != "" {
-		return p.applyRecompute(n)
-	}
-	in := p.stageInput(n.Stage)
-	if p.countsJoin() {
-		in = p.joinInput(n)
-	}
-	d := p.deltaSQL(in)
-	switch p.Kind {
-	case Projection:
-		if p.copy != nil && p.copy.rows != rowsByValue {
-			return p.applyCopy(n, d)
-		}
-		return p.applyProjection(n, d)
-	case Global:
+// applyCounted applies the per-group delta d of a counted view: merged
+// into the state table, and the changed groups' rows written to the
+// result.
+func (p *Plan) applyCounted(n Names, d string) string {
+	if p.Kind == Global {
 		up := "WITH d AS (" + d + "), " +
 			"up AS (UPDATE " + n.State + " AS s SET " + strings.Join(p.merges("s", "d"), ", ") +
 			" FROM d WHERE d.n IS NOT NULL AND NOT " + p.noop("d") + " RETURNING s.*), "
@@ -543,9 +498,6 @@ func (p *Plan) recomputeQuery(rel, join string) string {
 // rows that are no longer there and inserting the new ones, rows matched by
 // their text and their rank among equal rows (a multiset difference).
 func (p *Plan) applyWhole(n Names, always bool) string {
-	if p.partQuery != "" && !always {
-		return p.applyPartitions(n)
-	}
 	touched, when := "", ""
 	if !always {
 		if len(p.Sources) > 1 || p.Alias == "" {
@@ -572,24 +524,6 @@ func (p *Plan) applyWhole(n Names, always bool) string {
 // rows (a multiset match).
 func sameRow(a, b string) string {
 	return "(SELECT 1 FROM " + a + " WHERE " + a + ".__dv_t = " + b + ".__dv_t AND " + a + ".__dv_n = " + b + ".__dv_n)"
-}
-
-// applyPartitions recomputes the window partitions the staged rows touch
-// and writes the difference from the table's rows of those partitions.
-func (p *Plan) applyPartitions(n Names) string {
-	touched := "SELECT DISTINCT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }) +
-		p.from(n.Stage) + p.whereSQL()
-	inK := make([]string, len(p.partKeys))
-	for i, k := range p.partKeys {
-		inK[i] = nullSafeEqual("u."+QuoteIdent(p.Columns[k].Name), keyRef(i), true)
-	}
-	return "WITH __dv_k AS (" + touched + "), " +
-		"r AS (SELECT q.*, ROW(q.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(q.*)::text) AS __dv_n FROM (" + p.partQuery + ") AS q), " +
-		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(u.*)::text) AS __dv_n FROM " + n.Target +
-		" AS u WHERE EXISTS (SELECT 1 FROM __dv_k WHERE " + strings.Join(inK, " AND ") + ")), " +
-		"del AS (DELETE FROM " + n.Target + " AS u USING cur WHERE u.ctid = cur.__dv_ctid AND NOT EXISTS " + sameRow("r", "cur") + " RETURNING 1), " +
-		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + p.colList("r.") + " FROM r WHERE NOT EXISTS " + sameRow("cur", "r") + " RETURNING 1) " +
-		"SELECT (SELECT pg_catalog.count(*) FROM ins), 0::int8, (SELECT pg_catalog.count(*) FROM del)"
 }
 
 // applyRecompute recomputes the groups the staged rows touch from the copy
@@ -646,7 +580,7 @@ func nullSafeEqual(col, val string, nullable bool) string {
 
 // setGlobal makes the result table of an aggregate without GROUP BY but
 // with HAVING hold the row of the query f (columns c1, c2, ...), or no row
-// when f has none, when cond holds. It ends the statement Apply returns.
+// when f has none, when cond holds. It ends an Apply statement.
 func (p *Plan) setGlobal(n Names, f, cond string) string {
 	return "f AS (" + f + "), " +
 		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t FROM " + n.Target + " AS u WHERE " + cond + "), " +
@@ -741,57 +675,28 @@ func (p *Plan) present() string {
 	return "(up.n > 0 AND coalesce(" + p.having + ", false))"
 }
 
-// Cleanup removes state rows of groups that no longer exist ("" when the
-// view keeps none).
-func (p *Plan) Cleanup(n Names) string {
-	if p.countsJoin() && p.Kind == Grouped {
-		return "WITH d AS (DELETE FROM " + n.Delta + ") DELETE FROM " + n.State + " WHERE n <= 0"
-	}
-	if p.NeedsDelta() {
-		return "DELETE FROM " + n.Delta
-	}
-	if p.NeedsKeys() {
-		return "DELETE FROM " + n.Keys
-	}
-	if p.Kind != Grouped || p.Recompute != "" {
+// cleanupCounted removes the state rows of groups that no longer exist.
+func (p *Plan) cleanupCounted(n Names) string {
+	if p.Kind != Grouped {
 		return ""
 	}
 	return "DELETE FROM " + n.State + " WHERE n <= 0"
 }
 
-// Reset empties the view after its source table was truncated; like Apply
-// it returns the counts of result rows inserted, updated and deleted.
-func (p *Plan) Reset(n Names) string {
-	if p.constant {
-		return ""
+// emptied empties the result table, and the state table when there is
+// one ("" for none), after a TRUNCATE, with the counts Apply returns.
+func emptied(n Names, state string) string {
+	if state != "" {
+		return "WITH s AS (DELETE FROM " + state + "), del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
 	}
-	if p.Kind == Whole || (p.NeedsDelta() && !p.countsJoin()) {
-		return p.applyWhole(n, true)
-	}
-	if p.NeedsKeys() {
-		// Every group may have lost rows: touch them all.
-		current := "SELECT " + list(len(p.Keys), func(i int) string {
-			return QuoteIdent(p.Columns[p.Keys[i]].Name) + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1))
-		}) + " FROM " + n.Target
-		return p.writeGroups(n, current+" UNION SELECT * FROM ("+p.joinAllKeys+") AS x", p.joinRecompute)
-	}
-	if p.keptRows() {
-		return "WITH s AS (DELETE FROM " + n.State + "), del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
-	}
-	if p.Recompute != "" {
-		if p.Kind == Global {
-			if p.having != "" {
-				return "WITH r AS (" + p.recomputeQuery(p.copyRel(n), "") + "), " + p.setGlobal(n, "SELECT * FROM r", "true")
-			}
-			return "WITH r AS (" + p.recomputeQuery(p.copyRel(n), "") + "), " + p.updateGlobalFrom(n, "r", "") + " SELECT 0::int8, pg_catalog.count(*), 0::int8 FROM ch"
-		}
-		return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
-	}
-	switch p.Kind {
-	case Projection:
-		return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
-	case Grouped:
-		return "WITH s AS (DELETE FROM " + n.State + "), del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
+	return "WITH del AS (DELETE FROM " + n.Target + " RETURNING 1) SELECT 0::int8, 0::int8, pg_catalog.count(*) FROM del"
+}
+
+// resetCounted empties a counted view after a TRUNCATE: a grouped one
+// loses all its groups, a global one keeps its one row, of no rows.
+func (p *Plan) resetCounted(n Names) string {
+	if p.Kind == Grouped {
+		return emptied(n, n.State)
 	}
 	var sets []string
 	for _, c := range p.State {
@@ -811,14 +716,10 @@ func (p *Plan) Reset(n Names) string {
 
 // NeedsCopy tells whether the view reads the copy of its source table.
 // A view that reads maintained views only reads their tables instead.
-func (p *Plan) NeedsCopy() bool {
-	return (p.Recompute != "" || p.NeedsDelta()) && !p.constant && slices.ContainsFunc(p.Sources, func(s Source) bool { return s.View == "" })
-}
+func (p *Plan) NeedsCopy() bool { return p.method().keeps(p).copy }
 
 // NeedsState tells whether the view keeps a state table.
-func (p *Plan) NeedsState() bool {
-	return !p.constant && (p.keptRows() || p.Kind != Projection && !p.NeedsCopy() || p.KeepsState())
-}
+func (p *Plan) NeedsState() bool { return p.method().keeps(p).state }
 
 // CopyTable names a stream's copy of a source table in deltaview's schema:
 // the table's name (shortened to fit) and a hash of the stream and the

@@ -61,10 +61,11 @@ func TestApplyMatchesQuery(t *testing.T) {
 	// changes before they recompute.
 	copyPlan := CopyPlan("", Table{ti.Schema, ti.Name}, ti.Columns, ti.RowKey, [][]string{{"g2"}, {"Grp"}})
 	copyNames := Names{Target: CopyTable("", Table{ti.Schema, ti.Name}).Quoted(), Stage: "pg_temp.stage"}
-	for _, s := range copyPlan.CreateTarget(copyNames) {
+	copyStmts := copyPlan.Statements(copyNames)
+	for _, s := range copyStmts.CreateTarget {
 		mustExec(t, conn, s)
 	}
-	mustExec(t, conn, "INSERT INTO "+copyPlan.SnapshotTarget(copyNames)+" "+copyPlan.SnapshotQuery())
+	mustExec(t, conn, "INSERT INTO "+copyStmts.SnapshotInto+" "+copyStmts.Snapshot)
 	plans := []vp{{copyPlan, copyNames, "SELECT * FROM " + ti.Columns[0].Name}}
 	keys := make([]string, 0, len(views))
 	for k := range views {
@@ -87,11 +88,12 @@ func TestApplyMatchesQuery(t *testing.T) {
 			t.Fatalf("%s: recomputed = %v (%s), want %v", k, recomputed, p.Recompute, recomputedViews[k])
 		}
 		n := Names{Target: defs[0].Target.Quoted(), State: fmt.Sprintf("deltaview.state_%d", i), Stage: "pg_temp.stage", Copy: copyNames.Target}
-		for _, s := range append(p.CreateTarget(n), p.CreateState(n)...) {
+		st := p.Statements(n)
+		for _, s := range append(st.CreateTarget, st.CreateState...) {
 			mustExec(t, conn, s)
 		}
-		mustExec(t, conn, "INSERT INTO "+p.SnapshotTarget(n)+" "+p.SnapshotQuery())
-		if f := p.FinalizeAll(n); f != "" {
+		mustExec(t, conn, "INSERT INTO "+st.SnapshotInto+" "+st.Snapshot)
+		if f := st.Finalize; f != "" {
 			mustExec(t, conn, f)
 		}
 		plans = append(plans, vp{p, n, defs[0].Query})
@@ -131,12 +133,12 @@ func TestApplyMatchesQuery(t *testing.T) {
 			exec(t, tx, `TRUNCATE "Src Table"`)
 			live = map[int]bool{}
 			for _, v := range plans {
-				exec(t, tx, v.plan.Reset(v.names))
+				exec(t, tx, v.plan.Statements(v.names).Reset)
 			}
 		}
 		for _, v := range plans {
-			exec(t, tx, v.plan.Apply(v.names))
-			if s := v.plan.Cleanup(v.names); s != "" {
+			exec(t, tx, v.plan.Statements(v.names).Apply)
+			if s := v.plan.Statements(v.names).Cleanup; s != "" {
 				exec(t, tx, s)
 			}
 		}

@@ -332,8 +332,9 @@ func (p *Plan) rebuildFrom(n Names, query string) []string {
 	if n.State != "" && p.Kind != Projection && p.Recompute == "" {
 		stmts = append(stmts, "DELETE FROM "+n.State)
 	}
-	stmts = append(stmts, "INSERT INTO "+p.SnapshotTarget(n)+" SELECT * FROM ("+query+") AS q")
-	if f := p.FinalizeAll(n); f != "" {
+	st := p.Statements(n)
+	stmts = append(stmts, "INSERT INTO "+st.SnapshotInto+" SELECT * FROM ("+query+") AS q")
+	if f := st.Finalize; f != "" {
 		stmts = append(stmts, f)
 	}
 	return stmts

@@ -202,16 +202,17 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *Vie
 	p, n := v.Plan, v.Names
 	if v.internal {
 		// A copy lives in deltaview's schema: rebuilt from scratch.
-		for _, s := range append([]string{"DROP TABLE IF EXISTS " + n.Target}, p.CreateTarget(n)...) {
+		st := p.Statements(n)
+		for _, s := range append([]string{"DROP TABLE IF EXISTS " + n.Target}, st.CreateTarget...) {
 			if _, err := tx.Exec(ctx, s); err != nil {
 				return 0, fmt.Errorf("%s: %w", s, err)
 			}
 		}
-		rows, err := copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(n), progressOf(log, p.View.Name))
+		rows, err := copyBetween(ctx, src, tx.Conn(), st.Snapshot, st.SnapshotInto, progressOf(log, p.View.Name))
 		if err != nil {
 			return 0, err
 		}
-		if f := p.FinalizeAll(n); f != "" {
+		if f := st.Finalize; f != "" {
 			if _, err := tx.Exec(ctx, f); err != nil {
 				return 0, fmt.Errorf("fill %s: %w", n.Target, err)
 			}
@@ -258,8 +259,11 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *Vie
 	if n.State != "" {
 		stmts = append(stmts, "DROP TABLE IF EXISTS "+n.State)
 	}
-	stmts = append(stmts, p.CreateTarget(into)...)
-	stmts = append(stmts, p.CreateState(n)...)
+	// The state table is the view's own, whichever table the result is
+	// built in.
+	st := p.Statements(into)
+	stmts = append(stmts, st.CreateTarget...)
+	stmts = append(stmts, st.CreateState...)
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {
 			return 0, fmt.Errorf("%s: %w", s, err)
@@ -269,19 +273,19 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *Vie
 	if p.OnTarget() {
 		// Computed in the target from the views it reads, loaded before it.
 		// From the copies built anew in this load, where there are.
-		q, err := planner.ReadingInstead(p.SnapshotQuery(), next)
+		q, err := planner.ReadingInstead(st.Snapshot, next)
 		if err != nil {
 			return 0, err
 		}
-		tag, ierr := tx.Exec(ctx, "INSERT INTO "+p.SnapshotTarget(into)+" SELECT * FROM ("+q+") AS q")
+		tag, ierr := tx.Exec(ctx, "INSERT INTO "+st.SnapshotInto+" SELECT * FROM ("+q+") AS q")
 		rows, err = tag.RowsAffected(), ierr
 	} else {
-		rows, err = copyBetween(ctx, src, tx.Conn(), p.SnapshotQuery(), p.SnapshotTarget(into), progressOf(log, p.View.Name))
+		rows, err = copyBetween(ctx, src, tx.Conn(), st.Snapshot, st.SnapshotInto, progressOf(log, p.View.Name))
 	}
 	if err != nil {
 		return 0, err
 	}
-	if f := p.FinalizeAll(into); f != "" {
+	if f := st.Finalize; f != "" {
 		if _, err := tx.Exec(ctx, f); err != nil {
 			return 0, fmt.Errorf("fill %s: %w", n.Target, err)
 		}
@@ -290,7 +294,7 @@ func loadView(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, v *Vie
 	// reading this one's table) are planned for the rows there are, not
 	// for an empty table until autovacuum gets to it.
 	analyze := []string{into.Target}
-	if len(p.CreateState(n)) > 0 {
+	if len(st.CreateState) > 0 {
 		analyze = append(analyze, n.State)
 	}
 	for _, t := range analyze {

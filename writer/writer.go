@@ -451,14 +451,15 @@ func (w *Writer) failAtOpen(ctx context.Context, views []*View, cause error) err
 }
 
 func (w *Writer) prepare(ctx context.Context, i int, v *View) error {
+	st := v.Plan.Statements(v.Names)
 	stmts := []struct {
 		name *string
 		sql  string
 	}{
-		{&v.apply, v.Plan.Apply(v.Names)},
-		{&v.cleanup, v.Plan.Cleanup(v.Names)},
-		{&v.reset, v.Plan.Reset(v.Names)},
-		{&v.before, v.Plan.Before(v.Names)},
+		{&v.apply, st.Apply},
+		{&v.cleanup, st.Cleanup},
+		{&v.reset, st.Reset},
+		{&v.before, st.Before},
 	}
 	for j, s := range stmts {
 		if s.sql == "" {
@@ -470,14 +471,14 @@ func (w *Writer) prepare(ctx context.Context, i int, v *View) error {
 		}
 		*s.name = name
 	}
-	if v.Plan.NeedsDelta() {
+	if st.Terms != nil {
 		v.terms = map[planner.Table]string{}
-		for j, src := range v.Plan.Sources {
+		for j, term := range st.Terms {
 			name := fmt.Sprintf("dv_%d_t%d", i, j)
-			if _, err := w.conn.Prepare(ctx, name, v.Plan.Term(v.Names, j)); err != nil {
+			if _, err := w.conn.Prepare(ctx, name, term); err != nil {
 				return fmt.Errorf("prepare: %w", err)
 			}
-			v.terms[src.Table] = name
+			v.terms[v.Plan.Sources[j].Table] = name
 		}
 	}
 	return nil
@@ -829,9 +830,7 @@ func (s *stage) joined() bool {
 // looksUp tells whether a view joins the stage's rows with other tables
 // (joined), or recomputes from them the groups they touch.
 func (s *stage) looksUp() bool {
-	return s.joined() || slices.ContainsFunc(s.views, func(v *View) bool {
-		return v.active() && v.Plan.Recompute != "" && v.Plan.Kind != planner.Whole
-	})
+	return slices.ContainsFunc(s.views, func(v *View) bool { return v.active() && v.Plan.LooksUpStaged() })
 }
 
 // inactive tells whether no view the writer applies changes to reads the
