@@ -27,6 +27,12 @@
 //     select-project branches (setops.go): the tagged branches
 //     ("name/all") and their counts per distinct row ("name/counts"), and
 //     the branches of a set operation with a grouped one ("name/branch i").
+//     A select-project view over one LEFT, RIGHT or FULL join of two
+//     tables is the UNION ALL of its matched rows ("name/matched", the
+//     inner join) and the unmatched rows of each preserved side
+//     ("name/unmatched", NOT EXISTS over the other side, whose columns
+//     read NULL); a GROUP BY view over such a join groups the internal
+//     view of its joined rows ("name/joined"), split so (outerjoin.go).
 //  4. BuildAmong (plan.go) plans one view among the others, with the
 //     source's catalog (Catalog): stars are spelled out (stars.go),
 //     ordinary views of the source read through their definitions
