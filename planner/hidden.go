@@ -122,7 +122,7 @@ func (p *Plan) applyKept(n Names) string {
 	}
 	cs := list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })
 	ctes := "__dv_k AS (" + touched + "), " +
-		"r AS (" + p.recomputeKeyed(n.Copy, " JOIN __dv_k ON "+strings.Join(join, " AND ")) + "), " +
+		"r AS (" + p.recomputeKeyed(p.copyRel(n), " JOIN __dv_k ON "+strings.Join(join, " AND ")) + "), " +
 		"old AS (SELECT s.ctid AS __dv_ctid, s.* FROM " + n.State + " AS s JOIN __dv_k ON " + strings.Join(inS, " AND ") + "), " +
 		"sdel AS (DELETE FROM " + n.State + " AS s USING old WHERE s.ctid = old.__dv_ctid), " +
 		"sins AS (INSERT INTO " + n.State + " SELECT * FROM r), " +

@@ -329,10 +329,12 @@ func (p *Plan) RecountFromCopies(n Names) ([]string, error) {
 
 func (p *Plan) rebuildFrom(n Names, query string) []string {
 	stmts := []string{"DELETE FROM " + n.Target}
-	if n.State != "" && p.Kind != Projection && p.Recompute == "" {
+	st := p.Statements(n)
+	if n.State != "" && (p.Kind != Projection && p.Recompute == "" || strings.HasPrefix(st.SnapshotInto, n.State+" ")) {
+		// The snapshot fills the state (counters, or the kept rows of
+		// recomputed groups, hidden.go): emptied first.
 		stmts = append(stmts, "DELETE FROM "+n.State)
 	}
-	st := p.Statements(n)
 	stmts = append(stmts, "INSERT INTO "+st.SnapshotInto+" SELECT * FROM ("+query+") AS q")
 	if f := st.Finalize; f != "" {
 		stmts = append(stmts, f)
