@@ -229,7 +229,8 @@ func TestCheckSaysWhatAChangeReads(t *testing.T) {
 	file := writeViews(t, `CREATE MATERIALIZED VIEW totals AS SELECT customer, sum(amount) AS s FROM orders GROUP BY customer;
 CREATE MATERIALIZED VIEW biggest AS SELECT customer, max(amount) AS m FROM orders GROUP BY customer;
 CREATE MATERIALIZED VIEW joined AS SELECT o.id, c.region FROM orders o JOIN customers c ON c.id = o.customer;
-CREATE MATERIALIZED VIEW everything AS SELECT o.id, c.region, rank() OVER (ORDER BY o.amount, o.id) AS r FROM orders o JOIN customers c ON c.id = o.customer;`)
+CREATE MATERIALIZED VIEW everything AS SELECT o.id, c.region, rank() OVER (ORDER BY o.amount, o.id) AS r FROM orders o JOIN customers c ON c.id = o.customer;
+CREATE MATERIALIZED VIEW per_region AS SELECT c.region, count(o.id) AS n FROM customers c LEFT JOIN orders o ON o.customer = c.id GROUP BY c.region;`)
 	out, code := deltaview(t, nil, "check", "--views", file, "--source", e.srcURL)
 	if code != 0 {
 		t.Fatalf("check: exit status %d\n%s", code, out)
@@ -243,6 +244,19 @@ CREATE MATERIALIZED VIEW everything AS SELECT o.id, c.region, rank() OVER (ORDER
 		if c, ok := strings.CutPrefix(l, "  cost:     "); ok {
 			costs[view] = c
 		}
+	}
+	// A view split into internal views shows them as a tree under it,
+	// each with its method, what it reads and what it keeps.
+	tree := []string{
+		"  tree:",
+		"    per_region: algebraic (counting); keeps state",
+		"      per_region/joined: algebraic (delta rules over UNION ALL of 2 branches)",
+		"        per_region/joined/matched: algebraic (delta rules over inner joins); reads public.customers, public.orders; keeps copies",
+		"        per_region/joined/unmatched: algebraic (delta rules over inner joins and anti-joins); reads public.customers; keeps copies",
+		"          per_region/joined/unmatched/where 1: algebraic (counting); reads public.orders; keeps state",
+	}
+	if !strings.Contains(out, strings.Join(tree, "\n")+"\n") {
+		t.Errorf("check shows no tree of per_region's internal views, want\n%s\n%s", strings.Join(tree, "\n"), out)
 	}
 	for name, want := range map[string]string{
 		"totals":     "a change reads nothing beyond its own rows",

@@ -76,6 +76,7 @@ func check(ctx context.Context, out io.Writer, views, source, target, publicatio
 		defs = planner.Decompose(ctx, defs, cat)
 	}
 	index := planner.IndexViews(defs)
+	plans := map[string]*planner.Plan{}
 	ok := 0
 	for _, d := range defs {
 		if cat == nil {
@@ -102,6 +103,13 @@ func check(ctx context.Context, out io.Writer, views, source, target, publicatio
 			continue
 		}
 		describe(out, p, readCosts(ctx, conn, p))
+		plans[d.Name] = p
+		if d.Owner() == "" && len(p.DependsOn) > 0 {
+			var b strings.Builder
+			if tree(&b, p, plans, "    ") {
+				fmt.Fprintf(out, "  tree:\n%s", b.String())
+			}
+		}
 		ok++
 	}
 	for _, e := range errs {
@@ -335,4 +343,52 @@ func count(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// tree writes the operators view p is kept by, p first, each internal
+// view it reads below it (indented), with the method each follows and
+// what it reads and keeps; false when p reads no internal view of its own.
+func tree(out io.Writer, p *planner.Plan, plans map[string]*planner.Plan, indent string) bool {
+	var kids []*planner.Plan
+	var reads []string
+	for _, src := range p.Sources {
+		if q := plans[src.View]; src.View != "" && q != nil && q.View.Owner() != "" {
+			kids = append(kids, q)
+			continue
+		}
+		if src.View != "" {
+			reads = append(reads, "view "+src.View)
+		} else {
+			reads = append(reads, src.Table.String())
+		}
+	}
+	if len(kids) == 0 && p.View.Owner() == "" {
+		return false
+	}
+	method := p.Strategy()
+	if owner := p.View.Owner(); owner != "" {
+		method = strings.TrimPrefix(method, "internal view of "+owner+": ")
+	}
+	if i := strings.Index(method, ": "); i > 0 {
+		method = method[:i]
+	}
+	line := indent + p.View.Name + ": " + method
+	if len(reads) > 0 {
+		line += "; reads " + strings.Join(reads, ", ")
+	}
+	var keeps []string
+	if len(p.State) > 0 {
+		keeps = append(keeps, "state")
+	}
+	if p.NeedsCopy() {
+		keeps = append(keeps, "copies")
+	}
+	if len(keeps) > 0 {
+		line += "; keeps " + strings.Join(keeps, ", ")
+	}
+	fmt.Fprintln(out, line)
+	for _, q := range kids {
+		tree(out, q, plans, indent+"  ")
+	}
+	return true
 }
