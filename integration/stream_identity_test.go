@@ -162,7 +162,7 @@ func TestSecondTargetWithTheSameSlotIsRefused(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("teardown --force: exit status %d:\n%s", code, out)
 	}
-	if !exited(t, first, 30*time.Second) {
+	if !exited(t, first, stopWithin) {
 		t.Fatalf("the torn-down stream's process still runs:\n%s", first.logs())
 	}
 	if !strings.Contains(first.logs(), "torn down") {
