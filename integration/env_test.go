@@ -356,7 +356,9 @@ func (e *env) startWatching(views ...view) (rewrite func(...view)) {
 // included, all running.
 func (e *env) allRunning(n int, what string) {
 	e.t.Helper()
-	if !poll(30*time.Second, func() bool {
+	// Minutes: views built on a loaded machine may take more than
+	// seconds; only a hang takes this long.
+	if !poll(caughtUpStall, func() bool {
 		e.sidecarAlive()
 		return queryBool(e.t, e.tgt, `SELECT count(*) = $1 AND bool_and(status = 'running') FROM deltaview.views`, n)
 	}) {
