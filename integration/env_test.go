@@ -214,6 +214,22 @@ func streamProgress(src, tgt *pgx.Conn, lsn string) string {
 	return "sent " + sent + "; copying " + copied
 }
 
+// streamingLine is what deltaview logs once it streams, after any
+// snapshot it took is committed.
+const streamingLine = `"msg":"streaming"`
+
+// streaming waits until the sidecar's log holds more than before lines
+// saying it streams: the process started last streams.
+func (e *env) streaming(before int) {
+	e.t.Helper()
+	if !poll(caughtUpStall, func() bool {
+		e.sidecarAlive()
+		return strings.Count(e.sidecar.logs(), streamingLine) > before
+	}) {
+		e.t.Fatalf("deltaview did not stream within %s of its start", caughtUpStall)
+	}
+}
+
 // sidecarAlive fails the test if the sidecar was started and has exited.
 func (e *env) sidecarAlive() {
 	e.t.Helper()

@@ -94,22 +94,6 @@ func TestKillAndRestart(t *testing.T) {
 	}
 }
 
-// streamingLine is what deltaview logs once it streams, after any
-// snapshot it took is committed.
-const streamingLine = `"msg":"streaming"`
-
-// streaming waits until the sidecar's log holds more than before lines
-// saying it streams: the process started last streams.
-func (e *env) streaming(before int) {
-	e.t.Helper()
-	if !poll(caughtUpStall, func() bool {
-		e.sidecarAlive()
-		return strings.Count(e.sidecar.logs(), streamingLine) > before
-	}) {
-		e.t.Fatalf("deltaview did not stream within %s of its start", caughtUpStall)
-	}
-}
-
 // ledger is the ledger workload, running in the background.
 type ledger struct {
 	committed atomic.Int64

@@ -187,6 +187,7 @@ func TestStreamWhoseRecordIsRemovedStops(t *testing.T) {
 	totals := plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`)
 	sc := e.start([]view{totals})
 	e.check(totals)
+	e.streaming(0)
 	slot := sourceObjects(t, e.src, e.slot, e.pub)
 	execSQL(t, e.tgt, `DELETE FROM deltaview.streams WHERE slot = $1`, e.slot)
 	if !exited(t, sc, stopWithin) {
