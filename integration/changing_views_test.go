@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -204,10 +205,11 @@ func TestKeptRowsWidenedThroughToast(t *testing.T) {
 	r := rand.New(rand.NewPCG(testSeed(t), 3))
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	var changes atomic.Int64
 	wg.Add(1)
+	conn := connect(t, e.srcURL)
 	go func() {
 		defer wg.Done()
-		conn := connect(t, e.srcURL)
 		for ctx.Err() == nil {
 			id := 1 + r.IntN(100000)
 			var sql string
@@ -223,30 +225,42 @@ func TestKeptRowsWidenedThroughToast(t *testing.T) {
 				t.Errorf("%s: %v", sql, err)
 				return
 			}
+			changes.Add(1)
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
 	defer func() { stop(); wg.Wait() }()
+	// more waits until the workload has committed n more changes.
+	more := func(n int64, what string) {
+		t.Helper()
+		from := changes.Load()
+		if !poll(caughtUpStall, func() bool { e.sidecarAlive(); return changes.Load() >= from+n }) {
+			t.Fatalf("%s: the workload committed %d changes in %s", what, changes.Load()-from, caughtUpStall)
+		}
+	}
 
 	resumed := func() bool { return strings.Contains(e.sidecar.logs(), `"msg":"resuming stream"`) }
 	if err := os.WriteFile(file, []byte(viewsSQL([]view{perRegion, chars})), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if !poll(30*time.Second, func() bool { e.sidecarAlive(); return resumed() }) {
+	// Minutes: only a hang takes that long, a loaded machine may take
+	// more than seconds.
+	if !poll(caughtUpStall, func() bool { e.sidecarAlive(); return resumed() }) {
 		t.Fatal("the new view was not taken up")
 	}
-	if !poll(60*time.Second, func() bool {
+	if !poll(caughtUpStall, func() bool {
 		e.sidecarAlive()
 		return strings.Contains(e.sidecar.logs(), "views built while streaming") &&
 			queryBool(t, e.tgt, `SELECT count(*) FILTER (WHERE name NOT LIKE '%/%') = 2 AND bool_and(status = 'running') FROM deltaview.views`)
 	}) {
 		t.Fatalf("the new view was not built: %s", viewsState(e.tgt))
 	}
-	time.Sleep(300 * time.Millisecond)
-	// The kept rows that took over, through a TRUNCATE.
+	// Changes while the kept rows that took over are in use, a TRUNCATE
+	// of them, then changes to the rows filled again.
+	more(50, "after the new view was built")
 	e.exec(`TRUNCATE accounts`)
 	e.exec(fill)
-	time.Sleep(300 * time.Millisecond)
+	more(50, "after the table was filled again")
 	stop()
 	wg.Wait()
 	e.check(perRegion, chars)

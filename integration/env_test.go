@@ -142,30 +142,91 @@ func viewNames(views []view) []string {
 // source so far; it fails at once if the sidecar has exited.
 func (e *env) caughtUp(views ...view) {
 	e.t.Helper()
-	names := viewNames(views)
+	waitViewsAt(e.t, e.src, e.tgt, viewNames(views), e.sidecarAlive)
+}
+
+// caughtUpStall is how long waitViewsAt waits without seeing any progress
+// before it fails: long enough for a loaded machine, short enough to
+// catch a hang.
+const caughtUpStall = 3 * time.Minute
+
+// waitViewsAt waits until the named views all run and have applied the
+// source's current WAL position, calling alive on each look. A loaded
+// machine may take long to get there: it fails only when nothing moved
+// towards it for caughtUpStall (the slowest view's position, the views'
+// statuses, the source decoding the slot's WAL, the target copying rows),
+// and at once when a view fails.
+func waitViewsAt(t testing.TB, src, tgt *pgx.Conn, names []string, alive func()) {
+	t.Helper()
+	ctx := context.Background()
 	var lsn string
-	if err := e.src.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
-		e.t.Fatal(err)
+	if err := src.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+		t.Fatal(err)
 	}
-	var last string
-	ok := poll(60*time.Second, func() bool {
-		e.sidecarAlive()
+	var last, stream string
+	var streamAt time.Time
+	ok := pollProgress(caughtUpStall, func() (bool, string) {
+		alive()
 		var done, failed bool
-		err := e.tgt.QueryRow(context.Background(), `SELECT count(*) = $2 AND coalesce(bool_and(status = 'running' AND applied_lsn >= $1::pg_lsn), false),
-				coalesce(bool_or(status = 'failed'), false)
-			FROM deltaview.views WHERE name = ANY($3)`, lsn, len(names), names).Scan(&done, &failed)
+		var at string
+		err := tgt.QueryRow(ctx, `SELECT count(*) = $2 AND coalesce(bool_and(status = 'running' AND applied_lsn >= $1::pg_lsn), false),
+				coalesce(bool_or(status = 'failed'), false),
+				format('%s %s', least(min(applied_lsn), $1::pg_lsn), string_agg(status, ',' ORDER BY name))
+			FROM deltaview.views WHERE name = ANY($3)`, lsn, len(names), names).Scan(&done, &failed, &at)
 		if err != nil {
 			last = err.Error()
-			return false
+			return false, last
 		}
-		last = viewsState(e.tgt)
+		last = viewsState(tgt)
 		if failed {
-			e.t.Fatalf("a view failed: %s", last)
+			t.Fatalf("a view failed: %s", last)
 		}
-		return done
+		if done {
+			return true, ""
+		}
+		// Looked at once a second: benchmarks wait here too.
+		if time.Since(streamAt) >= time.Second {
+			stream, streamAt = streamProgress(src, tgt, lsn), time.Now()
+		}
+		return false, at + "; " + stream
 	})
 	if !ok {
-		e.t.Fatalf("views %v did not reach %s within 60s: %s", names, lsn, last)
+		t.Fatalf("views %v did not reach %s, with no progress for %s: %s", names, lsn, caughtUpStall, last)
+	}
+}
+
+// streamProgress describes how far the source has decoded the test's
+// slots up to lsn and how many rows the target is copying: what moves
+// while a large transaction is sent and applied, before any view's
+// position does.
+func streamProgress(src, tgt *pgx.Conn, lsn string) string {
+	ctx := context.Background()
+	var sent, copied string
+	if err := src.QueryRow(ctx, `SELECT coalesce(string_agg(least(r.sent_lsn, $1::pg_lsn)::text, ',' ORDER BY s.slot_name), '')
+		FROM pg_catalog.pg_replication_slots s JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid
+		WHERE s.database = current_database()`, lsn).Scan(&sent); err != nil {
+		sent = err.Error()
+	}
+	if err := tgt.QueryRow(ctx, `SELECT coalesce(string_agg(format('%s:%s', pid, tuples_processed), ',' ORDER BY pid), '')
+		FROM pg_catalog.pg_stat_progress_copy WHERE datname = current_database()`).Scan(&copied); err != nil {
+		copied = err.Error()
+	}
+	return "sent " + sent + "; copying " + copied
+}
+
+// streamingLine is what deltaview logs once it streams, after any
+// snapshot it took is committed.
+const streamingLine = `"msg":"streaming"`
+
+// streaming waits until the sidecar's log holds more than before lines
+// saying it streams: the process started last streams.
+func (e *env) streaming(before int) {
+	e.t.Helper()
+	if !poll(caughtUpStall, func() bool {
+		e.sidecarAlive()
+		return strings.Count(e.sidecar.logs(), streamingLine) > before
+	}) {
+		e.t.Fatalf("deltaview did not stream within %s of its start", caughtUpStall)
 	}
 }
 
@@ -233,6 +294,27 @@ func poll(timeout time.Duration, f func() bool) bool {
 	}
 }
 
+// pollProgress calls f until it reports done. It gives up only when the
+// progress f reports (any description of what it watches) stays the same
+// for stall: a slow machine is waited for, a hang is caught.
+func pollProgress(stall time.Duration, f func() (done bool, progress string)) bool {
+	deadline := time.Now().Add(stall)
+	var seen string
+	for {
+		done, progress := f()
+		if done {
+			return true
+		}
+		if progress != seen {
+			seen, deadline = progress, time.Now().Add(stall)
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // queryBool runs a query returning one boolean.
 func queryBool(t testing.TB, conn *pgx.Conn, sql string, args ...any) bool {
 	t.Helper()
@@ -290,7 +372,9 @@ func (e *env) startWatching(views ...view) (rewrite func(...view)) {
 // included, all running.
 func (e *env) allRunning(n int, what string) {
 	e.t.Helper()
-	if !poll(30*time.Second, func() bool {
+	// Minutes: views built on a loaded machine may take more than
+	// seconds; only a hang takes this long.
+	if !poll(caughtUpStall, func() bool {
 		e.sidecarAlive()
 		return queryBool(e.t, e.tgt, `SELECT count(*) = $1 AND bool_and(status = 'running') FROM deltaview.views`, n)
 	}) {

@@ -45,7 +45,7 @@ func catalogState(t *testing.T, conn *pgx.Conn) string {
 func logLine(t *testing.T, s *sidecar, text string) string {
 	t.Helper()
 	var line string
-	if !poll(60*time.Second, func() bool {
+	if !poll(caughtUpStall, func() bool {
 		for _, l := range strings.Split(s.logs(), "\n") {
 			if strings.Contains(l, text) {
 				line = l
@@ -54,7 +54,7 @@ func logLine(t *testing.T, s *sidecar, text string) string {
 		}
 		return false
 	}) {
-		t.Fatalf("no log line with %q within 60s:\n%s", text, s.logs())
+		t.Fatalf("no log line with %q within %s:\n%s", text, caughtUpStall, s.logs())
 	}
 	return line
 }

@@ -162,7 +162,7 @@ func TestSecondTargetWithTheSameSlotIsRefused(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("teardown --force: exit status %d:\n%s", code, out)
 	}
-	if !exited(t, first, 30*time.Second) {
+	if !exited(t, first, stopWithin) {
 		t.Fatalf("the torn-down stream's process still runs:\n%s", first.logs())
 	}
 	if !strings.Contains(first.logs(), "torn down") {
@@ -174,6 +174,48 @@ func TestSecondTargetWithTheSameSlotIsRefused(t *testing.T) {
 	if queryBool(t, a, `SELECT to_regnamespace('deltaview') IS NOT NULL`) {
 		t.Errorf("teardown --force left the catalog")
 	}
+}
+
+// A stream whose record leaves the target while its process runs (the
+// last step of deltaview teardown, which the process may notice through
+// its lease before anything else) stops, saying it was torn down, and
+// puts no record back: it does not start the stream afresh.
+func TestStreamWhoseRecordIsRemovedStops(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec(lifecycleSchema)
+	totals := plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`)
+	sc := e.start([]view{totals})
+	e.check(totals)
+	e.streaming(0)
+	slot := sourceObjects(t, e.src, e.slot, e.pub)
+	execSQL(t, e.tgt, `DELETE FROM deltaview.streams WHERE slot = $1`, e.slot)
+	if !exited(t, sc, stopWithin) {
+		t.Fatalf("the process of a stream whose record was removed still runs")
+	}
+	if !strings.Contains(sc.logs(), "torn down") {
+		t.Errorf("the process does not say the stream was torn down")
+	}
+	if queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM deltaview.streams WHERE slot = $1)`, e.slot) {
+		t.Errorf("the stream's record is back: %s", queryString(t, e.tgt, `SELECT format('%s', s) FROM deltaview.streams s WHERE slot = $1`, e.slot))
+	}
+	// The slot, once no longer streamed, is as it was: neither dropped
+	// nor created anew.
+	if !poll(stopWithin, func() bool {
+		return queryBool(t, e.src, `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NULL)`, e.slot)
+	}) {
+		t.Fatalf("the slot is streamed or gone: %s", sourceObjects(t, e.src, e.slot, e.pub))
+	}
+	if got, want := sourceObjects(t, e.src, e.slot, e.pub), strings.Replace(slot, "active_pid="+activePID(slot), "active_pid=", 1); got != want {
+		t.Errorf("the source changed:\nbefore: %s\n after: %s", want, got)
+	}
+}
+
+// activePID is the active_pid in a sourceObjects description.
+func activePID(objects string) string {
+	_, after, _ := strings.Cut(objects, "active_pid=")
+	pid, _, _ := strings.Cut(after, ";")
+	return pid
 }
 
 // A slot or publication of the stream's name that the target's catalog

@@ -238,13 +238,14 @@ func stillRecorded(ctx context.Context, c Config) error {
 }
 
 // recorded reads the stream's record, or errTornDown when there is none
-// or teardown is removing it.
+// or teardown is removing it. A record that claims nothing is only a
+// lease's, taken after teardown removed the stream's.
 func recorded(ctx context.Context, tgt *pgx.Conn, slot string) (*writer.StreamRecord, error) {
 	rec, err := writer.ReadStream(ctx, tgt, slot)
 	if err != nil {
 		return nil, err
 	}
-	if rec == nil || rec.TornDown {
+	if rec == nil || rec.TornDown || !rec.Claimed() {
 		return nil, errTornDown
 	}
 	return rec, nil

@@ -99,6 +99,16 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 		// second process on the stream waits here, changing nothing.
 		if !l.held() {
 			l.release()
+			// A stream torn down while it ran loses its lease when
+			// teardown removes its record, maybe before this process
+			// retries anything: it stops here, for migrate and acquire
+			// would write a catalog and a record where teardown removed
+			// them, and the stream would start afresh.
+			if started {
+				if err := stillRecorded(ctx, c); errors.Is(err, errTornDown) {
+					return err
+				}
+			}
 			err := migrate(ctx, c.Target)
 			if err == nil {
 				err = l.acquire(ctx)

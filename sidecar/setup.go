@@ -57,6 +57,10 @@ func (s *startup) position(ctx context.Context, target string) (change.LSN, erro
 		return 0, err
 	}
 	if !ok {
+		// Gone since prepare read it: torn down meanwhile.
+		if _, err := recorded(ctx, conn, s.slot); err != nil {
+			return 0, err
+		}
 		return 0, fmt.Errorf("target has no record of stream %s", s.slot)
 	}
 	return lsn, nil
