@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -198,7 +197,6 @@ func randomSQLDifferential(t *testing.T, target *pgcluster.Cluster, seed uint64)
 		t.Errorf("views recomputed whole:\n%s", whole)
 	}
 
-	ctx := context.Background()
 	var log []string
 	for burst := range 12 {
 		for i := range 1 + g.r.IntN(3) {
@@ -211,23 +209,7 @@ func randomSQLDifferential(t *testing.T, target *pgcluster.Cluster, seed uint64)
 				stmts = append(stmts, g.statement())
 			}
 			rollback := g.r.IntN(8) == 0
-			tx, err := e.src.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range stmts {
-				if _, err := tx.Exec(ctx, s); err != nil {
-					t.Fatalf("%s: %v", s, err)
-				}
-			}
-			if rollback {
-				err = tx.Rollback(ctx)
-			} else {
-				err = tx.Commit(ctx)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			runTransaction(t, e.src, stmts, rollback)
 			log = append(log, fmt.Sprintf("-- rollback=%v\n%s", rollback, strings.Join(stmts, ";\n")))
 		}
 		compare(fmt.Sprintf("after burst %d", burst+1), log)

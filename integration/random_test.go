@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/deltaview/deltaview/internal/pgcluster"
+	"github.com/jackc/pgx/v5"
 )
 
 var seedFlag = flag.Uint64("seed", 0, "seed of the randomized tests (default: $DELTAVIEW_TEST_SEED, else random)")
@@ -289,23 +290,7 @@ func randomDifferential(t *testing.T, target *pgcluster.Cluster, seed uint64) {
 			}
 			stmts := g.transaction(total)
 			rollback := g.r.IntN(8) == 0
-			tx, err := e.src.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range stmts {
-				if _, err := tx.Exec(ctx, s); err != nil {
-					t.Fatalf("%s: %v", s, err)
-				}
-			}
-			if rollback {
-				err = tx.Rollback(ctx)
-			} else {
-				err = tx.Commit(ctx)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			runTransaction(t, e.src, stmts, rollback)
 			for i, s := range stmts {
 				if len(s) > 300 {
 					stmts[i] = s[:300] + "..."
@@ -360,4 +345,28 @@ func diffRows(got, want []string) string {
 		}
 	}
 	return b.String()
+}
+
+// runTransaction runs stmts in one transaction on conn, then commits it,
+// or rolls it back.
+func runTransaction(t *testing.T, conn *pgx.Conn, stmts []string, rollback bool) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stmts {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	if rollback {
+		err = tx.Rollback(ctx)
+	} else {
+		err = tx.Commit(ctx)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }

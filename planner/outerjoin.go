@@ -32,22 +32,11 @@ import (
 // view of views.
 func splitOuterJoin(ctx context.Context, d *Definition, cat Catalog, views Views) []*Definition {
 	sel := d.stmt
-	if sel == nil || cat == nil || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.FromClause) != 1 {
+	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE {
 		return nil
 	}
-	j := sel.FromClause[0].GetJoinExpr()
-	if j == nil || j.Quals == nil || j.Larg.GetRangeVar() == nil || j.Rarg.GetRangeVar() == nil {
-		return nil
-	}
-	var preserved []int // the sides (0 left, 1 right) kept when unmatched
-	switch j.Jointype {
-	case pg_query.JoinType_JOIN_LEFT:
-		preserved = []int{0}
-	case pg_query.JoinType_JOIN_RIGHT:
-		preserved = []int{1}
-	case pg_query.JoinType_JOIN_FULL:
-		preserved = []int{0, 1}
-	default:
+	j, preserved, tables, ok := outerJoin(ctx, sel, cat, views)
+	if !ok {
 		return nil
 	}
 	matched := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
@@ -60,18 +49,6 @@ func splitOuterJoin(ctx context.Context, d *Definition, cat Catalog, views Views
 		if cr := t.GetResTarget().GetVal().GetColumnRef(); cr != nil && isStar(cr) {
 			return nil
 		}
-	}
-	// A maintained view's table exists only once that view is built: a
-	// split decided on it would change the plan between the first start
-	// and the next. Outer joins of maintained views stay whole.
-	for _, n := range []*pg_query.Node{j.Larg, j.Rarg} {
-		if rv := n.GetRangeVar(); views.of(rv.Schemaname, rv.Relname) != nil {
-			return nil
-		}
-	}
-	tables, ok := fromTables(ctx, sel.FromClause, cat, nil)
-	if !ok || len(tables) != 2 || tables[0].name == tables[1].name {
-		return nil
 	}
 	// Every column reference must name a column of one of the two tables.
 	resolved := true
@@ -148,14 +125,9 @@ const joinedRows = "joined rows"
 // orders per customer); nil when d is not of that shape.
 func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Views) []*Definition {
 	sel := d.stmt
-	if sel == nil || cat == nil || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.FromClause) != 1 ||
+	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE ||
 		sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.DistinctClause) > 0 || len(sel.WindowClause) > 0 ||
 		sel.WithClause != nil || len(sel.LockingClause) > 0 || hasSubLink(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}) {
-		return nil
-	}
-	j := sel.FromClause[0].GetJoinExpr()
-	if j == nil || j.Quals == nil || j.Alias != nil || j.Larg.GetRangeVar() == nil || j.Rarg.GetRangeVar() == nil ||
-		j.Jointype == pg_query.JoinType_JOIN_INNER {
 		return nil
 	}
 	grouped := len(sel.GroupClause) > 0 || sel.HavingClause != nil
@@ -169,13 +141,8 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 	if !grouped || windowed {
 		return nil
 	}
-	for _, n := range []*pg_query.Node{j.Larg, j.Rarg} {
-		if rv := n.GetRangeVar(); views.of(rv.Schemaname, rv.Relname) != nil {
-			return nil
-		}
-	}
-	tables, ok := fromTables(ctx, sel.FromClause, cat, nil)
-	if !ok || len(tables) != 2 || tables[0].name == tables[1].name {
+	_, _, tables, ok := outerJoin(ctx, sel, cat, views)
+	if !ok {
 		return nil
 	}
 	cols, err := cat.Describe(ctx, d.Query)
@@ -268,6 +235,43 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 		p.whole = written(d)
 	}
 	return append(parts, &o)
+}
+
+// outerJoin is sel's FROM when it is one LEFT, RIGHT or FULL join of two
+// tables: the join, the sides kept when unmatched (0 left, 1 right), and
+// the two tables; false otherwise, or when a side is a maintained view of
+// views: its table exists only once that view is built, and a split
+// decided on it would change the plan between the first start and the
+// next (outer joins of maintained views stay whole).
+func outerJoin(ctx context.Context, sel *pg_query.SelectStmt, cat Catalog, views Views) (*pg_query.JoinExpr, []int, []fromTable, bool) {
+	if cat == nil || len(sel.FromClause) != 1 {
+		return nil, nil, nil, false
+	}
+	j := sel.FromClause[0].GetJoinExpr()
+	if j == nil || j.Quals == nil || j.Larg.GetRangeVar() == nil || j.Rarg.GetRangeVar() == nil {
+		return nil, nil, nil, false
+	}
+	var preserved []int
+	switch j.Jointype {
+	case pg_query.JoinType_JOIN_LEFT:
+		preserved = []int{0}
+	case pg_query.JoinType_JOIN_RIGHT:
+		preserved = []int{1}
+	case pg_query.JoinType_JOIN_FULL:
+		preserved = []int{0, 1}
+	default:
+		return nil, nil, nil, false
+	}
+	for _, n := range []*pg_query.Node{j.Larg, j.Rarg} {
+		if rv := n.GetRangeVar(); views.of(rv.Schemaname, rv.Relname) != nil {
+			return nil, nil, nil, false
+		}
+	}
+	tables, ok := fromTables(ctx, sel.FromClause, cat, nil)
+	if !ok || len(tables) != 2 || tables[0].name == tables[1].name {
+		return nil, nil, nil, false
+	}
+	return j, preserved, tables, true
 }
 
 // unmatchedRows is the query of the rows of sel's preserved side (0 left,

@@ -2,18 +2,20 @@ package planner
 
 import "testing"
 
+// The strategies of an outer join's parts.
+const (
+	outerMatched = "algebraic (delta rules over inner joins)"
+	outerAnti    = "algebraic (delta rules over inner joins and anti-joins)"
+	outerKeys    = "algebraic (counting)"
+	outerUnion   = "algebraic (delta rules over UNION ALL of "
+)
+
 // A select-project view over one LEFT, RIGHT or FULL join of two tables is
 // the UNION ALL of its matched rows (the inner join) and the unmatched
 // rows of each preserved side (an anti-join), each an internal view kept
 // by delta rules, with the view's own columns. Other outer joins stay.
 func TestDecomposeOuterJoins(t *testing.T) {
 	cat := planCatalog(t)
-	const (
-		matched = "algebraic (delta rules over inner joins)"
-		anti    = "algebraic (delta rules over inner joins and anti-joins)"
-		keys    = "algebraic (counting)"
-		union   = "algebraic (delta rules over UNION ALL of "
-	)
 	cases := []struct {
 		name, query string
 		parts       [][2]string
@@ -21,13 +23,13 @@ func TestDecomposeOuterJoins(t *testing.T) {
 	}{
 		{"left join",
 			`SELECT c.id, c.region, o.qty FROM customers c LEFT JOIN orders o ON o.customer = c.id`,
-			[][2]string{{"matched", matched}, {"unmatched/where 1", keys}, {"unmatched", anti}}, union + "2"},
+			[][2]string{{"matched", outerMatched}, {"unmatched/where 1", outerKeys}, {"unmatched", outerAnti}}, outerUnion + "2"},
 		{"right join with conditions on both sides and a WHERE",
 			`SELECT o.id, c.region, coalesce(c.region, o.region) AS r FROM customers c RIGHT JOIN orders o ON o.customer = c.id AND c.region > 'm' AND o.qty > 1 WHERE o.qty IS NOT NULL`,
-			[][2]string{{"matched", matched}, {"unmatched/where 1", keys}, {"unmatched", anti}}, union + "2"},
+			[][2]string{{"matched", outerMatched}, {"unmatched/where 1", outerKeys}, {"unmatched", outerAnti}}, outerUnion + "2"},
 		{"full join",
 			`SELECT c.id AS cid, o.id AS oid FROM customers c FULL JOIN orders o ON o.customer = c.id`,
-			[][2]string{{"matched", matched}, {"unmatched left/where 1", keys}, {"unmatched left", anti}, {"unmatched right/where 1", keys}, {"unmatched right", anti}}, union + "3"},
+			[][2]string{{"matched", outerMatched}, {"unmatched left/where 1", outerKeys}, {"unmatched left", outerAnti}, {"unmatched right/where 1", outerKeys}, {"unmatched right", outerAnti}}, outerUnion + "3"},
 		{"star stays", `SELECT * FROM customers c LEFT JOIN orders o ON o.customer = c.id`, nil, ""},
 		{"three tables stay", `SELECT c.id, o.id AS oid, o2.id AS o2id FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id`, nil, ""},
 		{"a subquery stays", `SELECT c.id, o.qty FROM customers c LEFT JOIN orders o ON o.customer = c.id WHERE o.qty > (SELECT 1)`, nil, ""},
@@ -43,13 +45,7 @@ func TestDecomposeOuterJoins(t *testing.T) {
 // nullable one.
 func TestDecomposeGroupsOverOuterJoins(t *testing.T) {
 	cat := planCatalog(t)
-	const (
-		matched = "algebraic (delta rules over inner joins)"
-		anti    = "algebraic (delta rules over inner joins and anti-joins)"
-		keys    = "algebraic (counting)"
-		union   = "algebraic (delta rules over UNION ALL of 2"
-	)
-	joined := [][2]string{{"joined/matched", matched}, {"joined/unmatched/where 1", keys}, {"joined/unmatched", anti}, {"joined", union}}
+	joined := [][2]string{{"joined/matched", outerMatched}, {"joined/unmatched/where 1", outerKeys}, {"joined/unmatched", outerAnti}, {"joined", outerUnion + "2"}}
 	cases := []struct {
 		name, query string
 		parts       [][2]string
