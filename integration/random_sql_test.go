@@ -139,17 +139,7 @@ func (g *sqlGen) statement() string {
 // another server.
 func TestRandomDifferentialAcrossConstructs(t *testing.T) {
 	t.Parallel()
-	seed := testSeed(t)
-	for i, separate := range []bool{false, true} {
-		t.Run(map[bool]string{false: "same database", true: "separate server"}[separate], func(t *testing.T) {
-			t.Parallel()
-			var target *pgcluster.Cluster
-			if separate {
-				target = targetCluster(t)
-			}
-			randomSQLDifferential(t, target, seed+uint64(i))
-		})
-	}
+	onBothTargets(t, testSeed(t), randomSQLDifferential)
 }
 
 func randomSQLDifferential(t *testing.T, target *pgcluster.Cluster, seed uint64) {

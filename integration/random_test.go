@@ -250,7 +250,12 @@ func (g *gen) transaction(total int) []string {
 // database on another server.
 func TestRandomDifferential(t *testing.T) {
 	t.Parallel()
-	seed := testSeed(t)
+	onBothTargets(t, testSeed(t), randomDifferential)
+}
+
+// onBothTargets runs f in parallel subtests, with the target in the source
+// database (seed) and in a database on another server (seed+1).
+func onBothTargets(t *testing.T, seed uint64, f func(t *testing.T, target *pgcluster.Cluster, seed uint64)) {
 	for i, separate := range []bool{false, true} {
 		name := "same database"
 		if separate {
@@ -262,7 +267,7 @@ func TestRandomDifferential(t *testing.T) {
 			if separate {
 				target = targetCluster(t)
 			}
-			randomDifferential(t, target, seed+uint64(i))
+			f(t, target, seed+uint64(i))
 		})
 	}
 }
