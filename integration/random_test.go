@@ -89,6 +89,10 @@ var randomViews = []view{
 	plainView("top_items", `SELECT id, x, t FROM items WHERE x IS NOT NULL ORDER BY x DESC, id LIMIT 5`),
 	plainView("ranked", `SELECT id, g1, rank() OVER (PARTITION BY g1 ORDER BY k, id) AS r, sum(z) OVER (PARTITION BY g2) AS gz FROM items`),
 	plainView("ranked_in_g1", `SELECT id, g1, rank() OVER (PARTITION BY g1 ORDER BY k, id) AS r, count(*) OVER (PARTITION BY g1) AS n FROM items WHERE x IS NOT NULL`),
+	// Window functions over several partitions, each of output columns:
+	// the rows of the touched partitions under any of them recomputed.
+	plainView("ranked_twice", `SELECT id, g1, g2, rank() OVER (PARTITION BY g1 ORDER BY k, id) AS r, sum(z) OVER (PARTITION BY g2) AS gz,
+		count(*) OVER (PARTITION BY g1, g2) AS n FROM items WHERE x IS DISTINCT FROM 3`),
 	plainView("first_per_g2", `SELECT DISTINCT ON (g2) g2, id, iv FROM items ORDER BY g2, id DESC`),
 	plainView("having_max", `SELECT g2, max(x) AS mx, sum(DISTINCT x) AS sdx FROM items GROUP BY g2 HAVING max(x) > 5`),
 	plainView("filtered", `SELECT g1, count(*) FILTER (WHERE x > 5) AS big, sum(z) FILTER (WHERE t IS NOT NULL) AS sz, avg(y) FILTER (WHERE g2 IS NULL) AS ay

@@ -64,12 +64,17 @@
 //     the internal view of its grouped query (decompose.go, planTopIndex),
 //     recomputed as whole does, from that view's table read through an
 //     index on the ORDER BY columns (TopIndex).
-//   - partitions (method_partitions.go): window functions sharing one
-//     PARTITION BY of output columns (planPartitions): `WITH __dv_k AS
+//   - partitions (method_partitions.go): window functions whose every
+//     PARTITION BY is of output columns (planPartitions); for one list,
+//     `WITH __dv_k AS
 //     (SELECT DISTINCT <partition> FROM stage), r AS (<query over the copy
 //     JOIN __dv_k>), cur AS (<the table's rows of those partitions>), del
 //     AS (DELETE ... NOT IN r), ins AS (INSERT ... NOT IN cur)`, rows
 //     matched by text and rank among equal rows (partitionsMethod.apply).
+//     With several lists, the rows in a partition touched under any list,
+//     computed over those rows and the rest of their partitions under the
+//     others (the relation __dv_r), so that each window function sees its
+//     whole partition (applyReach).
 //   - whole (method_whole.go): what only the whole result answers
 //     (LIMIT, window functions over all rows, shapes the other methods fall
 //     back from): the same multiset difference over the whole query on the

@@ -5,8 +5,9 @@ import "fmt"
 // wholeMethod recomputes the whole view from the copies of its tables
 // whenever a batch changes them: its query over the copies, written into
 // the result as a multiset difference (applyWhole). It remains for what
-// has no better method yet (window functions over several partitions,
-// LIMIT, ...), and for the shapes the other methods fall back from.
+// has no better method yet (window functions over all rows or over
+// partitions of columns not shown, LIMIT, ...), and for the shapes the
+// other methods fall back from.
 type wholeMethod struct{}
 
 func (wholeMethod) statements(p *Plan, n Names) Statements {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -652,17 +653,20 @@ func (p *Plan) planWhole(a *analysis) error {
 }
 
 // planPartitions narrows the recomputation of a view whose window
-// functions all share one PARTITION BY, whose expressions are output
-// columns: only the partitions a batch touches are recomputed, since a
-// window function sees its own partition only.
+// functions all have a PARTITION BY whose expressions are output columns:
+// only the partitions a batch touches are recomputed, since a window
+// function sees its own partition only. With several PARTITION BY lists,
+// the rows of the partitions touched under any of them are recomputed,
+// over those rows and the rest of their partitions under the others
+// (partitionsMethod.applyReach).
 func (p *Plan) planPartitions(a *analysis, sel *pg_query.SelectStmt) error {
 	d := p.View
 	if a.whole != "window functions" || sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.DistinctClause) > 0 ||
 		len(sel.GroupClause) > 0 || len(a.aggs) > 0 || a.otherAggs || sel.HavingClause != nil || len(sel.WindowClause) > 0 {
 		return nil
 	}
-	var part []*pg_query.Node
-	partText := ""
+	var lists [][]*pg_query.Node
+	var texts []string
 	ok := true
 	for _, t := range sel.TargetList {
 		visit(t, func(x *pg_query.Node) {
@@ -675,71 +679,126 @@ func (p *Plan) planPartitions(a *analysis, sel *pg_query.SelectStmt) error {
 				ok = false
 				return
 			}
-			var texts []string
+			var parts []string
 			for _, e := range w.PartitionClause {
 				s, err := deparseExpr(e)
 				if err != nil {
 					ok = false
 					return
 				}
-				texts = append(texts, s)
+				parts = append(parts, s)
 			}
-			joined := strings.Join(texts, ", ")
-			switch {
-			case part == nil:
-				part, partText = w.PartitionClause, joined
-			case joined != partText:
-				ok = false
+			if joined := strings.Join(parts, ", "); !slices.Contains(texts, joined) {
+				lists, texts = append(lists, w.PartitionClause), append(texts, joined)
 			}
 		})
 	}
-	if !ok || part == nil {
+	if !ok || len(lists) == 0 {
 		return nil
 	}
-	var keys []int
-	var groups []string
-	for _, e := range part {
-		c := canonical(e)
-		found := -1
-		for j, t := range a.targets {
-			if canonical(t.expr) == c {
-				found = j
+	var sets []partitionSet
+	for _, part := range lists {
+		var set partitionSet
+		for _, e := range part {
+			c := canonical(e)
+			found := -1
+			for j, t := range a.targets {
+				if canonical(t.expr) == c {
+					found = j
+				}
 			}
+			if found < 0 {
+				return nil
+			}
+			s, err := d.deparse(e)
+			if err != nil {
+				return err
+			}
+			set.keys, set.exprs = append(set.keys, found), append(set.exprs, s)
 		}
-		if found < 0 {
-			return nil
+		sets = append(sets, set)
+	}
+	// where is sel with cond ANDed to its WHERE.
+	where := func(cond string) (*pg_query.SelectStmt, error) {
+		r := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+		r.SortClause = nil
+		if r.WhereClause != nil {
+			w, err := d.deparse(r.WhereClause)
+			if err != nil {
+				return nil, err
+			}
+			cond = "(" + w + ") AND " + cond
 		}
-		s, err := d.deparse(e)
-		if err != nil {
+		var err error
+		r.WhereClause, err = parseExpr(cond)
+		return r, err
+	}
+	if len(sets) == 1 {
+		r := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
+		r.SortClause = nil
+		r.FromClause = append(r.FromClause, &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{Relname: "__dv_k", Inh: true, Relpersistence: "p"}}})
+		var conds []string
+		for i, g := range sets[0].exprs {
+			conds = append(conds, nullSafeEqual("("+g+")", keyRef(i), true))
+		}
+		cond := strings.Join(conds, " AND ")
+		if r.WhereClause != nil {
+			w, err := d.deparse(r.WhereClause)
+			if err != nil {
+				return err
+			}
+			cond = "(" + w + ") AND " + cond
+		}
+		var err error
+		if r.WhereClause, err = parseExpr(cond); err != nil {
 			return err
 		}
-		keys, groups = append(keys, found), append(groups, s)
-	}
-	r := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
-	r.SortClause = nil
-	r.FromClause = append(r.FromClause, &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{Relname: "__dv_k", Inh: true, Relpersistence: "p"}}})
-	var conds []string
-	for i, g := range groups {
-		conds = append(conds, nullSafeEqual("("+g+")", keyRef(i), true))
-	}
-	where := strings.Join(conds, " AND ")
-	if r.WhereClause != nil {
-		w, err := d.deparse(r.WhereClause)
+		q, err := deparseStmt(r)
 		if err != nil {
-			return err
+			return nil // not reproducible: recompute whole
 		}
-		where = "(" + w + ") AND " + where
+		p.groups = sets[0].exprs
+		p.how = partitionsMethod{keys: sets[0].keys, query: q}
+		p.Recompute = "window functions: the partitions a batch touches are recomputed"
+		return nil
 	}
-	var err error
-	if r.WhereClause, err = parseExpr(where); err != nil {
-		return err
+	// The rows of the touched partitions (reach), and the view's query
+	// over every row of their partitions under each PARTITION BY.
+	var touched, inReach []string
+	for i, set := range sets {
+		touched = append(touched, set.within(touchedPartitions(i), func(j int) string { return QuoteIdent(partitionKey(j)) }, set.expr))
+		inReach = append(inReach, set.within(reachedPartitions, func(j int) string { return QuoteIdent(reachColumn(i, j)) }, set.expr))
 	}
-	q, err := deparseStmt(r)
+	rq, err := where("(" + strings.Join(touched, " OR ") + ")")
 	if err != nil {
-		return nil // not reproducible: recompute whole
+		return nil
 	}
-	p.groups = groups
-	p.how = partitionsMethod{keys: keys, query: q}
+	rq.TargetList = nil
+	rq.DistinctClause = []*pg_query.Node{{}}
+	for i, set := range sets {
+		for j, e := range set.exprs {
+			n, err := parseExpr(e)
+			if err != nil {
+				return nil
+			}
+			rq.TargetList = append(rq.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
+				Name: reachColumn(i, j), Val: n, Location: -1}}})
+		}
+	}
+	reachQuery, err := deparseStmt(rq)
+	if err != nil {
+		return nil
+	}
+	qs, err := where("(" + strings.Join(inReach, " OR ") + ")")
+	if err != nil {
+		return nil
+	}
+	q, err := deparseStmt(qs)
+	if err != nil {
+		return nil
+	}
+	p.groups = sets[0].exprs
+	p.how = partitionsMethod{keys: sets[0].keys, query: q, sets: sets, reach: reachQuery}
 	p.Recompute = "window functions: the partitions a batch touches are recomputed"
 	return nil
 }
