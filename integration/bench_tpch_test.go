@@ -308,6 +308,25 @@ func targetProfile(b *testing.B, tgt *pgx.Conn, n int) string {
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "target: %d statements, executed in %.1f ms, planned in %.1f ms\n", calls, exec, plan)
+	// By kind: the savepoints, settings, ANALYZEs and TRUNCATEs around the
+	// views' statements cost round trips more than execution.
+	kinds, err := tgt.Query(ctx, `SELECT k, sum(calls)::int8, sum(total_exec_time + total_plan_time)
+		FROM (SELECT CASE WHEN q ~* '^(savepoint|release|rollback|set|analyze|truncate|delete|select pg_catalog.set_config)' THEN pg_catalog.upper(pg_catalog.split_part(q, ' ', 1)) ELSE 'other' END AS k, calls, total_exec_time, total_plan_time
+			FROM (SELECT pg_catalog.ltrim(s.query) AS q, s.* `+stats+`) s) s GROUP BY k ORDER BY 2 DESC`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	byKind, err := pgx.CollectRows(kinds, func(r pgx.CollectableRow) (string, error) {
+		var k string
+		var c int64
+		var t float64
+		err := r.Scan(&k, &c, &t)
+		return fmt.Sprintf("%s %d (%.1f ms)", k, c, t), err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Fprintf(&sb, "target statements by kind: %s\n", strings.Join(byKind, ", "))
 	rows, err := tgt.Query(ctx, "SELECT calls, total_exec_time + total_plan_time, total_plan_time, rows, pg_catalog.regexp_replace(query, '\\s+', ' ', 'g') "+stats+" ORDER BY 2 DESC LIMIT $1", n)
 	if err != nil {
 		b.Fatal(err)
