@@ -218,6 +218,11 @@ type Writer struct {
 	batchTxs  int            // source transactions in the open batch
 	idle      change.LSN     // delivered position not yet recorded
 	recorded  time.Time
+	// trips counts the round trips to the target; staging is the time
+	// the open batch's commit spent copying staged rows (see commit).
+	trips      trips
+	batchTrips int
+	staging    time.Duration
 	// prompt is set once a lone transaction is committed: the next idle
 	// position is recorded at once, not ProgressInterval later. A reader
 	// waiting for the position it read after its commit (wait_for_lsn) may
@@ -339,7 +344,7 @@ func (w *Writer) Applied() change.LSN { return change.LSN(w.applied.Load()) }
 
 // Open connects to the target and creates the stage tables.
 func (w *Writer) Open(ctx context.Context) error {
-	conn, err := Connect(ctx, w.cfg.TargetURL, w.cfg.Settings)
+	conn, err := connect(ctx, w.cfg.TargetURL, w.cfg.Settings, &w.trips)
 	if err != nil {
 		return fmt.Errorf("connect to target: %w", err)
 	}
@@ -733,6 +738,7 @@ func (w *Writer) begin(ctx context.Context) error {
 	w.inTx = true
 	w.batchStart = time.Now()
 	w.batchRows = 0
+	w.batchTrips = w.trips.n - 1
 	return w.checkIdentity(ctx, replaced)
 }
 
@@ -972,6 +978,7 @@ func (w *Writer) truncatedHierarchies(ctx context.Context, hit []*stage, emptied
 // applyStaged runs the delta SQL of every view with staged rows. mid is
 // true inside a batch: the stage tables are then emptied for what follows.
 func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
+	start := time.Now()
 	var touched []*stage
 	for _, st := range w.order {
 		if err := w.flush(ctx, st); err != nil {
@@ -981,6 +988,7 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 			touched = append(touched, st)
 		}
 	}
+	w.staging += time.Since(start)
 	if err := w.collectStaged(ctx, touched); err != nil {
 		return err
 	}
@@ -1285,12 +1293,14 @@ type notice struct {
 // target transaction, and commits it.
 func (w *Writer) commit(ctx context.Context) error {
 	start := time.Now()
+	w.staging = 0
 	if err := w.stamp(ctx, false); err != nil {
 		return err
 	}
 	if err := w.applyStaged(ctx, false); err != nil {
 		return err
 	}
+	applied := time.Since(start)
 	pos := w.idle
 	var lastCommit change.LSN
 	if w.last != nil {
@@ -1326,10 +1336,14 @@ func (w *Writer) commit(ctx context.Context) error {
 	}
 	w.inTx = false
 	// Where a batch's time goes: open (from its first change to its
-	// commit, the apply included) and apply (the views' statements and
-	// the commit).
+	// commit, the apply included), apply (from the commit's start: the
+	// rows still buffered copied in, staging; the views' statements; the
+	// commit's round trip) and the round trips of the batch, from its
+	// BEGIN to its COMMIT (statements and pipelines; COPY apart).
 	w.log.Debug("batch committed", zap.Int("transactions", w.batchTxs), zap.Int("rows", w.batchRows),
-		zap.Duration("open", time.Since(w.batchStart)), zap.Duration("apply", time.Since(start)))
+		zap.Duration("open", time.Since(w.batchStart)), zap.Duration("apply", time.Since(start)),
+		zap.Duration("staging", w.staging), zap.Duration("views", applied-w.staging),
+		zap.Int("trips", w.trips.n-w.batchTrips))
 	w.prompt, w.lone = w.lone, false
 	w.single = w.batchTxs <= 1
 	w.last = nil
