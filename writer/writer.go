@@ -1133,17 +1133,21 @@ func (w *Writer) flush(ctx context.Context, st *stage) error {
 		if st.pending() == 0 {
 			return nil
 		}
-		if _, err := w.conn.Exec(ctx, "SAVEPOINT dv_stage"); err != nil {
-			return fmt.Errorf("stage %s: %w", st.table, err)
-		}
 		// An update of kept rows stages two rows.
 		st.tmp.mark(int64(2 * st.pending()))
-		err := st.flush(ctx, w.conn)
+		sp := &stageSavepoint{}
+		err := st.flush(ctx, w.conn, sp)
 		if err == nil {
-			_, err = w.conn.Exec(ctx, "RELEASE SAVEPOINT dv_stage")
+			if sp.taken && !sp.released {
+				_, err = w.conn.Exec(ctx, "RELEASE SAVEPOINT dv_stage")
+			}
 			return err
 		}
 		if Transient(err) || ctx.Err() != nil {
+			return err
+		}
+		if !sp.taken {
+			// Nothing reached the server.
 			return err
 		}
 		if _, rerr := w.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_stage"); rerr != nil {
