@@ -172,7 +172,8 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 	// round runs one round, waits until the views are applied and records
 	// the time each took, checks them against their queries, and times
 	// the REFRESH of each of refreshed.
-	logged := 0 // of the process's log, what the profile has read
+	// Per process (one per view alone), what the profile has read of its log.
+	logged := map[*sidecar]int{}
 	round := func(sc *sidecar, running []*tpchQuery, slot string, record func(q *tpchQuery, d time.Duration), refreshed []*tpchQuery) time.Duration {
 		if profile > 0 {
 			execSQL(b, s.tgt, "SELECT pg_stat_statements_reset()")
@@ -186,12 +187,12 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 		if profile > 0 {
 			fmt.Print(targetProfile(b, s.tgt, profile))
 			logs := sc.logs()
-			for _, line := range strings.Split(logs[logged:], "\n") {
+			for _, line := range strings.Split(logs[logged[sc]:], "\n") {
 				if strings.Contains(line, "batch committed") {
 					fmt.Println(line)
 				}
 			}
-			logged = len(logs)
+			logged[sc] = len(logs)
 		}
 		var all time.Duration
 		for _, q := range running {
@@ -308,25 +309,6 @@ func targetProfile(b *testing.B, tgt *pgx.Conn, n int) string {
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "target: %d statements, executed in %.1f ms, planned in %.1f ms\n", calls, exec, plan)
-	// By kind: the savepoints, settings, ANALYZEs and TRUNCATEs around the
-	// views' statements cost round trips more than execution.
-	kinds, err := tgt.Query(ctx, `SELECT k, sum(calls)::int8, sum(total_exec_time + total_plan_time)
-		FROM (SELECT CASE WHEN q ~* '^(savepoint|release|rollback|set|analyze|truncate|delete|select pg_catalog.set_config)' THEN pg_catalog.upper(pg_catalog.split_part(q, ' ', 1)) ELSE 'other' END AS k, calls, total_exec_time, total_plan_time
-			FROM (SELECT pg_catalog.ltrim(s.query) AS q, s.* `+stats+`) s) s GROUP BY k ORDER BY 2 DESC`)
-	if err != nil {
-		b.Fatal(err)
-	}
-	byKind, err := pgx.CollectRows(kinds, func(r pgx.CollectableRow) (string, error) {
-		var k string
-		var c int64
-		var t float64
-		err := r.Scan(&k, &c, &t)
-		return fmt.Sprintf("%s %d (%.1f ms)", k, c, t), err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	fmt.Fprintf(&sb, "target statements by kind: %s\n", strings.Join(byKind, ", "))
 	rows, err := tgt.Query(ctx, "SELECT calls, total_exec_time + total_plan_time, total_plan_time, rows, pg_catalog.regexp_replace(query, '\\s+', ' ', 'g') "+stats+" ORDER BY 2 DESC LIMIT $1", n)
 	if err != nil {
 		b.Fatal(err)
