@@ -172,7 +172,8 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 	// round runs one round, waits until the views are applied and records
 	// the time each took, checks them against their queries, and times
 	// the REFRESH of each of refreshed.
-	logged := 0 // of the process's log, what the profile has read
+	// Per process (one per view alone), what the profile has read of its log.
+	logged := map[*sidecar]int{}
 	round := func(sc *sidecar, running []*tpchQuery, slot string, record func(q *tpchQuery, d time.Duration), refreshed []*tpchQuery) time.Duration {
 		if profile > 0 {
 			execSQL(b, s.tgt, "SELECT pg_stat_statements_reset()")
@@ -186,12 +187,12 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 		if profile > 0 {
 			fmt.Print(targetProfile(b, s.tgt, profile))
 			logs := sc.logs()
-			for _, line := range strings.Split(logs[logged:], "\n") {
+			for _, line := range strings.Split(logs[logged[sc]:], "\n") {
 				if strings.Contains(line, "batch committed") {
 					fmt.Println(line)
 				}
 			}
-			logged = len(logs)
+			logged[sc] = len(logs)
 		}
 		var all time.Duration
 		for _, q := range running {

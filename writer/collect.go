@@ -391,7 +391,7 @@ func (w *Writer) replay(ctx context.Context, st *stage, views []*View) error {
 			return fmt.Errorf("replay changes of %s: %w", st.table, err)
 		}
 		// A collected chunk may leave values to the kept rows.
-		if err := k.apply(ctx, w.conn, true); err != nil {
+		if err := k.apply(ctx, w.conn, true, nil); err != nil {
 			return w.failStage(ctx, st, err)
 		}
 		if err := apply(); err != nil {

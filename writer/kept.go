@@ -204,8 +204,9 @@ func (b *keptBuf) add(r *change.Row) error {
 }
 
 // flush copies the chunk into the raw table and applies it: the stage gets
-// the chunk's signed rows and the copy its changes.
-func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn) error {
+// the chunk's signed rows and the copy its changes. It does so inside the
+// savepoint sp, and releases it when last (nothing follows in the flush).
+func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn, sp *stageSavepoint, last bool) error {
 	if len(b.entries) == 0 {
 		return nil
 	}
@@ -264,13 +265,17 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn) error {
 		}
 		buf.WriteByte('\n')
 	}
-	if _, err := conn.PgConn().CopyFrom(ctx, &buf, b.kept.CopyRaw(b.raw)); err != nil {
+	if _, err := conn.PgConn().CopyFrom(ctx, &buf, sp.take(b.kept.CopyRaw(b.raw))); err != nil {
 		return fmt.Errorf("stage %s: %w", b.kept.Table, err)
+	}
+	if !last {
+		sp = nil
 	}
 	if b.collect != "" {
 		batch := &pgx.Batch{}
 		batch.Queue("INSERT INTO "+b.collect+" SELECT *, $1::int8 FROM "+b.raw, b.chunk)
 		batch.Queue("TRUNCATE " + b.raw)
+		sp.queueRelease(batch)
 		if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 			return fmt.Errorf("collect changes of %s: %w", b.kept.Table, err)
 		}
@@ -278,7 +283,12 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn) error {
 		clear(b.entries)
 		return nil
 	}
-	if err := b.apply(ctx, conn, marked); err != nil {
+	// Unless the kept rows are checked for missing values after the
+	// round trip (marked), nothing follows the release.
+	if marked {
+		sp = nil
+	}
+	if err := b.apply(ctx, conn, marked, sp); err != nil {
 		return err
 	}
 	clear(b.entries)
@@ -288,8 +298,9 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn) error {
 // apply turns the raw table's chunk into signed rows in the stage and
 // brings the kept rows up to date. Unless marked says some raw row has
 // values to take from the kept rows (an UPDATE that left a TOASTed value
-// out), there is nothing to fill, nor to miss.
-func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn, marked bool) error {
+// out), there is nothing to fill, nor to miss. The savepoint sp, if
+// any, is released after the last statement.
+func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn, marked bool, sp *stageSavepoint) error {
 	batch := &pgx.Batch{}
 	var missing int64
 	if marked {
@@ -301,6 +312,7 @@ func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn, marked bool) error 
 	for _, s := range b.sql.Rest {
 		batch.Queue(s)
 	}
+	sp.queueRelease(batch)
 	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("stage %s: %w", b.kept.Table, err)
 	}

@@ -81,10 +81,17 @@ func SearchPathOf(schemas []string) string {
 // compiling then takes far longer than running (tens of milliseconds per
 // statement).
 func Connect(ctx context.Context, url string, settings map[string]string) (*pgx.Conn, error) {
+	return connect(ctx, url, settings, nil)
+}
+
+// connect is Connect with a tracer of the connection's statements (nil:
+// none).
+func connect(ctx context.Context, url string, settings map[string]string, tracer pgx.QueryTracer) (*pgx.Conn, error) {
 	cfg, err := decoder.ParseConn(url)
 	if err != nil {
 		return nil, err
 	}
+	cfg.Tracer = tracer
 	cfg.RuntimeParams["jit"] = "off"
 	cfg.RuntimeParams["search_path"] = migrations.SearchPath
 	for k, v := range settings {

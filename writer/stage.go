@@ -304,18 +304,60 @@ func (s *stage) pending() int {
 	return s.rows
 }
 
-// flush copies buffered rows into the stage table.
-func (s *stage) flush(ctx context.Context, conn *pgx.Conn) error {
+// stageSavepoint is the savepoint around a stage's flush (see
+// Writer.flush). It is taken and released in the round trips of the
+// flush's own statements, rather than in two more: taken in the query of
+// the first COPY, which the server runs after it, released after the last
+// statement where nothing the writer checks comes after it. A statement
+// that fails skips the rest of its round trip, RELEASE included.
+type stageSavepoint struct {
+	taken, released bool
+}
+
+// take returns a COPY's query, with the savepoint taken before it unless
+// it is taken already.
+func (sp *stageSavepoint) take(sql string) string {
+	if sp == nil || sp.taken {
+		return sql
+	}
+	sp.taken = true
+	return "SAVEPOINT dv_stage; " + sql
+}
+
+// release returns a query (of the simple protocol, which may hold several
+// statements) with the savepoint released after it.
+func (sp *stageSavepoint) release(sql string) string {
+	if sp == nil || !sp.taken || sp.released {
+		return sql
+	}
+	sp.released = true
+	return sql + "; RELEASE SAVEPOINT dv_stage"
+}
+
+// queueRelease queues the savepoint's release at the end of a batch.
+func (sp *stageSavepoint) queueRelease(b *pgx.Batch) {
+	if sp == nil || !sp.taken || sp.released {
+		return
+	}
+	sp.released = true
+	b.Queue("RELEASE SAVEPOINT dv_stage")
+}
+
+// flush copies buffered rows into the stage table, inside the savepoint sp.
+func (s *stage) flush(ctx context.Context, conn *pgx.Conn, sp *stageSavepoint) error {
 	if s.kept != nil {
+		// The successor's chunk comes first, and last when the kept rows
+		// have none.
+		none := len(s.kept.entries) == 0
 		if s.next != nil {
-			if err := s.next.flush(ctx, conn); err != nil {
+			if err := s.next.flush(ctx, conn, sp, none); err != nil {
 				return err
 			}
 		}
-		if len(s.kept.entries) == 0 {
+		if none {
 			return nil
 		}
-		if err := s.kept.flush(ctx, conn); err != nil {
+		if err := s.kept.flush(ctx, conn, sp, true); err != nil {
 			return err
 		}
 		// Collected raw changes stage nothing yet.
@@ -325,7 +367,7 @@ func (s *stage) flush(ctx context.Context, conn *pgx.Conn) error {
 	if s.rows == 0 {
 		return nil
 	}
-	if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(s.buf.Bytes()), s.copySQL()); err != nil {
+	if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(s.buf.Bytes()), sp.release(sp.take(s.copySQL()))); err != nil {
 		return fmt.Errorf("stage %s: %w", s.table, err)
 	}
 	s.buf.Reset()

@@ -218,6 +218,11 @@ type Writer struct {
 	batchTxs  int            // source transactions in the open batch
 	idle      change.LSN     // delivered position not yet recorded
 	recorded  time.Time
+	// trips counts the round trips to the target; staging is the time
+	// the open batch's commit spent copying staged rows (see commit).
+	trips      trips
+	batchTrips int
+	staging    time.Duration
 	// prompt is set once a lone transaction is committed: the next idle
 	// position is recorded at once, not ProgressInterval later. A reader
 	// waiting for the position it read after its commit (wait_for_lsn) may
@@ -339,7 +344,7 @@ func (w *Writer) Applied() change.LSN { return change.LSN(w.applied.Load()) }
 
 // Open connects to the target and creates the stage tables.
 func (w *Writer) Open(ctx context.Context) error {
-	conn, err := Connect(ctx, w.cfg.TargetURL, w.cfg.Settings)
+	conn, err := connect(ctx, w.cfg.TargetURL, w.cfg.Settings, &w.trips)
 	if err != nil {
 		return fmt.Errorf("connect to target: %w", err)
 	}
@@ -734,6 +739,7 @@ func (w *Writer) begin(ctx context.Context) error {
 	w.inTx = true
 	w.batchStart = time.Now()
 	w.batchRows = 0
+	w.batchTrips = w.trips.n - 1
 	return w.checkIdentity(ctx, replaced)
 }
 
@@ -901,7 +907,11 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 				// tables takes Δ(A⋈B) = ΔA⋈B_old + A_new⋈ΔB, not both
 				// changes against both tables emptied.
 				if !internal {
-					if err := w.propagate(ctx, nil, true); err != nil {
+					p := &pipeline{}
+					if err := w.propagate(ctx, p, nil, true); err != nil {
+						return err
+					}
+					if err := w.run(ctx, p); err != nil {
 						return err
 					}
 				}
@@ -967,6 +977,7 @@ func (w *Writer) truncatedHierarchies(ctx context.Context, hit []*stage, emptied
 // applyStaged runs the delta SQL of every view with staged rows. mid is
 // true inside a batch: the stage tables are then emptied for what follows.
 func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
+	start := time.Now()
 	var touched []*stage
 	for _, st := range w.order {
 		if err := w.flush(ctx, st); err != nil {
@@ -976,16 +987,18 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 			touched = append(touched, st)
 		}
 	}
+	w.staging += time.Since(start)
 	if err := w.collectStaged(ctx, touched); err != nil {
 		return err
 	}
+	// From here on the statements go in pipelines, in the order they are
+	// queued (see pipeline.go).
+	p := &pipeline{}
 	// Statistics of the stages joined with copies, so the server looks up
 	// the few staged keys by index rather than scanning the copies.
 	for _, st := range touched {
 		if st.joined() {
-			if _, err := w.conn.Exec(ctx, "ANALYZE "+st.name); err != nil {
-				return fmt.Errorf("analyze stage %s: %w", st.table, err)
-			}
+			p.batch("ANALYZE "+st.name, "analyze stage "+st.table.String())
 		}
 	}
 	// Views over joins note the groups about to lose rows while the
@@ -997,9 +1010,7 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 				continue
 			}
 			noted[v] = true
-			if err := w.runLookup(ctx, v, v.before); err != nil {
-				return err
-			}
+			p.lookup(v, v.before)
 		}
 	}
 	// Copies next, table by table: first each join view's term for the
@@ -1012,18 +1023,14 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 			if v.terms == nil {
 				continue
 			}
-			if err := w.runLookup(ctx, v, v.terms[st.table]); err != nil {
-				return err
-			}
+			p.lookup(v, v.terms[st.table])
 		}
 		for _, v := range st.views {
 			if !v.internal || done[v] {
 				continue
 			}
 			done[v] = true
-			if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
-				return err
-			}
+			p.view(v, v.apply, v.cleanup)
 		}
 	}
 	fromStages := map[*View]bool{}
@@ -1032,19 +1039,17 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 			fromStages[v] = !v.internal
 		}
 	}
-	if err := w.propagate(ctx, fromStages, mid); err != nil {
+	if err := w.propagate(ctx, p, fromStages, mid); err != nil {
 		return err
 	}
 	for _, st := range touched {
 		if mid {
-			if _, err := w.conn.Exec(ctx, "TRUNCATE "+st.name); err != nil {
-				return fmt.Errorf("empty stage %s: %w", st.table, err)
-			}
+			p.batch("TRUNCATE "+st.name, "empty stage "+st.table.String())
 			st.tmp.emptied()
 		}
 		st.staged = false
 	}
-	return nil
+	return w.run(ctx, p)
 }
 
 // propagate runs the views, each after the views it reads (w.views is in
@@ -1052,12 +1057,20 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 // and those reading maintained views whose tables changed, incrementally
 // from what those views' statements wrote (their capture stages) or whole.
 // mid is true inside a batch: the capture stages are then emptied for
-// what follows.
-func (w *Writer) propagate(ctx context.Context, run map[*View]bool, mid bool) error {
+// what follows. The statements go into p, after those queued before, and
+// p is sent whenever what a statement reports decides what follows: a
+// view's change decides whether the views over it run. It returns with
+// the emptying of the capture stages queued in p, for the caller to send.
+func (w *Writer) propagate(ctx context.Context, p *pipeline, run map[*View]bool, mid bool) error {
 	var captured []*stage
 	for _, v := range w.views {
 		if v.internal {
 			continue
+		}
+		if slices.ContainsFunc(v.bases, p.writes) {
+			if err := w.run(ctx, p); err != nil {
+				return err
+			}
 		}
 		changed := run[v] || slices.ContainsFunc(v.bases, func(b *View) bool { return b.dirty })
 		// A view already written (reset after a TRUNCATE) has its change
@@ -1066,45 +1079,44 @@ func (w *Writer) propagate(ctx context.Context, run map[*View]bool, mid bool) er
 			continue
 		}
 		if changed {
-			if err := w.runView(ctx, v, v.apply, v.cleanup); err != nil {
-				return err
-			}
+			p.view(v, v.apply, v.cleanup)
 		}
-		if !v.dirty || v.capture == nil {
+		if v.capture == nil {
+			continue
+		}
+		if err := w.run(ctx, p); err != nil {
+			return err
+		}
+		if !v.dirty {
 			continue
 		}
 		captured = append(captured, v.capture)
 		if v.capture.looksUp() {
 			// As for a source table's stage: statistics, so the server
 			// looks the few captured rows up by index.
-			if _, err := w.conn.Exec(ctx, "ANALYZE "+v.capture.name); err != nil {
-				return fmt.Errorf("analyze stage %s: %w", v.capture.table, err)
-			}
+			p.batch("ANALYZE "+v.capture.name, "analyze stage "+v.capture.table.String())
 		}
 		// The views joining this one with other tables take its changes
 		// now, while the tables after it in this order are as they were:
 		// Δ(R⋈S) = ΔR⋈S_old + R_new⋈ΔS, one table at a time.
 		for _, r := range v.capture.views {
 			if r.terms != nil {
-				if err := w.runLookup(ctx, r, r.terms[v.capture.table]); err != nil {
-					return err
-				}
+				p.lookup(r, r.terms[v.capture.table])
 			}
 			if r.before != "" {
-				if err := w.runLookup(ctx, r, r.before); err != nil {
-					return err
-				}
+				p.lookup(r, r.before)
 			}
 		}
+	}
+	if err := w.run(ctx, p); err != nil {
+		return err
 	}
 	for _, v := range w.views {
 		v.dirty = false
 	}
 	if mid {
 		for _, st := range captured {
-			if _, err := w.conn.Exec(ctx, "TRUNCATE "+st.name); err != nil {
-				return fmt.Errorf("empty stage %s: %w", st.table, err)
-			}
+			p.batch("TRUNCATE "+st.name, "empty stage "+st.table.String())
 		}
 	}
 	return nil
@@ -1120,17 +1132,21 @@ func (w *Writer) flush(ctx context.Context, st *stage) error {
 		if st.pending() == 0 {
 			return nil
 		}
-		if _, err := w.conn.Exec(ctx, "SAVEPOINT dv_stage"); err != nil {
-			return fmt.Errorf("stage %s: %w", st.table, err)
-		}
 		// An update of kept rows stages two rows.
 		st.tmp.mark(int64(2 * st.pending()))
-		err := st.flush(ctx, w.conn)
+		sp := &stageSavepoint{}
+		err := st.flush(ctx, w.conn, sp)
 		if err == nil {
-			_, err = w.conn.Exec(ctx, "RELEASE SAVEPOINT dv_stage")
+			if sp.taken && !sp.released {
+				_, err = w.conn.Exec(ctx, "RELEASE SAVEPOINT dv_stage")
+			}
 			return err
 		}
 		if Transient(err) || ctx.Err() != nil {
+			return err
+		}
+		if !sp.taken {
+			// Nothing reached the server.
 			return err
 		}
 		if _, rerr := w.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_stage"); rerr != nil {
@@ -1217,71 +1233,13 @@ func (w *Writer) runLookup(ctx context.Context, v *View, sql string) error {
 }
 
 func (w *Writer) runStatement(ctx context.Context, v *View, sql, after string, lookup bool) error {
-	if !v.active() || sql == "" {
-		// A view that reads no table has no statements: nothing changes it.
-		return nil
-	}
-	for _, s := range []*scratch{v.delta, v.keys} {
-		if s != nil {
-			s.mark(0)
-		}
-	}
-	b := &pgx.Batch{}
-	b.Queue("SAVEPOINT dv_view")
+	p := &pipeline{}
 	if lookup {
-		// Local to the transaction, and undone with the savepoint should
-		// the statement fail.
-		b.Queue("SET LOCAL enable_mergejoin = off")
+		p.lookup(v, sql)
+	} else {
+		p.view(v, sql, after)
 	}
-	b.Queue(sql)
-	if after != "" {
-		b.Queue(after)
-	}
-	if lookup {
-		b.Queue("SET LOCAL enable_mergejoin TO DEFAULT")
-	}
-	b.Queue("RELEASE SAVEPOINT dv_view")
-	res := w.conn.SendBatch(ctx, b)
-	_, err := res.Exec()
-	if err == nil && lookup {
-		_, err = res.Exec()
-	}
-	var counts [3]int64
-	if err == nil {
-		err = res.QueryRow().Scan(&counts[0], &counts[1], &counts[2])
-	}
-	var cleaned pgconn.CommandTag
-	if err == nil && after != "" {
-		cleaned, err = res.Exec()
-	}
-	if err == nil && lookup {
-		_, err = res.Exec()
-	}
-	if err == nil {
-		_, err = res.Exec()
-	}
-	if cerr := res.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		if after == v.cleanup && v.cleaned != nil {
-			v.cleaned.deleted(cleaned.RowsAffected())
-		}
-		for i := range counts {
-			v.counts[i] += counts[i]
-		}
-		if counts != [3]int64{} {
-			v.dirty = true
-		}
-		return nil
-	}
-	if Transient(err) || ctx.Err() != nil {
-		return fmt.Errorf("apply %s: %w", v.Plan.View.Name, err)
-	}
-	if _, rerr := w.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_view"); rerr != nil {
-		return fmt.Errorf("apply %s: %w (and rollback: %v)", v.Plan.View.Name, err, rerr)
-	}
-	return w.fail(ctx, v, fmt.Errorf("apply: %w", err))
+	return w.run(ctx, p)
 }
 
 // fail stops maintaining a view, recording why in the open transaction.
@@ -1338,12 +1296,14 @@ type notice struct {
 // target transaction, and commits it.
 func (w *Writer) commit(ctx context.Context) error {
 	start := time.Now()
+	w.staging = 0
 	if err := w.stamp(ctx, false); err != nil {
 		return err
 	}
 	if err := w.applyStaged(ctx, false); err != nil {
 		return err
 	}
+	applied := time.Since(start)
 	pos := w.idle
 	var lastCommit change.LSN
 	if w.last != nil {
@@ -1379,10 +1339,14 @@ func (w *Writer) commit(ctx context.Context) error {
 	}
 	w.inTx = false
 	// Where a batch's time goes: open (from its first change to its
-	// commit, the apply included) and apply (the views' statements and
-	// the commit).
+	// commit, the apply included), apply (from the commit's start: the
+	// rows still buffered copied in, staging; the views' statements; the
+	// commit's round trip) and the round trips of the batch, from its
+	// BEGIN to its COMMIT (statements and pipelines; COPY apart).
 	w.log.Debug("batch committed", zap.Int("transactions", w.batchTxs), zap.Int("rows", w.batchRows),
-		zap.Duration("open", time.Since(w.batchStart)), zap.Duration("apply", time.Since(start)))
+		zap.Duration("open", time.Since(w.batchStart)), zap.Duration("apply", time.Since(start)),
+		zap.Duration("staging", w.staging), zap.Duration("views", applied-w.staging),
+		zap.Int("trips", w.trips.n-w.batchTrips))
 	w.prompt, w.lone = w.lone, false
 	w.single = w.batchTxs <= 1
 	w.last = nil
