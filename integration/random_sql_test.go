@@ -19,12 +19,12 @@ CREATE TABLE r_ord (id int PRIMARY KEY, cust int, status text NOT NULL, total nu
 CREATE TABLE r_line (ord int, n int NOT NULL, qty int NOT NULL, price numeric(10,2), tag text);
 ALTER TABLE r_line REPLICA IDENTITY FULL`
 
-// randomSQLViews are one view per construct: inner joins, LEFT, RIGHT and
-// FULL joins (projected, and grouped by the preserved side),
-// semi- and anti-joins, NOT IN over a nullable column, scalar subqueries
-// correlated or not (also in HAVING), a CTE aggregated again, top-N over
-// groups, set operations, a self-join, count(DISTINCT) over a join,
-// functions of rows in FROM, and a view reading another view.
+// randomSQLViews are one view per construct: inner joins; LEFT, RIGHT and
+// FULL joins, projected and grouped by either side; semi- and anti-joins,
+// NOT IN over a nullable column; scalar subqueries, correlated or not, in
+// WHERE, HAVING and the select list; a CTE aggregated again; top-N over
+// groups; set operations; a self-join; count(DISTINCT) over a join;
+// functions of rows in FROM; and a view reading another view.
 var randomSQLViews = []view{
 	plainView("rs_region", `SELECT c.region, count(*) AS n, sum(l.qty * l.price) AS amount
 		FROM r_cust c JOIN r_ord o ON o.cust = c.id JOIN r_line l ON l.ord = o.id GROUP BY c.region`),
@@ -38,6 +38,9 @@ var randomSQLViews = []view{
 	plainView("rs_by_status", `SELECT o.status, count(*) AS n, count(c.id) AS known, max(c.region) AS region FROM r_cust c RIGHT JOIN r_ord o ON o.cust = c.id
 		WHERE o.total IS NOT NULL GROUP BY o.status`),
 	plainView("rs_by_nullable_side", `SELECT c.seg, count(*) AS n, sum(c.bal) AS bal FROM r_ord o LEFT JOIN r_cust c ON c.id = o.cust GROUP BY c.seg HAVING count(*) > 1`),
+	plainView("rs_order_count", `SELECT c.id, c.region, (SELECT count(*) FROM r_ord o WHERE o.cust = c.id AND o.status <> 'X') AS n FROM r_cust c`),
+	plainView("rs_line_total", `SELECT o.id, (SELECT sum(l.qty * l.price) FROM r_line l WHERE l.ord = o.id) AS amount FROM r_ord o WHERE o.total IS NOT NULL`),
+	plainView("rs_top_bal", `SELECT id, bal, (SELECT max(bal) FROM r_cust) AS top FROM r_cust`),
 	plainView("rs_busy_orders", `SELECT o.id, o.total FROM r_ord o WHERE EXISTS (SELECT * FROM r_line l WHERE l.ord = o.id AND l.qty > 3)`),
 	plainView("rs_idle_cust", `SELECT c.id, c.region FROM r_cust c WHERE NOT EXISTS (SELECT 1 FROM r_ord o WHERE o.cust = c.id)`),
 	plainView("rs_not_in", `SELECT id, seg FROM r_cust WHERE id NOT IN (SELECT cust FROM r_ord WHERE status = 'A')`),

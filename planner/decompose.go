@@ -77,6 +77,9 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*D
 	if parts := splitOuterGroups(ctx, d, cat, views); parts != nil {
 		return parts
 	}
+	if parts := splitSelectScalar(ctx, d, cat, views); parts != nil {
+		return parts
+	}
 	if parts := splitSetOp(ctx, d, cat); parts != nil {
 		return parts
 	}

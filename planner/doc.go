@@ -19,7 +19,8 @@
 //     IN subqueries in WHERE that are semi-joins by equalities
 //     (semijoin.go), NOT EXISTS, NOT IN and `<>` correlations next to such
 //     equalities (antijoin.go, read through a LEFT JOIN), and comparisons
-//     with scalar subqueries in WHERE and HAVING (scalar.go) become views
+//     with scalar subqueries in WHERE and HAVING (scalar.go) and scalar
+//     subqueries in the select list (selectscalar.go) become views
 //     of their own ("name/from alias", "name/with cte", "name/groups",
 //     "name/where N", "name/having N"), kept in tables of deltaview's
 //     schema; an internal view's WHERE is split in turn (fromPart,

@@ -65,3 +65,30 @@ func TestDecomposeGroupsOverOuterJoins(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
 	}
 }
+
+// A scalar subquery in the select list of a view over one table is an
+// internal view read through a LEFT JOIN by its correlation (kept as
+// matched and unmatched rows), or cross-joined when uncorrelated.
+func TestDecomposeScalarsInTheSelectList(t *testing.T) {
+	cat := planCatalog(t)
+	cases := []struct {
+		name, query string
+		parts       [][2]string
+		outer       string
+	}{
+		{"count per customer",
+			`SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer = c.id) AS n FROM customers c`,
+			[][2]string{{"select 1", "algebraic (counting)"}, {"matched", outerMatched}, {"unmatched/where 1", outerKeys}, {"unmatched", outerAnti}}, outerUnion + "2"},
+		{"a sum, NULL over no rows, with a condition",
+			`SELECT c.id, c.region, (SELECT sum(o.qty) FROM orders o WHERE o.customer = c.id AND o.qty > 1) FROM customers c WHERE c.region <> 'x'`,
+			[][2]string{{"select 1", "algebraic (counting)"}, {"matched", outerMatched}, {"unmatched/where 1", outerKeys}, {"unmatched", outerAnti}}, outerUnion + "2"},
+		{"uncorrelated",
+			`SELECT id, (SELECT max(qty) FROM orders) AS most FROM customers`,
+			[][2]string{{"select 1", "scoped recomputation"}}, outerMatched},
+		{"coalesce over no rows stays", `SELECT c.id, (SELECT coalesce(sum(o.qty), 7) FROM orders o WHERE o.customer = c.id) AS n FROM customers c`, nil, ""},
+		{"two subqueries stay", `SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer = c.id) AS n, (SELECT max(qty) FROM orders) AS m FROM customers c`, nil, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
+	}
+}

@@ -65,51 +65,15 @@ func scalarJoin(ctx context.Context, c *pg_query.Node, cat Catalog, ctes map[str
 	if sl == nil {
 		sl, other = cmp.Lexpr.GetSubLink(), cmp.Rexpr
 	}
-	if sl == nil || sl.SubLinkType != pg_query.SubLinkType_EXPR_SUBLINK || other == nil || hasSubLink(other) {
+	if sl == nil || other == nil || hasSubLink(other) {
 		return nil, nil, false
 	}
-	sub := sl.Subselect.GetSelectStmt()
-	if sub == nil || sub.Op != pg_query.SetOperation_SETOP_NONE || sub.LimitCount != nil || sub.LimitOffset != nil ||
-		len(sub.DistinctClause) > 0 || len(sub.GroupClause) > 0 || sub.HavingClause != nil || len(sub.WindowClause) > 0 ||
-		len(sub.LockingClause) > 0 || sub.WithClause != nil || sub.IntoClause != nil || len(sub.ValuesLists) > 0 ||
-		len(sub.FromClause) == 0 || len(sub.SortClause) > 0 || len(sub.TargetList) != 1 {
+	sp, ok := scalarPartOf(ctx, sl, cat, ctes, alias)
+	// With none of the subquery's rows, the value is that over no rows,
+	// NULL, whatever the conditions on the outer row.
+	if !ok || sp.correlated && !sp.nullOverNone {
 		return nil, nil, false
 	}
-	s, quals, ok := subqueryScope(ctx, sub.FromClause, cat, ctes)
-	if !ok || !s.own(quals) {
-		return nil, nil, false
-	}
-	value := sub.TargetList[0].GetResTarget().GetVal()
-	if _, out, ok := s.refs(value); !ok || out > 0 || !aggregated(ctx, value, cat) {
-		return nil, nil, false
-	}
-	// The subquery's WHERE: its own conditions, the equalities that
-	// correlate it, and conditions on the outer row alone. With none of
-	// the subquery's rows, the value is that over no rows, NULL (checked
-	// below), whatever the conditions on the outer row.
-	local, outerConds, keys, innerLeft, ok := s.correlation(sub.WhereClause)
-	if !ok {
-		return nil, nil, false
-	}
-	if len(keys) > 0 || len(outerConds) > 0 {
-		if null, err := nullOverNoRows(ctx, value, sub.FromClause, cat); err != nil || !null {
-			return nil, nil, false
-		}
-	}
-	q := &pg_query.SelectStmt{FromClause: sub.FromClause, WhereClause: andNode(local), Op: pg_query.SetOperation_SETOP_NONE,
-		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT}
-	conds := outerConds
-	for i, k := range keys {
-		name := semiKey(i + 1)
-		q.TargetList = append(q.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: name, Val: clone(k[0])}}})
-		q.GroupClause = append(q.GroupClause, clone(k[0]))
-		if innerLeft[i] {
-			conds = append(conds, equals(columnRef(alias, name), clone(k[1])))
-		} else {
-			conds = append(conds, equals(clone(k[1]), columnRef(alias, name)))
-		}
-	}
-	q.TargetList = append(q.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: scalarValue, Val: clone(value)}}})
 	// The comparison keeps its operands' order, so that the same operator
 	// resolves.
 	rep := clone(c)
@@ -118,7 +82,72 @@ func scalarJoin(ctx context.Context, c *pg_query.Node, cat Catalog, ctes map[str
 	} else {
 		rep.GetAExpr().Lexpr = columnRef(alias, scalarValue)
 	}
-	return q, append(conds, rep), true
+	return sp.query, append(sp.conds, rep), true
+}
+
+// scalarPart is a scalar subquery's internal view: its query (one row per
+// correlation key, or one row), the conditions that join it, read as its
+// alias, to the outer row, whether any condition does (correlated), and
+// whether the value over none of the subquery's rows is NULL.
+type scalarPart struct {
+	query        *pg_query.SelectStmt
+	conds        []*pg_query.Node
+	correlated   bool
+	nullOverNone bool
+}
+
+// scalarPartOf is the part of the scalar subquery sl, read as alias;
+// false when sl is no subquery of one aggregated value correlated by
+// equalities (and conditions on the outer row alone), or none.
+func scalarPartOf(ctx context.Context, sl *pg_query.SubLink, cat Catalog, ctes map[string]bool, alias string) (scalarPart, bool) {
+	if sl.SubLinkType != pg_query.SubLinkType_EXPR_SUBLINK {
+		return scalarPart{}, false
+	}
+	sub := sl.Subselect.GetSelectStmt()
+	if sub == nil || sub.Op != pg_query.SetOperation_SETOP_NONE || sub.LimitCount != nil || sub.LimitOffset != nil ||
+		len(sub.DistinctClause) > 0 || len(sub.GroupClause) > 0 || sub.HavingClause != nil || len(sub.WindowClause) > 0 ||
+		len(sub.LockingClause) > 0 || sub.WithClause != nil || sub.IntoClause != nil || len(sub.ValuesLists) > 0 ||
+		len(sub.FromClause) == 0 || len(sub.SortClause) > 0 || len(sub.TargetList) != 1 {
+		return scalarPart{}, false
+	}
+	s, quals, ok := subqueryScope(ctx, sub.FromClause, cat, ctes)
+	if !ok || !s.own(quals) {
+		return scalarPart{}, false
+	}
+	value := sub.TargetList[0].GetResTarget().GetVal()
+	if _, out, ok := s.refs(value); !ok || out > 0 || !aggregated(ctx, value, cat) {
+		return scalarPart{}, false
+	}
+	// The subquery's WHERE: its own conditions, the equalities that
+	// correlate it, and conditions on the outer row alone.
+	local, outerConds, keys, innerLeft, ok := s.correlation(sub.WhereClause)
+	if !ok {
+		return scalarPart{}, false
+	}
+	sp := scalarPart{correlated: len(keys) > 0 || len(outerConds) > 0}
+	if sp.correlated {
+		null, err := nullOverNoRows(ctx, value, sub.FromClause, cat)
+		if err != nil {
+			return scalarPart{}, false
+		}
+		sp.nullOverNone = null
+	}
+	q := &pg_query.SelectStmt{FromClause: sub.FromClause, WhereClause: andNode(local), Op: pg_query.SetOperation_SETOP_NONE,
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT}
+	sp.conds = outerConds
+	for i, k := range keys {
+		name := semiKey(i + 1)
+		q.TargetList = append(q.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: name, Val: clone(k[0])}}})
+		q.GroupClause = append(q.GroupClause, clone(k[0]))
+		if innerLeft[i] {
+			sp.conds = append(sp.conds, equals(columnRef(alias, name), clone(k[1])))
+		} else {
+			sp.conds = append(sp.conds, equals(clone(k[1]), columnRef(alias, name)))
+		}
+	}
+	q.TargetList = append(q.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Name: scalarValue, Val: clone(value)}}})
+	sp.query = q
+	return sp, true
 }
 
 // aggregated tells whether e, a subquery's select list expression, has
