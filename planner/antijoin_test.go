@@ -12,11 +12,7 @@ import (
 // greatest value. NOT IN is rewritten only when neither side can be NULL.
 func TestDecomposeAntiJoins(t *testing.T) {
 	cat := planCatalog(t)
-	cases := []struct {
-		name, query string
-		parts       [][2]string
-		outer       string
-	}{
+	cases := []decomposeCase{
 		{"not exists correlated by an equality",
 			`SELECT id FROM customers c WHERE NOT EXISTS (SELECT FROM orders WHERE customer = c.id)`,
 			[][2]string{{"where 1", "algebraic (counting)"}}, "algebraic (delta rules over inner joins and anti-joins)"},
@@ -63,9 +59,7 @@ func TestDecomposeAntiJoins(t *testing.T) {
 		{"uncorrelated not exists with a condition on the outer row stays", `SELECT id FROM customers c WHERE NOT EXISTS (SELECT FROM orders WHERE qty > 3 AND c.id > 2)`, nil, ""},
 		{"not exists under OR stays", `SELECT id FROM customers c WHERE c.id < 3 OR NOT EXISTS (SELECT FROM orders WHERE customer = c.id)`, nil, ""},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
-	}
+	checkDecomposedCases(t, cat, cases)
 }
 
 // The rewritten queries, as the parts and the view read them.

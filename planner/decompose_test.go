@@ -103,13 +103,7 @@ func TestDecomposeRefusedAsWritten(t *testing.T) {
 // its own, and the view reads their tables.
 func TestDecomposeFromAndWith(t *testing.T) {
 	cat := planCatalog(t)
-	cases := []struct {
-		name, query string
-		// parts are the internal views' name suffixes and strategies, in
-		// order; outer the view's strategy. No parts: not split.
-		parts [][2]string
-		outer string
-	}{
+	cases := []decomposeCase{
 		{"count of counts over a left join (Q13)",
 			`SELECT n, count(*) AS customers FROM (SELECT c.id, count(o.id) FROM customers c LEFT JOIN orders o ON o.customer = c.id GROUP BY c.id) AS per (id, n) GROUP BY n`,
 			[][2]string{{"from per/joined/matched", "algebraic (delta rules over inner joins)"}, {"from per/joined/unmatched/where 1", "algebraic (counting)"},
@@ -134,6 +128,21 @@ func TestDecomposeFromAndWith(t *testing.T) {
 			SELECT count(*) FROM b`,
 			[][2]string{{"with a", "algebraic (counting)"}, {"with b", "algebraic (counting)"}}, "algebraic (counting)"},
 	}
+	checkDecomposedCases(t, cat, cases)
+}
+
+// decomposeCase is a view's query, the internal views it splits into
+// (name suffixes and strategies, in order) and the view's strategy; no
+// parts: not split.
+type decomposeCase struct {
+	name, query string
+	parts       [][2]string
+	outer       string
+}
+
+// checkDecomposedCases runs checkDecomposed on each case.
+func checkDecomposedCases(t *testing.T, cat Catalog, cases []decomposeCase) {
+	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
 	}
@@ -191,11 +200,7 @@ func checkDecomposed(t *testing.T, cat Catalog, query string, want [][2]string, 
 // stays in the view as written.
 func TestDecomposeSemiJoins(t *testing.T) {
 	cat := planCatalog(t)
-	cases := []struct {
-		name, query string
-		parts       [][2]string
-		outer       string
-	}{
+	cases := []decomposeCase{
 		{"exists correlated by an equality (Q4)",
 			`SELECT region, count(*) AS n FROM customers c WHERE EXISTS (SELECT * FROM orders WHERE customer = c.id AND qty > 2) GROUP BY region`,
 			[][2]string{{"where 1", "algebraic (counting)"}, {"where", "algebraic (delta rules over inner joins)"}}, "algebraic (counting)"},
@@ -224,9 +229,7 @@ func TestDecomposeSemiJoins(t *testing.T) {
 		{"a star in the view stays", `SELECT * FROM customers c WHERE EXISTS (SELECT FROM orders WHERE customer = c.id)`, nil, ""},
 		{"a subquery under OR stays", `SELECT id FROM customers c WHERE c.id < 3 OR EXISTS (SELECT FROM orders WHERE customer = c.id)`, nil, ""},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
-	}
+	checkDecomposedCases(t, cat, cases)
 }
 
 // columnsAsWritten checks that p, the view reading its internal views, has

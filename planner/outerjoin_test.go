@@ -16,11 +16,7 @@ const (
 // by delta rules, with the view's own columns. Other outer joins stay.
 func TestDecomposeOuterJoins(t *testing.T) {
 	cat := planCatalog(t)
-	cases := []struct {
-		name, query string
-		parts       [][2]string
-		outer       string
-	}{
+	cases := []decomposeCase{
 		{"left join",
 			`SELECT c.id, c.region, o.qty FROM customers c LEFT JOIN orders o ON o.customer = c.id`,
 			[][2]string{{"matched", outerMatched}, {"unmatched/where 1", outerKeys}, {"unmatched", outerAnti}}, outerUnion + "2"},
@@ -34,9 +30,7 @@ func TestDecomposeOuterJoins(t *testing.T) {
 		{"three tables stay", `SELECT c.id, o.id AS oid, o2.id AS o2id FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id`, nil, ""},
 		{"a subquery stays", `SELECT c.id, o.qty FROM customers c LEFT JOIN orders o ON o.customer = c.id WHERE o.qty > (SELECT 1)`, nil, ""},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
-	}
+	checkDecomposedCases(t, cat, cases)
 }
 
 // A GROUP BY view over one outer join of two tables groups an internal
@@ -46,11 +40,7 @@ func TestDecomposeOuterJoins(t *testing.T) {
 func TestDecomposeGroupsOverOuterJoins(t *testing.T) {
 	cat := planCatalog(t)
 	joined := [][2]string{{"joined/matched", outerMatched}, {"joined/unmatched/where 1", outerKeys}, {"joined/unmatched", outerAnti}, {"joined", outerUnion + "2"}}
-	cases := []struct {
-		name, query string
-		parts       [][2]string
-		outer       string
-	}{
+	cases := []decomposeCase{
 		{"grouped by the preserved side",
 			`SELECT c.id, count(o.id) AS n, sum(o.qty) AS q FROM customers c LEFT JOIN orders o ON o.customer = c.id AND o.qty > 1 GROUP BY c.id`,
 			joined, "algebraic (counting)"},
@@ -61,9 +51,7 @@ func TestDecomposeGroupsOverOuterJoins(t *testing.T) {
 			`SELECT c.region, max(o.qty) AS m FROM orders o RIGHT JOIN customers c ON o.customer = c.id GROUP BY c.region`,
 			joined, "scoped recomputation"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
-	}
+	checkDecomposedCases(t, cat, cases)
 }
 
 // A scalar subquery in the select list of a view over one table is an
@@ -71,11 +59,7 @@ func TestDecomposeGroupsOverOuterJoins(t *testing.T) {
 // matched and unmatched rows), or cross-joined when uncorrelated.
 func TestDecomposeScalarsInTheSelectList(t *testing.T) {
 	cat := planCatalog(t)
-	cases := []struct {
-		name, query string
-		parts       [][2]string
-		outer       string
-	}{
+	cases := []decomposeCase{
 		{"count per customer",
 			`SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer = c.id) AS n FROM customers c`,
 			[][2]string{{"select 1", "algebraic (counting)"}, {"matched", outerMatched}, {"unmatched/where 1", outerKeys}, {"unmatched", outerAnti}}, outerUnion + "2"},
@@ -88,7 +72,5 @@ func TestDecomposeScalarsInTheSelectList(t *testing.T) {
 		{"coalesce over no rows stays", `SELECT c.id, (SELECT coalesce(sum(o.qty), 7) FROM orders o WHERE o.customer = c.id) AS n FROM customers c`, nil, ""},
 		{"two subqueries stay", `SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer = c.id) AS n, (SELECT max(qty) FROM orders) AS m FROM customers c`, nil, ""},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
-	}
+	checkDecomposedCases(t, cat, cases)
 }

@@ -14,11 +14,7 @@ import (
 // view as written.
 func TestDecomposeScalarSubqueries(t *testing.T) {
 	cat := planCatalog(t)
-	cases := []struct {
-		name, query string
-		parts       [][2]string
-		outer       string
-	}{
+	cases := []decomposeCase{
 		{"correlated by an equality, an expression of avg (Q17)",
 			`SELECT sum(o.amount) AS total FROM orders o, customers c WHERE c.id = o.customer AND c.region = 'north'
 				AND o.qty < (SELECT 0.2 * avg(qty) FROM orders WHERE customer = c.id)`,
@@ -64,9 +60,7 @@ func TestDecomposeScalarSubqueries(t *testing.T) {
 		{"under OR stays", `SELECT id FROM customers c WHERE c.id = 1 OR 2 < (SELECT sum(qty) FROM orders WHERE customer = c.id)`, nil, ""},
 		{"a window function stays", `SELECT id FROM customers c WHERE 2 < (SELECT sum(qty) OVER () FROM orders WHERE customer = c.id LIMIT 1)`, nil, ""},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { checkDecomposed(t, cat, c.query, c.parts, c.outer) })
-	}
+	checkDecomposedCases(t, cat, cases)
 }
 
 // check tells what a change of an uncorrelated value costs, on the view
