@@ -65,7 +65,7 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 	big2 := plainView("big", `SELECT acct, amount * 2 AS double FROM ledger WHERE amount >= 60`)
 	memos := plainView("memos", `SELECT acct, count(DISTINCT body) AS kinds, count(*) AS n FROM notes GROUP BY acct`)
 	write(balances, perOwner, big2, owners, memos)
-	if !poll(30*time.Second, func() bool {
+	if !poll(3*time.Minute, func() bool {
 		e.sidecarAlive()
 		return queryBool(t, e.tgt, `SELECT count(*) FILTER (WHERE name NOT LIKE '%/%') = 5 AND bool_and(status = 'running') FROM deltaview.views`) &&
 			strings.Contains(e.sidecar.logs(), "views built while streaming")
@@ -92,7 +92,7 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 	big3 := plainView("big", `SELECT acct, amount, memo FROM ledger WHERE amount >= 60`)
 	kinds := plainView("memo_kinds", `SELECT acct, count(DISTINCT memo) AS kinds FROM ledger GROUP BY acct`)
 	write(balances, perOwner, big3, owners, memos, kinds)
-	if !poll(30*time.Second, func() bool {
+	if !poll(3*time.Minute, func() bool {
 		e.sidecarAlive()
 		return built() == 2 && loaded("big") == 3 && loaded("memo_kinds") == 1 &&
 			queryBool(t, e.tgt, `SELECT count(*) FILTER (WHERE name NOT LIKE '%/%') = 6 AND bool_and(status = 'running') FROM deltaview.views`)
@@ -107,7 +107,7 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 	// widened is built again without the column, beside the running
 	// views.
 	write(balances, perOwner, big3, owners)
-	if !poll(30*time.Second, func() bool {
+	if !poll(3*time.Minute, func() bool {
 		e.sidecarAlive()
 		return built() == 3 && loaded("copy of public.ledger") == 3 &&
 			!queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM deltaview.views WHERE name IN ('memos', 'memo_kinds'))`) &&
@@ -126,7 +126,7 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 	// The kept rows lose the column no view reads any more, in place.
 	big4 := plainView("big", `SELECT acct, amount FROM ledger WHERE amount >= 70`)
 	write(balances, perOwner, big4, owners)
-	if !poll(30*time.Second, func() bool {
+	if !poll(3*time.Minute, func() bool {
 		e.sidecarAlive()
 		return built() == 4 && loaded("big") == 4 && queryBool(t, e.tgt, `SELECT bool_and(status = 'running') FROM deltaview.views`)
 	}) {
@@ -141,11 +141,11 @@ func TestViewsChangedWhileRunning(t *testing.T) {
 	resumed := func() int { return strings.Count(e.sidecar.logs(), `"msg":"resuming stream"`) }
 	before := resumed()
 	write(balances, perOwner, big4, owners, kinds)
-	if !poll(30*time.Second, func() bool { e.sidecarAlive(); return resumed() > before }) {
+	if !poll(3*time.Minute, func() bool { e.sidecarAlive(); return resumed() > before }) {
 		t.Fatal("the change was not taken up")
 	}
 	write(balances, perOwner, big4, owners)
-	if !poll(30*time.Second, func() bool {
+	if !poll(3*time.Minute, func() bool {
 		e.sidecarAlive()
 		return resumed() > before+1 && queryBool(t, e.tgt, `SELECT count(*) FILTER (WHERE name NOT LIKE '%/%') = 4 AND bool_and(status = 'running') FROM deltaview.views`)
 	}) {

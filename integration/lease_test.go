@@ -239,11 +239,16 @@ func TestStreamsOnOneTargetAreIsolated(t *testing.T) {
 		}
 	}
 
-	// Stream B stopped: status tells it from the running stream A.
+	// Stream B stopped: status tells it from the running stream A, once
+	// the server has ended the killed process's session (and with it the
+	// lease it held).
 	sb.kill()
-	out := statusOf(t, e)
-	if l := statusLine(out, slotB); !strings.Contains(l, "none: stopped") {
-		t.Errorf("status of stopped stream %s: %q\n%s", slotB, l, out)
+	var out string
+	if !poll(3*time.Minute, func() bool {
+		out = statusOf(t, e)
+		return strings.Contains(statusLine(out, slotB), "none: stopped")
+	}) {
+		t.Errorf("status of stopped stream %s: %q\n%s", slotB, statusLine(out, slotB), out)
 	}
 	if l := statusLine(out, e.slot); !strings.Contains(l, fmt.Sprintf("pid %d ", e.sidecar.cmd.Process.Pid)) {
 		t.Errorf("status of running stream %s: %q\n%s", e.slot, l, out)
