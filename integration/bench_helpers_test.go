@@ -66,6 +66,26 @@ func (s *benchSetup) sidecar(b *testing.B, views string, extra ...string) *sidec
 	return startSidecar(b, args...)
 }
 
+// timeCatchUp measures a catch-up: with view (a table) built, the sidecar
+// is stopped, backlog runs on the source, and the time from restarting
+// the sidecar until the slot's views applied all of it is returned (the
+// benchmark's timer running meanwhile). The sidecar keeps running.
+func (s *benchSetup) timeCatchUp(b *testing.B, sc *sidecar, view, backlog string) time.Duration {
+	b.Helper()
+	waitCaughtUp(b, s.src, s.tgt, view)
+	sc.stop()
+	start := time.Now()
+	execSQL(b, s.src, backlog)
+	b.Logf("backlog committed in %s", time.Since(start).Round(time.Millisecond))
+	end := currentLSN(b, s.src)
+	b.StartTimer()
+	start = time.Now()
+	sc.restart()
+	done := waitApplied(b, s.tgt, s.slot, end, 20*time.Millisecond, 10*time.Minute)
+	b.StopTimer()
+	return done.Sub(start)
+}
+
 // currentLSN is the source's WAL write position: every transaction
 // committed so far ends at or before it.
 func currentLSN(b *testing.B, conn *pgx.Conn) pglogrepl.LSN {

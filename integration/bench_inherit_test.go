@@ -58,17 +58,7 @@ func BenchmarkInheritanceCatchUp(b *testing.B) {
 				}
 				execSQL(b, s.src, inheritBacklogProc)
 				sc := s.sidecar(b, writeViews(b, groupedView))
-				waitCaughtUp(b, s.src, s.tgt, "t_groups")
-				sc.stop()
-				execSQL(b, s.src, fmt.Sprintf("CALL backlog(%d, %t)", txs, children))
-				end := currentLSN(b, s.src)
-
-				b.StartTimer()
-				start := time.Now()
-				sc.restart()
-				done := waitApplied(b, s.tgt, s.slot, end, 20*time.Millisecond, 10*time.Minute)
-				b.StopTimer()
-				elapsed += done.Sub(start)
+				elapsed += s.timeCatchUp(b, sc, "t_groups", fmt.Sprintf("CALL backlog(%d, %t)", txs, children))
 				assertSame(b, s.src, s.tgt, "t_groups", groupedQuery)
 				sc.stop()
 			}

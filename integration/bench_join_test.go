@@ -39,17 +39,7 @@ func BenchmarkJoinCatchUp(b *testing.B) {
 		s := newBenchSetup(b)
 		execSQL(b, s.src, joinSchema)
 		sc := s.sidecar(b, writeViews(b, "CREATE MATERIALIZED VIEW revenue AS "+joinQuery+";"))
-		waitCaughtUp(b, s.src, s.tgt, "revenue")
-		sc.stop()
-		execSQL(b, s.src, fmt.Sprintf("CALL order_backlog(%d)", txs))
-		end := currentLSN(b, s.src)
-
-		b.StartTimer()
-		start := time.Now()
-		sc.restart()
-		done := waitApplied(b, s.tgt, s.slot, end, 20*time.Millisecond, 10*time.Minute)
-		b.StopTimer()
-		elapsed += done.Sub(start)
+		elapsed += s.timeCatchUp(b, sc, "revenue", fmt.Sprintf("CALL order_backlog(%d)", txs))
 		assertSame(b, s.src, s.tgt, "revenue", joinQuery)
 		sc.stop()
 	}
