@@ -382,6 +382,17 @@ func (e *env) allRunning(n int, what string) {
 	}
 }
 
+// strategiesStartWith checks that each view's strategy, as
+// deltaview.views records it, starts as want says.
+func (e *env) strategiesStartWith(want map[string]string) {
+	e.t.Helper()
+	for name, prefix := range want {
+		if st := queryString(e.t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, prefix) {
+			e.t.Errorf("%s: strategy %q, want %q", name, st, prefix)
+		}
+	}
+}
+
 // runStepsKilledHalfway runs the statements in order, checking every view
 // after each; deltaview is SIGKILLed before the middle one and started
 // again after it, so every change must still be applied once.

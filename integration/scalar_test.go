@@ -56,7 +56,7 @@ func TestScalarSubqueriesAsInternalViews(t *testing.T) {
 	views := []view{small, above, heaviest, stocked, counted, promoted, classes, top, large}
 	e.start(views)
 	e.check(views...)
-	for name, want := range map[string]string{
+	e.strategiesStartWith(map[string]string{
 		"small/where 1": "internal view of small: algebraic (counting)", "small/where": "internal view of small: algebraic (delta rules", "small": "algebraic (counting)",
 		"above/where 1": "internal view of above: algebraic (counting)", "above": "algebraic (delta rules",
 		"heaviest/where 1": "internal view of heaviest: scoped recomputation", "heaviest": "algebraic (delta rules",
@@ -70,11 +70,7 @@ func TestScalarSubqueriesAsInternalViews(t *testing.T) {
 		"top":          "algebraic (delta rules",
 		"large/groups": "internal view of large: algebraic (counting)", "large/having 1": "internal view of large: algebraic (counting)",
 		"large": "algebraic (delta rules",
-	} {
-		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, want) {
-			t.Errorf("%s: strategy %q, want %q", name, st, want)
-		}
-	}
+	})
 	steps := []string{
 		// A part's last items leave; a part's first arrive.
 		`DELETE FROM items WHERE part = 4`,

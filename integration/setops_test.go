@@ -66,17 +66,13 @@ func TestUnionAllByDeltaRules(t *testing.T) {
 	views := []view{all, twice, grouped, overViews, overMixed}
 	e.start(views)
 	e.check(views...)
-	for name, want := range map[string]string{
+	e.strategiesStartWith(map[string]string{
 		"all_tags": "algebraic (delta rules over UNION ALL", "twice": "algebraic (delta rules over UNION ALL",
 		"grouped": "algebraic (delta rules over UNION ALL", "grouped/branch 1": "internal view of grouped: algebraic (counting)",
 		"grouped/branch 2": "internal view of grouped: algebraic (counting)",
 		"grouped/branch 3": "internal view of grouped: algebraic (signed rows)",
 		"over_views":       "algebraic (delta rules over UNION ALL", "over_mixed": "full recomputation",
-	} {
-		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, want) {
-			t.Errorf("%s: strategy %q, want %q", name, st, want)
-		}
-	}
+	})
 	for i, sql := range setOpsSteps {
 		e.exec(sql)
 		e.checkAfterStep(i, step{sql, sql}, views)
@@ -117,27 +113,14 @@ func TestSetOperationsByCounts(t *testing.T) {
 		t.Errorf("renamed has columns %s, want label, k", got)
 	}
 	for _, v := range append(views, renamed) {
-		for name, want := range map[string]string{
+		e.strategiesStartWith(map[string]string{
 			v.name + "/all":    "internal view of " + v.name + ": algebraic (delta rules over UNION ALL",
 			v.name + "/counts": "internal view of " + v.name + ": algebraic (counting)",
 			v.name:             "algebraic",
-		} {
-			if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.HasPrefix(st, want) {
-				t.Errorf("%s: strategy %q, want %q", name, st, want)
-			}
-		}
+		})
 	}
-	for i, sql := range setOpsSteps {
-		if i == len(setOpsSteps)/2 {
-			// Changes made while deltaview is down arrive when it is back.
-			e.sidecar.kill()
-			e.exec(sql)
-			e.sidecar.restart()
-		} else {
-			e.exec(sql)
-		}
-		e.checkAfterStep(i, step{sql, sql}, all)
-	}
+	// Changes made while deltaview is down arrive when it is back.
+	e.runStepsKilledHalfway(all, setOpsSteps)
 }
 
 // setOpsRandomViews are every set operation over a keyed table and a
