@@ -53,6 +53,23 @@ type Relation struct {
 	ReplicaIdentity byte
 }
 
+// IdentityName is how ALTER TABLE ... REPLICA IDENTITY spells a replica
+// identity ('d', 'n', 'f' or 'i', as pg_class.relreplident and pgoutput
+// give it).
+func IdentityName(i byte) string {
+	switch i {
+	case 'd':
+		return "DEFAULT"
+	case 'n':
+		return "NOTHING"
+	case 'i':
+		return "USING INDEX"
+	case 'f':
+		return "FULL"
+	}
+	return fmt.Sprintf("%q", i)
+}
+
 // QualifiedName is schema.name, unquoted, for messages and logs.
 func (r *Relation) QualifiedName() string { return r.Schema + "." + r.Name }
 

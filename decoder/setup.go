@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deltaview/deltaview/change"
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -224,7 +225,7 @@ func identityProblem(q string, identity byte, hasKey bool) []string {
 	default:
 		problems = append(problems, fmt.Sprintf(
 			"table %s has REPLICA IDENTITY %s, so its UPDATEs and DELETEs do not say which row they change: run ALTER TABLE %s REPLICA IDENTITY FULL; (or REPLICA IDENTITY DEFAULT with a primary key)",
-			q, identityName(identity), q))
+			q, change.IdentityName(identity), q))
 	}
 	return problems
 }
@@ -247,20 +248,6 @@ func relkindName(k byte) string {
 		return "TOAST table"
 	}
 	return fmt.Sprintf("relation of kind %q", k)
-}
-
-func identityName(i byte) string {
-	switch i {
-	case 'd':
-		return "DEFAULT"
-	case 'n':
-		return "NOTHING"
-	case 'i':
-		return "USING INDEX"
-	case 'f':
-		return "FULL"
-	}
-	return fmt.Sprintf("%q", i)
 }
 
 // allOps is the publish option that publishes every kind of change.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/deltaview/deltaview/change"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -96,7 +97,7 @@ func (t *TableInfo) InheritanceProblem() (problem, fix string) {
 			children += fmt.Sprintf(" and %d more", len(t.Children)-1)
 		}
 		return fmt.Sprintf("table %s has inheritance children (%s), whose rows it reads, and REPLICA IDENTITY %s: the rows of a table and its children are told apart only by their values",
-				self, children, identityName(t.ReplicaIdentity)),
+				self, children, change.IdentityName(t.ReplicaIdentity)),
 			fmt.Sprintf("run ALTER TABLE %s REPLICA IDENTITY FULL; (and the same on each child)", self)
 	}
 	for _, c := range t.Children {
@@ -106,23 +107,11 @@ func (t *TableInfo) InheritanceProblem() (problem, fix string) {
 		}
 		if c.ReplicaIdentity != 'f' {
 			return fmt.Sprintf("inheritance child %s of table %s has REPLICA IDENTITY %s: the rows of a table and its children are told apart only by their values, which its UPDATEs and DELETEs do not carry in full",
-					c.Table, self, identityName(c.ReplicaIdentity)),
+					c.Table, self, change.IdentityName(c.ReplicaIdentity)),
 				fmt.Sprintf("run ALTER TABLE %s REPLICA IDENTITY FULL;", c.Table)
 		}
 	}
 	return "", ""
-}
-
-func identityName(i byte) string {
-	switch i {
-	case 'd':
-		return "DEFAULT"
-	case 'n':
-		return "NOTHING"
-	case 'i':
-		return "USING INDEX"
-	}
-	return "FULL"
 }
 
 // Column is a column of a table or of a query's output.
