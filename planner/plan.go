@@ -733,32 +733,21 @@ func (p *Plan) planPartitions(a *analysis, sel *pg_query.SelectStmt) error {
 		r.WhereClause, err = parseExpr(cond)
 		return r, err
 	}
+	m := partitionsMethod{keys: sets[0].keys}
 	if len(sets) == 1 {
-		r := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
-		r.SortClause = nil
-		r.FromClause = append(r.FromClause, &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{Relname: "__dv_k", Inh: true, Relpersistence: "p"}}})
 		var conds []string
 		for i, g := range sets[0].exprs {
 			conds = append(conds, nullSafeEqual("("+g+")", keyRef(i), true))
 		}
-		cond := strings.Join(conds, " AND ")
-		if r.WhereClause != nil {
-			w, err := d.deparse(r.WhereClause)
-			if err != nil {
-				return err
-			}
-			cond = "(" + w + ") AND " + cond
-		}
-		var err error
-		if r.WhereClause, err = parseExpr(cond); err != nil {
+		r, err := where(strings.Join(conds, " AND "))
+		if err != nil {
 			return err
 		}
-		q, err := deparseStmt(r)
-		if err != nil {
+		r.FromClause = append(r.FromClause, &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{Relname: "__dv_k", Inh: true, Relpersistence: "p"}}})
+		if m.query, err = deparseStmt(r); err != nil {
 			return nil // not reproducible: recompute whole
 		}
-		p.groups = sets[0].exprs
-		p.how = partitionsMethod{keys: sets[0].keys, query: q}
+		p.groups, p.how = sets[0].exprs, m
 		p.Recompute = "window functions: the partitions a batch touches are recomputed"
 		return nil
 	}
@@ -785,20 +774,18 @@ func (p *Plan) planPartitions(a *analysis, sel *pg_query.SelectStmt) error {
 				Name: reachColumn(i, j), Val: n, Location: -1}}})
 		}
 	}
-	reachQuery, err := deparseStmt(rq)
-	if err != nil {
+	if m.reach, err = deparseStmt(rq); err != nil {
 		return nil
 	}
 	qs, err := where("(" + strings.Join(inReach, " OR ") + ")")
 	if err != nil {
 		return nil
 	}
-	q, err := deparseStmt(qs)
-	if err != nil {
+	if m.query, err = deparseStmt(qs); err != nil {
 		return nil
 	}
-	p.groups = sets[0].exprs
-	p.how = partitionsMethod{keys: sets[0].keys, query: q, sets: sets, reach: reachQuery}
+	m.sets = sets
+	p.groups, p.how = sets[0].exprs, m
 	p.Recompute = "window functions: the partitions a batch touches are recomputed"
 	return nil
 }
