@@ -187,6 +187,22 @@ func newPart(d *Definition, what string, q *pg_query.SelectStmt) *Definition {
 	}
 }
 
+// partColumns are cols, a query's output columns, quoted as an internal
+// view reading its parts' tables names them; false when two share a name
+// or one takes a name of deltaview's own (__dv_), which a table could not.
+func partColumns(cols []Column) ([]string, bool) {
+	seen := map[string]bool{}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		if seen[c.Name] || strings.HasPrefix(c.Name, "__dv_") {
+			return nil, false
+		}
+		seen[c.Name] = true
+		names[i] = QuoteIdent(c.Name)
+	}
+	return names, true
+}
+
 // tableRef is a reference to an internal view's table t in place of a
 // subquery or CTE reference named by alias.
 func tableRef(t Table, alias *pg_query.Alias) *pg_query.Node {

@@ -67,14 +67,11 @@ func splitOuterJoin(ctx context.Context, d *Definition, cat Catalog, views Views
 	if err != nil || len(cols) != len(sel.TargetList) {
 		return nil
 	}
-	seen := map[string]bool{}
-	names := make([]string, len(cols))
+	names, ok := partColumns(cols)
+	if !ok {
+		return nil
+	}
 	for i, c := range cols {
-		if seen[c.Name] || strings.HasPrefix(c.Name, "__dv_") {
-			return nil
-		}
-		seen[c.Name] = true
-		names[i] = QuoteIdent(c.Name)
 		matched.TargetList[i].GetResTarget().Name = c.Name
 	}
 	parts := []*Definition{newPart(d, "matched", matched)}

@@ -221,14 +221,9 @@ func splitSetOp(ctx context.Context, d *Definition, cat Catalog) []*Definition {
 	if err != nil || len(cols) == 0 {
 		return nil
 	}
-	seen := map[string]bool{}
-	var names []string
-	for _, c := range cols {
-		if seen[c.Name] || strings.HasPrefix(c.Name, "__dv_") {
-			return nil
-		}
-		seen[c.Name] = true
-		names = append(names, QuoteIdent(c.Name))
+	names, ok := partColumns(cols)
+	if !ok {
+		return nil
 	}
 	allPart := newPart(d, "all", all)
 	if allPart == nil {
