@@ -181,27 +181,13 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 	outer := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
 	for i, t := range outer.TargetList {
 		rt := t.GetResTarget()
-		if r := toJoined(false)(rt.Val); r != nil {
-			rt.Val = r
-		} else {
-			rewrite(rt.ProtoReflect(), toJoined(false))
-		}
-		rt.Name = cols[i].Name
-	}
-	for _, g := range outer.GroupClause {
-		rewrite(g.ProtoReflect(), toJoined(false))
+		rt.Val, rt.Name = rewritten(rt.Val, toJoined(false)), cols[i].Name
 	}
 	for i, g := range outer.GroupClause {
-		if r := toJoined(false)(g); r != nil {
-			outer.GroupClause[i] = r
-		}
+		outer.GroupClause[i] = rewritten(g, toJoined(false))
 	}
 	if outer.HavingClause != nil {
-		if r := toJoined(false)(outer.HavingClause); r != nil {
-			outer.HavingClause = r
-		} else {
-			rewrite(outer.HavingClause.ProtoReflect(), toJoined(false))
-		}
+		outer.HavingClause = rewritten(outer.HavingClause, toJoined(false))
 	}
 	for _, s := range outer.SortClause {
 		rewrite(s.ProtoReflect(), toJoined(true))
@@ -310,23 +296,13 @@ func unmatchedRows(sel *pg_query.SelectStmt, j *pg_query.JoinExpr, side int, nul
 	}
 	for _, t := range q.TargetList {
 		rt := t.GetResTarget()
-		if r := toNull(rt.Val); r != nil {
-			rt.Val = r
-		} else {
-			rewrite(rt.ProtoReflect(), toNull)
-		}
+		rt.Val = rewritten(rt.Val, toNull)
 	}
+	conds := []*pg_query.Node{notExists}
 	if q.WhereClause != nil {
-		if r := toNull(q.WhereClause); r != nil {
-			q.WhereClause = r
-		} else {
-			rewrite(q.WhereClause.ProtoReflect(), toNull)
-		}
-		q.WhereClause = &pg_query.Node{Node: &pg_query.Node_BoolExpr{BoolExpr: &pg_query.BoolExpr{Boolop: pg_query.BoolExprType_AND_EXPR,
-			Args: []*pg_query.Node{notExists, q.WhereClause}, Location: -1}}}
-	} else {
-		q.WhereClause = notExists
+		conds = append(conds, rewritten(q.WhereClause, toNull))
 	}
+	q.WhereClause = andNode(conds)
 	if !nulled {
 		return nil
 	}

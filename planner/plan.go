@@ -1030,11 +1030,7 @@ func (p *Plan) planAggregates(ctx context.Context, a *analysis, cat Catalog, gro
 			}
 			return nil
 		}
-		if r := replace(e); r != nil {
-			e = r
-		} else {
-			rewrite(e.ProtoReflect(), replace)
-		}
+		e = rewritten(e, replace)
 		var stray string
 		visit(e, func(x *pg_query.Node) {
 			if cr := x.GetColumnRef(); cr != nil && stray == "" {

@@ -68,6 +68,16 @@ func inOrder(m protoreflect.Message, f func(protoreflect.FieldDescriptor, protor
 	}
 }
 
+// rewritten is n rewritten by f as rewrite does below it, n itself
+// included: f's replacement of n, or n with its nodes replaced.
+func rewritten(n *pg_query.Node, f func(*pg_query.Node) *pg_query.Node) *pg_query.Node {
+	if r := f(n); r != nil {
+		return r
+	}
+	rewrite(n.ProtoReflect(), f)
+	return n
+}
+
 // visit calls f on every node below n (n included), depth first.
 func visit(n *pg_query.Node, f func(*pg_query.Node)) {
 	if n == nil {
@@ -240,12 +250,7 @@ func canonical(n *pg_query.Node) string {
 		}
 		return nil
 	}
-	if r := strip(c); r != nil {
-		c = r
-	} else {
-		rewrite(c.ProtoReflect(), strip)
-	}
-	s, err := deparseExpr(c)
+	s, err := deparseExpr(rewritten(c, strip))
 	if err != nil {
 		return fmt.Sprintf("%p", n)
 	}
