@@ -100,12 +100,12 @@ func splitSelectScalar(ctx context.Context, d *Definition, cat Catalog, views Vi
 	o := *d
 	o.stmt = outer
 	o.whole = written(d)
-	pc := &partCatalog{Catalog: cat, parts: []*Definition{part}}
 	parts := splitNested(ctx, part, cat)
 	if !sp.correlated {
 		return append(parts, &o)
 	}
-	joined := splitOuterJoin(ctx, &o, pc, views)
+	// The LEFT JOIN reads the part's table, which only the part describes.
+	joined := splitOuterJoin(ctx, &o, &partCatalog{Catalog: cat, parts: []*Definition{part}}, views)
 	if joined == nil {
 		return nil
 	}
