@@ -1217,28 +1217,8 @@ func (w *Writer) blankable(st *stage, col string) bool {
 // runView runs one view's prepared statement (and an optional follow-up)
 // inside a savepoint: a view whose SQL fails is marked failed and the others go on.
 func (w *Writer) runView(ctx context.Context, v *View, sql, after string) error {
-	return w.runStatement(ctx, v, sql, after, false)
-}
-
-// runLookup runs a statement that joins a batch's staged rows with the
-// copies (a join view's term, or the keys a batch touches), with merge
-// joins off. Such a statement should cost what the batch changed; a merge
-// join of a few staged rows with a copy reads the copy's index in order
-// up to the largest staged key, which the server, judging from the stage's
-// statistics, expects to come early. TPC-H Q8's term for one changed
-// supplier read 400,000 entries of lineitem's index on l_suppkey that way
-// (235 ms), where looking the supplier's lineitems up takes a millisecond.
-func (w *Writer) runLookup(ctx context.Context, v *View, sql string) error {
-	return w.runStatement(ctx, v, sql, "", true)
-}
-
-func (w *Writer) runStatement(ctx context.Context, v *View, sql, after string, lookup bool) error {
 	p := &pipeline{}
-	if lookup {
-		p.lookup(v, sql)
-	} else {
-		p.view(v, sql, after)
-	}
+	p.view(v, sql, after)
 	return w.run(ctx, p)
 }
 
