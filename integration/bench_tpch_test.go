@@ -50,6 +50,9 @@ func BenchmarkTPCH(b *testing.B) {
 	if os.Getenv("DELTAVIEW_TPCH_PROFILE") != "" {
 		profile = envInt(b, "DELTAVIEW_TPCH_PROFILE", 0)
 	}
+	if os.Getenv("DELTAVIEW_TPCH_PROFILE_WIDTH") != "" {
+		profileWidth = envInt(b, "DELTAVIEW_TPCH_PROFILE_WIDTH", profileWidth)
+	}
 	views := tpchViews(b)
 	if only := os.Getenv("DELTAVIEW_TPCH_VIEWS"); only != "" {
 		want := strings.Split(only, ",")
@@ -297,6 +300,10 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 // targetProfile lists the statements run in the target's database since
 // the last reset, the n that took most time first, with the totals of
 // all of them.
+// profileWidth is how much of a statement the profile prints; the
+// environment's DELTAVIEW_TPCH_PROFILE_WIDTH prints more.
+var profileWidth = 300
+
 func targetProfile(b *testing.B, tgt *pgx.Conn, n int) string {
 	b.Helper()
 	ctx := context.Background()
@@ -321,7 +328,7 @@ func targetProfile(b *testing.B, tgt *pgx.Conn, n int) string {
 		if err := rows.Scan(&c, &t, &p, &r, &q); err != nil {
 			b.Fatal(err)
 		}
-		fmt.Fprintf(&sb, "%8.1f ms (planning %6.1f) %5d calls %7d rows  %s\n", t, p, c, r, q[:min(len(q), 300)])
+		fmt.Fprintf(&sb, "%8.1f ms (planning %6.1f) %5d calls %7d rows  %s\n", t, p, c, r, q[:min(len(q), profileWidth)])
 	}
 	if err := rows.Err(); err != nil {
 		b.Fatal(err)

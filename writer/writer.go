@@ -44,20 +44,19 @@ type Config struct {
 	// BatchDelay ends a target transaction, at the next source transaction
 	// boundary, once it has been open this long.
 	BatchDelay time.Duration
-	// BatchLinger is how long a target transaction stays open, at least,
-	// for more source transactions to arrive when none is waiting, unless
-	// it holds a lone one (BatchQuiet). Each target transaction costs a few
-	// round trips and statements: committing whenever the writer happens
-	// to be ahead of the stream would spend most of the target's time on
-	// them, both while catching up and under steady load.
+	// BatchLinger is the longest a target transaction waits for more
+	// source transactions while they keep arriving (see BatchQuiet). Each
+	// target transaction costs a few round trips and statements:
+	// committing each source transaction of a busy stream apart would
+	// spend most of the target's time on them.
 	BatchLinger time.Duration
-	// BatchQuiet is the quiet spell around a lone source transaction: one
-	// that arrives while the writer waits idle, at least this long after
-	// the previous one ended (at least BatchLinger when the last batch held
-	// several), with none arriving in this long after it, is committed
-	// without lingering. Under load transactions follow each other more
-	// closely, or queue while the writer is busy, and batch as before; a
-	// change after a pause waits this long, not BatchLinger.
+	// BatchQuiet is the pause after which a target transaction stops
+	// waiting for company: once no source transaction has followed its
+	// last one for this long, the stream has paused and it commits. A
+	// change after a pause, or the last of a burst, thus waits this long,
+	// not BatchLinger; a steady stream, whose transactions follow each
+	// other more closely or queue while the writer is busy, is batched up
+	// to BatchLinger.
 	BatchQuiet time.Duration
 	// StageRows is how many rows per source table are buffered in memory
 	// before they are copied into the target.
@@ -94,10 +93,23 @@ func DefaultConfig() Config {
 // before it looks for queued events again.
 const lingerStep = 5 * time.Millisecond
 
-// sourceStep is how long the writer sleeps when the rest of a lone source
+// sourceStep is how long the writer sleeps when the rest of a source
 // transaction has not arrived yet: its commit is usually just behind its
 // rows.
 const sourceStep = time.Millisecond
+
+// lingerLeft is how much longer a batch open for age, whose last source
+// transaction ended since ago, waits for more: none left (zero or less)
+// commits it. paused tells that it ends because the stream paused, not
+// because it lingered its longest.
+func (c Config) lingerLeft(age, since time.Duration) (left time.Duration, paused bool) {
+	longest := min(c.BatchLinger, c.BatchDelay) - age
+	quiet := c.BatchQuiet - since
+	if quiet < longest {
+		return quiet, true
+	}
+	return longest, false
+}
 
 // ErrConfig is returned by Validate.
 var ErrConfig = errors.New("invalid writer configuration")
@@ -206,13 +218,8 @@ type Writer struct {
 	skipping   bool // the open source transaction was applied before
 	touched    bool // the open source transaction staged or reset something
 	batchStart time.Time
-	// ended is when the last source transaction's commit arrived; lone is
-	// set while the open batch holds one source transaction that began a
-	// quiet spell (BatchQuiet) after the previous one ended.
-	ended time.Time
-	lone  bool
-	// single is set when the last batch held one source transaction.
-	single    bool
+	// ended is when the last source transaction's commit arrived.
+	ended     time.Time
 	batchRows int
 	last      *change.Commit // last source transaction in the open batch
 	batchTxs  int            // source transactions in the open batch
@@ -223,10 +230,8 @@ type Writer struct {
 	trips      trips
 	batchTrips int
 	staging    time.Duration
-	// prompt is set once a lone transaction is committed: the next idle
-	// position is recorded at once, not ProgressInterval later. A reader
-	// waiting for the position it read after its commit (wait_for_lsn) may
-	// be waiting for it, when other WAL was written in between.
+	// prompt is set once a batch is committed because the stream paused:
+	// the next idle position is recorded at once.
 	prompt bool
 }
 
@@ -570,7 +575,7 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				}
 				return nil
 			}
-			w.arrived(ev, false)
+			w.arrived(ev)
 			if err := w.handle(ctx, ev); err != nil {
 				return err
 			}
@@ -584,28 +589,25 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 		// fill the channel.
 		switch {
 		case batchOpen:
-			// Make the batch visible once it has lingered, or sooner when
-			// it is due anyway; a lone transaction once the quiet spell
-			// after it has passed.
-			wait := min(w.cfg.BatchLinger, w.cfg.BatchDelay) - age
-			if w.lone {
-				wait = min(wait, w.cfg.BatchQuiet-time.Since(w.ended))
-			}
-			if wait <= 0 {
+			// Make the batch visible once the stream has paused, or it
+			// has lingered its longest.
+			left, paused := w.cfg.lingerLeft(age, time.Since(w.ended))
+			if left <= 0 {
 				if err := w.commit(ctx); err != nil {
 					return err
 				}
+				// The next idle position is recorded at once, not
+				// ProgressInterval later: a reader waiting for the
+				// position it read after its commit (wait_for_lsn) may be
+				// waiting for it, when other WAL was written in between.
+				w.prompt = w.prompt || paused
 				continue
 			}
-			if err := sleep(min(wait, lingerStep)); err != nil {
+			if err := sleep(min(left, lingerStep)); err != nil {
 				return err
 			}
 		case w.inSource:
-			step := lingerStep
-			if w.lone {
-				step = sourceStep
-			}
-			if err := sleep(step); err != nil {
+			if err := sleep(sourceStep); err != nil {
 				return err
 			}
 		default:
@@ -628,7 +630,7 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 				if !ok {
 					return nil
 				}
-				w.arrived(ev, true)
+				w.arrived(ev)
 				if err := w.handle(ctx, ev); err != nil {
 					return err
 				}
@@ -638,23 +640,10 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 }
 
 // arrived notes an event before it is handled: when source transactions
-// end, and whether the one beginning is lone. waited tells that the writer
-// had nothing to do and waited for it: an event that was already queued
-// never begins a lone transaction, however long the writer took to get to
-// it, or a writer that falls behind would commit every transaction alone
-// and fall further behind. Positions and heartbeats (the target's own
-// commits among them, when source and target share a server) do not count.
-func (w *Writer) arrived(ev change.Event, waited bool) {
-	switch ev.(type) {
-	case *change.Begin:
-		// After a batch of several transactions (the stream was busy),
-		// only a pause as long as the linger makes the next one lone.
-		quiet := w.cfg.BatchQuiet
-		if !w.single {
-			quiet = max(quiet, w.cfg.BatchLinger)
-		}
-		w.lone = waited && !w.inTx && time.Since(w.ended) >= quiet
-	case *change.Commit:
+// end. Positions and heartbeats (the target's own commits among them, when
+// source and target share a server) do not count.
+func (w *Writer) arrived(ev change.Event) {
+	if _, ok := ev.(*change.Commit); ok {
 		w.ended = time.Now()
 	}
 }
@@ -1327,8 +1316,6 @@ func (w *Writer) commit(ctx context.Context) error {
 		zap.Duration("open", time.Since(w.batchStart)), zap.Duration("apply", time.Since(start)),
 		zap.Duration("staging", w.staging), zap.Duration("views", applied-w.staging),
 		zap.Int("trips", w.trips.n-w.batchTrips))
-	w.prompt, w.lone = w.lone, false
-	w.single = w.batchTxs <= 1
 	w.last = nil
 	if w.cfg.Committed != nil {
 		rows := map[string][3]int64{}

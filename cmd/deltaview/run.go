@@ -34,8 +34,8 @@ func runFlags(fs *flag.FlagSet, c *sidecar.Config) {
 	fs.DurationVar(&c.VerifyEvery, "verify-every", 0, "compare every view's table with its query at a consistent point this often, and report drift (0: never)")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory for large source transactions streamed before they commit (default: the system's temporary directory)")
 	fs.Int64Var(&c.SlotWALWarning, "slot-wal-warning-mb", 1024, "log a warning while the replication slot retains more than this many MB of WAL on the source (0: never)")
-	fs.DurationVar(&c.BatchLinger, "batch-linger", writer.DefaultConfig().BatchLinger, "how long a target transaction waits for more source transactions before it commits, unless it holds a lone one (--batch-quiet) (0: commit as soon as none is waiting)")
-	fs.DurationVar(&c.BatchQuiet, "batch-quiet", writer.DefaultConfig().BatchQuiet, "a source transaction that arrives while deltaview is idle, at least this long after the previous one (at least --batch-linger after a batch of several), with none following within this long, is committed then instead of after --batch-linger")
+	fs.DurationVar(&c.BatchLinger, "batch-linger", writer.DefaultConfig().BatchLinger, "the longest a target transaction waits for more source transactions while they keep arriving (0: commit as soon as none is waiting)")
+	fs.DurationVar(&c.BatchQuiet, "batch-quiet", writer.DefaultConfig().BatchQuiet, "a target transaction commits once no source transaction has followed its last one for this long (the stream paused), without waiting out --batch-linger")
 }
 
 func runCommand(ctx context.Context, args []string) error {
