@@ -14,12 +14,17 @@ import (
 // Sent one at a time, each cost a round trip of its own (a batch of a
 // TPC-H round with all 22 views took 80 to 124 round trips; with
 // pipelines, 24 to 34). A pipeline sends a run of them in one round
-// trip, in the same order, each view's statement inside a savepoint of
-// its own, as before: a view whose statement fails is rolled back to its
-// savepoint and failed.
-// The server skips the rest of a pipeline after an error, so what follows
-// the failed statement is sent again, less the statements of the views
-// that failed meanwhile.
+// trip, in the same order, inside one savepoint: a view whose statement
+// fails fails alone. The server skips the rest of a pipeline after an
+// error; the pipeline is rolled back to its savepoint and sent again,
+// less the statements of the views that failed meanwhile.
+//
+// One savepoint per pipeline, not per view: each savepoint that writes
+// is a subtransaction with an XID of its own, and a transaction with more
+// than 64 of them overflows the server's cache of them, after which every
+// snapshot taken on the target while it runs must look its XIDs up in
+// pg_subtrans (a batch of a TPC-H round with all 22 views ran about 140
+// view statements).
 //
 // A pipeline holds only statements whose order is already decided: one
 // that depends on what an earlier statement reported (a view over a view
@@ -33,8 +38,7 @@ type step struct {
 	// batch, as it would have alone.
 	v *View
 	// sql is the statement (a prepared statement's name for a view);
-	// after an optional follow-up in the same savepoint (the view's
-	// cleanup).
+	// after an optional follow-up (the view's cleanup).
 	sql, after string
 	// lookup is set for a statement joining staged rows with copies: it
 	// runs with merge joins off (see pipeline.lookup). Its result, three zeros,
@@ -84,12 +88,15 @@ func (p *pipeline) writes(v *View) bool {
 	return false
 }
 
-// Settings around lookups. They are set in the transaction, outside the
-// views' savepoints, so that one SET covers a run of lookups; a rollback
-// to a savepoint leaves them as they were when it was taken.
+// Settings around lookups, local to the transaction: one SET covers a run
+// of lookups, and a rollback to the pipeline's savepoint leaves merge
+// joins on, as every pipeline begins and ends.
 const (
 	mergeJoinOff     = "SET LOCAL enable_mergejoin = off"
 	mergeJoinDefault = "SET LOCAL enable_mergejoin TO DEFAULT"
+	pipelineBegin    = "SAVEPOINT dv_pipeline"
+	pipelineEnd      = "RELEASE SAVEPOINT dv_pipeline"
+	pipelineUndo     = "ROLLBACK TO SAVEPOINT dv_pipeline; RELEASE SAVEPOINT dv_pipeline"
 )
 
 // queued is what a pipeline's batch holds for one step.
@@ -97,17 +104,21 @@ type queued struct {
 	s step
 	// set is the setting queued before the step, if any.
 	set string
-	// off is whether merge joins are off at the step's savepoint: the
-	// state a rollback to it leaves.
-	off bool
 }
 
-// queue queues the steps on b, beginning in the transaction's state off
-// (merge joins off), and ends with merge joins as the transaction has them
-// outside pipelines (on). It returns what it queued per step, and whether
-// it queued the setting back at the end.
-func queue(b *pgx.Batch, steps []step, off bool) (qs []queued, restore bool) {
+// queue queues the steps on b, inside the pipeline's savepoint when a view
+// has a statement among them, with merge joins off for runs of lookups and
+// on again at the end. It returns what it queued per step, and whether it
+// queued the savepoint and the setting back at the end.
+func queue(b *pgx.Batch, steps []step) (qs []queued, saved, restore bool) {
+	for _, s := range steps {
+		saved = saved || s.v != nil
+	}
+	if saved {
+		b.Queue(pipelineBegin)
+	}
 	qs = make([]queued, 0, len(steps))
+	off := false
 	for _, s := range steps {
 		q := queued{s: s}
 		if s.lookup != off {
@@ -118,33 +129,29 @@ func queue(b *pgx.Batch, steps []step, off bool) (qs []queued, restore bool) {
 			}
 			b.Queue(q.set)
 		}
-		q.off = off
 		qs = append(qs, q)
-		if s.v == nil {
-			b.Queue(s.sql)
-			continue
-		}
-		b.Queue("SAVEPOINT dv_view")
 		b.Queue(s.sql)
 		if s.after != "" {
 			b.Queue(s.after)
 		}
-		b.Queue("RELEASE SAVEPOINT dv_view")
 	}
 	if off {
 		b.Queue(mergeJoinDefault)
 	}
-	return qs, off
+	if saved {
+		b.Queue(pipelineEnd)
+	}
+	return qs, saved, off
 }
 
 // run sends the pipeline's statements, skipping those of views that are
 // not active (failed before, or meanwhile), and empties it. A view whose
-// statement fails is failed and the others go on; a transient error, the
-// end of ctx or the failure of a batch statement ends the batch.
+// statement fails is failed, and the pipeline sent again without it; a
+// transient error, the end of ctx or the failure of a batch statement
+// ends the batch.
 func (w *Writer) run(ctx context.Context, p *pipeline) error {
 	steps := p.steps
 	p.steps = nil
-	off := false
 	for {
 		live := steps[:0:0]
 		for _, s := range steps {
@@ -153,36 +160,36 @@ func (w *Writer) run(ctx context.Context, p *pipeline) error {
 				live = append(live, s)
 			}
 		}
-		if len(live) == 0 && !off {
+		if len(live) == 0 {
 			return nil
 		}
-		f, err := w.send(ctx, live, off)
+		f, err := w.send(ctx, live)
 		if err != nil || f == nil {
 			return err
 		}
 		if err := w.fail(ctx, live[f.index].v, fmt.Errorf("apply: %w", f.err)); err != nil {
 			return err
 		}
-		// The server skipped what followed the failed statement.
-		steps, off = live[f.index+1:], f.off
+		// Rolled back: all of it again, less the failed view's.
+		steps = live
 	}
 }
 
 // stepFailure is the failure of a view's statement in a pipeline, after
-// the rollback to its savepoint.
+// the rollback to the pipeline's savepoint.
 type stepFailure struct {
 	index int   // of the step
-	off   bool  // merge joins off after the rollback
 	err   error // the statement's
 }
 
-// send sends one pipeline, beginning in the setting off, and reads its
-// results. When a view's statement fails with an error the view alone is
-// to blame for, it rolls back to the view's savepoint and reports it; any
-// other error ends the batch.
-func (w *Writer) send(ctx context.Context, steps []step, off bool) (*stepFailure, error) {
+// send sends one pipeline and reads its results. When a view's statement
+// fails with an error the view alone is to blame for, it rolls the
+// pipeline back to its savepoint and reports it; any other error ends the
+// batch. What the views' statements reported counts only once the whole
+// pipeline has succeeded.
+func (w *Writer) send(ctx context.Context, steps []step) (*stepFailure, error) {
 	b := &pgx.Batch{}
-	qs, restore := queue(b, steps, off)
+	qs, saved, restore := queue(b, steps)
 	for _, q := range qs {
 		if q.s.v == nil {
 			continue
@@ -194,11 +201,14 @@ func (w *Writer) send(ctx context.Context, steps []step, off bool) (*stepFailure
 		}
 	}
 	res := w.conn.SendBatch(ctx, b)
-	failed, err := readSteps(res, qs, restore)
+	results, failed, err := readSteps(res, qs, saved, restore)
 	if cerr := res.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
+		for _, r := range results {
+			r.count()
+		}
 		return nil, nil
 	}
 	if failed < 0 {
@@ -210,72 +220,89 @@ func (w *Writer) send(ctx context.Context, steps []step, off bool) (*stepFailure
 	}
 	name := q.s.v.Plan.View.Name
 	// Only an error of the server's is the view's own; after it the server
-	// skipped the rest of the pipeline, so the view's savepoint is the
-	// latest. (After an error of the client's, the server went on.)
+	// skipped the rest of the pipeline. (After an error of the client's,
+	// the server went on.)
 	var pe *pgconn.PgError
 	if Transient(err) || ctx.Err() != nil || !errors.As(err, &pe) {
 		return nil, fmt.Errorf("apply %s: %w", name, err)
 	}
-	if _, rerr := w.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT dv_view"); rerr != nil {
+	if _, rerr := w.conn.Exec(ctx, pipelineUndo); rerr != nil {
 		return nil, fmt.Errorf("apply %s: %w (and rollback: %v)", name, err, rerr)
 	}
-	return &stepFailure{index: failed, off: q.off, err: err}, nil
+	return &stepFailure{index: failed, err: err}, nil
 }
 
-// readSteps reads the results of the queued steps in order, and notes
-// each view's rows. On an error it returns the index of the step whose
-// statement failed, or -1 when it is none of the steps' (a setting between
-// them).
-func readSteps(res pgx.BatchResults, qs []queued, restore bool) (int, error) {
+// stepResult is what a view's statement reported: the rows it inserted,
+// updated and deleted in the view's table, and those its cleanup deleted.
+type stepResult struct {
+	v       *View
+	counts  [3]int64
+	cleaned int64
+	cleanup bool // the cleanup was the view's own (v.cleanup)
+}
+
+// count notes the result in its view.
+func (r stepResult) count() {
+	v := r.v
+	if r.cleanup && v.cleaned != nil {
+		v.cleaned.deleted(r.cleaned)
+	}
+	for j := range r.counts {
+		v.counts[j] += r.counts[j]
+	}
+	if r.counts != [3]int64{} {
+		v.dirty = true
+	}
+}
+
+// readSteps reads the results of the queued steps in order, and returns
+// each view statement's. On an error it returns the index of the step
+// whose statement failed, or -1 when it is none of the steps' (the
+// savepoint, or a setting between them).
+func readSteps(res pgx.BatchResults, qs []queued, saved, restore bool) ([]stepResult, int, error) {
+	if saved {
+		if _, err := res.Exec(); err != nil {
+			return nil, -1, err
+		}
+	}
+	var results []stepResult
 	for i, q := range qs {
 		if q.set != "" {
 			if _, err := res.Exec(); err != nil {
-				return -1, err
+				return nil, -1, err
 			}
 		}
 		if q.s.v == nil {
 			if _, err := res.Exec(); err != nil {
-				return i, err
+				return nil, i, err
 			}
 			continue
 		}
-		v := q.s.v
-		if _, err := res.Exec(); err != nil { // SAVEPOINT
-			return i, err
-		}
-		var counts [3]int64
+		r := stepResult{v: q.s.v}
 		var err error
 		if q.s.lookup {
 			_, err = res.Exec()
 		} else {
-			err = res.QueryRow().Scan(&counts[0], &counts[1], &counts[2])
+			err = res.QueryRow().Scan(&r.counts[0], &r.counts[1], &r.counts[2])
 		}
 		if err != nil {
-			return i, err
+			return nil, i, err
 		}
-		var cleaned pgconn.CommandTag
 		if q.s.after != "" {
-			if cleaned, err = res.Exec(); err != nil {
-				return i, err
+			cleaned, err := res.Exec()
+			if err != nil {
+				return nil, i, err
+			}
+			r.cleaned, r.cleanup = cleaned.RowsAffected(), q.s.after == q.s.v.cleanup
+		}
+		results = append(results, r)
+	}
+	for _, more := range []bool{restore, saved} {
+		if more {
+			if _, err := res.Exec(); err != nil {
+				return nil, -1, err
 			}
 		}
-		if _, err := res.Exec(); err != nil { // RELEASE
-			return i, err
-		}
-		if q.s.after != "" && q.s.after == v.cleanup && v.cleaned != nil {
-			v.cleaned.deleted(cleaned.RowsAffected())
-		}
-		for j := range counts {
-			v.counts[j] += counts[j]
-		}
-		if counts != [3]int64{} {
-			v.dirty = true
-		}
 	}
-	if restore {
-		if _, err := res.Exec(); err != nil {
-			return -1, err
-		}
-	}
-	return -1, nil
+	return results, -1, nil
 }

@@ -8,59 +8,49 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// TestPipelineQueue specifies what a pipeline sends: each view's
-// statement inside a savepoint of its own; the batch's own statements
-// outside any; merge joins turned off once for a run of lookups, outside
-// the savepoints, and back on at the end; a pipeline resumed after a
-// failure (begun with merge joins off) does not turn them off again.
+// TestPipelineQueue specifies what a pipeline sends: its statements
+// inside one savepoint when a view has one among them (none for the
+// batch's own statements alone); merge joins turned off once for a run of
+// lookups and back on before the savepoint is released.
 func TestPipelineQueue(t *testing.T) {
 	a := &View{Plan: &planner.Plan{View: &planner.Definition{Name: "a"}}}
 	b := &View{Plan: &planner.Plan{View: &planner.Definition{Name: "b"}}}
 	tests := []struct {
 		name  string
 		steps []step
-		off   bool
 		want  []string
-		// wantOff is, per step, whether merge joins are off at its
-		// savepoint.
-		wantOff []bool
+		// wantSet is, per step, the setting queued before it.
+		wantSet []string
 	}{
 		{
 			name:    "views",
 			steps:   []step{{v: a, sql: "a1", after: "a2"}, {v: b, sql: "b1"}},
-			want:    []string{"SAVEPOINT dv_view", "a1", "a2", "RELEASE SAVEPOINT dv_view", "SAVEPOINT dv_view", "b1", "RELEASE SAVEPOINT dv_view"},
-			wantOff: []bool{false, false},
+			want:    []string{pipelineBegin, "a1", "a2", "b1", pipelineEnd},
+			wantSet: []string{"", ""},
 		},
 		{
-			name:  "a run of lookups, then a view",
-			steps: []step{{sql: "ANALYZE s", what: "analyze"}, {v: a, sql: "at", lookup: true}, {v: b, sql: "bt", lookup: true}, {v: a, sql: "a1"}},
-			want: []string{"ANALYZE s", mergeJoinOff, "SAVEPOINT dv_view", "at", "RELEASE SAVEPOINT dv_view",
-				"SAVEPOINT dv_view", "bt", "RELEASE SAVEPOINT dv_view", mergeJoinDefault, "SAVEPOINT dv_view", "a1", "RELEASE SAVEPOINT dv_view"},
-			wantOff: []bool{false, true, true, false},
+			name:    "a run of lookups, then a view",
+			steps:   []step{{sql: "ANALYZE s", what: "analyze"}, {v: a, sql: "at", lookup: true}, {v: b, sql: "bt", lookup: true}, {v: a, sql: "a1"}},
+			want:    []string{pipelineBegin, "ANALYZE s", mergeJoinOff, "at", "bt", mergeJoinDefault, "a1", pipelineEnd},
+			wantSet: []string{"", mergeJoinOff, "", mergeJoinDefault},
 		},
 		{
 			name:    "ending with a lookup",
 			steps:   []step{{v: a, sql: "a1"}, {v: b, sql: "bt", lookup: true}},
-			want:    []string{"SAVEPOINT dv_view", "a1", "RELEASE SAVEPOINT dv_view", mergeJoinOff, "SAVEPOINT dv_view", "bt", "RELEASE SAVEPOINT dv_view", mergeJoinDefault},
-			wantOff: []bool{false, true},
+			want:    []string{pipelineBegin, "a1", mergeJoinOff, "bt", mergeJoinDefault, pipelineEnd},
+			wantSet: []string{"", mergeJoinOff},
 		},
 		{
-			name:    "resumed among lookups",
-			steps:   []step{{v: b, sql: "bt", lookup: true}},
-			off:     true,
-			want:    []string{"SAVEPOINT dv_view", "bt", "RELEASE SAVEPOINT dv_view", mergeJoinDefault},
-			wantOff: []bool{true},
-		},
-		{
-			name: "resumed with nothing left",
-			off:  true,
-			want: []string{mergeJoinDefault},
+			name:    "the batch's own statements alone",
+			steps:   []step{{sql: "ANALYZE s", what: "analyze"}, {sql: "TRUNCATE s", what: "empty"}},
+			want:    []string{"ANALYZE s", "TRUNCATE s"},
+			wantSet: []string{"", ""},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			batch := &pgx.Batch{}
-			qs, restore := queue(batch, tt.steps, tt.off)
+			qs, saved, restore := queue(batch, tt.steps)
 			var got []string
 			for _, q := range batch.QueuedQueries {
 				got = append(got, q.SQL)
@@ -68,14 +58,18 @@ func TestPipelineQueue(t *testing.T) {
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("queued\n%q\nwant\n%q", got, tt.want)
 			}
-			var off []bool
+			var set []string
 			for _, q := range qs {
-				off = append(off, q.off)
+				set = append(set, q.set)
 			}
-			if !slices.Equal(off, tt.wantOff) {
-				t.Errorf("merge joins off at the savepoints %v, want %v", off, tt.wantOff)
+			if !slices.Equal(set, tt.wantSet) {
+				t.Errorf("settings before the steps %q, want %q", set, tt.wantSet)
 			}
-			if want := len(got) > 0 && got[len(got)-1] == mergeJoinDefault; restore != want {
+			if want := len(got) > 0 && got[0] == pipelineBegin; saved != want {
+				t.Errorf("saved = %v, want %v", saved, want)
+			}
+			end := slices.DeleteFunc(slices.Clone(got), func(q string) bool { return q == pipelineEnd })
+			if want := len(end) > 0 && end[len(end)-1] == mergeJoinDefault; restore != want {
 				t.Errorf("restore = %v, want %v", restore, want)
 			}
 		})
