@@ -28,7 +28,7 @@ func (p *Plan) Readings() []Reading {
 		switch {
 		case p.Kind == Whole && p.View.part != nil:
 			out = append(out, Reading{Source: src, Top: true})
-		case p.Kind == Whole && !p.partitioned():
+		case p.Kind == Whole && !p.partitioned() && !p.suffixed():
 			out = append(out, Reading{Source: src, Whole: true})
 		case len(src.Lookups) > 0:
 			out = append(out, Reading{Source: src, By: src.Lookups})

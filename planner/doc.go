@@ -76,8 +76,16 @@
 //     computed over those rows and the rest of their partitions under the
 //     others (the relation __dv_r), so that each window function sees its
 //     whole partition (applyReach).
+//   - suffix (method_suffix.go): rank, dense_rank, row_number and count(*)
+//     over one window without PARTITION BY, ordered by output columns
+//     (planSuffix): `WITH __dv_lo AS (<the staged rows' first ORDER BY
+//     values>), cur AS (<the table's rows at or after __dv_lo>), __dv_off
+//     AS (<per function, what the rows before contribute, from cur's
+//     first rows or the table's last row>), r AS (<the query over the
+//     copy's rows at or after __dv_lo, each function plus its offset>),
+//     del, ins` as partitions does.
 //   - whole (method_whole.go): what only the whole result answers
-//     (LIMIT, window functions over all rows, shapes the other methods fall
+//     (LIMIT, other window functions over all rows, shapes the other methods fall
 //     back from): the same multiset difference over the whole query on the
 //     copies, when a stage holds rows (applyWhole). Its cost grows with the
 //     tables; `check` says so.

@@ -38,6 +38,7 @@ var (
 	_ Method = topNMethod{}
 	_ Method = wholeMethod{}
 	_ Method = partitionsMethod{}
+	_ Method = suffixMethod{}
 	_ Method = deltaRulesMethod{}
 	_ Method = joinRecomputeMethod{}
 	_ Method = keptMethod{}
@@ -51,7 +52,7 @@ var (
 // method is the view's maintenance method, as planning left the plan:
 // the one place that tells the methods apart. The derivation code that
 // chooses a method with fields of its own sets it (Plan.how:
-// buildConstant, planTopIndex, planPartitions, planJoinGroups,
+// buildConstant, planTopIndex, planPartitions, planSuffix, planJoinGroups,
 // planJoinDelta, planUnionAll, planJoinCounting, CopyPlan); the others
 // follow from the plan's shape, the first that fits.
 func (p *Plan) method() Method {

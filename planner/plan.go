@@ -649,7 +649,10 @@ func (p *Plan) planWhole(a *analysis) error {
 	if err != nil {
 		return err
 	}
-	return p.planPartitions(a, sel)
+	if err := p.planPartitions(a, sel); err != nil || p.how != nil {
+		return err
+	}
+	return p.planSuffix(a, sel)
 }
 
 // planPartitions narrows the recomputation of a view whose window

@@ -1,0 +1,54 @@
+package integration
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// BenchmarkRankingChangeCost measures the apply time of single-row source
+// transactions to a ranking over a whole table (rank() OVER (ORDER BY
+// amount DESC), no PARTITION BY), each changing a row among the last 200
+// of the order, with the table at 10,000 and at 1,000,000 rows. Target:
+// the larger table costs at most twice as much per transaction (the rows
+// from the change on are recomputed, not the table).
+func BenchmarkRankingChangeCost(b *testing.B) {
+	const changes = 200
+	b.StopTimer()
+	costs := map[int]time.Duration{}
+	for _, rows := range []int{10_000, 1_000_000} {
+		s := newBenchSetup(b)
+		execSQL(b, s.src, fmt.Sprintf(`
+			CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount int NOT NULL);
+			ALTER TABLE orders REPLICA IDENTITY FULL;
+			INSERT INTO orders SELECT i, 1 + i %% 1000, 2 * i FROM generate_series(1, %d) AS i;
+			ANALYZE orders;`, rows))
+		ranked := plainView("ranked", `SELECT id, amount, rank() OVER (ORDER BY amount DESC) AS place FROM orders`)
+		sc := s.sidecar(b, writeViews(b, viewsSQL([]view{ranked})))
+		waitCaughtUp(b, s.src, s.tgt, "ranked")
+		for _, conn := range []*pgx.Conn{s.src, s.tgt} {
+			execSQL(b, conn, "VACUUM ANALYZE")
+			execSQL(b, conn, "CHECKPOINT")
+		}
+		// Each change moves a row past no other (amounts are even): the
+		// rows from it to the end of the order are read and compared.
+		pass := func() time.Duration {
+			b.StartTimer()
+			start := time.Now()
+			for i := range changes {
+				execSQL(b, s.src, fmt.Sprintf("UPDATE orders SET amount = amount + 1 - 2 * (amount %% 2) WHERE id = %d", 1+i))
+				waitApplied(b, s.tgt, s.slot, currentLSN(b, s.src), time.Millisecond, time.Minute)
+			}
+			b.StopTimer()
+			return time.Since(start) / changes
+		}
+		cold := pass()
+		costs[rows] = pass()
+		b.Logf("%d rows: %.1f ms per transaction, %.1f ms the first time", rows, ms(costs[rows]), ms(cold))
+		assertSame(b, s.src, s.tgt, ranked.table, ranked.query)
+		sc.stop()
+	}
+	reportGrowth(b, costs, "a change to the 1M-row table costs %.1fx one to the 10k-row table, want at most 2x")
+}
