@@ -57,6 +57,8 @@ var randomSQLViews = []view{
 	plainView("rs_pairs", `SELECT a.id AS a, b.id AS b FROM r_cust a JOIN r_cust b ON a.region = b.region AND a.id < b.id WHERE a.seg IS NOT NULL`),
 	plainView("rs_tags", `SELECT o.status, count(DISTINCT l.tag) AS tags FROM r_ord o JOIN r_line l ON l.ord = o.id GROUP BY o.status`),
 	plainView("rs_words", `SELECT o.id, w FROM r_ord o, regexp_split_to_table(o.note, ' ') AS w`),
+	plainView("rs_bal_rank", `SELECT id, bal, rank() OVER (ORDER BY bal DESC NULLS LAST) AS r FROM r_cust`),
+	plainView("rs_qty_rank", `SELECT ord, n, qty, dense_rank() OVER (ORDER BY qty, n) AS d, count(*) OVER (ORDER BY qty, n) AS c FROM r_line`),
 	plainView("rs_regions", `SELECT count(*) AS regions, sum(n) AS lines FROM rs_region WHERE amount IS NOT NULL`),
 }
 
