@@ -11,7 +11,7 @@ import "testing"
 func TestWindowsOverAllRows(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
-	e.exec(`CREATE TABLE scores (id int PRIMARY KEY, player text, score int, bonus numeric(6,2), points int NOT NULL DEFAULT 0);
+	e.exec(`CREATE TABLE scores (id int PRIMARY KEY, player text, score int, bonus numeric, points int NOT NULL DEFAULT 0);
 		INSERT INTO scores SELECT i, 'p' || (i % 7), CASE WHEN i % 11 = 0 THEN NULL ELSE (i * 37) % 50 END,
 			CASE WHEN i % 4 = 0 THEN NULL ELSE (i % 9) * 1.5 END, (i * 17) % 40 FROM generate_series(1, 120) AS i`)
 	views := []view{
@@ -26,6 +26,10 @@ func TestWindowsOverAllRows(t *testing.T) {
 		plainView("by_points", `SELECT id, points, rank() OVER (ORDER BY points DESC) AS r, count(*) OVER (ORDER BY points DESC) AS c FROM scores`),
 		plainView("by_points_id", `SELECT id, points, row_number() OVER (ORDER BY points, id) AS rn, dense_rank() OVER (ORDER BY points, id) AS d FROM scores`),
 		plainView("by_points_mixed", `SELECT id, points, rank() OVER (ORDER BY points DESC, id) AS r FROM scores WHERE player <> 'p3'`),
+		// Running sums of an output column, exact: integers, and a
+		// nullable numeric whose scales differ.
+		plainView("running_points", `SELECT id, points, sum(points) OVER (ORDER BY points DESC, id) AS upto FROM scores`),
+		plainView("running_bonus_sum", `SELECT id, bonus, score, sum(bonus) OVER (ORDER BY score NULLS FIRST) AS upto, rank() OVER (ORDER BY score NULLS FIRST) AS r FROM scores`),
 		plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`),
 	}
 	board := plainView("board", `SELECT player, total, rank() OVER (ORDER BY total DESC NULLS LAST) AS place FROM totals`)
@@ -35,13 +39,14 @@ func TestWindowsOverAllRows(t *testing.T) {
 	assertSame(t, e.src, e.tgt, board.table, overViews(board, views[len(views)-1]))
 	const suffix = "scoped recomputation (window functions over all rows in one order)"
 	e.strategiesStartWith(map[string]string{"ranked": suffix, "ranked_two": suffix, "running_bonus": suffix, "numbered": suffix, "board": suffix,
-		"by_points": suffix, "by_points_id": suffix, "by_points_mixed": suffix})
+		"by_points": suffix, "by_points_id": suffix, "by_points_mixed": suffix, "running_points": suffix, "running_bonus_sum": suffix})
 	steps := []step{
 		{"a new head", `INSERT INTO scores VALUES (500, 'p1', 99, 50, 99)`},
 		{"a new tail", `INSERT INTO scores VALUES (501, 'p2', -5, 0.5, -5)`},
 		{"ties in the middle", `INSERT INTO scores VALUES (502, 'p3', 25, 3, 20), (503, 'p3', 25, 3, 20), (504, 'p9', 25, NULL, 20)`},
 		{"moves up and down", `UPDATE scores SET score = score + 30, points = points + 30 WHERE id = 7; UPDATE scores SET score = score - 20, points = points - 20 WHERE id = 40`},
 		{"to and from NULL", `UPDATE scores SET score = NULL, bonus = NULL WHERE id IN (3, 8); UPDATE scores SET score = 1, bonus = 2 WHERE id = 11`},
+		{"another scale", `UPDATE scores SET bonus = 1.005 WHERE id = 9; UPDATE scores SET bonus = 2.5 WHERE id = 10`},
 		{"the head leaves", `DELETE FROM scores WHERE id = 500`},
 		{"several at once", `BEGIN; DELETE FROM scores WHERE id % 13 = 0; INSERT INTO scores VALUES (505, 'p4', 49, 12, 3); UPDATE scores SET player = 'p0', points = 1 WHERE id = 20; COMMIT`},
 		{"a change no row of a view sees", `UPDATE scores SET score = score + 1 WHERE id = 25`},

@@ -25,6 +25,8 @@ import (
 //	dense_rank  its dense_rank (the distinct ORDER BY values before lo)
 //	row_number  its row_number
 //	count(*)    its count (the default frame counts the peers too)
+//	sum(x)      its sum less x over its peers (x an output column of an
+//	            exact type: integers, numeric, money, interval)
 //
 // The suffix's rows are written as a multiset difference from the table's
 // rows at or after lo. A change at the end of the order costs the few rows
@@ -41,16 +43,23 @@ type suffixKey struct {
 	notNull bool
 }
 
-// suffixFunc is one window function: the output column it is, and its
-// name (rank, dense_rank, row_number or count, of *).
+// suffixFunc is one window function: the output column it is, its name
+// (rank, dense_rank, row_number, count of *, sum), and for sum the output
+// column of its argument.
 type suffixFunc struct {
 	col int
 	fn  string
+	arg int
 }
 
 // suffixFuncs are the window functions whose value over a suffix of the
 // order is offset by the rows before it.
-var suffixFuncs = []string{"rank", "dense_rank", "row_number", "count"}
+var suffixFuncs = []string{"rank", "dense_rank", "row_number", "count", "sum"}
+
+// exactSums are the types whose sums do not depend on the order they are
+// added in (a float's do): smallint, integer, bigint, numeric, money,
+// interval.
+var exactSums = []uint32{21, 23, 20, 1700, 790, 1186}
 
 // suffixMethod keeps a view whose window functions all share one window
 // without PARTITION BY (planSuffix): each batch recomputes the rows from
@@ -202,8 +211,19 @@ func (m suffixMethod) apply(p *Plan, n Names) string {
 		// Before lo, from cur: the first rank, dense_rank or row_number
 		// there less one; the first running count less its peers. From
 		// the last row: its value, and for rank its peers, less one.
-		first, fromLast := "pg_catalog.min(c."+w+") - 1 FROM cur AS c", "l."+w
+		first, fromLast, none := "pg_catalog.min(c."+w+") - 1 FROM cur AS c", "l."+w, "0"
 		switch f.fn {
+		case "sum":
+			// The first peers' running sum less their x; NULL while no x
+			// was summed.
+			x := QuoteIdent(p.Columns[f.arg].Name)
+			peers := make([]string, len(m.keys))
+			for i, k := range m.keys {
+				peers[i] = nullSafeEqual(col("c")(i), col("f")(i), !k.notNull)
+			}
+			first = "CASE WHEN pg_catalog.sum(c." + x + ") IS NULL THEN pg_catalog.min(f." + w + ") ELSE pg_catalog.min(f." + w + ") - pg_catalog.sum(c." + x + ") END" +
+				" FROM cur AS c, (SELECT * FROM cur ORDER BY " + m.order(col("cur"), false) + " LIMIT 1) AS f WHERE " + strings.Join(peers, " AND ")
+			none = "NULL"
 		case "count":
 			first = "c." + w + " - pg_catalog.count(*) FROM cur AS c GROUP BY c." + w + " ORDER BY c." + w + " LIMIT 1"
 		case "rank":
@@ -213,12 +233,18 @@ func (m suffixMethod) apply(p *Plan, n Names) string {
 			}
 			fromLast += " + (SELECT pg_catalog.count(*) FROM " + n.Target + " AS u2 WHERE " + strings.Join(peers, " AND ") + ") - 1"
 		}
-		offsets = append(offsets, "CASE WHEN EXISTS (SELECT 1 FROM cur) THEN (SELECT "+first+") ELSE coalesce((SELECT "+fromLast+" FROM __dv_last AS l), 0) END AS "+QuoteIdent("__dv_f"+strconv.Itoa(j+1)))
+		offsets = append(offsets, "CASE WHEN EXISTS (SELECT 1 FROM cur) THEN (SELECT "+first+") ELSE coalesce((SELECT "+fromLast+" FROM __dv_last AS l), "+none+") END AS "+QuoteIdent("__dv_f"+strconv.Itoa(j+1)))
 	}
 	outs := list(len(p.Columns), func(i int) string {
 		c := "q." + QuoteIdent(p.Columns[i].Name)
 		if j := slices.IndexFunc(m.funcs, func(f suffixFunc) bool { return f.col == i }); j >= 0 {
-			c += " + o." + QuoteIdent("__dv_f"+strconv.Itoa(j+1))
+			o := "o." + QuoteIdent("__dv_f"+strconv.Itoa(j+1))
+			if m.funcs[j].fn == "sum" {
+				// A sum over no value is NULL, not 0.
+				c = "CASE WHEN " + o + " IS NULL THEN " + c + " WHEN " + c + " IS NULL THEN " + o + " ELSE " + c + " + " + o + " END"
+			} else {
+				c += " + " + o
+			}
 		}
 		return c + " AS " + QuoteIdent(p.Columns[i].Name)
 	})
@@ -237,7 +263,8 @@ func (m suffixMethod) apply(p *Plan, n Names) string {
 }
 
 // planSuffix narrows the recomputation of a view whose window functions
-// are all rank, dense_rank, row_number or count(*), each an output column of
+// are all rank, dense_rank, row_number, count(*) or sum of an output column
+// of an exact type, each an output column of
 // its own, over one window without PARTITION BY or frame, ordered by
 // output columns: each batch recomputes the rows from the first it
 // changes, in the window's order, on (suffixMethod). Any other view stays
@@ -267,9 +294,19 @@ func (p *Plan) planSuffix(a *analysis, sel *pg_query.SelectStmt) error {
 		name := funcName(fc)
 		if !slices.Contains(suffixFuncs, name) || w.Name != "" || w.Refname != "" || len(w.PartitionClause) > 0 || len(w.OrderClause) == 0 ||
 			w.FrameOptions != defaultFrame || fc.AggFilter != nil || fc.AggDistinct || len(fc.AggOrder) > 0 || fc.AggWithinGroup || fc.FuncVariadic ||
-			len(fc.Args) > 0 || fc.AggStar != (name == "count") {
+			fc.AggStar != (name == "count") || len(fc.Args) != strings.Count(name, "sum") {
 			ok = false
 			break
+		}
+		f := suffixFunc{col: i, fn: name, arg: -1}
+		if name == "sum" {
+			// Summed exactly, of an output column: the peers' values
+			// come from the view's table.
+			f.arg = slices.IndexFunc(a.targets, func(t target) bool { return canonical(t.expr) == canonical(fc.Args[0]) })
+			if f.arg < 0 || !slices.Contains(exactSums, p.Columns[f.arg].TypeOID) {
+				ok = false
+				break
+			}
 		}
 		var items []string
 		for _, o := range w.OrderClause {
@@ -307,7 +344,7 @@ func (p *Plan) planSuffix(a *analysis, sel *pg_query.SelectStmt) error {
 		} else if s != window {
 			ok = false
 		}
-		m.funcs = append(m.funcs, suffixFunc{col: i, fn: name})
+		m.funcs = append(m.funcs, f)
 	}
 	if !ok || len(m.funcs) == 0 || len(m.funcs) != windows || len(sel.TargetList) != len(p.Columns) {
 		return nil
