@@ -76,8 +76,8 @@
 //     computed over those rows and the rest of their partitions under the
 //     others (the relation __dv_r), so that each window function sees its
 //     whole partition (applyReach).
-//   - suffix (method_suffix.go): rank, dense_rank, row_number and count(*)
-//     over one window without PARTITION BY, ordered by output columns
+//   - suffix (method_suffix.go): rank, dense_rank, row_number, count(*)
+//     and exact sums of output columns over one window without PARTITION BY, ordered by output columns
 //     (planSuffix): `WITH __dv_lo AS (<the staged rows' first ORDER BY
 //     values>), cur AS (<the table's rows at or after __dv_lo>), __dv_off
 //     AS (<per function, what the rows before contribute, from cur's
