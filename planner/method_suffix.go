@@ -13,24 +13,28 @@ import (
 //
 // A ranking over the whole table (rank() OVER (ORDER BY score DESC), no
 // PARTITION BY) changes for the rows from the first one a change reaches,
-// in the window's order, on: the value of rank, dense_rank, row_number
-// and a running count at a row depends only on the rows before it and its
-// peers. So a batch recomputes only that suffix: lo is the first, in the
-// window's order, of the staged rows' ORDER BY values (old and new
+// in the window's order, on: the value of rank, dense_rank, row_number, a
+// running count or sum at a row depends only on the rows before it and
+// its peers. So a batch recomputes only that suffix: lo is the first, in
+// the window's order, of the staged rows' ORDER BY values (old and new
 // versions); the view's query runs over the rows at or after lo alone,
 // and each window function's value there is offset by what the rows
-// before lo contribute, read from the last of them in the view's table:
+// before lo contribute. The view's table tells it: its rows at or after
+// lo (cur) are the suffix before the change, whose first rows follow the
+// rows before lo directly; without such rows, the table's last row is the
+// last before lo.
 //
-//	rank        its rank, plus its peers, less one (the rows before lo)
-//	dense_rank  its dense_rank (the distinct ORDER BY values before lo)
-//	row_number  its row_number
-//	count(*)    its count (the default frame counts the peers too)
-//	sum(x)      its sum less x over its peers (x an output column of an
-//	            exact type: integers, numeric, money, interval)
+//	            from cur's first rows           from the last row
+//	rank        the least rank, less one        its rank and peers, less one
+//	dense_rank  the least dense_rank, less one  its dense_rank
+//	row_number  the least row_number, less one  its row_number
+//	count(*)    the first count, less the peers its count
+//	sum(x)      the first sum, less their x     its sum
 //
-// The suffix's rows are written as a multiset difference from the table's
-// rows at or after lo. A change at the end of the order costs the few rows
-// after it; one at the head costs the whole table, as a REFRESH would.
+// (x an output column of an exact type: integers, numeric, money,
+// interval.) The suffix's rows are written as a multiset difference from
+// cur. A change at the end of the order costs the few rows after it; one
+// at the head costs the whole table, as a REFRESH would.
 
 // suffixKey is one ORDER BY item of the window: the output column that
 // holds it, its expression over the view's FROM, and its order.
