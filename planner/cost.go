@@ -11,6 +11,9 @@ type Reading struct {
 	// Top is set for a top-N read through the index on its ORDER BY
 	// columns: about N rows.
 	Top bool
+	// Suffix is set for window functions over all rows in one order: the
+	// rows from the first a batch changes on, in that order.
+	Suffix bool
 	// By are the column lists rows are looked up by, for each changed row
 	// or touched group (join, correlation, group and partition keys).
 	By [][]string
@@ -28,7 +31,9 @@ func (p *Plan) Readings() []Reading {
 		switch {
 		case p.Kind == Whole && p.View.part != nil:
 			out = append(out, Reading{Source: src, Top: true})
-		case p.Kind == Whole && !p.partitioned() && !p.suffixed():
+		case p.suffixed():
+			out = append(out, Reading{Source: src, Suffix: true})
+		case p.Kind == Whole && !p.partitioned():
 			out = append(out, Reading{Source: src, Whole: true})
 		case len(src.Lookups) > 0:
 			out = append(out, Reading{Source: src, By: src.Lookups})

@@ -256,7 +256,7 @@ func readCosts(ctx context.Context, conn *pgx.Conn, p *planner.Plan) string {
 		}
 		return "a change reads nothing beyond its own rows"
 	}
-	var whole, top, by []string
+	var whole, top, suffix, by []string
 	for _, r := range readings {
 		name := r.Source.Table.String()
 		if r.Source.View != "" {
@@ -275,6 +275,8 @@ func readCosts(ctx context.Context, conn *pgx.Conn, p *planner.Plan) string {
 			}
 		case r.Top:
 			top = append(top, name)
+		case r.Suffix:
+			suffix = append(suffix, name)
 		default:
 			for _, cols := range r.By {
 				each := "its rows"
@@ -293,6 +295,9 @@ func readCosts(ctx context.Context, conn *pgx.Conn, p *planner.Plan) string {
 	}
 	if len(top) > 0 {
 		parts = append(parts, "a batch that changes "+strings.Join(top, ", ")+" reads about N rows of it")
+	}
+	if len(suffix) > 0 {
+		parts = append(parts, "a batch reads the rows of "+strings.Join(suffix, ", ")+" from the first it changes on, in the window's order (all of them for a change at the head)")
 	}
 	if len(by) > 0 {
 		parts = append(parts, "each changed row or touched group looks up "+strings.Join(by, "; "))
