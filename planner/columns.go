@@ -5,7 +5,7 @@ import "fmt"
 // nameColumns gives the output columns the names of the view's column list,
 // as CREATE MATERIALIZED VIEW v (a, b) does: the first columns take them,
 // the others keep theirs. The queries whose output the writer reads by
-// name (the whole query, the partitions' query) get the names as column
+// name (the whole query, the partitions' and the suffix's queries) get the names as column
 // aliases.
 func (p *Plan) nameColumns() error {
 	d := p.View
@@ -35,7 +35,11 @@ func (p *Plan) nameColumns() error {
 		return "SELECT * FROM (" + q + ") AS __dv_named(" + aliases + ")"
 	}
 	p.wholeQuery = named(p.wholeQuery)
-	if m, ok := p.how.(partitionsMethod); ok {
+	switch m := p.how.(type) {
+	case partitionsMethod:
+		m.query = named(m.query)
+		p.how = m
+	case suffixMethod:
 		m.query = named(m.query)
 		p.how = m
 	}
