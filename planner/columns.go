@@ -5,8 +5,8 @@ import "fmt"
 // nameColumns gives the output columns the names of the view's column list,
 // as CREATE MATERIALIZED VIEW v (a, b) does: the first columns take them,
 // the others keep theirs. The queries whose output the writer reads by
-// name (the whole query, the partitions' and the suffix's queries) get the names as column
-// aliases.
+// name (the whole query, the partitions' and the suffix's queries) get
+// the names as column aliases.
 func (p *Plan) nameColumns() error {
 	d := p.View
 	names := d.ColumnNames
