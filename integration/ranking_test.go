@@ -30,6 +30,13 @@ func TestWindowsOverAllRows(t *testing.T) {
 		// nullable numeric whose scales differ.
 		plainView("running_points", `SELECT id, points, sum(points) OVER (ORDER BY points DESC, id) AS upto FROM scores`),
 		plainView("running_bonus_sum", `SELECT id, bonus, score, sum(bonus) OVER (ORDER BY score NULLS FIRST) AS upto, rank() OVER (ORDER BY score NULLS FIRST) AS r FROM scores`),
+		// Per partition: each touched partition from its own first change
+		// on; rows moving between partitions; NULL partitions.
+		plainView("per_player", `SELECT player, id, points, rank() OVER (PARTITION BY player ORDER BY points DESC) AS r,
+			sum(points) OVER (PARTITION BY player ORDER BY points DESC) AS upto FROM scores`),
+		plainView("per_player_score", `SELECT player, id, score, dense_rank() OVER (PARTITION BY player ORDER BY score NULLS FIRST) AS d,
+			count(*) OVER (PARTITION BY player ORDER BY score NULLS FIRST) AS c FROM scores`),
+		plainView("per_player_numbered", `SELECT player, id, score, row_number() OVER (PARTITION BY player ORDER BY score NULLS FIRST, id) AS rn FROM scores WHERE id % 3 <> 0`),
 		plainView("totals", `SELECT player, sum(score) AS total FROM scores GROUP BY player`),
 	}
 	// A column list after the view's name names the table's columns.
@@ -44,8 +51,10 @@ func TestWindowsOverAllRows(t *testing.T) {
 	e.check(views...)
 	assertSame(t, e.src, e.tgt, board.table, overViews(board, views[len(views)-2]))
 	const suffix = "scoped recomputation (window functions over all rows in one order)"
+	const perPartition = "scoped recomputation (window functions in one order per partition)"
 	e.strategiesStartWith(map[string]string{"ranked": suffix, "ranked_two": suffix, "running_bonus": suffix, "numbered": suffix, "board": suffix,
-		"by_points": suffix, "by_points_id": suffix, "by_points_mixed": suffix, "running_points": suffix, "running_bonus_sum": suffix, "named_ranking": suffix})
+		"by_points": suffix, "by_points_id": suffix, "by_points_mixed": suffix, "running_points": suffix, "running_bonus_sum": suffix, "named_ranking": suffix,
+		"per_player": perPartition, "per_player_score": perPartition, "per_player_numbered": perPartition})
 	steps := []step{
 		{"a new head", `INSERT INTO scores VALUES (500, 'p1', 99, 50, 99)`},
 		{"a new tail", `INSERT INTO scores VALUES (501, 'p2', -5, 0.5, -5)`},
@@ -55,6 +64,8 @@ func TestWindowsOverAllRows(t *testing.T) {
 		{"another scale", `UPDATE scores SET bonus = 1.005 WHERE id = 9; UPDATE scores SET bonus = 2.5 WHERE id = 10`},
 		{"the head leaves", `DELETE FROM scores WHERE id = 500`},
 		{"several at once", `BEGIN; DELETE FROM scores WHERE id % 13 = 0; INSERT INTO scores VALUES (505, 'p4', 49, 12, 3); UPDATE scores SET player = 'p0', points = 1 WHERE id = 20; COMMIT`},
+		{"rows change partitions", `UPDATE scores SET player = 'p6' WHERE id IN (1, 2, 3); UPDATE scores SET player = NULL WHERE id IN (4, 5)`},
+		{"a partition empties", `DELETE FROM scores WHERE player = 'p5'`},
 		{"a change no row of a view sees", `UPDATE scores SET score = score + 1 WHERE id = 25`},
 		{"emptied", `TRUNCATE scores`},
 		{"refilled", `INSERT INTO scores VALUES (1, 'a', 3, 1, 5), (2, 'b', 3, NULL, 5), (3, 'c', NULL, 2, 1), (4, 'a', 1, 2, 7)`},

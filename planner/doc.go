@@ -66,7 +66,8 @@
 //     recomputed as whole does, from that view's table read through an
 //     index on the ORDER BY columns (TopIndex).
 //   - partitions (method_partitions.go): window functions whose every
-//     PARTITION BY is of output columns (planPartitions); for one list,
+//     PARTITION BY is of output columns and that suffix does not keep
+//     (planPartitions); for one list,
 //     `WITH __dv_k AS
 //     (SELECT DISTINCT <partition> FROM stage), r AS (<query over the copy
 //     JOIN __dv_k>), cur AS (<the table's rows of those partitions>), del
@@ -77,13 +78,15 @@
 //     others (the relation __dv_r), so that each window function sees its
 //     whole partition (applyReach).
 //   - suffix (method_suffix.go): rank, dense_rank, row_number, count(*)
-//     and exact sums of output columns over one window without PARTITION BY, ordered by output columns
-//     (planSuffix): `WITH __dv_lo AS (<the staged rows' first ORDER BY
-//     values>), cur AS (<the table's rows at or after __dv_lo>), __dv_off
-//     AS (<per function, what the rows before contribute, from cur's
-//     first rows or the table's last row>), r AS (<the query over the
-//     copy's rows at or after __dv_lo, each function plus its offset>),
-//     del, ins` as partitions does.
+//     and exact sums of output columns over one window ordered by output
+//     columns, with or without a PARTITION BY of output columns
+//     (planSuffix, tried before partitions): `WITH __dv_lo AS (<the
+//     staged rows' first ORDER BY values, per partition>), cur AS (<the
+//     table's rows at or after them>), __dv_off AS (<per function (and
+//     partition), what the rows before contribute, from cur's first rows
+//     or the last row>), r AS (<the query over the copy's rows at or
+//     after __dv_lo, each function plus its offset>), del, ins` as
+//     partitions does.
 //   - whole (method_whole.go): what only the whole result answers
 //     (LIMIT, other window functions over all rows, shapes the other methods fall
 //     back from): the same multiset difference over the whole query on the

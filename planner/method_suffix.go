@@ -70,6 +70,9 @@ var exactSums = []uint32{21, 23, 20, 1700, 790, 1186}
 // the first it changes, in the window's order, on.
 type suffixMethod struct {
 	wholeMethod
+	// parts are the window's PARTITION BY items, output columns (their
+	// order fields unused): each touched partition has its own lo.
+	parts []suffixKey
 	keys  []suffixKey
 	funcs []suffixFunc
 	// query is the view's query over the copy restricted to the rows at or
@@ -175,7 +178,11 @@ func (p *Plan) suffixed() bool {
 }
 
 func (m suffixMethod) strategy(p *Plan) string {
-	return fmt.Sprintf("scoped recomputation (%s): %s and recomputes the rows from the first a batch changes, in the window's order, on", p.Recompute, p.reads())
+	scope := "the rows from the first a batch changes, in the window's order, on"
+	if len(m.parts) > 0 {
+		scope += ", in each partition it touches"
+	}
+	return fmt.Sprintf("scoped recomputation (%s): %s and recomputes %s", p.Recompute, p.reads(), scope)
 }
 
 func (m suffixMethod) statements(p *Plan, n Names) Statements {
@@ -186,58 +193,133 @@ func (m suffixMethod) statements(p *Plan, n Names) Statements {
 }
 
 // index creates the index on the view's table that finds its rows at or
-// after lo, and the last before: on the ORDER BY columns, when every
-// value fits a btree entry.
+// after lo, and the last before: on the PARTITION BY and ORDER BY columns,
+// when every value fits a btree entry.
 func (m suffixMethod) index(p *Plan, n Names) []string {
-	for _, k := range m.keys {
+	for _, k := range append(slices.Clone(m.parts), m.keys...) {
 		if c := p.Columns[k.col]; !c.Btree || !shortValues(c) {
 			return nil
 		}
 	}
-	return []string{"CREATE INDEX ON " + n.Target + " (" + m.order(func(i int) string { return QuoteIdent(p.Columns[m.keys[i].col].Name) }, false) + ")"}
+	cols := list(len(m.parts), func(i int) string { return QuoteIdent(p.Columns[m.parts[i].col].Name) })
+	if cols != "" {
+		cols += ", "
+	}
+	return []string{"CREATE INDEX ON " + n.Target + " (" + cols + m.order(func(i int) string { return QuoteIdent(p.Columns[m.keys[i].col].Name) }, false) + ")"}
 }
 
-// apply recomputes the rows at or after lo and writes the difference from
-// the table's rows there (cur). What the rows before lo contribute to each
-// window function's value comes from cur's first rows, or, when no row is
-// at or after lo, from the table's last row.
+// partLow names the columns of lo's partition values.
+func partLow(i int) string { return "__dv_p" + strconv.Itoa(i+1) }
+
+// samePart is the condition that the values a and b give are of one
+// partition.
+func (m suffixMethod) samePart(a, b func(i int) string) string {
+	conds := make([]string, len(m.parts))
+	for i, k := range m.parts {
+		conds[i] = nullSafeEqual(a(i), b(i), !k.notNull)
+	}
+	return strings.Join(conds, " AND ")
+}
+
+// within is cond restricted to the partition of the values a gives, when
+// the window has partitions: lo's own (alias l).
+func (m suffixMethod) within(a func(i int) string, cond string) string {
+	if len(m.parts) == 0 {
+		return cond
+	}
+	return m.samePart(a, func(i int) string { return "l." + QuoteIdent(partLow(i)) }) + " AND " + cond
+}
+
+// apply recomputes the rows at or after lo (in each touched partition)
+// and writes the difference from the table's rows there (cur). What the
+// rows before lo contribute to each window function's value comes from
+// cur's first rows, or, when no row is at or after lo, from the last row
+// (of the partition).
 func (m suffixMethod) apply(p *Plan, n Names) string {
 	col := func(alias string) func(i int) string {
 		return func(i int) string { return alias + "." + QuoteIdent(p.Columns[m.keys[i].col].Name) }
 	}
-	low := "SELECT " + list(len(m.keys), func(i int) string {
-		return "(" + m.keys[i].expr + ") AS " + QuoteIdent(suffixLowCol(i))
-	}) + p.from(n.Stage) + p.whereSQL() + " ORDER BY " + m.order(func(i int) string { return "(" + m.keys[i].expr + ")" }, false) + " LIMIT 1"
-	last := "SELECT u.* FROM " + n.Target + " AS u ORDER BY " + m.order(col("u"), true) + " LIMIT 1"
+	part := func(alias string) func(i int) string {
+		return func(i int) string { return alias + "." + QuoteIdent(p.Columns[m.parts[i].col].Name) }
+	}
+	keyExpr := func(i int) string { return "(" + m.keys[i].expr + ")" }
+	parted := len(m.parts) > 0
+	// lo: the first staged ORDER BY values, per partition; read as
+	// scalars without partitions, joined (alias l) with them.
+	low := "SELECT " + list(len(m.keys), func(i int) string { return keyExpr(i) + " AS " + QuoteIdent(suffixLowCol(i)) })
+	order := m.order(keyExpr, false)
+	lo, scope := lowValue, suffixAny+" AND "
+	if parted {
+		pexprs := list(len(m.parts), func(i int) string { return "(" + m.parts[i].expr + ")" })
+		low = "SELECT DISTINCT ON (" + pexprs + ") " + list(len(m.parts), func(i int) string {
+			return "(" + m.parts[i].expr + ") AS " + QuoteIdent(partLow(i))
+		}) + ", " + strings.TrimPrefix(low, "SELECT ")
+		order = pexprs + ", " + order
+		lo = func(i int) string { return "l." + QuoteIdent(suffixLowCol(i)) }
+		scope = ""
+	}
+	low += p.from(n.Stage) + p.whereSQL() + " ORDER BY " + order
+	if !parted {
+		low += " LIMIT 1"
+	}
+	curFrom := " AS u WHERE "
+	if parted {
+		curFrom = " AS u JOIN " + suffixLow + " AS l ON "
+	}
+	// The last row (of lo's partition).
+	last := "(SELECT u.* FROM " + n.Target + " AS u"
+	if parted {
+		last += " WHERE " + m.samePart(part("u"), func(i int) string { return "l." + QuoteIdent(partLow(i)) })
+	}
+	last += " ORDER BY " + m.order(col("u"), true) + " LIMIT 1) AS lr"
+	inCur := ""
+	if parted {
+		inCur = " WHERE " + m.samePart(part("c"), func(i int) string { return "l." + QuoteIdent(partLow(i)) })
+	}
+	and := func(cond string) string {
+		if inCur == "" {
+			return " WHERE " + cond
+		}
+		return inCur + " AND " + cond
+	}
 	var offsets []string
 	for j, f := range m.funcs {
 		w := QuoteIdent(p.Columns[f.col].Name)
 		// Before lo, from cur: the first rank, dense_rank or row_number
-		// there less one; the first running count less its peers. From
-		// the last row: its value, and for rank its peers, less one.
-		first, fromLast, none := "pg_catalog.min(c."+w+") - 1 FROM cur AS c", "l."+w, "0"
+		// there less one; the first running count less its peers, the
+		// first running sum less their values. From the last row: its
+		// value, and for rank its peers, less one.
+		first, fromLast, none := "pg_catalog.min(c."+w+") - 1 FROM cur AS c"+inCur, "lr."+w, "0"
 		switch f.fn {
 		case "sum":
-			// The first peers' running sum less their x; NULL while no x
-			// was summed.
 			x := QuoteIdent(p.Columns[f.arg].Name)
 			peers := make([]string, len(m.keys))
 			for i, k := range m.keys {
 				peers[i] = nullSafeEqual(col("c")(i), col("f")(i), !k.notNull)
 			}
+			firstRow := "(SELECT c.* FROM cur AS c" + inCur + " ORDER BY " + m.order(col("c"), false) + " LIMIT 1) AS f"
 			first = "CASE WHEN pg_catalog.sum(c." + x + ") IS NULL THEN pg_catalog.min(f." + w + ") ELSE pg_catalog.min(f." + w + ") - pg_catalog.sum(c." + x + ") END" +
-				" FROM cur AS c, (SELECT * FROM cur ORDER BY " + m.order(col("cur"), false) + " LIMIT 1) AS f WHERE " + strings.Join(peers, " AND ")
+				" FROM cur AS c, " + firstRow + and(strings.Join(peers, " AND "))
 			none = "NULL"
 		case "count":
-			first = "c." + w + " - pg_catalog.count(*) FROM cur AS c GROUP BY c." + w + " ORDER BY c." + w + " LIMIT 1"
+			first = "c." + w + " - pg_catalog.count(*) FROM cur AS c" + inCur + " GROUP BY c." + w + " ORDER BY c." + w + " LIMIT 1"
 		case "rank":
 			peers := make([]string, len(m.keys))
 			for i, k := range m.keys {
-				peers[i] = nullSafeEqual(col("u2")(i), col("l")(i), !k.notNull)
+				peers[i] = nullSafeEqual(col("u2")(i), col("lr")(i), !k.notNull)
+			}
+			if parted {
+				peers = append(peers, m.samePart(part("u2"), part("lr")))
 			}
 			fromLast += " + (SELECT pg_catalog.count(*) FROM " + n.Target + " AS u2 WHERE " + strings.Join(peers, " AND ") + ") - 1"
 		}
-		offsets = append(offsets, "CASE WHEN EXISTS (SELECT 1 FROM cur) THEN (SELECT "+first+") ELSE coalesce((SELECT "+fromLast+" FROM __dv_last AS l), "+none+") END AS "+QuoteIdent("__dv_f"+strconv.Itoa(j+1)))
+		offsets = append(offsets, "CASE WHEN EXISTS (SELECT 1 FROM cur AS c"+inCur+") THEN (SELECT "+first+") ELSE coalesce((SELECT "+fromLast+" FROM "+last+"), "+none+") END AS "+QuoteIdent("__dv_f"+strconv.Itoa(j+1)))
+	}
+	off := "SELECT " + strings.Join(offsets, ", ")
+	join := " CROSS JOIN __dv_off AS o"
+	if parted {
+		off = "SELECT " + list(len(m.parts), func(i int) string { return "l." + QuoteIdent(partLow(i)) }) + ", " + strings.Join(offsets, ", ") + " FROM " + suffixLow + " AS l"
+		join = " JOIN __dv_off AS o ON " + m.samePart(part("q"), func(i int) string { return "o." + QuoteIdent(partLow(i)) })
 	}
 	outs := list(len(p.Columns), func(i int) string {
 		c := "q." + QuoteIdent(p.Columns[i].Name)
@@ -254,11 +336,10 @@ func (m suffixMethod) apply(p *Plan, n Names) string {
 	})
 	return "WITH " + suffixLow + " AS (" + low + "), " +
 		"cur AS (SELECT u.*, u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(u.*)::text) AS __dv_n FROM " + n.Target +
-		" AS u WHERE " + suffixAny + " AND " + m.atOrAfter(col("u"), lowValue) + "), " +
-		"__dv_last AS (" + last + "), " +
-		"__dv_off AS (SELECT " + strings.Join(offsets, ", ") + "), " +
+		curFrom + scope + m.within(part("u"), m.atOrAfter(col("u"), lo)) + "), " +
+		"__dv_off AS (" + off + "), " +
 		"r AS (SELECT q.*, ROW(q.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(q.*)::text) AS __dv_n FROM (SELECT " + outs +
-		" FROM (" + m.query + ") AS q CROSS JOIN __dv_off AS o) AS q), " +
+		" FROM (" + m.query + ") AS q" + join + ") AS q), " +
 		// By their ctids: the server expects many rows at or after lo
 		// (it cannot know lo), and would scan the table for them.
 		"del AS (DELETE FROM " + n.Target + " AS u WHERE u.ctid = ANY (ARRAY(SELECT cur.__dv_ctid FROM cur WHERE NOT EXISTS " + sameRow("r", "cur") + ")) RETURNING 1), " +
@@ -296,7 +377,7 @@ func (p *Plan) planSuffix(a *analysis, sel *pg_query.SelectStmt) error {
 		}
 		w := fc.Over
 		name := funcName(fc)
-		if !slices.Contains(suffixFuncs, name) || w.Name != "" || w.Refname != "" || len(w.PartitionClause) > 0 || len(w.OrderClause) == 0 ||
+		if !slices.Contains(suffixFuncs, name) || w.Name != "" || w.Refname != "" || len(w.OrderClause) == 0 ||
 			w.FrameOptions != defaultFrame || fc.AggFilter != nil || fc.AggDistinct || len(fc.AggOrder) > 0 || fc.AggWithinGroup || fc.FuncVariadic ||
 			fc.AggStar != (name == "count") || len(fc.Args) != strings.Count(name, "sum") {
 			ok = false
@@ -313,6 +394,9 @@ func (p *Plan) planSuffix(a *analysis, sel *pg_query.SelectStmt) error {
 			}
 		}
 		var items []string
+		for _, e := range w.PartitionClause {
+			items = append(items, "partition "+canonical(e))
+		}
 		for _, o := range w.OrderClause {
 			sb := o.GetSortBy()
 			items = append(items, canonical(sb.GetNode())+" "+sb.GetSortbyDir().String()+" "+sb.GetSortbyNulls().String())
@@ -320,6 +404,18 @@ func (p *Plan) planSuffix(a *analysis, sel *pg_query.SelectStmt) error {
 		s := strings.Join(items, ", ")
 		if window == "" {
 			window = s
+			for _, e := range w.PartitionClause {
+				found := slices.IndexFunc(a.targets, func(t target) bool { return canonical(t.expr) == canonical(e) })
+				if found < 0 {
+					ok = false
+					break
+				}
+				x, err := d.deparse(e)
+				if err != nil {
+					return err
+				}
+				m.parts = append(m.parts, suffixKey{col: found, expr: x})
+			}
 			for _, o := range w.OrderClause {
 				sb := o.GetSortBy()
 				if sb == nil || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
@@ -353,29 +449,41 @@ func (p *Plan) planSuffix(a *analysis, sel *pg_query.SelectStmt) error {
 	if !ok || len(m.funcs) == 0 || len(m.funcs) != windows || len(sel.TargetList) != len(p.Columns) {
 		return nil
 	}
-	// A key that is a column of the one source: NOT NULL as declared, and
-	// looked up in the copy.
+	// A partition or key that is a column of the one source: NOT NULL as
+	// declared, and looked up in the copy.
 	var cols []string
-	for i, k := range m.keys {
+	notNull := func(k *suffixKey) bool {
 		cr := a.targets[k.col].expr.GetColumnRef()
 		if len(p.Sources) != 1 || cr == nil || isStar(cr) {
-			cols = nil
-			break
+			return false
 		}
 		name := cr.Fields[len(cr.Fields)-1].GetString_().GetSval()
 		c := slices.IndexFunc(p.Sources[0].All, func(c Column) bool { return c.Name == name })
 		if c < 0 {
-			cols = nil
-			break
+			return false
 		}
-		m.keys[i].notNull = p.Sources[0].All[c].NotNull
+		k.notNull = p.Sources[0].All[c].NotNull
 		cols = append(cols, name)
+		return true
 	}
-	// The query over the rows at or after lo, which the copy finds by the
-	// ORDER BY columns when they are columns of it.
+	for _, ks := range [][]suffixKey{m.parts, m.keys} {
+		for i := range ks {
+			if !notNull(&ks[i]) {
+				cols = nil
+			}
+		}
+	}
+	// The query over the rows at or after lo (in lo's partition), which
+	// the copy finds by the PARTITION BY and ORDER BY columns when they
+	// are columns of it.
 	r := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
 	r.SortClause = nil
-	cond := suffixAny + " AND " + m.atOrAfter(func(i int) string { return "(" + m.keys[i].expr + ")" }, lowValue)
+	keyExpr := func(i int) string { return "(" + m.keys[i].expr + ")" }
+	cond := suffixAny + " AND " + m.atOrAfter(keyExpr, lowValue)
+	if len(m.parts) > 0 {
+		cond = "EXISTS (SELECT 1 FROM " + suffixLow + " AS l WHERE " + m.within(func(i int) string { return "(" + m.parts[i].expr + ")" },
+			m.atOrAfter(keyExpr, func(i int) string { return "l." + QuoteIdent(suffixLowCol(i)) })) + ")"
+	}
 	if r.WhereClause != nil {
 		w, err := d.deparse(r.WhereClause)
 		if err != nil {
@@ -393,5 +501,8 @@ func (p *Plan) planSuffix(a *analysis, sel *pg_query.SelectStmt) error {
 	p.addLookup(0, cols)
 	p.how = m
 	p.Recompute = "window functions over all rows in one order"
+	if len(m.parts) > 0 {
+		p.Recompute = "window functions in one order per partition"
+	}
 	return nil
 }

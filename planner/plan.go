@@ -649,10 +649,12 @@ func (p *Plan) planWhole(a *analysis) error {
 	if err != nil {
 		return err
 	}
-	if err := p.planPartitions(a, sel); err != nil || p.how != nil {
+	// Within partitions too, the rows from the first change on cost less
+	// than the partitions.
+	if err := p.planSuffix(a, sel); err != nil || p.how != nil {
 		return err
 	}
-	return p.planSuffix(a, sel)
+	return p.planPartitions(a, sel)
 }
 
 // planPartitions narrows the recomputation of a view whose window
