@@ -32,8 +32,9 @@ import (
 //	sum(x)      the first sum, less their x     its sum
 //
 // (x an output column of an exact type: integers, numeric, money,
-// interval.) The suffix's rows are written as a multiset difference from
-// cur. A change at the end of the order costs the few rows after it; one
+// interval.) With a PARTITION BY of output columns, the same per touched
+// partition: lo, cur's first rows and the last row are the partition's.
+// The suffix's rows are written as a multiset difference from cur. A change at the end of the order costs the few rows after it; one
 // at the head costs the whole table, as a REFRESH would.
 
 // suffixKey is one ORDER BY item of the window: the output column that
