@@ -74,6 +74,9 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*D
 	if parts := splitOuterJoin(ctx, d, cat, views); parts != nil {
 		return parts
 	}
+	if parts := splitOuterChain(ctx, d, cat, views); parts != nil {
+		return parts
+	}
 	if parts := splitOuterGroups(ctx, d, cat, views); parts != nil {
 		return parts
 	}

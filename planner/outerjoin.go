@@ -138,7 +138,7 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 	if !grouped || windowed {
 		return nil
 	}
-	_, _, tables, ok := outerJoin(ctx, sel, cat, views)
+	tables, ok := outerTables(ctx, sel, cat, views)
 	if !ok {
 		return nil
 	}
@@ -205,8 +205,8 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 	if part == nil {
 		return nil
 	}
-	parts := splitOuterJoin(ctx, part, cat, views)
-	if parts == nil {
+	parts := splitJoinTree(ctx, part, cat, views)
+	if len(parts) < 2 {
 		return nil
 	}
 	outer.FromClause = []*pg_query.Node{tableRef(part.Target, &pg_query.Alias{Aliasname: joinedRows})}

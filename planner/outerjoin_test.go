@@ -13,7 +13,8 @@ const (
 // A select-project view over one LEFT, RIGHT or FULL join of two tables is
 // the UNION ALL of its matched rows (the inner join) and the unmatched
 // rows of each preserved side (an anti-join), each an internal view kept
-// by delta rules, with the view's own columns. Other outer joins stay.
+// by delta rules, with the view's own columns. Joins of more tables are
+// chains (TestDecomposeOuterJoinChains).
 func TestDecomposeOuterJoins(t *testing.T) {
 	cat := planCatalog(t)
 	cases := []decomposeCase{
@@ -27,7 +28,6 @@ func TestDecomposeOuterJoins(t *testing.T) {
 			`SELECT c.id AS cid, o.id AS oid FROM customers c FULL JOIN orders o ON o.customer = c.id`,
 			[][2]string{{"matched", outerMatched}, {"unmatched left/where 1", outerKeys}, {"unmatched left", outerAnti}, {"unmatched right/where 1", outerKeys}, {"unmatched right", outerAnti}}, outerUnion + "3"},
 		{"star stays", `SELECT * FROM customers c LEFT JOIN orders o ON o.customer = c.id`, nil, ""},
-		{"three tables stay", `SELECT c.id, o.id AS oid, o2.id AS o2id FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id`, nil, ""},
 		{"a subquery stays", `SELECT c.id, o.qty FROM customers c LEFT JOIN orders o ON o.customer = c.id WHERE o.qty > (SELECT 1)`, nil, ""},
 	}
 	checkDecomposedCases(t, cat, cases)
@@ -71,6 +71,68 @@ func TestDecomposeScalarsInTheSelectList(t *testing.T) {
 			[][2]string{{"select 1", "scoped recomputation"}}, outerMatched},
 		{"coalesce over no rows stays", `SELECT c.id, (SELECT coalesce(sum(o.qty), 7) FROM orders o WHERE o.customer = c.id) AS n FROM customers c`, nil, ""},
 		{"two subqueries stay", `SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer = c.id) AS n, (SELECT max(qty) FROM orders) AS m FROM customers c`, nil, ""},
+	}
+	checkDecomposedCases(t, cat, cases)
+}
+
+// A select-project view over a tree of joins with an outer join is split
+// from the top: the sides of a top outer join that are joins, or the outer
+// joins under a top inner join or FROM list, become internal views of
+// their own (split further, down to joins of two tables), and the view
+// reads them.
+func TestDecomposeOuterJoinChains(t *testing.T) {
+	cat := planCatalog(t)
+	// left/matched, left/unmatched/where 1, left/unmatched, left: a LEFT
+	// JOIN of two tables as a side.
+	leftSide := func(side string) [][2]string {
+		return [][2]string{{side + "/matched", outerMatched}, {side + "/unmatched/where 1", outerKeys}, {side + "/unmatched", outerAnti}, {side, outerUnion + "2"}}
+	}
+	top := [][2]string{{"matched", outerMatched}, {"unmatched/where 1", outerKeys}, {"unmatched", outerAnti}}
+	cases := []decomposeCase{
+		{"two LEFT JOINs, the upper ON reading the lower's nullable side",
+			`SELECT c.id, o.id AS oid, o2.qty FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id + 1`,
+			append(leftSide("left"), top...), outerUnion + "2"},
+		{"an inner join, then a LEFT JOIN",
+			`SELECT c.id, o.id AS oid, o2.qty FROM customers c JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id + 1`,
+			append([][2]string{{"left", outerMatched}}, top...), outerUnion + "2"},
+		{"a LEFT JOIN, then an inner join",
+			`SELECT c.id, o.id AS oid, d.region FROM customers c LEFT JOIN orders o ON o.customer = c.id JOIN customers d ON d.id = o.qty`,
+			leftSide("join 1"), outerMatched},
+		{"a FULL JOIN of a table and a LEFT JOIN, with a WHERE",
+			`SELECT c.id, o.id AS oid, o2.qty FROM customers c FULL JOIN (orders o LEFT JOIN orders o2 ON o2.id = o.id + 1) ON o.customer = c.id WHERE c.region IS DISTINCT FROM 'x'`,
+			append(leftSide("right"), [][2]string{{"matched", outerMatched}, {"unmatched left/where 1", outerKeys}, {"unmatched left", outerAnti},
+				{"unmatched right/where 1", outerKeys}, {"unmatched right", outerAnti}}...), outerUnion + "3"},
+		{"tables listed with commas beside a LEFT JOIN",
+			`SELECT c.id, o.id AS oid, d.region FROM customers c, orders o LEFT JOIN customers d ON d.id = o.qty WHERE o.customer = c.id`,
+			leftSide("join 1"), outerMatched},
+		{"three LEFT JOINs",
+			`SELECT c.id, o.id AS oid, o2.qty, d.region FROM customers c LEFT JOIN orders o ON o.customer = c.id
+				LEFT JOIN orders o2 ON o2.id = o.id + 1 LEFT JOIN customers d ON d.id = o2.customer`,
+			append(append(leftSide("left/left"), [][2]string{{"left/matched", outerMatched}, {"left/unmatched/where 1", outerKeys}, {"left/unmatched", outerAnti}, {"left", outerUnion + "2"}}...), top...), outerUnion + "2"},
+		{"a star stays", `SELECT * FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id`, nil, ""},
+		{"USING stays", `SELECT c.id FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN customers d USING (region)`, nil, ""},
+		{"a subquery stays", `SELECT c.id, o.qty FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id WHERE o.qty > (SELECT 1)`, nil, ""},
+	}
+	checkDecomposedCases(t, cat, cases)
+}
+
+// A GROUP BY view over a chain of joins groups the internal view of its
+// joined rows, itself split as a chain.
+func TestDecomposeGroupsOverOuterJoinChains(t *testing.T) {
+	cat := planCatalog(t)
+	joined := [][2]string{{"joined/left/matched", outerMatched}, {"joined/left/unmatched/where 1", outerKeys}, {"joined/left/unmatched", outerAnti}, {"joined/left", outerUnion + "2"},
+		{"joined/matched", outerMatched}, {"joined/unmatched/where 1", outerKeys}, {"joined/unmatched", outerAnti}, {"joined", outerUnion + "2"}}
+	cases := []decomposeCase{
+		{"counted by the first table",
+			`SELECT c.id, count(o.id) AS n, sum(o2.qty) AS q FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id + 1 GROUP BY c.id`,
+			joined, "algebraic (counting)"},
+		{"max recomputes its touched groups",
+			`SELECT c.region, max(o2.qty) AS m FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id + 1 GROUP BY c.region`,
+			joined, "scoped recomputation"},
+		{"an inner join under a LEFT JOIN",
+			`SELECT c.region, count(*) AS n, count(o2.id) AS m FROM customers c JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id + 1 GROUP BY c.region`,
+			[][2]string{{"joined/left", outerMatched}, {"joined/matched", outerMatched}, {"joined/unmatched/where 1", outerKeys}, {"joined/unmatched", outerAnti}, {"joined", outerUnion + "2"}},
+			"algebraic (counting)"},
 	}
 	checkDecomposedCases(t, cat, cases)
 }
