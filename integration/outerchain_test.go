@@ -10,7 +10,8 @@ import (
 // and each view equals its query as every table changes: rows gain their
 // first match and lose their last, join keys move and become NULL, an
 // upper join's ON reads the NULLs of a lower one, a WHERE rejects them,
-// after a restart in the middle and a TRUNCATE.
+// after a restart in the middle and a TRUNCATE. Several scalar subqueries
+// in the select list are such a chain.
 func TestOuterJoinChains(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
@@ -41,6 +42,14 @@ func TestOuterJoinChains(t *testing.T) {
 			LEFT JOIN products p ON p.id = o.product_id WHERE o.customer_id = c.id`),
 		plainView("left_inner", `SELECT c.id, o.id AS oid, p.title FROM customers c
 			LEFT JOIN orders o ON o.customer_id = c.id JOIN products p ON p.id = o.product_id`),
+		// Several scalar subqueries in the select list: a chain of LEFT
+		// JOINs of their internal views, and a cross join for the
+		// uncorrelated one.
+		plainView("sc2", `SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer_id = c.id) AS n,
+			(SELECT max(o.id) FROM orders o WHERE o.customer_id = c.id) AS m FROM customers c`),
+		plainView("sc3", `SELECT c.name, (SELECT sum(p.price) FROM products p WHERE p.id = c.id) AS own,
+			(SELECT count(*) FROM orders o WHERE o.product_id = c.id AND o.customer_id IS NOT NULL) AS sold,
+			(SELECT max(price) FROM products) AS top FROM customers c WHERE c.id < 9`),
 	}
 	e.start(views)
 	e.check(views...)
@@ -55,6 +64,8 @@ func TestOuterJoinChains(t *testing.T) {
 		"oj3g":       "algebraic (counting)",
 		"full_tree":  "algebraic (delta rules over UNION ALL of 3",
 		"comma_left": "algebraic (delta rules over inner joins)",
+		"sc2":        "algebraic (delta rules over UNION ALL",
+		"sc2/left":   "internal view of sc2: algebraic (delta rules over UNION ALL",
 	})
 	steps := []string{
 		// A customer without orders, an order without a product, a

@@ -47,6 +47,8 @@ var randomSQLViews = []view{
 	plainView("rs_full_tree", `SELECT c.id AS cid, o.id AS oid, l.tag FROM r_cust c
 		FULL JOIN (r_line l RIGHT JOIN r_ord o ON l.ord = o.id AND coalesce(l.tag, '') <> 'red') ON o.cust = c.id WHERE c.seg IS DISTINCT FROM 'z'`),
 	plainView("rs_order_count", `SELECT c.id, c.region, (SELECT count(*) FROM r_ord o WHERE o.cust = c.id AND o.status <> 'X') AS n FROM r_cust c`),
+	plainView("rs_scalars", `SELECT c.id, (SELECT count(*) FROM r_ord o WHERE o.cust = c.id) AS n,
+		(SELECT sum(o.total) FROM r_ord o WHERE o.cust = c.id AND o.status <> 'X') AS t, (SELECT count(*) FROM r_line) AS lines FROM r_cust c`),
 	plainView("rs_line_total", `SELECT o.id, (SELECT sum(l.qty * l.price) FROM r_line l WHERE l.ord = o.id) AS amount FROM r_ord o WHERE o.total IS NOT NULL`),
 	plainView("rs_top_bal", `SELECT id, bal, (SELECT max(bal) FROM r_cust) AS top FROM r_cust`),
 	plainView("rs_busy_orders", `SELECT o.id, o.total FROM r_ord o WHERE EXISTS (SELECT * FROM r_line l WHERE l.ord = o.id AND l.qty > 3)`),

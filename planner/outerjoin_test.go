@@ -54,9 +54,10 @@ func TestDecomposeGroupsOverOuterJoins(t *testing.T) {
 	checkDecomposedCases(t, cat, cases)
 }
 
-// A scalar subquery in the select list of a view over one table is an
+// Each scalar subquery in the select list of a view over one table is an
 // internal view read through a LEFT JOIN by its correlation (kept as
-// matched and unmatched rows), or cross-joined when uncorrelated.
+// matched and unmatched rows; several, as a chain of them), or
+// cross-joined when uncorrelated.
 func TestDecomposeScalarsInTheSelectList(t *testing.T) {
 	cat := planCatalog(t)
 	cases := []decomposeCase{
@@ -70,7 +71,16 @@ func TestDecomposeScalarsInTheSelectList(t *testing.T) {
 			`SELECT id, (SELECT max(qty) FROM orders) AS most FROM customers`,
 			[][2]string{{"select 1", "scoped recomputation"}}, outerMatched},
 		{"coalesce over no rows stays", `SELECT c.id, (SELECT coalesce(sum(o.qty), 7) FROM orders o WHERE o.customer = c.id) AS n FROM customers c`, nil, ""},
-		{"two subqueries stay", `SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer = c.id) AS n, (SELECT max(qty) FROM orders) AS m FROM customers c`, nil, ""},
+		{"correlated and uncorrelated",
+			`SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer = c.id) AS n, (SELECT max(qty) FROM orders) AS m FROM customers c`,
+			[][2]string{{"select 1", "algebraic (counting)"}, {"select 2", "scoped recomputation"},
+				{"join 1/matched", outerMatched}, {"join 1/unmatched/where 1", outerKeys}, {"join 1/unmatched", outerAnti}, {"join 1", outerUnion + "2"}}, outerMatched},
+		{"two correlated, one after the other",
+			`SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer = c.id) AS n, (SELECT max(o.id) FROM orders o WHERE o.customer = c.id) AS m FROM customers c`,
+			[][2]string{{"select 1", "algebraic (counting)"}, {"select 2", "scoped recomputation"},
+				{"left/matched", outerMatched}, {"left/unmatched/where 1", outerKeys}, {"left/unmatched", outerAnti}, {"left", outerUnion + "2"},
+				{"matched", outerMatched}, {"unmatched/where 1", outerKeys}, {"unmatched", outerAnti}}, outerUnion + "2"},
+		{"a subquery in an expression stays", `SELECT c.id, 1 + (SELECT count(*) FROM orders o WHERE o.customer = c.id) AS n FROM customers c`, nil, ""},
 	}
 	checkDecomposedCases(t, cat, cases)
 }
