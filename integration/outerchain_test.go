@@ -11,7 +11,8 @@ import (
 // first match and lose their last, join keys move and become NULL, an
 // upper join's ON reads the NULLs of a lower one, a WHERE rejects them,
 // after a restart in the middle and a TRUNCATE. Several scalar subqueries
-// in the select list are such a chain.
+// in the select list are such a chain, and a grouped subquery in FROM is a
+// side like a table.
 func TestOuterJoinChains(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
@@ -42,6 +43,12 @@ func TestOuterJoinChains(t *testing.T) {
 			LEFT JOIN products p ON p.id = o.product_id WHERE o.customer_id = c.id`),
 		plainView("left_inner", `SELECT c.id, o.id AS oid, p.title FROM customers c
 			LEFT JOIN orders o ON o.customer_id = c.id JOIN products p ON p.id = o.product_id`),
+		// A grouped subquery in FROM on a side, projected and grouped.
+		plainView("from_side", `SELECT c.id, t.n, t.last, p.title FROM customers c
+			LEFT JOIN (SELECT customer_id, count(*) AS n, max(id) AS last FROM orders GROUP BY customer_id) t ON t.customer_id = c.id
+			LEFT JOIN products p ON p.id = t.n`),
+		plainView("from_side_groups", `SELECT length(c.name) AS len, count(t.customer_id) AS n, sum(t.n) AS s FROM customers c
+			LEFT JOIN (SELECT customer_id, count(*) AS n FROM orders GROUP BY customer_id) t ON t.customer_id = c.id GROUP BY length(c.name)`),
 		// Several scalar subqueries in the select list: a chain of LEFT
 		// JOINs of their internal views, and a cross join for the
 		// uncorrelated one.
@@ -58,14 +65,17 @@ func TestOuterJoinChains(t *testing.T) {
 		t.Errorf("views recomputed whole:\n%s", whole)
 	}
 	e.strategiesStartWith(map[string]string{
-		"oj3":        "algebraic (delta rules over UNION ALL",
-		"oj3/left":   "internal view of oj3: algebraic (delta rules over UNION ALL",
-		"ijl/left":   "internal view of ijl: algebraic (delta rules over inner joins)",
-		"oj3g":       "algebraic (counting)",
-		"full_tree":  "algebraic (delta rules over UNION ALL of 3",
-		"comma_left": "algebraic (delta rules over inner joins)",
-		"sc2":        "algebraic (delta rules over UNION ALL",
-		"sc2/left":   "internal view of sc2: algebraic (delta rules over UNION ALL",
+		"oj3":              "algebraic (delta rules over UNION ALL",
+		"oj3/left":         "internal view of oj3: algebraic (delta rules over UNION ALL",
+		"ijl/left":         "internal view of ijl: algebraic (delta rules over inner joins)",
+		"oj3g":             "algebraic (counting)",
+		"full_tree":        "algebraic (delta rules over UNION ALL of 3",
+		"comma_left":       "algebraic (delta rules over inner joins)",
+		"sc2":              "algebraic (delta rules over UNION ALL",
+		"from_side/from t": "internal view of from_side: scoped recomputation",
+		"from_side/left":   "internal view of from_side: algebraic (delta rules over UNION ALL",
+		"from_side_groups": "algebraic (counting)",
+		"sc2/left":         "internal view of sc2: algebraic (delta rules over UNION ALL",
 	})
 	steps := []string{
 		// A customer without orders, an order without a product, a

@@ -24,7 +24,8 @@ ALTER TABLE r_line REPLICA IDENTITY FULL`
 // NOT IN over a nullable column; scalar subqueries, correlated or not, in
 // WHERE, HAVING and the select list; a CTE aggregated again; top-N over
 // groups; set operations; a self-join; count(DISTINCT) over a join;
-// chains and trees of outer and inner joins, projected and grouped;
+// chains and trees of outer and inner joins, projected and grouped, one
+// with a grouped subquery on a side;
 // functions of rows in FROM; and a view reading another view.
 var randomSQLViews = []view{
 	plainView("rs_region", `SELECT c.region, count(*) AS n, sum(l.qty * l.price) AS amount
@@ -46,6 +47,8 @@ var randomSQLViews = []view{
 		FROM r_cust c LEFT JOIN r_ord o ON o.cust = c.id AND o.status <> 'X' LEFT JOIN r_line l ON l.ord = o.id GROUP BY c.region`),
 	plainView("rs_full_tree", `SELECT c.id AS cid, o.id AS oid, l.tag FROM r_cust c
 		FULL JOIN (r_line l RIGHT JOIN r_ord o ON l.ord = o.id AND coalesce(l.tag, '') <> 'red') ON o.cust = c.id WHERE c.seg IS DISTINCT FROM 'z'`),
+	plainView("rs_from_side", `SELECT c.id, t.n, t.t, l.qty FROM r_cust c
+		LEFT JOIN (SELECT cust, count(*) AS n, sum(total) AS t FROM r_ord GROUP BY cust) t ON t.cust = c.id LEFT JOIN r_line l ON l.ord = t.n`),
 	plainView("rs_order_count", `SELECT c.id, c.region, (SELECT count(*) FROM r_ord o WHERE o.cust = c.id AND o.status <> 'X') AS n FROM r_cust c`),
 	plainView("rs_scalars", `SELECT c.id, (SELECT count(*) FROM r_ord o WHERE o.cust = c.id) AS n,
 		(SELECT sum(o.total) FROM r_ord o WHERE o.cust = c.id AND o.status <> 'X') AS t, (SELECT count(*) FROM r_line) AS lines FROM r_cust c`),

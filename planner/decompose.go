@@ -92,6 +92,8 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*D
 	semi, outer := splitWhere(ctx, d, cat)
 	parts, outer := splitFrom(ctx, outer, cat)
 	parts = append(semi, parts...)
+	// Semi- and anti-joins read their parts through joins of their own.
+	joinsOfParts := len(semi) == 0 && len(parts) > 0
 	if len(semi) == 0 && len(parts) > 0 {
 		// Subqueries in WHERE that read a CTE read its part now (Q15).
 		var after []*Definition
@@ -101,9 +103,17 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*D
 		}
 		outer.whole = written(d)
 		parts = append(parts, after...)
+		joinsOfParts = len(after) == 0
 	}
 	if inner, top := split(outer, d); inner != nil {
 		parts, outer = append(parts, inner), top
+	} else if joinsOfParts {
+		// An outer join of a subquery or CTE that became a part splits
+		// as one of tables (outerchain.go).
+		if joins := splitOuterOfParts(ctx, outer, &partCatalog{Catalog: cat, parts: parts}, views); joins != nil {
+			all := nested(ctx, parts, joins[len(joins)-1], cat)
+			return slices.Insert(all, len(all)-1, joins[:len(joins)-1]...)
+		}
 	}
 	if len(parts) == 0 {
 		return nil

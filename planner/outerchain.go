@@ -142,7 +142,7 @@ func splitOuterChain(ctx context.Context, d *Definition, cat Catalog, views View
 			return nil
 		}
 	}
-	named := map[string]bool{}
+	named := map[string]string{}
 	resolved := true
 	rewrite(outer.ProtoReflect(), func(x *pg_query.Node) *pg_query.Node {
 		cr := x.GetColumnRef()
@@ -163,8 +163,12 @@ func splitOuterChain(ctx context.Context, d *Definition, cat Catalog, views View
 			resolved = false
 			return nil
 		}
-		if !named[whats[i]+"\x00"+name] {
-			named[whats[i]+"\x00"+name] = true
+		// "a.b"."c" and "a"."b.c" would share a name.
+		if seen, ok := named[whats[i]+"\x00"+name]; ok && seen != t.name {
+			resolved = false
+			return nil
+		} else if !ok {
+			named[whats[i]+"\x00"+name] = t.name
 			queries[i].TargetList = append(queries[i].TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
 				Name: name, Val: columnRef(t.name, c.Name), Location: -1}}})
 		}
@@ -230,6 +234,17 @@ func splitJoinTree(ctx context.Context, p *Definition, cat Catalog, views Views)
 		return parts
 	}
 	return []*Definition{p}
+}
+
+// splitOuterOfParts splits d, a view over outer joins that reads parts
+// of its own (described by cat), as splitJoinTree or splitOuterGroups
+// would one over tables: the parts of its joins and d reading them, last;
+// nil when none applies.
+func splitOuterOfParts(ctx context.Context, d *Definition, cat Catalog, views Views) []*Definition {
+	if parts := splitJoinTree(ctx, d, cat, views); len(parts) > 1 {
+		return parts
+	}
+	return splitOuterGroups(ctx, d, cat, views)
 }
 
 // maxIdentifier is the longest name Postgres keeps whole (NAMEDATALEN-1).

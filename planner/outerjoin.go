@@ -153,7 +153,7 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 	// The joined rows' columns, in the order the query first reads them.
 	inner := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
 	inner.TargetList, inner.GroupClause, inner.HavingClause, inner.SortClause = nil, nil, nil, nil
-	named := map[string]bool{}
+	named := map[string]string{}
 	ok = true
 	toJoined := func(sorting bool) func(n *pg_query.Node) *pg_query.Node {
 		return func(n *pg_query.Node) *pg_query.Node {
@@ -170,8 +170,12 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 				return nil
 			}
 			name := t.name + "." + c.Name
-			if !named[name] {
-				named[name] = true
+			// "a.b"."c" and "a"."b.c" would share a name.
+			if seen, in := named[name]; in && seen != t.name {
+				ok = false
+				return nil
+			} else if !in {
+				named[name] = t.name
 				inner.TargetList = append(inner.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
 					Name: name, Val: columnRef(t.name, c.Name), Location: -1}}})
 			}

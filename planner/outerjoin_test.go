@@ -89,7 +89,8 @@ func TestDecomposeScalarsInTheSelectList(t *testing.T) {
 // from the top: the sides of a top outer join that are joins, or the outer
 // joins under a top inner join or FROM list, become internal views of
 // their own (split further, down to joins of two tables), and the view
-// reads them.
+// reads them. A subquery in FROM or a CTE that became an internal view is
+// a side like a table.
 func TestDecomposeOuterJoinChains(t *testing.T) {
 	cat := planCatalog(t)
 	// left/matched, left/unmatched/where 1, left/unmatched, left: a LEFT
@@ -119,6 +120,13 @@ func TestDecomposeOuterJoinChains(t *testing.T) {
 			`SELECT c.id, o.id AS oid, o2.qty, d.region FROM customers c LEFT JOIN orders o ON o.customer = c.id
 				LEFT JOIN orders o2 ON o2.id = o.id + 1 LEFT JOIN customers d ON d.id = o2.customer`,
 			append(append(leftSide("left/left"), [][2]string{{"left/matched", outerMatched}, {"left/unmatched/where 1", outerKeys}, {"left/unmatched", outerAnti}, {"left", outerUnion + "2"}}...), top...), outerUnion + "2"},
+		{"a grouped subquery in FROM on a side",
+			`SELECT c.id, t.total FROM customers c LEFT JOIN (SELECT customer, sum(qty) AS total FROM orders GROUP BY customer) t ON t.customer = c.id`,
+			append([][2]string{{"from t", "algebraic (counting)"}}, top...), outerUnion + "2"},
+		{"a CTE in a chain",
+			`WITH t AS (SELECT customer, sum(qty) AS total FROM orders GROUP BY customer)
+				SELECT c.id, t.total, o.id AS oid FROM customers c LEFT JOIN t ON t.customer = c.id LEFT JOIN orders o ON o.id = t.total`,
+			append(append([][2]string{{"with t", "algebraic (counting)"}}, leftSide("left")...), top...), outerUnion + "2"},
 		{"a star stays", `SELECT * FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id`, nil, ""},
 		{"USING stays", `SELECT c.id FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN customers d USING (region)`, nil, ""},
 		{"a subquery stays", `SELECT c.id, o.qty FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id WHERE o.qty > (SELECT 1)`, nil, ""},
@@ -127,7 +135,8 @@ func TestDecomposeOuterJoinChains(t *testing.T) {
 }
 
 // A GROUP BY view over a chain of joins groups the internal view of its
-// joined rows, itself split as a chain.
+// joined rows, itself split as a chain; a subquery in FROM that became an
+// internal view is a side like a table.
 func TestDecomposeGroupsOverOuterJoinChains(t *testing.T) {
 	cat := planCatalog(t)
 	joined := [][2]string{{"joined/left/matched", outerMatched}, {"joined/left/unmatched/where 1", outerKeys}, {"joined/left/unmatched", outerAnti}, {"joined/left", outerUnion + "2"},
@@ -142,6 +151,11 @@ func TestDecomposeGroupsOverOuterJoinChains(t *testing.T) {
 		{"an inner join under a LEFT JOIN",
 			`SELECT c.region, count(*) AS n, count(o2.id) AS m FROM customers c JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id + 1 GROUP BY c.region`,
 			[][2]string{{"joined/left", outerMatched}, {"joined/matched", outerMatched}, {"joined/unmatched/where 1", outerKeys}, {"joined/unmatched", outerAnti}, {"joined", outerUnion + "2"}},
+			"algebraic (counting)"},
+		{"a grouped subquery in FROM on a side",
+			`SELECT c.region, count(t.customer) AS n, sum(t.total) AS s FROM customers c
+				LEFT JOIN (SELECT customer, sum(qty) AS total FROM orders GROUP BY customer) t ON t.customer = c.id GROUP BY c.region`,
+			[][2]string{{"from t", "algebraic (counting)"}, {"joined/matched", outerMatched}, {"joined/unmatched/where 1", outerKeys}, {"joined/unmatched", outerAnti}, {"joined", outerUnion + "2"}},
 			"algebraic (counting)"},
 	}
 	checkDecomposedCases(t, cat, cases)
