@@ -62,7 +62,7 @@ func splitOuterChain(ctx context.Context, d *Definition, cat Catalog, views View
 		}
 	}
 	tables, ok := outerTables(ctx, sel, cat, views)
-	if !ok {
+	if !ok || !noAggregates(ctx, plain, cat) {
 		return nil
 	}
 	// Which subtrees become internal views.
@@ -282,6 +282,23 @@ func selectProjectTree(sel *pg_query.SelectStmt) bool {
 		}
 	})
 	return ok
+}
+
+// noAggregates tells whether sel calls no aggregate, the source's own
+// included (an aggregate over a UNION ALL of parts is no UNION ALL of
+// their aggregates).
+func noAggregates(ctx context.Context, sel *pg_query.SelectStmt, cat Catalog) bool {
+	var names []string
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(n *pg_query.Node) {
+		if fc := n.GetFuncCall(); fc != nil {
+			names = append(names, funcName(fc))
+		}
+	})
+	if len(names) == 0 {
+		return true
+	}
+	aggs, err := cat.Aggregates(ctx, names)
+	return err == nil && len(aggs) == 0
 }
 
 // outerTables are the tables of sel's FROM when it is a tree (or list of

@@ -42,7 +42,7 @@ func splitOuterJoin(ctx context.Context, d *Definition, cat Catalog, views Views
 	matched := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
 	matched.SortClause = nil
 	matched.FromClause[0].GetJoinExpr().Jointype = pg_query.JoinType_JOIN_INNER
-	if !selectProject(matched, nil) {
+	if !selectProject(matched, nil) || !noAggregates(ctx, matched, cat) {
 		return nil
 	}
 	for _, t := range sel.TargetList {

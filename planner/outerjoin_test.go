@@ -93,6 +93,7 @@ func TestDecomposeScalarsInTheSelectList(t *testing.T) {
 // a side like a table.
 func TestDecomposeOuterJoinChains(t *testing.T) {
 	cat := planCatalog(t)
+	mustExec(t, cat.Conn, `CREATE AGGREGATE total(int) (sfunc = int4pl, stype = int)`)
 	// left/matched, left/unmatched/where 1, left/unmatched, left: a LEFT
 	// JOIN of two tables as a side.
 	leftSide := func(side string) [][2]string {
@@ -128,6 +129,8 @@ func TestDecomposeOuterJoinChains(t *testing.T) {
 				SELECT c.id, t.total, o.id AS oid FROM customers c LEFT JOIN t ON t.customer = c.id LEFT JOIN orders o ON o.id = t.total`,
 			append(append([][2]string{{"with t", "algebraic (counting)"}}, leftSide("left")...), top...), outerUnion + "2"},
 		{"a star stays", `SELECT * FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id`, nil, ""},
+		{"an aggregate of the source's stays", `SELECT total(o2.qty) FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id`, nil, ""},
+		{"an aggregate of the source's over two tables stays", `SELECT total(o.qty) FROM customers c LEFT JOIN orders o ON o.customer = c.id`, nil, ""},
 		{"USING stays", `SELECT c.id FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN customers d USING (region)`, nil, ""},
 		{"a subquery stays", `SELECT c.id, o.qty FROM customers c LEFT JOIN orders o ON o.customer = c.id LEFT JOIN orders o2 ON o2.id = o.id WHERE o.qty > (SELECT 1)`, nil, ""},
 	}
