@@ -43,6 +43,12 @@ func TestOuterJoinChains(t *testing.T) {
 			LEFT JOIN products p ON p.id = o.product_id WHERE o.customer_id = c.id`),
 		plainView("left_inner", `SELECT c.id, o.id AS oid, p.title FROM customers c
 			LEFT JOIN orders o ON o.customer_id = c.id JOIN products p ON p.id = o.product_id`),
+		// Four tables: the left side splits twice.
+		plainView("four", `SELECT c.id, o.id AS oid, p.title, c2.name AS namesake FROM customers c
+			LEFT JOIN orders o ON o.customer_id = c.id LEFT JOIN products p ON p.id = o.product_id
+			LEFT JOIN customers c2 ON c2.id = p.id`),
+		// Nothing of the outer join is read outside it: only its rows count.
+		plainView("rows_only", `SELECT c.id FROM customers c, orders o LEFT JOIN products p ON p.id = o.product_id WHERE c.id < 3`),
 		// A grouped subquery in FROM on a side, projected and grouped.
 		plainView("from_side", `SELECT c.id, t.n, t.last, p.title FROM customers c
 			LEFT JOIN (SELECT customer_id, count(*) AS n, max(id) AS last FROM orders GROUP BY customer_id) t ON t.customer_id = c.id
