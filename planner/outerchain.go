@@ -127,14 +127,19 @@ func splitOuterChain(ctx context.Context, d *Definition, cat Catalog, views View
 	}
 	// The view reads each subtree's table in its place; its other column
 	// references, to a subtree's tables, read that table's columns.
+	// Each subtree is first replaced by a node of its own (a reference to
+	// its alias), which becomes the reference to its part's table once
+	// the part is made.
 	outer := plain
+	holders := make([]*pg_query.Node, len(lower))
 	for i, n := range lower {
-		alias := &pg_query.Alias{Aliasname: whats[i]}
+		holders[i] = &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{
+			Relname: whats[i], Alias: &pg_query.Alias{Aliasname: whats[i]}}}}
 		replaced := false
 		rewrite(outer.ProtoReflect(), func(x *pg_query.Node) *pg_query.Node {
 			if !replaced && x == n {
 				replaced = true
-				return &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{Relname: "\x00part", Alias: alias}}}
+				return holders[i]
 			}
 			return nil
 		})
@@ -193,16 +198,8 @@ func splitOuterChain(ctx context.Context, d *Definition, cat Catalog, views View
 		p.whole = written(d)
 		parts = append(parts, p)
 		all = append(all, splitJoinTree(ctx, p, cat, views)...)
+		holders[i].Node = tableRef(p.Target, &pg_query.Alias{Aliasname: whats[i]}).Node
 	}
-	// The placeholders become the parts' tables.
-	k := 0
-	rewrite(outer.ProtoReflect(), func(x *pg_query.Node) *pg_query.Node {
-		if rv := x.GetRangeVar(); rv != nil && rv.Relname == "\x00part" {
-			k++
-			return tableRef(parts[k-1].Target, rv.Alias)
-		}
-		return nil
-	})
 	for i, c := range cols {
 		outer.TargetList[i].GetResTarget().Name = c.Name
 	}
