@@ -71,13 +71,19 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 // splitAll divides d into its internal views and the view reading them,
 // last; nil when nothing in d is worth an internal view.
 func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*Definition {
-	if parts := splitOuterJoin(ctx, d, cat, views); parts != nil {
+	// Outer joins of maintained views are judged with those views' tables
+	// described by their queries, as they will be once built.
+	ocat, oviews := cat, views
+	if vc := readViews(ctx, d, cat, views); vc != nil {
+		ocat, oviews = vc, nil
+	}
+	if parts := splitOuterJoin(ctx, d, ocat, oviews); parts != nil {
 		return parts
 	}
-	if parts := splitOuterChain(ctx, d, cat, views); parts != nil {
+	if parts := splitOuterChain(ctx, d, ocat, oviews); parts != nil {
 		return parts
 	}
-	if parts := splitOuterGroups(ctx, d, cat, views); parts != nil {
+	if parts := splitOuterGroups(ctx, d, ocat, oviews); parts != nil {
 		return parts
 	}
 	if parts := splitSelectScalar(ctx, d, cat, views); parts != nil {

@@ -244,6 +244,40 @@ func splitOuterOfParts(ctx context.Context, d *Definition, cat Catalog, views Vi
 	return splitOuterGroups(ctx, d, cat, views)
 }
 
+// readViews is the catalog in which the maintained views d's FROM reads
+// are tables with the columns their queries give, whether or not they are
+// built yet, so that a split decided on them is the same at every start;
+// nil when d reads none, or one cannot be described.
+func readViews(ctx context.Context, d *Definition, cat Catalog, views Views) *viewCatalog {
+	if d.stmt == nil || cat == nil || len(views) == 0 {
+		return nil
+	}
+	vc := &viewCatalog{Catalog: cat, views: views, self: d, cols: map[*Definition][]Column{}}
+	ok := true
+	for _, f := range d.stmt.FromClause {
+		visit(f, func(n *pg_query.Node) {
+			rv := n.GetRangeVar()
+			if rv == nil || !ok {
+				return
+			}
+			base := views.of(rv.Schemaname, rv.Relname)
+			if base == nil || base == d || vc.cols[base] != nil {
+				return
+			}
+			cols, err := viewColumns(ctx, d, base, views, cat)
+			if err != nil {
+				ok = false
+				return
+			}
+			vc.cols[base] = cols
+		})
+	}
+	if !ok || len(vc.cols) == 0 {
+		return nil
+	}
+	return vc
+}
+
 // maxIdentifier is the longest name Postgres keeps whole (NAMEDATALEN-1).
 const maxIdentifier = 63
 
@@ -300,10 +334,10 @@ func noAggregates(ctx context.Context, sel *pg_query.SelectStmt, cat Catalog) bo
 
 // outerTables are the tables of sel's FROM when it is a tree (or list of
 // trees) of joins with ON conditions over tables, with at least one outer
-// join; false otherwise, when two tables share a name, or a table is a
-// maintained view of views (whose table exists only once that view is
+// join; false otherwise, when two tables share a name, or a table is one
+// of views (a maintained view, whose table exists only once that view is
 // built: a split decided on it would change the plan between the first
-// start and the next).
+// start and the next, unless cat describes it by its query: readViews).
 func outerTables(ctx context.Context, sel *pg_query.SelectStmt, cat Catalog, views Views) ([]fromTable, bool) {
 	if cat == nil || len(sel.FromClause) == 0 {
 		return nil, false

@@ -226,10 +226,11 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 
 // outerJoin is sel's FROM when it is one LEFT, RIGHT or FULL join of two
 // tables: the join, the sides kept when unmatched (0 left, 1 right), and
-// the two tables; false otherwise, or when a side is a maintained view of
-// views: its table exists only once that view is built, and a split
-// decided on it would change the plan between the first start and the
-// next (outer joins of maintained views stay whole).
+// the two tables; false otherwise, or when a side is one of views, a
+// maintained view: its table exists only once that view is built, and a
+// split decided on it would change the plan between the first start and
+// the next. (splitAll passes no views with a catalog that describes them
+// by their queries: readViews.)
 func outerJoin(ctx context.Context, sel *pg_query.SelectStmt, cat Catalog, views Views) (*pg_query.JoinExpr, []int, []fromTable, bool) {
 	if cat == nil || len(sel.FromClause) != 1 {
 		return nil, nil, nil, false

@@ -1,6 +1,10 @@
 package planner
 
-import "testing"
+import (
+	"context"
+	"strings"
+	"testing"
+)
 
 // The strategies of an outer join's parts.
 const (
@@ -162,4 +166,55 @@ func TestDecomposeGroupsOverOuterJoinChains(t *testing.T) {
 			"algebraic (counting)"},
 	}
 	checkDecomposedCases(t, cat, cases)
+}
+
+// An outer join of a maintained view splits as one of tables, decided on
+// the view's columns as its query gives them: the same before its table
+// is built and after.
+func TestDecomposeOuterJoinsOfMaintainedViews(t *testing.T) {
+	cat := planCatalog(t)
+	cases := []struct {
+		name, query string
+		parts       []string
+	}{
+		{"a LEFT JOIN of a view",
+			`SELECT c.id, p.n FROM customers c LEFT JOIN per_customer p ON p.customer = c.id`,
+			[]string{"v/matched", "v/unmatched/where 1", "v/unmatched", "v"}},
+		{"a chain through a view",
+			`SELECT c.id, p.n, o.qty FROM customers c LEFT JOIN per_customer p ON p.customer = c.id LEFT JOIN orders o ON o.id = p.n`,
+			[]string{"v/left/matched", "v/left/unmatched/where 1", "v/left/unmatched", "v/left", "v/matched", "v/unmatched/where 1", "v/unmatched", "v"}},
+		{"grouped over a RIGHT JOIN of a view",
+			`SELECT c.region, count(p.n) AS k FROM per_customer p RIGHT JOIN customers c ON p.customer = c.id GROUP BY c.region`,
+			[]string{"v/joined/matched", "v/joined/unmatched/where 1", "v/joined/unmatched", "v/joined", "v"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			defs, errs := ParseFile("views.sql", `CREATE MATERIALIZED VIEW per_customer AS SELECT customer, count(*) AS n FROM orders GROUP BY customer;
+				CREATE MATERIALIZED VIEW v AS `+c.query+";")
+			if len(errs) > 0 {
+				t.Fatal(errs[0])
+			}
+			for _, d := range defs {
+				d.Target = qualified(d.Target)
+			}
+			all := Decompose(context.Background(), defs, cat)
+			var names []string
+			for _, d := range all[1:] {
+				names = append(names, d.Name)
+			}
+			if strings.Join(names, ", ") != strings.Join(c.parts, ", ") {
+				t.Fatalf("split into %s, want %s", strings.Join(names, ", "), strings.Join(c.parts, ", "))
+			}
+			index := IndexViews(all)
+			for _, d := range all {
+				p, err := BuildAmong(context.Background(), d, cat, index)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(p.Strategy(), "full recomputation") {
+					t.Errorf("%s: %s", d.Name, p.Strategy())
+				}
+			}
+		})
+	}
 }
