@@ -24,6 +24,8 @@ ALTER TABLE r_line REPLICA IDENTITY FULL`
 // NOT IN over a nullable column; scalar subqueries, correlated or not, in
 // WHERE, HAVING and the select list; a CTE aggregated again; top-N over
 // groups; set operations; a self-join; count(DISTINCT) over a join;
+// chains and trees of outer and inner joins, projected and grouped, one
+// with a grouped subquery on a side;
 // functions of rows in FROM; and a view reading another view.
 var randomSQLViews = []view{
 	plainView("rs_region", `SELECT c.region, count(*) AS n, sum(l.qty * l.price) AS amount
@@ -38,7 +40,18 @@ var randomSQLViews = []view{
 	plainView("rs_by_status", `SELECT o.status, count(*) AS n, count(c.id) AS known, max(c.region) AS region FROM r_cust c RIGHT JOIN r_ord o ON o.cust = c.id
 		WHERE o.total IS NOT NULL GROUP BY o.status`),
 	plainView("rs_by_nullable_side", `SELECT c.seg, count(*) AS n, sum(c.bal) AS bal FROM r_ord o LEFT JOIN r_cust c ON c.id = o.cust GROUP BY c.seg HAVING count(*) > 1`),
+	plainView("rs_chain", `SELECT c.id AS cid, o.id AS oid, l.n, l.qty FROM r_cust c LEFT JOIN r_ord o ON o.cust = c.id
+		LEFT JOIN r_line l ON l.ord = o.id AND l.qty > 2`),
+	plainView("rs_inner_left", `SELECT o.id AS oid, c.region, l.qty FROM r_ord o JOIN r_cust c ON c.id = o.cust LEFT JOIN r_line l ON l.ord = o.id`),
+	plainView("rs_chain_groups", `SELECT c.region, count(o.id) AS n, count(l.n) AS lines, sum(l.qty) AS q
+		FROM r_cust c LEFT JOIN r_ord o ON o.cust = c.id AND o.status <> 'X' LEFT JOIN r_line l ON l.ord = o.id GROUP BY c.region`),
+	plainView("rs_full_tree", `SELECT c.id AS cid, o.id AS oid, l.tag FROM r_cust c
+		FULL JOIN (r_line l RIGHT JOIN r_ord o ON l.ord = o.id AND coalesce(l.tag, '') <> 'red') ON o.cust = c.id WHERE c.seg IS DISTINCT FROM 'z'`),
+	plainView("rs_from_side", `SELECT c.id, t.n, t.t, l.qty FROM r_cust c
+		LEFT JOIN (SELECT cust, count(*) AS n, sum(total) AS t FROM r_ord GROUP BY cust) t ON t.cust = c.id LEFT JOIN r_line l ON l.ord = t.n`),
 	plainView("rs_order_count", `SELECT c.id, c.region, (SELECT count(*) FROM r_ord o WHERE o.cust = c.id AND o.status <> 'X') AS n FROM r_cust c`),
+	plainView("rs_scalars", `SELECT c.id, (SELECT count(*) FROM r_ord o WHERE o.cust = c.id) AS n,
+		(SELECT sum(o.total) FROM r_ord o WHERE o.cust = c.id AND o.status <> 'X') AS t, (SELECT count(*) FROM r_line) AS lines FROM r_cust c`),
 	plainView("rs_line_total", `SELECT o.id, (SELECT sum(l.qty * l.price) FROM r_line l WHERE l.ord = o.id) AS amount FROM r_ord o WHERE o.total IS NOT NULL`),
 	plainView("rs_top_bal", `SELECT id, bal, (SELECT max(bal) FROM r_cust) AS top FROM r_cust`),
 	plainView("rs_busy_orders", `SELECT o.id, o.total FROM r_ord o WHERE EXISTS (SELECT * FROM r_line l WHERE l.ord = o.id AND l.qty > 3)`),

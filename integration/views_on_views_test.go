@@ -182,7 +182,7 @@ func TestViewsOverViewsIncremental(t *testing.T) {
 		"per_customer": "counting", "big": "signed rows", "largest": "scoped recomputation",
 		"top2": "full recomputation (LIMIT", "overall": "counting", "big_count": "counting",
 		"named": "delta rules", "by_region": "scoped recomputation (joins", "big_largest": "delta rules",
-		"with_orders": "full recomputation",
+		"with_orders": "delta rules over UNION ALL",
 	} {
 		if st := queryString(t, e.tgt, `SELECT strategy FROM deltaview.views WHERE name = $1`, name); !strings.Contains(st, want) {
 			t.Errorf("%s: strategy %q, want %q", name, st, want)

@@ -71,10 +71,19 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 // splitAll divides d into its internal views and the view reading them,
 // last; nil when nothing in d is worth an internal view.
 func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*Definition {
-	if parts := splitOuterJoin(ctx, d, cat, views); parts != nil {
+	// Outer joins of maintained views are judged with those views' tables
+	// described by their queries, as they will be once built.
+	ocat, oviews := cat, views
+	if vc := readViews(ctx, d, cat, views); vc != nil {
+		ocat, oviews = vc, nil
+	}
+	if parts := splitOuterJoin(ctx, d, ocat, oviews); parts != nil {
 		return parts
 	}
-	if parts := splitOuterGroups(ctx, d, cat, views); parts != nil {
+	if parts := splitOuterChain(ctx, d, ocat, oviews); parts != nil {
+		return parts
+	}
+	if parts := splitOuterGroups(ctx, d, ocat, oviews); parts != nil {
 		return parts
 	}
 	if parts := splitSelectScalar(ctx, d, cat, views); parts != nil {
@@ -89,6 +98,8 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*D
 	semi, outer := splitWhere(ctx, d, cat)
 	parts, outer := splitFrom(ctx, outer, cat)
 	parts = append(semi, parts...)
+	// Semi- and anti-joins read their parts through joins of their own.
+	joinsOfParts := len(semi) == 0 && len(parts) > 0
 	if len(semi) == 0 && len(parts) > 0 {
 		// Subqueries in WHERE that read a CTE read its part now (Q15).
 		var after []*Definition
@@ -98,9 +109,17 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*D
 		}
 		outer.whole = written(d)
 		parts = append(parts, after...)
+		joinsOfParts = len(after) == 0
 	}
 	if inner, top := split(outer, d); inner != nil {
 		parts, outer = append(parts, inner), top
+	} else if joinsOfParts {
+		// An outer join of a subquery or CTE that became a part splits
+		// as one of tables (outerchain.go).
+		if joins := splitOuterOfParts(ctx, outer, &partCatalog{Catalog: cat, parts: parts}, views); joins != nil {
+			all := nested(ctx, parts, joins[len(joins)-1], cat)
+			return slices.Insert(all, len(all)-1, joins[:len(joins)-1]...)
+		}
 	}
 	if len(parts) == 0 {
 		return nil

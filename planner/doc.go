@@ -34,6 +34,15 @@
 //     ("name/unmatched", NOT EXISTS over the other side, whose columns
 //     read NULL); a GROUP BY view over such a join groups the internal
 //     view of its joined rows ("name/joined"), split so (outerjoin.go).
+//     Over a tree of joins with an outer join and more tables, each join
+//     subtree under the top outer join ("name/left", "name/right"), or
+//     each outer join under a top inner join or FROM list ("name/join
+//     N"), is an internal view of the columns the rest reads, split the
+//     same way down to joins of two tables (outerchain.go), a subquery
+//     in FROM or CTE that became an internal view, or a maintained view
+//     (described by its query, built or not), being a side like a table;
+//     several scalar subqueries in the select list are such a chain of
+//     LEFT JOINs.
 //  4. BuildAmong (plan.go) plans one view among the others, with the
 //     source's catalog (Catalog): stars are spelled out (stars.go),
 //     ordinary views of the source read through their definitions

@@ -42,7 +42,7 @@ func splitOuterJoin(ctx context.Context, d *Definition, cat Catalog, views Views
 	matched := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
 	matched.SortClause = nil
 	matched.FromClause[0].GetJoinExpr().Jointype = pg_query.JoinType_JOIN_INNER
-	if !selectProject(matched, nil) {
+	if !selectProject(matched, nil) || !noAggregates(ctx, matched, cat) {
 		return nil
 	}
 	for _, t := range sel.TargetList {
@@ -138,7 +138,7 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 	if !grouped || windowed {
 		return nil
 	}
-	_, _, tables, ok := outerJoin(ctx, sel, cat, views)
+	tables, ok := outerTables(ctx, sel, cat, views)
 	if !ok {
 		return nil
 	}
@@ -153,7 +153,7 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 	// The joined rows' columns, in the order the query first reads them.
 	inner := clone(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}).GetSelectStmt()
 	inner.TargetList, inner.GroupClause, inner.HavingClause, inner.SortClause = nil, nil, nil, nil
-	named := map[string]bool{}
+	named := map[string]string{}
 	ok = true
 	toJoined := func(sorting bool) func(n *pg_query.Node) *pg_query.Node {
 		return func(n *pg_query.Node) *pg_query.Node {
@@ -170,8 +170,12 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 				return nil
 			}
 			name := t.name + "." + c.Name
-			if !named[name] {
-				named[name] = true
+			// "a.b"."c" and "a"."b.c" would share a name.
+			if seen, in := named[name]; in && seen != t.name {
+				ok = false
+				return nil
+			} else if !in {
+				named[name] = t.name
 				inner.TargetList = append(inner.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
 					Name: name, Val: columnRef(t.name, c.Name), Location: -1}}})
 			}
@@ -205,8 +209,8 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 	if part == nil {
 		return nil
 	}
-	parts := splitOuterJoin(ctx, part, cat, views)
-	if parts == nil {
+	parts := splitJoinTree(ctx, part, cat, views)
+	if len(parts) < 2 {
 		return nil
 	}
 	outer.FromClause = []*pg_query.Node{tableRef(part.Target, &pg_query.Alias{Aliasname: joinedRows})}
@@ -222,10 +226,11 @@ func splitOuterGroups(ctx context.Context, d *Definition, cat Catalog, views Vie
 
 // outerJoin is sel's FROM when it is one LEFT, RIGHT or FULL join of two
 // tables: the join, the sides kept when unmatched (0 left, 1 right), and
-// the two tables; false otherwise, or when a side is a maintained view of
-// views: its table exists only once that view is built, and a split
-// decided on it would change the plan between the first start and the
-// next (outer joins of maintained views stay whole).
+// the two tables; false otherwise, or when a side is one of views, a
+// maintained view: its table exists only once that view is built, and a
+// split decided on it would change the plan between the first start and
+// the next. (splitAll passes no views with a catalog that describes them
+// by their queries: readViews.)
 func outerJoin(ctx context.Context, sel *pg_query.SelectStmt, cat Catalog, views Views) (*pg_query.JoinExpr, []int, []fromTable, bool) {
 	if cat == nil || len(sel.FromClause) != 1 {
 		return nil, nil, nil, false

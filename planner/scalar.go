@@ -330,13 +330,57 @@ func (c *partCatalog) Table(ctx context.Context, schema, name string) (*TableInf
 		if p.Target.Schema != schema || p.Target.Name != name {
 			continue
 		}
-		cols, err := c.Catalog.Describe(ctx, p.Query)
+		cols, err := c.Describe(ctx, p.Query)
 		if err != nil {
 			return nil, err
 		}
 		return &TableInfo{Schema: schema, Name: name, Kind: 'r', ReplicaIdentity: 'f', Columns: cols, View: p.Name}, nil
 	}
 	return c.Catalog.Table(ctx, schema, name)
+}
+
+// Describe describes query as the source would once the parts' tables
+// exist: each part's table it reads is read as the part's query, a
+// subquery under the same name. A join subtree split off a view (an
+// internal view of parts, outerchain.go) is described so.
+func (c *partCatalog) Describe(ctx context.Context, query string) ([]Column, error) {
+	sel, err := parseSelect(query)
+	if err != nil {
+		return c.Catalog.Describe(ctx, query)
+	}
+	read := false
+	rewrite(sel.ProtoReflect(), func(n *pg_query.Node) *pg_query.Node {
+		rv := n.GetRangeVar()
+		if rv == nil {
+			return nil
+		}
+		for _, p := range c.parts {
+			if p.Target.Schema != rv.Schemaname || p.Target.Name != rv.Relname || p.stmt == nil {
+				continue
+			}
+			alias := rv.Alias
+			if alias == nil {
+				alias = &pg_query.Alias{Aliasname: rv.Relname}
+			}
+			q, err := parseSelect(p.Query)
+			if err != nil {
+				return nil
+			}
+			read = true
+			return &pg_query.Node{Node: &pg_query.Node_RangeSubselect{RangeSubselect: &pg_query.RangeSubselect{
+				Subquery: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: q}}, Alias: alias}}}
+		}
+		return nil
+	})
+	if !read {
+		return c.Catalog.Describe(ctx, query)
+	}
+	text, err := deparseStmt(sel)
+	if err != nil {
+		return nil, err
+	}
+	// The parts' queries may read other parts of this catalog.
+	return c.Describe(ctx, text)
 }
 
 // Scalar subqueries in HAVING (Q11).
