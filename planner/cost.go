@@ -29,7 +29,7 @@ func (p *Plan) Readings() []Reading {
 	var out []Reading
 	for _, src := range p.Sources {
 		switch {
-		case p.Kind == Whole && p.View.part != nil:
+		case p.Kind == Whole && p.View.part != nil, p.topCopied():
 			out = append(out, Reading{Source: src, Top: true})
 		case p.suffixed():
 			out = append(out, Reading{Source: src, Suffix: true})

@@ -74,6 +74,10 @@
 //     the internal view of its grouped query (decompose.go, planTopIndex),
 //     recomputed as whole does, from that view's table read through an
 //     index on the ORDER BY columns (TopIndex).
+//   - top-N over a copy (method_topcopy.go): ORDER BY ... LIMIT over
+//     one table, ordered by its columns (planTopCopy): whole's statements,
+//     with the copy indexed on the ORDER BY columns so that the query
+//     reads about N rows.
 //   - partitions (method_partitions.go): window functions whose every
 //     PARTITION BY is of output columns and that suffix does not keep
 //     (planPartitions); for one list,

@@ -36,6 +36,7 @@ type keeps struct {
 var (
 	_ Method = constantMethod{}
 	_ Method = topNMethod{}
+	_ Method = topCopyMethod{}
 	_ Method = wholeMethod{}
 	_ Method = partitionsMethod{}
 	_ Method = suffixMethod{}
@@ -52,7 +53,7 @@ var (
 // method is the view's maintenance method, as planning left the plan:
 // the one place that tells the methods apart. The derivation code that
 // chooses a method with fields of its own sets it (Plan.how:
-// buildConstant, planTopIndex, planPartitions, planSuffix, planJoinGroups,
+// buildConstant, planTopIndex, planPartitions, planSuffix, planTopCopy, planJoinGroups,
 // planJoinDelta, planUnionAll, planJoinCounting, CopyPlan); the others
 // follow from the plan's shape, the first that fits.
 func (p *Plan) method() Method {

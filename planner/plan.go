@@ -654,7 +654,11 @@ func (p *Plan) planWhole(a *analysis) error {
 	if err := p.planSuffix(a, sel); err != nil || p.how != nil {
 		return err
 	}
-	return p.planPartitions(a, sel)
+	if err := p.planPartitions(a, sel); err != nil || p.how != nil {
+		return err
+	}
+	p.planTopCopy(a, sel)
+	return nil
 }
 
 // planPartitions narrows the recomputation of a view whose window
