@@ -199,9 +199,11 @@ func (p *Plan) createMultiset(n Names) []string {
 // rowLookupColumns are the output columns of a Projection whose rows are
 // also found by all of them at once, through a btree index over them: the
 // columns with equality, a btree operator class and values short enough
-// for a btree entry, when there are at least two. One column alone can
-// have few values (TPC-H Q9's projection has 25 nations among 319,000
-// rows), so a row found by it alone is searched for among many.
+// for a btree entry, unless that is the lookup column alone. The lookup
+// column alone can have few values (TPC-H Q9's projection has 25 nations
+// among 319,000 rows; an outer join's part, grouped by a text column of 4
+// values, 60,000 rows of each), so a row found by it alone is searched for
+// among many.
 func (p *Plan) rowLookupColumns() []int {
 	var out []int
 	for i, c := range p.Columns {
@@ -209,7 +211,7 @@ func (p *Plan) rowLookupColumns() []int {
 			out = append(out, i)
 		}
 	}
-	if len(out) < 2 {
+	if len(out) == 0 || len(out) == 1 && out[0] == p.lookupColumn() {
 		return nil
 	}
 	return out
