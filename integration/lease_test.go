@@ -170,9 +170,13 @@ func TestSecondProcessOnAStreamWaits(t *testing.T) {
 	}
 
 	// Nobody runs the stream: status says so, and never "running" alone.
+	// The killed process's sessions end on the server a moment after it
+	// exits (the server notices the closed connection): wait for that.
 	second.kill()
-	out = statusOf(t, e)
-	if l := statusLine(out, e.slot); !strings.Contains(l, "none: stopped") {
+	if !poll(30*time.Second, func() bool {
+		out = statusOf(t, e)
+		return strings.Contains(statusLine(out, e.slot), "none: stopped")
+	}) {
 		t.Errorf("status shows a process holding a stream nobody runs:\n%s", out)
 	}
 	for _, v := range secondViews {
