@@ -577,7 +577,10 @@ func TestFaults(t *testing.T) {
 		restarts, snapshots, resumes, strings.Count(logs, "views built while streaming"), strings.Count(logs, "connection trouble, retrying"),
 		strings.Join(rowsText(t, e.src, `SELECT format('%s', ARRAY[(SELECT count(*) FROM customers), (SELECT count(*) FROM products),
 			(SELECT count(*) FROM orders), (SELECT count(*) FROM order_items)])`), ""))
-	if resumes < restarts/2 {
+	// A process killed while it starts (more of them on a loaded
+	// machine) neither resumes nor snapshots: of those that got that far,
+	// most must have resumed the stream, not built it anew.
+	if resumes == 0 || resumes < snapshots {
 		t.Errorf("only %d of %d restarts resumed the stream (%d snapshots)", resumes, restarts, snapshots)
 	}
 	noViewFailed(t, logs)
