@@ -83,12 +83,10 @@ func (m partitionsMethod) apply(p *Plan, n Names) string {
 		inK[i] = nullSafeEqual("u."+QuoteIdent(p.Columns[k].Name), keyRef(i), true)
 	}
 	return "WITH __dv_k AS (" + touched + "), " +
-		"r AS (SELECT q.*, ROW(q.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(q.*)::text) AS __dv_n FROM (" + m.query + ") AS q), " +
-		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(u.*)::text) AS __dv_n FROM " + n.Target +
+		"r AS (SELECT q.*, " + numbered("q") + " FROM (" + m.query + ") AS q), " +
+		"cur AS (SELECT u.ctid AS __dv_ctid, " + numbered("u") + " FROM " + n.Target +
 		" AS u WHERE EXISTS (SELECT 1 FROM __dv_k WHERE " + strings.Join(inK, " AND ") + ")), " +
-		"del AS (DELETE FROM " + n.Target + " AS u USING cur WHERE u.ctid = cur.__dv_ctid AND NOT EXISTS " + sameRow("r", "cur") + " RETURNING 1), " +
-		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + p.colList("r.") + " FROM r WHERE NOT EXISTS " + sameRow("cur", "r") + " RETURNING 1) " +
-		"SELECT (SELECT pg_catalog.count(*) FROM ins), 0::int8, (SELECT pg_catalog.count(*) FROM del)"
+		p.writeDifference(n)
 }
 
 // partitioned tells whether the view recomputes only the window
@@ -122,11 +120,9 @@ func (m partitionsMethod) applyReach(p *Plan, n Names) string {
 		return "(" + strings.Join(any, " OR ") + ")"
 	}
 	return "WITH " + strings.Join(ctes, ", ") + ", " +
-		"r AS (SELECT q.*, ROW(q.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(q.*)::text) AS __dv_n FROM (SELECT * FROM (" +
+		"r AS (SELECT q.*, " + numbered("q") + " FROM (SELECT * FROM (" +
 		m.query + ") AS q0 WHERE " + touched("q0") + ") AS q), " +
-		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(u.*)::text) AS __dv_n FROM " + n.Target +
+		"cur AS (SELECT u.ctid AS __dv_ctid, " + numbered("u") + " FROM " + n.Target +
 		" AS u WHERE " + touched("u") + "), " +
-		"del AS (DELETE FROM " + n.Target + " AS u USING cur WHERE u.ctid = cur.__dv_ctid AND NOT EXISTS " + sameRow("r", "cur") + " RETURNING 1), " +
-		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + p.colList("r.") + " FROM r WHERE NOT EXISTS " + sameRow("cur", "r") + " RETURNING 1) " +
-		"SELECT (SELECT pg_catalog.count(*) FROM ins), 0::int8, (SELECT pg_catalog.count(*) FROM del)"
+		p.writeDifference(n)
 }

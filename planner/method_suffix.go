@@ -336,16 +336,15 @@ func (m suffixMethod) apply(p *Plan, n Names) string {
 		return c + " AS " + QuoteIdent(p.Columns[i].Name)
 	})
 	return "WITH " + suffixLow + " AS (" + low + "), " +
-		"cur AS (SELECT u.*, u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(u.*)::text) AS __dv_n FROM " + n.Target +
+		"cur AS (SELECT u.*, u.ctid AS __dv_ctid, " + numbered("u") + " FROM " + n.Target +
 		curFrom + scope + m.within(part("u"), m.atOrAfter(col("u"), lo)) + "), " +
 		"__dv_off AS (" + off + "), " +
-		"r AS (SELECT q.*, ROW(q.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(q.*)::text) AS __dv_n FROM (SELECT " + outs +
+		"r AS (SELECT q.*, " + numbered("q") + " FROM (SELECT " + outs +
 		" FROM (" + m.query + ") AS q" + join + ") AS q), " +
 		// By their ctids: the server expects many rows at or after lo
 		// (it cannot know lo), and would scan the table for them.
 		"del AS (DELETE FROM " + n.Target + " AS u WHERE u.ctid = ANY (ARRAY(SELECT cur.__dv_ctid FROM cur WHERE NOT EXISTS " + sameRow("r", "cur") + ")) RETURNING 1), " +
-		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + p.colList("r.") + " FROM r WHERE NOT EXISTS " + sameRow("cur", "r") + " RETURNING 1) " +
-		"SELECT (SELECT pg_catalog.count(*) FROM ins), 0::int8, (SELECT pg_catalog.count(*) FROM del)"
+		p.insertDifference(n)
 }
 
 // planSuffix narrows the recomputation of a view whose window functions

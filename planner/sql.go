@@ -515,10 +515,30 @@ func (p *Plan) applyWhole(n Names, always bool) string {
 		when = " WHERE EXISTS (SELECT 1 FROM t)"
 	}
 	return "WITH " + touched +
-		"r AS (SELECT q.*, ROW(q.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(q.*)::text) AS __dv_n FROM (" + p.wholeQuery + ") AS q" + when + "), " +
-		"cur AS (SELECT u.ctid AS __dv_ctid, ROW(u.*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(u.*)::text) AS __dv_n FROM " + n.Target + " AS u" + when + "), " +
-		"del AS (DELETE FROM " + n.Target + " AS u USING cur WHERE u.ctid = cur.__dv_ctid AND NOT EXISTS " + sameRow("r", "cur") + " RETURNING 1), " +
-		"ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + p.colList("r.") + " FROM r WHERE NOT EXISTS " + sameRow("cur", "r") + " RETURNING 1) " +
+		"r AS (SELECT q.*, " + numbered("q") + " FROM (" + p.wholeQuery + ") AS q" + when + "), " +
+		"cur AS (SELECT u.ctid AS __dv_ctid, " + numbered("u") + " FROM " + n.Target + " AS u" + when + "), " +
+		p.writeDifference(n)
+}
+
+// numbered are the columns that tell apart the rows of a multiset, under
+// alias a: each row's text, and its rank among the rows equal to it
+// (sameRow matches rows by them).
+func numbered(a string) string {
+	return "ROW(" + a + ".*)::text AS __dv_t, pg_catalog.row_number() OVER (PARTITION BY ROW(" + a + ".*)::text) AS __dv_n"
+}
+
+// writeDifference ends an Apply that brings the table's rows cur (their
+// ctids __dv_ctid) to the recomputed rows r, both numbered: it deletes
+// cur's rows r lacks, then insertDifference.
+func (p *Plan) writeDifference(n Names) string {
+	return "del AS (DELETE FROM " + n.Target + " AS u USING cur WHERE u.ctid = cur.__dv_ctid AND NOT EXISTS " + sameRow("r", "cur") + " RETURNING 1), " +
+		p.insertDifference(n)
+}
+
+// insertDifference inserts r's rows cur lacks, and reports the rows
+// inserted and deleted (del).
+func (p *Plan) insertDifference(n Names) string {
+	return "ins AS (INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " + p.colList("r.") + " FROM r WHERE NOT EXISTS " + sameRow("cur", "r") + " RETURNING 1) " +
 		"SELECT (SELECT pg_catalog.count(*) FROM ins), 0::int8, (SELECT pg_catalog.count(*) FROM del)"
 }
 
