@@ -347,29 +347,34 @@ func (m suffixMethod) apply(p *Plan, n Names) string {
 		p.insertDifference(n)
 }
 
+// windowCalls counts sel's window function calls, anywhere in it.
+func windowCalls(sel *pg_query.SelectStmt) int {
+	n := 0
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(x *pg_query.Node) {
+		if fc := x.GetFuncCall(); fc != nil && fc.Over != nil {
+			n++
+		}
+	})
+	return n
+}
+
 // planSuffix narrows the recomputation of a view whose window functions
-// are all rank, dense_rank, row_number, count(*) or sum of an output column
-// of an exact type, each an output column of
-// its own, over one window without PARTITION BY or frame, ordered by
-// output columns: each batch recomputes the rows from the first it
-// changes, in the window's order, on (suffixMethod). Any other view stays
-// as it is.
+// are all rank, dense_rank, row_number, count(*) or sum of an output
+// column of an exact type, each an output column of its own, over one
+// window without frame, ordered by output columns and partitioned, if at
+// all, by output columns: each batch recomputes the rows from the first
+// it changes, in the window's order, on, in each partition it touches
+// (suffixMethod). Any other view stays as it is.
 func (p *Plan) planSuffix(a *analysis, sel *pg_query.SelectStmt) error {
 	d := p.View
-	if a.whole != "window functions" || sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.DistinctClause) > 0 ||
-		len(sel.GroupClause) > 0 || len(a.aggs) > 0 || a.otherAggs || sel.HavingClause != nil || len(sel.WindowClause) > 0 {
+	if !windowsOnly(a, sel) {
 		return nil
 	}
 	const defaultFrame = 1058 // RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
 	var m suffixMethod
 	var window string
 	ok := true
-	windows := 0
-	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(x *pg_query.Node) {
-		if fc := x.GetFuncCall(); fc != nil && fc.Over != nil {
-			windows++
-		}
-	})
+	windows := windowCalls(sel)
 	for i, t := range sel.TargetList {
 		fc := t.GetResTarget().GetVal().GetFuncCall()
 		if fc == nil || fc.Over == nil {
@@ -453,17 +458,12 @@ func (p *Plan) planSuffix(a *analysis, sel *pg_query.SelectStmt) error {
 	// declared, and looked up in the copy.
 	var cols []string
 	notNull := func(k *suffixKey) bool {
-		cr := a.targets[k.col].expr.GetColumnRef()
-		if len(p.Sources) != 1 || cr == nil || isStar(cr) {
+		c, ok := p.sourceColumn(a.targets[k.col].expr)
+		if !ok {
 			return false
 		}
-		name := cr.Fields[len(cr.Fields)-1].GetString_().GetSval()
-		c := slices.IndexFunc(p.Sources[0].All, func(c Column) bool { return c.Name == name })
-		if c < 0 {
-			return false
-		}
-		k.notNull = p.Sources[0].All[c].NotNull
-		cols = append(cols, name)
+		k.notNull = c.NotNull
+		cols = append(cols, c.Name)
 		return true
 	}
 	for _, ks := range [][]suffixKey{m.parts, m.keys} {

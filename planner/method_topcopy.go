@@ -27,6 +27,21 @@ func (p *Plan) topCopied() bool {
 	return ok
 }
 
+// sourceColumn is the column of the view's one source that e names, when
+// e is a plain column reference.
+func (p *Plan) sourceColumn(e *pg_query.Node) (Column, bool) {
+	cr := e.GetColumnRef()
+	if len(p.Sources) != 1 || cr == nil || isStar(cr) {
+		return Column{}, false
+	}
+	name := cr.Fields[len(cr.Fields)-1].GetString_().GetSval()
+	c := slices.IndexFunc(p.Sources[0].All, func(c Column) bool { return c.Name == name })
+	if c < 0 {
+		return Column{}, false
+	}
+	return p.Sources[0].All[c], true
+}
+
 // planTopCopy indexes the copy of a top-N view over one table on its ORDER
 // BY columns, when they are columns of the table whose every value fits a
 // btree entry: the view's query then reads about N rows of the copy, as
@@ -39,11 +54,7 @@ func (p *Plan) planTopCopy(a *analysis, sel *pg_query.SelectStmt) {
 		len(sel.WindowClause) > 0 || a.whole != "LIMIT/OFFSET (top-N)" {
 		return
 	}
-	windowed := false
-	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(x *pg_query.Node) {
-		windowed = windowed || x.GetFuncCall() != nil && x.GetFuncCall().Over != nil
-	})
-	if windowed {
+	if windowCalls(sel) > 0 {
 		return // over all the rows before the LIMIT
 	}
 	var cols []string
@@ -52,16 +63,11 @@ func (p *Plan) planTopCopy(a *analysis, sel *pg_query.SelectStmt) {
 		if sb == nil || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
 			return
 		}
-		cr := sb.Node.GetColumnRef()
-		if cr == nil || isStar(cr) {
+		c, ok := p.sourceColumn(sb.Node)
+		if !ok || !c.Btree || !shortValues(c) {
 			return
 		}
-		name := cr.Fields[len(cr.Fields)-1].GetString_().GetSval()
-		c := slices.IndexFunc(p.Sources[0].All, func(c Column) bool { return c.Name == name })
-		if c < 0 || !p.Sources[0].All[c].Btree || !shortValues(p.Sources[0].All[c]) {
-			return
-		}
-		cols = append(cols, name)
+		cols = append(cols, c.Name)
 	}
 	p.addLookup(0, cols)
 	p.how = topCopyMethod{}

@@ -661,6 +661,14 @@ func (p *Plan) planWhole(a *analysis) error {
 	return nil
 }
 
+// windowsOnly tells whether window functions are all that keeps the view
+// from a better method than whole recomputation: no LIMIT, DISTINCT,
+// GROUP BY, aggregates, HAVING or WINDOW clause.
+func windowsOnly(a *analysis, sel *pg_query.SelectStmt) bool {
+	return a.whole == "window functions" && sel.LimitCount == nil && sel.LimitOffset == nil && len(sel.DistinctClause) == 0 &&
+		len(sel.GroupClause) == 0 && len(a.aggs) == 0 && !a.otherAggs && sel.HavingClause == nil && len(sel.WindowClause) == 0
+}
+
 // planPartitions narrows the recomputation of a view whose window
 // functions all have a PARTITION BY whose expressions are output columns:
 // only the partitions a batch touches are recomputed, since a window
@@ -670,8 +678,7 @@ func (p *Plan) planWhole(a *analysis) error {
 // (partitionsMethod.applyReach).
 func (p *Plan) planPartitions(a *analysis, sel *pg_query.SelectStmt) error {
 	d := p.View
-	if a.whole != "window functions" || sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.DistinctClause) > 0 ||
-		len(sel.GroupClause) > 0 || len(a.aggs) > 0 || a.otherAggs || sel.HavingClause != nil || len(sel.WindowClause) > 0 {
+	if !windowsOnly(a, sel) {
 		return nil
 	}
 	var lists [][]*pg_query.Node
