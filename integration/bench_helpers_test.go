@@ -193,10 +193,18 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // orders table (of orders rows), each waited for until applied, and
 // returns the mean time of one.
 func timeOrderUpdates(b *testing.B, s *benchSetup, changes, orders int) time.Duration {
+	return timeChanges(b, s, changes, func(i int) string {
+		return fmt.Sprintf("UPDATE orders SET amount = amount + 1 WHERE id = %d", 1+(i*7919)%orders)
+	})
+}
+
+// timeChanges times changes source transactions, the i-th change(i), each
+// waited for until applied, and returns the mean time of one.
+func timeChanges(b *testing.B, s *benchSetup, changes int, change func(i int) string) time.Duration {
 	b.StartTimer()
 	start := time.Now()
 	for i := range changes {
-		execSQL(b, s.src, fmt.Sprintf("UPDATE orders SET amount = amount + 1 WHERE id = %d", 1+(i*7919)%orders))
+		execSQL(b, s.src, change(i))
 		waitApplied(b, s.tgt, s.slot, currentLSN(b, s.src), time.Millisecond, time.Minute)
 	}
 	b.StopTimer()

@@ -47,14 +47,9 @@ func orderedChangeCost(b *testing.B, v view) {
 		}
 		// Each change moves a row past no other (amounts are even).
 		pass := func() time.Duration {
-			b.StartTimer()
-			start := time.Now()
-			for i := range changes {
-				execSQL(b, s.src, fmt.Sprintf("UPDATE orders SET amount = amount + 1 - 2 * (amount %% 2) WHERE id = %d", 1+i))
-				waitApplied(b, s.tgt, s.slot, currentLSN(b, s.src), time.Millisecond, time.Minute)
-			}
-			b.StopTimer()
-			return time.Since(start) / changes
+			return timeChanges(b, s, changes, func(i int) string {
+				return fmt.Sprintf("UPDATE orders SET amount = amount + 1 - 2 * (amount %% 2) WHERE id = %d", 1+i)
+			})
 		}
 		cold := pass()
 		costs[rows] = pass()
