@@ -93,6 +93,38 @@ func copyPlan(stream string, src Table, cols []Column, lookups [][]string) *Plan
 	return p
 }
 
+// Filtered has a copy plan hold only the rows that meet where, a
+// condition over the table's columns by their names (see filters.go);
+// "" holds every row. The condition applies to the rows loaded and to the
+// signed rows of each batch alike: a row that does not meet it is never
+// in the copy, so neither its arrival nor its removal concerns it.
+func (p *Plan) Filtered(where string) *Plan {
+	p.where = where
+	return p
+}
+
+// CopyFilter is the condition a copy plan's rows meet, "" for none.
+func (p *Plan) CopyFilter() string {
+	if p.copyShape() == nil {
+		return ""
+	}
+	return p.where
+}
+
+// copyFilterNote begins the comment on a filtered copy, which records its
+// condition: a copy loaded under another condition is built again.
+const copyFilterNote = "deltaview copy of the rows where "
+
+// CopyFilterOf is the condition recorded in the comment on a copy, "" for
+// a copy of every row.
+func CopyFilterOf(comment string) string {
+	f, _ := strings.CutPrefix(comment, copyFilterNote)
+	if f == comment {
+		return ""
+	}
+	return f
+}
+
 // copyShape is how a copy plan keeps its rows; nil for a view.
 func (p *Plan) copyShape() *copyShape {
 	if m, ok := p.how.(copyMethod); ok {
@@ -285,6 +317,9 @@ func (p *Plan) createCopy(n Names) []string {
 			"CREATE TEMP TABLE "+strings.TrimPrefix(p.copyLoad(n), "pg_temp.")+" ("+list(len(p.Columns), func(i int) string {
 				return QuoteIdent(p.Columns[i].Name) + " " + p.Columns[i].Decl()
 			})+") ON COMMIT DROP")
+	}
+	if p.where != "" {
+		stmts = append(stmts, "COMMENT ON TABLE "+n.Target+" IS "+QuoteLiteral(copyFilterNote+p.where))
 	}
 	return append(stmts, p.CopyIndexSQL(n)...)
 }

@@ -47,6 +47,10 @@ type Source struct {
 	// target): its changes are the rows the view's statements write, and
 	// its "copy" is the table itself (see views.go).
 	View string
+	// Filter, when set, is a condition over the table's columns (by
+	// their names) that every row the view can read meets (see
+	// filters.go).
+	Filter string
 }
 
 // readColumns are the table's columns among names, in table order. A view
@@ -123,14 +127,16 @@ func buildGeneral(ctx context.Context, d *Definition, a *analysis, sel *pg_query
 		}
 	}
 	p.Source = p.Sources[0].Table
-	p.deriveLookups(sel, func(rv *pg_query.RangeVar) int {
+	copyIndex := func(rv *pg_query.RangeVar) int {
 		for j, src := range p.Sources {
 			if p.copyOf(src.Table) == (Table{rv.Schemaname, rv.Relname}) {
 				return j
 			}
 		}
 		return -1
-	})
+	}
+	p.deriveLookups(sel, copyIndex)
+	p.deriveFilters(sel, copyIndex)
 	if sel.Op == pg_query.SetOperation_SETOP_UNION {
 		aggs, err := cat.Aggregates(ctx, a.funcs)
 		if err != nil {
@@ -561,6 +567,7 @@ func buildSingle(ctx context.Context, d *Definition, a *analysis, cat Catalog, l
 		// A maintained view's changes arrive whole (see views.go).
 		p.Sources[0].Columns = ti.Columns
 	}
+	p.singleFilter(a)
 
 	switch a.kind {
 	case Whole:

@@ -45,25 +45,29 @@ func columnsOf(ctx context.Context, conn *pgx.Conn, table string) ([]planner.Col
 
 // copyShape tells how the copy table (quoted) in the target tells its
 // rows apart: by row hashes, by the columns of its primary key, or else
-// by value (a copy an earlier version built).
-func copyShape(ctx context.Context, conn *pgx.Conn, table string) (hashed bool, key []string, err error) {
+// by value (a copy an earlier version built); and the condition its rows
+// meet, as its comment records it ("" for every row).
+func copyShape(ctx context.Context, conn *pgx.Conn, table string) (hashed bool, key []string, filter string, err error) {
+	var comment string
 	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
 			WHERE attrelid = pg_catalog.to_regclass($1) AND attname = $2 AND NOT attisdropped),
 		coalesce((SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord)
 			FROM pg_catalog.pg_index i CROSS JOIN pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
 			JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-			WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisprimary), '{}')`, table, planner.RowHashColumn).Scan(&hashed, &key)
+			WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisprimary), '{}'),
+		coalesce(pg_catalog.obj_description(pg_catalog.to_regclass($1)::oid, 'pg_class'), '')`,
+		table, planner.RowHashColumn).Scan(&hashed, &key, &comment)
 	if err != nil {
-		return false, nil, fmt.Errorf("key of %s: %w", table, err)
+		return false, nil, "", fmt.Errorf("key of %s: %w", table, err)
 	}
-	return hashed, key, nil
+	return hashed, key, planner.CopyFilterOf(comment), nil
 }
 
 // currentCopy is the plan that maintains the copy in the target as it is,
 // with columns cur, until its successor replaces it; matches tells
 // whether it is the copy p would build.
 func currentCopy(ctx context.Context, conn *pgx.Conn, stream string, t planner.Table, table string, cur []planner.Column, p *planner.Plan) (plan *planner.Plan, matches bool, err error) {
-	hashed, key, err := copyShape(ctx, conn, table)
+	hashed, key, filter, err := copyShape(ctx, conn, table)
 	if err != nil {
 		return nil, false, err
 	}
@@ -75,7 +79,9 @@ func currentCopy(ctx context.Context, conn *pgx.Conn, stream string, t planner.T
 	default:
 		return planner.ValueCopyPlan(stream, t, cur), false, nil
 	}
-	return plan, plan.CopyHashed() == p.CopyHashed() && slices.Equal(plan.CopyKey(), p.CopyKey()), nil
+	// A copy of other rows is built again; meanwhile it keeps its own.
+	plan.Filtered(filter)
+	return plan, plan.CopyHashed() == p.CopyHashed() && slices.Equal(plan.CopyKey(), p.CopyKey()) && filter == p.CopyFilter(), nil
 }
 
 // succession compares a copy or kept rows as they are in the target

@@ -220,6 +220,11 @@ func copyIndexes(src planner.Source) string {
 	if len(names) > 0 {
 		parts = append(parts, "indexes: "+strings.Join(names, ", "))
 	}
+	if src.Filter != "" {
+		parts = append(parts, "rows where "+src.Filter+", with those the other views reading it read")
+	} else {
+		parts = append(parts, "every row")
+	}
 	return strings.Join(parts, "; ")
 }
 

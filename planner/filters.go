@@ -1,0 +1,241 @@
+package planner
+
+import (
+	"slices"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+// Filters: the rows of a source table a view can read.
+//
+// A condition of a view's WHERE, or of the ON of one of its inner joins,
+// that reads the columns of one table reference only keeps that table's
+// other rows out of the view, whatever they hold and whatever the other
+// tables hold. The copy of a table need not hold them (see
+// writer.WithCopies): it holds the rows some view that reads the copy can
+// read, the OR of their filters, and is that much smaller and cheaper to
+// keep (TPC-H Q19 reads 3.5% of lineitem). A view that reads a table
+// anywhere else (a subquery, an outer join, a set operation, a second
+// time without such a condition) can read any of its rows: no filter.
+//
+// A filter is kept to conditions whose value is a function of the row
+// alone, so that the source (loading the copy) and the target (keeping it)
+// agree on it: comparisons, IN lists, LIKE, BETWEEN, IS [NOT] NULL, casts
+// and constants, combined by AND, OR and NOT. Function calls, subqueries,
+// parameters and CASE are left out; a view's other conditions still apply
+// where it reads the copy.
+
+// deriveFilters sets the Filter of each source of sel read only in sel's
+// own FROM list, plainly or through inner joins, and there under a
+// condition of its own columns. copyOf gives the source a table reference
+// reads, or -1.
+func (p *Plan) deriveFilters(sel *pg_query.SelectStmt, copyOf func(*pg_query.RangeVar) int) {
+	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE {
+		return
+	}
+	// Every reference to each source, anywhere in the statement.
+	all := map[int]int{}
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}, func(x *pg_query.Node) {
+		if rv := x.GetRangeVar(); rv != nil {
+			if i := copyOf(rv); i >= 0 {
+				all[i]++
+			}
+		}
+	})
+	// The references of the FROM list itself, by name, and the conditions
+	// that hold for its rows.
+	type ref struct {
+		name string
+		i    int
+	}
+	var refs []ref
+	s := &lookupScope{vars: map[string]int{}, others: map[string]bool{}}
+	conds := andParts(sel.WhereClause)
+	var from func(n *pg_query.Node)
+	from = func(n *pg_query.Node) {
+		switch v := n.Node.(type) {
+		case *pg_query.Node_RangeVar:
+			name := v.RangeVar.Relname
+			if v.RangeVar.Alias != nil {
+				name = v.RangeVar.Alias.Aliasname
+			}
+			if i := copyOf(v.RangeVar); i >= 0 {
+				s.vars[name] = i
+				refs = append(refs, ref{name, i})
+			} else {
+				s.others[name] = true
+			}
+		case *pg_query.Node_JoinExpr:
+			if v.JoinExpr.Jointype != pg_query.JoinType_JOIN_INNER {
+				// Its references are not counted in refs: no filter
+				// for their sources.
+				return
+			}
+			from(v.JoinExpr.Larg)
+			from(v.JoinExpr.Rarg)
+			conds = append(conds, andParts(v.JoinExpr.Quals)...)
+		}
+	}
+	for _, f := range sel.FromClause {
+		from(f)
+	}
+	filters := map[int][]string{}
+	none := map[int]bool{}
+	for _, r := range refs {
+		if all[r.i] != count(refs, func(x ref) bool { return x.i == r.i }) {
+			none[r.i] = true
+			continue
+		}
+		var parts []string
+		for _, c := range conds {
+			if part := p.ownPart(s, c, r.name, r.i); part != "" {
+				parts = append(parts, part)
+			}
+		}
+		if len(parts) == 0 {
+			none[r.i] = true
+			continue
+		}
+		f := strings.Join(parts, " AND ")
+		if !slices.Contains(filters[r.i], f) {
+			filters[r.i] = append(filters[r.i], f)
+		}
+	}
+	for i, fs := range filters {
+		if none[i] || i >= len(p.Sources) {
+			continue
+		}
+		slices.Sort(fs)
+		if len(fs) == 1 {
+			p.Sources[i].Filter = fs[0]
+			continue
+		}
+		p.Sources[i].Filter = "(" + strings.Join(fs, ") OR (") + ")"
+	}
+}
+
+func count[T any](s []T, f func(T) bool) int {
+	n := 0
+	for _, x := range s {
+		if f(x) {
+			n++
+		}
+	}
+	return n
+}
+
+// ownPart is what condition c (one of the ANDed parts of a WHERE or ON)
+// says of the rows of the table reference named name (source i) in scope
+// s, as a filter: c itself when it reads only them; for an OR, the OR of
+// what each of its arms says, when each says something ((a AND x) OR (b
+// AND y) keeps the rows where x OR y holds); "" for nothing.
+func (p *Plan) ownPart(s *lookupScope, c *pg_query.Node, name string, i int) string {
+	if p.ownCondition(s, c, name, i) {
+		text, err := deparseExpr(bareColumns(c))
+		if err != nil {
+			return ""
+		}
+		return "(" + text + ")"
+	}
+	b := c.GetBoolExpr()
+	if b == nil || b.Boolop != pg_query.BoolExprType_OR_EXPR {
+		return ""
+	}
+	var arms []string
+	for _, arm := range b.Args {
+		var parts []string
+		for _, a := range andParts(arm) {
+			if part := p.ownPart(s, a, name, i); part != "" {
+				parts = append(parts, part)
+			}
+		}
+		if len(parts) == 0 {
+			return ""
+		}
+		arms = append(arms, "("+strings.Join(parts, " AND ")+")")
+	}
+	return "(" + strings.Join(arms, " OR ") + ")"
+}
+
+// ownCondition tells whether condition c reads columns of the table
+// reference named name (source i) in scope s, and nothing else but
+// constants, in a form a filter may hold.
+func (p *Plan) ownCondition(s *lookupScope, c *pg_query.Node, name string, i int) bool {
+	cols, ok := 0, true
+	visit(c, func(x *pg_query.Node) {
+		switch v := x.Node.(type) {
+		case *pg_query.Node_ColumnRef:
+			cols++
+			fields := v.ColumnRef.Fields
+			if len(fields) == 2 && fields[0].GetString_().GetSval() != name {
+				ok = false
+				return
+			}
+			if len(fields) > 2 {
+				ok = false
+				return
+			}
+			if j, _ := p.resolve(s, v.ColumnRef); j != i {
+				ok = false
+			}
+		case *pg_query.Node_AExpr:
+			switch v.AExpr.Kind {
+			case pg_query.A_Expr_Kind_AEXPR_OP, pg_query.A_Expr_Kind_AEXPR_IN, pg_query.A_Expr_Kind_AEXPR_LIKE,
+				pg_query.A_Expr_Kind_AEXPR_BETWEEN, pg_query.A_Expr_Kind_AEXPR_NOT_BETWEEN,
+				pg_query.A_Expr_Kind_AEXPR_DISTINCT, pg_query.A_Expr_Kind_AEXPR_NOT_DISTINCT:
+			default:
+				ok = false
+			}
+		case *pg_query.Node_AConst, *pg_query.Node_TypeCast, *pg_query.Node_TypeName, *pg_query.Node_BoolExpr,
+			*pg_query.Node_NullTest, *pg_query.Node_BooleanTest, *pg_query.Node_List, *pg_query.Node_String_,
+			*pg_query.Node_Integer, *pg_query.Node_Float:
+		default:
+			ok = false
+		}
+	})
+	return ok && cols > 0
+}
+
+// bareColumns is a copy of condition c with its column references
+// unqualified: a filter reads the table's columns under their own names,
+// whatever the view called the table.
+func bareColumns(c *pg_query.Node) *pg_query.Node {
+	c = clone(c)
+	visit(c, func(x *pg_query.Node) {
+		if cr := x.GetColumnRef(); cr != nil && len(cr.Fields) > 1 {
+			cr.Fields = cr.Fields[len(cr.Fields)-1:]
+		}
+	})
+	return c
+}
+
+// singleFilter derives the filter of the one table of a query over one
+// table (buildSingle), unless its FROM holds functions too or its WHERE a
+// subquery, which could read the table again.
+func (p *Plan) singleFilter(a *analysis) {
+	if a.where == nil || a.fromList != nil || len(p.Sources) != 1 {
+		return
+	}
+	sub := false
+	visit(a.where, func(x *pg_query.Node) {
+		if x.GetSubLink() != nil {
+			sub = true
+		}
+	})
+	if sub {
+		return
+	}
+	rv := &pg_query.RangeVar{Relname: p.Alias}
+	sel := &pg_query.SelectStmt{
+		Op:          pg_query.SetOperation_SETOP_NONE,
+		FromClause:  []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: rv}}},
+		WhereClause: a.where,
+	}
+	p.deriveFilters(sel, func(x *pg_query.RangeVar) int {
+		if x == rv {
+			return 0
+		}
+		return -1
+	})
+}
