@@ -100,6 +100,8 @@ func copyPlan(stream string, src Table, cols []Column, lookups [][]string) *Plan
 // in the copy, so neither its arrival nor its removal concerns it.
 func (p *Plan) Filtered(where string) *Plan {
 	p.where = where
+	// What the copy reads of the table's changes (see KeptFilter).
+	p.Sources[0].Filter = where
 	return p
 }
 

@@ -103,16 +103,27 @@ func (p *Plan) deriveFilters(sel *pg_query.SelectStmt, copyOf func(*pg_query.Ran
 		}
 	}
 	for i, fs := range filters {
-		if none[i] || i >= len(p.Sources) {
-			continue
+		if !none[i] && i < len(p.Sources) {
+			p.Sources[i].Filter = AnyFilter(fs)
 		}
-		slices.Sort(fs)
-		if len(fs) == 1 {
-			p.Sources[i].Filter = fs[0]
-			continue
-		}
-		p.Sources[i].Filter = "(" + strings.Join(fs, ") OR (") + ")"
 	}
+}
+
+// AnyFilter is the condition met by the rows that meet any of filters
+// (conditions of Source.Filter), "" (every row) when one of them is ""
+// or there are none. Sorted, so that the same filters give the same text,
+// which copies and kept rows record.
+func AnyFilter(filters []string) string {
+	if len(filters) == 0 || slices.Contains(filters, "") {
+		return ""
+	}
+	fs := slices.Clone(filters)
+	slices.Sort(fs)
+	fs = slices.Compact(fs)
+	if len(fs) == 1 {
+		return fs[0]
+	}
+	return "(" + strings.Join(fs, ") OR (") + ")"
 }
 
 func count[T any](s []T, f func(T) bool) int {

@@ -52,3 +52,37 @@ func TestSourceFilters(t *testing.T) {
 		})
 	}
 }
+
+// Kept rows hold the rows the views can read only when no UPDATE can leave
+// a value out: when the table's rows are never long enough to be stored
+// out of line.
+func TestKeptFilter(t *testing.T) {
+	id := Column{Name: "id", Type: "integer", TypeOID: 23, TypeMod: -1, Fixed: true}
+	varchar := func(n int32) Column {
+		return Column{Name: "v", Type: "character varying", TypeOID: 1043, TypeMod: n + 4}
+	}
+	numeric := func(p, s int32) Column {
+		return Column{Name: "n", Type: "numeric", TypeOID: oidNumeric, TypeMod: p<<16 | s + 4}
+	}
+	text := Column{Name: "t", Type: "text", TypeOID: 25, TypeMod: -1}
+	cases := []struct {
+		name    string
+		filters []string
+		all     []Column
+		want    string
+	}{
+		{"short row, one filter", []string{"(id > 1)"}, []Column{id, varchar(10), numeric(15, 2)}, "(id > 1)"},
+		{"short row, two filters, sorted", []string{"(id > 9)", "(id < 2)", "(id > 9)"}, []Column{id}, "((id < 2)) OR ((id > 9))"},
+		{"a view reads any row", []string{"(id > 1)", ""}, []Column{id}, ""},
+		{"a text column may be long", []string{"(id > 1)"}, []Column{id, text}, ""},
+		{"a numeric without precision may be long", []string{"(id > 1)"}, []Column{id, {Name: "n", TypeOID: oidNumeric, TypeMod: -1}}, ""},
+		{"declared lengths that add up to a long row", []string{"(id > 1)"}, []Column{id, varchar(300), varchar(300)}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := KeptFilter(c.filters, c.all); got != c.want {
+				t.Errorf("KeptFilter = %q, want %q", got, c.want)
+			}
+		})
+	}
+}

@@ -25,9 +25,71 @@ type Kept struct {
 	// Key are the identity columns, Cols the kept columns (the key
 	// included), in table order.
 	Key, Cols []Column
+	// Filter, when set, is the condition the kept rows meet: the rows
+	// the views of the table can read (see filters.go and KeptFilter).
+	// The others are not kept: their changes concern no view.
+	Filter string
 	// next is set for a successor: kept rows built with other columns
 	// beside the current ones, which it replaces once built (Promote).
 	next bool
+}
+
+// keptFilterNote begins the comment on filtered kept rows, which records
+// their condition.
+const keptFilterNote = "deltaview rows kept where "
+
+// KeptFilterOf is the condition recorded in the comment on kept rows, ""
+// for every row.
+func KeptFilterOf(comment string) string {
+	f, ok := strings.CutPrefix(comment, keptFilterNote)
+	if !ok {
+		return ""
+	}
+	return f
+}
+
+// KeptFilter is the condition the kept rows of a table can meet, given
+// the filters of the views that read the table (see Source.Filter; "" for
+// a view that can read any row) and all the table's columns: the OR of
+// the filters, unless a view can read any row, or an UPDATE can leave a
+// value out. An UPDATE leaves out a value stored out of line (TOASTed)
+// that it does not change; the kept rows supply it, and a row that moves
+// into a view's rows must find it there. A row is stored out of line only
+// when it is longer than about 2 kB: a table whose columns all have a
+// bounded width adding up to less never is.
+func KeptFilter(filters []string, all []Column) string {
+	if !boundedRow(all) {
+		return ""
+	}
+	return AnyFilter(filters)
+}
+
+// boundedRow tells whether a row of a table with columns all is always
+// shorter than the server's threshold for storing values out of line
+// (TOAST_TUPLE_THRESHOLD, about 2 kB with 8 kB pages), counting each
+// value at its longest: fixed-length types at 64 bytes (the longest
+// built-in ones are 64), character types of a declared length at 4 bytes
+// a character (UTF-8's longest), numeric of a declared precision at its
+// digits plus a header. Any other type may be long.
+func boundedRow(all []Column) bool {
+	const threshold = 1900
+	total := 24 // the row's header
+	for _, c := range all {
+		switch {
+		case c.Fixed:
+			total += 64
+		case (c.TypeOID == 1042 || c.TypeOID == 1043) && c.TypeMod > 4: // bpchar, varchar
+			total += 4*int(c.TypeMod-4) + 4
+		case c.TypeOID == oidNumeric && c.TypeMod > 4:
+			total += int((c.TypeMod-4)>>16) + 16
+		default:
+			return false
+		}
+		if total >= threshold {
+			return false
+		}
+	}
+	return true
 }
 
 // Raw-table bookkeeping columns, ahead of the kept columns: whether the
@@ -106,15 +168,36 @@ func columnList(cols []Column, prefix string) string {
 // Create returns the statements that create the copy, empty.
 func (k *Kept) Create() []string {
 	defs := list(len(k.Cols), func(i int) string { return QuoteIdent(k.Cols[i].Name) + " " + k.Cols[i].Decl() })
-	return []string{
+	stmts := []string{
 		"DROP TABLE IF EXISTS " + k.Name(),
 		fmt.Sprintf("CREATE TABLE %s (%s, PRIMARY KEY (%s))", k.Name(), defs, columnList(k.Key, "")),
 	}
+	if k.Filter != "" {
+		stmts = append(stmts, "COMMENT ON TABLE "+k.Name()+" IS "+QuoteLiteral(keptFilterNote+k.Filter))
+	}
+	return stmts
+}
+
+// where is the condition of the kept rows as a WHERE ("" for none), and
+// and the same ANDed to another condition. It names the table's columns
+// by their names: the raw table's are those.
+func (k *Kept) where() string {
+	if k.Filter == "" {
+		return ""
+	}
+	return " WHERE " + k.Filter
+}
+
+func (k *Kept) and() string {
+	if k.Filter == "" {
+		return ""
+	}
+	return " AND (" + k.Filter + ")"
 }
 
 // SnapshotQuery reads the kept columns from the source.
 func (k *Kept) SnapshotQuery() string {
-	return fmt.Sprintf("SELECT %s FROM %s", columnList(k.Cols, ""), k.Table.Quoted())
+	return fmt.Sprintf("SELECT %s FROM %s%s", columnList(k.Cols, ""), k.Table.Quoted(), k.where())
 }
 
 // SnapshotTarget is the COPY target that SnapshotQuery's rows load into.
@@ -211,10 +294,10 @@ func (k *Kept) Apply(raw, stage string, stageCols []Column) KeptApply {
 			fmt.Sprintf("WITH gone AS (DELETE FROM %s AS u WHERE u.ctid = ANY (ARRAY(SELECT o.ctid FROM %s AS r %s)) RETURNING %s) INSERT INTO %s (%s) SELECT -1, %s FROM gone",
 				k.Name(), raw, lookup("w.ctid", func(i int) string { return "r." + QuoteIdent(k.Key[i].Name) }),
 				columnList(stageCols, "u."), stage, stageList, columnList(stageCols, "")),
-			fmt.Sprintf("INSERT INTO %s (%s) SELECT 1, %s FROM %s AS r WHERE r.%s",
-				stage, stageList, columnList(stageCols, "r."), raw, QuoteIdent(rawPresent)),
-			fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s AS r WHERE r.%s",
-				k.Name(), columnList(k.Cols, ""), columnList(k.Cols, "r."), raw, QuoteIdent(rawPresent)),
+			fmt.Sprintf("INSERT INTO %s (%s) SELECT 1, %s FROM %s AS r WHERE r.%s%s",
+				stage, stageList, columnList(stageCols, "r."), raw, QuoteIdent(rawPresent), k.and()),
+			fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s AS r WHERE r.%s%s",
+				k.Name(), columnList(k.Cols, ""), columnList(k.Cols, "r."), raw, QuoteIdent(rawPresent), k.and()),
 			"TRUNCATE " + raw,
 		},
 	}

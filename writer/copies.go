@@ -2,7 +2,6 @@ package writer
 
 import (
 	"slices"
-	"strings"
 
 	"github.com/deltaview/deltaview/planner"
 )
@@ -19,10 +18,9 @@ func WithCopies(views []*View) []*View {
 		want    map[string]bool
 		key     []string
 		lookups [][]string
-		// filters are the views' conditions on the rows they read, and
-		// unfiltered tells that some view reads any row.
-		filters    []string
-		unfiltered bool
+		// filters are the views' conditions on the rows they read, ""
+		// for a view that reads any row.
+		filters []string
 	}
 	needs := map[planner.Table]*need{}
 	for _, v := range views {
@@ -45,11 +43,7 @@ func WithCopies(views []*View) []*View {
 			for _, c := range src.Columns {
 				n.want[c.Name] = true
 			}
-			if src.Filter == "" {
-				n.unfiltered = true
-			} else if !slices.Contains(n.filters, src.Filter) {
-				n.filters = append(n.filters, src.Filter)
-			}
+			n.filters = append(n.filters, src.Filter)
 			for _, l := range src.Lookups {
 				if !slices.ContainsFunc(n.lookups, func(x []string) bool { return slices.Equal(x, l) }) {
 					n.lookups = append(n.lookups, l)
@@ -78,7 +72,7 @@ func WithCopies(views []*View) []*View {
 					}
 				}
 				out = append(out, &View{
-					Plan:     planner.CopyPlan(v.Plan.View.Stream, src.Table, cols, n.key, n.lookups).Filtered(copyFilter(n.filters, n.unfiltered)),
+					Plan:     planner.CopyPlan(v.Plan.View.Stream, src.Table, cols, n.key, n.lookups).Filtered(planner.AnyFilter(n.filters)),
 					Names:    planner.Names{Target: CopyTable(v.Plan.View.Stream, src.Table)},
 					internal: true,
 				})
@@ -87,22 +81,6 @@ func WithCopies(views []*View) []*View {
 		out = append(out, v)
 	}
 	return out
-}
-
-// copyFilter is the condition a copy's rows meet: the rows that any of
-// the views reading it can read, all of them when one of them can read
-// any row (unfiltered). Sorted, so that the same views give the same
-// condition, which the copy records (see successorCopies).
-func copyFilter(filters []string, unfiltered bool) string {
-	if unfiltered || len(filters) == 0 {
-		return ""
-	}
-	if len(filters) == 1 {
-		return filters[0]
-	}
-	fs := slices.Clone(filters)
-	slices.Sort(fs)
-	return "(" + strings.Join(fs, ") OR (") + ")"
 }
 
 // CopyTable is the quoted name of a stream's copy of a source table.

@@ -114,6 +114,22 @@ func succession(ctx context.Context, conn *pgx.Conn, table string, want, all, ne
 	return cur, same, true, nil
 }
 
+// keptSuccession is succession for kept rows k: besides their columns,
+// the rows they hold must be those k keeps (the condition their comment
+// records, see planner.KeptFilter). filter is the current one's.
+func keptSuccession(ctx context.Context, conn *pgx.Conn, k *planner.Kept, all, need []planner.Column) (cur []planner.Column, same, ok bool, filter string, err error) {
+	cur, same, ok, err = succession(ctx, conn, k.Name(), k.Cols, all, need)
+	if err != nil || !ok && !same {
+		return cur, same, ok, "", err
+	}
+	var comment string
+	if err := conn.QueryRow(ctx, `SELECT coalesce(pg_catalog.obj_description(pg_catalog.to_regclass($1)::oid, 'pg_class'), '')`, k.Name()).Scan(&comment); err != nil {
+		return nil, false, false, "", fmt.Errorf("comment of %s: %w", k.Name(), err)
+	}
+	filter = planner.KeptFilterOf(comment)
+	return cur, same && filter == k.Filter, ok, filter, nil
+}
+
 // tableColumns are all columns of the stage's source table, as the views
 // that read it were planned with.
 func (s *stage) tableColumns() []planner.Column {
@@ -189,7 +205,7 @@ func PlanBackfill(ctx context.Context, conn *pgx.Conn, views []*View, stale map[
 				continue
 			}
 			k := st.kept.kept
-			_, same, ok, err := succession(ctx, conn, k.Name(), k.Cols, st.tableColumns(), append(need, k.Key...))
+			_, same, ok, _, err := keptSuccession(ctx, conn, k, st.tableColumns(), append(need, k.Key...))
 			if err != nil {
 				return nil, nil, err
 			}
@@ -292,7 +308,7 @@ func successorCopies(ctx context.Context, conn *pgx.Conn, views []*View, stale m
 // any more, when the views need no other column: rows keyed by the
 // identity stay right without them. Other changes are left to a successor.
 func narrowKept(ctx context.Context, conn *pgx.Conn, k *planner.Kept, all, need []planner.Column) error {
-	cur, same, ok, err := succession(ctx, conn, k.Name(), k.Cols, all, need)
+	cur, same, ok, _, err := keptSuccession(ctx, conn, k, all, need)
 	if err != nil || same || !ok {
 		return err
 	}
@@ -333,7 +349,7 @@ func (w *Writer) succeed(ctx context.Context) error {
 			continue
 		}
 		k := st.kept.kept
-		cur, same, ok, err := succession(ctx, w.conn, k.Name(), k.Cols, st.tableColumns(), append(need, k.Key...))
+		cur, same, ok, filter, err := keptSuccession(ctx, w.conn, k, st.tableColumns(), append(need, k.Key...))
 		if err != nil {
 			return err
 		}
@@ -347,7 +363,7 @@ func (w *Writer) succeed(ctx context.Context) error {
 			}
 		}
 		st.next = newKeptBuf(k.Successor(), tempTable("dv_newraw_%d", st.index), st.name, st.cols)
-		st.kept = newKeptBuf(&planner.Kept{Table: k.Table, Stream: k.Stream, Key: k.Key, Cols: cur}, st.kept.raw, st.name, stageCols)
+		st.kept = newKeptBuf(&planner.Kept{Table: k.Table, Stream: k.Stream, Key: k.Key, Cols: cur, Filter: filter}, st.kept.raw, st.name, stageCols)
 	}
 	return nil
 }

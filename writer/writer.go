@@ -285,6 +285,8 @@ func buildStages(views []*View, assign bool) (map[planner.Table]*stage, []*stage
 	stages := map[planner.Table]*stage{}
 	var order []*stage
 	keys := map[planner.Table]planner.Source{}
+	// The rows of each table its views can read (see planner.KeptFilter).
+	filters := map[planner.Table][]string{}
 	for _, v := range views {
 		if assign {
 			v.Names.Stages = nil
@@ -299,6 +301,7 @@ func buildStages(views []*View, assign bool) (map[planner.Table]*stage, []*stage
 			}
 			st.addColumns(src.Columns)
 			st.views = append(st.views, v)
+			filters[src.Table] = append(filters[src.Table], src.Filter)
 			if src.OID != 0 {
 				st.oid = src.OID
 			}
@@ -337,6 +340,7 @@ func buildStages(views []*View, assign bool) (map[planner.Table]*stage, []*stage
 				st.keptErr = err
 				continue
 			}
+			k.Filter = planner.KeptFilter(filters[st.table], src.All)
 			st.kept = newKeptBuf(k, tempTable("dv_raw_%d", st.index), st.name, st.cols)
 		}
 	}
