@@ -56,15 +56,9 @@ func (p *Plan) deriveFilters(sel *pg_query.SelectStmt, copyOf func(*pg_query.Ran
 	from = func(n *pg_query.Node) {
 		switch v := n.Node.(type) {
 		case *pg_query.Node_RangeVar:
-			name := v.RangeVar.Relname
-			if v.RangeVar.Alias != nil {
-				name = v.RangeVar.Alias.Aliasname
-			}
-			if i := copyOf(v.RangeVar); i >= 0 {
-				s.vars[name] = i
+			i := copyOf(v.RangeVar)
+			if name := s.add(v.RangeVar, i); i >= 0 {
 				refs = append(refs, ref{name, i})
-			} else {
-				s.others[name] = true
 			}
 		case *pg_query.Node_JoinExpr:
 			if v.JoinExpr.Jointype != pg_query.JoinType_JOIN_INNER {

@@ -42,6 +42,22 @@ type lookupScope struct {
 	others map[string]bool
 }
 
+// add records a table reference of the scope's FROM, under the name the
+// query gives it: the copy of source i, or another item when i < 0. It
+// returns that name.
+func (s *lookupScope) add(rv *pg_query.RangeVar, i int) string {
+	name := rv.Relname
+	if rv.Alias != nil {
+		name = rv.Alias.Aliasname
+	}
+	if i >= 0 {
+		s.vars[name] = i
+	} else {
+		s.others[name] = true
+	}
+	return name
+}
+
 // resolve finds the copy scanned in scope s (not an outer one) that a
 // column reference names, and the column; -1 when it names none there.
 // Unqualified names are looked up among the copies' columns, as the server
@@ -158,15 +174,7 @@ func (p *Plan) lookupsIn(sel *pg_query.SelectStmt, parent *lookupScope, extra []
 	from = func(n *pg_query.Node) {
 		switch v := n.Node.(type) {
 		case *pg_query.Node_RangeVar:
-			name := v.RangeVar.Relname
-			if v.RangeVar.Alias != nil {
-				name = v.RangeVar.Alias.Aliasname
-			}
-			if i := copyOf(v.RangeVar); i >= 0 {
-				s.vars[name] = i
-			} else {
-				s.others[name] = true
-			}
+			s.add(v.RangeVar, copyOf(v.RangeVar))
 		case *pg_query.Node_JoinExpr:
 			from(v.JoinExpr.Larg)
 			from(v.JoinExpr.Rarg)
