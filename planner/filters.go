@@ -15,7 +15,7 @@ import (
 // tables hold. The copy of a table need not hold them (see
 // writer.WithCopies): it holds the rows some view that reads the copy can
 // read, the OR of their filters, and is that much smaller and cheaper to
-// keep (TPC-H Q19 reads 3.5% of lineitem). A view that reads a table
+// keep (TPC-H Q19 reads about 4% of lineitem). A view that reads a table
 // anywhere else (a subquery, an outer join, a set operation, a second
 // time without such a condition) can read any of its rows: no filter.
 //
