@@ -113,20 +113,6 @@ func (p *Plan) CopyFilter() string {
 	return p.where
 }
 
-// copyFilterNote begins the comment on a filtered copy, which records its
-// condition: a copy loaded under another condition is built again.
-const copyFilterNote = "deltaview copy of the rows where "
-
-// CopyFilterOf is the condition recorded in the comment on a copy, "" for
-// a copy of every row.
-func CopyFilterOf(comment string) string {
-	f, _ := strings.CutPrefix(comment, copyFilterNote)
-	if f == comment {
-		return ""
-	}
-	return f
-}
-
 // copyShape is how a copy plan keeps its rows; nil for a view.
 func (p *Plan) copyShape() *copyShape {
 	if m, ok := p.how.(copyMethod); ok {
@@ -321,7 +307,7 @@ func (p *Plan) createCopy(n Names) []string {
 			})+") ON COMMIT DROP")
 	}
 	if p.where != "" {
-		stmts = append(stmts, "COMMENT ON TABLE "+n.Target+" IS "+QuoteLiteral(copyFilterNote+p.where))
+		stmts = append(stmts, filterComment(n.Target, p.where))
 	}
 	return append(stmts, p.CopyIndexSQL(n)...)
 }

@@ -120,6 +120,26 @@ func AnyFilter(filters []string) string {
 	return "(" + strings.Join(fs, ") OR (") + ")"
 }
 
+// filterNote begins the comment on a copy or kept rows that hold the rows
+// of a condition, which it records: a copy or kept rows recorded under
+// another condition than the views need are built again.
+const filterNote = "deltaview keeps the rows where "
+
+// filterComment records the condition f of the rows of table (quoted).
+func filterComment(table, f string) string {
+	return "COMMENT ON TABLE " + table + " IS " + QuoteLiteral(filterNote+f)
+}
+
+// RecordedFilter is the condition a copy's or kept rows' comment records,
+// "" (every row) for none.
+func RecordedFilter(comment string) string {
+	f, ok := strings.CutPrefix(comment, filterNote)
+	if !ok {
+		return ""
+	}
+	return f
+}
+
 func count[T any](s []T, f func(T) bool) int {
 	n := 0
 	for _, x := range s {

@@ -34,20 +34,6 @@ type Kept struct {
 	next bool
 }
 
-// keptFilterNote begins the comment on filtered kept rows, which records
-// their condition.
-const keptFilterNote = "deltaview rows kept where "
-
-// KeptFilterOf is the condition recorded in the comment on kept rows, ""
-// for every row.
-func KeptFilterOf(comment string) string {
-	f, ok := strings.CutPrefix(comment, keptFilterNote)
-	if !ok {
-		return ""
-	}
-	return f
-}
-
 // KeptFilter is the condition the kept rows of a table can meet, given
 // the filters of the views that read the table (see Source.Filter; "" for
 // a view that can read any row) and all the table's columns: the OR of
@@ -173,14 +159,14 @@ func (k *Kept) Create() []string {
 		fmt.Sprintf("CREATE TABLE %s (%s, PRIMARY KEY (%s))", k.Name(), defs, columnList(k.Key, "")),
 	}
 	if k.Filter != "" {
-		stmts = append(stmts, "COMMENT ON TABLE "+k.Name()+" IS "+QuoteLiteral(keptFilterNote+k.Filter))
+		stmts = append(stmts, filterComment(k.Name(), k.Filter))
 	}
 	return stmts
 }
 
 // where is the condition of the kept rows as a WHERE ("" for none), and
-// and the same ANDed to another condition. It names the table's columns
-// by their names: the raw table's are those.
+// and() as a condition ANDed to another. It names the table's columns by
+// their names, as the raw table's columns are named.
 func (k *Kept) where() string {
 	if k.Filter == "" {
 		return ""

@@ -60,7 +60,7 @@ func copyShape(ctx context.Context, conn *pgx.Conn, table string) (hashed bool, 
 	if err != nil {
 		return false, nil, "", fmt.Errorf("key of %s: %w", table, err)
 	}
-	return hashed, key, planner.CopyFilterOf(comment), nil
+	return hashed, key, planner.RecordedFilter(comment), nil
 }
 
 // currentCopy is the plan that maintains the copy in the target as it is,
@@ -126,7 +126,7 @@ func keptSuccession(ctx context.Context, conn *pgx.Conn, k *planner.Kept, all, n
 	if err := conn.QueryRow(ctx, `SELECT coalesce(pg_catalog.obj_description(pg_catalog.to_regclass($1)::oid, 'pg_class'), '')`, k.Name()).Scan(&comment); err != nil {
 		return nil, false, false, "", fmt.Errorf("comment of %s: %w", k.Name(), err)
 	}
-	filter = planner.KeptFilterOf(comment)
+	filter = planner.RecordedFilter(comment)
 	return cur, same && filter == k.Filter, ok, filter, nil
 }
 
