@@ -53,6 +53,11 @@ func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definiti
 	var out []*Definition
 	views := IndexViews(defs)
 	for i, d := range defs {
+		// The parts take the tie-breaks of the view as written.
+		if err := d.BreakTies(ctx, cat); err != nil {
+			out = append(out, d)
+			continue
+		}
 		d.views = views
 		parts := splitAll(ctx, d, cat, views)
 		d.views = nil
@@ -202,7 +207,7 @@ func newPart(d *Definition, what string, q *pg_query.SelectStmt) *Definition {
 		Statement: "CREATE MATERIALIZED VIEW " + t.Quoted() + " AS " + text, Query: text,
 		Stream: d.Stream, Options: map[string]string{},
 		queryOffset: d.queryOffset, stmtOffset: d.stmtOffset, fileText: d.fileText,
-		stmt: q, whole: d, views: d.views,
+		stmt: q, whole: d, views: d.views, tiesJudged: true,
 	}
 }
 
