@@ -52,12 +52,14 @@ const groupsPart = "/groups"
 func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definition {
 	var out []*Definition
 	views := IndexViews(defs)
-	for i, d := range defs {
-		// The parts take the tie-breaks of the view as written.
-		if err := d.BreakTies(ctx, cat); err != nil {
-			out = append(out, d)
-			continue
+	// The parts take the tie-breaks of the views as written, and so do
+	// the views that read them.
+	for _, d := range defs {
+		if err := d.BreakTies(ctx, cat, views); err != nil {
+			return defs
 		}
+	}
+	for i, d := range defs {
 		d.views = views
 		parts := splitAll(ctx, d, cat, views)
 		d.views = nil

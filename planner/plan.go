@@ -423,7 +423,7 @@ func qualified(t Table) Table {
 
 // BuildAmong plans a view that may read other views of views.
 func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*Plan, error) {
-	if err := d.BreakTies(ctx, cat); err != nil {
+	if err := d.BreakTies(ctx, cat, views); err != nil {
 		return nil, err
 	}
 	p, err := buildAmong(ctx, d, cat, views)

@@ -49,16 +49,22 @@ type insertion struct{ at, n int }
 // BreakTies rewrites the view's query, once, so that every LIMIT or
 // OFFSET in it picks rows tied on its ORDER BY by the output columns the
 // ORDER BY does not determine. It changes nothing in a query whose
-// ORDER BYs determine the rows, or that the source cannot analyze (the
-// planner reports why). Build calls it; call it before splitting views
-// (Decompose does).
-func (d *Definition) BreakTies(ctx context.Context, cat Catalog) error {
+// ORDER BYs determine the rows, that the source cannot analyze (the
+// planner reports why), or that reads maintained views (views: the source
+// knows them not, or only their tables). BuildAmong calls it; Decompose
+// calls it for every view before it splits any.
+func (d *Definition) BreakTies(ctx context.Context, cat Catalog, views Views) error {
 	if d.tiesJudged || d.whole != nil || d.stmt == nil {
 		return nil
 	}
 	d.tiesJudged = true
 	if !hasOrderedLimit(d.stmt) {
 		return nil
+	}
+	for _, rv := range tablesOf(d.stmt) {
+		if views.of(rv.Schemaname, rv.Relname) != nil {
+			return nil
+		}
 	}
 	res, err := cat.Resolve(ctx, d.Query)
 	if errors.Is(err, ErrNoTempView) {
