@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"context"
 	"strings"
 	"testing"
 )
@@ -98,5 +99,68 @@ func TestAsWritten(t *testing.T) {
 		if got := d.asWritten(c.rewritten); got != c.written {
 			t.Errorf("asWritten(%d) = %d, want %d", c.rewritten, got, c.written)
 		}
+	}
+}
+
+// A top-N over a join is split into an internal view holding the joined
+// rows, maintained by the rows each change joins with, and the top-N over
+// its table, indexed on the ORDER BY columns with their tie-break: each
+// ORDER BY expression must be an output column. Over one table it stays
+// whole (the copy is indexed instead).
+func TestDecomposeTopNOverJoins(t *testing.T) {
+	cat := planCatalog(t)
+	cases := []struct {
+		name, query string
+		// inner is the internal view's strategy ("" when not split),
+		// order the top-N part's index columns.
+		inner, order string
+	}{
+		{"tied on a column of the join", `SELECT o.id, c.region FROM orders o JOIN customers c ON c.id = o.customer ORDER BY c.region LIMIT 3`,
+			"delta rules over inner joins", `"region", "id"`},
+		{"tables listed with commas, with an offset", `SELECT o.qty, o.id, c.region FROM orders o, customers c WHERE c.id = o.customer ORDER BY o.qty DESC OFFSET 2 LIMIT 3`,
+			"delta rules over inner joins", `"qty" DESC, "id"`},
+		{"determined as written", `SELECT o.id, c.region FROM orders o JOIN customers c ON c.id = o.customer ORDER BY c.region DESC NULLS LAST, o.id LIMIT 3`,
+			"delta rules over inner joins", `"region" DESC NULLS LAST, "id"`},
+		{"order by a column not in the output", `SELECT c.region FROM orders o JOIN customers c ON c.id = o.customer ORDER BY o.id LIMIT 3`, "", ""},
+		{"one table", `SELECT id, qty FROM orders ORDER BY qty DESC LIMIT 3`, "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			defs, errs := ParseFile("views.sql", "CREATE MATERIALIZED VIEW v AS "+c.query+";")
+			if len(errs) > 0 {
+				t.Fatal(errs[0])
+			}
+			defs[0].Target = qualified(defs[0].Target)
+			defs[0].Stream = "s"
+			parts := Decompose(context.Background(), defs, cat)
+			if c.inner == "" {
+				if len(parts) != 1 || parts[0] != defs[0] {
+					t.Fatalf("split into %d views", len(parts))
+				}
+				return
+			}
+			if len(parts) != 2 || parts[0].Name != "v/rows" || parts[0].Owner() != "v" || parts[1].Owner() != "" {
+				t.Fatalf("split into %d views (%s), want v/rows and v", len(parts), parts[0].Name)
+			}
+			index := IndexViews(parts)
+			pi, err := BuildAmong(context.Background(), parts[0], cat, index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(pi.Strategy(), "internal view of v") || !strings.Contains(pi.Strategy(), c.inner) {
+				t.Errorf("internal view: %s", pi.Strategy())
+			}
+			po, err := BuildAmong(context.Background(), parts[1], cat, index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(po.Strategy(), "top-N over internal view v/rows") {
+				t.Errorf("top-N: %s", po.Strategy())
+			}
+			if _, cols := po.TopIndex(); cols != c.order {
+				t.Errorf("index (%s), want (%s)", cols, c.order)
+			}
+			columnsAsWritten(t, cat, defs[0], po)
+		})
 	}
 }
