@@ -50,6 +50,8 @@ func TestTiesBrokenByOutputColumns(t *testing.T) {
 		{"a name twice in a subquery, by position",
 			"SELECT s.k FROM (SELECT t.id AS k, t.x AS v, u.y AS v FROM t JOIN u ON u.t_id = t.id ORDER BY t.x LIMIT 3) s",
 			"SELECT s.k FROM (SELECT t.id AS k, t.x AS v, u.y AS v FROM t JOIN u ON u.t_id = t.id ORDER BY t.x, k, 3 LIMIT 3) s", "k, v"},
+		{"two levels, the outer first", "WITH f AS (SELECT id, x FROM t ORDER BY x LIMIT 5) SELECT f.x, f.id FROM f ORDER BY f.x DESC LIMIT 2",
+			"WITH f AS (SELECT id, x FROM t ORDER BY x, id LIMIT 5) SELECT f.x, f.id FROM f ORDER BY f.x DESC, id LIMIT 2", "id; in another ORDER BY by id"},
 		{"determined: unchanged", "SELECT id, x FROM t ORDER BY x DESC, id LIMIT 10",
 			"SELECT id, x FROM t ORDER BY x DESC, id LIMIT 10", ""},
 	}
