@@ -123,6 +123,8 @@ func TestDecomposeTopNOverJoins(t *testing.T) {
 			"delta rules over inner joins", `"qty" DESC, "id"`},
 		{"determined as written", `SELECT o.id, c.region FROM orders o JOIN customers c ON c.id = o.customer ORDER BY c.region DESC NULLS LAST, o.id LIMIT 3`,
 			"delta rules over inner joins", `"region" DESC NULLS LAST, "id"`},
+		{"distinct on over a join", `SELECT DISTINCT ON (c.region) c.region, o.id FROM orders o JOIN customers c ON c.id = o.customer ORDER BY c.region, o.id`,
+			"delta rules over inner joins", `"region", "id"`},
 		{"order by a column not in the output", `SELECT c.region FROM orders o JOIN customers c ON c.id = o.customer ORDER BY o.id LIMIT 3`, "", ""},
 		{"one table", `SELECT id, qty FROM orders ORDER BY qty DESC LIMIT 3`, "", ""},
 	}
