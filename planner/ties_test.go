@@ -168,3 +168,29 @@ func TestDecomposeTopNOverJoins(t *testing.T) {
 		})
 	}
 }
+
+// A query over a maintained view is left as written: a LIMIT there whose
+// ORDER BY leaves rows tied stays refused.
+func TestTiesOverMaintainedViewsRefused(t *testing.T) {
+	conn := testConn(t)
+	mustExec(t, conn, refuseSchema)
+	cat := &SourceCatalog{Conn: conn}
+	defs, errs := ParseFile("views.sql", `CREATE MATERIALIZED VIEW base AS SELECT id, x FROM t WHERE x > 0;
+CREATE MATERIALIZED VIEW top_of_base AS
+SELECT id, x FROM base ORDER BY x LIMIT 3;`)
+	if len(errs) > 0 {
+		t.Fatal(errs[0])
+	}
+	for _, d := range defs {
+		d.Target = qualified(d.Target)
+	}
+	parts := Decompose(context.Background(), defs, cat)
+	index := IndexViews(parts)
+	if _, err := BuildAmong(context.Background(), parts[0], cat, index); err != nil {
+		t.Fatalf("base: %v", err)
+	}
+	_, err := BuildAmong(context.Background(), parts[len(parts)-1], cat, index)
+	if err == nil || !strings.Contains(err.Error(), "leaves rows tied") || parts[len(parts)-1].Query != "SELECT id, x FROM base ORDER BY x LIMIT 3" {
+		t.Errorf("got %v (query %q), want the tie refused and the query as written", err, parts[len(parts)-1].Query)
+	}
+}
