@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/deltaview/deltaview/planner"
 	"github.com/deltaview/deltaview/sql"
 	"github.com/deltaview/deltaview/tpch"
 	"github.com/jackc/pgx/v5"
@@ -47,6 +48,21 @@ func tpchViews(t testing.TB) []tpchView {
 		t.Fatalf("%d TPC-H views in sql/tpch, want 22", len(views))
 	}
 	return views
+}
+
+// pickedQuery is the query of a view's definition as deltaview maintains
+// it: with the output columns that pick rows its ORDER BY leaves tied at
+// a LIMIT added to that ORDER BY (planner.BreakTies).
+func pickedQuery(t testing.TB, src *pgx.Conn, def string) string {
+	t.Helper()
+	defs, errs := planner.ParseFile("view.sql", def)
+	if len(errs) > 0 {
+		t.Fatal(errs[0])
+	}
+	if err := defs[0].BreakTies(context.Background(), &planner.SourceCatalog{Conn: src}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return defs[0].Query
 }
 
 // writeTPCHViews writes the views' files to a new directory, for --views.

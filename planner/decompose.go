@@ -23,10 +23,11 @@ import (
 //     counted, a grouped projection over joins recomputes only the groups
 //     touched;
 //   - a top-N (ORDER BY ... LIMIT/OFFSET) or DISTINCT ON over a GROUP BY
-//     query becomes an internal view of the grouped query, and the top-N
-//     over its table, recomputed there (from the rows an index on its
-//     ORDER BY columns gives first, so about N of them) only when the
-//     grouped rows changed.
+//     query, or over joins, becomes an internal view of the grouped query
+//     (of the joined rows, maintained by the rows each change joins
+//     with), and the top-N over its table, recomputed there (from the
+//     rows an index on its ORDER BY columns gives first, so about N of
+//     them) only when the grouped (joined) rows changed.
 //
 // All are maintained views of the same stream, so the machinery of views
 // over views (views.go) keeps them in one target transaction, each after
@@ -38,6 +39,18 @@ import (
 // groupsPart is the suffix of the name of the internal view that holds the
 // grouped rows of a view: "name/groups".
 const groupsPart = "/groups"
+
+// rowsPart is the suffix of the name of the internal view that holds the
+// joined rows under a top-N: "name/rows".
+const rowsPart = "/rows"
+
+// joinsTables tells whether a query reads more than one FROM item, or a
+// join: the rows under a top-N of such a query are an internal view of
+// their own, maintained by the rows a change joins with, rather than
+// recomputed with the top-N.
+func joinsTables(sel *pg_query.SelectStmt) bool {
+	return len(sel.FromClause) > 1 || len(sel.FromClause) == 1 && sel.FromClause[0].GetJoinExpr() != nil
+}
 
 // Decompose returns defs with each view that can be split into internal
 // views replaced by them, followed by the view itself reading them: its
@@ -52,6 +65,13 @@ const groupsPart = "/groups"
 func Decompose(ctx context.Context, defs []*Definition, cat Catalog) []*Definition {
 	var out []*Definition
 	views := IndexViews(defs)
+	// The parts take the tie-breaks of the views as written, and so do
+	// the views that read them.
+	for _, d := range defs {
+		if err := d.BreakTies(ctx, cat, views); err != nil {
+			return defs
+		}
+	}
 	for i, d := range defs {
 		d.views = views
 		parts := splitAll(ctx, d, cat, views)
@@ -202,7 +222,7 @@ func newPart(d *Definition, what string, q *pg_query.SelectStmt) *Definition {
 		Statement: "CREATE MATERIALIZED VIEW " + t.Quoted() + " AS " + text, Query: text,
 		Stream: d.Stream, Options: map[string]string{},
 		queryOffset: d.queryOffset, stmtOffset: d.stmtOffset, fileText: d.fileText,
-		stmt: q, whole: d, views: d.views,
+		stmt: q, whole: d, views: d.views, tiesJudged: true,
 	}
 }
 
@@ -411,11 +431,11 @@ func written(d *Definition) *Definition {
 }
 
 // split divides d (whole as written) into an internal view holding its
-// grouped query and the top-N over that view's table; nil, nil when d is
-// not such a query.
+// grouped query, or its joined rows, and the top-N over that view's
+// table; nil, nil when d is not such a query.
 func split(d, whole *Definition) (inner, outer *Definition) {
 	sel := d.stmt
-	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.GroupClause) == 0 ||
+	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.GroupClause) == 0 && !joinsTables(sel) ||
 		len(sel.WindowClause) > 0 || len(sel.LockingClause) > 0 || sel.IntoClause != nil || sel.WithClause != nil {
 		return nil, nil
 	}
@@ -477,7 +497,11 @@ func split(d, whole *Definition) (inner, outer *Definition) {
 	if distinctOn {
 		grouped.DistinctClause = nil
 	}
-	inner = newPart(whole, strings.TrimPrefix(groupsPart, "/"), grouped)
+	what := strings.TrimPrefix(groupsPart, "/")
+	if len(sel.GroupClause) == 0 {
+		what = strings.TrimPrefix(rowsPart, "/")
+	}
+	inner = newPart(whole, what, grouped)
 	if inner == nil {
 		return nil, nil
 	}
@@ -520,7 +544,7 @@ func outputIndex(targets []*pg_query.Node, e *pg_query.Node) int {
 		name := cr.Fields[0].GetString_().Sval
 		found := 0
 		for i, t := range targets {
-			if t.GetResTarget().GetName() == name {
+			if outputName(t.GetResTarget()) == name {
 				if found > 0 {
 					return 0
 				}
@@ -541,6 +565,19 @@ func outputIndex(targets []*pg_query.Node, e *pg_query.Node) int {
 		}
 	}
 	return 0
+}
+
+// outputName is the name of an output column as ORDER BY and DISTINCT ON
+// read it: its alias, or the column a plain column reference names; ""
+// for other expressions, whose names no tie-break uses.
+func outputName(rt *pg_query.ResTarget) string {
+	if rt.GetName() != "" {
+		return rt.Name
+	}
+	if cr := rt.GetVal().GetColumnRef(); cr != nil && !isStar(cr) {
+		return cr.Fields[len(cr.Fields)-1].GetString_().GetSval()
+	}
+	return ""
 }
 
 func ordinal(i int) *pg_query.Node {

@@ -56,6 +56,12 @@ type Definition struct {
 	// views are, while Decompose splits it, the views of the files: a
 	// part must not be split over one of their tables (outerjoin.go).
 	views Views
+	// tiesJudged is set once BreakTies has judged the query; ties are the
+	// tie-breaks it added to ORDER BYs, and inserted where their text went
+	// in Query (ties.go).
+	tiesJudged bool
+	ties       []tieBreak
+	inserted   []insertion
 }
 
 // HistoryTable is the table that keeps the view's changes: its result
@@ -459,5 +465,5 @@ func (d *Definition) lineOfStmtOffset(off int) int {
 // lineOfQueryChar maps a 1-based character position in Query (as the server
 // reports error positions) to a file line.
 func (d *Definition) lineOfQueryChar(pos int) int {
-	return lineAt(d.fileText, d.queryOffset+charToByte(d.Query, pos))
+	return lineAt(d.fileText, d.queryOffset+d.asWritten(charToByte(d.Query, pos)))
 }

@@ -410,7 +410,7 @@ func (j *judge) checkOrder(q *pgNode) {
 	if offset == nil && (count == nil || withTies) {
 		return
 	}
-	if j.determined(q, sorts, false) {
+	if j.determined(q, sorts, false) || j.breakTie(q, sorts, count, offset) {
 		return
 	}
 	what, at := "LIMIT", count

@@ -15,14 +15,15 @@
 //     answer.
 //  3. Decompose (decompose.go) splits a view into internal views where that
 //     makes it incremental: a subquery in FROM or a CTE that groups or
-//     joins, the grouped query under a top-N or DISTINCT ON, EXISTS and
-//     IN subqueries in WHERE that are semi-joins by equalities
-//     (semijoin.go), NOT EXISTS, NOT IN and `<>` correlations next to such
-//     equalities (antijoin.go, read through a LEFT JOIN), and comparisons
-//     with scalar subqueries in WHERE and HAVING (scalar.go) and scalar
-//     subqueries in the select list (selectscalar.go) become views
-//     of their own ("name/from alias", "name/with cte", "name/groups",
-//     "name/where N", "name/having N"), kept in tables of deltaview's
+//     joins, the grouped query (or the joined rows) under a top-N or
+//     DISTINCT ON, EXISTS and IN subqueries in WHERE that are semi-joins
+//     by equalities (semijoin.go), NOT EXISTS, NOT IN and `<>`
+//     correlations next to such equalities (antijoin.go, read through a
+//     LEFT JOIN), and comparisons with scalar subqueries in WHERE and
+//     HAVING (scalar.go) and scalar subqueries in the select list
+//     (selectscalar.go) become views of their own ("name/from alias",
+//     "name/with cte", "name/groups", "name/rows", "name/where N",
+//     "name/having N"), kept in tables of deltaview's
 //     schema; an internal view's WHERE is split in turn (fromPart,
 //     splitNested). So do UNION, INTERSECT and EXCEPT [ALL] of
 //     select-project branches (setops.go): the tagged branches
@@ -71,7 +72,8 @@
 //     1, VALUES; buildConstant). Its query runs once, at load; it has no
 //     Apply.
 //   - top-N (method_topn.go): ORDER BY ... LIMIT, or DISTINCT ON, over
-//     the internal view of its grouped query (decompose.go, planTopIndex),
+//     the internal view of its grouped query or of its joined rows
+//     (decompose.go, planTopIndex),
 //     recomputed as whole does, from that view's table read through an
 //     index on the ORDER BY columns (TopIndex).
 //   - top-N over a copy (method_topcopy.go): ORDER BY ... LIMIT over

@@ -429,6 +429,9 @@ func qualified(t Table) Table {
 
 // BuildAmong plans a view that may read other views of views.
 func BuildAmong(ctx context.Context, d *Definition, cat Catalog, views Views) (*Plan, error) {
+	if err := d.BreakTies(ctx, cat, views); err != nil {
+		return nil, err
+	}
 	p, err := buildAmong(ctx, d, cat, views)
 	if err != nil {
 		return p, err
@@ -1183,6 +1186,9 @@ func (p *Plan) Strategy() string {
 		if _, top := m.(topNMethod); !top {
 			return "internal view of " + owner + ": " + m.strategy(p)
 		}
+	}
+	if tied := p.View.tiedBy(); tied != "" {
+		return m.strategy(p) + "; " + tied
 	}
 	return m.strategy(p)
 }

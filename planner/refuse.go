@@ -67,6 +67,10 @@ type judge struct {
 	tokens []*pg_query.ScanToken
 	// exists are the queries of EXISTS subqueries.
 	exists map[*pgNode]bool
+	// breaking is set while BreakTies judges the query: a LIMIT whose
+	// ORDER BY leaves rows tied adds to ties rather than failing.
+	breaking bool
+	ties     []tieBreak
 }
 
 // refuseResolved has the source analyze the query and refuses what can
@@ -122,7 +126,7 @@ func (j *judge) fail(loc int, construct, msg, hint string) {
 	if j.view != "" {
 		msg += " (in view " + j.view + ", which the query reads)"
 	} else if j.located && loc >= j.res.Offset {
-		stmtLoc = loc - j.res.Offset + j.d.queryOffset - j.d.stmtOffset
+		stmtLoc = j.d.asWritten(loc-j.res.Offset) + j.d.queryOffset - j.d.stmtOffset
 	}
 	j.err = j.d.errorf(int32(stmtLoc), construct, msg, hint)
 }
