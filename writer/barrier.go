@@ -32,6 +32,9 @@ type Barrier struct {
 	snapshot chan string
 	release  chan struct{}
 	done     chan struct{}
+	// stopped is why the writer gave the barrier up, if it stopped: read
+	// once done is closed.
+	stopped error
 }
 
 // NewBarrier hands a barrier to the writer's Run loop and returns once the
@@ -61,6 +64,10 @@ func (b *Barrier) Snapshot(ctx context.Context) (string, error) {
 	case name := <-b.snapshot:
 		return name, nil
 	case <-b.done:
+		// The writer's own error says whether to retry (a lost target).
+		if b.stopped != nil {
+			return "", fmt.Errorf("the writer stopped before the barrier: %w", b.stopped)
+		}
 		return "", fmt.Errorf("the writer stopped before the barrier")
 	case <-ctx.Done():
 		return "", ctx.Err()
@@ -86,7 +93,7 @@ func (b *Barrier) Release() {
 // at lsn, or when it learns that everything before lsn was delivered. It
 // holds the writer while lsn may be past the barrier's unknown position,
 // and stops it at the barrier.
-func (w *Writer) atBarrier(ctx context.Context, lsn change.LSN) error {
+func (w *Writer) atBarrier(ctx context.Context, lsn change.LSN) (err error) {
 	b := w.barrier
 	if b == nil {
 		return nil
@@ -101,7 +108,7 @@ func (w *Writer) atBarrier(ctx context.Context, lsn change.LSN) error {
 		case *into = <-ch:
 			return true, nil
 		case <-b.release:
-			w.endBarrier()
+			w.endBarrier(nil)
 			return false, nil
 		case <-ctx.Done():
 			return false, ctx.Err()
@@ -126,7 +133,7 @@ func (w *Writer) atBarrier(ctx context.Context, lsn change.LSN) error {
 	if err := w.commitIfOpen(ctx); err != nil {
 		return err
 	}
-	defer w.endBarrier()
+	defer func() { w.endBarrier(err) }()
 	if w.side == nil {
 		conn, err := Connect(ctx, w.cfg.TargetURL, w.cfg.Settings)
 		if err != nil {
@@ -152,8 +159,11 @@ func (w *Writer) atBarrier(ctx context.Context, lsn change.LSN) error {
 	return w.startCollecting(ctx, b.collect)
 }
 
-func (w *Writer) endBarrier() {
+// endBarrier gives the barrier up; cause is the writer's error, if it
+// stops on one.
+func (w *Writer) endBarrier(cause error) {
 	if w.barrier != nil {
+		w.barrier.stopped = cause
 		close(w.barrier.done)
 		w.barrier, w.barrierFrom, w.barrierAt = nil, 0, 0
 	}

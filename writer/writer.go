@@ -524,7 +524,7 @@ func (w *Writer) Close(ctx context.Context) error {
 // Run applies events until ctx ends or events is closed. A batch that is
 // not committed when Run returns is rolled back: the source sends it again
 // after a restart.
-func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
+func (w *Writer) Run(ctx context.Context, events <-chan change.Event) (err error) {
 	tick := time.NewTicker(w.cfg.ProgressInterval + time.Millisecond)
 	defer tick.Stop()
 	pause := time.NewTimer(time.Hour)
@@ -540,7 +540,7 @@ func (w *Writer) Run(ctx context.Context, events <-chan change.Event) error {
 			return ctx.Err()
 		}
 	}
-	defer w.endBarrier()
+	defer func() { w.endBarrier(err) }()
 	for {
 		// Between source transactions: schema changes, barriers and
 		// activations go first.
