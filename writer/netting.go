@@ -38,34 +38,75 @@ import (
 // stays bounded in a large batch.
 const maxNoted = 1 << 16
 
-// Signs a row was staged with.
-const (
-	plus  = 1
-	minus = 2
-)
-
 // cancels is what a stage's rows in the open batch say about rows that
-// cancel.
+// cancel. Rows are noted as hashes, per sign, in the order they come;
+// whether a hash came with both signs is found once the batch is applied,
+// and only when rows of both signs came: an append workload pays a hash
+// per value and no lookups.
 type cancels struct {
 	// all is set when rows may cancel for every view.
 	all  bool
 	rows int
-	// keys are, for kept rows, the signs each key was staged with (by
-	// hash).
-	keys map[uint64]uint8
+	// keys are, for kept rows, the hashes of the keys inserted and
+	// deleted.
+	keys signs
 	// views are, per view with a netted term for the stage, its notes
 	// (shared by views reading the same columns); nil until the batch's
 	// first row. A view missing from it (added during the batch) nets.
 	views map[*View]*viewSigns
 	sets  []*viewSigns
+	// hashes are, per stage column, the hashes of the row being noted.
+	hashes []uint64
+}
+
+// signs are hashes of rows staged +1 and -1.
+type signs struct {
+	plus, minus []uint64
+	// found is whether a hash is in both, as of the first checked
+	// hashes noted.
+	found   bool
+	checked int
+}
+
+// add notes a row's hash h with sign.
+func (g *signs) add(sign int, h uint64) {
+	if sign > 0 {
+		g.plus = append(g.plus, h)
+	} else {
+		g.minus = append(g.minus, h)
+	}
+}
+
+// both tells whether a hash came with both signs.
+func (g *signs) both() bool {
+	n := len(g.plus) + len(g.minus)
+	if len(g.plus) == 0 || len(g.minus) == 0 || g.checked == n {
+		return g.found
+	}
+	small, large := g.plus, g.minus
+	if len(small) > len(large) {
+		small, large = large, small
+	}
+	in := make(map[uint64]struct{}, len(small))
+	for _, h := range small {
+		in[h] = struct{}{}
+	}
+	g.found = false
+	for _, h := range large {
+		if _, ok := in[h]; ok {
+			g.found = true
+			break
+		}
+	}
+	g.checked = n
+	return g.found
 }
 
 // viewSigns notes the signs of staged rows over one set of the stage's
 // columns.
 type viewSigns struct {
-	cols   []int // positions among the stage's columns
-	seen   map[uint64]uint8
-	cancel bool
+	cols []int // positions among the stage's columns
+	signs
 }
 
 // addChange stages a change's signed rows (their values in the relation's
@@ -106,14 +147,14 @@ func (s *stage) mayCancel(v *View) bool {
 		return true
 	}
 	if s.kept != nil {
-		return false
+		return c.keys.both()
 	}
 	if c.views == nil {
 		// Nothing noted: rows the writer did not stage itself.
 		return true
 	}
 	vs, ok := c.views[v]
-	return !ok || vs.cancel
+	return !ok || vs.both()
 }
 
 // forget starts the notes over: the stage's rows were applied, emptied or
@@ -133,36 +174,32 @@ func (s *stage) noteKept(r *change.Row) {
 		return
 	}
 	var t change.Tuple
-	var sign uint8
+	sign := 1
 	switch r.Op {
 	case change.Insert:
-		t, sign = r.New, plus
+		t = r.New
 	case change.Delete:
-		t, sign = r.Old, minus
+		t, sign = r.Old, -1
 	default:
 		c.noteAll()
 		return
 	}
+	c.rows++
+	if c.rows > maxNoted {
+		c.noteAll()
+		return
+	}
 	b := s.kept
-	var h maphash.Hash
-	h.SetSeed(noteSeed)
+	key := uint64(14695981039346656037)
 	for _, k := range b.keyIdx {
 		j := b.colIdx[k]
 		if j < 0 || j >= len(t) {
 			c.noteAll()
 			return
 		}
-		writeValue(&h, t[j])
+		key = (key ^ valueHash(t[j])) * 1099511628211
 	}
-	if c.keys == nil {
-		c.keys = map[uint64]uint8{}
-	}
-	c.rows++
-	key := h.Sum64()
-	c.keys[key] |= sign
-	if c.keys[key] == plus|minus || c.rows > maxNoted {
-		c.noteAll()
-	}
+	c.keys.add(sign, key)
 }
 
 // note notes a row staged with sign, as stage.add staged it: values of t
@@ -181,31 +218,28 @@ func (s *stage) note(sign int, t, fallback change.Tuple, idx []int) {
 		c.noteAll()
 		return
 	}
-	bit := uint8(plus)
-	if sign < 0 {
-		bit = minus
+	if len(c.sets) == 0 {
+		return
 	}
-	var h maphash.Hash
-	for _, vs := range c.sets {
-		if vs.cancel {
-			continue
-		}
-		h.SetSeed(noteSeed)
-		for _, k := range vs.cols {
-			v := change.Value{Kind: change.Null}
-			if j := idx[k]; j >= 0 && !s.blanked[k] && j < len(t) {
-				v = t[j]
-				if v.Kind == change.Unchanged && fallback != nil && j < len(fallback) {
-					v = fallback[j]
-				}
+	// Each value is hashed once, and each set of columns combines its
+	// values' hashes.
+	c.hashes = c.hashes[:0]
+	for k, j := range idx {
+		v := change.Value{Kind: change.Null}
+		if j >= 0 && !s.blanked[k] && j < len(t) {
+			v = t[j]
+			if v.Kind == change.Unchanged && fallback != nil && j < len(fallback) {
+				v = fallback[j]
 			}
-			writeValue(&h, v)
 		}
-		key := h.Sum64()
-		vs.seen[key] |= bit
-		if vs.seen[key] == plus|minus {
-			vs.cancel, vs.seen = true, nil
+		c.hashes = append(c.hashes, valueHash(v))
+	}
+	for _, vs := range c.sets {
+		key := uint64(14695981039346656037)
+		for _, k := range vs.cols {
+			key = (key ^ c.hashes[k]) * 1099511628211
 		}
+		vs.add(sign, key)
 	}
 }
 
@@ -235,7 +269,7 @@ func (s *stage) noteViews() {
 		}
 		vs := byCols[string(key)]
 		if vs == nil {
-			vs = &viewSigns{cols: cols, seen: map[uint64]uint8{}}
+			vs = &viewSigns{cols: cols}
 			byCols[string(key)] = vs
 			c.sets = append(c.sets, vs)
 		}
@@ -247,18 +281,14 @@ func (s *stage) noteViews() {
 // equal.
 var noteSeed = maphash.MakeSeed()
 
-// writeValue hashes a value with its kind, so that NULL, an empty string
+// valueHash hashes a value with its kind, so that NULL, an empty string
 // and a missing value differ.
-func writeValue(h *maphash.Hash, v change.Value) {
-	var n [9]byte
-	n[0] = byte(v.Kind)
-	l := uint64(len(v.Data))
-	for i := 1; i < 9; i++ {
-		n[i] = byte(l)
-		l >>= 8
-	}
-	h.Write(n[:])
+func valueHash(v change.Value) uint64 {
+	var h maphash.Hash
+	h.SetSeed(noteSeed)
+	h.WriteByte(byte(v.Kind))
 	h.Write(v.Data)
+	return h.Sum64()
 }
 
 // term is v's statement adding its term for stage st to its delta: netted
