@@ -35,8 +35,10 @@ import (
 
 // maxNoted bounds the rows of one stage noted per batch: past it, rows may
 // cancel for every view (the stage is netted), so that the notes' memory
-// stays bounded in a large batch.
-const maxNoted = 1 << 16
+// stays bounded in a large batch (8 bytes per row and set of columns: 2
+// MB). It is more than a batch of single-row changes stages (BatchChanges,
+// 100,000 by default).
+const maxNoted = 1 << 18
 
 // cancels is what a stage's rows in the open batch say about rows that
 // cancel. Rows are noted as hashes, per sign, in the order they come;

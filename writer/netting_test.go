@@ -181,7 +181,7 @@ func BenchmarkNote(b *testing.B) {
 	}
 	rel := &change.Relation{Schema: "public", Name: "t", ReplicaIdentity: 'f', Columns: rc}
 	idx := st.mapping(rel)
-	rows := make([]change.Tuple, maxNoted)
+	rows := make([]change.Tuple, 4096)
 	for i := range rows {
 		rows[i] = make(change.Tuple, 15)
 		for k := range rows[i] {
@@ -193,6 +193,6 @@ func BenchmarkNote(b *testing.B) {
 		if i%maxNoted == 0 {
 			st.forget()
 		}
-		st.note(1, rows[i%maxNoted], nil, idx)
+		st.note(1, rows[i%len(rows)], nil, idx)
 	}
 }
