@@ -132,19 +132,22 @@ func (p *Plan) CreateDelta(name string) string {
 	}) + ", __dv_n int8)"
 }
 
-// terms are, per source, the statement adding its term to the delta; each
-// runs after the copies of the sources before it took the batch and before
-// its own copy does.
-func (p *Plan) terms(n Names) []string {
-	out := make([]string, len(p.Sources))
-	for i := range p.Sources {
-		term := p.joinTerms[i]
-		if net := p.netStage(n, i); net != "" {
-			term = strings.ReplaceAll(term, stagePlaceholder(i), net)
-		}
-		out[i] = "WITH i AS (INSERT INTO " + n.Delta + " " + p.withStages(term, n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8"
+// terms are, per source, the statement adding its term to the delta,
+// reading the source's stage as it is, and the same reading the stage
+// netted (netStage; "" where it cannot be). Each runs after the copies of
+// the sources before it took the batch and before its own copy does.
+func (p *Plan) terms(n Names) (asIs, netted []string) {
+	asIs, netted = make([]string, len(p.Sources)), make([]string, len(p.Sources))
+	insert := func(term string) string {
+		return "WITH i AS (INSERT INTO " + n.Delta + " " + p.withStages(term, n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8"
 	}
-	return out
+	for i := range p.Sources {
+		asIs[i] = insert(p.joinTerms[i])
+		if net := p.netStage(n, i); net != "" {
+			netted[i] = insert(strings.ReplaceAll(p.joinTerms[i], stagePlaceholder(i), net))
+		}
+	}
+	return asIs, netted
 }
 
 // netStage is the stage of source i as a term reads it: the staged rows
@@ -159,7 +162,10 @@ func (p *Plan) terms(n Names) []string {
 // after the first p remain: rows stay signed +1 or -1, as the terms' sums
 // need, and the server's estimate of them stays that of the stage. Rows
 // cancel only when equal and printed the same; "" (the stage as it is)
-// when a column has no equality to compare by.
+// when a column has no equality to compare by. Netting sorts the whole
+// stage, which costs as much as a term over an append workload's stage
+// and saves nothing there: the writer reads it only when the stage may
+// hold rows that cancel (Statements.NettedTerms).
 func (p *Plan) netStage(n Names, i int) string {
 	if i >= len(n.Stages) || i >= len(p.Sources) || len(p.Sources[i].Columns) == 0 {
 		return ""

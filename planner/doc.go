@@ -161,8 +161,9 @@
 // (CaptureStage).
 //
 // Per batch the writer runs, per view, Before (before the copies change),
-// the copies' own Apply, then the Terms of the changed tables, Apply and
-// Cleanup; Reset after a TRUNCATE. A new view is loaded with Snapshot (on
+// the copies' own Apply, then the Terms of the changed tables (each
+// table's NettedTerms instead in a batch whose staged rows may cancel over
+// the view's columns), Apply and Cleanup; Reset after a TRUNCATE. A new view is loaded with Snapshot (on
 // the source under the slot's snapshot, or in the target for views over
 // views) into SnapshotInto, then Finalize.
 //

@@ -18,11 +18,13 @@ type deltaRulesMethod struct {
 
 func (deltaRulesMethod) statements(p *Plan, n Names) Statements {
 	cs := list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })
+	terms, netted := p.terms(n)
 	return Statements{
 		CreateTarget: p.createMultiset(n),
 		Snapshot:     p.querySnapshot(),
 		SnapshotInto: p.intoTarget(n),
-		Terms:        p.terms(n),
+		Terms:        terms,
+		NettedTerms:  netted,
 		Apply: p.applyProjection(n, "SELECT "+cs+", pg_catalog.sum(__dv_n)::int8 AS n FROM "+n.Delta+" GROUP BY "+
 			cs+", "+list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) + "::text" })+" HAVING pg_catalog.sum(__dv_n) <> 0"),
 		Cleanup: "DELETE FROM " + n.Delta,

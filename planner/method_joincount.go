@@ -29,7 +29,7 @@ func (m joinCountingMethod) statements(p *Plan, n Names) Statements {
 		Reset:        p.resetCounted(n),
 	}
 	if p.NeedsDelta() {
-		s.Terms = p.terms(n)
+		s.Terms, s.NettedTerms = p.terms(n)
 	}
 	return s
 }

@@ -133,11 +133,17 @@ func TestGoldenPlans(t *testing.T) {
 				if st.Terms != nil && len(st.Terms) != len(p.Sources) {
 					t.Fatalf("%d terms for %d sources", len(st.Terms), len(p.Sources))
 				}
-				term := ""
+				if (st.NettedTerms == nil) != (st.Terms == nil) || st.NettedTerms != nil && len(st.NettedTerms) != len(st.Terms) {
+					t.Fatalf("%d netted terms for %d terms", len(st.NettedTerms), len(st.Terms))
+				}
+				term, netted := "", ""
 				if st.Terms != nil {
-					term = st.Terms[i]
+					term, netted = st.Terms[i], st.NettedTerms[i]
 				}
 				section("term of "+p.Sources[i].Table.String(), term)
+				if netted != "" {
+					section("term of "+p.Sources[i].Table.String()+", its stage netted", netted)
+				}
 			}
 			section("apply", st.Apply)
 			section("cleanup", st.Cleanup)

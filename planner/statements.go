@@ -23,9 +23,17 @@ type Statements struct {
 	// groups whose rows are about to disappear.
 	Before string
 	// Terms are, per source (in the order of Plan.Sources), the statement
-	// adding that source's term to the view's delta table. Nil when the
-	// view has no delta table.
+	// adding that source's term to the view's delta table, reading the
+	// source's stage as it is. Nil when the view has no delta table.
 	Terms []string
+	// NettedTerms are, per source, Terms[i] reading the stage without the
+	// rows that cancel each other over the columns the view reads (an
+	// UPDATE of other columns stages two such rows): the same delta,
+	// with less to join and a sort of the stage to pay. The writer runs
+	// it when the stage may hold such rows, Terms[i] otherwise. "" where
+	// the stage cannot be netted (a column without equality); nil when
+	// Terms is.
+	NettedTerms []string
 	// Apply applies the staged rows to the view; its one result row holds
 	// the number of result rows inserted, updated and deleted.
 	Apply string

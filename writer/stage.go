@@ -77,6 +77,9 @@ type stage struct {
 	view string
 	// tmp is the stage's table, emptied at commit (scratch).
 	tmp scratch
+	// cancels is what the rows staged since the stage was last applied
+	// say about rows that cancel (netting.go).
+	cancels cancels
 }
 
 func newStage(i int, table planner.Table) *stage {
@@ -387,6 +390,7 @@ func (s *stage) discard() {
 	s.buf.Reset()
 	s.rows = 0
 	s.staged = false
+	s.forget()
 }
 
 // blank stages a column as NULL from now on, in the rows buffered too,

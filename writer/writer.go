@@ -139,8 +139,11 @@ type View struct {
 	// before any batch, not inside one.
 	apply, cleanup, reset, before string
 	// terms are, per source table, the statement adding that table's term
-	// to the view's delta (views over inner joins without aggregates).
-	terms map[planner.Table]string
+	// to the view's delta (views over inner joins without aggregates),
+	// reading its stage as it is; netted are the same reading the stage
+	// netted, for the batches whose rows may cancel (netting.go). A
+	// maintained view's stage is always read netted, under terms.
+	terms, netted map[planner.Table]string
 
 	failed bool
 	// pending is true for a view whose tables are built later, at a
@@ -486,13 +489,25 @@ func (w *Writer) prepare(ctx context.Context, i int, v *View) error {
 		*s.name = name
 	}
 	if st.Terms != nil {
-		v.terms = map[planner.Table]string{}
+		v.terms, v.netted = map[planner.Table]string{}, map[planner.Table]string{}
 		for j, term := range st.Terms {
+			table, netted := v.Plan.Sources[j].Table, st.NettedTerms[j]
+			if v.Plan.Sources[j].View != "" && netted != "" {
+				// Captured in the server: which rows cancel is not known.
+				term, netted = netted, ""
+			}
 			name := fmt.Sprintf("dv_%d_t%d", i, j)
 			if _, err := w.conn.Prepare(ctx, name, term); err != nil {
 				return fmt.Errorf("prepare: %w", err)
 			}
-			v.terms[v.Plan.Sources[j].Table] = name
+			v.terms[table] = name
+			if netted != "" {
+				name := fmt.Sprintf("dv_%d_n%d", i, j)
+				if _, err := w.conn.Prepare(ctx, name, netted); err != nil {
+					return fmt.Errorf("prepare: %w", err)
+				}
+				v.netted[table] = name
+			}
 		}
 	}
 	return nil
@@ -763,13 +778,12 @@ func (w *Writer) row(ctx context.Context, r *change.Row) error {
 
 // rowTo stages a row's change for the views of one stage.
 func (w *Writer) rowTo(ctx context.Context, st *stage, r *change.Row) error {
-	var err error
 	if st.kept != nil {
 		if err := w.begin(ctx); err != nil {
 			return err
 		}
 		w.touched = true
-		if err := st.kept.add(r); err != nil {
+		if err := st.addKept(r); err != nil {
 			return w.failStage(ctx, st, err)
 		}
 		// The successor's changes count from the point it is built at.
@@ -796,17 +810,7 @@ func (w *Writer) rowTo(ctx context.Context, st *stage, r *change.Row) error {
 		return err
 	}
 	w.touched = true
-	switch r.Op {
-	case change.Insert:
-		err = st.add(1, r.New, nil, idx)
-	case change.Delete:
-		err = st.add(-1, r.Old, nil, idx)
-	case change.Update:
-		if err = st.add(-1, r.Old, nil, idx); err == nil {
-			err = st.add(1, r.New, r.Old, idx)
-		}
-	}
-	if err != nil {
+	if err := st.addChange(r, idx); err != nil {
 		return w.failStage(ctx, st, err)
 	}
 	w.batchRows++
@@ -1016,7 +1020,7 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 			if v.terms == nil {
 				continue
 			}
-			p.lookup(v, v.terms[st.table])
+			p.lookup(v, v.term(st))
 		}
 		for _, v := range st.views {
 			if !v.internal || done[v] {
@@ -1041,6 +1045,11 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 			st.tmp.emptied()
 		}
 		st.staged = false
+	}
+	// Every stage was flushed above: what follows is a new batch's, or
+	// the rest of this one's after the stages were emptied.
+	for _, st := range w.order {
+		st.forget()
 	}
 	return w.run(ctx, p)
 }
