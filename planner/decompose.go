@@ -77,13 +77,19 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*D
 	if vc := readViews(ctx, d, cat, views); vc != nil {
 		ocat, oviews = vc, nil
 	}
-	if parts := splitOuterJoin(ctx, d, ocat, oviews); parts != nil {
+	// Outer joins with USING, NATURAL or * split as written with ON and
+	// their columns listed (using.go).
+	od := d
+	if w := onForm(ctx, d, ocat, oviews); w != nil {
+		od = w
+	}
+	if parts := splitOuterJoin(ctx, od, ocat, oviews); parts != nil {
 		return parts
 	}
-	if parts := splitOuterChain(ctx, d, ocat, oviews); parts != nil {
+	if parts := splitOuterChain(ctx, od, ocat, oviews); parts != nil {
 		return parts
 	}
-	if parts := splitOuterGroups(ctx, d, ocat, oviews); parts != nil {
+	if parts := splitOuterGroups(ctx, od, ocat, oviews); parts != nil {
 		return parts
 	}
 	if parts := splitSelectScalar(ctx, d, cat, views); parts != nil {
