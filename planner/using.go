@@ -32,8 +32,8 @@ import (
 // (and recomputed). The query so written must give the columns the query
 // as written gives, names and types, as the server describes both.
 
-// onForm is d written with ON joins and listed columns when its select
-// list has a star or its joins USING or NATURAL, as its parent view reads
+// onForm is d written with ON joins and listed columns when it has an
+// outer join and its select list a star or its joins USING or NATURAL
 // (its whole is the view as written, its text the written query's); nil
 // when d has none of those, or is not a query over tables whose every
 // reference onForm can resolve.
@@ -43,7 +43,7 @@ func onForm(ctx context.Context, d *Definition, cat Catalog, views Views) *Defin
 		len(sel.FromClause) == 0 || hasSubLink(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}) {
 		return nil
 	}
-	worth, plain := false, true
+	worth, outer, plain := false, false, true
 	for _, t := range sel.TargetList {
 		worth = worth || isStar(t.GetResTarget().GetVal().GetColumnRef())
 	}
@@ -52,6 +52,7 @@ func onForm(ctx context.Context, d *Definition, cat Catalog, views Views) *Defin
 			switch v := n.Node.(type) {
 			case *pg_query.Node_JoinExpr:
 				worth = worth || v.JoinExpr.IsNatural || len(v.JoinExpr.UsingClause) > 0
+				outer = outer || isOuter(v.JoinExpr)
 				plain = plain && v.JoinExpr.Alias == nil
 			case *pg_query.Node_RangeVar:
 				plain = plain && v.RangeVar.Catalogname == "" && (v.RangeVar.Alias == nil || len(v.RangeVar.Alias.Colnames) == 0)
@@ -60,7 +61,8 @@ func onForm(ctx context.Context, d *Definition, cat Catalog, views Views) *Defin
 			}
 		})
 	}
-	if !worth || !plain {
+	// Only the splitting of outer joins needs the ON form.
+	if !worth || !outer || !plain {
 		return nil
 	}
 	want, err := cat.Describe(ctx, d.Query)

@@ -47,6 +47,7 @@ CREATE TABLE ledger (custkey bigint, amount int);`)
 		{"an alias on the join stays", "SELECT j.custkey FROM (customer LEFT JOIN orders USING (custkey)) AS j", ""},
 		{"a subquery stays", "SELECT custkey FROM customer LEFT JOIN orders USING (custkey) WHERE EXISTS (SELECT 1 FROM lineitem)", ""},
 		{"no USING, NATURAL or star: nothing to write", "SELECT c.name FROM customer c LEFT JOIN orders o ON o.custkey = c.custkey", ""},
+		{"inner joins only: nothing to split", "SELECT * FROM customer JOIN orders USING (custkey)", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
