@@ -31,6 +31,9 @@ func TestOuterJoinsWithUsing(t *testing.T) {
 		plainView("nat_full", `SELECT * FROM customers NATURAL FULL JOIN accounts`),
 		plainView("nat_left", `SELECT * FROM customers NATURAL LEFT JOIN orders`),
 		plainView("nat_right", `SELECT id, qty, balance FROM accounts NATURAL RIGHT JOIN orders`),
+		// An inner NATURAL join: delta rules over the copies, joined USING
+		// both columns.
+		plainView("nat_inner", `SELECT * FROM customers NATURAL JOIN accounts`),
 		// Stars over joins with ON.
 		plainView("star_on", `SELECT * FROM customers c LEFT JOIN notes n ON n.about = c.id AND n.note <> 'n3'`),
 		plainView("side_star", `SELECT o.*, c.name FROM customers c RIGHT JOIN orders o ON o.id = c.id`),
@@ -55,6 +58,7 @@ func TestOuterJoinsWithUsing(t *testing.T) {
 		"u_left":         "algebraic (delta rules over UNION ALL of 2",
 		"u_full":         "algebraic (delta rules over UNION ALL of 3",
 		"nat_full":       "algebraic (delta rules over UNION ALL of 3",
+		"nat_inner":      "algebraic (delta rules over inner joins)",
 		"star_on":        "algebraic (delta rules over UNION ALL of 2",
 		"chain":          "algebraic (delta rules over UNION ALL of 2",
 		"chain/left":     "internal view of chain: algebraic (delta rules over UNION ALL of 3",
