@@ -134,13 +134,16 @@ func onForm(ctx context.Context, d *Definition, cat Catalog, views Views) *Defin
 	for _, c := range want {
 		outputs[c.Name] = true
 	}
-	for _, t := range q.TargetList {
+	if len(q.TargetList) != len(want) {
+		return nil
+	}
+	for i, t := range q.TargetList {
 		rt := t.GetResTarget()
-		before := rt.Val.GetColumnRef()
 		rt.Val = rewritten(rt.Val, r.resolve(top))
-		if before != nil && rt.Name == "" && rt.Val.GetColumnRef() == nil {
-			// A merged column of a FULL join keeps its name.
-			rt.Name = before.Fields[len(before.Fields)-1].GetString_().GetSval()
+		if cr := rt.Val.GetColumnRef(); rt.Name == "" && (cr == nil || cr.Fields[len(cr.Fields)-1].GetString_().GetSval() != want[i].Name) {
+			// Each column keeps its name: a merged column of a FULL join
+			// (COALESCE), or one read through a cast (k::text is "k").
+			rt.Name = want[i].Name
 		}
 	}
 	for _, list := range [][]*pg_query.Node{q.GroupClause, q.WindowClause} {
