@@ -122,7 +122,12 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*D
 	} else if joinsOfParts {
 		// An outer join of a subquery or CTE that became a part splits
 		// as one of tables (outerchain.go).
-		if joins := splitOuterOfParts(ctx, outer, &partCatalog{Catalog: cat, parts: parts}, views); joins != nil {
+		pc := &partCatalog{Catalog: cat, parts: parts}
+		of := outer
+		if w := onForm(ctx, outer, pc, views); w != nil {
+			of = w
+		}
+		if joins := splitOuterOfParts(ctx, of, pc, views); joins != nil {
 			all := nested(ctx, parts, joins[len(joins)-1], cat)
 			return slices.Insert(all, len(all)-1, joins[:len(joins)-1]...)
 		}

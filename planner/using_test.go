@@ -104,6 +104,12 @@ func TestDecomposeOuterJoinsWithUsing(t *testing.T) {
 			`SELECT id, count(o.qty) AS n FROM customers c FULL JOIN orders o USING (id) GROUP BY id`,
 			[][2]string{{"joined/matched", outerMatched}, {"joined/unmatched left/where 1", outerKeys}, {"joined/unmatched left", outerAnti},
 				{"joined/unmatched right/where 1", outerKeys}, {"joined/unmatched right", outerAnti}, {"joined", outerUnion + "3"}}, "algebraic (counting)"},
+		{"a grouped subquery on a side, USING",
+			`SELECT id, c.region, t.n FROM customers c LEFT JOIN (SELECT customer AS id, count(*) AS n FROM orders GROUP BY customer) t USING (id)`,
+			append([][2]string{{"from t", "algebraic (counting)"}}, top...), outerUnion + "2"},
+		{"a star over a FULL JOIN of a grouped CTE",
+			`WITH t AS (SELECT customer AS id, sum(qty) AS q FROM orders GROUP BY customer) SELECT * FROM customers NATURAL FULL JOIN t`,
+			append([][2]string{{"with t", "algebraic (counting)"}}, full...), outerUnion + "3"},
 		{"a star naming a column twice stays", `SELECT * FROM customers c LEFT JOIN orders o ON o.customer = c.id`, nil, ""},
 	}
 	checkDecomposedCases(t, cat, cases)
