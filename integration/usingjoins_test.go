@@ -44,6 +44,9 @@ func TestOuterJoinsWithUsing(t *testing.T) {
 		plainView("using_alias", `SELECT u.id, name, qty FROM customers FULL JOIN orders USING (id) AS u WHERE u.id < 9 OR qty > 20`),
 		// A grouped subquery and a grouped CTE on a side.
 		plainView("from_side", `SELECT id, name, t.n FROM customers LEFT JOIN (SELECT id, count(*) AS n, sum(qty) AS q FROM orders GROUP BY id) t USING (id)`),
+		// The subquery groups a LEFT JOIN USING itself.
+		plainView("sub_groups", `SELECT id, t.n, a.balance FROM (SELECT id, count(qty) AS n FROM customers LEFT JOIN orders USING (id) GROUP BY id) t
+			LEFT JOIN accounts a USING (id)`),
 		plainView("cte_side", `WITH t AS (SELECT id, count(*) AS n FROM orders GROUP BY id)
 			SELECT id, count(name) AS named, sum(n) AS total FROM customers RIGHT JOIN t USING (id) GROUP BY id`),
 		// Grouped by a merged column: the NULL group of the RIGHT JOIN,

@@ -155,7 +155,11 @@ func nested(ctx context.Context, parts []*Definition, outer *Definition, cat Cat
 // splitWhere does a view's, all owned by the view as written: the parts
 // they read first, p reading them last; p alone when there are none.
 func splitNested(ctx context.Context, p *Definition, cat Catalog) []*Definition {
-	if parts := splitOuterGroups(ctx, p, cat, p.views); parts != nil {
+	op := p
+	if w := onForm(ctx, p, cat, p.views); w != nil {
+		op = w
+	}
+	if parts := splitOuterGroups(ctx, op, cat, p.views); parts != nil {
 		return parts
 	}
 	inner, outer := splitWhere(ctx, p, cat)

@@ -110,6 +110,10 @@ func TestDecomposeOuterJoinsWithUsing(t *testing.T) {
 		{"a star over a FULL JOIN of a grouped CTE",
 			`WITH t AS (SELECT customer AS id, sum(qty) AS q FROM orders GROUP BY customer) SELECT * FROM customers NATURAL FULL JOIN t`,
 			append([][2]string{{"with t", "algebraic (counting)"}}, full...), outerUnion + "3"},
+		{"a grouped subquery in FROM over a LEFT JOIN USING",
+			`SELECT t.id, t.n, r.remark FROM (SELECT id, count(o.qty) AS n FROM customers c LEFT JOIN orders o USING (id) GROUP BY id) t JOIN remarks r ON r.about = t.id`,
+			[][2]string{{"from t/joined/matched", outerMatched}, {"from t/joined/unmatched/where 1", outerKeys}, {"from t/joined/unmatched", outerAnti},
+				{"from t/joined", outerUnion + "2"}, {"from t", "algebraic (counting)"}}, outerMatched},
 		{"a star naming a column twice stays", `SELECT * FROM customers c LEFT JOIN orders o ON o.customer = c.id`, nil, ""},
 	}
 	checkDecomposedCases(t, cat, cases)
