@@ -150,13 +150,18 @@ func (s *starSpeller) spell(sel *pg_query.SelectStmt, withs []*pg_query.WithClau
 			others++
 		}
 	}
-	if stars == 0 && !hasNatural(sel.FromClause) || len(sel.FromClause) == 0 {
+	natural := hasNatural(sel.FromClause)
+	if stars == 0 && !natural || len(sel.FromClause) == 0 {
 		return
 	}
-	if inExists && others == 0 && !hasNatural(sel.FromClause) {
+	exists := inExists && stars > 0 && others == 0
+	selectOne := func() {
 		sel.TargetList = []*pg_query.Node{{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
 			Val: &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Val: &pg_query.A_Const_Ival{Ival: &pg_query.Integer{Ival: 1}}}}}}}}}
 		s.changed = true
+	}
+	if exists && !natural {
+		selectOne()
 		return
 	}
 	ctes := map[string]bool{}
@@ -179,6 +184,10 @@ func (s *starSpeller) spell(sel *pg_query.SelectStmt, withs []*pg_query.WithClau
 	}
 	all, named, ok := s.fromList(sel.FromClause, withs)
 	if !ok || stars == 0 {
+		return
+	}
+	if exists {
+		selectOne()
 		return
 	}
 	count := map[string]int{}

@@ -56,6 +56,8 @@ func TestStarsSpelledOut(t *testing.T) {
 			"SELECT name FROM customer FULL JOIN lineitem ON true"},
 		{"NATURAL inner join with no column in common", "SELECT name FROM customer NATURAL JOIN lineitem",
 			"SELECT name FROM customer JOIN lineitem ON true"},
+		{"NATURAL under EXISTS reads no column", "SELECT name FROM customer c WHERE EXISTS (SELECT * FROM orders NATURAL JOIN lineitem l WHERE l.qty > c.nation)",
+			"SELECT name FROM customer c WHERE EXISTS (SELECT 1 FROM orders JOIN lineitem l USING (orderkey) WHERE l.qty > c.nation)"},
 		{"NATURAL in a subquery", "SELECT count(*) AS n FROM (SELECT status FROM customer NATURAL RIGHT JOIN orders) s",
 			"SELECT count(*) AS n FROM (SELECT status FROM customer RIGHT JOIN orders USING (custkey)) s"},
 		{"ordinary view", "SELECT * FROM open_orders v JOIN customer USING (custkey)",
