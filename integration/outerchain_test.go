@@ -107,8 +107,8 @@ func TestOuterJoinChains(t *testing.T) {
 	e.runStepsKilledHalfway(views, steps)
 }
 
-// A maintained view on a side of an outer join, alone or in a chain, is
-// a side like a table: the views over it are split the same way at the
+// A maintained view on a side of an outer join, alone or in a chain, or
+// joined USING a column, is a side like a table: the views over it are split the same way at the
 // first start and after a restart, with the target in the source's
 // database (where the view's table then exists on the source) and on
 // another server, and each equals its query with the view read replaced
@@ -137,6 +137,8 @@ func TestOuterJoinsOfMaintainedViews(t *testing.T) {
 					LEFT JOIN per_customer pc ON pc.customer_id = c.id LEFT JOIN products p ON p.id = pc.n`), []view{perCustomer}},
 				{plainView("by_count", `SELECT pc.n, count(c.id) AS customers FROM per_customer pc FULL JOIN customers c ON c.id = pc.customer_id
 					GROUP BY pc.n`), []view{perCustomer}},
+				// USING the view's column: a FULL JOIN's merged column.
+				{plainView("using_view", `SELECT customer_id, pc.n, o.id AS oid FROM per_customer pc FULL JOIN orders o USING (customer_id)`), []view{perCustomer}},
 			}
 			e.start(c.views())
 			c.check(e, "snapshot")

@@ -25,8 +25,8 @@ ALTER TABLE r_line REPLICA IDENTITY FULL`
 // WHERE, HAVING and the select list; a CTE aggregated again; top-N over
 // groups; set operations; a self-join; count(DISTINCT) over a join;
 // chains and trees of outer and inner joins, projected and grouped, one
-// with a grouped subquery on a side;
-// functions of rows in FROM; and a view reading another view.
+// with a grouped subquery on a side; a FULL JOIN with USING and a * over
+// a LEFT JOIN; functions of rows in FROM; and a view reading another view.
 var randomSQLViews = []view{
 	plainView("rs_region", `SELECT c.region, count(*) AS n, sum(l.qty * l.price) AS amount
 		FROM r_cust c JOIN r_ord o ON o.cust = c.id JOIN r_line l ON l.ord = o.id GROUP BY c.region`),
@@ -42,6 +42,8 @@ var randomSQLViews = []view{
 	plainView("rs_by_nullable_side", `SELECT c.seg, count(*) AS n, sum(c.bal) AS bal FROM r_ord o LEFT JOIN r_cust c ON c.id = o.cust GROUP BY c.seg HAVING count(*) > 1`),
 	plainView("rs_chain", `SELECT c.id AS cid, o.id AS oid, l.n, l.qty FROM r_cust c LEFT JOIN r_ord o ON o.cust = c.id
 		LEFT JOIN r_line l ON l.ord = o.id AND l.qty > 2`),
+	plainView("rs_using", `SELECT id, c.region, o.status, o.total FROM r_cust c FULL JOIN r_ord o USING (id) WHERE id IS DISTINCT FROM 7`),
+	plainView("rs_star_left", `SELECT * FROM r_ord o LEFT JOIN r_line l ON l.ord = o.id AND l.qty > 1`),
 	plainView("rs_inner_left", `SELECT o.id AS oid, c.region, l.qty FROM r_ord o JOIN r_cust c ON c.id = o.cust LEFT JOIN r_line l ON l.ord = o.id`),
 	plainView("rs_chain_groups", `SELECT c.region, count(o.id) AS n, count(l.n) AS lines, sum(l.qty) AS q
 		FROM r_cust c LEFT JOIN r_ord o ON o.cust = c.id AND o.status <> 'X' LEFT JOIN r_line l ON l.ord = o.id GROUP BY c.region`),

@@ -583,6 +583,8 @@ func analyzeGeneral(d *Definition, why string, starsLater bool) (*analysis, erro
 		case *pg_query.Node_JoinExpr:
 			// The copies hold only the columns the view names: a NATURAL
 			// join over them could join on fewer columns than the source's.
+			// NATURAL joins are written with USING before (stars.go); one
+			// left is one whose sides the server could not list.
 			if v.JoinExpr.IsNatural {
 				fail(d.errorf(location(x), "NATURAL JOIN", "NATURAL JOIN is not supported", "name the join columns with USING (...) or ON"))
 			}

@@ -97,13 +97,19 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*D
 	if vc := readViews(ctx, d, cat, views); vc != nil {
 		ocat, oviews = vc, nil
 	}
-	if parts := splitOuterJoin(ctx, d, ocat, oviews); parts != nil {
+	// Outer joins with USING, NATURAL or * split as written with ON and
+	// their columns listed (using.go).
+	od := d
+	if w := onForm(ctx, d, ocat, oviews); w != nil {
+		od = w
+	}
+	if parts := splitOuterJoin(ctx, od, ocat, oviews); parts != nil {
 		return parts
 	}
-	if parts := splitOuterChain(ctx, d, ocat, oviews); parts != nil {
+	if parts := splitOuterChain(ctx, od, ocat, oviews); parts != nil {
 		return parts
 	}
-	if parts := splitOuterGroups(ctx, d, ocat, oviews); parts != nil {
+	if parts := splitOuterGroups(ctx, od, ocat, oviews); parts != nil {
 		return parts
 	}
 	if parts := splitSelectScalar(ctx, d, cat, views); parts != nil {
@@ -136,7 +142,12 @@ func splitAll(ctx context.Context, d *Definition, cat Catalog, views Views) []*D
 	} else if joinsOfParts {
 		// An outer join of a subquery or CTE that became a part splits
 		// as one of tables (outerchain.go).
-		if joins := splitOuterOfParts(ctx, outer, &partCatalog{Catalog: cat, parts: parts}, views); joins != nil {
+		pc := &partCatalog{Catalog: cat, parts: parts}
+		of := outer
+		if w := onForm(ctx, outer, pc, views); w != nil {
+			of = w
+		}
+		if joins := splitOuterOfParts(ctx, of, pc, views); joins != nil {
 			all := nested(ctx, parts, joins[len(joins)-1], cat)
 			return slices.Insert(all, len(all)-1, joins[:len(joins)-1]...)
 		}
@@ -164,7 +175,11 @@ func nested(ctx context.Context, parts []*Definition, outer *Definition, cat Cat
 // splitWhere does a view's, all owned by the view as written: the parts
 // they read first, p reading them last; p alone when there are none.
 func splitNested(ctx context.Context, p *Definition, cat Catalog) []*Definition {
-	if parts := splitOuterGroups(ctx, p, cat, p.views); parts != nil {
+	op := p
+	if w := onForm(ctx, p, cat, p.views); w != nil {
+		op = w
+	}
+	if parts := splitOuterGroups(ctx, op, cat, p.views); parts != nil {
 		return parts
 	}
 	inner, outer := splitWhere(ctx, p, cat)

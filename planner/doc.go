@@ -43,9 +43,13 @@
 //     in FROM or CTE that became an internal view, or a maintained view
 //     (described by its query, built or not), being a side like a table;
 //     several scalar subqueries in the select list are such a chain of
-//     LEFT JOINs.
+//     LEFT JOINs. Outer joins written with USING or NATURAL, or read
+//     through * or alias.*, are split as the same query written with ON
+//     and its columns listed, each merged column as Postgres defines it
+//     (using.go).
 //  4. BuildAmong (plan.go) plans one view among the others, with the
-//     source's catalog (Catalog): stars are spelled out (stars.go),
+//     source's catalog (Catalog): stars are spelled out and NATURAL joins
+//     written with USING (stars.go),
 //     ordinary views of the source read through their definitions
 //     (expand.go), the query described and judged as the source analyzes
 //     it, in a temporary view that is rolled back (resolve.go, refuse.go,

@@ -22,6 +22,12 @@ import (
 // of the level has its name, and otherwise through a USING alias
 // (JOIN ... USING (k) AS alias) added to the join.
 //
+// A NATURAL join is written as the USING join it stands for, stars or
+// not: USING the columns both sides name, in the left side's order (ON
+// true when there are none), so that the copies, which hold only the
+// columns the view names, join on the same columns the source's tables
+// would.
+//
 // A select list of stars only under EXISTS becomes SELECT 1: EXISTS reads
 // no column, and the copies need not hold every column of the table.
 //
@@ -70,8 +76,11 @@ type starSpeller struct {
 	views Views
 	// aliases counts the USING aliases added.
 	aliases int
-	// changed is set once a star is spelled out.
+	// changed is set once a star is spelled out or a NATURAL join
+	// written with USING.
 	changed bool
+	// sides are the columns of each side of the joins listed.
+	sides map[*pg_query.JoinExpr][2][]starColumn
 }
 
 // level spells out the stars of one SELECT and of every query below it.
@@ -130,7 +139,8 @@ type starColumn struct {
 	join       *pg_query.JoinExpr
 }
 
-// spell spells out the stars of one level's select list.
+// spell spells out the stars of one level's select list, and turns its
+// NATURAL joins into the USING joins they stand for.
 func (s *starSpeller) spell(sel *pg_query.SelectStmt, withs []*pg_query.WithClause, inExists bool) {
 	stars, others := 0, 0
 	for _, t := range sel.TargetList {
@@ -140,13 +150,18 @@ func (s *starSpeller) spell(sel *pg_query.SelectStmt, withs []*pg_query.WithClau
 			others++
 		}
 	}
-	if stars == 0 || len(sel.FromClause) == 0 {
+	natural := hasNatural(sel.FromClause)
+	if stars == 0 && !natural || len(sel.FromClause) == 0 {
 		return
 	}
-	if inExists && others == 0 {
+	exists := inExists && stars > 0 && others == 0
+	selectOne := func() {
 		sel.TargetList = []*pg_query.Node{{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
 			Val: &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Val: &pg_query.A_Const_Ival{Ival: &pg_query.Integer{Ival: 1}}}}}}}}}
 		s.changed = true
+	}
+	if exists && !natural {
+		selectOne()
 		return
 	}
 	ctes := map[string]bool{}
@@ -167,68 +182,12 @@ func (s *starSpeller) spell(sel *pg_query.SelectStmt, withs []*pg_query.WithClau
 	if readsView {
 		return
 	}
-	// The columns of each FROM item, by the name the query gives it.
-	named := map[string][]starColumn{}
-	var all []starColumn
-	var failed bool
-	var columns func(n *pg_query.Node) []starColumn
-	columns = func(n *pg_query.Node) []starColumn {
-		ref := ""
-		switch v := n.Node.(type) {
-		case *pg_query.Node_RangeVar:
-			ref = v.RangeVar.Relname
-			if v.RangeVar.Alias != nil {
-				ref = v.RangeVar.Alias.Aliasname
-			}
-		case *pg_query.Node_RangeSubselect:
-			ref = v.RangeSubselect.GetAlias().GetAliasname()
-		case *pg_query.Node_RangeFunction:
-			ref = v.RangeFunction.GetAlias().GetAliasname()
-		case *pg_query.Node_JoinExpr:
-			j := v.JoinExpr
-			if j.Alias != nil {
-				ref = j.Alias.Aliasname
-				break
-			}
-			if j.IsNatural {
-				failed = true
-				return nil
-			}
-			left, right := columns(j.Larg), columns(j.Rarg)
-			using := map[string]bool{}
-			var out []starColumn
-			for _, u := range j.UsingClause {
-				name := u.GetString_().GetSval()
-				using[name] = true
-				out = append(out, starColumn{name: name, join: j})
-			}
-			for _, c := range append(left, right...) {
-				if !using[c.name] {
-					out = append(out, c)
-				}
-			}
-			return out
-		}
-		if ref == "" {
-			failed = true
-			return nil
-		}
-		names, err := s.describe(ref, sel.FromClause, withs)
-		if err != nil {
-			failed = true
-			return nil
-		}
-		out := make([]starColumn, len(names))
-		for i, name := range names {
-			out[i] = starColumn{qual: ref, name: name}
-		}
-		named[ref] = out
-		return out
+	all, named, ok := s.fromList(sel.FromClause, withs)
+	if !ok || stars == 0 {
+		return
 	}
-	for _, f := range sel.FromClause {
-		all = append(all, columns(f)...)
-	}
-	if failed {
+	if exists {
+		selectOne()
 		return
 	}
 	count := map[string]int{}
@@ -269,6 +228,110 @@ func (s *starSpeller) spell(sel *pg_query.SelectStmt, withs []*pg_query.WithClau
 	}
 	sel.TargetList = out
 	s.changed = true
+}
+
+// hasNatural tells whether a FROM list joins with NATURAL at its level.
+func hasNatural(from []*pg_query.Node) bool {
+	found := false
+	for _, f := range from {
+		visitShallow(f, func(x *pg_query.Node) bool {
+			if j := x.GetJoinExpr(); j != nil && j.IsNatural {
+				found = true
+			}
+			return x.GetRangeSubselect() == nil
+		})
+	}
+	return found
+}
+
+// fromList lists the columns of a level's FROM list as * gives them, and
+// those of each FROM item with a name, by that name; false when an item
+// cannot be described. Each NATURAL join on the way becomes the USING
+// join it stands for: the columns both sides name, in the left side's
+// order. The columns of each side of a join without an alias are kept in
+// s.sides.
+func (s *starSpeller) fromList(from []*pg_query.Node, withs []*pg_query.WithClause) ([]starColumn, map[string][]starColumn, bool) {
+	named := map[string][]starColumn{}
+	var all []starColumn
+	failed := false
+	var columns func(n *pg_query.Node) []starColumn
+	columns = func(n *pg_query.Node) []starColumn {
+		ref := ""
+		switch v := n.Node.(type) {
+		case *pg_query.Node_RangeVar:
+			ref = v.RangeVar.Relname
+			if v.RangeVar.Alias != nil {
+				ref = v.RangeVar.Alias.Aliasname
+			}
+		case *pg_query.Node_RangeSubselect:
+			ref = v.RangeSubselect.GetAlias().GetAliasname()
+		case *pg_query.Node_RangeFunction:
+			ref = v.RangeFunction.GetAlias().GetAliasname()
+		case *pg_query.Node_JoinExpr:
+			j := v.JoinExpr
+			if j.Alias != nil {
+				ref = j.Alias.Aliasname
+				break
+			}
+			left, right := columns(j.Larg), columns(j.Rarg)
+			if failed {
+				return nil
+			}
+			if s.sides == nil {
+				s.sides = map[*pg_query.JoinExpr][2][]starColumn{}
+			}
+			s.sides[j] = [2][]starColumn{left, right}
+			if j.IsNatural {
+				inRight := map[string]bool{}
+				for _, c := range right {
+					inRight[c.name] = true
+				}
+				j.IsNatural = false
+				for _, c := range left {
+					if inRight[c.name] {
+						j.UsingClause = append(j.UsingClause, pg_query.MakeStrNode(c.name))
+					}
+				}
+				if len(j.UsingClause) == 0 {
+					// No column in common: every row matches every row.
+					j.Quals = &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Val: &pg_query.A_Const_Boolval{Boolval: &pg_query.Boolean{Boolval: true}}}}}
+				}
+				s.changed = true
+			}
+			using := map[string]bool{}
+			var out []starColumn
+			for _, u := range j.UsingClause {
+				name := u.GetString_().GetSval()
+				using[name] = true
+				out = append(out, starColumn{name: name, join: j})
+			}
+			for _, c := range append(left, right...) {
+				if !using[c.name] {
+					out = append(out, c)
+				}
+			}
+			return out
+		}
+		if ref == "" {
+			failed = true
+			return nil
+		}
+		names, err := s.describe(ref, from, withs)
+		if err != nil {
+			failed = true
+			return nil
+		}
+		out := make([]starColumn, len(names))
+		for i, name := range names {
+			out[i] = starColumn{qual: ref, name: name}
+		}
+		named[ref] = out
+		return out
+	}
+	for _, f := range from {
+		all = append(all, columns(f)...)
+	}
+	return all, named, !failed
 }
 
 // describe has the server name the columns of the FROM item ref in a FROM
