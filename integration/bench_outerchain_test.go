@@ -16,13 +16,8 @@ import (
 // larger tables cost at most twice as much per transaction (each level of
 // the chain's internal views costs the rows a change reaches there).
 func BenchmarkOuterChainChangeCost(b *testing.B) {
-	const changes = 200
-	b.StopTimer()
-	costs := map[int]time.Duration{}
-	for _, orders := range []int{10_000, 1_000_000} {
-		s := newBenchSetup(b)
-		customers, products := orders/10, orders/100
-		execSQL(b, s.src, fmt.Sprintf(`
+	orderMovesChangeCost(b, func(n orderTables) string {
+		return fmt.Sprintf(`
 			CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL);
 			CREATE TABLE orders (id int PRIMARY KEY, customer_id int, product_id int);
 			CREATE TABLE products (id int PRIMARY KEY, title text NOT NULL, price numeric(10,2));
@@ -31,17 +26,39 @@ func BenchmarkOuterChainChangeCost(b *testing.B) {
 			INSERT INTO products SELECT i, 'p' || i, i %% 90 FROM generate_series(1, %[2]d - %[2]d / 10) AS i;
 			-- For the source's own evaluation of sc2, which the results are compared with.
 			CREATE INDEX ON orders (customer_id);
-			ANALYZE customers, orders, products;`, customers, products, orders))
-		views := []view{
-			plainView("oj3", `SELECT c.id, c.name, o.id AS oid, p.title FROM customers c
-				LEFT JOIN orders o ON o.customer_id = c.id LEFT JOIN products p ON p.id = o.product_id`),
-			plainView("oj3g", `SELECT c.id, count(o.id) AS n, sum(p.price) AS s FROM customers c
-				LEFT JOIN orders o ON o.customer_id = c.id LEFT JOIN products p ON p.id = o.product_id GROUP BY c.id`),
-			plainView("sc2", `SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer_id = c.id) AS n,
-				(SELECT max(o.id) FROM orders o WHERE o.customer_id = c.id) AS m FROM customers c`),
-		}
+			ANALYZE customers, orders, products;`, n.customers, n.products, n.orders)
+	}, []view{
+		plainView("oj3", `SELECT c.id, c.name, o.id AS oid, p.title FROM customers c
+			LEFT JOIN orders o ON o.customer_id = c.id LEFT JOIN products p ON p.id = o.product_id`),
+		plainView("oj3g", `SELECT c.id, count(o.id) AS n, sum(p.price) AS s FROM customers c
+			LEFT JOIN orders o ON o.customer_id = c.id LEFT JOIN products p ON p.id = o.product_id GROUP BY c.id`),
+		plainView("sc2", `SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer_id = c.id) AS n,
+			(SELECT max(o.id) FROM orders o WHERE o.customer_id = c.id) AS m FROM customers c`),
+	}, func(n orderTables, round, i int) string {
+		return fmt.Sprintf("UPDATE orders SET product_id = 1 + (product_id + %d) %% %d, customer_id = 1 + (id + %d) %% %d WHERE id = %d",
+			round, n.products, round*13, n.customers, 1+(i*7919)%n.orders)
+	})
+}
+
+// orderTables are the sizes of the customers, orders and products tables
+// of orderMovesChangeCost.
+type orderTables struct{ orders, customers, products int }
+
+// orderMovesChangeCost measures the apply time of single-row source
+// transactions that move an order to another product and another
+// customer (move gives the i-th of a round), into views, with the tables
+// that schema creates and fills at 10,000 and at 1,000,000 orders.
+// Target: the larger tables cost at most twice as much per transaction.
+func orderMovesChangeCost(b *testing.B, schema func(orderTables) string, views []view, move func(n orderTables, round, i int) string) {
+	const changes = 200
+	b.StopTimer()
+	costs := map[int]time.Duration{}
+	for _, orders := range []int{10_000, 1_000_000} {
+		s := newBenchSetup(b)
+		n := orderTables{orders: orders, customers: orders / 10, products: orders / 100}
+		execSQL(b, s.src, schema(n))
 		sc := s.sidecar(b, writeViews(b, viewsSQL(views)))
-		waitCaughtUp(b, s.src, s.tgt, "oj3", "oj3g", "sc2")
+		waitCaughtUp(b, s.src, s.tgt, viewNames(views)...)
 		if whole := queryString(b, s.tgt, `SELECT coalesce(string_agg(name, ', '), '') FROM deltaview.views WHERE strategy LIKE '%full recomputation%'`); whole != "" {
 			b.Fatalf("recomputed whole: %s", whole)
 		}
@@ -53,20 +70,8 @@ func BenchmarkOuterChainChangeCost(b *testing.B) {
 		}
 		// The first pass reads the pages the changes touch; the second
 		// moves the same orders again, with them in memory.
-		move := func(round int) time.Duration {
-			b.StartTimer()
-			start := time.Now()
-			for i := range changes {
-				id := 1 + (i*7919)%orders
-				execSQL(b, s.src, fmt.Sprintf("UPDATE orders SET product_id = 1 + (product_id + %d) %% %d, customer_id = 1 + (id + %d) %% %d WHERE id = %d",
-					round, products, round*13, customers, id))
-				waitApplied(b, s.tgt, s.slot, currentLSN(b, s.src), time.Millisecond, time.Minute)
-			}
-			b.StopTimer()
-			return time.Since(start) / changes
-		}
-		cold := move(1)
-		costs[orders] = move(2)
+		cold := timeChanges(b, s, changes, func(i int) string { return move(n, 1, i) })
+		costs[orders] = timeChanges(b, s, changes, func(i int) string { return move(n, 2, i) })
 		b.Logf("%d orders: %.1f ms per transaction, %.1f ms the first time", orders, ms(costs[orders]), ms(cold))
 		for _, v := range views {
 			assertSame(b, s.src, s.tgt, v.table, v.query)

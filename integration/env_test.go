@@ -382,6 +382,16 @@ func (e *env) allRunning(n int, what string) {
 	}
 }
 
+// noneRecomputedWhole checks that no view, internal ones included, is
+// recomputed whole.
+func (e *env) noneRecomputedWhole() {
+	e.t.Helper()
+	if whole := queryString(e.t, e.tgt, `SELECT coalesce(string_agg(name || ': ' || strategy, E'\n' ORDER BY name), '') FROM deltaview.views
+		WHERE strategy LIKE '%full recomputation%'`); whole != "" {
+		e.t.Errorf("views recomputed whole:\n%s", whole)
+	}
+}
+
 // strategiesStartWith checks that each view's strategy, as
 // deltaview.views records it, starts as want says.
 func (e *env) strategiesStartWith(want map[string]string) {

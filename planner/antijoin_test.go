@@ -96,11 +96,7 @@ func TestAntiJoinRewrite(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			defs, errs := ParseFile("views.sql", "CREATE MATERIALIZED VIEW v AS "+c.query+";")
-			if len(errs) > 0 {
-				t.Fatal(errs[0])
-			}
-			defs[0].Target = qualified(defs[0].Target)
+			defs := []*Definition{oneView(t, c.query)}
 			parts, outer := splitWhere(context.Background(), defs[0], cat)
 			if len(parts) != len(c.parts) {
 				t.Fatalf("%d parts, want %d", len(parts), len(c.parts))

@@ -35,11 +35,7 @@ func TestDecomposeTopN(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			defs, errs := ParseFile("views.sql", "CREATE MATERIALIZED VIEW v AS "+c.query+";")
-			if len(errs) > 0 {
-				t.Fatal(errs[0])
-			}
-			defs[0].Target = qualified(defs[0].Target)
+			defs := []*Definition{oneView(t, c.query)}
 			defs[0].Stream = "s"
 			parts := Decompose(context.Background(), defs, cat)
 			if c.inner == "" {
@@ -157,11 +153,7 @@ func checkDecomposed(t *testing.T, cat Catalog, query string, want [][2]string, 
 		parts [][2]string
 		outer string
 	}{want, outer}
-	defs, errs := ParseFile("views.sql", "CREATE MATERIALIZED VIEW v AS "+query+";")
-	if len(errs) > 0 {
-		t.Fatal(errs[0])
-	}
-	defs[0].Target = qualified(defs[0].Target)
+	defs := []*Definition{oneView(t, query)}
 	parts := Decompose(context.Background(), defs, cat)
 	if len(parts) != len(c.parts)+1 {
 		t.Fatalf("split into %d views, want %d", len(parts), len(c.parts)+1)
@@ -230,6 +222,18 @@ func TestDecomposeSemiJoins(t *testing.T) {
 		{"a subquery under OR stays", `SELECT id FROM customers c WHERE c.id < 3 OR EXISTS (SELECT FROM orders WHERE customer = c.id)`, nil, ""},
 	}
 	checkDecomposedCases(t, cat, cases)
+}
+
+// oneView is "CREATE MATERIALIZED VIEW v AS query" as parsed, its target
+// qualified as the sidecar qualifies it.
+func oneView(t *testing.T, query string) *Definition {
+	t.Helper()
+	defs, errs := ParseFile("views.sql", "CREATE MATERIALIZED VIEW v AS "+query+";")
+	if len(errs) > 0 {
+		t.Fatal(errs[0])
+	}
+	defs[0].Target = qualified(defs[0].Target)
+	return defs[0]
 }
 
 // columnsAsWritten checks that p, the view reading its internal views, has

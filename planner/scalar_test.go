@@ -76,11 +76,7 @@ func TestScalarValueNote(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			defs, errs := ParseFile("views.sql", "CREATE MATERIALIZED VIEW v AS "+c.query+";")
-			if len(errs) > 0 {
-				t.Fatal(errs[0])
-			}
-			defs[0].Target = qualified(defs[0].Target)
+			defs := []*Definition{oneView(t, c.query)}
 			parts := Decompose(context.Background(), defs, cat)
 			if len(parts) < 2 {
 				t.Fatalf("split into %d views", len(parts))

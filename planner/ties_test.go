@@ -130,11 +130,7 @@ func TestDecomposeTopNOverJoins(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			defs, errs := ParseFile("views.sql", "CREATE MATERIALIZED VIEW v AS "+c.query+";")
-			if len(errs) > 0 {
-				t.Fatal(errs[0])
-			}
-			defs[0].Target = qualified(defs[0].Target)
+			defs := []*Definition{oneView(t, c.query)}
 			defs[0].Stream = "s"
 			parts := Decompose(context.Background(), defs, cat)
 			if c.inner == "" {
