@@ -307,7 +307,7 @@ func (p *Plan) createCopy(n Names) []string {
 			})+") ON COMMIT DROP")
 	}
 	if p.where != "" {
-		stmts = append(stmts, filterComment(n.Target, p.where))
+		stmts = append(stmts, FilterComment(n.Target, p.where))
 	}
 	return append(stmts, p.CopyIndexSQL(n)...)
 }

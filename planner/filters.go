@@ -125,8 +125,8 @@ func AnyFilter(filters []string) string {
 // another condition than the views need are built again.
 const filterNote = "deltaview keeps the rows where "
 
-// filterComment records the condition f of the rows of table (quoted).
-func filterComment(table, f string) string {
+// FilterComment records the condition f of the rows of table (quoted).
+func FilterComment(table, f string) string {
 	return "COMMENT ON TABLE " + table + " IS " + QuoteLiteral(filterNote+f)
 }
 

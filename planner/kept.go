@@ -159,7 +159,7 @@ func (k *Kept) Create() []string {
 		fmt.Sprintf("CREATE TABLE %s (%s, PRIMARY KEY (%s))", k.Name(), defs, columnList(k.Key, "")),
 	}
 	if k.Filter != "" {
-		stmts = append(stmts, filterComment(k.Name(), k.Filter))
+		stmts = append(stmts, FilterComment(k.Name(), k.Filter))
 	}
 	return stmts
 }

@@ -112,6 +112,12 @@ func fingerprint(d *planner.Definition, p *planner.Plan) string {
 			for _, oid := range slices.Sorted(slices.Values(src.Children)) {
 				fmt.Fprintf(&b, "+%d", oid)
 			}
+			// The rows it reads of the table: the copies and kept rows
+			// hold those of the views (planner.KeptFilter), and a view
+			// reading others is built anew, with them.
+			if src.Filter != "" {
+				b.WriteString(" where " + src.Filter)
+			}
 			for _, c := range src.Columns {
 				fmt.Fprintf(&b, ",%s:%d:%d", planner.QuoteIdent(c.Name), c.TypeOID, c.TypeMod)
 				if c.Collation != "" && c.Collation != `pg_catalog."default"` {

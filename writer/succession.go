@@ -205,13 +205,30 @@ func PlanBackfill(ctx context.Context, conn *pgx.Conn, views []*View, stale map[
 				continue
 			}
 			k := st.kept.kept
-			_, same, ok, _, err := keptSuccession(ctx, conn, k, st.tableColumns(), append(need, k.Key...))
+			_, same, ok, recorded, err := keptSuccession(ctx, conn, k, st.tableColumns(), append(need, k.Key...))
 			if err != nil {
 				return nil, nil, err
 			}
 			if !same && !ok {
 				restale(st.views, false)
 				changed = true
+				continue
+			}
+			if ok && recorded != k.Filter && !slices.ContainsFunc(st.views, func(v *View) bool { return !v.internal && stale[v] }) {
+				// Views were removed, no view is new or changed (a view
+				// reading other rows has another fingerprint): the kept
+				// rows hold those of the views that remain, and more.
+				// They are kept from now on for the remaining ones, and
+				// say so, for a view added later that needs the others
+				// to have them built again.
+				if k.Filter == "" {
+					restale(st.views, false)
+					changed = true
+					continue
+				}
+				if _, err := conn.Exec(ctx, planner.FilterComment(k.Name(), k.Filter)); err != nil {
+					return nil, nil, fmt.Errorf("record the rows kept of %s: %w", k.Table, err)
+				}
 			}
 		}
 	}
