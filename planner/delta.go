@@ -66,6 +66,11 @@ func (p *Plan) planJoinDelta(sel *pg_query.SelectStmt, vars []*pg_query.RangeVar
 			c.TargetList = append(c.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
 				Name: "__dv_n", Val: sign}}})
 			c.SortClause = nil
+			if len(occ) == 1 {
+				if err := scalarBand(c, vars[staged[0]].Alias.Aliasname, p.Sources[src], stagePlaceholder(src)); err != nil {
+					return false, err
+				}
+			}
 			term, err := stageTerms(c, staged, src)
 			if err != nil {
 				return false, err

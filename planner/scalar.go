@@ -35,8 +35,8 @@ import (
 // Uncorrelated, the subquery's value is one for all rows: the part holds
 // `SELECT e FROM t WHERE p`, one row whatever t holds, and the view reads
 // it cross-joined, `FROM outer, part WHERE a > part.v`. A change of the
-// value changes the condition of every outer row: that batch costs the
-// outer rows joined with the part's change.
+// value can change the condition of every outer row; the rows between the
+// old and the new value are the only ones it does change (band.go).
 //
 // The comparison is one of the ordinary strict operators (=, <>, <, <=,
 // >, >=), so that a NULL value makes it NULL; the subquery's select list
