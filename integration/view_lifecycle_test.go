@@ -92,7 +92,12 @@ func TestViewsComeBack(t *testing.T) {
 	// written.
 	before := removals()
 	remove("b.sql")
-	if !poll(30*time.Second, func() bool { e.sidecarAlive(); return removals() > before }) {
+	// The process says so before it drops the view's record: wait for
+	// that too.
+	if !poll(30*time.Second, func() bool {
+		e.sidecarAlive()
+		return removals() > before && !queryBool(t, e.tgt, `SELECT EXISTS (SELECT FROM deltaview.views WHERE name = 'rows')`)
+	}) {
 		t.Fatalf("the removal of rows was not taken up: %s", viewsState(e.tgt))
 	}
 	lsn := queryString(t, e.src, `SELECT pg_current_wal_lsn()::text`)
