@@ -69,8 +69,13 @@
 // keeps beside the result (NeedsCopy, NeedsState); the writer runs the
 // statements without knowing the method. A batch's changes of a source
 // table arrive in a stage, a temporary table of signed rows (SignColumn:
-// +1 inserted, -1 deleted; an UPDATE is both). The methods, each with its
-// file, when the planner chooses it and the SQL it generates:
+// +1 inserted, -1 deleted; an UPDATE is both). Each source also says
+// which of its table's rows the view can read (Source.Filter, filters.go):
+// the copies and kept rows hold only the rows some view reading them can
+// read, and a stage only their changes. A change of a scalar subquery's
+// one value reads only the outer rows between its old and new value
+// (band.go). The methods, each with its file, when the planner chooses it
+// and the SQL it generates:
 //
 //   - constant (method_constant.go): a view that reads no table (SELECT
 //     1, VALUES; buildConstant). Its query runs once, at load; it has no
