@@ -2,7 +2,6 @@ package planner
 
 import (
 	"fmt"
-	"slices"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
@@ -41,6 +40,18 @@ func scalarBand(c *pg_query.SelectStmt, alias string, src Source, stage string) 
 	if src.View == "" || len(src.All) != 1 || src.All[0].Name != scalarValue || !bandTypes[src.All[0].TypeOID] {
 		return nil
 	}
+	// The band holds only when the comparison is the one place the value
+	// is read: in the select list or another condition, a row outside it
+	// could change all the same.
+	reads := 0
+	visit(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: c}}, func(x *pg_query.Node) {
+		if isScalarValue(x, alias) {
+			reads++
+		}
+	})
+	if reads != 1 {
+		return nil
+	}
 	conds := andParts(c.WhereClause)
 	var bands []*pg_query.Node
 	for _, cond := range conds {
@@ -70,11 +81,9 @@ func scalarBand(c *pg_query.SelectStmt, alias string, src Source, stage string) 
 		}
 		bands = append(bands, band)
 	}
-	if len(bands) == 0 {
-		return nil
+	if len(bands) == 1 {
+		c.WhereClause = andNode(append(conds, bands...))
 	}
-	args := append(slices.Clone(conds), bands...)
-	c.WhereClause = &pg_query.Node{Node: &pg_query.Node_BoolExpr{BoolExpr: &pg_query.BoolExpr{Boolop: pg_query.BoolExprType_AND_EXPR, Args: args}}}
 	return nil
 }
 

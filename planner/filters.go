@@ -43,13 +43,14 @@ func (p *Plan) deriveFilters(sel *pg_query.SelectStmt, copyOf func(*pg_query.Ran
 			}
 		}
 	})
-	// The references of the FROM list itself, by name, and the conditions
-	// that hold for its rows.
+	// The references of the FROM list itself, by name, how many per
+	// source, and the conditions that hold for its rows.
 	type ref struct {
 		name string
 		i    int
 	}
 	var refs []ref
+	listed := map[int]int{}
 	s := &lookupScope{vars: map[string]int{}, others: map[string]bool{}}
 	conds := andParts(sel.WhereClause)
 	var from func(n *pg_query.Node)
@@ -59,6 +60,7 @@ func (p *Plan) deriveFilters(sel *pg_query.SelectStmt, copyOf func(*pg_query.Ran
 			i := copyOf(v.RangeVar)
 			if name := s.add(v.RangeVar, i); i >= 0 {
 				refs = append(refs, ref{name, i})
+				listed[i]++
 			}
 		case *pg_query.Node_JoinExpr:
 			if v.JoinExpr.Jointype != pg_query.JoinType_JOIN_INNER {
@@ -77,7 +79,7 @@ func (p *Plan) deriveFilters(sel *pg_query.SelectStmt, copyOf func(*pg_query.Ran
 	filters := map[int][]string{}
 	none := map[int]bool{}
 	for _, r := range refs {
-		if all[r.i] != count(refs, func(x ref) bool { return x.i == r.i }) {
+		if all[r.i] != listed[r.i] {
 			none[r.i] = true
 			continue
 		}
@@ -91,10 +93,7 @@ func (p *Plan) deriveFilters(sel *pg_query.SelectStmt, copyOf func(*pg_query.Ran
 			none[r.i] = true
 			continue
 		}
-		f := strings.Join(parts, " AND ")
-		if !slices.Contains(filters[r.i], f) {
-			filters[r.i] = append(filters[r.i], f)
-		}
+		filters[r.i] = append(filters[r.i], strings.Join(parts, " AND "))
 	}
 	for i, fs := range filters {
 		if !none[i] && i < len(p.Sources) {
@@ -138,16 +137,6 @@ func RecordedFilter(comment string) string {
 		return ""
 	}
 	return f
-}
-
-func count[T any](s []T, f func(T) bool) int {
-	n := 0
-	for _, x := range s {
-		if f(x) {
-			n++
-		}
-	}
-	return n
 }
 
 // ownPart is what condition c (one of the ANDed parts of a WHERE or ON)
@@ -239,16 +228,7 @@ func bareColumns(c *pg_query.Node) *pg_query.Node {
 // table (buildSingle), unless its FROM holds functions too or its WHERE a
 // subquery, which could read the table again.
 func (p *Plan) singleFilter(a *analysis) {
-	if a.where == nil || a.fromList != nil || len(p.Sources) != 1 {
-		return
-	}
-	sub := false
-	visit(a.where, func(x *pg_query.Node) {
-		if x.GetSubLink() != nil {
-			sub = true
-		}
-	})
-	if sub {
+	if a.where == nil || a.fromList != nil || len(p.Sources) != 1 || hasSubLink(a.where) {
 		return
 	}
 	rv := &pg_query.RangeVar{Relname: p.Alias}
