@@ -172,17 +172,26 @@ func (w *Writer) byNumber(ctx context.Context, st *stage, prev, rel *change.Rela
 		}
 	}
 	cols, err := w.sourceColumns(ctx, st.oid)
+	if err == nil && !listsRelation(cols, rel) && w.inSource && w.begun != nil {
+		// The transaction is committed (its commit was decoded) but may not
+		// be visible yet: Postgres makes a commit visible to snapshots
+		// just after it writes the commit's record, which the stream may
+		// already have sent. The catalog is behind the changes until then.
+		var visible bool
+		if visible, err = w.awaitVisible(ctx, w.begun.XID); err == nil && visible {
+			cols, err = w.sourceColumns(ctx, st.oid)
+		}
+	}
 	if err != nil {
 		w.log.Warn("looking up the source's columns by number; going by name", zap.Stringer("table", st.table), zap.Error(err))
 		return nil
 	}
-	differs := len(cols) != len(rel.Columns)
 	at := map[int16]int{}
-	for j, c := range cols {
-		if differs = differs || c.name != rel.Columns[j].Name || c.typ != rel.Columns[j].TypeOID; differs {
-			break
+	differs := !listsRelation(cols, rel)
+	if !differs {
+		for j, c := range cols {
+			at[c.num] = j
 		}
-		at[c.num] = j
 	}
 	if differs {
 		names := func(n int, f func(int) string) []string {
@@ -206,6 +215,50 @@ func (w *Writer) byNumber(ctx context.Context, st *stage, prev, rel *change.Rela
 		}
 	}
 	return byNum
+}
+
+// listsRelation tells whether the catalog's columns are rel's, in order.
+func listsRelation(cols []sourceColumn, rel *change.Relation) bool {
+	if len(cols) != len(rel.Columns) {
+		return false
+	}
+	for j, c := range cols {
+		if c.name != rel.Columns[j].Name || c.typ != rel.Columns[j].TypeOID {
+			return false
+		}
+	}
+	return true
+}
+
+// awaitVisible waits until the source transaction xid, whose commit the
+// stream sent, is visible to a new snapshot on the source, and tells
+// whether it became visible before a generous wait ran out (a commit
+// becomes visible microseconds after its record is written, but a busy
+// server may take longer to get there). The 32-bit xid is widened with
+// the epoch of the snapshot's xmax, which it precedes.
+func (w *Writer) awaitVisible(ctx context.Context, xid uint32) (bool, error) {
+	const query = `
+		SELECT pg_catalog.pg_visible_in_snapshot(
+			((n.next >> 32 << 32) + $1 - CASE WHEN $1 >= n.next & 4294967295 THEN 4294967296 ELSE 0 END)::text::pg_catalog.xid8,
+			n.snap)
+		FROM (SELECT s.snap, pg_catalog.pg_snapshot_xmax(s.snap)::text::bigint AS next
+		      FROM (SELECT pg_catalog.pg_current_snapshot() AS snap) s) n`
+	wait := time.Millisecond
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var visible bool
+		if err := w.source.QueryRow(ctx, query, int64(xid)).Scan(&visible); err != nil {
+			return false, fmt.Errorf("is source transaction %d visible: %w", xid, err)
+		}
+		if visible || time.Now().After(deadline) {
+			return visible, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }
 
 // byNames finds the planned columns in rel by the source's names for them
