@@ -234,6 +234,7 @@ func (k *Kept) CopyRaw(raw string) string {
 // takes unchanged values from the copy, Missing counts the rows whose
 // values the copy lacked (the copy is out of step with the table), and
 // Rest adds the chunk's signed rows to the stage and updates the copy.
+// The raw table keeps its rows: the writer empties it.
 type KeptApply struct {
 	Fill    []string
 	Missing string
@@ -267,7 +268,6 @@ func (k *Kept) Apply(raw, stage string, stageCols []Column) KeptApply {
 	}
 	fill = append(fill, QuoteIdent(rawMask)+" = NULL")
 	rawRow := QuoteIdent(rawOrigin + "row")
-	stageList := QuoteIdent(SignColumn) + ", " + columnList(stageCols, "")
 	return KeptApply{
 		Fill: []string{
 			fmt.Sprintf("UPDATE %s AS r SET %s FROM (SELECT x.ctid AS %s, o.* FROM %s AS x %s WHERE x.%s IS NOT NULL) AS o WHERE r.ctid = o.%s",
@@ -276,17 +276,33 @@ func (k *Kept) Apply(raw, stage string, stageCols []Column) KeptApply {
 				QuoteIdent(rawMask), rawRow),
 		},
 		Missing: fmt.Sprintf("SELECT pg_catalog.count(*) FROM %s WHERE %s IS NOT NULL", raw, QuoteIdent(rawMask)),
-		Rest: []string{
-			fmt.Sprintf("WITH gone AS (DELETE FROM %s AS u WHERE u.ctid = ANY (ARRAY(SELECT o.ctid FROM %s AS r %s)) RETURNING %s) INSERT INTO %s (%s) SELECT -1, %s FROM gone",
-				k.Name(), raw, lookup("w.ctid", func(i int) string { return "r." + QuoteIdent(k.Key[i].Name) }),
-				columnList(stageCols, "u."), stage, stageList, columnList(stageCols, "")),
-			fmt.Sprintf("INSERT INTO %s (%s) SELECT 1, %s FROM %s AS r WHERE r.%s%s",
-				stage, stageList, columnList(stageCols, "r."), raw, QuoteIdent(rawPresent), k.and()),
-			fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s AS r WHERE r.%s%s",
-				k.Name(), columnList(k.Cols, ""), columnList(k.Cols, "r."), raw, QuoteIdent(rawPresent), k.and()),
-			"TRUNCATE " + raw,
-		},
+		Rest: []string{k.change(raw, stage, stageCols, lookup)},
 	}
+}
+
+// change is the statement that brings the kept rows a chunk touched up to
+// date and stages the rows that changed: the old version of each kept row
+// the chunk deletes, changes or moves out of the kept rows' condition (-1),
+// and the new version of each row that changes or arrives (+1). A row the
+// chunk leaves as it was (an UPDATE of columns no view reads, the common
+// case when views read few of a table's columns) is neither rewritten nor
+// staged, so it costs the views nothing. Versions are compared as text,
+// as the views print them. The insert waits for the delete, so a changed
+// row's new version never meets its old one under the key.
+func (k *Kept) change(raw, stage string, stageCols []Column, lookup func(what string, col func(int) string) string) string {
+	krow, old := QuoteIdent(rawOrigin+"kept"), QuoteIdent(rawOrigin+"old")
+	keep := "coalesce(r." + QuoteIdent(rawPresent) + k.and() + ", false)"
+	found := strings.Replace(lookup("w.ctid AS "+krow+", ROW("+columnList(k.Cols, "w.")+")::text AS "+old,
+		func(i int) string { return "r." + QuoteIdent(k.Key[i].Name) }), "CROSS JOIN LATERAL", "LEFT JOIN LATERAL", 1) + " ON true"
+	stageList := QuoteIdent(SignColumn) + ", " + columnList(stageCols, "")
+	return fmt.Sprintf("WITH m AS (SELECT r.ctid AS rrow, o.%[1]s AS krow, %[2]s AS keep, o.%[3]s IS NOT DISTINCT FROM ROW(%[4]s)::text AS same FROM %[5]s AS r %[6]s), "+
+		"gone AS (DELETE FROM %[7]s AS u WHERE u.ctid = ANY (ARRAY(SELECT krow FROM m WHERE krow IS NOT NULL AND NOT (keep AND same))) RETURNING %[8]s), "+
+		"added AS (INSERT INTO %[7]s (%[9]s) SELECT %[10]s FROM %[5]s AS r WHERE r.ctid = ANY (ARRAY(SELECT rrow FROM m WHERE keep AND (krow IS NULL OR NOT same))) AND (SELECT pg_catalog.count(*) FROM gone) >= 0 RETURNING %[11]s) "+
+		"INSERT INTO %[12]s (%[13]s) SELECT -1, %[14]s FROM gone UNION ALL SELECT 1, %[14]s FROM added",
+		krow, keep, old, columnList(k.Cols, "r."), raw, found,
+		k.Name(), columnList(stageCols, "u."),
+		columnList(k.Cols, ""), columnList(k.Cols, "r."), columnList(stageCols, ""),
+		stage, stageList, columnList(stageCols, ""))
 }
 
 // Truncate empties the copy.

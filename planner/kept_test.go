@@ -48,10 +48,20 @@ func TestKeptChunkUsesKey(t *testing.T) {
 			i / 4, i % 4, i % 50 + 1, CASE WHEN i % 200 = 0 THEN NULL ELSE 'new' || i END
 		FROM generate_series(0, 99999, 100) AS i
 		UNION ALL
-		SELECT false, NULL, i / 4, i % 4, i / 4, i % 4, NULL, NULL FROM generate_series(50, 99999, 100) AS i`)
+		SELECT false, NULL, i / 4, i % 4, i / 4, i % 4, NULL, NULL FROM generate_series(50, 99999, 100) AS i
+		UNION ALL
+		SELECT true, NULL, i / 4, i % 4, i / 4, i % 4, i % 50, 'n' || i FROM generate_series(25, 99999, 100) AS i
+		UNION ALL
+		SELECT true, NULL, NULL, NULL, 30000 + i, 0, i, 'added' FROM generate_series(1, 10) AS i
+		UNION ALL
+		SELECT false, NULL, NULL, NULL, 40000 + i, 0, NULL, NULL FROM generate_series(1, 10) AS i`)
 	exec(t, tx, `UPDATE items SET qty = qty + 1, note = CASE WHEN (ord * 4 + line) % 200 = 0 THEN note ELSE 'new' || (ord * 4 + line) END
 		WHERE (ord * 4 + line) % 100 = 0`)
 	exec(t, tx, `DELETE FROM items WHERE (ord * 4 + line) % 100 = 50`)
+	exec(t, tx, `INSERT INTO items SELECT 30000 + i, 0, i, 'added' FROM generate_series(1, 10) AS i`)
+	// The rows the chunk leaves as they were (UPDATEs of columns not kept)
+	// stay where they are.
+	untouched := rowsTextTx(t, tx, "SELECT ctid, * FROM "+k.Name()+" WHERE (ord * 4 + line) % 100 = 25 ORDER BY ord, line")
 
 	a := k.Apply("pg_temp.raw_items", "pg_temp.stage_items", ti.Columns)
 	for _, s := range append(append([]string{}, a.Fill...), a.Rest...) {
@@ -77,14 +87,19 @@ func TestKeptChunkUsesKey(t *testing.T) {
 	if got, want := rowsTextTx(t, tx, "SELECT * FROM "+k.Name()), rowsTextTx(t, tx, "SELECT * FROM items"); got != want {
 		t.Errorf("the kept rows differ from the table after the chunk")
 	}
+	if got := rowsTextTx(t, tx, "SELECT ctid, * FROM "+k.Name()+" WHERE (ord * 4 + line) % 100 = 25 ORDER BY ord, line"); got != untouched {
+		t.Errorf("the chunk rewrote kept rows it left as they were")
+	}
 	var olds, news, notes int
 	if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE `+SignColumn+` < 0), count(*) FILTER (WHERE `+SignColumn+` > 0),
 		count(*) FILTER (WHERE `+SignColumn+` > 0 AND note = 'n' || (ord * 4 + line)) FROM pg_temp.stage_items`).Scan(&olds, &news, &notes); err != nil {
 		t.Fatal(err)
 	}
 	// 1,000 updated and 1,000 deleted rows leave; the updated ones come
-	// back, 500 of them with the note the kept rows supplied.
-	if olds != 2000 || news != 1000 || notes != 500 {
-		t.Errorf("stage: %d old rows, %d new rows, %d with a supplied note; want 2000, 1000, 500", olds, news, notes)
+	// back, 500 of them with the note the kept rows supplied, and 10 new
+	// rows arrive. The 1,000 rows left as they were, and the deletes of
+	// rows never kept, stage nothing.
+	if olds != 2000 || news != 1010 || notes != 500 {
+		t.Errorf("stage: %d old rows, %d new rows, %d with a supplied note; want 2000, 1010, 500", olds, news, notes)
 	}
 }

@@ -387,11 +387,12 @@ func (w *Writer) replay(ctx context.Context, st *stage, views []*View) error {
 	// Raw changes, chunk by chunk as they arrived, through the kept rows.
 	k := st.kept
 	for c := int64(0); c < k.chunk; c++ {
-		if _, err := w.conn.Exec(ctx, "INSERT INTO "+k.raw+" SELECT "+k.kept.RawColumns()+" FROM "+st.collect+" WHERE "+planner.QuoteIdent(chunkColumn)+" = $1", c); err != nil {
+		ct, err := w.conn.Exec(ctx, "INSERT INTO "+k.raw+" SELECT "+k.kept.RawColumns()+" FROM "+st.collect+" WHERE "+planner.QuoteIdent(chunkColumn)+" = $1", c)
+		if err != nil {
 			return fmt.Errorf("replay changes of %s: %w", st.table, err)
 		}
 		// A collected chunk may leave values to the kept rows.
-		if err := k.apply(ctx, w.conn, true, nil); err != nil {
+		if err := k.apply(ctx, w.conn, true, nil, ct.RowsAffected()); err != nil {
 			return w.failStage(ctx, st, err)
 		}
 		if err := apply(); err != nil {

@@ -25,6 +25,8 @@ type keptBuf struct {
 	kept *planner.Kept
 	raw  string // quoted temporary table
 	sql  planner.KeptApply
+	// rawTmp counts the raw table's rows, which each chunk empties.
+	rawTmp scratch
 
 	entries map[string]*keptEntry
 
@@ -52,7 +54,7 @@ type keptEntry struct {
 // newKeptBuf returns the buffer of kept rows k, whose chunks go through
 // the raw table raw (quoted, temporary) into the stage's columns stageCols.
 func newKeptBuf(k *planner.Kept, raw, stage string, stageCols []planner.Column) *keptBuf {
-	b := &keptBuf{kept: k, raw: raw, sql: k.Apply(raw, stage, stageCols), entries: map[string]*keptEntry{}}
+	b := &keptBuf{kept: k, raw: raw, sql: k.Apply(raw, stage, stageCols), rawTmp: scratch{name: raw}, entries: map[string]*keptEntry{}}
 	for _, key := range k.Key {
 		for j, c := range k.Cols {
 			if c.Name == key.Name {
@@ -274,7 +276,8 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn, sp *stageSavepoint,
 	if b.collect != "" {
 		batch := &pgx.Batch{}
 		batch.Queue("INSERT INTO "+b.collect+" SELECT *, $1::int8 FROM "+b.raw, b.chunk)
-		batch.Queue("TRUNCATE " + b.raw)
+		b.rawTmp.mark(int64(len(b.entries)))
+		b.rawTmp.emptyCounted(batch)
 		sp.queueRelease(batch)
 		if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 			return fmt.Errorf("collect changes of %s: %w", b.kept.Table, err)
@@ -288,19 +291,20 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn, sp *stageSavepoint,
 	if marked {
 		sp = nil
 	}
-	if err := b.apply(ctx, conn, marked, sp); err != nil {
+	if err := b.apply(ctx, conn, marked, sp, int64(len(b.entries))); err != nil {
 		return err
 	}
 	clear(b.entries)
 	return nil
 }
 
-// apply turns the raw table's chunk into signed rows in the stage and
-// brings the kept rows up to date. Unless marked says some raw row has
-// values to take from the kept rows (an UPDATE that left a TOASTed value
-// out), there is nothing to fill, nor to miss. The savepoint sp, if
-// any, is released after the last statement.
-func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn, marked bool, sp *stageSavepoint) error {
+// apply turns the raw table's chunk of n rows into signed rows in the
+// stage, brings the kept rows up to date and empties the raw table.
+// Unless marked says some raw row has values to take from the kept rows
+// (an UPDATE that left a TOASTed value out), there is nothing to fill,
+// nor to miss. The savepoint sp, if any, is released after the last
+// statement.
+func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn, marked bool, sp *stageSavepoint, n int64) error {
 	batch := &pgx.Batch{}
 	var missing int64
 	if marked {
@@ -312,6 +316,8 @@ func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn, marked bool, sp *st
 	for _, s := range b.sql.Rest {
 		batch.Queue(s)
 	}
+	b.rawTmp.mark(n)
+	b.rawTmp.emptyCounted(batch)
 	sp.queueRelease(batch)
 	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("stage %s: %w", b.kept.Table, err)

@@ -23,7 +23,8 @@ import (
 // TRUNCATE once they are many, since temporary tables are never vacuumed
 // and scans would read the dead rows. The others stay ON COMMIT DELETE
 // ROWS, which empties a large batch's table in place. The raw chunk tables
-// are emptied after each chunk and need nothing at commit.
+// are emptied after each chunk, by the same rule, and need nothing at
+// commit.
 
 // scratchRows is how many rows may be deleted from a temporary table,
 // since it was last truncated, before it is truncated instead.
@@ -74,6 +75,20 @@ func (s *scratch) empty(b *pgx.Batch) func(pgconn.CommandTag) {
 	b.Queue("DELETE FROM " + s.name)
 	s.rows = 0
 	return func(ct pgconn.CommandTag) { s.dead += ct.RowsAffected() }
+}
+
+// emptyCounted queues the statement emptying s, whose rows in the open
+// batch the caller counted exactly (mark), so the rows a DELETE removes
+// need not be read back.
+func (s *scratch) emptyCounted(b *pgx.Batch) {
+	if s.dead+s.rows >= scratchRows {
+		b.Queue("TRUNCATE " + s.name)
+		s.dead = 0
+	} else {
+		b.Queue("DELETE FROM " + s.name)
+		s.dead += s.rows
+	}
+	s.rows, s.used = 0, false
 }
 
 // createScratch creates a temporary table a batch fills, given its CREATE
