@@ -276,7 +276,7 @@ func (k *Kept) Apply(raw, stage string, stageCols []Column) KeptApply {
 				QuoteIdent(rawMask), rawRow),
 		},
 		Missing: fmt.Sprintf("SELECT pg_catalog.count(*) FROM %s WHERE %s IS NOT NULL", raw, QuoteIdent(rawMask)),
-		Rest: []string{k.change(raw, stage, stageCols, lookup)},
+		Rest:    []string{k.change(raw, stage, stageCols, lookup)},
 	}
 }
 
