@@ -443,8 +443,9 @@ func (p *Plan) applyCounted(n Names, d string) string {
 		"up AS (INSERT INTO " + n.State + " AS s (" + p.stateColumns() + ") SELECT " + p.stateColumns() +
 		" FROM d WHERE NOT " + p.noop("d") +
 		" ON CONFLICT (" + p.stateKeys("") + ") DO UPDATE SET " + strings.Join(p.merges("s", "excluded"), ", ") + " RETURNING s.*), " +
-		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") SELECT " + strings.Join(p.finals, ", ") +
-		" FROM up WHERE " + p.present() + " " + p.onConflict() + " RETURNING (xmax = 0) AS inserted), " +
+		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") " +
+		p.changedRows(n, "SELECT "+list(len(p.finals), func(i int) string { return p.finals[i] + " AS c" + strconv.Itoa(i+1) })+" FROM up WHERE "+p.present()) +
+		" " + p.onConflict() + " RETURNING (xmax = 0) AS inserted), " +
 		"del AS (DELETE FROM " + n.Target + " AS u USING up WHERE NOT " + p.present() + " AND " + strings.Join(keyMatch, " AND ") + " RETURNING 1) " +
 		"SELECT (SELECT pg_catalog.count(*) FROM ins WHERE inserted), (SELECT pg_catalog.count(*) FROM ins WHERE NOT inserted), (SELECT pg_catalog.count(*) FROM del)"
 }
@@ -471,6 +472,34 @@ func (p *Plan) onConflict() string {
 			" IS DISTINCT FROM " + rowText(len(nonKey), func(i int) string { return "excluded." + QuoteIdent(p.Columns[nonKey[i]].Name) })
 	}
 	return "ON CONFLICT (" + list(len(p.Keys), func(i int) string { return QuoteIdent(p.Columns[p.Keys[i]].Name) }) + ") " + conflict
+}
+
+// changedRows selects, of the result rows rows (columns c1, c2, ... in
+// the table's order), those the table does not already hold as they print:
+// the upsert that follows then leaves alone the rows a batch recomputed
+// to what they were. ON CONFLICT ... DO UPDATE ... WHERE would skip their
+// update too, but only after locking each of them, which writes the row's
+// page and the WAL: most of a batch's cost when most touched groups come
+// out unchanged.
+func (p *Plan) changedRows(n Names, rows string) string {
+	isKey := map[int]bool{}
+	var match []string
+	for i, k := range p.Keys {
+		isKey[k] = true
+		match = append(match, nullSafeEqual("t."+QuoteIdent(p.Columns[k].Name), "f.c"+strconv.Itoa(k+1), p.KeyNullable[i]))
+	}
+	var nonKey []int
+	for i := range p.Columns {
+		if !isKey[i] {
+			nonKey = append(nonKey, i)
+		}
+	}
+	if len(nonKey) > 0 {
+		match = append(match, rowText(len(nonKey), func(i int) string { return "t." + QuoteIdent(p.Columns[nonKey[i]].Name) })+
+			" IS NOT DISTINCT FROM "+rowText(len(nonKey), func(i int) string { return "f.c" + strconv.Itoa(nonKey[i]+1) }))
+	}
+	return "SELECT " + list(len(p.Columns), func(i int) string { return "f.c" + strconv.Itoa(i+1) }) + " FROM (" + rows + ") AS f" +
+		" WHERE NOT EXISTS (SELECT 1 FROM " + n.Target + " AS t WHERE " + strings.Join(match, " AND ") + ")"
 }
 
 // rowText is the text form of a row of values: result rows are compared by
@@ -585,7 +614,7 @@ func (p *Plan) writeGroups(n Names, touched, r string) string {
 	}
 	cs := list(len(p.Columns), func(i int) string { return "r.c" + strconv.Itoa(i+1) })
 	return "WITH __dv_k AS (" + touched + "), r AS (" + r + "), " +
-		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") SELECT " + cs + " FROM r " + p.onConflict() + " RETURNING (xmax = 0) AS inserted), " +
+		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") " + p.changedRows(n, "SELECT "+cs+" FROM r") + " " + p.onConflict() + " RETURNING (xmax = 0) AS inserted), " +
 		"del AS (DELETE FROM " + n.Target + " AS u USING __dv_k WHERE " + strings.Join(inU, " AND ") +
 		" AND NOT EXISTS (SELECT 1 FROM r WHERE " + strings.Join(inR, " AND ") + ") RETURNING 1) " +
 		"SELECT (SELECT pg_catalog.count(*) FROM ins WHERE inserted), (SELECT pg_catalog.count(*) FROM ins WHERE NOT inserted), (SELECT pg_catalog.count(*) FROM del)"
