@@ -491,10 +491,19 @@ func (w *Writer) prepare(ctx context.Context, i int, v *View) error {
 	if st.Terms != nil {
 		v.terms, v.netted = map[planner.Table]string{}, map[planner.Table]string{}
 		for j, term := range st.Terms {
-			table, netted := v.Plan.Sources[j].Table, st.NettedTerms[j]
-			if v.Plan.Sources[j].View != "" && netted != "" {
-				// Captured in the server: which rows cancel is not known.
-				term, netted = netted, ""
+			src := v.Plan.Sources[j]
+			table, netted := src.Table, st.NettedTerms[j]
+			if src.View != "" && netted != "" {
+				// Captured in the server: which rows cancel is not known
+				// here. Over all of a maintained view's columns none do: it
+				// writes a row only when the row changes (and once per
+				// batch, as a mid-batch flush empties the capture), so
+				// its old and new versions differ. Over some of them they
+				// may.
+				if len(src.Columns) < len(src.All) {
+					term = netted
+				}
+				netted = ""
 			}
 			name := fmt.Sprintf("dv_%d_t%d", i, j)
 			if _, err := w.conn.Prepare(ctx, name, term); err != nil {
