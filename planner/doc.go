@@ -128,8 +128,11 @@
 //     views over inner joins that cannot be counted. Before records the
 //     keys of the groups each table's changed rows join into, while the
 //     copies still hold the old rows; Apply adds those of the new rows and
-//     recomputes only those groups over the copies: `WITH __dv_k AS (keys),
-//     r AS (<query over the copies JOIN __dv_k>), ins AS (INSERT ... ON
+//     recomputes only those groups over the copies, each on its own
+//     whatever the server estimates of the keys (perKey): `WITH __dv_k AS
+//     (keys), r AS (SELECT x.* FROM __dv_k CROSS JOIN LATERAL (<query over
+//     the copies WHERE <group key> = __dv_k.__dv_k1>) AS x), ins AS
+//     (INSERT <the rows of r the table does not hold as they print> ... ON
 //     CONFLICT (keys) DO UPDATE ...), del AS (DELETE groups not in r)`
 //     (writeGroups).
 //   - kept rows (method_kept.go; hidden.go): recomputed groups whose GROUP

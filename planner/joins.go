@@ -217,7 +217,6 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	for _, g := range groups {
 		r.GroupClause = append(r.GroupClause, clone(g))
 	}
-	r.FromClause = append(r.FromClause, &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{Relname: "__dv_k", Inh: true, Relpersistence: "p"}}})
 	var conds []string
 	for i := range groups {
 		conds = append(conds, nullSafeEqual("("+p.groups[i]+")", keyRef(i), p.KeyNullable[i]))
@@ -235,6 +234,13 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	if r.WhereClause, err = parseExpr(where); err != nil {
 		return false, err
 	}
+	// Each touched group on its own (perKey) after a batch; every group
+	// of __dv_k at once after a TRUNCATE, which touches them all.
+	perGroup, err := deparseStmt(r)
+	if err != nil {
+		return false, err
+	}
+	r.FromClause = append(r.FromClause, &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{Relname: "__dv_k", Inh: true, Relpersistence: "p"}}})
 	recompute, err := deparseStmt(r)
 	if err != nil {
 		return false, err
@@ -257,7 +263,7 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 	}
 	p.Kind = Grouped
 	p.Recompute = "joins: the groups a batch touches are recomputed"
-	p.how = joinRecomputeMethod{touched: touched, all: allKeys, recompute: recompute}
+	p.how = joinRecomputeMethod{touched: touched, all: allKeys, recompute: recompute, perGroup: perKey(perGroup)}
 	return true, nil
 }
 

@@ -14,9 +14,10 @@ type joinRecomputeMethod struct {
 	// touched are, per table reference, the keys of the groups its staged
 	// rows join into (columns __dv_k1, ...); all are the keys of every
 	// group; recompute is the view's query over the copies restricted to
-	// the groups in __dv_k, with internal column names c1, c2, ....
-	touched        []string
-	all, recompute string
+	// the groups in __dv_k, with internal column names c1, c2, ...;
+	// perGroup is the same, one group at a time (perKey).
+	touched                  []string
+	all, recompute, perGroup string
 }
 
 func (m joinRecomputeMethod) statements(p *Plan, n Names) Statements {
@@ -31,7 +32,7 @@ func (m joinRecomputeMethod) statements(p *Plan, n Names) Statements {
 		// Before the copies take the batch: the groups whose rows are
 		// about to disappear.
 		Before:  "WITH i AS (INSERT INTO " + n.Keys + " " + m.touchedKeys(p, n) + " RETURNING 1) SELECT 0::int8, 0::int8, 0::int8",
-		Apply:   p.writeGroups(n, "SELECT * FROM "+n.Keys+" UNION "+m.touchedKeys(p, n), m.recompute),
+		Apply:   p.writeGroups(n, "SELECT * FROM "+n.Keys+" UNION "+m.touchedKeys(p, n), m.perGroup),
 		Cleanup: "DELETE FROM " + n.Keys,
 		Reset:   p.writeGroups(n, current+" UNION SELECT * FROM ("+m.all+") AS x", m.recompute),
 	}

@@ -494,12 +494,16 @@ func (p *Plan) changedRows(n Names, rows string) string {
 			nonKey = append(nonKey, i)
 		}
 	}
+	held, want := "1", "1"
 	if len(nonKey) > 0 {
-		match = append(match, rowText(len(nonKey), func(i int) string { return "t." + QuoteIdent(p.Columns[nonKey[i]].Name) })+
-			" IS NOT DISTINCT FROM "+rowText(len(nonKey), func(i int) string { return "f.c" + strconv.Itoa(nonKey[i]+1) }))
+		held = rowText(len(nonKey), func(i int) string { return "t." + QuoteIdent(p.Columns[nonKey[i]].Name) })
+		want = rowText(len(nonKey), func(i int) string { return "f.c" + strconv.Itoa(nonKey[i]+1) })
 	}
+	// Each row's own lookup (LIMIT keeps it one), for the reason perKey
+	// gives.
 	return "SELECT " + list(len(p.Columns), func(i int) string { return "f.c" + strconv.Itoa(i+1) }) + " FROM (" + rows + ") AS f" +
-		" WHERE NOT EXISTS (SELECT 1 FROM " + n.Target + " AS t WHERE " + strings.Join(match, " AND ") + ")"
+		" LEFT JOIN LATERAL (SELECT " + held + " AS __dv_t FROM " + n.Target + " AS t WHERE " + strings.Join(match, " AND ") + " LIMIT 1) AS o ON true" +
+		" WHERE o.__dv_t IS DISTINCT FROM " + want
 }
 
 // rowText is the text form of a row of values: result rows are compared by
@@ -590,11 +594,32 @@ func (p *Plan) applyRecompute(n Names) string {
 	}
 	touched := "SELECT DISTINCT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS " + QuoteIdent("__dv_k"+strconv.Itoa(i+1)) }) +
 		p.from(n.Stage) + p.whereSQL()
-	join := make([]string, len(p.groups))
+	conds := make([]string, len(p.groups))
 	for i, g := range p.groups {
-		join[i] = nullSafeEqual("("+g+")", keyRef(i), p.KeyNullable[i])
+		conds[i] = nullSafeEqual("("+g+")", keyRef(i), p.KeyNullable[i])
 	}
-	return p.writeGroups(n, touched, p.recomputeQuery(p.copyRel(n), " JOIN __dv_k ON "+strings.Join(join, " AND ")))
+	where := strings.Join(conds, " AND ")
+	if p.where != "" {
+		where = "(" + p.where + ") AND " + where
+	}
+	s := "SELECT " + list(len(p.outputs), func(i int) string { return p.outputs[i] + " AS c" + strconv.Itoa(i+1) }) +
+		p.from(p.copyRel(n)) + " WHERE " + where + " GROUP BY " + strings.Join(p.groups, ", ")
+	if p.having != "" {
+		s += " HAVING " + p.having
+	}
+	return p.writeGroups(n, touched, perKey(s))
+}
+
+// perKey is the recomputation of each touched group on its own: query,
+// which reads the touched key i as __dv_k.__dv_k<i+1>, evaluated for each
+// row of __dv_k. A join of the keys with the query would leave the server
+// to choose, from estimates, between looking each group up and computing
+// every group to keep the touched ones; the keys of a batch are known only
+// when it runs (a temporary table, a union of joins), and an estimate of
+// thousands where there are ten makes it compute all of them. Each group
+// looked up on its own costs what the batch touched.
+func perKey(query string) string {
+	return "SELECT x.* FROM __dv_k CROSS JOIN LATERAL (" + query + ") AS x"
 }
 
 // keyRef is touched key i, named so as not to meet the view's own names.
@@ -615,8 +640,8 @@ func (p *Plan) writeGroups(n Names, touched, r string) string {
 	cs := list(len(p.Columns), func(i int) string { return "r.c" + strconv.Itoa(i+1) })
 	return "WITH __dv_k AS (" + touched + "), r AS (" + r + "), " +
 		"ins AS (INSERT INTO " + n.Target + " AS u (" + p.colList("") + ") " + p.changedRows(n, "SELECT "+cs+" FROM r") + " " + p.onConflict() + " RETURNING (xmax = 0) AS inserted), " +
-		"del AS (DELETE FROM " + n.Target + " AS u USING __dv_k WHERE " + strings.Join(inU, " AND ") +
-		" AND NOT EXISTS (SELECT 1 FROM r WHERE " + strings.Join(inR, " AND ") + ") RETURNING 1) " +
+		"del AS (DELETE FROM " + n.Target + " AS u WHERE u.ctid = ANY (ARRAY(SELECT w.ctid FROM __dv_k CROSS JOIN LATERAL (SELECT u.ctid FROM " + n.Target + " AS u WHERE " + strings.Join(inU, " AND ") + " LIMIT 1) AS w" +
+		" WHERE NOT EXISTS (SELECT 1 FROM r WHERE " + strings.Join(inR, " AND ") + "))) RETURNING 1) " +
 		"SELECT (SELECT pg_catalog.count(*) FROM ins WHERE inserted), (SELECT pg_catalog.count(*) FROM ins WHERE NOT inserted), (SELECT pg_catalog.count(*) FROM del)"
 }
 
