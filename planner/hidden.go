@@ -96,11 +96,19 @@ func (p *Plan) summedSigned() string {
 func (p *Plan) keptRows() bool { return p.hiddenKeys && p.Recompute != "" }
 
 // recomputeKeyed is recomputeQuery with the group keys first (k1, k2,
-// ...): the rows of the state table of a view that keeps them.
-func (p *Plan) recomputeKeyed(rel, join string) string {
+// ...): the rows of the state table of a view that keeps them; cond, when
+// set, is ANDed to the query's WHERE.
+func (p *Plan) recomputeKeyed(rel, cond string) string {
+	where := p.whereSQL()
+	switch {
+	case cond != "" && where != "":
+		where = " WHERE (" + p.where + ") AND " + cond
+	case cond != "":
+		where = " WHERE " + cond
+	}
 	s := "SELECT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS k" + strconv.Itoa(i+1) }) + ", " +
 		list(len(p.outputs), func(i int) string { return p.outputs[i] + " AS c" + strconv.Itoa(i+1) }) +
-		p.from(rel) + join + p.whereSQL() + " GROUP BY " + strings.Join(p.groups, ", ")
+		p.from(rel) + where + " GROUP BY " + strings.Join(p.groups, ", ")
 	if p.having != "" {
 		s += " HAVING " + p.having
 	}
@@ -122,8 +130,8 @@ func (p *Plan) applyKept(n Names) string {
 	}
 	cs := list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })
 	ctes := "__dv_k AS (" + touched + "), " +
-		"r AS (" + p.recomputeKeyed(p.copyRel(n), " JOIN __dv_k ON "+strings.Join(join, " AND ")) + "), " +
-		"old AS (SELECT s.ctid AS __dv_ctid, s.* FROM " + n.State + " AS s JOIN __dv_k ON " + strings.Join(inS, " AND ") + "), " +
+		"r AS (" + perKey(p.recomputeKeyed(p.copyRel(n), strings.Join(join, " AND "))) + "), " +
+		"old AS (SELECT x.* FROM __dv_k CROSS JOIN LATERAL (SELECT s.ctid AS __dv_ctid, s.* FROM " + n.State + " AS s WHERE " + strings.Join(inS, " AND ") + " OFFSET 0) AS x), " +
 		"sdel AS (DELETE FROM " + n.State + " AS s USING old WHERE s.ctid = old.__dv_ctid), " +
 		"sins AS (INSERT INTO " + n.State + " SELECT * FROM r), " +
 		"signed AS (SELECT " + cs + ", -1 AS __dv_n FROM old UNION ALL SELECT " + cs + ", 1 FROM r), "
