@@ -97,7 +97,11 @@ func TestStatus(t *testing.T) {
 	}
 	// A failed view makes status fail, with its error shown.
 	e.sidecar.stop()
-	e.start([]view{totals, rows, plainView("broken", `SELECT count(*) AS n FROM keyless`)})
+	broken := plainView("broken", `SELECT count(*) AS n FROM keyless`)
+	e.start([]view{totals, rows, broken})
+	// The views the first process applied are caught up already: wait for
+	// the new process to have recorded the broken view.
+	e.failed(broken, "REPLICA IDENTITY FULL")
 	e.check(totals, rows)
 	out, code = status()
 	if code == 0 || !strings.Contains(out, "broken") || !strings.Contains(out, "failed") || !strings.Contains(out, "REPLICA IDENTITY FULL") {
