@@ -98,6 +98,10 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stage
 		case st.kept != nil:
 			k = st.kept.kept
 		}
+		if k != nil && (k.InCopy || mark && st.shareable() != nil) {
+			// The copy, loaded as a view, serves as the kept rows.
+			k = nil
+		}
 		if k != nil {
 			err = loadKept(ctx, src, tx, k, log)
 			if err != nil && Transient(err) {

@@ -367,6 +367,9 @@ func (w *Writer) Open(ctx context.Context) error {
 	if err := w.succeed(ctx); err != nil {
 		return err
 	}
+	if err := w.share(ctx); err != nil {
+		return err
+	}
 	for _, st := range w.order {
 		var auto bool
 		var err error
@@ -881,7 +884,7 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 			return err
 		}
 		// Kept rows being built beside the writer are emptied once built.
-		if st.kept != nil && st.kept.collect == "" && !st.inactive() {
+		if st.kept != nil && st.kept.collect == "" && !st.inactive() && st.kept.kept.Truncate() != "" {
 			if _, err := w.conn.Exec(ctx, st.kept.kept.Truncate()); err != nil {
 				return w.failStage(ctx, st, fmt.Errorf("truncate: %w", err))
 			}
@@ -1050,6 +1053,7 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 	// the rest of this one's after the stages were emptied.
 	for _, st := range w.order {
 		st.forget()
+		st.kept.applied()
 	}
 	return w.run(ctx, p)
 }
