@@ -3,6 +3,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -80,6 +81,11 @@ func TestCopyServesAsKeptRows(t *testing.T) {
 		}
 	}
 	write(joined, counted)
+	// check says so on the copy's line.
+	out, code := deltaview(t, nil, "check", "--views", file, "--source", e.srcURL)
+	if code != 0 || !strings.Contains(out, "also the table's kept rows") {
+		t.Fatalf("check exited %d, and does not say the copy of items serves as its kept rows:\n%s", code, out)
+	}
 	e.sidecar = startSidecar(t, e.runArgs(file, "--views-check-interval", "200ms", "--stage-rows", "2")...)
 	two := []view{joined, counted}
 	e.check(two...)
