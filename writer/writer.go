@@ -304,7 +304,10 @@ func buildStages(views []*View, assign bool) (map[planner.Table]*stage, []*stage
 			}
 			st.addColumns(src.Columns)
 			st.views = append(st.views, v)
-			filters[src.Table] = append(filters[src.Table], src.Filter)
+			if !v.internal {
+				// A copy holds the rows of the views that read it.
+				filters[src.Table] = append(filters[src.Table], src.Filter)
+			}
 			if src.OID != 0 {
 				st.oid = src.OID
 			}
