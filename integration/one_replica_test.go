@@ -111,4 +111,11 @@ func TestCopyServesAsKeptRows(t *testing.T) {
 	e.caughtUp(two...)
 	e.runSteps(two, steps[:2])
 	keptOnce("the view removed")
+	// The running views went on through both changes: the kept rows had
+	// a table of their own again, made from the copy, meanwhile.
+	for _, v := range two {
+		if n := strings.Count(e.sidecar.logs(), `"view loaded","view":"`+v.name+`"`); n != 1 {
+			t.Errorf("%s was loaded %d times, want once: the running views are not rebuilt", v.name, n)
+		}
+	}
 }
