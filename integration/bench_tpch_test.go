@@ -236,6 +236,7 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 		sc := s.sidecar(b, writeTPCHViews(b, accepted))
 		waitViewsBuilt(b, s.src, s.tgt, sc, s.slot, running)
 		progress("SF %v: %d views built in %s", cfg.SF, len(accepted), time.Since(start).Round(time.Millisecond))
+		progress("SF %v: deltaview's schema holds %s", cfg.SF, deltaviewSize(b, s.tgt))
 		if profile > 0 {
 			fmt.Print(strategies(b, s.tgt))
 		}
@@ -267,6 +268,7 @@ func runTPCH(b *testing.B, cfg tpch.Config, views []tpchView, rounds int, mode s
 				"--slot", slot, "--publication", slot)
 			waitViewsBuilt(b, s.src, s.tgt, sc, slot, []*tpchQuery{q})
 			settled(sc, slot, []*tpchQuery{q})
+			progress("SF %v: %s alone: deltaview's schema holds %s", cfg.SF, v.name, deltaviewSize(b, s.tgt))
 			// The REFRESH times of the together mode stand; alone, each view
 			// is refreshed after its own rounds when there are none.
 			var refreshed []*tpchQuery
@@ -554,4 +556,12 @@ func envInt(b *testing.B, name string, def int) int {
 // end).
 func progress(format string, args ...any) {
 	fmt.Printf("%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// deltaviewSize is the size of what deltaview keeps in the target's
+// deltaview schema (copies, kept rows, state), its tables with their
+// indexes and TOAST.
+func deltaviewSize(b *testing.B, tgt *pgx.Conn) string {
+	return queryString(b, tgt, `SELECT pg_catalog.pg_size_pretty(coalesce(sum(pg_catalog.pg_total_relation_size(oid)), 0))
+		FROM pg_catalog.pg_class WHERE relnamespace = 'deltaview'::regnamespace AND relkind = 'r'`)
 }

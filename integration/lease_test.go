@@ -207,8 +207,9 @@ func TestStreamsOnOneTargetAreIsolated(t *testing.T) {
 	e.check(a...)
 	totalsRecord := strings.Join(rowsText(t, e.tgt, `SELECT format('%s', m) FROM deltaview.maintained m WHERE name = 'totals'`), "")
 
-	// Stream B reads the same table through its own copy and kept rows,
-	// and also defines a view named totals, which stream A maintains.
+	// Stream B reads the same table through its own copy (which serves
+	// as its kept rows), and also defines a view named totals, which
+	// stream A maintains.
 	hi := plainView("hi", `SELECT acct, max(amount) AS hi, count(*) AS n FROM ledger GROUP BY acct`)
 	spread := plainView("spread", `SELECT acct, max(amount) - min(amount) AS spread FROM ledger GROUP BY acct`)
 	totalsB := plainView("totals", `SELECT acct, sum(amount) AS total FROM ledger GROUP BY acct`)
@@ -234,12 +235,12 @@ func TestStreamsOnOneTargetAreIsolated(t *testing.T) {
 	if got := queryString(t, e.tgt, `SELECT slot FROM deltaview.maintained WHERE name = 'totals'`); got != e.slot {
 		t.Errorf("totals is maintained by %s, want %s", got, e.slot)
 	}
-	// Each stream has its own copy and kept rows of ledger.
-	for _, kind := range []string{"copy", "rows"} {
+	// Each stream has its own copy of ledger, its kept rows too.
+	for kind, want := range map[string]string{"copy": "2", "rows": "0"} {
 		n := queryString(t, e.tgt, `SELECT count(*)::text FROM pg_class WHERE relnamespace = 'deltaview'::regnamespace AND relkind = 'r'
 			AND relname LIKE $1 || '\_%ledger'`, kind)
-		if n != "2" {
-			t.Errorf("%s tables of ledger: %s, want one per stream", kind, n)
+		if n != want {
+			t.Errorf("%s tables of ledger: %s, want %s", kind, n, want)
 		}
 	}
 
@@ -355,12 +356,9 @@ func TestStreamKeepsItsTableNamesAcrossUpgrade(t *testing.T) {
 	// The target as a stream of before left it: the tables under the
 	// names of before, the stream marked as keeping them.
 	ledger := planner.Table{Schema: "public", Name: "ledger"}
-	// Kept rows are named like copies, with another kind.
+	// The copy of ledger serves as its kept rows: no table of their own.
 	copyOld, copyNew := planner.CopyTable("", ledger).Name, planner.CopyTable(e.slot, ledger).Name
-	renames := map[string]string{
-		copyNew: copyOld,
-		"rows" + strings.TrimPrefix(copyNew, "copy"): "rows" + strings.TrimPrefix(copyOld, "copy"),
-	}
+	renames := map[string]string{copyNew: copyOld}
 	for from, to := range renames {
 		execSQL(t, e.tgt, fmt.Sprintf("ALTER TABLE %s RENAME TO %s", pgx.Identifier{"deltaview", from}.Sanitize(), pgx.Identifier{to}.Sanitize()))
 	}

@@ -191,7 +191,11 @@
 //     (lookups.go), with index methods the column types' operator classes
 //     allow (opclass.go);
 //   - kept rows (kept.go): a table's full rows when its replica identity
-//     says only the key of an UPDATE's or DELETE's old row;
+//     says only the key of an UPDATE's or DELETE's old row; the table's
+//     copy, when it has one keyed by the same key, holds the kept
+//     columns and rows and serves as them (Kept.InCopy): a chunk reads
+//     old versions from it, changed by what earlier chunks of the batch
+//     staged, and the copy's plan writes it;
 //   - the tables of internal views (decompose.go).
 //
 // Names of internal tables carry a hash of the stream and the source

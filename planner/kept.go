@@ -29,6 +29,12 @@ type Kept struct {
 	// the views of the table can read (see filters.go and KeptFilter).
 	// The others are not kept: their changes concern no view.
 	Filter string
+	// InCopy is set when the table's copy (CopyPlan, keyed by the same
+	// key, holding Cols and meeting Filter) serves as its kept rows: the
+	// table is kept once. The chunk statements then only read the copy,
+	// which the copy's own plan brings up to date after the chunks of a
+	// batch are staged (see Shared).
+	InCopy bool
 	// next is set for a successor: kept rows built with other columns
 	// beside the current ones, which it replaces once built (Promote).
 	next bool
@@ -124,11 +130,25 @@ func NewKept(stream string, src Source, want []Column) (*Kept, error) {
 func (k *Kept) Name() string { return k.relation().Quoted() }
 
 func (k *Kept) relation() Table {
+	if k.InCopy {
+		return CopyTable(k.Stream, k.Table)
+	}
 	if k.next {
 		return internalTable(k.Stream, "newrows", k.Table)
 	}
 	return internalTable(k.Stream, "rows", k.Table)
 }
+
+// Shared returns the kept rows k served by the table's copy.
+func (k *Kept) Shared() *Kept {
+	s := *k
+	s.InCopy, s.next = true, false
+	return &s
+}
+
+// Own is the quoted name of the kept rows' own table, which kept rows
+// served by the copy do without.
+func (k *Kept) Own() string { return internalTable(k.Stream, "rows", k.Table).Quoted() }
 
 // Successor returns the kept rows with k's columns, built under another
 // name beside the current kept rows of the table, which running views go
@@ -235,10 +255,17 @@ func (k *Kept) CopyRaw(raw string) string {
 // values the copy lacked (the copy is out of step with the table), and
 // Rest adds the chunk's signed rows to the stage and updates the copy.
 // The raw table keeps its rows: the writer empties it.
+//
+// For kept rows the copy serves, FillStaged and RestStaged replace Fill
+// and Rest when earlier chunks since the stage was last applied staged
+// rows of the table: the copy is then behind them.
 type KeptApply struct {
 	Fill    []string
 	Missing string
 	Rest    []string
+
+	FillStaged []string
+	RestStaged []string
 }
 
 // Apply returns the statements that, after the raw table is filled, add
@@ -260,6 +287,9 @@ func (k *Kept) Apply(raw, stage string, stageCols []Column) KeptApply {
 			parts[i] = "w." + QuoteIdent(c.Name) + " = " + col(i)
 		}
 		return fmt.Sprintf("CROSS JOIN LATERAL (SELECT %s FROM %s AS w WHERE %s LIMIT 1) AS o", what, k.Name(), strings.Join(parts, " AND "))
+	}
+	if k.InCopy {
+		return k.sharedApply(raw, stage, stageCols, lookup)
 	}
 	var fill []string
 	for i, c := range k.Cols {
@@ -305,5 +335,121 @@ func (k *Kept) change(raw, stage string, stageCols []Column, lookup func(what st
 		stage, stageList, columnList(stageCols, ""))
 }
 
-// Truncate empties the copy.
-func (k *Kept) Truncate() string { return "TRUNCATE " + k.Name() }
+// Truncate empties the copy; "" for kept rows the copy serves, which
+// its plan empties.
+func (k *Kept) Truncate() string {
+	if k.InCopy {
+		return ""
+	}
+	return "TRUNCATE " + k.Name()
+}
+
+// Kept rows the copy serves.
+//
+// The copy is as of the last time the stage was applied (the batch's
+// start, or a flush inside it, after which the stage is emptied): the
+// views' statements and the copy's plan read the stage, and the copy
+// takes it last. A chunk's old versions are the rows as of the chunk: the
+// copy's, changed by the rows earlier chunks of the same period staged.
+// Of the rows under a key in the copy (counted +1) and in the stage
+// (counted by their signs), the current version is the one whose count
+// adds up to more than zero. When no earlier chunk staged rows (a batch of
+// one chunk, the common case), the copy alone answers, by key lookups.
+
+// sharedApply is Apply for kept rows the copy serves.
+func (k *Kept) sharedApply(raw, stage string, stageCols []Column, lookup func(what string, col func(int) string) string) KeptApply {
+	origin := func(alias string) func(i int) string {
+		return func(i int) string { return alias + "." + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) }
+	}
+	var set []string
+	for i, c := range k.Cols {
+		q := QuoteIdent(c.Name)
+		set = append(set, fmt.Sprintf("%s = CASE WHEN r.%s[%d] THEN o.%s ELSE r.%s END", q, QuoteIdent(rawMask), i+1, q, q))
+	}
+	set = append(set, QuoteIdent(rawMask)+" = NULL")
+	rawRow := QuoteIdent(rawOrigin + "row")
+	fill := func(from string) string {
+		return fmt.Sprintf("UPDATE %s AS r SET %s FROM (SELECT x.ctid AS %s, o.* FROM %s AS x %s WHERE x.%s IS NOT NULL) AS o WHERE r.ctid = o.%s",
+			raw, strings.Join(set, ", "), rawRow, raw, from, QuoteIdent(rawMask), rawRow)
+	}
+	// Keys named __dv_origin_1, ... in the key queries the current
+	// versions are found for.
+	keyMatch := func(a, b func(i int) string) string {
+		parts := make([]string, len(k.Key))
+		for i := range k.Key {
+			parts[i] = a(i) + " = " + b(i)
+		}
+		return strings.Join(parts, " AND ")
+	}
+	col := func(alias string) func(i int) string {
+		return func(i int) string { return alias + "." + QuoteIdent(k.Key[i].Name) }
+	}
+	originKeys := "SELECT " + list(len(k.Key), func(i int) string { return origin("x")(i) }) + " FROM " + raw + " AS x WHERE x." + QuoteIdent(rawMask) + " IS NOT NULL"
+	rawKeys := "SELECT " + list(len(k.Key), func(i int) string {
+		return "x." + QuoteIdent(k.Key[i].Name) + " AS " + QuoteIdent(rawOrigin+strconv.Itoa(i+1))
+	}) + " FROM " + raw + " AS x"
+	return KeptApply{
+		Fill:    []string{fill(lookup(columnList(k.Cols, "w."), origin("x")))},
+		Missing: fmt.Sprintf("SELECT pg_catalog.count(*) FROM %s WHERE %s IS NOT NULL", raw, QuoteIdent(rawMask)),
+		Rest: []string{k.sharedChange(raw, stage, stageCols, "",
+			strings.Replace(lookup(columnList(k.Cols, "w."), col("r")), "CROSS JOIN LATERAL", "LEFT JOIN LATERAL", 1)+" ON true")},
+		FillStaged: []string{fill("JOIN (" + k.current(stage, originKeys) + ") AS o ON " + keyMatch(col("o"), origin("x")))},
+		RestStaged: []string{k.sharedChange(raw, stage, stageCols, "WITH o AS MATERIALIZED ("+k.current(stage, rawKeys)+") ",
+			"LEFT JOIN o ON "+keyMatch(col("o"), col("r")))},
+	}
+}
+
+// current is a query of the current versions of the rows under the keys
+// that the query keys returns (as __dv_origin_1, ...): the copy's rows,
+// each found by its key on its own (as Apply's lookups), with the rows
+// the stage holds under those keys, found by a join the server can hash.
+// The count of a version is summed over its text, as the views print
+// rows: a type without equality groups all the same.
+func (k *Kept) current(stage, keys string) string {
+	n := QuoteIdent(rawOrigin + "n")
+	match := make([]string, len(k.Key))
+	for i, c := range k.Key {
+		match[i] = "w." + QuoteIdent(c.Name) + " = q." + QuoteIdent(rawOrigin+strconv.Itoa(i+1))
+	}
+	cols := columnList(k.Cols, "")
+	return fmt.Sprintf("SELECT %[1]s FROM (SELECT %[1]s, pg_catalog.sum(u.%[2]s) OVER (PARTITION BY ROW(%[3]s)::text) AS %[2]s FROM ("+
+		"SELECT %[4]s, 1 AS %[2]s FROM %[5]s AS w WHERE w.ctid = ANY (ARRAY(SELECT v.ctid FROM (%[6]s) AS q CROSS JOIN LATERAL (SELECT w.ctid FROM %[5]s AS w WHERE %[7]s LIMIT 1) AS v)) "+
+		"UNION ALL SELECT %[8]s, s.%[9]s FROM %[10]s AS s WHERE (%[11]s) IN (SELECT %[12]s FROM (%[6]s) AS q)) AS u) AS c WHERE c.%[2]s > 0",
+		cols, n, columnList(k.Cols, "u."), columnList(k.Cols, "w."), k.Name(), keys, strings.Join(match, " AND "),
+		columnList(k.Cols, "s."), QuoteIdent(SignColumn), stage,
+		columnList(k.Key, "s."), list(len(k.Key), func(i int) string { return "q." + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) }))
+}
+
+// sharedChange is change for kept rows the copy serves: it stages the
+// old version (alias o, found by join after the prefix with) of each row
+// the chunk deletes, changes or moves out of the rows' condition (-1),
+// and the new version of each row that changes or arrives (+1), and
+// leaves the copy to its plan. A row the chunk leaves as it was is not
+// staged.
+func (k *Kept) sharedChange(raw, stage string, stageCols []Column, with, join string) string {
+	old := func(i int) string { return QuoteIdent(rawOrigin + "old_" + strconv.Itoa(i+1)) }
+	var olds []string
+	for i, c := range k.Cols {
+		olds = append(olds, "o."+QuoteIdent(c.Name)+" AS "+old(i))
+	}
+	var oldStage []string
+	for _, c := range stageCols {
+		for i, kc := range k.Cols {
+			if kc.Name == c.Name {
+				oldStage = append(oldStage, "m."+old(i))
+			}
+		}
+	}
+	keep, found, same := QuoteIdent(rawOrigin+"keep"), QuoteIdent(rawOrigin+"found"), QuoteIdent(rawOrigin+"same")
+	return fmt.Sprintf("%[1]sINSERT INTO %[2]s (%[3]s, %[4]s) SELECT -1, %[5]s FROM m WHERE m.%[6]s AND NOT (m.%[7]s AND m.%[8]s) UNION ALL SELECT 1, %[9]s FROM m WHERE m.%[7]s AND NOT (m.%[6]s AND m.%[8]s)",
+		strings.TrimSuffix(with, " ")+func() string {
+			sep := "WITH "
+			if with != "" {
+				sep = ", "
+			}
+			return sep + fmt.Sprintf("m AS (SELECT r.*, %s, o.%s IS NOT NULL AS %s, o.%s IS NOT NULL AND ROW(%s)::text = ROW(%s)::text AS %s FROM (SELECT coalesce(x.%s%s, false) AS %s, x.* FROM %s AS x) AS r %s) ",
+				strings.Join(olds, ", "), QuoteIdent(k.Key[0].Name), found, QuoteIdent(k.Key[0].Name), columnList(k.Cols, "o."), columnList(k.Cols, "r."), same,
+				QuoteIdent(rawPresent), k.and(), keep, raw, join)
+		}(),
+		stage, QuoteIdent(SignColumn), columnList(stageCols, ""), strings.Join(oldStage, ", "), found, keep, same, columnList(stageCols, "m."))
+}

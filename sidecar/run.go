@@ -25,6 +25,7 @@ type Config struct {
 	LogLevel              string
 	Heartbeat             time.Duration
 	BatchChanges          int
+	StageRows             int
 	BatchDelay            time.Duration
 	BatchLinger           time.Duration
 	BatchQuiet            time.Duration
@@ -60,6 +61,9 @@ func Run(ctx context.Context, c Config, log *zap.Logger) error {
 	wcfg := writer.DefaultConfig()
 	wcfg.TargetURL, wcfg.SourceURL, wcfg.Slot, wcfg.NotifyChannel = c.Target, c.Source, c.Slot, c.NotifyChannel
 	wcfg.BatchChanges, wcfg.BatchDelay, wcfg.BatchLinger, wcfg.BatchQuiet = c.BatchChanges, c.BatchDelay, c.BatchLinger, c.BatchQuiet
+	if c.StageRows != 0 {
+		wcfg.StageRows = c.StageRows
+	}
 	if err := wcfg.Validate(); err != nil {
 		return err
 	}

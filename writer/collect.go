@@ -50,7 +50,9 @@ func (w *Writer) RebuildSet(views []*View) []*View {
 				continue
 			}
 			for _, v := range st.views {
-				if v.internal || v.Plan.NeedsCopy() {
+				// A copy that serves as the table's kept rows is rebuilt
+				// with every view of the table: none reads it meanwhile.
+				if v.internal || v.Plan.NeedsCopy() || st.kept != nil && st.kept.kept.InCopy {
 					add(v)
 				}
 			}
@@ -294,7 +296,7 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 			continue
 		}
 		if st.truncated {
-			if st.kept != nil && st.kept.collect != "" {
+			if st.kept != nil && st.kept.collect != "" && st.kept.kept.Truncate() != "" {
 				if _, err := w.conn.Exec(ctx, st.kept.kept.Truncate()); err != nil {
 					return w.failStage(ctx, st, fmt.Errorf("truncate: %w", err))
 				}
@@ -358,7 +360,8 @@ func (w *Writer) activate(ctx context.Context, a *activation) error {
 			st.kept.collect, st.kept.chunk = "", 0
 		}
 	}
-	return nil
+	// Tables whose views are all built now keep their rows once.
+	return w.share(ctx)
 }
 
 // replay applies a stage's collected changes to views.
@@ -371,6 +374,7 @@ func (w *Writer) replay(ctx context.Context, st *stage, views []*View) error {
 		}
 		_, err := w.conn.Exec(ctx, "TRUNCATE "+st.name)
 		st.tmp.emptied()
+		st.kept.applied()
 		return err
 	}
 	// Emptied at commit even when a chunk fails the views half way.

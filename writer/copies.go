@@ -23,6 +23,28 @@ func WithCopies(views []*View) []*View {
 		filters []string
 	}
 	needs := map[planner.Table]*need{}
+	// A table whose replica identity is not FULL has kept rows too
+	// (planner.Kept): its copy holds them, so that the table is kept once.
+	// It then holds the columns and rows of every view that reads the
+	// table (planner.KeptFilter), and serves as its kept rows (see
+	// Writer.share).
+	kept := map[planner.Table]*need{}
+	for _, v := range views {
+		for _, src := range v.Plan.Sources {
+			if src.View != "" || src.Key == nil {
+				continue
+			}
+			n := kept[src.Table]
+			if n == nil {
+				n = &need{all: src.All, want: map[string]bool{}}
+				kept[src.Table] = n
+			}
+			for _, c := range src.Columns {
+				n.want[c.Name] = true
+			}
+			n.filters = append(n.filters, src.Filter)
+		}
+	}
 	for _, v := range views {
 		if !v.Plan.NeedsCopy() {
 			continue
@@ -65,6 +87,13 @@ func WithCopies(views []*View) []*View {
 				added[src.Table] = true
 				// The copy's columns keep the table's order.
 				n := needs[src.Table]
+				filter := planner.AnyFilter(n.filters)
+				if k := kept[src.Table]; k != nil {
+					for name := range k.want {
+						n.want[name] = true
+					}
+					filter = planner.KeptFilter(k.filters, n.all)
+				}
 				var cols []planner.Column
 				for _, c := range n.all {
 					if n.want[c.Name] {
@@ -72,7 +101,7 @@ func WithCopies(views []*View) []*View {
 					}
 				}
 				out = append(out, &View{
-					Plan:     planner.CopyPlan(v.Plan.View.Stream, src.Table, cols, n.key, n.lookups).Filtered(planner.AnyFilter(n.filters)),
+					Plan:     planner.CopyPlan(v.Plan.View.Stream, src.Table, cols, n.key, n.lookups).Filtered(filter),
 					Names:    planner.Names{Target: CopyTable(v.Plan.View.Stream, src.Table)},
 					internal: true,
 				})

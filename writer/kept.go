@@ -40,6 +40,10 @@ type keptBuf struct {
 	// byNum is the stage's (see stage.byNum).
 	byNum  map[string]int
 	keyIdx []int // per key column, its position among the kept columns
+	// staged, for kept rows the copy serves, tells that a chunk was
+	// staged since the stage was last applied (and the copy caught up):
+	// a chunk's old versions are then the copy's changed by the stage.
+	staged bool
 }
 
 type keptEntry struct {
@@ -307,13 +311,17 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn, sp *stageSavepoint,
 func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn, marked bool, sp *stageSavepoint, n int64) error {
 	batch := &pgx.Batch{}
 	var missing int64
+	fill, rest := b.sql.Fill, b.sql.Rest
+	if b.staged && b.kept.InCopy {
+		fill, rest = b.sql.FillStaged, b.sql.RestStaged
+	}
 	if marked {
-		for _, s := range b.sql.Fill {
+		for _, s := range fill {
 			batch.Queue(s)
 		}
 		batch.Queue(b.sql.Missing).QueryRow(func(row pgx.Row) error { return row.Scan(&missing) })
 	}
-	for _, s := range b.sql.Rest {
+	for _, s := range rest {
 		batch.Queue(s)
 	}
 	b.rawTmp.mark(n)
@@ -322,6 +330,7 @@ func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn, marked bool, sp *st
 	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("stage %s: %w", b.kept.Table, err)
 	}
+	b.staged = true
 	if missing > 0 {
 		return fmt.Errorf("stage %s: deltaview's copy of the table has no row for %d changed row(s): the copy is out of step with the table", b.kept.Table, missing)
 	}
@@ -330,3 +339,11 @@ func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn, marked bool, sp *st
 
 // discard forgets the chunk (the target transaction was rolled back).
 func (b *keptBuf) discard() { clear(b.entries) }
+
+// applied notes that the stage was applied and emptied: the copy is as
+// of the chunks staged so far.
+func (b *keptBuf) applied() {
+	if b != nil {
+		b.staged = false
+	}
+}

@@ -81,6 +81,9 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stage
 	copyFailed := map[planner.Table]error{}
 	// A view fails with the rows kept of a table it reads.
 	keptFailed := map[*View]error{}
+	// Tables whose copy serves as their kept rows: a view reading one
+	// fails with its copy.
+	inCopy := map[planner.Table]bool{}
 	for _, st := range stages {
 		mine := true
 		for _, v := range st.views {
@@ -97,6 +100,11 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stage
 			err = st.keptErr
 		case st.kept != nil:
 			k = st.kept.kept
+		}
+		if k != nil && (k.InCopy || mark && st.shareable() != nil) {
+			// The copy, loaded as a view, serves as the kept rows.
+			k = nil
+			inCopy[st.table] = true
 		}
 		if k != nil {
 			err = loadKept(ctx, src, tx, k, log)
@@ -135,6 +143,11 @@ func loadViews(ctx context.Context, src *pgx.Conn, tx pgx.Tx, slot string, stage
 		cerr := keptFailed[v]
 		if cerr == nil {
 			cerr = copyFailure(copyFailed, v)
+		}
+		for _, src := range v.Plan.Sources {
+			if cerr == nil && inCopy[src.Table] && !v.internal {
+				cerr = copyFailed[src.Table]
+			}
 		}
 		if cerr != nil {
 			if err := fail(v, cerr); err != nil {

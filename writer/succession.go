@@ -205,6 +205,13 @@ func PlanBackfill(ctx context.Context, conn *pgx.Conn, views []*View, stale map[
 				continue
 			}
 			k := st.kept.kept
+			if st.shareable() != nil && !slices.ContainsFunc(st.views, func(v *View) bool { return stale[v] || v.pending }) {
+				// The copy serves as the kept rows (Writer.share).
+				continue
+			}
+			if err := ownKept(ctx, conn, k); err != nil {
+				return nil, nil, err
+			}
 			_, same, ok, recorded, err := keptSuccession(ctx, conn, k, st.tableColumns(), append(need, k.Key...))
 			if err != nil {
 				return nil, nil, err

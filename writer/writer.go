@@ -304,7 +304,10 @@ func buildStages(views []*View, assign bool) (map[planner.Table]*stage, []*stage
 			}
 			st.addColumns(src.Columns)
 			st.views = append(st.views, v)
-			filters[src.Table] = append(filters[src.Table], src.Filter)
+			if !v.internal {
+				// A copy holds the rows of the views that read it.
+				filters[src.Table] = append(filters[src.Table], src.Filter)
+			}
 			if src.OID != 0 {
 				st.oid = src.OID
 			}
@@ -365,6 +368,9 @@ func (w *Writer) Open(ctx context.Context) error {
 		return err
 	}
 	if err := w.succeed(ctx); err != nil {
+		return err
+	}
+	if err := w.share(ctx); err != nil {
 		return err
 	}
 	for _, st := range w.order {
@@ -890,7 +896,7 @@ func (w *Writer) truncate(ctx context.Context, t *change.Truncate) error {
 			return err
 		}
 		// Kept rows being built beside the writer are emptied once built.
-		if st.kept != nil && st.kept.collect == "" && !st.inactive() {
+		if st.kept != nil && st.kept.collect == "" && !st.inactive() && st.kept.kept.Truncate() != "" {
 			if _, err := w.conn.Exec(ctx, st.kept.kept.Truncate()); err != nil {
 				return w.failStage(ctx, st, fmt.Errorf("truncate: %w", err))
 			}
@@ -1059,6 +1065,7 @@ func (w *Writer) applyStaged(ctx context.Context, mid bool) error {
 	// the rest of this one's after the stages were emptied.
 	for _, st := range w.order {
 		st.forget()
+		st.kept.applied()
 	}
 	return w.run(ctx, p)
 }

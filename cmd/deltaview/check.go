@@ -225,6 +225,11 @@ func copyIndexes(src planner.Source) string {
 	} else {
 		parts = append(parts, "every row")
 	}
+	if src.Key != nil {
+		// writer.WithCopies: the copy holds what every view of the
+		// table reads, and the old versions of changed rows come from it.
+		parts = append(parts, "also the table's kept rows (its replica identity is not FULL): it holds the columns and rows of every view reading the table")
+	}
 	return strings.Join(parts, "; ")
 }
 

@@ -20,6 +20,7 @@ func runFlags(fs *flag.FlagSet, c *sidecar.Config) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.Heartbeat, "heartbeat-interval", time.Second, "how often to write a heartbeat on the source so progress advances while it is idle (0: never)")
 	fs.IntVar(&c.BatchChanges, "batch-changes", writer.DefaultConfig().BatchChanges, "most source row changes per target transaction while catching up")
+	fs.IntVar(&c.StageRows, "stage-rows", writer.DefaultConfig().StageRows, "rows per source table a target transaction buffers in memory before it copies them into the target, as one chunk")
 	fs.DurationVar(&c.BatchDelay, "batch-delay", writer.DefaultConfig().BatchDelay, "longest a target transaction stays open while catching up")
 	fs.DurationVar(&c.SchemaCheck, "schema-check-interval", 10*time.Second, "how often to look for source tables dropped, renamed or with changed columns, which no change announces (0: never)")
 	fs.DurationVar(&c.ProgressEvery, "progress-interval", 5*time.Second, "how often a long snapshot copy logs how many rows it loaded")
