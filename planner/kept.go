@@ -291,23 +291,26 @@ func (k *Kept) Apply(raw, stage string, stageCols []Column) KeptApply {
 	if k.InCopy {
 		return k.sharedApply(raw, stage, stageCols, lookup)
 	}
-	var fill []string
-	for i, c := range k.Cols {
-		q := QuoteIdent(c.Name)
-		fill = append(fill, fmt.Sprintf("%s = CASE WHEN r.%s[%d] THEN o.%s ELSE r.%s END", q, QuoteIdent(rawMask), i+1, q, q))
-	}
-	fill = append(fill, QuoteIdent(rawMask)+" = NULL")
-	rawRow := QuoteIdent(rawOrigin + "row")
 	return KeptApply{
-		Fill: []string{
-			fmt.Sprintf("UPDATE %s AS r SET %s FROM (SELECT x.ctid AS %s, o.* FROM %s AS x %s WHERE x.%s IS NOT NULL) AS o WHERE r.ctid = o.%s",
-				raw, strings.Join(fill, ", "), rawRow, raw,
-				lookup(columnList(k.Cols, "w."), func(i int) string { return "x." + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) }),
-				QuoteIdent(rawMask), rawRow),
-		},
+		Fill: []string{k.fill(raw, lookup(columnList(k.Cols, "w."), func(i int) string { return "x." + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) }))},
 		Missing: fmt.Sprintf("SELECT pg_catalog.count(*) FROM %s WHERE %s IS NOT NULL", raw, QuoteIdent(rawMask)),
 		Rest:    []string{k.change(raw, stage, stageCols, lookup)},
 	}
+}
+
+// fill is the statement that gives the raw table's rows the values their
+// UPDATE left out (unchanged, TOASTed), from the kept rows' versions that
+// from joins in under the alias o (x being the raw row).
+func (k *Kept) fill(raw, from string) string {
+	set := make([]string, 0, len(k.Cols)+1)
+	for i, c := range k.Cols {
+		q := QuoteIdent(c.Name)
+		set = append(set, fmt.Sprintf("%s = CASE WHEN r.%s[%d] THEN o.%s ELSE r.%s END", q, QuoteIdent(rawMask), i+1, q, q))
+	}
+	set = append(set, QuoteIdent(rawMask)+" = NULL")
+	rawRow := QuoteIdent(rawOrigin + "row")
+	return fmt.Sprintf("UPDATE %s AS r SET %s FROM (SELECT x.ctid AS %s, o.* FROM %s AS x %s WHERE x.%s IS NOT NULL) AS o WHERE r.ctid = o.%s",
+		raw, strings.Join(set, ", "), rawRow, raw, from, QuoteIdent(rawMask), rawRow)
 }
 
 // change is the statement that brings the kept rows a chunk touched up to
@@ -361,17 +364,7 @@ func (k *Kept) sharedApply(raw, stage string, stageCols []Column, lookup func(wh
 	origin := func(alias string) func(i int) string {
 		return func(i int) string { return alias + "." + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) }
 	}
-	var set []string
-	for i, c := range k.Cols {
-		q := QuoteIdent(c.Name)
-		set = append(set, fmt.Sprintf("%s = CASE WHEN r.%s[%d] THEN o.%s ELSE r.%s END", q, QuoteIdent(rawMask), i+1, q, q))
-	}
-	set = append(set, QuoteIdent(rawMask)+" = NULL")
-	rawRow := QuoteIdent(rawOrigin + "row")
-	fill := func(from string) string {
-		return fmt.Sprintf("UPDATE %s AS r SET %s FROM (SELECT x.ctid AS %s, o.* FROM %s AS x %s WHERE x.%s IS NOT NULL) AS o WHERE r.ctid = o.%s",
-			raw, strings.Join(set, ", "), rawRow, raw, from, QuoteIdent(rawMask), rawRow)
-	}
+	fill := func(from string) string { return k.fill(raw, from) }
 	// Keys named __dv_origin_1, ... in the key queries the current
 	// versions are found for.
 	keyMatch := func(a, b func(i int) string) string {

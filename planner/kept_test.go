@@ -4,7 +4,24 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
+
+// keptItems is a database with a table items of 100,000 rows keyed by two
+// columns (as lineitem is), its catalog entry and its source.
+func keptItems(t *testing.T) (*pgx.Conn, *TableInfo, Source) {
+	t.Helper()
+	conn := testConn(t)
+	mustExec(t, conn, `CREATE SCHEMA deltaview;
+		CREATE TABLE items (ord int, line int, qty int, note text, PRIMARY KEY (ord, line));
+		INSERT INTO items SELECT i / 4, i % 4, i % 50, 'n' || i FROM generate_series(0, 99999) AS i;`)
+	ti, err := (&SourceCatalog{Conn: conn}).Table(context.Background(), "", "items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, ti, Source{Table: Table{ti.Schema, ti.Name}, Columns: ti.Columns, All: ti.Columns, Key: ti.RowKey}
+}
 
 // A chunk of changes reaches the kept rows through their key, on kept rows
 // of a realistic size: 100,000 rows keyed by two columns (as lineitem is),
@@ -15,15 +32,7 @@ import (
 // version, once, and each remaining row's new one.
 func TestKeptChunkUsesKey(t *testing.T) {
 	ctx := context.Background()
-	conn := testConn(t)
-	mustExec(t, conn, `CREATE SCHEMA deltaview;
-		CREATE TABLE items (ord int, line int, qty int, note text, PRIMARY KEY (ord, line));
-		INSERT INTO items SELECT i / 4, i % 4, i % 50, 'n' || i FROM generate_series(0, 99999) AS i;`)
-	ti, err := (&SourceCatalog{Conn: conn}).Table(ctx, "", "items")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := Source{Table: Table{ti.Schema, ti.Name}, Columns: ti.Columns, All: ti.Columns, Key: ti.RowKey}
+	conn, ti, src := keptItems(t)
 	k, err := NewKept("", src, ti.Columns)
 	if err != nil {
 		t.Fatal(err)
@@ -113,15 +122,7 @@ func TestKeptChunkUsesKey(t *testing.T) {
 // second, which must also read the stage, never scans the copy either.
 func TestKeptInCopyChunks(t *testing.T) {
 	ctx := context.Background()
-	conn := testConn(t)
-	mustExec(t, conn, `CREATE SCHEMA deltaview;
-		CREATE TABLE items (ord int, line int, qty int, note text, PRIMARY KEY (ord, line));
-		INSERT INTO items SELECT i / 4, i % 4, i % 50, 'n' || i FROM generate_series(0, 99999) AS i;`)
-	ti, err := (&SourceCatalog{Conn: conn}).Table(ctx, "", "items")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := Source{Table: Table{ti.Schema, ti.Name}, Columns: ti.Columns, All: ti.Columns, Key: ti.RowKey}
+	conn, ti, src := keptItems(t)
 	own, err := NewKept("", src, ti.Columns)
 	if err != nil {
 		t.Fatal(err)
