@@ -292,7 +292,7 @@ func (k *Kept) Apply(raw, stage string, stageCols []Column) KeptApply {
 		return k.sharedApply(raw, stage, stageCols, lookup)
 	}
 	return KeptApply{
-		Fill: []string{k.fill(raw, lookup(columnList(k.Cols, "w."), func(i int) string { return "x." + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) }))},
+		Fill:    []string{k.fill(raw, lookup(columnList(k.Cols, "w."), func(i int) string { return "x." + QuoteIdent(rawOrigin+strconv.Itoa(i+1)) }))},
 		Missing: fmt.Sprintf("SELECT pg_catalog.count(*) FROM %s WHERE %s IS NOT NULL", raw, QuoteIdent(rawMask)),
 		Rest:    []string{k.change(raw, stage, stageCols, lookup)},
 	}
