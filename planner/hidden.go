@@ -96,9 +96,9 @@ func (p *Plan) summedSigned() string {
 func (p *Plan) keptRows() bool { return p.hiddenKeys && p.Recompute != "" }
 
 // recomputeKeyed is recomputeQuery with the group keys first (k1, k2,
-// ...): the rows of the state table of a view that keeps them; cond, when
-// set, is ANDed to the query's WHERE.
-func (p *Plan) recomputeKeyed(rel, cond string) string {
+// ...): the rows of the state table of a view that keeps them; join, when
+// set, follows its FROM, and cond, when set, is ANDed to its WHERE.
+func (p *Plan) recomputeKeyed(rel, join, cond string) string {
 	where := p.whereSQL()
 	switch {
 	case cond != "" && where != "":
@@ -108,7 +108,7 @@ func (p *Plan) recomputeKeyed(rel, cond string) string {
 	}
 	s := "SELECT " + list(len(p.groups), func(i int) string { return p.groups[i] + " AS k" + strconv.Itoa(i+1) }) + ", " +
 		list(len(p.outputs), func(i int) string { return p.outputs[i] + " AS c" + strconv.Itoa(i+1) }) +
-		p.from(rel) + where + " GROUP BY " + strings.Join(p.groups, ", ")
+		p.from(rel) + join + where + " GROUP BY " + strings.Join(p.groups, ", ")
 	if p.having != "" {
 		s += " HAVING " + p.having
 	}
@@ -129,8 +129,14 @@ func (p *Plan) applyKept(n Names) string {
 		inS[i] = nullSafeEqual("s.k"+strconv.Itoa(i+1), keyRef(i), true)
 	}
 	cs := list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) })
+	// Group by group when a group key is a column the copy is indexed by
+	// (perKey), in one pass over the copy otherwise.
+	r := p.recomputeKeyed(p.copyRel(n), " JOIN __dv_k ON "+strings.Join(join, " AND "), "")
+	if len(p.groupColumns()) > 0 {
+		r = perKey(p.recomputeKeyed(p.copyRel(n), "", strings.Join(join, " AND ")))
+	}
 	ctes := "__dv_k AS (" + touched + "), " +
-		"r AS (" + perKey(p.recomputeKeyed(p.copyRel(n), strings.Join(join, " AND "))) + "), " +
+		"r AS (" + r + "), " +
 		"old AS (SELECT x.* FROM __dv_k CROSS JOIN LATERAL (SELECT s.ctid AS __dv_ctid, s.* FROM " + n.State + " AS s WHERE " + strings.Join(inS, " AND ") + " OFFSET 0) AS x), " +
 		"sdel AS (DELETE FROM " + n.State + " AS s USING old WHERE s.ctid = old.__dv_ctid), " +
 		"sins AS (INSERT INTO " + n.State + " SELECT * FROM r), " +

@@ -258,12 +258,19 @@ func (p *Plan) planJoinGroups(sel *pg_query.SelectStmt, vars []*pg_query.RangeVa
 			}
 		}
 	}
+	if len(groupCols) == 0 {
+		// No group key is a column a copy is indexed by: one pass over
+		// the copies for all the touched groups.
+		perGroup = recompute
+	} else {
+		perGroup = perKey(perGroup)
+	}
 	for j := range p.Sources {
 		p.addLookup(j, tableOrder(p.Sources[j].All, groupCols[j]))
 	}
 	p.Kind = Grouped
 	p.Recompute = "joins: the groups a batch touches are recomputed"
-	p.how = joinRecomputeMethod{touched: touched, all: allKeys, recompute: recompute, perGroup: perKey(perGroup)}
+	p.how = joinRecomputeMethod{touched: touched, all: allKeys, recompute: recompute, perGroup: perGroup}
 	return true, nil
 }
 

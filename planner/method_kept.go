@@ -15,7 +15,7 @@ func (keptMethod) statements(p *Plan, n Names) Statements {
 		CreateState: []string{"CREATE TABLE " + n.State + " (" + list(len(p.State), func(i int) string {
 			return QuoteIdent(p.State[i].Name) + " " + p.State[i].Decl()
 		}) + ")", "CREATE INDEX ON " + n.State + " (" + p.stateKeys("") + ")"},
-		Snapshot:     p.recomputeKeyed(p.Source.Quoted(), ""),
+		Snapshot:     p.recomputeKeyed(p.Source.Quoted(), "", ""),
 		SnapshotInto: p.intoState(n),
 		Finalize: "INSERT INTO " + n.Target + " (" + p.colList("") + ") SELECT " +
 			list(len(p.Columns), func(i int) string { return "c" + strconv.Itoa(i+1) }) + " FROM " + n.State,
@@ -24,7 +24,7 @@ func (keptMethod) statements(p *Plan, n Names) Statements {
 	}
 }
 
-func (keptMethod) snapshot(p *Plan) string { return p.recomputeKeyed(p.Source.Quoted(), "") }
+func (keptMethod) snapshot(p *Plan) string { return p.recomputeKeyed(p.Source.Quoted(), "", "") }
 
 func (keptMethod) strategy(p *Plan) string { return p.scopedStrategy() }
 

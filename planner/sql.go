@@ -598,6 +598,11 @@ func (p *Plan) applyRecompute(n Names) string {
 	for i, g := range p.groups {
 		conds[i] = nullSafeEqual("("+g+")", keyRef(i), p.KeyNullable[i])
 	}
+	if len(p.groupColumns()) == 0 {
+		// No group key is a column the copy is indexed by: one pass over
+		// the copy for all the touched groups, rather than one a group.
+		return p.writeGroups(n, touched, p.recomputeQuery(p.copyRel(n), " JOIN __dv_k ON "+strings.Join(conds, " AND ")))
+	}
 	where := strings.Join(conds, " AND ")
 	if p.where != "" {
 		where = "(" + p.where + ") AND " + where
@@ -612,7 +617,8 @@ func (p *Plan) applyRecompute(n Names) string {
 
 // perKey is the recomputation of each touched group on its own: query,
 // which reads the touched key i as __dv_k.__dv_k<i+1>, evaluated for each
-// row of __dv_k. A join of the keys with the query would leave the server
+// row of __dv_k, for views with a group key the copies are indexed by
+// (groupColumns; otherwise each group would read the whole copy). A join of the keys with the query would leave the server
 // to choose, from estimates, between looking each group up and computing
 // every group to keep the touched ones; the keys of a batch are known only
 // when it runs (a temporary table, a union of joins), and an estimate of
