@@ -129,7 +129,8 @@
 //     keys of the groups each table's changed rows join into, while the
 //     copies still hold the old rows; Apply adds those of the new rows and
 //     recomputes only those groups over the copies, each on its own
-//     whatever the server estimates of the keys (perKey): `WITH __dv_k AS
+//     whatever the server estimates of the keys (perKey; in one pass when
+//     no group key is a column the copies are indexed by): `WITH __dv_k AS
 //     (keys), r AS (SELECT x.* FROM __dv_k CROSS JOIN LATERAL (<query over
 //     the copies WHERE <group key> = __dv_k.__dv_k1>) AS x), ins AS
 //     (INSERT <the rows of r the table does not hold as they print> ... ON
