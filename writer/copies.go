@@ -6,6 +6,26 @@ import (
 	"github.com/deltaview/deltaview/planner"
 )
 
+// copyNeed is what the views read of a source table (WithCopies).
+type copyNeed struct {
+	all     []planner.Column
+	want    map[string]bool
+	key     []string
+	lookups [][]string
+	// filters are the views' conditions on the rows they read, ""
+	// for a view that reads any row.
+	filters []string
+}
+
+// read notes what a view reads of the table: its columns and the rows
+// of its condition.
+func (n *copyNeed) read(src planner.Source) {
+	for _, c := range src.Columns {
+		n.want[c.Name] = true
+	}
+	n.filters = append(n.filters, src.Filter)
+}
+
 // WithCopies returns views with, before the first view of each source
 // table that recomputed views read, the copy of that table's columns they
 // recompute from. The copy is loaded with the views' snapshot and, in each
@@ -13,22 +33,13 @@ import (
 // views read and the table's row key (planner.CopyPlan), and is indexed
 // for the lookups of all of them.
 func WithCopies(views []*View) []*View {
-	type need struct {
-		all     []planner.Column
-		want    map[string]bool
-		key     []string
-		lookups [][]string
-		// filters are the views' conditions on the rows they read, ""
-		// for a view that reads any row.
-		filters []string
-	}
-	needs := map[planner.Table]*need{}
+	needs := map[planner.Table]*copyNeed{}
 	// A table whose replica identity is not FULL has kept rows too
 	// (planner.Kept): its copy holds them, so that the table is kept once.
 	// It then holds the columns and rows of every view that reads the
 	// table (planner.KeptFilter), and serves as its kept rows (see
 	// Writer.share).
-	kept := map[planner.Table]*need{}
+	kept := map[planner.Table]*copyNeed{}
 	for _, v := range views {
 		for _, src := range v.Plan.Sources {
 			if src.View != "" || src.Key == nil {
@@ -36,13 +47,10 @@ func WithCopies(views []*View) []*View {
 			}
 			n := kept[src.Table]
 			if n == nil {
-				n = &need{all: src.All, want: map[string]bool{}}
+				n = &copyNeed{all: src.All, want: map[string]bool{}}
 				kept[src.Table] = n
 			}
-			for _, c := range src.Columns {
-				n.want[c.Name] = true
-			}
-			n.filters = append(n.filters, src.Filter)
+			n.read(src)
 		}
 	}
 	for _, v := range views {
@@ -56,16 +64,13 @@ func WithCopies(views []*View) []*View {
 			}
 			n := needs[src.Table]
 			if n == nil {
-				n = &need{all: src.All, want: map[string]bool{}, key: src.RowKey}
+				n = &copyNeed{all: src.All, want: map[string]bool{}, key: src.RowKey}
 				for _, k := range src.RowKey {
 					n.want[k] = true
 				}
 				needs[src.Table] = n
 			}
-			for _, c := range src.Columns {
-				n.want[c.Name] = true
-			}
-			n.filters = append(n.filters, src.Filter)
+			n.read(src)
 			for _, l := range src.Lookups {
 				if !slices.ContainsFunc(n.lookups, func(x []string) bool { return slices.Equal(x, l) }) {
 					n.lookups = append(n.lookups, l)

@@ -280,8 +280,7 @@ func (b *keptBuf) flush(ctx context.Context, conn *pgx.Conn, sp *stageSavepoint,
 	if b.collect != "" {
 		batch := &pgx.Batch{}
 		batch.Queue("INSERT INTO "+b.collect+" SELECT *, $1::int8 FROM "+b.raw, b.chunk)
-		b.rawTmp.mark(int64(len(b.entries)))
-		b.rawTmp.emptyCounted(batch)
+		b.rawTmp.emptyCounted(batch, int64(len(b.entries)))
 		sp.queueRelease(batch)
 		if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 			return fmt.Errorf("collect changes of %s: %w", b.kept.Table, err)
@@ -324,8 +323,7 @@ func (b *keptBuf) apply(ctx context.Context, conn *pgx.Conn, marked bool, sp *st
 	for _, s := range rest {
 		batch.Queue(s)
 	}
-	b.rawTmp.mark(n)
-	b.rawTmp.emptyCounted(batch)
+	b.rawTmp.emptyCounted(batch, n)
 	sp.queueRelease(batch)
 	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("stage %s: %w", b.kept.Table, err)

@@ -31,7 +31,9 @@ import (
 //     they are joined and cancel in the delta's sum instead.
 //
 // Stages of maintained views (capture.go) are filled by the server, not
-// here: their terms always read them netted.
+// here: a term reads one netted when it reads some of the view's columns,
+// over which an old and a new version may agree, and as it is when it
+// reads all of them, over which they never do (Writer.prepare).
 
 // maxNoted bounds the rows of one stage noted per batch: past it, rows may
 // cancel for every view (the stage is netted), so that the notes' memory

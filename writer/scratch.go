@@ -67,26 +67,34 @@ func (s *scratch) empty(b *pgx.Batch) func(pgconn.CommandTag) {
 		s.rows = 0
 		return nil
 	}
-	if s.dead+s.rows >= scratchRows {
-		b.Queue("TRUNCATE " + s.name)
-		s.rows = 0
+	truncate := s.queueEmpty(b)
+	s.rows = 0
+	if truncate {
 		return func(pgconn.CommandTag) { s.dead = 0 }
 	}
-	b.Queue("DELETE FROM " + s.name)
-	s.rows = 0
 	return func(ct pgconn.CommandTag) { s.dead += ct.RowsAffected() }
 }
 
-// emptyCounted queues the statement emptying s, whose rows in the open
-// batch the caller counted exactly (mark), so the rows a DELETE removes
-// need not be read back.
-func (s *scratch) emptyCounted(b *pgx.Batch) {
+// queueEmpty queues the statement emptying s by the rule above, and tells
+// whether it is a TRUNCATE.
+func (s *scratch) queueEmpty(b *pgx.Batch) (truncate bool) {
 	if s.dead+s.rows >= scratchRows {
 		b.Queue("TRUNCATE " + s.name)
+		return true
+	}
+	b.Queue("DELETE FROM " + s.name)
+	return false
+}
+
+// emptyCounted queues the statement emptying s, which holds the n rows the
+// caller wrote into it since it was last emptied, so the rows a DELETE
+// removes need not be read back.
+func (s *scratch) emptyCounted(b *pgx.Batch, n int64) {
+	s.rows = n
+	if s.queueEmpty(b) {
 		s.dead = 0
 	} else {
-		b.Queue("DELETE FROM " + s.name)
-		s.dead += s.rows
+		s.dead += n
 	}
 	s.rows, s.used = 0, false
 }

@@ -142,7 +142,8 @@ type View struct {
 	// to the view's delta (views over inner joins without aggregates),
 	// reading its stage as it is; netted are the same reading the stage
 	// netted, for the batches whose rows may cancel (netting.go). A
-	// maintained view's stage is always read netted, under terms.
+	// maintained view's stage has one of the two, under terms: netted
+	// unless the view reads all its columns (prepare).
 	terms, netted map[planner.Table]string
 
 	failed bool
